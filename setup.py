@@ -1,0 +1,147 @@
+"""Build of fastnorm's extension module.
+
+Two things need more than a plain Extension:
+- OpenMP is probed by compiling and linking a small program; without it the
+  package builds single-threaded (and says so in fastnorm.show_config()).
+  FASTNORM_DISABLE_OPENMP=1 skips it on purpose.
+- Only kernels_avx2.c is compiled with AVX2/FMA flags, so the binary still
+  runs on CPUs without them; dispatch.c picks the kernels at import.
+  FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone.
+No flag here ties the binary to the build machine's CPU (no -march=native).
+"""
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNELS = os.path.join("src", "fastnorm", "_kernels")
+AVX2_SOURCE = os.path.join(KERNELS, "kernels_avx2.c")
+HEADERS = [
+    os.path.join(KERNELS, name)
+    for name in sorted(os.listdir(KERNELS))
+    if name.endswith(".h")
+]
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _compiles(compiler, source, compile_args, link_args=(), link=True):
+    """Whether `source` compiles (and links) with the given flags."""
+    tmp = tempfile.mkdtemp(prefix="fastnorm-probe-")
+    try:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        objects = compiler.compile([path], output_dir=tmp, extra_postargs=list(compile_args))
+        if link:
+            compiler.link_executable(
+                objects, "probe", output_dir=tmp, extra_postargs=list(link_args)
+            )
+        return True
+    except Exception:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+AVX2_PROBE = r"""
+#include <immintrin.h>
+int main(void) {
+    __m256 a = _mm256_set1_ps(1.0f);
+    a = _mm256_fmadd_ps(a, a, a);
+    return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1;
+}
+"""
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        if msvc:
+            self._base = ["/O2"]
+            openmp_compile, openmp_link = ["/openmp"], []
+            self._avx2_flags = ["/arch:AVX2"]
+        else:
+            self._base = ["-O3", "-fno-math-errno", "-Wno-unknown-pragmas"]
+            openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
+            self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
+
+        self._openmp = not _env_flag("FASTNORM_DISABLE_OPENMP") and _compiles(
+            self.compiler, OPENMP_PROBE, openmp_compile, openmp_link
+        )
+        machine = platform.machine().lower()
+        x86 = machine in ("x86_64", "amd64", "i386", "i686", "x86")
+        if not x86 or _env_flag("FASTNORM_DISABLE_AVX2") or not _compiles(
+            self.compiler, AVX2_PROBE, self._avx2_flags, link=False
+        ):
+            self._avx2_flags = None
+        print(
+            f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
+            f"avx2 kernels={'on' if self._avx2_flags else 'off'}",
+            file=sys.stderr,
+        )
+        for ext in self.extensions:
+            ext.extra_compile_args = self._base + (openmp_compile if self._openmp else [])
+            ext.extra_link_args = openmp_link if self._openmp else []
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        if self._avx2_flags:
+            # The AVX2 kernels get their own flags: compile them apart and
+            # link the object in.
+            objects = self.compiler.compile(
+                [AVX2_SOURCE],
+                output_dir=self.build_temp,
+                include_dirs=[KERNELS],
+                extra_postargs=self._base + self._avx2_flags,
+                depends=HEADERS,
+            )
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+            ext.define_macros = list(ext.define_macros or []) + [("FASTNORM_HAVE_AVX2", "1")]
+        super().build_extension(ext)
+
+
+extension = Extension(
+    "fastnorm._core",
+    sources=[
+        os.path.join("src", "fastnorm", "_core.pyx"),
+        os.path.join(KERNELS, "dispatch.c"),
+        os.path.join(KERNELS, "driver.c"),
+        os.path.join(KERNELS, "kernels_scalar.c"),
+    ],
+    include_dirs=[KERNELS, numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    depends=HEADERS + [AVX2_SOURCE],
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,33 @@
+"""What this build of fastnorm and this CPU give: ISA, features, OpenMP, threads."""
+import platform
+
+from . import _core
+
+
+def get_config():
+    """The configuration as a dict (what :func:`show_config` prints)."""
+    from . import __version__
+
+    return {
+        "version": __version__,
+        "isa": _core._get_isa(),
+        "isas_available": _core._available_isas(),
+        "cpu_features": _core._cpu_features(),
+        "machine": platform.machine(),
+        "openmp": _core._has_openmp(),
+        "num_threads": _core.get_num_threads(),
+        "num_procs": _core._num_procs(),
+    }
+
+
+def show_config():
+    """Print the version, the kernels in use, the CPU features seen, OpenMP and threads."""
+    cfg = get_config()
+    feats = cfg["cpu_features"]
+    seen = [name for name, on in feats.items() if on]
+    print(f"fastnorm {cfg['version']}")
+    print(f"  kernels in use : {cfg['isa']} (available: {', '.join(cfg['isas_available'])})")
+    print(f"  machine        : {cfg['machine']}")
+    print(f"  cpu features   : {', '.join(seen) if seen else 'none of avx/avx2/fma/f16c'}")
+    print(f"  openmp         : {'on' if cfg['openmp'] else 'off (single-threaded build)'}")
+    print(f"  threads        : {cfg['num_threads']} (of {cfg['num_procs']} processors)")

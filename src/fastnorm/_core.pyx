@@ -1,0 +1,726 @@
+"""fastnorm._core: argument checking, array layout, and the calls into the C kernels.
+
+Every public normalizer is a `def` here so that a call goes from Python to
+the kernel through one compiled function: checks first (nothing is written
+before they pass), then a (rows, n) view of each array with unit element
+stride -- made without a copy whenever the layout allows it -- then one C
+call with the GIL released.
+"""
+import os
+import warnings
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uintptr_t
+
+cnp.import_array()
+
+cdef extern from "fastnorm.h" nogil:
+    int FASTNORM_VERSION_NUMBER
+    int FASTNORM_OK
+    int FASTNORM_ISA_SCALAR
+    int FASTNORM_ISA_AVX2
+    unsigned FASTNORM_CPU_AVX
+    unsigned FASTNORM_CPU_AVX2
+    unsigned FASTNORM_CPU_FMA
+    unsigned FASTNORM_CPU_F16C
+    unsigned FASTNORM_CPU_OS_AVX
+
+    unsigned fastnorm_cpu_features()
+    int fastnorm_isa_available(int isa)
+    int fastnorm_set_isa(int isa)
+    int fastnorm_get_isa()
+    int fastnorm_has_openmp()
+    int fastnorm_max_threads()
+    int fastnorm_num_procs()
+
+    int fastnorm_layer_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
+                                float *y, int64_t ldy, const float *weight, const float *bias,
+                                double eps, float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_f64(int64_t rows, int64_t n, const double *x, int64_t ldx,
+                                double *y, int64_t ldy, const double *weight,
+                                const double *bias, double eps, double *mean, double *rstd,
+                                int num_threads)
+    int fastnorm_layer_norm_backward_f32(int64_t rows, int64_t n, const float *dy,
+                                         int64_t lddy, const float *x, int64_t ldx,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, float *dx, int64_t lddx,
+                                         float *dweight, float *dbias, int num_threads)
+    int fastnorm_layer_norm_backward_f64(int64_t rows, int64_t n, const double *dy,
+                                         int64_t lddy, const double *x, int64_t ldx,
+                                         const double *mean, const double *rstd,
+                                         const double *weight, double *dx, int64_t lddx,
+                                         double *dweight, double *dbias, int num_threads)
+    int fastnorm_rms_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx, float *y,
+                              int64_t ldy, const float *weight, double eps, float *rstd,
+                              int num_threads)
+    int fastnorm_rms_norm_f64(int64_t rows, int64_t n, const double *x, int64_t ldx,
+                              double *y, int64_t ldy, const double *weight, double eps,
+                              double *rstd, int num_threads)
+    int fastnorm_rms_norm_backward_f32(int64_t rows, int64_t n, const float *dy, int64_t lddy,
+                                       const float *x, int64_t ldx, const float *rstd,
+                                       const float *weight, float *dx, int64_t lddx,
+                                       float *dweight, int num_threads)
+    int fastnorm_rms_norm_backward_f64(int64_t rows, int64_t n, const double *dy,
+                                       int64_t lddy, const double *x, int64_t ldx,
+                                       const double *rstd, const double *weight, double *dx,
+                                       int64_t lddx, double *dweight, int num_threads)
+
+
+# --------------------------------------------------------------------------
+# Instruction set and threads
+# --------------------------------------------------------------------------
+
+_ISA_NAMES = {FASTNORM_ISA_SCALAR: "scalar", FASTNORM_ISA_AVX2: "avx2"}
+_ISA_CODES = {name: code for code, name in _ISA_NAMES.items()}
+
+
+def _set_isa(name):
+    """Select the kernels by name ("avx2", "scalar" or "auto"); returns the name in use.
+
+    Meant for tests and benchmarks that compare the two paths in one process;
+    the environment variable FASTNORM_ISA does the same at import.
+    """
+    if name == "auto":
+        code = FASTNORM_ISA_AVX2 if fastnorm_isa_available(FASTNORM_ISA_AVX2) else FASTNORM_ISA_SCALAR
+    elif name in _ISA_CODES:
+        code = _ISA_CODES[name]
+        if not fastnorm_isa_available(code):
+            raise ValueError(f"the {name} kernels are not available on this CPU or build")
+    else:
+        raise ValueError(f"unknown ISA {name!r}; expected 'avx2', 'scalar' or 'auto'")
+    return _ISA_NAMES[fastnorm_set_isa(code)]
+
+
+def _get_isa():
+    """Name of the kernels in use: "avx2" or "scalar"."""
+    return _ISA_NAMES[fastnorm_get_isa()]
+
+
+def _available_isas():
+    return [name for code, name in _ISA_NAMES.items() if fastnorm_isa_available(code)]
+
+
+def _cpu_features():
+    cdef unsigned f = fastnorm_cpu_features()
+    return {
+        "avx": bool(f & FASTNORM_CPU_AVX),
+        "avx2": bool(f & FASTNORM_CPU_AVX2),
+        "fma": bool(f & FASTNORM_CPU_FMA),
+        "f16c": bool(f & FASTNORM_CPU_F16C),
+        "os_avx": bool(f & FASTNORM_CPU_OS_AVX),
+    }
+
+
+def _has_openmp():
+    return bool(fastnorm_has_openmp())
+
+
+def _select_isa_from_environment():
+    requested = os.environ.get("FASTNORM_ISA", "").strip().lower() or "auto"
+    try:
+        return _set_isa(requested)
+    except ValueError as exc:
+        warnings.warn(f"FASTNORM_ISA={requested!r} ignored: {exc}", RuntimeWarning, stacklevel=2)
+        return _set_isa("auto")
+
+
+_select_isa_from_environment()
+
+cdef int _user_threads = 0  # 0: not set, follow OpenMP's default
+
+
+cdef int _check_threads(object n, str name) except -1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, got {type(n).__name__}")
+    cdef long v = int(n)
+    if v == 0:
+        raise ValueError(
+            f"{name} must be positive, or negative to count back from the number of "
+            "usable threads (-1: all of them); got 0"
+        )
+    if not fastnorm_has_openmp():
+        return 1
+    if v < 0:
+        v = fastnorm_max_threads() + 1 + v
+        return v if v > 1 else 1
+    return <int>min(v, 1 << 20)
+
+
+cdef inline int _resolve_threads(object num_threads) except -1:
+    if num_threads is None:
+        return _user_threads if _user_threads > 0 else fastnorm_max_threads()
+    return _check_threads(num_threads, "num_threads")
+
+
+def set_num_threads(n):
+    """Set the default number of threads of fastnorm's kernels.
+
+    ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
+    threads (``-1``: all); ``None`` returns to the default, which follows
+    OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU affinity).
+    A build without OpenMP always uses one thread.
+    """
+    global _user_threads
+    _user_threads = 0 if n is None else _check_threads(n, "n")
+
+
+def get_num_threads():
+    """The number of threads a call with ``num_threads=None`` may use."""
+    return _user_threads if _user_threads > 0 else fastnorm_max_threads()
+
+
+def _num_procs():
+    return fastnorm_num_procs()
+
+
+# --------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------
+
+cdef inline tuple _shape(cnp.ndarray a):
+    return (<object>a).shape
+
+
+cdef str _describe(object obj):
+    return type(obj).__name__
+
+
+cdef cnp.ndarray _as_data(object obj, str name):
+    """obj as a native-byte-order float32/float64 ndarray, or a TypeError naming it."""
+    cdef cnp.ndarray a
+    if type(obj) is np.ndarray:
+        a = <cnp.ndarray>obj
+    elif obj is None:
+        raise TypeError(f"{name} must be an array of float32 or float64, got None")
+    else:
+        try:
+            a = np.asarray(obj)
+        except Exception as exc:
+            raise TypeError(
+                f"{name} must be an array of float32 or float64, got {_describe(obj)}"
+            ) from exc
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        hint = " (16-bit floats are not supported yet)" if a.dtype.kind == "f" else ""
+        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}{hint}")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+cdef tuple _normalize_axes(object axis, int ndim):
+    """Sorted, non-negative, distinct axes of an array of ndim dimensions."""
+    cdef list axes
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        axes = [axis]
+    elif isinstance(axis, (tuple, list)):
+        axes = list(axis)
+        if not axes:
+            raise ValueError("axis must name at least one axis, got an empty tuple")
+    else:
+        raise TypeError(f"axis must be an int or a tuple of ints, got {_describe(axis)}")
+    cdef list out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
+        v = int(a)
+        if v < -ndim or v >= ndim:
+            raise np.exceptions.AxisError(
+                f"axis {v} is out of bounds for x with {ndim} dimension(s)"
+            )
+        out.append(v + ndim if v < 0 else v)
+    out.sort()
+    for i in range(1, len(out)):
+        if out[i] == out[i - 1]:
+            raise ValueError(f"axis contains a repeated axis: {axis!r}")
+    return tuple(out)
+
+
+cdef double _check_eps(object eps) except -1.0:
+    cdef double e
+    if type(eps) is float:
+        e = <double>eps
+    else:
+        if isinstance(eps, (bool, str, bytes)) or eps is None:
+            raise TypeError(f"eps must be a real number, got {_describe(eps)}")
+        try:
+            e = float(eps)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"eps must be a real number, got {_describe(eps)}") from exc
+    if not (e >= 0.0) or e == float("inf"):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return e
+
+
+cdef object _as_param(object p, tuple nshape, cnp.ndarray like, str name):
+    """A parameter as a C-contiguous array of x's dtype with the normalized shape."""
+    cdef cnp.ndarray a
+    if p is None:
+        return None
+    if type(p) is np.ndarray:
+        a = <cnp.ndarray>p
+    else:
+        try:
+            a = np.asarray(p)
+        except Exception as exc:
+            raise TypeError(f"{name} must be a floating-point array, got {_describe(p)}") from exc
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if _shape(a) != nshape:
+        raise ValueError(
+            f"{name} must have shape {nshape} (the normalized axes of x), got {_shape(a)}"
+        )
+    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a)):
+        return a
+    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+
+
+cdef cnp.ndarray _as_stats(object s, tuple shape, cnp.ndarray like, str name):
+    """Per-row statistics (mean, rstd) as a C-contiguous array of x's dtype."""
+    cdef cnp.ndarray a
+    if type(s) is np.ndarray:
+        a = <cnp.ndarray>s
+    elif s is None:
+        raise TypeError(f"{name} must be an array, got None")
+    else:
+        try:
+            a = np.asarray(s)
+        except Exception as exc:
+            raise TypeError(f"{name} must be a floating-point array, got {_describe(s)}") from exc
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if _shape(a) != shape:
+        raise ValueError(
+            f"{name} must have shape {shape} (x without its normalized axes), got {_shape(a)}"
+        )
+    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a)):
+        return a
+    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+
+
+cdef cnp.ndarray _check_out(object out, cnp.ndarray x):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {_describe(out)}")
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if _shape(o) != _shape(x):
+        raise ValueError(f"out must have the shape of x {_shape(x)}, got {_shape(o)}")
+    if cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(x) or not cnp.PyArray_ISNOTSWAPPED(o):
+        raise TypeError(f"out must have dtype {x.dtype} like x, got {o.dtype}")
+    if not cnp.PyArray_ISWRITEABLE(o):
+        raise ValueError("out is read-only")
+    return o
+
+
+cdef cnp.ndarray _check_like(object arr, cnp.ndarray x, str name):
+    """An array that must match x in shape and dtype (dy)."""
+    cdef cnp.ndarray a = _as_data(arr, name)
+    if _shape(a) != _shape(x):
+        raise ValueError(f"{name} must have the shape of x {_shape(x)}, got {_shape(a)}")
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(x):
+        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    return a
+
+
+# --------------------------------------------------------------------------
+# Layout: arrays as (rows, n) with unit element stride
+# --------------------------------------------------------------------------
+
+cdef struct Rows:
+    char *data
+    int64_t rows
+    int64_t n
+    int64_t ld  # elements between the starts of consecutive rows
+
+
+cdef bint _rows_view(cnp.ndarray a, int k, Rows *v):
+    """Whether a's last k axes collapse to n contiguous elements and its other
+    axes to a single row stride; fills v if so (no copy is ever made)."""
+    cdef int nd = cnp.PyArray_NDIM(a), j
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(a)
+    cdef cnp.npy_intp expect = isz, ld = 0
+    cdef int64_t n = 1, rows = 1
+    cdef bint have_ld = False
+    for j in range(nd - 1, nd - k - 1, -1):
+        if shape[j] != 1:
+            if strides[j] != expect:
+                return False
+            expect *= shape[j]
+        n *= shape[j]
+    for j in range(nd - k - 1, -1, -1):
+        if shape[j] == 1:
+            continue
+        if not have_ld:
+            ld = strides[j]
+            have_ld = True
+        elif strides[j] != expect:
+            return False
+        expect = strides[j] * shape[j]
+        rows *= shape[j]
+    if not have_ld:
+        ld = n * isz
+    cdef char *data = <char *>cnp.PyArray_DATA(a)
+    if ld % isz != 0 or (<uintptr_t>data) % isz != 0:
+        return False
+    v.data = data
+    v.rows = rows
+    v.n = n
+    v.ld = ld // isz
+    return True
+
+
+cdef void _extent(Rows *v, cnp.npy_intp isz, uintptr_t *lo, uintptr_t *hi):
+    cdef int64_t span = (v.rows - 1) * v.ld
+    cdef uintptr_t base = <uintptr_t>v.data
+    if span >= 0:
+        lo[0] = base
+        hi[0] = base + <uintptr_t>((span + v.n) * isz)
+    else:
+        lo[0] = base + <uintptr_t>(span * isz)
+        hi[0] = base + <uintptr_t>(v.n * isz)
+
+
+cdef bint _unsafe_overlap(Rows *dst, Rows *src, cnp.npy_intp isz):
+    """Whether writing dst row by row could clobber src rows not yet read.
+    Writing exactly over src (same start, same row stride) is safe."""
+    cdef uintptr_t dlo, dhi, slo, shi
+    if dst.rows == 0 or dst.n == 0:
+        return False
+    if dst.data == src.data and (dst.ld == src.ld or dst.rows == 1):
+        return False
+    _extent(dst, isz, &dlo, &dhi)
+    _extent(src, isz, &slo, &shi)
+    return dlo < shi and slo < dhi
+
+
+cdef class _Layout:
+    """How one call sees x: the normalized axes, and (rows, n) views.
+
+    `moved` is x with the normalized axes moved to the end (x itself when they
+    already are); `work` is moved, copied to C order only when no (rows, n)
+    view of it exists.
+    """
+    cdef cnp.ndarray x, moved, work
+    cdef tuple axes, nshape, stats_shape
+    cdef bint trailing
+    cdef int k
+    cdef Rows xv
+
+    cdef cnp.ndarray to_moved(self, cnp.ndarray a):
+        """Another array of x's shape, seen with the normalized axes last."""
+        if self.trailing:
+            return a
+        cdef int nd = cnp.PyArray_NDIM(self.x)
+        return np.moveaxis(a, self.axes, tuple(range(nd - self.k, nd)))
+
+
+cdef _Layout _layout(cnp.ndarray x, object axis):
+    cdef _Layout L = _Layout.__new__(_Layout)
+    cdef int nd = cnp.PyArray_NDIM(x)
+    if nd == 0:
+        raise ValueError("x must have at least one dimension")
+    if type(axis) is int and axis == -1:
+        L.axes = (nd - 1,)
+    else:
+        L.axes = _normalize_axes(axis, nd)
+    L.k = len(L.axes)
+    L.trailing = L.axes[0] == nd - L.k and L.axes[L.k - 1] == nd - 1
+    L.x = x
+    L.moved = L.to_moved(x)
+    shape = _shape(L.moved)
+    L.nshape = shape[nd - L.k:]
+    L.stats_shape = shape[:nd - L.k]
+    L.work = L.moved
+    if not _rows_view(L.work, L.k, &L.xv):
+        L.work = np.ascontiguousarray(L.moved)
+        _rows_view(L.work, L.k, &L.xv)
+    return L
+
+
+cdef class _Output:
+    """Where a kernel writes an array of x's shape: straight into the
+    destination when it has a (rows, n) view that is safe to write while the
+    inputs are read, else into a scratch array copied over afterwards."""
+    cdef cnp.ndarray dest, dest_moved, scratch
+    cdef Rows v
+
+    cdef void finish(self):
+        if self.scratch is not None:
+            np.copyto(self.dest_moved, self.scratch)
+
+
+cdef _Output _output(_Layout L, object out, Rows *reads, int nreads):
+    cdef _Output o = _Output.__new__(_Output)
+    cdef cnp.ndarray x = L.x
+    cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(x)
+    cdef int i
+    cdef bint direct
+    if out is None:
+        o.dest = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x),
+                                   cnp.PyArray_TYPE(x), 0)
+    else:
+        o.dest = _check_out(out, x)
+    o.dest_moved = L.to_moved(o.dest)
+    direct = _rows_view(o.dest_moved, L.k, &o.v)
+    if direct and out is not None:
+        for i in range(nreads):
+            if _unsafe_overlap(&o.v, &reads[i], isz):
+                direct = False
+                break
+    if not direct:
+        o.scratch = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(L.work), cnp.PyArray_DIMS(L.work),
+                                      cnp.PyArray_TYPE(x), 0)
+        _rows_view(o.scratch, L.k, &o.v)
+    return o
+
+
+cdef inline char *_ptr(object a):
+    return NULL if a is None else <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline cnp.ndarray _empty(tuple shape, cnp.ndarray like):
+    return np.empty(shape, dtype=like.dtype)
+
+
+cdef inline void _raise_kernel_error(int rc) except *:
+    if rc != FASTNORM_OK:
+        raise MemoryError("fastnorm could not allocate scratch memory")
+
+
+# --------------------------------------------------------------------------
+# LayerNorm
+# --------------------------------------------------------------------------
+
+def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
+               bint return_stats=False, num_threads=None):
+    """Layer normalization (Ba et al., 2016) over the given axes.
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias, with the mean and the
+    biased variance taken over ``axis`` (an int, or a tuple of axes; PyTorch's
+    ``normalized_shape`` of length k is ``axis=tuple(range(-k, 0))``).
+
+    Parameters
+    ----------
+    x : array of float32 or float64
+    weight, bias : arrays of shape ``_shape(x)[axis]`` (the normalized axes), optional.
+        Converted to x's dtype.
+    axis : int or tuple of ints, default -1
+    eps : float >= 0, default 1e-5 (inside the square root)
+    out : ndarray of x's shape and dtype, optional. Written in place; may be x.
+    return_stats : bool
+        Also return ``mean`` and ``rstd`` = 1/sqrt(var + eps), with the shape of
+        x without the normalized axes and x's dtype: the inputs of
+        :func:`layer_norm_backward`.
+    num_threads : int, optional
+        Upper bound on threads (default :func:`get_num_threads`; negative counts back).
+
+    Returns
+    -------
+    y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef _Layout L = _layout(xa, axis)
+    cdef double e = _check_eps(eps)
+    cdef int nt = _resolve_threads(num_threads)
+    w = _as_param(weight, L.nshape, xa, "weight")
+    b = _as_param(bias, L.nshape, xa, "bias")
+    cdef _Output o = _output(L, out, &L.xv, 1)
+    mean = rstd = None
+    if return_stats:
+        mean = _empty(L.stats_shape, xa)
+        rstd = _empty(L.stats_shape, xa)
+    cdef char *xp = L.xv.data
+    cdef char *yp = o.v.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(b)
+    cdef char *mp = _ptr(mean)
+    cdef char *rp = _ptr(rstd)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
+    cdef int rc
+    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        with nogil:
+            rc = fastnorm_layer_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                         <float *>wp, <float *>bp, e, <float *>mp,
+                                         <float *>rp, nt)
+    else:
+        with nogil:
+            rc = fastnorm_layer_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                         <double *>wp, <double *>bp, e, <double *>mp,
+                                         <double *>rp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if return_stats:
+        return o.dest, mean, rstd
+    return o.dest
+
+
+def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=None):
+    """Gradients of :func:`layer_norm`.
+
+    Takes the upstream gradient ``dy`` (x's shape and dtype), the forward's
+    input ``x``, the ``mean`` and ``rstd`` it returned with
+    ``return_stats=True``, and the ``weight`` it used (None: no weight).
+
+    Returns ``(dx, dweight, dbias)``: dx has x's shape; dweight = sum of
+    dy * xhat and dbias = sum of dy over every non-normalized axis, with the
+    shape of the normalized axes (in weight's dtype when a weight is given,
+    else in x's dtype). They are computed whether or not the forward had the
+    parameters.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
+    cdef _Layout L = _layout(xa, axis)
+    cdef int nt = _resolve_threads(num_threads)
+    cdef cnp.ndarray m = _as_stats(mean, L.stats_shape, xa, "mean")
+    cdef cnp.ndarray r = _as_stats(rstd, L.stats_shape, xa, "rstd")
+    w = _as_param(weight, L.nshape, xa, "weight")
+    cdef cnp.ndarray dyw = L.to_moved(dya)
+    cdef Rows dyv
+    if not _rows_view(dyw, L.k, &dyv):
+        dyw = np.ascontiguousarray(dyw)
+        _rows_view(dyw, L.k, &dyv)
+    cdef _Output o = _output(L, None, NULL, 0)
+    cdef cnp.ndarray dw = _empty(L.nshape, xa)
+    cdef cnp.ndarray db = _empty(L.nshape, xa)
+    cdef char *xp = L.xv.data
+    cdef char *dyp = dyv.data
+    cdef char *dxp = o.v.data
+    cdef char *mp = _ptr(m)
+    cdef char *rp = _ptr(r)
+    cdef char *wp = _ptr(w)
+    cdef char *dwp = _ptr(dw)
+    cdef char *dbp = _ptr(db)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n
+    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
+    cdef int rc
+    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        with nogil:
+            rc = fastnorm_layer_norm_backward_f32(
+                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp, <float *>rp,
+                <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
+    else:
+        with nogil:
+            rc = fastnorm_layer_norm_backward_f64(
+                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp, <double *>rp,
+                <double *>wp, <double *>dxp, lddx, <double *>dwp, <double *>dbp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if weight is not None:
+        wdt = np.asarray(weight).dtype
+        if wdt != dw.dtype:
+            dw = dw.astype(wdt)
+            db = db.astype(wdt)
+    return o.dest, dw, db
+
+
+# --------------------------------------------------------------------------
+# RMSNorm
+# --------------------------------------------------------------------------
+
+def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=False,
+             num_threads=None):
+    """Root-mean-square normalization (Zhang & Sennrich, 2019) over the given axes.
+
+    y = x / sqrt(mean(x**2) + eps) * weight.
+
+    Parameters
+    ----------
+    x : array of float32 or float64
+    weight : array of shape ``_shape(x)[axis]``, optional. Converted to x's dtype.
+    axis : int or tuple of ints, default -1
+    eps : float >= 0 or None, default None: the machine epsilon of x's dtype,
+        as ``torch.nn.RMSNorm``.
+    out : ndarray of x's shape and dtype, optional. Written in place; may be x.
+    return_stats : bool
+        Also return ``rstd`` = 1/sqrt(mean(x**2) + eps), the shape of x without
+        the normalized axes: the input of :func:`rms_norm_backward`.
+    num_threads : int, optional
+
+    Returns
+    -------
+    y, or ``(y, rstd)`` when ``return_stats`` is true.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef _Layout L = _layout(xa, axis)
+    cdef double e
+    if eps is None:
+        e = 1.1920928955078125e-07 if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT else 2.220446049250313e-16
+    else:
+        e = _check_eps(eps)
+    cdef int nt = _resolve_threads(num_threads)
+    w = _as_param(weight, L.nshape, xa, "weight")
+    cdef _Output o = _output(L, out, &L.xv, 1)
+    rstd = _empty(L.stats_shape, xa) if return_stats else None
+    cdef char *xp = L.xv.data
+    cdef char *yp = o.v.data
+    cdef char *wp = _ptr(w)
+    cdef char *rp = _ptr(rstd)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
+    cdef int rc
+    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        with nogil:
+            rc = fastnorm_rms_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                       <float *>wp, e, <float *>rp, nt)
+    else:
+        with nogil:
+            rc = fastnorm_rms_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                       <double *>wp, e, <double *>rp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if return_stats:
+        return o.dest, rstd
+    return o.dest
+
+
+def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
+    """Gradients of :func:`rms_norm`.
+
+    Takes ``dy`` (x's shape and dtype), the forward's input ``x``, the
+    ``rstd`` it returned with ``return_stats=True`` and its ``weight``.
+    Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
+    non-normalized axis, with the shape of the normalized axes.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
+    cdef _Layout L = _layout(xa, axis)
+    cdef int nt = _resolve_threads(num_threads)
+    cdef cnp.ndarray r = _as_stats(rstd, L.stats_shape, xa, "rstd")
+    w = _as_param(weight, L.nshape, xa, "weight")
+    cdef cnp.ndarray dyw = L.to_moved(dya)
+    cdef Rows dyv
+    if not _rows_view(dyw, L.k, &dyv):
+        dyw = np.ascontiguousarray(dyw)
+        _rows_view(dyw, L.k, &dyv)
+    cdef _Output o = _output(L, None, NULL, 0)
+    cdef cnp.ndarray dw = _empty(L.nshape, xa)
+    cdef char *xp = L.xv.data
+    cdef char *dyp = dyv.data
+    cdef char *dxp = o.v.data
+    cdef char *rp = _ptr(r)
+    cdef char *wp = _ptr(w)
+    cdef char *dwp = _ptr(dw)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n
+    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
+    cdef int rc
+    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        with nogil:
+            rc = fastnorm_rms_norm_backward_f32(
+                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>rp, <float *>wp,
+                <float *>dxp, lddx, <float *>dwp, nt)
+    else:
+        with nogil:
+            rc = fastnorm_rms_norm_backward_f64(
+                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>rp, <double *>wp,
+                <double *>dxp, lddx, <double *>dwp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if weight is not None:
+        wdt = np.asarray(weight).dtype
+        if wdt != dw.dtype:
+            dw = dw.astype(wdt)
+    return o.dest, dw

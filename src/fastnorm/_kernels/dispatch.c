@@ -1,0 +1,104 @@
+/*
+ * dispatch.c -- CPU feature detection and the choice of kernel table.
+ *
+ * Compiled with baseline flags only: it must run on any x86-64 (or other)
+ * CPU to decide whether the AVX2 table may be used at all.
+ */
+#include <stddef.h>
+
+#include "dispatch.h"
+#include "fastnorm.h"
+
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
+#define FN_X86 1
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static void fn_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
+    int v[4];
+    __cpuidex(v, (int)leaf, (int)sub);
+    r[0] = (unsigned)v[0]; r[1] = (unsigned)v[1]; r[2] = (unsigned)v[2]; r[3] = (unsigned)v[3];
+}
+static unsigned long long fn_xgetbv0(void) { return _xgetbv(0); }
+#else
+#include <cpuid.h>
+static void fn_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
+    __cpuid_count(leaf, sub, r[0], r[1], r[2], r[3]);
+}
+static unsigned long long fn_xgetbv0(void) {
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+#endif
+
+unsigned fastnorm_cpu_features(void) {
+    unsigned f = 0;
+#ifdef FN_X86
+    unsigned r[4];
+    fn_cpuid(0, 0, r);
+    const unsigned max_leaf = r[0];
+    if (max_leaf < 1) return 0;
+    fn_cpuid(1, 0, r);
+    const unsigned ecx1 = r[2];
+    if (ecx1 & (1u << 28)) f |= FASTNORM_CPU_AVX;
+    if (ecx1 & (1u << 12)) f |= FASTNORM_CPU_FMA;
+    if (ecx1 & (1u << 29)) f |= FASTNORM_CPU_F16C;
+    /* OSXSAVE set and XCR0 enabling both the SSE (bit 1) and AVX (bit 2)
+     * state: the OS saves YMM registers across context switches. */
+    if ((ecx1 & (1u << 27)) && (fn_xgetbv0() & 6u) == 6u) f |= FASTNORM_CPU_OS_AVX;
+    if (max_leaf >= 7) {
+        fn_cpuid(7, 0, r);
+        if (r[1] & (1u << 5)) f |= FASTNORM_CPU_AVX2;
+    }
+#endif
+    return f;
+}
+
+int fastnorm_isa_available(int isa) {
+    if (isa == FASTNORM_ISA_SCALAR) return 1;
+#ifdef FASTNORM_HAVE_AVX2
+    if (isa == FASTNORM_ISA_AVX2) {
+        const unsigned need =
+            FASTNORM_CPU_AVX | FASTNORM_CPU_AVX2 | FASTNORM_CPU_FMA | FASTNORM_CPU_OS_AVX;
+        return (fastnorm_cpu_features() & need) == need;
+    }
+#endif
+    return 0;
+}
+
+/* The table in use. NULL until the first call, which picks the best one. */
+static const fn_prims *fn_table = NULL;
+static int fn_isa = FASTNORM_ISA_SCALAR;
+
+int fastnorm_set_isa(int isa) {
+#ifdef FASTNORM_HAVE_AVX2
+    if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
+        fn_isa = FASTNORM_ISA_AVX2;
+        fn_table = &fn_prims_avx2;
+        return fn_isa;
+    }
+#else
+    (void)isa;
+#endif
+    fn_isa = FASTNORM_ISA_SCALAR;
+    fn_table = &fn_prims_scalar;
+    return fn_isa;
+}
+
+static void fn_select_best(void) {
+    fastnorm_set_isa(fastnorm_isa_available(FASTNORM_ISA_AVX2) ? FASTNORM_ISA_AVX2
+                                                                : FASTNORM_ISA_SCALAR);
+}
+
+int fastnorm_get_isa(void) {
+    if (!fn_table) fn_select_best();
+    return fn_isa;
+}
+
+const fn_prims *fn_active_prims(void) {
+    if (!fn_table) fn_select_best();
+    return fn_table;
+}
+
+int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }

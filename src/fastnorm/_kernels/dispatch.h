@@ -1,0 +1,19 @@
+/* dispatch.h -- internal: the kernel table chosen at run time, and thread sizing. */
+#ifndef FASTNORM_DISPATCH_H
+#define FASTNORM_DISPATCH_H
+
+#include <stdint.h>
+
+#include "prims.h"
+
+const fn_prims *fn_active_prims(void);
+
+/* Below this many bytes of data a call runs on one thread: waking the pool
+ * costs more than the work. */
+#define FN_PARALLEL_MIN_BYTES (128 * 1024)
+
+/* Threads to use for `units` independent work items over `bytes` of data,
+ * given the caller's upper bound. */
+int fn_threads_for(int requested, int64_t units, int64_t bytes);
+
+#endif

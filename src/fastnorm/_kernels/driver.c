@@ -1,0 +1,137 @@
+/*
+ * driver.c -- the normalizers, assembled from the row primitives.
+ *
+ * Each entry point of fastnorm.h splits its rows over OpenMP threads and
+ * calls the primitives of the active kernel table (dispatch.c). No
+ * arithmetic loop lives here except the rare exact-range fallback below.
+ *
+ * Determinism: forward rows are independent, so any split gives the same
+ * bits. Parameter gradients are summed per fixed block of rows (the block
+ * size depends on the number of rows only), then the blocks are added by a
+ * fixed pairwise tree.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FN_PRAGMA(x) _Pragma(#x)
+#else
+#define FN_PRAGMA(x)
+#endif
+
+#include "dispatch.h"
+#include "fastnorm.h"
+
+int fastnorm_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fastnorm_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int fastnorm_num_procs(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+int fn_threads_for(int requested, int64_t units, int64_t bytes) {
+#ifdef _OPENMP
+    if (requested <= 1 || units <= 1 || bytes < FN_PARALLEL_MIN_BYTES) return 1;
+    return units < requested ? (int)units : requested;
+#else
+    (void)requested, (void)units, (void)bytes;
+    return 1;
+#endif
+}
+
+/* Rows per parameter-gradient block: a function of the row count alone, so
+ * that the summation order never depends on the thread count. At least 16
+ * blocks when there are 64 rows or more (work for the threads), at most 64
+ * rows per block (a short sequential chain before the pairwise tree). */
+static int64_t fn_grad_block_rows(int64_t rows) {
+    int64_t r = (rows + 31) / 32;
+    if (r < 4) r = 4;
+    if (r > 64) r = 64;
+    return r;
+}
+
+/* Columns handled together by one thread in the partial-sum tree. */
+#define FN_TREE_COLUMNS 2048
+
+/* Scaled statistics in double for the rare row whose fast statistics
+ * overflowed (|x| near 1e19 and above in float32) or underflowed with a
+ * negligible eps. Plain loops: correctness, not speed. */
+#define FN_EXACT_MOMENTS(SUF, T)                                                           \
+    static void fn_exact_moments_##SUF(const T *x, int64_t n, int centered, double eps,    \
+                                       double *mean, double *rstd) {                      \
+        double mu = 0.0, amax = 0.0, q = 0.0;                                              \
+        if (centered) {                                                                    \
+            for (int64_t i = 0; i < n; i++) mu += (double)x[i];                            \
+            mu /= (double)n;                                                               \
+        }                                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            double d = fabs((double)x[i] - mu);                                            \
+            if (!(d <= amax)) amax = d; /* also takes a NaN */                             \
+        }                                                                                  \
+        *mean = mu;                                                                        \
+        if (!isfinite(amax)) {                                                             \
+            *rstd = 1.0 / sqrt(amax * amax + eps); /* 0 for Inf, NaN for NaN */            \
+            return;                                                                        \
+        }                                                                                  \
+        if (amax == 0.0) {                                                                 \
+            *rstd = 1.0 / sqrt(eps);                                                       \
+            return;                                                                        \
+        }                                                                                  \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            double d = ((double)x[i] - mu) / amax;                                         \
+            q += d * d;                                                                    \
+        }                                                                                  \
+        /* var = amax^2 * q / n; rstd = 1 / sqrt(var + eps) without forming amax^2 */      \
+        *rstd = (1.0 / amax) / sqrt(q / (double)n + (eps / amax) / amax);                   \
+    }
+FN_EXACT_MOMENTS(f32, float)
+FN_EXACT_MOMENTS(f64, double)
+
+/* float32 data */
+#define T float
+#define A float
+#define SUF f32
+#define PRIMS_TYPE fn_prims_f32
+#define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
+#define FN_EPS_NEGLIGIBLE 1e-20 /* ...which matters only when eps is below this */
+#define NAME(f) fastnorm_##f##_f32
+#define LOCAL(f) fn_##f##_f32
+#include "driver_impl.h"
+#undef T
+#undef A
+#undef SUF
+#undef PRIMS_TYPE
+#undef FN_TINY
+#undef FN_EPS_NEGLIGIBLE
+#undef NAME
+#undef LOCAL
+
+/* float64 data */
+#define T double
+#define A double
+#define SUF f64
+#define PRIMS_TYPE fn_prims_f64
+#define FN_TINY 1e-290
+#define FN_EPS_NEGLIGIBLE 1e-280
+#define NAME(f) fastnorm_##f##_f64
+#define LOCAL(f) fn_##f##_f64
+#include "driver_impl.h"

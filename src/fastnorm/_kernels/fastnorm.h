@@ -1,0 +1,110 @@
+/*
+ * fastnorm.h -- C entry points of the fastnorm normalization kernels.
+ *
+ * Plain C, no Python. Every array is addressed as `rows` rows of `n`
+ * contiguous elements; `ld*` arguments are the distance between the starts of
+ * two consecutive rows, in elements (any sign). Per-row statistics (mean,
+ * rstd) are dense vectors of `rows` elements and may be NULL when not wanted.
+ * Parameters (weight, bias) are dense vectors of `n` elements or NULL.
+ *
+ * Return value: 0 on success, FASTNORM_ENOMEM when scratch memory could not be
+ * allocated (outputs are then unspecified).
+ *
+ * `num_threads` is an upper bound; small calls run on one thread. Results are
+ * bitwise identical for any `num_threads`.
+ */
+#ifndef FASTNORM_H
+#define FASTNORM_H
+
+#include <stdint.h>
+
+#define FASTNORM_VERSION_MAJOR 0
+#define FASTNORM_VERSION_MINOR 1
+#define FASTNORM_VERSION_PATCH 0
+#define FASTNORM_VERSION_NUMBER \
+    (FASTNORM_VERSION_MAJOR * 10000 + FASTNORM_VERSION_MINOR * 100 + FASTNORM_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(FASTNORM_BUILDING_DLL)
+#define FASTNORM_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define FASTNORM_API __attribute__((visibility("default")))
+#else
+#define FASTNORM_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FASTNORM_OK 0
+#define FASTNORM_ENOMEM 1
+
+/* Instruction sets a kernel table can be built for. */
+#define FASTNORM_ISA_SCALAR 0
+#define FASTNORM_ISA_AVX2 1
+
+/* CPU feature bits reported by fastnorm_cpu_features(). */
+#define FASTNORM_CPU_AVX 1u
+#define FASTNORM_CPU_AVX2 2u
+#define FASTNORM_CPU_FMA 4u
+#define FASTNORM_CPU_F16C 8u
+#define FASTNORM_CPU_OS_AVX 16u /* the OS saves the AVX (YMM) state */
+
+FASTNORM_API int fastnorm_version_number(void);
+
+/* Runtime dispatch. fastnorm_set_isa returns the ISA actually selected
+ * (AVX2 is refused, and scalar kept, where the CPU or the build lacks it). */
+FASTNORM_API unsigned fastnorm_cpu_features(void);
+FASTNORM_API int fastnorm_isa_available(int isa);
+FASTNORM_API int fastnorm_set_isa(int isa);
+FASTNORM_API int fastnorm_get_isa(void);
+
+/* Threads: whether the build has OpenMP, and OpenMP's current default. */
+FASTNORM_API int fastnorm_has_openmp(void);
+FASTNORM_API int fastnorm_max_threads(void);
+FASTNORM_API int fastnorm_num_procs(void);
+
+/* LayerNorm forward: y = (x - mean) * rstd * weight + bias, per row. */
+FASTNORM_API int fastnorm_layer_norm_f32(
+    int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
+    const float *weight, const float *bias, double eps, float *mean, float *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_layer_norm_f64(
+    int64_t rows, int64_t n, const double *x, int64_t ldx, double *y, int64_t ldy,
+    const double *weight, const double *bias, double eps, double *mean, double *rstd,
+    int num_threads);
+
+/* LayerNorm backward from the forward's mean and rstd. dweight and dbias
+ * (n elements each) may be NULL when not wanted. */
+FASTNORM_API int fastnorm_layer_norm_backward_f32(
+    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
+    const float *mean, const float *rstd, const float *weight, float *dx, int64_t lddx,
+    float *dweight, float *dbias, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_backward_f64(
+    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *x, int64_t ldx,
+    const double *mean, const double *rstd, const double *weight, double *dx, int64_t lddx,
+    double *dweight, double *dbias, int num_threads);
+
+/* RMSNorm forward: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps). */
+FASTNORM_API int fastnorm_rms_norm_f32(
+    int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
+    const float *weight, double eps, float *rstd, int num_threads);
+FASTNORM_API int fastnorm_rms_norm_f64(
+    int64_t rows, int64_t n, const double *x, int64_t ldx, double *y, int64_t ldy,
+    const double *weight, double eps, double *rstd, int num_threads);
+
+/* RMSNorm backward from the forward's rstd. dweight may be NULL. */
+FASTNORM_API int fastnorm_rms_norm_backward_f32(
+    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
+    const float *rstd, const float *weight, float *dx, int64_t lddx, float *dweight,
+    int num_threads);
+FASTNORM_API int fastnorm_rms_norm_backward_f64(
+    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *x, int64_t ldx,
+    const double *rstd, const double *weight, double *dx, int64_t lddx, double *dweight,
+    int num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTNORM_H */

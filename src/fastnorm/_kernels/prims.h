@@ -1,0 +1,54 @@
+/*
+ * prims.h -- the row primitives every normalizer is assembled from.
+ *
+ * One table of function pointers per (instruction set, data type). The
+ * tables are filled by kernels_<isa>.c from the single template in
+ * prims_impl.h; the drivers in driver.c choose a table once per call and
+ * never contain arithmetic loops of their own.
+ *
+ * T is the storage type of the data, A the accumulation type (float for
+ * float32 data, double for float64 data).
+ */
+#ifndef FASTNORM_PRIMS_H
+#define FASTNORM_PRIMS_H
+
+#include <stdint.h>
+
+#define FN_DECLARE_PRIMS(SUFFIX, T, A)                                                  \
+    typedef struct {                                                                    \
+        /* sum of x */                                                                  \
+        A (*sum)(const T *x, int64_t n);                                                \
+        /* sums of d = x - mu and of d^2: the centered second pass */                   \
+        void (*centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2);        \
+        /* sum of x^2 */                                                                \
+        A (*sum_sq)(const T *x, int64_t n);                                             \
+        /* y = ((x - mu) - c) * rstd * w + b; w and b may be NULL */                    \
+        void (*normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,   \
+                          const T *b);                                                  \
+        /* with xh = (x - mu) * rstd and g = dy * w: sums[0] = sum g,                   \
+         * sums[1] = sum g * xh, sums[2] = sum xh */                                    \
+        void (*backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd,         \
+                              const T *w, A sums[3]);                                   \
+        /* with xh = (x - mu) * rstd - c and g = dy * w:                                \
+         * dx = rstd * (g - mg - xh * mgx); dw_acc += dy * xh; db_acc += dy.            \
+         * w, dw_acc and db_acc may be NULL. */                                         \
+        void (*backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c,    \
+                               A rstd, const T *w, A mg, A mgx, A *dw_acc, A *db_acc);  \
+        /* dst += src, the step of the partial-sum tree */                              \
+        void (*add)(A *dst, const A *src, int64_t n);                                   \
+    } fn_prims_##SUFFIX;
+
+FN_DECLARE_PRIMS(f32, float, float)
+FN_DECLARE_PRIMS(f64, double, double)
+
+typedef struct {
+    const fn_prims_f32 *f32;
+    const fn_prims_f64 *f64;
+} fn_prims;
+
+extern const fn_prims fn_prims_scalar;
+#ifdef FASTNORM_HAVE_AVX2
+extern const fn_prims fn_prims_avx2;
+#endif
+
+#endif /* FASTNORM_PRIMS_H */

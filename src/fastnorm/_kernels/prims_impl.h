@@ -1,0 +1,201 @@
+/*
+ * prims_impl.h -- the one source of the row primitives (see prims.h).
+ *
+ * Included once per (instruction set, data type) with these macros defined:
+ *   T, A          storage and accumulation types
+ *   V, VN         vector type of A and its number of lanes (1 for scalar)
+ *   VLOAD(p)      load VN elements of T as a vector of A; VSTORE(p, v) the reverse
+ *   VLOADA(p), VSTOREA(p, v)   the same for arrays of A
+ *   VSET1(a), VZERO(), VADD, VSUB, VMUL
+ *   VFMA(a, b, c) = a * b + c;  VFNMA(a, b, c) = c - a * b
+ *   VHSUM(v)      sum of the lanes, in a fixed order
+ *   SLOAD(p), SSTORE(p, a)     one element of T to A and back (tails)
+ *   NAME(f)       the name of primitive f in this instantiation
+ *   PRIMS_TYPE    the table type it fills (fn_prims_f32 or fn_prims_f64)
+ *
+ * Every reduction keeps several independent accumulators (latency hiding and
+ * a shorter summation chain), combines them in a fixed order, then adds the
+ * scalar tail: the result depends only on the row, never on the thread.
+ */
+
+static A NAME(sum)(const T *x, int64_t n) {
+    V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+    int64_t i = 0;
+    for (; i + 4 * VN <= n; i += 4 * VN) {
+        a0 = VADD(a0, VLOAD(x + i));
+        a1 = VADD(a1, VLOAD(x + i + VN));
+        a2 = VADD(a2, VLOAD(x + i + 2 * VN));
+        a3 = VADD(a3, VLOAD(x + i + 3 * VN));
+    }
+    for (; i + VN <= n; i += VN) a0 = VADD(a0, VLOAD(x + i));
+    A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+    for (; i < n; i++) s += SLOAD(x + i);
+    return s;
+}
+
+static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    const V vmu = VSET1(mu);
+    V s0 = VZERO(), s1 = VZERO(), q0 = VZERO(), q1 = VZERO();
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        V d0 = VSUB(VLOAD(x + i), vmu);
+        V d1 = VSUB(VLOAD(x + i + VN), vmu);
+        s0 = VADD(s0, d0);
+        s1 = VADD(s1, d1);
+        q0 = VFMA(d0, d0, q0);
+        q1 = VFMA(d1, d1, q1);
+    }
+    A s = VHSUM(VADD(s0, s1)), q = VHSUM(VADD(q0, q1));
+    for (; i < n; i++) {
+        A d = SLOAD(x + i) - mu;
+        s += d;
+        q += d * d;
+    }
+    *sum_d = s;
+    *sum_d2 = q;
+}
+
+static A NAME(sum_sq)(const T *x, int64_t n) {
+    V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+    int64_t i = 0;
+    for (; i + 4 * VN <= n; i += 4 * VN) {
+        V v0 = VLOAD(x + i), v1 = VLOAD(x + i + VN);
+        V v2 = VLOAD(x + i + 2 * VN), v3 = VLOAD(x + i + 3 * VN);
+        a0 = VFMA(v0, v0, a0);
+        a1 = VFMA(v1, v1, a1);
+        a2 = VFMA(v2, v2, a2);
+        a3 = VFMA(v3, v3, a3);
+    }
+    for (; i + VN <= n; i += VN) {
+        V v = VLOAD(x + i);
+        a0 = VFMA(v, v, a0);
+    }
+    A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+    for (; i < n; i++) {
+        A v = SLOAD(x + i);
+        s += v * v;
+    }
+    return s;
+}
+
+/* The loop bodies below take their optional operands as compile-time flags:
+ * each caller passes constants, so every combination becomes its own
+ * branch-free loop. */
+
+static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
+                                           const T *w, const T *b, const int has_w,
+                                           const int has_b) {
+    const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd);
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        V t = VMUL(VSUB(VSUB(VLOAD(x + i), vmu), vc), vr);
+        if (has_w && has_b) t = VFMA(t, VLOAD(w + i), VLOAD(b + i));
+        else if (has_w) t = VMUL(t, VLOAD(w + i));
+        else if (has_b) t = VADD(t, VLOAD(b + i));
+        VSTORE(y + i, t);
+    }
+    for (; i < n; i++) {
+        A t = ((SLOAD(x + i) - mu) - c) * rstd;
+        if (has_w) t *= SLOAD(w + i);
+        if (has_b) t += SLOAD(b + i);
+        SSTORE(y + i, t);
+    }
+}
+
+static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,
+                            const T *b) {
+    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 1, 1);
+    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 1, 0);
+    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 0, 1);
+    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 0, 0);
+}
+
+static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
+                                               const T *w, A sums[3], const int has_w) {
+    const V vmu = VSET1(mu), vr = VSET1(rstd);
+    V g0 = VZERO(), g1 = VZERO(), p0 = VZERO(), p1 = VZERO(), h0 = VZERO(), h1 = VZERO();
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        V xh0 = VMUL(VSUB(VLOAD(x + i), vmu), vr);
+        V xh1 = VMUL(VSUB(VLOAD(x + i + VN), vmu), vr);
+        V gg0 = VLOAD(dy + i), gg1 = VLOAD(dy + i + VN);
+        if (has_w) {
+            gg0 = VMUL(gg0, VLOAD(w + i));
+            gg1 = VMUL(gg1, VLOAD(w + i + VN));
+        }
+        g0 = VADD(g0, gg0);
+        g1 = VADD(g1, gg1);
+        p0 = VFMA(gg0, xh0, p0);
+        p1 = VFMA(gg1, xh1, p1);
+        h0 = VADD(h0, xh0);
+        h1 = VADD(h1, xh1);
+    }
+    A sg = VHSUM(VADD(g0, g1)), sp = VHSUM(VADD(p0, p1)), sh = VHSUM(VADD(h0, h1));
+    for (; i < n; i++) {
+        A xh = (SLOAD(x + i) - mu) * rstd;
+        A g = SLOAD(dy + i);
+        if (has_w) g *= SLOAD(w + i);
+        sg += g;
+        sp += g * xh;
+        sh += xh;
+    }
+    sums[0] = sg;
+    sums[1] = sp;
+    sums[2] = sh;
+}
+
+static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const T *w,
+                                A sums[3]) {
+    if (w) NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 1);
+    else NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 0);
+}
+
+/* acc: 0 = no parameter partials, 1 = dw only, 2 = dw and db */
+static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
+                                                A c, A rstd, const T *w, A mg, A mgx, A *dw_acc,
+                                                A *db_acc, const int has_w, const int acc) {
+    const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
+            vmgx = VSET1(mgx);
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        V xh = VSUB(VMUL(VSUB(VLOAD(x + i), vmu), vr), vc);
+        V d = VLOAD(dy + i);
+        V g = has_w ? VMUL(d, VLOAD(w + i)) : d;
+        VSTORE(dx + i, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
+        if (acc >= 1) VSTOREA(dw_acc + i, VFMA(d, xh, VLOADA(dw_acc + i)));
+        if (acc >= 2) VSTOREA(db_acc + i, VADD(VLOADA(db_acc + i), d));
+    }
+    for (; i < n; i++) {
+        A xh = (SLOAD(x + i) - mu) * rstd - c;
+        A d = SLOAD(dy + i);
+        A g = has_w ? d * SLOAD(w + i) : d;
+        SSTORE(dx + i, rstd * ((g - mg) - xh * mgx));
+        if (acc >= 1) dw_acc[i] += d * xh;
+        if (acc >= 2) db_acc[i] += d;
+    }
+}
+
+static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
+                                 const T *w, A mg, A mgx, A *dw_acc, A *db_acc) {
+    const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
+    if (w) {
+        if (acc == 2) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 2);
+        else if (acc == 1) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 1);
+        else NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 0);
+    } else {
+        if (acc == 2) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 2);
+        else if (acc == 1) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 1);
+        else NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 0);
+    }
+}
+
+static void NAME(add)(A *dst, const A *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) VSTOREA(dst + i, VADD(VLOADA(dst + i), VLOADA(src + i)));
+    for (; i < n; i++) dst[i] += src[i];
+}
+
+static const PRIMS_TYPE NAME(table) = {
+    NAME(sum),           NAME(centered_sums),  NAME(sum_sq), NAME(normalize),
+    NAME(backward_sums), NAME(backward_apply), NAME(add),
+};

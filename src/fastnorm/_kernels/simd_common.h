@@ -1,0 +1,13 @@
+/* simd_common.h -- small compiler helpers shared by the kernel instantiations. */
+#ifndef FASTNORM_SIMD_COMMON_H
+#define FASTNORM_SIMD_COMMON_H
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FN_INLINE __forceinline
+#else
+#define FN_INLINE inline
+#endif
+
+#endif

@@ -1,0 +1,87 @@
+"""Plain float64 NumPy formulas of every fastnorm normalizer: the test oracle.
+
+Written for clarity, not speed. Inputs of any float dtype are computed in
+float64; results are float64. Axes follow the public functions: ``axis`` is
+an int or a tuple of axes; statistics have x's shape without those axes.
+"""
+import numpy as np
+
+
+def _axes(axis, ndim):
+    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    return tuple(sorted(a % ndim for a in axes))
+
+
+def _expand(stat, axes):
+    """Stats without the normalized axes -> broadcastable against x."""
+    return np.expand_dims(np.asarray(stat, dtype=np.float64), axes)
+
+
+def _param(p, x, axes):
+    """A parameter of the normalized axes' shape, broadcastable against x."""
+    p = np.asarray(p, dtype=np.float64)
+    shape = [1] * x.ndim
+    for a, s in zip(axes, p.shape):
+        shape[a] = s
+    return p.reshape(shape)
+
+
+def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
+    """Returns (y, mean, rstd) in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    axes = _axes(axis, x.ndim)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = (x - mean) * rstd
+    if weight is not None:
+        y = y * _param(weight, x, axes)
+    if bias is not None:
+        y = y + _param(bias, x, axes)
+    return y, np.squeeze(mean, axes), np.squeeze(rstd, axes)
+
+
+def layer_norm_backward(dy, x, mean, rstd, weight=None, axis=-1):
+    """Returns (dx, dweight, dbias) in float64, by NORMS.md's NB formula."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    axes = _axes(axis, x.ndim)
+    others = tuple(a for a in range(x.ndim) if a not in axes)
+    mean = _expand(mean, axes)
+    rstd = _expand(rstd, axes)
+    xhat = (x - mean) * rstd
+    xhat = xhat - xhat.mean(axis=axes, keepdims=True)  # exact zero mean
+    g = dy * _param(weight, x, axes) if weight is not None else dy
+    dx = rstd * (g - g.mean(axis=axes, keepdims=True)
+                 - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    dweight = (dy * xhat).sum(axis=others)
+    dbias = dy.sum(axis=others)
+    return dx, dweight, dbias
+
+
+def rms_norm(x, weight=None, axis=-1, eps=None):
+    """Returns (y, rstd) in float64. eps=None: the machine epsilon of x's dtype."""
+    x_in = np.asarray(x)
+    if eps is None:
+        eps = float(np.finfo(x_in.dtype).eps)
+    x = x_in.astype(np.float64)
+    axes = _axes(axis, x.ndim)
+    rstd = 1.0 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
+    y = x * rstd
+    if weight is not None:
+        y = y * _param(weight, x, axes)
+    return y, np.squeeze(rstd, axes)
+
+
+def rms_norm_backward(dy, x, rstd, weight=None, axis=-1):
+    """Returns (dx, dweight) in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    axes = _axes(axis, x.ndim)
+    others = tuple(a for a in range(x.ndim) if a not in axes)
+    rstd = _expand(rstd, axes)
+    xhat = x * rstd
+    g = dy * _param(weight, x, axes) if weight is not None else dy
+    dx = rstd * (g - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    dweight = (dy * xhat).sum(axis=others)
+    return dx, dweight
