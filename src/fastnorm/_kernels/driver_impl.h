@@ -60,7 +60,7 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
         const T *xr = x + i * ldx;
         A mu, c, r;
         LOCAL(layer_norm_row_stats)(P, xr, n, eps, &mu, &c, &r);
-        P->normalize(xr, y + i * ldy, n, mu, c, r, weight, bias);
+        P->normalize(xr, y + i * ldy, n, mu, c, r, weight, bias, i + 1 < rows ? xr + ldx : NULL);
         if (mean) mean[i] = (T)(mu + c);
         if (rstd) rstd[i] = (T)r;
     }
@@ -82,7 +82,7 @@ int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64
     for (int64_t i = 0; i < rows; i++) {
         const T *xr = x + i * ldx;
         const A r = LOCAL(rms_norm_row_rstd)(P, xr, n, eps);
-        P->normalize(xr, y + i * ldy, n, 0, 0, r, weight, NULL);
+        P->normalize(xr, y + i * ldy, n, 0, 0, r, weight, NULL, i + 1 < rows ? xr + ldx : NULL);
         if (rstd) rstd[i] = (T)r;
     }
     return FASTNORM_OK;
@@ -150,8 +150,9 @@ static int LOCAL(norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
             const A c = centered ? s[2] / (A)n : 0;
             const A mg = centered ? s[0] / (A)n : 0;
             const A mgx = s[1] / (A)n - c * mg;
+            const int more = i + 1 < end;
             P->backward_apply(dyr, xr, dx + i * lddx, n, mu, c, r, weight, mg, mgx, acc_w,
-                              acc_b);
+                              acc_b, more ? dyr + lddy : NULL, more ? xr + ldx : NULL);
         }
     }
     if (want_params) {

@@ -22,6 +22,7 @@
 #define VHSUM(v) (v)
 #define SLOAD(p) ((A)*(p))
 #define SSTORE(p, a) (*(p) = (T)(a))
+#define PREFETCH(p) FN_PREFETCH(p)
 
 #define T float
 #define A float

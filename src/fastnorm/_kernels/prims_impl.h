@@ -10,6 +10,7 @@
  *   VFMA(a, b, c) = a * b + c;  VFNMA(a, b, c) = c - a * b
  *   VHSUM(v)      sum of the lanes, in a fixed order
  *   SLOAD(p), SSTORE(p, a)     one element of T to A and back (tails)
+ *   PREFETCH(p)   hint that the cache line at p is read soon (may do nothing)
  *   NAME(f)       the name of primitive f in this instantiation
  *   PRIMS_TYPE    the table type it fills (fn_prims_f32 or fn_prims_f64)
  *
@@ -35,17 +36,30 @@ static A NAME(sum)(const T *x, int64_t n) {
 
 static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
     const V vmu = VSET1(mu);
-    V s0 = VZERO(), s1 = VZERO(), q0 = VZERO(), q1 = VZERO();
+    V s0 = VZERO(), s1 = VZERO(), s2 = VZERO(), s3 = VZERO();
+    V q0 = VZERO(), q1 = VZERO(), q2 = VZERO(), q3 = VZERO();
     int64_t i = 0;
-    for (; i + 2 * VN <= n; i += 2 * VN) {
+    for (; i + 4 * VN <= n; i += 4 * VN) {
         V d0 = VSUB(VLOAD(x + i), vmu);
         V d1 = VSUB(VLOAD(x + i + VN), vmu);
+        V d2 = VSUB(VLOAD(x + i + 2 * VN), vmu);
+        V d3 = VSUB(VLOAD(x + i + 3 * VN), vmu);
         s0 = VADD(s0, d0);
         s1 = VADD(s1, d1);
+        s2 = VADD(s2, d2);
+        s3 = VADD(s3, d3);
         q0 = VFMA(d0, d0, q0);
         q1 = VFMA(d1, d1, q1);
+        q2 = VFMA(d2, d2, q2);
+        q3 = VFMA(d3, d3, q3);
     }
-    A s = VHSUM(VADD(s0, s1)), q = VHSUM(VADD(q0, q1));
+    for (; i + VN <= n; i += VN) {
+        V d = VSUB(VLOAD(x + i), vmu);
+        s0 = VADD(s0, d);
+        q0 = VFMA(d, d, q0);
+    }
+    A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
+    A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
     for (; i < n; i++) {
         A d = SLOAD(x + i) - mu;
         s += d;
@@ -82,20 +96,36 @@ static A NAME(sum_sq)(const T *x, int64_t n) {
  * each caller passes constants, so every combination becomes its own
  * branch-free loop. */
 
+static FN_INLINE V NAME(affine)(V t, const T *w, const T *b, const int has_w, const int has_b) {
+    if (has_w && has_b) return VFMA(t, VLOAD(w), VLOAD(b));
+    if (has_w) return VMUL(t, VLOAD(w));
+    if (has_b) return VADD(t, VLOAD(b));
+    return t;
+}
+
 static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
-                                           const T *w, const T *b, const int has_w,
-                                           const int has_b) {
-    const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd);
+                                           const T *w, const T *b, const T *next,
+                                           const int has_w, const int has_b) {
+    /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
+     * the large-mean rows where it matters, and one fma replaces two operations */
+    const A cr = c * rstd;
+    const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
     int64_t i = 0;
+    /* Two vectors per step are 64 bytes for both float32 and float64: one
+     * cache line of the next row is fetched while this one is computed. */
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next) PREFETCH(next + i);
+        V t0 = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
+        V t1 = VFMA(VSUB(VLOAD(x + i + VN), vmu), vr, vcr);
+        VSTORE(y + i, NAME(affine)(t0, w + i, b + i, has_w, has_b));
+        VSTORE(y + i + VN, NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b));
+    }
     for (; i + VN <= n; i += VN) {
-        V t = VMUL(VSUB(VSUB(VLOAD(x + i), vmu), vc), vr);
-        if (has_w && has_b) t = VFMA(t, VLOAD(w + i), VLOAD(b + i));
-        else if (has_w) t = VMUL(t, VLOAD(w + i));
-        else if (has_b) t = VADD(t, VLOAD(b + i));
-        VSTORE(y + i, t);
+        V t = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
+        VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
     }
     for (; i < n; i++) {
-        A t = ((SLOAD(x + i) - mu) - c) * rstd;
+        A t = (SLOAD(x + i) - mu) * rstd - cr;
         if (has_w) t *= SLOAD(w + i);
         if (has_b) t += SLOAD(b + i);
         SSTORE(y + i, t);
@@ -103,11 +133,11 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
 }
 
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,
-                            const T *b) {
-    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 1, 1);
-    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 1, 0);
-    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 0, 1);
-    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, 0, 0);
+                            const T *b, const T *next) {
+    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 1, 1);
+    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 1, 0);
+    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 0, 1);
+    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 0, 0);
 }
 
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
@@ -150,21 +180,40 @@ static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd
     else NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 0);
 }
 
-/* acc: 0 = no parameter partials, 1 = dw only, 2 = dw and db */
+/* One vector of the NB step; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
+static FN_INLINE void NAME(backward_apply_vec)(const T *dy, const T *x, T *dx, const T *w,
+                                               A *dw_acc, A *db_acc, V vmu, V vc, V vr, V vmg,
+                                               V vmgx, const int has_w, const int acc) {
+    V xh = VSUB(VMUL(VSUB(VLOAD(x), vmu), vr), vc);
+    V d = VLOAD(dy);
+    V g = has_w ? VMUL(d, VLOAD(w)) : d;
+    VSTORE(dx, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
+    if (acc >= 1) VSTOREA(dw_acc, VFMA(d, xh, VLOADA(dw_acc)));
+    if (acc >= 2) VSTOREA(db_acc, VADD(VLOADA(db_acc), d));
+}
+
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
                                                 A c, A rstd, const T *w, A mg, A mgx, A *dw_acc,
-                                                A *db_acc, const int has_w, const int acc) {
+                                                A *db_acc, const T *next_dy, const T *next_x,
+                                                const int has_w, const int acc) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     int64_t i = 0;
-    for (; i + VN <= n; i += VN) {
-        V xh = VSUB(VMUL(VSUB(VLOAD(x + i), vmu), vr), vc);
-        V d = VLOAD(dy + i);
-        V g = has_w ? VMUL(d, VLOAD(w + i)) : d;
-        VSTORE(dx + i, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
-        if (acc >= 1) VSTOREA(dw_acc + i, VFMA(d, xh, VLOADA(dw_acc + i)));
-        if (acc >= 2) VSTOREA(db_acc + i, VADD(VLOADA(db_acc + i), d));
+    /* 64 bytes per step: one cache line of the next row's dy and x is fetched */
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next_x) {
+            PREFETCH(next_x + i);
+            PREFETCH(next_dy + i);
+        }
+        NAME(backward_apply_vec)(dy + i, x + i, dx + i, w + i, dw_acc + i, db_acc + i, vmu, vc,
+                                 vr, vmg, vmgx, has_w, acc);
+        NAME(backward_apply_vec)(dy + i + VN, x + i + VN, dx + i + VN, w + i + VN,
+                                 dw_acc + i + VN, db_acc + i + VN, vmu, vc, vr, vmg, vmgx,
+                                 has_w, acc);
     }
+    for (; i + VN <= n; i += VN)
+        NAME(backward_apply_vec)(dy + i, x + i, dx + i, w + i, dw_acc + i, db_acc + i, vmu, vc,
+                                 vr, vmg, vmgx, has_w, acc);
     for (; i < n; i++) {
         A xh = (SLOAD(x + i) - mu) * rstd - c;
         A d = SLOAD(dy + i);
@@ -176,17 +225,22 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
 }
 
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
-                                 const T *w, A mg, A mgx, A *dw_acc, A *db_acc) {
+                                 const T *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                 const T *next_dy, const T *next_x) {
+#define FN_BWD_APPLY(HAS_W, ACC)                                                           \
+    NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, next_dy, \
+                              next_x, HAS_W, ACC)
     const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
     if (w) {
-        if (acc == 2) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 2);
-        else if (acc == 1) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 1);
-        else NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 1, 0);
+        if (acc == 2) FN_BWD_APPLY(1, 2);
+        else if (acc == 1) FN_BWD_APPLY(1, 1);
+        else FN_BWD_APPLY(1, 0);
     } else {
-        if (acc == 2) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 2);
-        else if (acc == 1) NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 1);
-        else NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, 0, 0);
+        if (acc == 2) FN_BWD_APPLY(0, 2);
+        else if (acc == 1) FN_BWD_APPLY(0, 1);
+        else FN_BWD_APPLY(0, 0);
     }
+#undef FN_BWD_APPLY
 }
 
 static void NAME(add)(A *dst, const A *src, int64_t n) {

@@ -10,4 +10,10 @@
 #define FN_INLINE inline
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+#else
+#define FN_PREFETCH(p) ((void)(p))
+#endif
+
 #endif
