@@ -12,7 +12,10 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
+from libc.math cimport isinf
 from libc.stdint cimport int64_t, uintptr_t
+
+cimport cython
 
 cnp.import_array()
 
@@ -183,6 +186,30 @@ cdef inline tuple _shape(cnp.ndarray a):
     return (<object>a).shape
 
 
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b):
+    cdef int nd = cnp.PyArray_NDIM(a), j
+    if nd != cnp.PyArray_NDIM(b):
+        return False
+    cdef cnp.npy_intp *da = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *db = cnp.PyArray_DIMS(b)
+    for j in range(nd):
+        if da[j] != db[j]:
+            return False
+    return True
+
+
+cdef bint _has_dims(cnp.ndarray a, cnp.npy_intp *dims, int nd):
+    """Whether a has exactly the nd dimensions dims."""
+    if cnp.PyArray_NDIM(a) != nd:
+        return False
+    cdef cnp.npy_intp *da = cnp.PyArray_DIMS(a)
+    cdef int j
+    for j in range(nd):
+        if da[j] != dims[j]:
+            return False
+    return True
+
+
 cdef str _describe(object obj):
     return type(obj).__name__
 
@@ -249,64 +276,60 @@ cdef double _check_eps(object eps) except -1.0:
             e = float(eps)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"eps must be a real number, got {_describe(eps)}") from exc
-    if not (e >= 0.0) or e == float("inf"):
+    if not (e >= 0.0) or isinf(e):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     return e
 
 
-cdef object _as_param(object p, tuple nshape, cnp.ndarray like, str name):
-    """A parameter as a C-contiguous array of x's dtype with the normalized shape."""
-    cdef cnp.ndarray a
+cdef cnp.ndarray _as_float_array(object obj, str name):
+    if type(obj) is np.ndarray:
+        return <cnp.ndarray>obj
+    if obj is None:
+        raise TypeError(f"{name} must be a floating-point array, got None")
+    try:
+        return np.asarray(obj)
+    except Exception as exc:
+        raise TypeError(f"{name} must be a floating-point array, got {_describe(obj)}") from exc
+
+
+cdef cnp.ndarray _as_typed(cnp.ndarray a, cnp.ndarray like, str name):
+    """a as a C-contiguous, aligned, native array of like's dtype (no copy if it is one)."""
+    if not cnp.PyArray_ISFLOAT(a):
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a)):
+        return a
+    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+
+
+cdef object _as_param(object p, _Layout L, str name):
+    """A parameter (weight, bias): the normalized axes' shape, x's dtype, C order."""
     if p is None:
         return None
-    if type(p) is np.ndarray:
-        a = <cnp.ndarray>p
-    else:
-        try:
-            a = np.asarray(p)
-        except Exception as exc:
-            raise TypeError(f"{name} must be a floating-point array, got {_describe(p)}") from exc
-    if a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if _shape(a) != nshape:
+    cdef cnp.ndarray a = _as_float_array(p, name)
+    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, L.dims + L.nd - L.k, L.k):
         raise ValueError(
-            f"{name} must have shape {nshape} (the normalized axes of x), got {_shape(a)}"
+            f"{name} must have shape {L.nshape()} (the normalized axes of x), got {_shape(a)}"
         )
-    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
-            and cnp.PyArray_ISNOTSWAPPED(a)):
-        return a
-    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+    return _as_typed(a, L.x, name)
 
 
-cdef cnp.ndarray _as_stats(object s, tuple shape, cnp.ndarray like, str name):
-    """Per-row statistics (mean, rstd) as a C-contiguous array of x's dtype."""
-    cdef cnp.ndarray a
-    if type(s) is np.ndarray:
-        a = <cnp.ndarray>s
-    elif s is None:
-        raise TypeError(f"{name} must be an array, got None")
-    else:
-        try:
-            a = np.asarray(s)
-        except Exception as exc:
-            raise TypeError(f"{name} must be a floating-point array, got {_describe(s)}") from exc
-    if a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if _shape(a) != shape:
+cdef cnp.ndarray _as_stats(object s, _Layout L, str name):
+    """Per-row statistics (mean, rstd): x's shape without the normalized axes."""
+    cdef cnp.ndarray a = _as_float_array(s, name)
+    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, L.dims, L.nd - L.k):
         raise ValueError(
-            f"{name} must have shape {shape} (x without its normalized axes), got {_shape(a)}"
+            f"{name} must have shape {L.stats_shape()} (x without its normalized axes), "
+            f"got {_shape(a)}"
         )
-    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
-            and cnp.PyArray_ISNOTSWAPPED(a)):
-        return a
-    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+    return _as_typed(a, L.x, name)
 
 
 cdef cnp.ndarray _check_out(object out, cnp.ndarray x):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {_describe(out)}")
     cdef cnp.ndarray o = <cnp.ndarray>out
-    if _shape(o) != _shape(x):
+    if not _same_shape(o, x):
         raise ValueError(f"out must have the shape of x {_shape(x)}, got {_shape(o)}")
     if cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(x) or not cnp.PyArray_ISNOTSWAPPED(o):
         raise TypeError(f"out must have dtype {x.dtype} like x, got {o.dtype}")
@@ -318,7 +341,7 @@ cdef cnp.ndarray _check_out(object out, cnp.ndarray x):
 cdef cnp.ndarray _check_like(object arr, cnp.ndarray x, str name):
     """An array that must match x in shape and dtype (dy)."""
     cdef cnp.ndarray a = _as_data(arr, name)
-    if _shape(a) != _shape(x):
+    if not _same_shape(a, x):
         raise ValueError(f"{name} must have the shape of x {_shape(x)}, got {_shape(a)}")
     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(x):
         raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
@@ -398,25 +421,40 @@ cdef bint _unsafe_overlap(Rows *dst, Rows *src, cnp.npy_intp isz):
     return dlo < shi and slo < dhi
 
 
+@cython.freelist(4)
 cdef class _Layout:
     """How one call sees x: the normalized axes, and (rows, n) views.
 
     `moved` is x with the normalized axes moved to the end (x itself when they
     already are); `work` is moved, copied to C order only when no (rows, n)
-    view of it exists.
+    view of it exists. `dims` are moved's dimensions: the first nd - k give
+    the statistics' shape, the last k the parameters' shape.
     """
     cdef cnp.ndarray x, moved, work
-    cdef tuple axes, nshape, stats_shape
+    cdef tuple axes
     cdef bint trailing
-    cdef int k
+    cdef int nd, k
+    cdef cnp.npy_intp *dims
     cdef Rows xv
 
     cdef cnp.ndarray to_moved(self, cnp.ndarray a):
         """Another array of x's shape, seen with the normalized axes last."""
         if self.trailing:
             return a
-        cdef int nd = cnp.PyArray_NDIM(self.x)
-        return np.moveaxis(a, self.axes, tuple(range(nd - self.k, nd)))
+        return np.moveaxis(a, self.axes, tuple(range(self.nd - self.k, self.nd)))
+
+    cdef tuple nshape(self):
+        return _shape(self.moved)[self.nd - self.k:]
+
+    cdef tuple stats_shape(self):
+        return _shape(self.moved)[:self.nd - self.k]
+
+    cdef cnp.ndarray empty_stats(self):
+        return cnp.PyArray_EMPTY(self.nd - self.k, self.dims, cnp.PyArray_TYPE(self.x), 0)
+
+    cdef cnp.ndarray empty_params(self):
+        return cnp.PyArray_EMPTY(self.k, self.dims + self.nd - self.k,
+                                 cnp.PyArray_TYPE(self.x), 0)
 
 
 cdef _Layout _layout(cnp.ndarray x, object axis):
@@ -425,16 +463,16 @@ cdef _Layout _layout(cnp.ndarray x, object axis):
     if nd == 0:
         raise ValueError("x must have at least one dimension")
     if type(axis) is int and axis == -1:
-        L.axes = (nd - 1,)
+        L.k = 1
+        L.trailing = True
     else:
         L.axes = _normalize_axes(axis, nd)
-    L.k = len(L.axes)
-    L.trailing = L.axes[0] == nd - L.k and L.axes[L.k - 1] == nd - 1
+        L.k = len(L.axes)
+        L.trailing = L.axes[0] == nd - L.k and L.axes[L.k - 1] == nd - 1
+    L.nd = nd
     L.x = x
     L.moved = L.to_moved(x)
-    shape = _shape(L.moved)
-    L.nshape = shape[nd - L.k:]
-    L.stats_shape = shape[:nd - L.k]
+    L.dims = cnp.PyArray_DIMS(L.moved)
     L.work = L.moved
     if not _rows_view(L.work, L.k, &L.xv):
         L.work = np.ascontiguousarray(L.moved)
@@ -442,6 +480,7 @@ cdef _Layout _layout(cnp.ndarray x, object axis):
     return L
 
 
+@cython.freelist(4)
 cdef class _Output:
     """Where a kernel writes an array of x's shape: straight into the
     destination when it has a (rows, n) view that is safe to write while the
@@ -483,10 +522,6 @@ cdef inline char *_ptr(object a):
     return NULL if a is None else <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-cdef inline cnp.ndarray _empty(tuple shape, cnp.ndarray like):
-    return np.empty(shape, dtype=like.dtype)
-
-
 cdef inline void _raise_kernel_error(int rc) except *:
     if rc != FASTNORM_OK:
         raise MemoryError("fastnorm could not allocate scratch memory")
@@ -507,7 +542,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     Parameters
     ----------
     x : array of float32 or float64
-    weight, bias : arrays of shape ``_shape(x)[axis]`` (the normalized axes), optional.
+    weight, bias : arrays of shape ``x.shape[axis]`` (the normalized axes), optional.
         Converted to x's dtype.
     axis : int or tuple of ints, default -1
     eps : float >= 0, default 1e-5 (inside the square root)
@@ -527,13 +562,13 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     cdef _Layout L = _layout(xa, axis)
     cdef double e = _check_eps(eps)
     cdef int nt = _resolve_threads(num_threads)
-    w = _as_param(weight, L.nshape, xa, "weight")
-    b = _as_param(bias, L.nshape, xa, "bias")
+    w = _as_param(weight, L, "weight")
+    b = _as_param(bias, L, "bias")
     cdef _Output o = _output(L, out, &L.xv, 1)
     mean = rstd = None
     if return_stats:
-        mean = _empty(L.stats_shape, xa)
-        rstd = _empty(L.stats_shape, xa)
+        mean = L.empty_stats()
+        rstd = L.empty_stats()
     cdef char *xp = L.xv.data
     cdef char *yp = o.v.data
     cdef char *wp = _ptr(w)
@@ -576,17 +611,17 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
     cdef _Layout L = _layout(xa, axis)
     cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.ndarray m = _as_stats(mean, L.stats_shape, xa, "mean")
-    cdef cnp.ndarray r = _as_stats(rstd, L.stats_shape, xa, "rstd")
-    w = _as_param(weight, L.nshape, xa, "weight")
+    cdef cnp.ndarray m = _as_stats(mean, L, "mean")
+    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
+    w = _as_param(weight, L, "weight")
     cdef cnp.ndarray dyw = L.to_moved(dya)
     cdef Rows dyv
     if not _rows_view(dyw, L.k, &dyv):
         dyw = np.ascontiguousarray(dyw)
         _rows_view(dyw, L.k, &dyv)
     cdef _Output o = _output(L, None, NULL, 0)
-    cdef cnp.ndarray dw = _empty(L.nshape, xa)
-    cdef cnp.ndarray db = _empty(L.nshape, xa)
+    cdef cnp.ndarray dw = L.empty_params()
+    cdef cnp.ndarray db = L.empty_params()
     cdef char *xp = L.xv.data
     cdef char *dyp = dyv.data
     cdef char *dxp = o.v.data
@@ -631,7 +666,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     Parameters
     ----------
     x : array of float32 or float64
-    weight : array of shape ``_shape(x)[axis]``, optional. Converted to x's dtype.
+    weight : array of shape ``x.shape[axis]``, optional. Converted to x's dtype.
     axis : int or tuple of ints, default -1
     eps : float >= 0 or None, default None: the machine epsilon of x's dtype,
         as ``torch.nn.RMSNorm``.
@@ -653,9 +688,9 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     else:
         e = _check_eps(eps)
     cdef int nt = _resolve_threads(num_threads)
-    w = _as_param(weight, L.nshape, xa, "weight")
+    w = _as_param(weight, L, "weight")
     cdef _Output o = _output(L, out, &L.xv, 1)
-    rstd = _empty(L.stats_shape, xa) if return_stats else None
+    rstd = L.empty_stats() if return_stats else None
     cdef char *xp = L.xv.data
     cdef char *yp = o.v.data
     cdef char *wp = _ptr(w)
@@ -689,15 +724,15 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
     cdef _Layout L = _layout(xa, axis)
     cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.ndarray r = _as_stats(rstd, L.stats_shape, xa, "rstd")
-    w = _as_param(weight, L.nshape, xa, "weight")
+    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
+    w = _as_param(weight, L, "weight")
     cdef cnp.ndarray dyw = L.to_moved(dya)
     cdef Rows dyv
     if not _rows_view(dyw, L.k, &dyv):
         dyw = np.ascontiguousarray(dyw)
         _rows_view(dyw, L.k, &dyv)
     cdef _Output o = _output(L, None, NULL, 0)
-    cdef cnp.ndarray dw = _empty(L.nshape, xa)
+    cdef cnp.ndarray dw = L.empty_params()
     cdef char *xp = L.xv.data
     cdef char *dyp = dyv.data
     cdef char *dxp = o.v.data

@@ -16,9 +16,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#define FN_PRAGMA(x) _Pragma(#x)
-#else
-#define FN_PRAGMA(x)
 #endif
 
 #include "dispatch.h"
@@ -55,6 +52,30 @@ int fn_threads_for(int requested, int64_t units, int64_t bytes) {
 #else
     (void)requested, (void)units, (void)bytes;
     return 1;
+#endif
+}
+
+/* Runs body(ctx, begin, end) over [0, count) split into nt contiguous
+ * ranges, one per thread; with nt <= 1 it is a plain call, with no OpenMP
+ * team at all (that start-up costs more than a small call's work). The
+ * split only decides who computes what: every item is computed the same way
+ * whatever the split, so results never depend on nt. */
+typedef void (*fn_range_body)(void *ctx, int64_t begin, int64_t end);
+
+static void fn_parallel_ranges(int nt, int64_t count, fn_range_body body, void *ctx) {
+    if (nt <= 1 || count <= 1) {
+        body(ctx, 0, count);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
+        const int64_t begin = count * t / team, end = count * (t + 1) / team;
+        if (begin < end) body(ctx, begin, end);
+    }
+#else
+    body(ctx, 0, count);
 #endif
 }
 

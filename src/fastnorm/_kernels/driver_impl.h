@@ -41,78 +41,131 @@ static A LOCAL(rms_norm_row_rstd)(const PRIMS_TYPE *P, const T *x, int64_t n, do
     return (A)(1.0 / sqrt((double)(sq / (A)n) + eps));
 }
 
-int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
-                     const T *weight, const T *bias, double eps, T *mean, T *rstd,
-                     int num_threads) {
-    if (rows <= 0) return FASTNORM_OK;
-    if (n <= 0) {
-        for (int64_t i = 0; i < rows; i++) {
-            if (mean) mean[i] = (T)NAN;
-            if (rstd) rstd[i] = (T)NAN;
+/* ---- forward ----------------------------------------------------------- */
+
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t rows, n, ldx, ldy;
+    const T *x, *weight, *bias;
+    T *y, *mean, *rstd;
+    double eps;
+    int centered; /* 1: LayerNorm; 0: RMSNorm (no mean, no bias) */
+} LOCAL(forward_ctx);
+
+static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    for (int64_t i = begin; i < end; i++) {
+        const T *xr = k->x + i * k->ldx;
+        const T *next = i + 1 < end ? xr + k->ldx : NULL;
+        A mu = 0, c = 0, r;
+        if (k->centered) LOCAL(layer_norm_row_stats)(P, xr, k->n, k->eps, &mu, &c, &r);
+        else r = LOCAL(rms_norm_row_rstd)(P, xr, k->n, k->eps);
+        P->normalize(xr, k->y + i * k->ldy, k->n, mu, c, r, k->weight, k->bias, next);
+        if (k->mean) k->mean[i] = (T)(mu + c);
+        if (k->rstd) k->rstd[i] = (T)r;
+    }
+}
+
+static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
+    if (k->rows <= 0) return FASTNORM_OK;
+    if (k->n <= 0) { /* statistics of empty rows */
+        for (int64_t i = 0; i < k->rows; i++) {
+            if (k->mean) k->mean[i] = (T)NAN;
+            if (k->rstd) k->rstd[i] = (T)NAN;
         }
         return FASTNORM_OK;
     }
-    const PRIMS_TYPE *P = FN_TABLE();
-    const int nt = fn_threads_for(num_threads, rows, rows * n * (int64_t)sizeof(T));
-    (void)nt;
-    FN_PRAGMA(omp parallel for schedule(static) num_threads(nt) if (nt > 1))
-    for (int64_t i = 0; i < rows; i++) {
-        const T *xr = x + i * ldx;
-        A mu, c, r;
-        LOCAL(layer_norm_row_stats)(P, xr, n, eps, &mu, &c, &r);
-        P->normalize(xr, y + i * ldy, n, mu, c, r, weight, bias, i + 1 < rows ? xr + ldx : NULL);
-        if (mean) mean[i] = (T)(mu + c);
-        if (rstd) rstd[i] = (T)r;
-    }
+    k->P = FN_TABLE();
+    const int nt = fn_threads_for(num_threads, k->rows, k->rows * k->n * (int64_t)sizeof(T));
+    fn_parallel_ranges(nt, k->rows, LOCAL(forward_rows), k);
     return FASTNORM_OK;
+}
+
+int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
+                     const T *weight, const T *bias, double eps, T *mean, T *rstd,
+                     int num_threads) {
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1};
+    return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const T *weight, double eps, T *rstd, int num_threads) {
-    if (rows <= 0) return FASTNORM_OK;
-    if (n <= 0) {
-        if (rstd)
-            for (int64_t i = 0; i < rows; i++) rstd[i] = (T)NAN;
-        return FASTNORM_OK;
-    }
-    const PRIMS_TYPE *P = FN_TABLE();
-    const int nt = fn_threads_for(num_threads, rows, rows * n * (int64_t)sizeof(T));
-    (void)nt;
-    FN_PRAGMA(omp parallel for schedule(static) num_threads(nt) if (nt > 1))
-    for (int64_t i = 0; i < rows; i++) {
-        const T *xr = x + i * ldx;
-        const A r = LOCAL(rms_norm_row_rstd)(P, xr, n, eps);
-        P->normalize(xr, y + i * ldy, n, 0, 0, r, weight, NULL, i + 1 < rows ? xr + ldx : NULL);
-        if (rstd) rstd[i] = (T)r;
-    }
-    return FASTNORM_OK;
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0};
+    return LOCAL(forward)(&k, num_threads);
 }
 
-/* Adds the nblocks partial rows of `part` (each n long) into part[0..n) by a
- * fixed pairwise tree, one column band per thread. */
+/* ---- backward ---------------------------------------------------------- */
+
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t rows, n, lddy, ldx, lddx, block_rows;
+    const T *dy, *x, *mean, *rstd, *weight;
+    T *dx;
+    A *part_w, *part_b; /* nblocks x n partial sums, or NULL */
+    int centered;       /* 1: LayerNorm; 0: RMSNorm (no mean, no mean(g)) */
+} LOCAL(backward_ctx);
+
+/* The backward of one normalized group (NORMS.md, NB) for every row of the
+ * blocks [begin, end), each block's parameter partials in its own row of
+ * part_w / part_b. */
+static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(backward_ctx) *k = (const LOCAL(backward_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t n = k->n;
+    for (int64_t blk = begin; blk < end; blk++) {
+        A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
+        A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
+        if (acc_w) memset(acc_w, 0, (size_t)n * sizeof(A));
+        if (acc_b) memset(acc_b, 0, (size_t)n * sizeof(A));
+        const int64_t first = blk * k->block_rows;
+        const int64_t last = first + k->block_rows < k->rows ? first + k->block_rows : k->rows;
+        for (int64_t i = first; i < last; i++) {
+            const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
+            const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
+            A s[3];
+            P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
+            /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
+            const A c = k->centered ? s[2] / (A)n : 0;
+            const A mg = k->centered ? s[0] / (A)n : 0;
+            const A mgx = s[1] / (A)n - c * mg;
+            const int more = i + 1 < last;
+            P->backward_apply(dyr, xr, k->dx + i * k->lddx, n, mu, c, r, k->weight, mg, mgx,
+                              acc_w, acc_b, more ? dyr + k->lddy : NULL,
+                              more ? xr + k->ldx : NULL);
+        }
+    }
+}
+
+typedef struct {
+    const PRIMS_TYPE *P;
+    A *part;
+    int64_t nblocks, n;
+} LOCAL(tree_ctx);
+
+/* Adds the nblocks partial rows of `part` into its first row by a fixed
+ * pairwise tree, for the column bands [begin, end). */
+static void LOCAL(tree_bands)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(tree_ctx) *k = (const LOCAL(tree_ctx) *)vctx;
+    for (int64_t band = begin; band < end; band++) {
+        const int64_t c0 = band * FN_TREE_COLUMNS;
+        const int64_t len = k->n - c0 < FN_TREE_COLUMNS ? k->n - c0 : FN_TREE_COLUMNS;
+        for (int64_t step = 1; step < k->nblocks; step *= 2)
+            for (int64_t b = 0; b + step < k->nblocks; b += 2 * step)
+                k->P->add(k->part + b * k->n + c0, k->part + (b + step) * k->n + c0, len);
+    }
+}
+
 static void LOCAL(reduce_partials)(const PRIMS_TYPE *P, A *part, int64_t nblocks, int64_t n,
                                    int num_threads) {
+    LOCAL(tree_ctx) k = {P, part, nblocks, n};
     const int64_t bands = (n + FN_TREE_COLUMNS - 1) / FN_TREE_COLUMNS;
-    const int nt =
-        fn_threads_for(num_threads, bands, nblocks * n * (int64_t)sizeof(A));
-    (void)nt;
-    FN_PRAGMA(omp parallel for schedule(static) num_threads(nt) if (nt > 1))
-    for (int64_t band = 0; band < bands; band++) {
-        const int64_t c0 = band * FN_TREE_COLUMNS;
-        const int64_t len = n - c0 < FN_TREE_COLUMNS ? n - c0 : FN_TREE_COLUMNS;
-        for (int64_t step = 1; step < nblocks; step *= 2)
-            for (int64_t b = 0; b + step < nblocks; b += 2 * step)
-                P->add(part + b * n + c0, part + (b + step) * n + c0, len);
-    }
+    const int nt = fn_threads_for(num_threads, bands, nblocks * n * (int64_t)sizeof(A));
+    fn_parallel_ranges(nt, bands, LOCAL(tree_bands), &k);
 }
 
-/* The backward of one normalized group (NORMS.md, NB), for every row.
- * centered = 1: LayerNorm (mean given); 0: RMSNorm (no mean, no mean(g)). */
-static int LOCAL(norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *x,
-                                int64_t ldx, const T *mean, const T *rstd, const T *weight,
-                                T *dx, int64_t lddx, T *dweight, T *dbias, int centered,
-                                int num_threads) {
-    const int want_params = dweight || dbias;
+static int LOCAL(backward)(LOCAL(backward_ctx) *k, T *dweight, T *dbias, int num_threads) {
+    const int64_t rows = k->rows, n = k->n;
     if (rows <= 0 || n <= 0) {
         if (n > 0) {
             if (dweight) memset(dweight, 0, (size_t)n * sizeof(T));
@@ -120,47 +173,24 @@ static int LOCAL(norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
         }
         return FASTNORM_OK;
     }
-    const PRIMS_TYPE *P = FN_TABLE();
-    const int64_t block_rows = fn_grad_block_rows(rows);
-    const int64_t nblocks = (rows + block_rows - 1) / block_rows;
-    const int64_t per_block = centered ? 2 : 1; /* dw (and db) partials */
+    k->P = FN_TABLE();
+    k->block_rows = fn_grad_block_rows(rows);
+    const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
-    if (want_params) {
-        part = (A *)malloc((size_t)(nblocks * n * per_block) * sizeof(A));
+    if (dweight || dbias) {
+        part = (A *)malloc((size_t)(nblocks * n * (k->centered ? 2 : 1)) * sizeof(A));
         if (!part) return FASTNORM_ENOMEM;
     }
-    A *const part_w = part;
-    A *const part_b = (part && centered) ? part + nblocks * n : NULL;
-
+    k->part_w = part;
+    k->part_b = (part && k->centered) ? part + nblocks * n : NULL;
     const int nt = fn_threads_for(num_threads, nblocks, 2 * rows * n * (int64_t)sizeof(T));
-    (void)nt;
-    FN_PRAGMA(omp parallel for schedule(static) num_threads(nt) if (nt > 1))
-    for (int64_t blk = 0; blk < nblocks; blk++) {
-        A *acc_w = part_w ? part_w + blk * n : NULL;
-        A *acc_b = part_b ? part_b + blk * n : NULL;
-        if (acc_w) memset(acc_w, 0, (size_t)n * sizeof(A));
-        if (acc_b) memset(acc_b, 0, (size_t)n * sizeof(A));
-        const int64_t end = (blk + 1) * block_rows < rows ? (blk + 1) * block_rows : rows;
-        for (int64_t i = blk * block_rows; i < end; i++) {
-            const T *xr = x + i * ldx, *dyr = dy + i * lddy;
-            const A mu = centered ? (A)mean[i] : 0, r = (A)rstd[i];
-            A s[3];
-            P->backward_sums(dyr, xr, n, mu, r, weight, s);
-            /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
-            const A c = centered ? s[2] / (A)n : 0;
-            const A mg = centered ? s[0] / (A)n : 0;
-            const A mgx = s[1] / (A)n - c * mg;
-            const int more = i + 1 < end;
-            P->backward_apply(dyr, xr, dx + i * lddx, n, mu, c, r, weight, mg, mgx, acc_w,
-                              acc_b, more ? dyr + lddy : NULL, more ? xr + ldx : NULL);
-        }
-    }
-    if (want_params) {
-        LOCAL(reduce_partials)(P, part_w, nblocks, n, num_threads);
-        if (part_b) LOCAL(reduce_partials)(P, part_b, nblocks, n, num_threads);
+    fn_parallel_ranges(nt, nblocks, LOCAL(backward_blocks), k);
+    if (part) {
+        LOCAL(reduce_partials)(k->P, k->part_w, nblocks, n, num_threads);
+        if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, nblocks, n, num_threads);
         for (int64_t j = 0; j < n; j++) {
-            if (dweight) dweight[j] = (T)part_w[j];
-            if (dbias) dbias[j] = (T)part_b[j];
+            if (dweight) dweight[j] = (T)k->part_w[j];
+            if (dbias) dbias[j] = (T)k->part_b[j];
         }
         free(part);
     }
@@ -170,15 +200,17 @@ static int LOCAL(norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
 int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *x,
                               int64_t ldx, const T *mean, const T *rstd, const T *weight, T *dx,
                               int64_t lddx, T *dweight, T *dbias, int num_threads) {
-    return LOCAL(norm_backward)(rows, n, dy, lddy, x, ldx, mean, rstd, weight, dx, lddx,
-                                dweight, dbias, 1, num_threads);
+    LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
+                             dx, NULL, NULL, 1};
+    return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
 int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *x,
                             int64_t ldx, const T *rstd, const T *weight, T *dx, int64_t lddx,
                             T *dweight, int num_threads) {
-    return LOCAL(norm_backward)(rows, n, dy, lddy, x, ldx, NULL, rstd, weight, dx, lddx,
-                                dweight, NULL, 0, num_threads);
+    LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
+                             dx, NULL, NULL, 0};
+    return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
 #undef FN_TABLE
