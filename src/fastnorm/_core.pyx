@@ -137,7 +137,7 @@ cdef int _user_threads = 0  # 0: not set, follow OpenMP's default
 cdef int _check_threads(object n, str name) except -1:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"{name} must be an int or None, got {type(n).__name__}")
-    cdef long v = int(n)
+    cdef long v = max(-(1 << 20), min(int(n), 1 << 20))  # beyond any machine: clamp
     if v == 0:
         raise ValueError(
             f"{name} must be positive, or negative to count back from the number of "
@@ -148,7 +148,7 @@ cdef int _check_threads(object n, str name) except -1:
     if v < 0:
         v = fastnorm_max_threads() + 1 + v
         return v if v > 1 else 1
-    return <int>min(v, 1 << 20)
+    return <int>v
 
 
 cdef inline int _resolve_threads(object num_threads) except -1:
@@ -274,6 +274,8 @@ cdef double _check_eps(object eps) except -1.0:
             raise TypeError(f"eps must be a real number, got {_describe(eps)}")
         try:
             e = float(eps)
+        except OverflowError as exc:
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}") from exc
         except (TypeError, ValueError) as exc:
             raise TypeError(f"eps must be a real number, got {_describe(eps)}") from exc
     if not (e >= 0.0) or isinf(e):
@@ -299,7 +301,7 @@ cdef cnp.ndarray _as_typed(cnp.ndarray a, cnp.ndarray like, str name):
     if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
             and cnp.PyArray_ISNOTSWAPPED(a)):
         return a
-    return np.ascontiguousarray(a, dtype=like.dtype.newbyteorder("="))
+    return np.array(a, dtype=like.dtype.newbyteorder("="), order="C", copy=True)
 
 
 cdef object _as_param(object p, _Layout L, str name):
@@ -369,6 +371,17 @@ cdef bint _rows_view(cnp.ndarray a, int k, Rows *v):
     cdef cnp.npy_intp expect = isz, ld = 0
     cdef int64_t n = 1, rows = 1
     cdef bint have_ld = False
+    for j in range(nd):
+        if shape[j] == 0:  # nothing is read or written: any layout will do
+            for j in range(nd - k, nd):
+                n *= shape[j]
+            for j in range(nd - k):
+                rows *= shape[j]
+            v.data = <char *>cnp.PyArray_DATA(a)
+            v.rows = rows
+            v.n = n
+            v.ld = n
+            return True
     for j in range(nd - 1, nd - k - 1, -1):
         if shape[j] != 1:
             if strides[j] != expect:
@@ -443,6 +456,17 @@ cdef class _Layout:
             return a
         return np.moveaxis(a, self.axes, tuple(range(self.nd - self.k, self.nd)))
 
+    cdef cnp.ndarray rows_of(self, cnp.ndarray a, Rows *v):
+        """(rows, n) view of another array of x's shape (such as dy) into v;
+        returns the array v points into (a copy when no view exists)."""
+        cdef cnp.ndarray w = self.to_moved(a)
+        if not _rows_view(w, self.k, v):
+            # a fresh copy is C-contiguous and aligned, so the view exists
+            # (np.ascontiguousarray would keep an unaligned array as it is)
+            w = w.copy(order="C")
+            _rows_view(w, self.k, v)
+        return w
+
     cdef tuple nshape(self):
         return _shape(self.moved)[self.nd - self.k:]
 
@@ -473,10 +497,7 @@ cdef _Layout _layout(cnp.ndarray x, object axis):
     L.x = x
     L.moved = L.to_moved(x)
     L.dims = cnp.PyArray_DIMS(L.moved)
-    L.work = L.moved
-    if not _rows_view(L.work, L.k, &L.xv):
-        L.work = np.ascontiguousarray(L.moved)
-        _rows_view(L.work, L.k, &L.xv)
+    L.work = L.rows_of(x, &L.xv)
     return L
 
 
@@ -516,6 +537,21 @@ cdef _Output _output(_Layout L, object out, Rows *reads, int nreads):
                                       cnp.PyArray_TYPE(x), 0)
         _rows_view(o.scratch, L.k, &o.v)
     return o
+
+
+cdef object _clear_of(object p, _Output o, cnp.ndarray x):
+    """p, or a copy of it when it lies in memory the output will overwrite:
+    every parameter must be read as it was before the call (out= semantics)."""
+    cdef Rows pv
+    if p is None or o.scratch is not None:
+        return p
+    pv.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>p)
+    pv.rows = 1
+    pv.n = cnp.PyArray_SIZE(<cnp.ndarray>p)
+    pv.ld = pv.n
+    if _unsafe_overlap(&o.v, &pv, cnp.PyArray_ITEMSIZE(x)) or pv.data == o.v.data:
+        return p.copy()
+    return p
 
 
 cdef inline char *_ptr(object a):
@@ -565,6 +601,9 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     w = _as_param(weight, L, "weight")
     b = _as_param(bias, L, "bias")
     cdef _Output o = _output(L, out, &L.xv, 1)
+    if out is not None:
+        w = _clear_of(w, o, xa)
+        b = _clear_of(b, o, xa)
     mean = rstd = None
     if return_stats:
         mean = L.empty_stats()
@@ -614,11 +653,8 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
     cdef cnp.ndarray m = _as_stats(mean, L, "mean")
     cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
     w = _as_param(weight, L, "weight")
-    cdef cnp.ndarray dyw = L.to_moved(dya)
     cdef Rows dyv
-    if not _rows_view(dyw, L.k, &dyv):
-        dyw = np.ascontiguousarray(dyw)
-        _rows_view(dyw, L.k, &dyv)
+    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
     cdef _Output o = _output(L, None, NULL, 0)
     cdef cnp.ndarray dw = L.empty_params()
     cdef cnp.ndarray db = L.empty_params()
@@ -690,6 +726,8 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     cdef int nt = _resolve_threads(num_threads)
     w = _as_param(weight, L, "weight")
     cdef _Output o = _output(L, out, &L.xv, 1)
+    if out is not None:
+        w = _clear_of(w, o, xa)
     rstd = L.empty_stats() if return_stats else None
     cdef char *xp = L.xv.data
     cdef char *yp = o.v.data
@@ -726,11 +764,8 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     cdef int nt = _resolve_threads(num_threads)
     cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
     w = _as_param(weight, L, "weight")
-    cdef cnp.ndarray dyw = L.to_moved(dya)
     cdef Rows dyv
-    if not _rows_view(dyw, L.k, &dyv):
-        dyw = np.ascontiguousarray(dyw)
-        _rows_view(dyw, L.k, &dyv)
+    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
     cdef _Output o = _output(L, None, NULL, 0)
     cdef cnp.ndarray dw = L.empty_params()
     cdef char *xp = L.xv.data
