@@ -12,17 +12,19 @@ from . import _core
 __all__ = ["LayerNorm", "RMSNorm"]
 
 
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
 def _shape_tuple(normalized_shape):
-    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+    if _is_int(normalized_shape):
         shape = (int(normalized_shape),)
+    elif isinstance(normalized_shape, (tuple, list)) and all(_is_int(s) for s in normalized_shape):
+        shape = tuple(int(s) for s in normalized_shape)
     else:
-        try:
-            shape = tuple(int(s) for s in normalized_shape)
-        except TypeError:
-            raise TypeError(
-                "normalized_shape must be an int or a tuple of ints, "
-                f"got {type(normalized_shape).__name__}"
-            ) from None
+        raise TypeError(
+            f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+        )
     if not shape or any(s < 0 for s in shape):
         raise ValueError(f"normalized_shape must be non-empty and non-negative, got {shape}")
     return shape

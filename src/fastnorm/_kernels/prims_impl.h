@@ -19,6 +19,9 @@
  * scalar tail: the result depends only on the row, never on the thread.
  */
 
+/* elements of T in a 64-byte cache line: the prefetch stride */
+#define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
+
 static A NAME(sum)(const T *x, int64_t n) {
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
@@ -111,10 +114,9 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
     const A cr = c * rstd;
     const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
     int64_t i = 0;
-    /* Two vectors per step are 64 bytes for both float32 and float64: one
-     * cache line of the next row is fetched while this one is computed. */
+    /* one cache line of the next row is fetched per 64 bytes of this one */
     for (; i + 2 * VN <= n; i += 2 * VN) {
-        if (next) PREFETCH(next + i);
+        if (next && i % FN_LINE_ELEMS == 0) PREFETCH(next + i);
         V t0 = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
         V t1 = VFMA(VSUB(VLOAD(x + i + VN), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t0, w + i, b + i, has_w, has_b));
@@ -199,9 +201,9 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     int64_t i = 0;
-    /* 64 bytes per step: one cache line of the next row's dy and x is fetched */
+    /* one cache line of the next rows of dy and x per 64 bytes of these */
     for (; i + 2 * VN <= n; i += 2 * VN) {
-        if (next_x) {
+        if (next_x && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_x + i);
             PREFETCH(next_dy + i);
         }
@@ -253,3 +255,5 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(sum),           NAME(centered_sums),  NAME(sum_sq), NAME(normalize),
     NAME(backward_sums), NAME(backward_apply), NAME(add),
 };
+
+#undef FN_LINE_ELEMS
