@@ -98,6 +98,8 @@ class BuildExt(build_ext):
             f"avx2 kernels={'on' if self._avx2_flags else 'off'}",
             file=sys.stderr,
         )
+        if _env_flag("FASTNORM_DISABLE_OPENMP") or _env_flag("FASTNORM_DISABLE_AVX2"):
+            self.force = True  # objects of an earlier build may have other flags
         for ext in self.extensions:
             ext.extra_compile_args = self._base + (openmp_compile if self._openmp else [])
             ext.extra_link_args = openmp_link if self._openmp else []
