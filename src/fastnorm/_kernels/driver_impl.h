@@ -57,11 +57,13 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const PRIMS_TYPE *P = k->P;
     for (int64_t i = begin; i < end; i++) {
         const T *xr = k->x + i * k->ldx;
-        const T *next = i + 1 < end ? xr + k->ldx : NULL;
+        const int more = i + 1 < end;
         A mu = 0, c = 0, r;
         if (k->centered) LOCAL(layer_norm_row_stats)(P, xr, k->n, k->eps, &mu, &c, &r);
         else r = LOCAL(rms_norm_row_rstd)(P, xr, k->n, k->eps);
-        P->normalize(xr, k->y + i * k->ldy, k->n, mu, c, r, k->weight, k->bias, next);
+        T *yr = k->y + i * k->ldy;
+        P->normalize(xr, yr, k->n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
+                     more ? yr + k->ldy : NULL);
         if (k->mean) k->mean[i] = (T)(mu + c);
         if (k->rstd) k->rstd[i] = (T)r;
     }
@@ -130,9 +132,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             const A mg = k->centered ? s[0] / (A)n : 0;
             const A mgx = s[1] / (A)n - c * mg;
             const int more = i + 1 < last;
-            P->backward_apply(dyr, xr, k->dx + i * k->lddx, n, mu, c, r, k->weight, mg, mgx,
-                              acc_w, acc_b, more ? dyr + k->lddy : NULL,
-                              more ? xr + k->ldx : NULL);
+            T *dxr = k->dx + i * k->lddx;
+            P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b,
+                              more ? dyr + k->lddy : NULL, more ? xr + k->ldx : NULL,
+                              more ? dxr + k->lddx : NULL);
         }
     }
 }

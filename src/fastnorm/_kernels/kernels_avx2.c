@@ -27,6 +27,7 @@ static inline double fn_hsum_pd(__m256d v) {
 #define SLOAD(p) ((A)*(p))
 #define SSTORE(p, a) (*(p) = (T)(a))
 #define PREFETCH(p) FN_PREFETCH(p)
+#define PREFETCH_W(p) FN_PREFETCH_W(p)
 
 /* float32 data, float32 accumulation, 8 lanes */
 #define T float

@@ -23,6 +23,7 @@
 #define SLOAD(p) ((A)*(p))
 #define SSTORE(p, a) (*(p) = (T)(a))
 #define PREFETCH(p) FN_PREFETCH(p)
+#define PREFETCH_W(p) FN_PREFETCH_W(p)
 
 #define T float
 #define A float

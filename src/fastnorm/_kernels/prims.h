@@ -22,21 +22,21 @@
         void (*centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2);        \
         /* sum of x^2 */                                                                \
         A (*sum_sq)(const T *x, int64_t n);                                             \
-        /* y = ((x - mu) - c) * rstd * w + b; w and b may be NULL. `next` (or NULL)   \
-         * is the row to be read after this one: it is prefetched meanwhile. */         \
+        /* y = ((x - mu) - c) * rstd * w + b; w and b may be NULL. next and next_y   \
+         * (both or neither NULL) are the rows used after these: prefetched meanwhile */ \
         void (*normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,   \
-                          const T *b, const T *next);                                   \
+                          const T *b, const T *next, T *next_y);                        \
         /* with xh = (x - mu) * rstd and g = dy * w: sums[0] = sum g,                   \
          * sums[1] = sum g * xh, sums[2] = sum xh */                                    \
         void (*backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd,         \
                               const T *w, A sums[3]);                                   \
         /* with xh = (x - mu) * rstd - c and g = dy * w:                                \
          * dx = rstd * (g - mg - xh * mgx); dw_acc += dy * xh; db_acc += dy.            \
-         * w, dw_acc and db_acc may be NULL; next_dy and next_x (or NULL) are the      \
-         * rows read after these, prefetched meanwhile. */                              \
+         * w, dw_acc and db_acc may be NULL; next_dy, next_x and next_dx (all or none \
+         * NULL) are the rows used after these, prefetched meanwhile. */               \
         void (*backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c,    \
                                A rstd, const T *w, A mg, A mgx, A *dw_acc, A *db_acc,   \
-                               const T *next_dy, const T *next_x);                      \
+                               const T *next_dy, const T *next_x, T *next_dx);          \
         /* dst += src, the step of the partial-sum tree */                              \
         void (*add)(A *dst, const A *src, int64_t n);                                   \
     } fn_prims_##SUFFIX;

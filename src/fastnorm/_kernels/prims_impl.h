@@ -108,15 +108,20 @@ static FN_INLINE V NAME(affine)(V t, const T *w, const T *b, const int has_w, co
 
 static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
                                            const T *w, const T *b, const T *next,
-                                           const int has_w, const int has_b) {
+                                           T *next_y, const int has_w, const int has_b) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
     const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
     int64_t i = 0;
-    /* one cache line of the next row is fetched per 64 bytes of this one */
+    /* one cache line of the next rows of x and y is fetched per 64 bytes of
+     * this one: the next row's loads and its stores' line fills (read for
+     * ownership) overlap this row's arithmetic */
     for (; i + 2 * VN <= n; i += 2 * VN) {
-        if (next && i % FN_LINE_ELEMS == 0) PREFETCH(next + i);
+        if (next && i % FN_LINE_ELEMS == 0) {
+            PREFETCH(next + i);
+            PREFETCH_W(next_y + i);
+        }
         V t0 = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
         V t1 = VFMA(VSUB(VLOAD(x + i + VN), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t0, w + i, b + i, has_w, has_b));
@@ -135,11 +140,11 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
 }
 
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,
-                            const T *b, const T *next) {
-    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 1, 1);
-    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 1, 0);
-    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 0, 1);
-    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, 0, 0);
+                            const T *b, const T *next, T *next_y) {
+    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 1);
+    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 0);
+    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 0, 1);
+    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 0, 0);
 }
 
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
@@ -197,15 +202,16 @@ static FN_INLINE void NAME(backward_apply_vec)(const T *dy, const T *x, T *dx, c
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
                                                 A c, A rstd, const T *w, A mg, A mgx, A *dw_acc,
                                                 A *db_acc, const T *next_dy, const T *next_x,
-                                                const int has_w, const int acc) {
+                                                T *next_dx, const int has_w, const int acc) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     int64_t i = 0;
-    /* one cache line of the next rows of dy and x per 64 bytes of these */
+    /* one cache line of the next rows of dy, x and dx per 64 bytes of these */
     for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next_x && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_x + i);
             PREFETCH(next_dy + i);
+            PREFETCH_W(next_dx + i);
         }
         NAME(backward_apply_vec)(dy + i, x + i, dx + i, w + i, dw_acc + i, db_acc + i, vmu, vc,
                                  vr, vmg, vmgx, has_w, acc);
@@ -228,10 +234,10 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
 
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
                                  const T *w, A mg, A mgx, A *dw_acc, A *db_acc,
-                                 const T *next_dy, const T *next_x) {
+                                 const T *next_dy, const T *next_x, T *next_dx) {
 #define FN_BWD_APPLY(HAS_W, ACC)                                                           \
     NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, next_dy, \
-                              next_x, HAS_W, ACC)
+                              next_x, next_dx, HAS_W, ACC)
     const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
     if (w) {
         if (acc == 2) FN_BWD_APPLY(1, 2);
