@@ -1,0 +1,100 @@
+"""pytest configuration of the benchmark suite (bench/ owns its own settings).
+
+- Registers the `quick` marker; `-m quick` or BENCH_QUICK=1 keeps the smoke
+  subset (norm_impls.QUICK) and shortens each measurement.
+- Adds to the JSON (--benchmark-json / --benchmark-autosave) what bench/report.py
+  prints: the CPU model, the library versions, fastnorm's configuration and the
+  command that reproduces the run.
+"""
+import os
+import platform
+import shlex
+import sys
+
+import pytest
+
+from norm_impls import quick_mode
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "quick: the smoke subset of the benchmarks (also selected by BENCH_QUICK=1)")
+    config.addinivalue_line(
+        "markers", "bench_forward: forward-pass benchmarks (layer_norm, rms_norm)")
+    config.addinivalue_line(
+        "markers", "bench_backward: backward-pass benchmarks")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not quick_mode():
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if item.get_closest_marker("quick") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _versions():
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "fastnorm", "torch", "onnxruntime", "onnx", "pytest_benchmark"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed: the benchmarks of that peer were skipped
+            out[name] = None
+    return out
+
+
+def _strip_dirs(arg):
+    """'--benchmark-json=/some/dir/run.json' -> '--benchmark-json=run.json'."""
+    key, sep, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+    if os.path.isabs(value):
+        value = os.path.basename(value)
+    return key + sep + value
+
+
+def _command():
+    # file arguments by their name alone: the command is run from the repository root
+    args = [_strip_dirs(a) for a in sys.argv[1:]]
+    cmd = "python -m pytest " + shlex.join(args)
+    if quick_mode():
+        cmd = "BENCH_QUICK=1 " + cmd
+    if os.environ.get("BENCH_THREADS"):
+        cmd = f"BENCH_THREADS={os.environ['BENCH_THREADS']} " + cmd
+    if os.environ.get("BENCH_TARGET_S"):
+        cmd = f"BENCH_TARGET_S={os.environ['BENCH_TARGET_S']} " + cmd
+    return cmd
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["cpu_model"] = cpu_model()
+    machine_info["cpu_count"] = os.cpu_count()
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    info = {"command": _command(), "quick": quick_mode(), "versions": _versions(),
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count()}
+    try:
+        import fastnorm
+        info["fastnorm_config"] = fastnorm.get_config()
+    except Exception as exc:  # the report only prints it
+        info["fastnorm_config"] = repr(exc)
+    output_json["fastnorm_bench"] = info
+
+
+@pytest.fixture(scope="session")
+def checked():
+    """(impl, op, dtype, threads) -> None if it matched fastnorm.reference, else the message."""
+    return {}

@@ -1,0 +1,497 @@
+"""The benchmark matrix and the implementations it times, in one place.
+
+Every implementation is a *runner*: ``make_runner(impl, op, inputs, threads)``
+does all the preparation (output buffers, tensors, ONNX sessions, io
+bindings) and returns a zero-argument callable that does exactly the work
+that is timed, and returns the outputs so that the same callable can be
+checked against ``fastnorm.reference``.
+
+Implementations
+---------------
+fastnorm-avx2, fastnorm-scalar
+    ``fastnorm.layer_norm(x, w, b, out=y, num_threads=t)`` etc., with the
+    kernels picked by ``fastnorm._core._set_isa`` (see :func:`fastnorm_isa`).
+    The backward functions have no ``out=``: they allocate dx, dw (and db).
+numpy
+    Plain vectorized NumPy in the input dtype (below). Single-threaded, so it
+    is only run with 1 thread.
+torch
+    ``torch.nn.functional.layer_norm`` / ``rms_norm`` on tensors that share
+    memory with the NumPy inputs. Forward runs under ``torch.inference_mode()``
+    (entered around the whole measurement, not per call) and allocates its
+    output (the functional API has no ``out=``). Backward: the forward graph is
+    built once, untimed; each timed call is
+    ``torch.autograd.grad(y, (x, w[, b]), grad_outputs=dy, retain_graph=True)``,
+    i.e. the autograd engine plus the backward kernels, producing dx, dw (, db).
+    On the CPU, ``F.rms_norm`` is a composite of several ops (pow, mean, rsqrt,
+    mul), so its backward walks several graph nodes.
+onnxruntime
+    A model with one ``LayerNormalization`` node (opset 17) or one
+    ``RMSNormalization`` node (opset 23), weight and bias as initializers,
+    ``intra_op_num_threads = t``; x and y are bound with ``io_binding`` to
+    preallocated NumPy buffers, so a timed call is ``run_with_iobinding``.
+    Forward only (inference runtime).
+copy
+    The memory floor of a forward pass: read x, write y. ``np.copyto(y, x)``
+    with 1 thread; with t threads, rows are split into t chunks copied by a
+    ``ThreadPoolExecutor`` (``np.copyto`` releases the GIL). Arrays under
+    COPY_PARALLEL_MIN_BYTES are copied by the calling thread alone: handing
+    work to a Python thread pool costs tens of microseconds, more than such a
+    copy, and the floor should be the best a copy can do. Timed in the forward
+    groups only; the report uses it as the floor of the backward ops too.
+"""
+import concurrent.futures
+import contextlib
+import functools
+import os
+import time
+
+import numpy as np
+
+import fastnorm
+import fastnorm.reference as reference
+
+FORWARD_OPS = ("layer_norm", "rms_norm")
+BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
+OPS = FORWARD_OPS + BACKWARD_OPS
+
+FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
+IMPLS = FASTNORM_IMPLS + ("numpy", "torch", "onnxruntime", "copy")
+
+SHAPES_FLOAT32 = [(1, 768), (8, 768), (128, 768), (4096, 768), (1024, 4096), (8192, 4096),
+                  (65536, 64)]
+SHAPES_FLOAT64 = [(128, 768), (4096, 768)]
+
+# The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64.
+QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64")}
+
+LAYER_NORM_EPS = 1e-5
+RMS_NORM_EPS = 1e-6  # explicit: the libraries' defaults differ
+
+# The threaded copy splits arrays from this size on; smaller ones are copied serially.
+COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+
+# Where every implementation is checked once: tails (n % 8 != 0) and enough
+# bytes (1 MB in float32) for fastnorm's threaded path.
+CHECK_SHAPE = (257, 1000)
+
+
+def quick_mode():
+    """BENCH_QUICK=1: the same selection as `-m quick`, with shorter measurements."""
+    return os.environ.get("BENCH_QUICK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def all_threads():
+    return os.cpu_count() or 1
+
+
+def thread_counts():
+    """1 and all cores (BENCH_THREADS="1,4" overrides)."""
+    env = os.environ.get("BENCH_THREADS", "").strip()
+    if env:
+        return sorted({int(t) for t in env.split(",") if t.strip()})
+    return sorted({1, all_threads()})
+
+
+def shape_label(shape):
+    return "x".join(str(s) for s in shape)
+
+
+def group_name(op, shape, dtype, threads):
+    return f"{op}|{shape_label(shape)}|{dtype}|t{threads}"
+
+
+def bytes_moved(op, shape, dtype):
+    """The bytes that must cross the memory bus, parameters and statistics left out:
+    forward reads x and writes y; backward reads x and dy and writes dx."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return (2 if op in FORWARD_OPS else 3) * nbytes
+
+
+def applies(impl, op, threads):
+    """Whether a combination is meaningful (not whether its peer is installed)."""
+    if impl == "numpy" and threads != 1:
+        return False  # NumPy has no threads: its time would be the 1-thread time again
+    if impl in ("onnxruntime", "copy") and op not in FORWARD_OPS:
+        return False
+    return True
+
+
+def cases():
+    """(op, shape, dtype, threads, impl, quick), in the order they run: group by group."""
+    shapes = [(s, "float32") for s in SHAPES_FLOAT32] + [(s, "float64") for s in SHAPES_FLOAT64]
+    for op in OPS:
+        for shape, dtype in shapes:
+            for threads in thread_counts():
+                for impl in IMPLS:
+                    if applies(impl, op, threads):
+                        yield op, shape, dtype, threads, impl, (shape, dtype) in QUICK
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+
+class Inputs:
+    """x, dy, weight, bias and the forward statistics, all in one dtype.
+
+    The statistics are computed in float64 from x and rounded to the dtype,
+    like the ones a forward pass with return_stats=True would hand back.
+    """
+
+    def __init__(self, shape, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        dt = np.dtype(dtype)
+        n = shape[-1]
+        self.shape, self.dtype = tuple(shape), dt
+        self.x = rng.standard_normal(shape, dtype=dt)
+        self.x *= 2.0
+        self.x += 0.5  # a non-zero mean, so the layer_norm centering matters
+        self.dy = rng.standard_normal(shape, dtype=dt)
+        self.weight = rng.uniform(0.5, 1.5, n).astype(dt)
+        self.bias = rng.uniform(-0.5, 0.5, n).astype(dt)
+        mean = self.x.mean(axis=-1, dtype=np.float64)
+        sq = np.einsum("ij,ij->i", self.x, self.x, dtype=np.float64) / n
+        var = np.maximum(sq - mean * mean, 0.0)
+        self.ln_mean = mean.astype(dt)
+        self.ln_rstd = (1.0 / np.sqrt(var + LAYER_NORM_EPS)).astype(dt)
+        self.rms_rstd = (1.0 / np.sqrt(sq + RMS_NORM_EPS)).astype(dt)
+
+
+@functools.lru_cache(maxsize=1)  # the largest inputs take ~0.5 GB; keep one set alive
+def get_inputs(shape, dtype):
+    return Inputs(shape, dtype)
+
+
+# --------------------------------------------------------------------------
+# NumPy peer: the straightforward vectorized formulas, in the input dtype
+# --------------------------------------------------------------------------
+
+def numpy_layer_norm(x, weight, bias, eps, out):
+    mean = x.mean(axis=-1, keepdims=True)
+    xc = x - mean
+    var = np.mean(xc * xc, axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    np.multiply(xc, rstd, out=out)
+    out *= weight
+    out += bias
+    return out
+
+
+def numpy_rms_norm(x, weight, eps, out):
+    rstd = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    np.multiply(x, rstd, out=out)
+    out *= weight
+    return out
+
+
+def numpy_layer_norm_backward(dy, x, mean, rstd, weight):
+    rstd = rstd[:, None]
+    xhat = (x - mean[:, None]) * rstd
+    g = dy * weight
+    dx = (g - g.mean(axis=-1, keepdims=True)
+          - xhat * np.mean(g * xhat, axis=-1, keepdims=True)) * rstd
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def numpy_rms_norm_backward(dy, x, rstd, weight):
+    rstd = rstd[:, None]
+    xhat = x * rstd
+    g = dy * weight
+    dx = (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True)) * rstd
+    return dx, (dy * xhat).sum(axis=0)
+
+
+# --------------------------------------------------------------------------
+# Copy: the memory floor
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _copy_pool(threads):
+    return concurrent.futures.ThreadPoolExecutor(max_workers=threads,
+                                                 thread_name_prefix="bench-copy")
+
+
+def make_copy(x, y, threads):
+    chunks = min(threads, x.shape[0]) if x.nbytes >= COPY_PARALLEL_MIN_BYTES else 1
+    if chunks <= 1:
+        return lambda: (np.copyto(y, x), y)[1]
+    bounds = np.linspace(0, x.shape[0], chunks + 1).astype(int)
+    parts = [(y[lo:hi], x[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    pool = _copy_pool(threads)
+
+    def run():
+        for f in [pool.submit(np.copyto, dst, src) for dst, src in parts]:
+            f.result()
+        return y
+    return run
+
+
+# --------------------------------------------------------------------------
+# Peers that may be missing
+# --------------------------------------------------------------------------
+
+class Unavailable(Exception):
+    """The implementation cannot run here (not installed, no such ISA, op unsupported)."""
+
+
+def _import(name):
+    try:
+        return __import__(name)
+    except ImportError as exc:
+        raise Unavailable(f"{name} is not installed ({exc})") from exc
+
+
+@contextlib.contextmanager
+def fastnorm_isa(name):
+    """Run fastnorm's kernels of one instruction set; restores the previous one."""
+    from fastnorm import _core
+    if name not in _core._available_isas():
+        raise Unavailable(f"fastnorm's {name} kernels are not available here")
+    before = _core._get_isa()
+    _core._set_isa(name)
+    try:
+        yield
+    finally:
+        _core._set_isa(before)
+
+
+@contextlib.contextmanager
+def torch_threads(threads):
+    torch = _import("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _onnx_model(op, dtype, n, weight, bias):
+    onnx = _import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    elem = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
+    inits = [numpy_helper.from_array(weight, "weight")]
+    if op == "layer_norm":
+        inits.append(numpy_helper.from_array(bias, "bias"))
+        node = helper.make_node("LayerNormalization", ["x", "weight", "bias"], ["y"], axis=-1,
+                                epsilon=LAYER_NORM_EPS)
+        opset = 17
+    else:
+        node = helper.make_node("RMSNormalization", ["x", "weight"], ["y"], axis=-1,
+                                epsilon=RMS_NORM_EPS)
+        opset = 23
+    if opset > onnx.defs.onnx_opset_version():
+        raise Unavailable(f"onnx {onnx.__version__} has no opset {opset} ({node.op_type})")
+    graph = helper.make_graph(
+        [node], f"fastnorm_bench_{op}",
+        [helper.make_tensor_value_info("x", elem, ["rows", n])],
+        [helper.make_tensor_value_info("y", elem, ["rows", n])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fastnorm-bench")
+    model.ir_version = min(model.ir_version, 10)  # what current onnxruntime releases accept
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _onnx_session(op, dtype, n, weight, bias, threads):
+    ort = _import("onnxruntime")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(_onnx_model(op, dtype, n, weight, bias), so,
+                                    providers=["CPUExecutionProvider"])
+    except Unavailable:
+        raise
+    except Exception as exc:  # e.g. an onnxruntime without RMSNormalization
+        raise Unavailable(f"onnxruntime {ort.__version__} cannot run {op}: "
+                          f"{str(exc).splitlines()[0][:200]}") from exc
+
+
+# --------------------------------------------------------------------------
+# Runners
+# --------------------------------------------------------------------------
+
+def make_runner(impl, op, inp, threads):
+    """(run, context): a zero-argument callable doing the timed work, and the
+    context manager to hold open around it (ISA, torch threads, inference mode).
+
+    Raises Unavailable when the implementation cannot run here.
+    """
+    x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
+    stack = contextlib.ExitStack()
+
+    if impl in FASTNORM_IMPLS:
+        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        if op == "layer_norm":
+            y = np.zeros_like(x)
+            run = lambda: fastnorm.layer_norm(x, w, b, eps=LAYER_NORM_EPS, out=y,
+                                              num_threads=threads)
+        elif op == "rms_norm":
+            y = np.zeros_like(x)
+            run = lambda: fastnorm.rms_norm(x, w, eps=RMS_NORM_EPS, out=y, num_threads=threads)
+        elif op == "layer_norm_backward":
+            mean, rstd = inp.ln_mean, inp.ln_rstd
+            run = lambda: fastnorm.layer_norm_backward(dy, x, mean, rstd, w,
+                                                       num_threads=threads)
+        else:
+            rstd = inp.rms_rstd
+            run = lambda: fastnorm.rms_norm_backward(dy, x, rstd, w, num_threads=threads)
+        return run, stack
+
+    if impl == "numpy":
+        if op == "layer_norm":
+            y = np.zeros_like(x)
+            run = lambda: numpy_layer_norm(x, w, b, LAYER_NORM_EPS, y)
+        elif op == "rms_norm":
+            y = np.zeros_like(x)
+            run = lambda: numpy_rms_norm(x, w, RMS_NORM_EPS, y)
+        elif op == "layer_norm_backward":
+            run = lambda: numpy_layer_norm_backward(dy, x, inp.ln_mean, inp.ln_rstd, w)
+        else:
+            run = lambda: numpy_rms_norm_backward(dy, x, inp.rms_rstd, w)
+        return run, stack
+
+    if impl == "torch":
+        torch = _import("torch")
+        F = torch.nn.functional
+        if "rms_norm" in op and not hasattr(F, "rms_norm"):
+            raise Unavailable(f"torch {torch.__version__} has no F.rms_norm")
+        stack.enter_context(torch_threads(threads))
+        n = (x.shape[-1],)
+        xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        if op in FORWARD_OPS:
+            stack.enter_context(torch.inference_mode())
+            if op == "layer_norm":
+                run = lambda: F.layer_norm(xt, n, wt, bt, LAYER_NORM_EPS)
+            else:
+                run = lambda: F.rms_norm(xt, n, wt, RMS_NORM_EPS)
+            return run, stack
+        dyt = torch.from_numpy(dy)
+        xg, wg = xt.detach().requires_grad_(), wt.detach().requires_grad_()
+        if op == "layer_norm_backward":
+            bg = bt.detach().requires_grad_()
+            y = F.layer_norm(xg, n, wg, bg, LAYER_NORM_EPS)
+            leaves = (xg, wg, bg)
+        else:
+            y = F.rms_norm(xg, n, wg, RMS_NORM_EPS)
+            leaves = (xg, wg)
+        run = lambda: torch.autograd.grad(y, leaves, grad_outputs=dyt, retain_graph=True)
+        return run, stack
+
+    if impl == "onnxruntime":
+        if op not in FORWARD_OPS:
+            raise Unavailable("onnxruntime has no backward here (inference runtime)")
+        sess = _onnx_session(op, inp.dtype, x.shape[-1], w, b, threads)
+        y = np.zeros_like(x)
+        binding = sess.io_binding()
+        binding.bind_input("x", "cpu", 0, x.dtype, x.shape, x.ctypes.data)
+        binding.bind_output("y", "cpu", 0, y.dtype, y.shape, y.ctypes.data)
+        # keep the arrays the binding points into alive with the closure
+        run = lambda: (sess.run_with_iobinding(binding), y, x)[1]
+        stack.callback(lambda: binding.clear_binding_inputs())
+        return run, stack
+
+    if impl == "copy":
+        if op not in FORWARD_OPS:
+            raise Unavailable("copy is the floor of the forward ops only")
+        return make_copy(x, np.zeros_like(x), threads), stack
+
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+# --------------------------------------------------------------------------
+# Stall gate: wait out the phases in which multi-threaded calls stall
+# --------------------------------------------------------------------------
+
+class StallProbe:
+    """Detects the phases in which a multi-threaded call stalls for milliseconds.
+
+    On some virtual machines a thread that spin-waits (OpenMP's barrier,
+    onnxruntime's pool) is descheduled by the hypervisor for a scheduler tick
+    or two (pause-loop exiting): a 20 us call then takes 8 ms, for seconds at
+    a time, for every library that spins. The probe is a small fastnorm call
+    (below the work of any timed benchmark) with the given thread count: it is
+    stalled when it takes STALL_FACTOR times its 1-thread time and over 1 ms.
+    """
+
+    STALL_FACTOR = 10.0
+
+    def __init__(self):
+        self.x = np.random.default_rng(2).standard_normal((256, 768), dtype=np.float32)
+        self.y = np.empty_like(self.x)
+        self.serial = min(self.time(1) for _ in range(3))
+
+    def time(self, threads, calls=7):
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fastnorm.layer_norm(self.x, out=self.y, num_threads=threads)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def stalled(self, threads):
+        t = self.time(threads)
+        return t > max(1e-3, self.STALL_FACTOR * self.serial)
+
+    def wait(self, threads, budget_s, step_s=0.25):
+        """Sleep until the probe is not stalled, at most budget_s; returns (waited_s, still_stalled)."""
+        t0 = time.perf_counter()
+        while self.stalled(threads):
+            waited = time.perf_counter() - t0
+            if waited >= budget_s:
+                return waited, True
+            time.sleep(step_s)
+        return time.perf_counter() - t0, False
+
+
+# --------------------------------------------------------------------------
+# Sanity check: every implementation once against fastnorm.reference
+# --------------------------------------------------------------------------
+
+def _as_numpy(a):
+    return a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def _expected(op, inp):
+    x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
+    if op == "layer_norm":
+        return (reference.layer_norm(x, w, b, eps=LAYER_NORM_EPS)[0],)
+    if op == "rms_norm":
+        return (reference.rms_norm(x, w, eps=RMS_NORM_EPS)[0],)
+    if op == "layer_norm_backward":
+        return reference.layer_norm_backward(dy, x, inp.ln_mean, inp.ln_rstd, w)
+    return reference.rms_norm_backward(dy, x, inp.rms_rstd, w)
+
+
+def check(impl, op, dtype, threads, shape=CHECK_SHAPE):
+    """Run one implementation on CHECK_SHAPE and compare with fastnorm.reference.
+
+    Returns None when it agrees, else a message. Raises Unavailable.
+    Error measure: max |got - ref| / max(1, max |ref|) per output.
+    """
+    inp = Inputs(shape, dtype, seed=1)
+    run, ctx = make_runner(impl, op, inp, threads)
+    with ctx:
+        got = run()
+    got = (got,) if not isinstance(got, (tuple, list)) else tuple(got)
+    got = tuple(_as_numpy(g) for g in got)
+    if impl == "copy":
+        return None if np.array_equal(got[0], inp.x) else "copy did not reproduce x"
+    want = _expected(op, inp)
+    names = ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
+    tol = 1e-9 if np.dtype(dtype) == np.float64 else (2e-5 if op in FORWARD_OPS else 2e-4)
+    for name, g, r in zip(names, got, want):
+        if g.shape != r.shape:
+            return f"{name}: shape {g.shape}, expected {r.shape}"
+        if g.dtype != np.dtype(dtype):
+            return f"{name}: dtype {g.dtype}, expected {dtype}"
+        err = float(np.max(np.abs(g.astype(np.float64) - r)) / max(1.0, np.max(np.abs(r))))
+        if not err <= tol:
+            return f"{name}: relative error {err:.3g} > {tol:g}"
+    if len(got) != len(want):
+        return f"{len(got)} outputs, expected {len(want)}"
+    return None

@@ -1,0 +1,359 @@
+"""Turn a pytest-benchmark JSON of bench/ into a markdown table and a plot.
+
+Usage:
+    python bench/report.py results.json --out bench/results
+    python bench/report.py .benchmarks/            # the newest saved run under it
+
+writes ``<out>/results.md`` (one table per op: median times of every
+implementation, the ratios "peer / fastnorm" -- above 1 means fastnorm is
+faster -- and fastnorm's effective bandwidth as a share of a plain copy's) and
+``<out>/results.png`` (effective GB/s against array size, float32, one panel
+per op and thread count, the copy floor dashed).
+
+"fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
+Effective GB/s = bytes that must move (forward: read x + write y; backward:
+read x, dy + write dx) / median time. The copy floor of a shape, dtype and
+thread count is the fastest copy measured for it (copy runs in the forward
+groups; the backward rows use the same floor).
+"""
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import sys
+from collections import defaultdict
+
+OPS = ("layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
+IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "numpy", "torch", "onnxruntime", "copy")
+PEERS = ("torch", "onnxruntime", "numpy")
+STYLE = {  # colour, marker
+    "fastnorm-avx2": ("tab:red", "o"),
+    "fastnorm-scalar": ("tab:orange", "s"),
+    "numpy": ("tab:blue", "^"),
+    "torch": ("tab:purple", "v"),
+    "onnxruntime": ("tab:green", "P"),
+    "copy": ("black", None),
+}
+SLOWER_WITH_THREADS = 1.5  # a tN time over this multiple of the t1 time is flagged
+NARROW_N = 256  # rows shorter than this (65536x64) are drawn as lone markers, not on the line
+
+
+def find_json(path):
+    """A JSON file, or the newest *.json under a directory such as .benchmarks/."""
+    if os.path.isdir(path):
+        files = glob.glob(os.path.join(path, "**", "*.json"), recursive=True)
+        if not files:
+            sys.exit(f"no *.json under {path}")
+        return max(files, key=os.path.getmtime)
+    return path
+
+
+def load(path, stat="median"):
+    with open(path) as f:
+        data = json.load(f)
+    results = {}  # (op, shape, dtype, threads) -> impl -> record
+    for b in data.get("benchmarks", []):
+        ei = b.get("extra_info") or {}
+        if "op" in ei:
+            op, impl = ei["op"], ei["impl"]
+            shape, dtype, threads = tuple(ei["shape"]), ei["dtype"], int(ei["threads"])
+        else:  # a run without extra_info: parse group "op|RxC|dtype|tN" and the param id
+            op, shape_s, dtype, t = b["group"].split("|")
+            shape = tuple(int(s) for s in shape_s.split("x"))
+            threads = int(t[1:])
+            impl = b["name"].rsplit(f"-t{threads}-", 1)[1].rstrip("]")
+        itemsize = 8 if dtype == "float64" else 4
+        nbytes = ei.get("array_bytes", math.prod(shape) * itemsize)
+        moved = ei.get("bytes_moved", (2 if "backward" not in op else 3) * nbytes)
+        results.setdefault((op, shape, dtype, threads), {})[impl] = {
+            "median": b["stats"][stat], "iqr": b["stats"].get("iqr"),
+            "rounds": b["stats"].get("rounds"), "array_bytes": nbytes, "bytes_moved": moved,
+            "stalled": bool(ei.get("stalled_before") or ei.get("stalled_after")),
+            "stall_wait_s": float(ei.get("stall_wait_s") or 0.0),
+        }
+    return data, results
+
+
+def combine(runs):
+    """Several runs of the suite -> one: per benchmark, the run with the lowest time.
+
+    On a noisy machine a disturbance only ever adds time, so the best of a few
+    runs is the closest to what the code does; flags of the chosen run are kept."""
+    out = {}
+    for results in runs:
+        for key, impls in results.items():
+            dest = out.setdefault(key, {})
+            for impl, rec in impls.items():
+                if impl not in dest or rec["median"] < dest[impl]["median"]:
+                    dest[impl] = rec
+    return out
+
+
+def copy_floor(results):
+    """(shape, dtype, threads) -> GB/s of the fastest copy measured for it."""
+    best = {}
+    for (op, shape, dtype, threads), impls in results.items():
+        if "copy" in impls:
+            r = impls["copy"]
+            gbs = r["bytes_moved"] / r["median"] / 1e9
+            k = (shape, dtype, threads)
+            best[k] = max(best.get(k, 0.0), gbs)
+    return best
+
+
+def fmt_time(s):
+    if s is None:
+        return ""
+    if s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
+def fmt_ratio(r):
+    return "" if r is None else f"{r:.2f}"
+
+
+def fastnorm_of(impls):
+    for name in ("fastnorm-avx2", "fastnorm-scalar"):
+        if name in impls:
+            return impls[name]
+    return None
+
+
+def row_order(key):
+    op, shape, dtype, threads = key
+    return (dtype != "float32", dtype, math.prod(shape), shape[-1], threads)
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def op_table(op, results, floors):
+    keys = sorted((k for k in results if k[0] == op), key=row_order)
+    if not keys:
+        return [], {}
+    present = [i for i in IMPLS if any(i in results[k] for k in keys)]
+    peers = [p for p in PEERS if p in present]
+    header = ["shape", "dtype", "threads"] + present
+    header += [f"{p} / fastnorm" for p in peers]
+    if "fastnorm-avx2" in present and "fastnorm-scalar" in present:
+        header.append("scalar / avx2")
+    header += ["fastnorm GB/s", "copy GB/s", "fastnorm % of copy"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ratios = defaultdict(list)
+    flags = defaultdict(int)
+    borrowed = False
+    for k in keys:
+        _, shape, dtype, threads = k
+        impls = dict(results[k])
+        shown = {}
+        # NumPy is single-threaded: a tN row compares with its 1-thread time.
+        if "numpy" not in impls and threads != 1:
+            t1 = results.get((op, shape, dtype, 1), {})
+            if "numpy" in t1:
+                impls["numpy"] = t1["numpy"]
+                shown["numpy"] = fmt_time(t1["numpy"]["median"]) + " †"
+                borrowed = True
+        fn = fastnorm_of(impls)
+        t1 = results.get((op, shape, dtype, 1), {}) if threads != 1 else {}
+        for i in present:
+            if i in impls and i not in shown:
+                mark = ""
+                if impls[i]["stalled"]:
+                    mark += " ⚠"
+                    flags["stall"] += 1
+                if i in t1 and impls[i]["median"] > SLOWER_WITH_THREADS * t1[i]["median"]:
+                    mark += " §"
+                    flags["slower"] += 1
+                shown[i] = fmt_time(impls[i]["median"]) + mark
+        cells = ["x".join(map(str, shape)), dtype, str(threads)]
+        cells += [shown.get(i, "—") for i in present]
+        for p in peers:
+            r = impls[p]["median"] / fn["median"] if (fn and p in impls) else None
+            ratios[p].append(r)
+            cells.append(fmt_ratio(r) if r is not None else "—")
+        if "scalar / avx2" in header:
+            a, s = impls.get("fastnorm-avx2"), impls.get("fastnorm-scalar")
+            r = s["median"] / a["median"] if a and s else None
+            ratios["scalar / avx2"].append(r)
+            cells.append(fmt_ratio(r) if r is not None else "—")
+        gbs = fn["bytes_moved"] / fn["median"] / 1e9 if fn else None
+        floor = floors.get((shape, dtype, threads))
+        cells.append(f"{gbs:.1f}" if gbs else "—")
+        cells.append(f"{floor:.1f}" if floor else "—")
+        cells.append(f"{100 * gbs / floor:.0f}%" if gbs and floor else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = []
+    if borrowed:
+        notes.append("† NumPy is single-threaded: its 1-thread time, repeated for comparison.")
+    if flags["stall"]:
+        notes.append("⚠ the stall probe (a small multi-threaded call) was stalled just before "
+                     "or after this measurement: the machine was descheduling spinning threads; "
+                     "rerun before trusting it.")
+    if flags["slower"]:
+        notes.append(f"§ over {SLOWER_WITH_THREADS}x slower than the same implementation with 1 "
+                     "thread: a stall of the machine or a real scaling problem.")
+    if notes:
+        lines.append("")
+        lines += [n + "  " for n in notes[:-1]] + notes[-1:]
+    summary = {name: geomean(v) for name, v in ratios.items()}
+    return lines, summary
+
+
+def plot(results, floors, path, dtype="float32", stat="median"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ops = [op for op in OPS if any(k[0] == op and k[2] == dtype for k in results)]
+    threads = sorted({k[3] for k in results if k[2] == dtype})
+    if not ops:
+        return False
+    fig, axes = plt.subplots(len(threads), len(ops), figsize=(4.6 * len(ops), 3.9 * len(threads)),
+                             squeeze=False, sharex=True)
+    for row, t in enumerate(threads):
+        for col, op in enumerate(ops):
+            ax = axes[row][col]
+            keys = [k for k in results if k[0] == op and k[2] == dtype and k[3] == t]
+            for impl in IMPLS:
+                if impl == "copy":
+                    continue
+                pts = [(results[k][impl]["array_bytes"], k[1],
+                        results[k][impl]["bytes_moved"] / results[k][impl]["median"] / 1e9)
+                       for k in keys if impl in results[k]]
+                if not pts:
+                    continue
+                color, marker = STYLE[impl]
+                line = sorted((b, g) for b, s, g in pts if s[-1] >= NARROW_N)
+                lone = [(b, g) for b, s, g in pts if s[-1] < NARROW_N]
+                if line:
+                    ax.plot(*zip(*line), color=color, marker=marker, ms=4, lw=1.4, label=impl)
+                if lone:
+                    ax.plot(*zip(*lone), color=color, marker="D", ms=6, ls="none",
+                            mfc="none", mew=1.5, label=None if line else impl)
+                bad = [(results[k][impl]["array_bytes"],
+                        results[k][impl]["bytes_moved"] / results[k][impl]["median"] / 1e9)
+                       for k in keys if impl in results[k] and results[k][impl]["stalled"]]
+                if bad:
+                    ax.plot(*zip(*bad), marker="o", ms=11, ls="none", mfc="none",
+                            mec="0.55", mew=1.0, label="stall flagged (⚠)")
+            floor = sorted({(results[k].get("copy", next(iter(results[k].values())))["array_bytes"],
+                             floors[(k[1], k[2], k[3])])
+                            for k in keys if (k[1], k[2], k[3]) in floors})
+            if floor:
+                ax.plot(*zip(*floor), color="black", ls="--", lw=1.2, label="copy (floor)")
+            ax.set_xscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.set_title(f"{op}, {dtype}, {t} thread{'s' if t > 1 else ''}", fontsize=10)
+            if row == len(threads) - 1:
+                ax.set_xlabel("array bytes (x)")
+            if col == 0:
+                ax.set_ylabel(f"effective GB/s ({stat} time)")
+            ax.set_ylim(bottom=0)
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(l, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+               ncol=len(handles), frameon=False, fontsize=9)
+    fig.text(0.5, 0.005, f"hollow diamonds: rows shorter than {NARROW_N} (65536x64); grey rings: "
+             "measurements flagged by the stall probe; effective "
+             "GB/s = (forward: read x + write y; backward: read x, dy + write dx) / median time",
+             ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", nargs="+",
+                    help="pytest-benchmark JSON (--benchmark-json=FILE), a saved run, or a "
+                         "directory (.benchmarks/) to take the newest run from; several runs "
+                         "are combined by taking, per benchmark, the run with the lowest time")
+    ap.add_argument("--stat", default="median", choices=("median", "min", "mean"),
+                    help="the statistic of each benchmark's rounds to report (default median)")
+    ap.add_argument("--out", default="bench/results", help="output folder (default bench/results)")
+    ap.add_argument("--plot-dtype", default="float32")
+    args = ap.parse_args(argv)
+
+    paths = [find_json(p) for p in args.json]
+    loaded = [load(p, args.stat) for p in paths]
+    data = loaded[-1][0]
+    results = combine([r for _, r in loaded])
+    if not results:
+        sys.exit(f"{', '.join(paths)}: no benchmarks")
+    floors = copy_floor(results)
+    meta = data.get("fastnorm_bench", {})
+    machine = data.get("machine_info", {})
+    cpu = (meta.get("cpu_model") or machine.get("cpu_model")
+           or (machine.get("cpu") or {}).get("brand_raw") or platform.processor() or "unknown")
+    ncpu = meta.get("cpu_count") or machine.get("cpu_count") or (machine.get("cpu") or {}).get("count")
+    date = ", ".join(d.get("datetime", "unknown") for d, _ in loaded)
+    command = meta.get("command") or "python -m pytest bench --benchmark-json=results.json"
+    versions = meta.get("versions") or {}
+
+    md = ["# fastnorm benchmarks", ""]
+    md.append(f"- CPU: {cpu} ({ncpu} logical cores)")
+    md.append(f"- run: {date}" + (" (quick mode)" if meta.get("quick") else ""))
+    if versions:
+        md.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    cfg = meta.get("fastnorm_config")
+    if isinstance(cfg, dict):
+        md.append(f"- fastnorm: default kernels {cfg.get('isa')}, available "
+                  f"{', '.join(cfg.get('isas_available', []))}, OpenMP {'on' if cfg.get('openmp') else 'off'}")
+    waits = [r["stall_wait_s"] for impls in results.values() for r in impls.values()]
+    stalled = sum(r["stalled"] for impls in results.values() for r in impls.values())
+    if any(waits) or stalled:
+        md.append(f"- stall gate: waited {sum(waits):.1f} s in all for multi-threaded calls to stop "
+                  f"stalling; {stalled} measurement(s) flagged ⚠")
+    md.append(f"- reproduce: `{command}`")
+    stat_opt = f" --stat {args.stat}" if args.stat != "median" else ""
+    md.append(f"- report: `python bench/report.py {' '.join(os.path.basename(p) for p in paths)}"
+              f" --out {os.path.basename(os.path.normpath(args.out))}{stat_opt}`" + (f" (best of {len(paths)} runs per benchmark)"
+                                                  if len(paths) > 1 else ""))
+    md.append("")
+    md.append(f"{args.stat.capitalize()} time per call. Ratios are peer time / fastnorm time (above 1: fastnorm "
+              "is faster); fastnorm is fastnorm-avx2 where it ran. GB/s counts the bytes that "
+              "must move (forward: read x + write y; backward: read x, dy + write dx); the copy "
+              "floor is np.copyto of x (threaded from 4 MiB on), measured in the forward groups.")
+    summaries = {}
+    for op in OPS:
+        lines, summary = op_table(op, results, floors)
+        if not lines:
+            continue
+        summaries[op] = summary
+        md += ["", f"## {op}", ""] + lines
+    if summaries:
+        names = [n for n in [f"{p}" for p in PEERS] + ["scalar / avx2"]
+                 if any(s.get(n) for s in summaries.values())]
+        md += ["", "## Geometric means of the ratios over all rows", "",
+               "| op | " + " | ".join(n if n == "scalar / avx2" else f"{n} / fastnorm"
+                                     for n in names) + " |",
+               "|" + "---|" * (len(names) + 1)]
+        for op, s in summaries.items():
+            md.append(f"| {op} | " + " | ".join(fmt_ratio(s.get(n)) or "—" for n in names) + " |")
+
+    os.makedirs(args.out, exist_ok=True)
+    png = os.path.join(args.out, "results.png")
+    if plot(results, floors, png, args.plot_dtype, args.stat):
+        md += ["", f"![effective bandwidth]({os.path.basename(png)})"]
+    md_path = os.path.join(args.out, "results.md")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"CPU: {cpu}")
+    print(f"date of the run(s): {date}; report made {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"reproduce: {command}")
+    print(f"wrote {md_path} and {png}")
+
+
+if __name__ == "__main__":
+    main()
