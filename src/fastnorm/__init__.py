@@ -7,6 +7,10 @@ the plain float64 NumPy formulas the kernels are tested against, and
 ``fastnorm.show_config()`` for what this build and CPU use.
 """
 from ._core import (
+    add_layer_norm,
+    add_layer_norm_backward,
+    add_rms_norm,
+    add_rms_norm_backward,
     get_num_threads,
     layer_norm,
     layer_norm_backward,
@@ -24,6 +28,10 @@ __all__ = [
     "layer_norm_backward",
     "rms_norm",
     "rms_norm_backward",
+    "add_layer_norm",
+    "add_layer_norm_backward",
+    "add_rms_norm",
+    "add_rms_norm_backward",
     "set_num_threads",
     "get_num_threads",
     "show_config",

@@ -61,6 +61,27 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_rms_norm_f64(int64_t rows, int64_t n, const double *x, int64_t ldx,
                               double *y, int64_t ldy, const double *weight, double eps,
                               double *rstd, int num_threads)
+    int fastnorm_add_layer_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
+                                    const float *residual, int64_t ldr,
+                                    const float *residual_bias, float *sum_out, int64_t lds,
+                                    float *y, int64_t ldy, const float *weight,
+                                    const float *bias, double eps, float *mean, float *rstd,
+                                    int num_threads)
+    int fastnorm_add_layer_norm_f64(int64_t rows, int64_t n, const double *x, int64_t ldx,
+                                    const double *residual, int64_t ldr,
+                                    const double *residual_bias, double *sum_out, int64_t lds,
+                                    double *y, int64_t ldy, const double *weight,
+                                    const double *bias, double eps, double *mean,
+                                    double *rstd, int num_threads)
+    int fastnorm_add_rms_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
+                                  const float *residual, int64_t ldr, const float *residual_bias,
+                                  float *sum_out, int64_t lds, float *y, int64_t ldy,
+                                  const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_add_rms_norm_f64(int64_t rows, int64_t n, const double *x, int64_t ldx,
+                                  const double *residual, int64_t ldr,
+                                  const double *residual_bias, double *sum_out, int64_t lds,
+                                  double *y, int64_t ldy, const double *weight, double eps,
+                                  double *rstd, int num_threads)
     int fastnorm_rms_norm_backward_f32(int64_t rows, int64_t n, const float *dy, int64_t lddy,
                                        const float *x, int64_t ldx, const float *rstd,
                                        const float *weight, float *dx, int64_t lddx,
@@ -718,11 +739,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef _Layout L = _layout(xa, axis)
-    cdef double e
-    if eps is None:
-        e = 1.1920928955078125e-07 if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT else 2.220446049250313e-16
-    else:
-        e = _check_eps(eps)
+    cdef double e = _rms_eps(eps, xa)
     cdef int nt = _resolve_threads(num_threads)
     w = _as_param(weight, L, "weight")
     cdef _Output o = _output(L, out, &L.xv, 1)
@@ -794,3 +811,171 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
         if wdt != dw.dtype:
             dw = dw.astype(wdt)
     return o.dest, dw
+
+
+# --------------------------------------------------------------------------
+# Fused residual add + LayerNorm / RMSNorm (pre-norm transformer block)
+# --------------------------------------------------------------------------
+
+cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
+    """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
+    if eps is None:
+        return 1.1920928955078125e-07 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT else 2.220446049250313e-16
+    return _check_eps(eps)
+
+
+cdef tuple _add_norm(bint centered, object x, object residual, object weight, object bias,
+                     object residual_bias, object axis, object eps, object out, object sum_out,
+                     bint return_stats, object num_threads):
+    """add_layer_norm (centered) and add_rms_norm: checks, layout, one C call."""
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef cnp.ndarray ra = _check_like(residual, xa, "residual")
+    cdef _Layout L = _layout(xa, axis)
+    cdef double e = _check_eps(eps) if centered else _rms_eps(eps, xa)
+    cdef int nt = _resolve_threads(num_threads)
+    w = _as_param(weight, L, "weight")
+    b = _as_param(bias, L, "bias")
+    rb = _as_param(residual_bias, L, "residual_bias")
+    cdef Rows reads[2]
+    reads[0] = L.xv
+    cdef cnp.ndarray rw = L.rows_of(ra, &reads[1])
+    cdef _Output os = _output(L, sum_out, reads, 2)
+    cdef _Output oy = _output(L, out, reads, 2)
+    if out is not None and sum_out is not None and np.may_share_memory(oy.dest, os.dest):
+        raise ValueError("out and sum_out must not overlap: y would overwrite the sum")
+    cdef list params = [w, b, rb]
+    for i in range(3):
+        if out is not None:
+            params[i] = _clear_of(params[i], oy, xa)
+        if sum_out is not None:
+            params[i] = _clear_of(params[i], os, xa)
+    w, b, rb = params
+    mean = rstd = None
+    if return_stats:
+        if centered:
+            mean = L.empty_stats()
+        rstd = L.empty_stats()
+    cdef char *xp = L.xv.data
+    cdef char *rp = reads[1].data
+    cdef char *sp = os.v.data
+    cdef char *yp = oy.v.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(b)
+    cdef char *rbp = _ptr(rb)
+    cdef char *mp = _ptr(mean)
+    cdef char *dp = _ptr(rstd)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n
+    cdef int64_t ldx = L.xv.ld, ldr = reads[1].ld, lds = os.v.ld, ldy = oy.v.ld
+    cdef int rc
+    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    with nogil:
+        if centered and f32:
+            rc = fastnorm_add_layer_norm_f32(
+                rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
+                <float *>yp, ldy, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+        elif centered:
+            rc = fastnorm_add_layer_norm_f64(
+                rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
+                <double *>yp, ldy, <double *>wp, <double *>bp, e, <double *>mp, <double *>dp,
+                nt)
+        elif f32:
+            rc = fastnorm_add_rms_norm_f32(
+                rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
+                <float *>yp, ldy, <float *>wp, e, <float *>dp, nt)
+        else:
+            rc = fastnorm_add_rms_norm_f64(
+                rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
+                <double *>yp, ldy, <double *>wp, e, <double *>dp, nt)
+    _raise_kernel_error(rc)
+    os.finish()
+    oy.finish()
+    if not return_stats:
+        return oy.dest, os.dest
+    if centered:
+        return oy.dest, os.dest, mean, rstd
+    return oy.dest, os.dest, rstd
+
+
+def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, axis=-1,
+                   eps=1e-5, out=None, sum_out=None, bint return_stats=False, num_threads=None):
+    """Residual add fused with layer normalization (the pre-norm transformer block).
+
+    s = x + residual (+ residual_bias); y = layer_norm(s, weight, bias).
+    x and residual are read once and s and y written once, in one pass over
+    memory per row.
+
+    Parameters
+    ----------
+    x, residual : arrays of the same shape and dtype (float32 or float64)
+    weight, bias, residual_bias : arrays of the normalized axes' shape, optional
+    axis, eps, num_threads : as in :func:`layer_norm`
+    out : ndarray for y, optional (may be x)
+    sum_out : ndarray for s, optional (may be x or residual: the residual
+        stream updated in place). out and sum_out must not overlap.
+    return_stats : bool
+        Also return the mean and rstd of s, for :func:`add_layer_norm_backward`.
+
+    Returns
+    -------
+    ``(y, s)``, or ``(y, s, mean, rstd)`` when ``return_stats`` is true.
+    """
+    return _add_norm(True, x, residual, weight, bias, residual_bias, axis, eps, out, sum_out,
+                     return_stats, num_threads)
+
+
+def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=None,
+                 out=None, sum_out=None, bint return_stats=False, num_threads=None):
+    """Residual add fused with RMS normalization.
+
+    s = x + residual (+ residual_bias); y = rms_norm(s, weight). Arguments as
+    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of x's dtype.
+
+    Returns
+    -------
+    ``(y, s)``, or ``(y, s, rstd)`` when ``return_stats`` is true.
+    """
+    return _add_norm(False, x, residual, weight, None, residual_bias, axis, eps, out, sum_out,
+                     return_stats, num_threads)
+
+
+cdef object _sum_rows(cnp.ndarray a, _Layout L):
+    """Sum of a over every non-normalized axis, accumulated in float64, in a's dtype."""
+    if L.trailing:
+        others = tuple(range(L.nd - L.k))
+    else:
+        others = tuple(i for i in range(L.nd) if i not in L.axes)
+    return a.sum(axis=others, dtype=np.float64).astype(a.dtype)
+
+
+def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
+                            num_threads=None):
+    """Gradients of :func:`add_layer_norm`.
+
+    Takes ``dy`` (the gradient of y), the sum ``s`` and the ``mean`` and
+    ``rstd`` the forward returned, the ``weight`` it used, and optionally
+    ``ds``, a gradient arriving at s from later blocks (the residual stream).
+
+    Returns ``(dsum, dweight, dbias, dresidual_bias)``: dsum = NB(dy * weight)
+    + ds is the gradient of x and of residual alike (s = x + residual);
+    dresidual_bias is dsum summed over every non-normalized axis.
+    """
+    dsum, dw, db = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis,
+                                       num_threads=num_threads)
+    cdef cnp.ndarray da = <cnp.ndarray>dsum
+    if ds is not None:
+        np.add(da, _check_like(ds, da, "ds"), out=da)
+    cdef _Layout L = _layout(da, axis)
+    return dsum, dw, db, _sum_rows(da, L)
+
+
+def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_threads=None):
+    """Gradients of :func:`add_rms_norm`.
+
+    Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
+    """
+    dsum, dw = rms_norm_backward(dy, s, rstd, weight, axis=axis, num_threads=num_threads)
+    cdef cnp.ndarray da = <cnp.ndarray>dsum
+    if ds is not None:
+        np.add(da, _check_like(ds, da, "ds"), out=da)
+    cdef _Layout L = _layout(da, axis)
+    return dsum, dw, _sum_rows(da, L)

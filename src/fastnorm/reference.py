@@ -85,3 +85,44 @@ def rms_norm_backward(dy, x, rstd, weight=None, axis=-1):
     dx = rstd * (g - xhat * (g * xhat).mean(axis=axes, keepdims=True))
     dweight = (dy * xhat).sum(axis=others)
     return dx, dweight
+
+
+def add_layer_norm(x, residual, weight=None, bias=None, residual_bias=None, axis=-1, eps=1e-5):
+    """Returns (y, s, mean, rstd) in float64, s = x + residual (+ residual_bias)."""
+    s = np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
+    if residual_bias is not None:
+        s = s + _param(residual_bias, s, _axes(axis, s.ndim))
+    y, mean, rstd = layer_norm(s, weight, bias, axis=axis, eps=eps)
+    return y, s, mean, rstd
+
+
+def add_rms_norm(x, residual, weight=None, residual_bias=None, axis=-1, eps=None):
+    """Returns (y, s, rstd) in float64. eps=None: the machine epsilon of x's dtype."""
+    if eps is None:
+        eps = float(np.finfo(np.asarray(x).dtype).eps)
+    s = np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
+    if residual_bias is not None:
+        s = s + _param(residual_bias, s, _axes(axis, s.ndim))
+    y, rstd = rms_norm(s, weight, axis=axis, eps=eps)
+    return y, s, rstd
+
+
+def _sum_others(a, axis):
+    axes = _axes(axis, a.ndim)
+    return a.sum(axis=tuple(i for i in range(a.ndim) if i not in axes))
+
+
+def add_layer_norm_backward(dy, s, mean, rstd, weight=None, ds=None, axis=-1):
+    """Returns (dsum, dweight, dbias, dresidual_bias) in float64."""
+    dsum, dweight, dbias = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis)
+    if ds is not None:
+        dsum = dsum + np.asarray(ds, dtype=np.float64)
+    return dsum, dweight, dbias, _sum_others(dsum, axis)
+
+
+def add_rms_norm_backward(dy, s, rstd, weight=None, ds=None, axis=-1):
+    """Returns (dsum, dweight, dresidual_bias) in float64."""
+    dsum, dweight = rms_norm_backward(dy, s, rstd, weight, axis=axis)
+    if ds is not None:
+        dsum = dsum + np.asarray(ds, dtype=np.float64)
+    return dsum, dweight, _sum_others(dsum, axis)

@@ -10,9 +10,9 @@
  * first pass, then sum(d) and sum(d^2) with d = x - mu. c = mean(d) is the
  * rounding error of mu; var = mean(d^2) - c^2. The row is normalized by
  * (x - mu) - c, which keeps the digits that mu + c would lose. */
-static void LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, double eps,
-                                        A *mu_out, A *c_out, A *rstd_out) {
-    const A mu = P->sum(x, n) / (A)n;
+static void LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, A sum,
+                                        double eps, A *mu_out, A *c_out, A *rstd_out) {
+    const A mu = sum / (A)n;
     A sd, sq;
     P->centered_sums(x, n, mu, &sd, &sq);
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
@@ -31,8 +31,7 @@ static void LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t
     *rstd_out = (A)(1.0 / sqrt((double)var + eps));
 }
 
-static A LOCAL(rms_norm_row_rstd)(const PRIMS_TYPE *P, const T *x, int64_t n, double eps) {
-    const A sq = P->sum_sq(x, n);
+static A LOCAL(rms_norm_row_rstd)(const T *x, int64_t n, A sq, double eps) {
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
         double m, r;
         FN_EXACT(x, n, 0, eps, &m, &r);
@@ -50,19 +49,41 @@ typedef struct {
     T *y, *mean, *rstd;
     double eps;
     int centered; /* 1: LayerNorm; 0: RMSNorm (no mean, no bias) */
+    /* fused residual add (res == NULL: none): s = x + res + res_bias is
+     * written to s and normalized in place of x */
+    const T *res, *res_bias;
+    T *s;
+    int64_t ldr, lds;
 } LOCAL(forward_ctx);
 
 static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
+    const int64_t n = k->n;
     for (int64_t i = begin; i < end; i++) {
-        const T *xr = k->x + i * k->ldx;
         const int more = i + 1 < end;
+        const T *xr = k->x + i * k->ldx;
+        const T *src = xr; /* the row that is normalized: x, or s = x + residual */
+        A sum = 0, sum_sq = 0;
+        if (k->res) {
+            const T *rr = k->res + i * k->ldr;
+            T *sr = k->s + i * k->lds;
+            A sums[2];
+            P->residual_add(xr, rr, k->res_bias, sr, n, sums, more ? rr + k->ldr : NULL,
+                            more ? sr + k->lds : NULL);
+            sum = sums[0];
+            sum_sq = sums[1];
+            src = sr;
+        } else if (k->centered) {
+            sum = P->sum(xr, n);
+        } else {
+            sum_sq = P->sum_sq(xr, n);
+        }
         A mu = 0, c = 0, r;
-        if (k->centered) LOCAL(layer_norm_row_stats)(P, xr, k->n, k->eps, &mu, &c, &r);
-        else r = LOCAL(rms_norm_row_rstd)(P, xr, k->n, k->eps);
+        if (k->centered) LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r);
+        else r = LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps);
         T *yr = k->y + i * k->ldy;
-        P->normalize(xr, yr, k->n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
+        P->normalize(src, yr, n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
                      more ? yr + k->ldy : NULL);
         if (k->mean) k->mean[i] = (T)(mu + c);
         if (k->rstd) k->rstd[i] = (T)r;
@@ -87,13 +108,32 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
 int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                      const T *weight, const T *bias, double eps, T *mean, T *rstd,
                      int num_threads) {
-    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1};
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
+                            NULL, NULL, NULL, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const T *weight, double eps, T *rstd, int num_threads) {
-    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0};
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
+                            NULL, NULL, NULL, 0, 0};
+    return LOCAL(forward)(&k, num_threads);
+}
+
+int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T *residual,
+                         int64_t ldr, const T *residual_bias, T *sum_out, int64_t lds, T *y,
+                         int64_t ldy, const T *weight, const T *bias, double eps, T *mean,
+                         T *rstd, int num_threads) {
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
+                            residual, residual_bias, sum_out, ldr, lds};
+    return LOCAL(forward)(&k, num_threads);
+}
+
+int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T *residual,
+                       int64_t ldr, const T *residual_bias, T *sum_out, int64_t lds, T *y,
+                       int64_t ldy, const T *weight, double eps, T *rstd, int num_threads) {
+    LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
+                            residual, residual_bias, sum_out, ldr, lds};
     return LOCAL(forward)(&k, num_threads);
 }
 

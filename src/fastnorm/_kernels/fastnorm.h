@@ -93,6 +93,29 @@ FASTNORM_API int fastnorm_rms_norm_f64(
     int64_t rows, int64_t n, const double *x, int64_t ldx, double *y, int64_t ldy,
     const double *weight, double eps, double *rstd, int num_threads);
 
+/* Fused residual add (pre-norm transformer block): sum_out = x + residual
+ * (+ residual_bias, n elements, may be NULL), then y = LayerNorm(sum_out) or
+ * RMSNorm(sum_out); mean and rstd are those of sum_out. x and residual are read
+ * once, sum_out and y written once. sum_out may be x or residual itself. */
+FASTNORM_API int fastnorm_add_layer_norm_f32(
+    int64_t rows, int64_t n, const float *x, int64_t ldx, const float *residual, int64_t ldr,
+    const float *residual_bias, float *sum_out, int64_t lds, float *y, int64_t ldy,
+    const float *weight, const float *bias, double eps, float *mean, float *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_add_layer_norm_f64(
+    int64_t rows, int64_t n, const double *x, int64_t ldx, const double *residual,
+    int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
+    int64_t ldy, const double *weight, const double *bias, double eps, double *mean,
+    double *rstd, int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_f32(
+    int64_t rows, int64_t n, const float *x, int64_t ldx, const float *residual, int64_t ldr,
+    const float *residual_bias, float *sum_out, int64_t lds, float *y, int64_t ldy,
+    const float *weight, double eps, float *rstd, int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_f64(
+    int64_t rows, int64_t n, const double *x, int64_t ldx, const double *residual,
+    int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
+    int64_t ldy, const double *weight, double eps, double *rstd, int num_threads);
+
 /* RMSNorm backward from the forward's rstd. dweight may be NULL. */
 FASTNORM_API int fastnorm_rms_norm_backward_f32(
     int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,

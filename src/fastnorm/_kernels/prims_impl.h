@@ -95,6 +95,52 @@ static A NAME(sum_sq)(const T *x, int64_t n) {
     return s;
 }
 
+static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const T *bias, T *s,
+                                              int64_t n, A sums[2], const T *next_r, T *next_s,
+                                              const int has_bias) {
+    V a0 = VZERO(), a1 = VZERO(), q0 = VZERO(), q1 = VZERO();
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next_r && i % FN_LINE_ELEMS == 0) {
+            PREFETCH(next_r + i);
+            PREFETCH_W(next_s + i);
+        }
+        V s0 = VADD(VLOAD(x + i), VLOAD(r + i));
+        V s1 = VADD(VLOAD(x + i + VN), VLOAD(r + i + VN));
+        if (has_bias) {
+            s0 = VADD(s0, VLOAD(bias + i));
+            s1 = VADD(s1, VLOAD(bias + i + VN));
+        }
+        VSTORE(s + i, s0);
+        VSTORE(s + i + VN, s1);
+        if (sizeof(T) < sizeof(A)) { /* statistics of s as stored (rounded to T) */
+            s0 = VLOAD(s + i);
+            s1 = VLOAD(s + i + VN);
+        }
+        a0 = VADD(a0, s0);
+        a1 = VADD(a1, s1);
+        q0 = VFMA(s0, s0, q0);
+        q1 = VFMA(s1, s1, q1);
+    }
+    A sum = VHSUM(VADD(a0, a1)), sq = VHSUM(VADD(q0, q1));
+    for (; i < n; i++) {
+        A v = SLOAD(x + i) + SLOAD(r + i);
+        if (has_bias) v += SLOAD(bias + i);
+        SSTORE(s + i, v);
+        if (sizeof(T) < sizeof(A)) v = SLOAD(s + i);
+        sum += v;
+        sq += v * v;
+    }
+    sums[0] = sum;
+    sums[1] = sq;
+}
+
+static void NAME(residual_add)(const T *x, const T *r, const T *bias, T *s, int64_t n,
+                               A sums[2], const T *next_r, T *next_s) {
+    if (bias) NAME(residual_add_body)(x, r, bias, s, n, sums, next_r, next_s, 1);
+    else NAME(residual_add_body)(x, r, bias, s, n, sums, next_r, next_s, 0);
+}
+
 /* The loop bodies below take their optional operands as compile-time flags:
  * each caller passes constants, so every combination becomes its own
  * branch-free loop. */
@@ -258,8 +304,8 @@ static void NAME(add)(A *dst, const A *src, int64_t n) {
 }
 
 static const PRIMS_TYPE NAME(table) = {
-    NAME(sum),           NAME(centered_sums),  NAME(sum_sq), NAME(normalize),
-    NAME(backward_sums), NAME(backward_apply), NAME(add),
+    NAME(sum),           NAME(centered_sums),  NAME(sum_sq), NAME(residual_add),
+    NAME(normalize),     NAME(backward_sums),  NAME(backward_apply), NAME(add),
 };
 
 #undef FN_LINE_ELEMS
