@@ -59,9 +59,11 @@ def main(argv=None):
                         help="threads for every implementation (default: fastnorm.get_num_threads())")
     parser.add_argument("--quick", action="store_true", help="two small shapes only")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be a positive number of threads")
 
     fastnorm.show_config()
-    threads = args.threads or fastnorm.get_num_threads()
+    threads = args.threads if args.threads is not None else fastnorm.get_num_threads()
     try:
         import torch
         import torch.nn.functional as F

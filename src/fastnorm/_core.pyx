@@ -152,39 +152,46 @@ def _select_isa_from_environment():
 
 _select_isa_from_environment()
 
-cdef int _user_threads = 0  # 0: not set, follow OpenMP's default
+cdef int _user_threads = 0  # 0: not set, follow OpenMP's default; < 0: count back from it
 
 
-cdef int _check_threads(object n, str name) except -1:
+cdef int _check_threads(object n, str name) except 0:
+    """A thread request as given (negative: count back), clamped to a C int; 0 is refused."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"{name} must be an int or None, got {type(n).__name__}")
-    cdef long v = max(-(1 << 20), min(int(n), 1 << 20))  # beyond any machine: clamp
-    if v == 0:
+    if n == 0:
         raise ValueError(
             f"{name} must be positive, or negative to count back from the number of "
             "usable threads (-1: all of them); got 0"
         )
+    return max(-(1 << 20), min(int(n), 1 << 20))  # beyond any machine: clamp
+
+
+cdef inline int _effective_threads(int request):
+    """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it."""
     if not fastnorm_has_openmp():
         return 1
-    if v < 0:
-        v = fastnorm_max_threads() + 1 + v
-        return v if v > 1 else 1
-    return <int>v
+    if request > 0:
+        return request
+    cdef int available = fastnorm_max_threads()
+    if request == 0:
+        return available
+    return max(1, available + 1 + request)
 
 
 cdef inline int _resolve_threads(object num_threads) except -1:
     if num_threads is None:
-        return _user_threads if _user_threads > 0 else fastnorm_max_threads()
-    return _check_threads(num_threads, "num_threads")
+        return _effective_threads(_user_threads)
+    return _effective_threads(_check_threads(num_threads, "num_threads"))
 
 
 def set_num_threads(n):
     """Set the default number of threads of fastnorm's kernels.
 
     ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
-    threads (``-1``: all); ``None`` returns to the default, which follows
-    OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU affinity).
-    A build without OpenMP always uses one thread.
+    threads at each call (``-1``: all); ``None`` returns to the default, which
+    follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
+    affinity). A build without OpenMP always uses one thread.
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")
@@ -192,7 +199,7 @@ def set_num_threads(n):
 
 def get_num_threads():
     """The number of threads a call with ``num_threads=None`` may use."""
-    return _user_threads if _user_threads > 0 else fastnorm_max_threads()
+    return _effective_threads(_user_threads)
 
 
 def _num_procs():
@@ -348,16 +355,18 @@ cdef cnp.ndarray _as_stats(object s, _Layout L, str name):
     return _as_typed(a, L.x, name)
 
 
-cdef cnp.ndarray _check_out(object out, cnp.ndarray x):
+cdef cnp.ndarray _check_out(object out, cnp.ndarray x, str name):
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {_describe(out)}")
+        raise TypeError(f"{name} must be a numpy.ndarray, got {_describe(out)}")
     cdef cnp.ndarray o = <cnp.ndarray>out
     if not _same_shape(o, x):
-        raise ValueError(f"out must have the shape of x {_shape(x)}, got {_shape(o)}")
+        raise ValueError(f"{name} must have the shape of x {_shape(x)}, got {_shape(o)}")
     if cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(x) or not cnp.PyArray_ISNOTSWAPPED(o):
-        raise TypeError(f"out must have dtype {x.dtype} like x, got {o.dtype}")
+        raise TypeError(
+            f"{name} must have dtype {x.dtype} like x (native byte order), got {o.dtype}"
+        )
     if not cnp.PyArray_ISWRITEABLE(o):
-        raise ValueError("out is read-only")
+        raise ValueError(f"{name} is read-only")
     return o
 
 
@@ -535,7 +544,7 @@ cdef class _Output:
             np.copyto(self.dest_moved, self.scratch)
 
 
-cdef _Output _output(_Layout L, object out, Rows *reads, int nreads):
+cdef _Output _output(_Layout L, object out, Rows *reads, int nreads, str name="out"):
     cdef _Output o = _Output.__new__(_Output)
     cdef cnp.ndarray x = L.x
     cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(x)
@@ -545,7 +554,7 @@ cdef _Output _output(_Layout L, object out, Rows *reads, int nreads):
         o.dest = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x),
                                    cnp.PyArray_TYPE(x), 0)
     else:
-        o.dest = _check_out(out, x)
+        o.dest = _check_out(out, x, name)
     o.dest_moved = L.to_moved(o.dest)
     direct = _rows_view(o.dest_moved, L.k, &o.v)
     if direct and out is not None:
@@ -839,7 +848,7 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     cdef Rows reads[2]
     reads[0] = L.xv
     cdef cnp.ndarray rw = L.rows_of(ra, &reads[1])
-    cdef _Output os = _output(L, sum_out, reads, 2)
+    cdef _Output os = _output(L, sum_out, reads, 2, "sum_out")
     cdef _Output oy = _output(L, out, reads, 2)
     if out is not None and sum_out is not None and np.may_share_memory(oy.dest, os.dest):
         raise ValueError("out and sum_out must not overlap: y would overwrite the sum")

@@ -9,6 +9,9 @@ import numpy as np
 
 def _axes(axis, ndim):
     axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(f"axis {a} is out of bounds for {ndim} dimension(s)")
     return tuple(sorted(a % ndim for a in axes))
 
 

@@ -5,23 +5,22 @@
 
 #define FN_TABLE() (fn_active_prims()->SUF)
 #define FN_EXACT LOCAL(exact_moments)
+#define FN_EXACT_NORMALIZE LOCAL(exact_normalize)
 
 /* Mean and rstd of one row by the corrected two-pass algorithm: mu from the
- * first pass, then sum(d) and sum(d^2) with d = x - mu. c = mean(d) is the
- * rounding error of mu; var = mean(d^2) - c^2. The row is normalized by
- * (x - mu) - c, which keeps the digits that mu + c would lose. */
-static void LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, A sum,
-                                        double eps, A *mu_out, A *c_out, A *rstd_out) {
+ * first pass (its sum is given), then sum(d) and sum(d^2) with d = x - mu.
+ * c = mean(d) is the rounding error of mu; var = mean(d^2) - c^2. The row is
+ * normalized by (x - mu) - c, which keeps the digits that mu + c would lose.
+ * Returns 0, or 1 when the row needs the exact-range path (*exact filled). */
+static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, A sum,
+                                       double eps, A *mu_out, A *c_out, A *rstd_out,
+                                       fn_exact_stats *exact) {
     const A mu = sum / (A)n;
     A sd, sq;
     P->centered_sums(x, n, mu, &sd, &sq);
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
-        double m, r;
-        FN_EXACT(x, n, 1, eps, &m, &r);
-        *mu_out = (A)m;
-        *c_out = 0;
-        *rstd_out = (A)r;
-        return;
+        *exact = FN_EXACT(x, n, 1, eps);
+        return 1;
     }
     const A c = sd / (A)n;
     A var = sq / (A)n - c * c;
@@ -29,15 +28,19 @@ static void LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t
     *mu_out = mu;
     *c_out = c;
     *rstd_out = (A)(1.0 / sqrt((double)var + eps));
+    return 0;
 }
 
-static A LOCAL(rms_norm_row_rstd)(const T *x, int64_t n, A sq, double eps) {
+/* rstd of one RMSNorm row from its sum of squares; 1 when the row needs the
+ * exact-range path (*exact filled). */
+static int LOCAL(rms_norm_row_rstd)(const T *x, int64_t n, A sq, double eps, A *rstd_out,
+                                    fn_exact_stats *exact) {
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
-        double m, r;
-        FN_EXACT(x, n, 0, eps, &m, &r);
-        return (A)r;
+        *exact = FN_EXACT(x, n, 0, eps);
+        return 1;
     }
-    return (A)(1.0 / sqrt((double)(sq / (A)n) + eps));
+    *rstd_out = (A)(1.0 / sqrt((double)(sq / (A)n) + eps));
+    return 0;
 }
 
 /* ---- forward ----------------------------------------------------------- */
@@ -63,28 +66,32 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) {
         const int more = i + 1 < end;
         const T *xr = k->x + i * k->ldx;
-        const T *src = xr; /* the row that is normalized: x, or s = x + residual */
-        A sum = 0, sum_sq = 0;
+        /* the row that is normalized: x, or s = x + residual (written, then read
+         * back from L1 by the same statistics as an unfused call would use) */
+        const T *src = xr;
         if (k->res) {
             const T *rr = k->res + i * k->ldr;
             T *sr = k->s + i * k->lds;
-            A sums[2];
-            P->residual_add(xr, rr, k->res_bias, sr, n, sums, more ? rr + k->ldr : NULL,
+            P->residual_add(xr, rr, k->res_bias, sr, n, more ? rr + k->ldr : NULL,
                             more ? sr + k->lds : NULL);
-            sum = sums[0];
-            sum_sq = sums[1];
             src = sr;
-        } else if (k->centered) {
-            sum = P->sum(xr, n);
-        } else {
-            sum_sq = P->sum_sq(xr, n);
         }
-        A mu = 0, c = 0, r;
-        if (k->centered) LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r);
-        else r = LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps);
+        const A sum = k->centered ? P->sum(src, n) : 0;
+        const A sum_sq = k->centered ? 0 : P->sum_sq(src, n);
+        A mu = 0, c = 0, r = 0;
+        fn_exact_stats exact;
+        const int exact_path =
+            k->centered ? LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r, &exact)
+                        : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
         T *yr = k->y + i * k->ldy;
-        P->normalize(src, yr, n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
-                     more ? yr + k->ldy : NULL);
+        if (exact_path) {
+            FN_EXACT_NORMALIZE(src, yr, n, exact, k->weight, k->bias);
+            mu = (A)(exact.mean_scaled * exact.scale);
+            r = (A)exact.rstd;
+        } else {
+            P->normalize(src, yr, n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
+                         more ? yr + k->ldy : NULL);
+        }
         if (k->mean) k->mean[i] = (T)(mu + c);
         if (k->rstd) k->rstd[i] = (T)r;
     }
@@ -258,3 +265,4 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
 
 #undef FN_TABLE
 #undef FN_EXACT
+#undef FN_EXACT_NORMALIZE

@@ -12,6 +12,7 @@
 #ifndef FASTNORM_PRIMS_H
 #define FASTNORM_PRIMS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define FN_DECLARE_PRIMS(SUFFIX, T, A)                                                  \
@@ -22,11 +23,10 @@
         void (*centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2);        \
         /* sum of x^2 */                                                                \
         A (*sum_sq)(const T *x, int64_t n);                                             \
-        /* s = x + r (+ bias; may be NULL), sums[0] = sum of s, sums[1] = sum of s^2,   \
-         * both of s as stored. next_r and next_s (both or neither NULL) are the rows  \
-         * used after these, prefetched meanwhile. s may be x or r. */                  \
+        /* s = x + r (+ bias; may be NULL); s may be x or r. next_r and next_s (both  \
+         * or neither NULL) are the rows used after these, prefetched meanwhile. */     \
         void (*residual_add)(const T *x, const T *r, const T *bias, T *s, int64_t n,    \
-                             A sums[2], const T *next_r, T *next_s);                    \
+                             const T *next_r, T *next_s);                               \
         /* y = ((x - mu) - c) * rstd * w + b; w and b may be NULL. next and next_y   \
          * (both or neither NULL) are the rows used after these: prefetched meanwhile */ \
         void (*normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,   \

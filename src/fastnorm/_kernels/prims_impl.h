@@ -21,8 +21,10 @@
 
 /* elements of T in a 64-byte cache line: the prefetch stride */
 #define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
+/* elements reduced in registers before a partial sum is added in double */
+#define FN_CHUNK ((int64_t)1024)
 
-static A NAME(sum)(const T *x, int64_t n) {
+static A NAME(sum_chunk)(const T *x, int64_t n) {
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
@@ -37,7 +39,7 @@ static A NAME(sum)(const T *x, int64_t n) {
     return s;
 }
 
-static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+static void NAME(centered_sums_chunk)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
     const V vmu = VSET1(mu);
     V s0 = VZERO(), s1 = VZERO(), s2 = VZERO(), s3 = VZERO();
     V q0 = VZERO(), q1 = VZERO(), q2 = VZERO(), q3 = VZERO();
@@ -72,7 +74,7 @@ static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2
     *sum_d2 = q;
 }
 
-static A NAME(sum_sq)(const T *x, int64_t n) {
+static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
@@ -95,50 +97,59 @@ static A NAME(sum_sq)(const T *x, int64_t n) {
     return s;
 }
 
+/* Whole rows: FN_CHUNK elements at a time with the vector accumulators above,
+ * the chunk results added in double, so that the error of a long row (a
+ * LayerNorm over (C, H, W), say) does not grow with its length. */
+static A NAME(sum)(const T *x, int64_t n) {
+    double total = 0;
+    for (int64_t i = 0; i < n; i += FN_CHUNK)
+        total += NAME(sum_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
+    return (A)total;
+}
+
+static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    double total_d = 0, total_d2 = 0;
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        A d, d2;
+        NAME(centered_sums_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, &d, &d2);
+        total_d += d;
+        total_d2 += d2;
+    }
+    *sum_d = (A)total_d;
+    *sum_d2 = (A)total_d2;
+}
+
+static A NAME(sum_sq)(const T *x, int64_t n) {
+    double total = 0;
+    for (int64_t i = 0; i < n; i += FN_CHUNK)
+        total += NAME(sum_sq_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
+    return (A)total;
+}
+
 static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const T *bias, T *s,
-                                              int64_t n, A sums[2], const T *next_r, T *next_s,
+                                              int64_t n, const T *next_r, T *next_s,
                                               const int has_bias) {
-    V a0 = VZERO(), a1 = VZERO(), q0 = VZERO(), q1 = VZERO();
     int64_t i = 0;
-    for (; i + 2 * VN <= n; i += 2 * VN) {
+    for (; i + VN <= n; i += VN) {
         if (next_r && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_r + i);
             PREFETCH_W(next_s + i);
         }
-        V s0 = VADD(VLOAD(x + i), VLOAD(r + i));
-        V s1 = VADD(VLOAD(x + i + VN), VLOAD(r + i + VN));
-        if (has_bias) {
-            s0 = VADD(s0, VLOAD(bias + i));
-            s1 = VADD(s1, VLOAD(bias + i + VN));
-        }
-        VSTORE(s + i, s0);
-        VSTORE(s + i + VN, s1);
-        if (sizeof(T) < sizeof(A)) { /* statistics of s as stored (rounded to T) */
-            s0 = VLOAD(s + i);
-            s1 = VLOAD(s + i + VN);
-        }
-        a0 = VADD(a0, s0);
-        a1 = VADD(a1, s1);
-        q0 = VFMA(s0, s0, q0);
-        q1 = VFMA(s1, s1, q1);
+        V v = VADD(VLOAD(x + i), VLOAD(r + i));
+        if (has_bias) v = VADD(v, VLOAD(bias + i));
+        VSTORE(s + i, v);
     }
-    A sum = VHSUM(VADD(a0, a1)), sq = VHSUM(VADD(q0, q1));
     for (; i < n; i++) {
         A v = SLOAD(x + i) + SLOAD(r + i);
         if (has_bias) v += SLOAD(bias + i);
         SSTORE(s + i, v);
-        if (sizeof(T) < sizeof(A)) v = SLOAD(s + i);
-        sum += v;
-        sq += v * v;
     }
-    sums[0] = sum;
-    sums[1] = sq;
 }
 
 static void NAME(residual_add)(const T *x, const T *r, const T *bias, T *s, int64_t n,
-                               A sums[2], const T *next_r, T *next_s) {
-    if (bias) NAME(residual_add_body)(x, r, bias, s, n, sums, next_r, next_s, 1);
-    else NAME(residual_add_body)(x, r, bias, s, n, sums, next_r, next_s, 0);
+                               const T *next_r, T *next_s) {
+    if (bias) NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 1);
+    else NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 0);
 }
 
 /* The loop bodies below take their optional operands as compile-time flags:
@@ -229,8 +240,15 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
 
 static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const T *w,
                                 A sums[3]) {
-    if (w) NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 1);
-    else NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 0);
+    double total[3] = {0, 0, 0};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
+        A part[3];
+        if (w) NAME(backward_sums_body)(dy + i, x + i, len, mu, rstd, w + i, part, 1);
+        else NAME(backward_sums_body)(dy + i, x + i, len, mu, rstd, w, part, 0);
+        for (int j = 0; j < 3; j++) total[j] += part[j];
+    }
+    for (int j = 0; j < 3; j++) sums[j] = (A)total[j];
 }
 
 /* One vector of the NB step; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
@@ -309,3 +327,4 @@ static const PRIMS_TYPE NAME(table) = {
 };
 
 #undef FN_LINE_ELEMS
+#undef FN_CHUNK
