@@ -82,7 +82,7 @@ class BuildExt(build_ext):
         else:
             self._base = ["-O3", "-fno-math-errno", "-Wno-unknown-pragmas"]
             openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
-            self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
+            self._avx2_flags = ["-mavx2", "-mfma"]
 
         self._openmp = not _env_flag("FASTNORM_DISABLE_OPENMP") and _compiles(
             self.compiler, OPENMP_PROBE, openmp_compile, openmp_link
