@@ -101,6 +101,7 @@ static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
  * the chunk results added in double, so that the error of a long row (a
  * LayerNorm over (C, H, W), say) does not grow with its length. */
 static A NAME(sum)(const T *x, int64_t n) {
+    if (n <= FN_CHUNK) return NAME(sum_chunk)(x, n); /* the same value, sooner */
     double total = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK)
         total += NAME(sum_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
@@ -108,6 +109,10 @@ static A NAME(sum)(const T *x, int64_t n) {
 }
 
 static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    if (n <= FN_CHUNK) {
+        NAME(centered_sums_chunk)(x, n, mu, sum_d, sum_d2);
+        return;
+    }
     double total_d = 0, total_d2 = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         A d, d2;
@@ -120,6 +125,7 @@ static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2
 }
 
 static A NAME(sum_sq)(const T *x, int64_t n) {
+    if (n <= FN_CHUNK) return NAME(sum_sq_chunk)(x, n);
     double total = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK)
         total += NAME(sum_sq_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
@@ -240,6 +246,11 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
 
 static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const T *w,
                                 A sums[3]) {
+    if (n <= FN_CHUNK) {
+        if (w) NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 1);
+        else NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 0);
+        return;
+    }
     double total[3] = {0, 0, 0};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
