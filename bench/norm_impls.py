@@ -39,6 +39,30 @@ copy
     work to a Python thread pool costs tens of microseconds, more than such a
     copy, and the floor should be the best a copy can do. Timed in the forward
     groups only; the report uses it as the floor of the backward ops too.
+    For add_layer_norm it moves the fused op's bytes: x copied to s and the
+    residual to y (two arrays read, two written).
+
+The fused residual add (op ``add_layer_norm``: s = x + residual, y =
+layer_norm(s, w, b); float32 only, shapes FUSED_SHAPES_FLOAT32)
+------------------------------------------------------------------------
+fastnorm-avx2, fastnorm-scalar
+    ``fastnorm.add_layer_norm(x, r, w, b, out=y, sum_out=s, num_threads=t)``,
+    y and s preallocated.
+fastnorm-unfused
+    The same result from the unfused functions: ``np.add(x, r, out=s)`` (one
+    thread: NumPy has no threads) then ``fastnorm.layer_norm(s, w, b, out=y,
+    num_threads=t)``, fastnorm's default kernels (avx2 where available). Its
+    time over fastnorm's is what the fusion saves.
+numpy
+    ``np.add(x, r, out=s)`` then the NumPy layer norm below into y.
+torch
+    ``s = x + r; y = F.layer_norm(s, ...)`` under ``torch.inference_mode()``
+    (both outputs allocated by torch).
+onnxruntime
+    One ``com.microsoft`` ``SkipLayerNormalization`` node (input, skip, gamma,
+    beta; outputs y and the sum s as its 4th output), x, r, y and s bound to
+    NumPy buffers with ``io_binding``; skipped when the installed onnxruntime
+    cannot build or run it.
 """
 import concurrent.futures
 import contextlib
@@ -51,16 +75,19 @@ import numpy as np
 import fastnorm
 import fastnorm.reference as reference
 
-FORWARD_OPS = ("layer_norm", "rms_norm")
+FUSED_OPS = ("add_layer_norm",)  # residual add + norm: two inputs (x, residual), two outputs (s, y)
+FORWARD_OPS = ("layer_norm", "rms_norm") + FUSED_OPS
 BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
 OPS = FORWARD_OPS + BACKWARD_OPS
 
 FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
-IMPLS = FASTNORM_IMPLS + ("numpy", "torch", "onnxruntime", "copy")
+UNFUSED_IMPL = "fastnorm-unfused"  # np.add + fastnorm.layer_norm: the fused ops only
+IMPLS = FASTNORM_IMPLS + (UNFUSED_IMPL, "numpy", "torch", "onnxruntime", "copy")
 
 SHAPES_FLOAT32 = [(1, 768), (8, 768), (128, 768), (4096, 768), (1024, 4096), (8192, 4096),
                   (65536, 64)]
 SHAPES_FLOAT64 = [(128, 768), (4096, 768)]
+FUSED_SHAPES_FLOAT32 = [(8, 768), (4096, 768), (1024, 4096)]
 
 # The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64.
 QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64")}
@@ -101,15 +128,25 @@ def group_name(op, shape, dtype, threads):
     return f"{op}|{shape_label(shape)}|{dtype}|t{threads}"
 
 
+def arrays_moved(op):
+    """How many arrays of x's size must cross the memory bus: forward reads x and
+    writes y; the fused forward reads x and residual and writes s and y;
+    backward reads x and dy and writes dx."""
+    if op in FUSED_OPS:
+        return 4
+    return 2 if op in FORWARD_OPS else 3
+
+
 def bytes_moved(op, shape, dtype):
-    """The bytes that must cross the memory bus, parameters and statistics left out:
-    forward reads x and writes y; backward reads x and dy and writes dx."""
+    """The bytes that must cross the memory bus, parameters and statistics left out."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return (2 if op in FORWARD_OPS else 3) * nbytes
+    return arrays_moved(op) * nbytes
 
 
 def applies(impl, op, threads):
     """Whether a combination is meaningful (not whether its peer is installed)."""
+    if impl == UNFUSED_IMPL and op not in FUSED_OPS:
+        return False  # the unfused composition of a fused op
     if impl == "numpy" and threads != 1:
         return False  # NumPy has no threads: its time would be the 1-thread time again
     if impl in ("onnxruntime", "copy") and op not in FORWARD_OPS:
@@ -117,11 +154,17 @@ def applies(impl, op, threads):
     return True
 
 
+def op_shapes(op):
+    """(shape, dtype) pairs an op is measured on."""
+    if op in FUSED_OPS:
+        return [(s, "float32") for s in FUSED_SHAPES_FLOAT32]
+    return [(s, "float32") for s in SHAPES_FLOAT32] + [(s, "float64") for s in SHAPES_FLOAT64]
+
+
 def cases():
     """(op, shape, dtype, threads, impl, quick), in the order they run: group by group."""
-    shapes = [(s, "float32") for s in SHAPES_FLOAT32] + [(s, "float64") for s in SHAPES_FLOAT64]
     for op in OPS:
-        for shape, dtype in shapes:
+        for shape, dtype in op_shapes(op):
             for threads in thread_counts():
                 for impl in IMPLS:
                     if applies(impl, op, threads):
@@ -133,7 +176,8 @@ def cases():
 # --------------------------------------------------------------------------
 
 class Inputs:
-    """x, dy, weight, bias and the forward statistics, all in one dtype.
+    """x, dy, weight, bias and the forward statistics, all in one dtype; and
+    ``residual`` (the second input of the fused ops, made on first use).
 
     The statistics are computed in float64 from x and rounded to the dtype,
     like the ones a forward pass with return_stats=True would hand back.
@@ -143,6 +187,8 @@ class Inputs:
         rng = np.random.default_rng(seed)
         dt = np.dtype(dtype)
         n = shape[-1]
+        self.seed = seed
+        self._residual = None
         self.shape, self.dtype = tuple(shape), dt
         self.x = rng.standard_normal(shape, dtype=dt)
         self.x *= 2.0
@@ -156,6 +202,17 @@ class Inputs:
         self.ln_mean = mean.astype(dt)
         self.ln_rstd = (1.0 / np.sqrt(var + LAYER_NORM_EPS)).astype(dt)
         self.rms_rstd = (1.0 / np.sqrt(sq + RMS_NORM_EPS)).astype(dt)
+
+    @property
+    def residual(self):
+        """The residual stream: larger than x and off-centre, as in a transformer."""
+        if self._residual is None:
+            rng = np.random.default_rng(self.seed + 1000)
+            r = rng.standard_normal(self.shape, dtype=self.dtype)
+            r *= 3.0
+            r -= 1.0
+            self._residual = r
+        return self._residual
 
 
 @functools.lru_cache(maxsize=1)  # the largest inputs take ~0.5 GB; keep one set alive
@@ -176,6 +233,12 @@ def numpy_layer_norm(x, weight, bias, eps, out):
     out *= weight
     out += bias
     return out
+
+
+def numpy_add_layer_norm(x, residual, weight, bias, eps, out, sum_out):
+    np.add(x, residual, out=sum_out)
+    numpy_layer_norm(sum_out, weight, bias, eps, out)
+    return out, sum_out
 
 
 def numpy_rms_norm(x, weight, eps, out):
@@ -212,18 +275,27 @@ def _copy_pool(threads):
                                                  thread_name_prefix="bench-copy")
 
 
-def make_copy(x, y, threads):
+def make_copy(x, y, threads, x2=None, y2=None):
+    """np.copyto(y, x) (and np.copyto(y2, x2): the two arrays of a fused op),
+    rows split over `threads` from COPY_PARALLEL_MIN_BYTES on; returns y (or (y, y2))."""
+    pairs = [(y, x)] if x2 is None else [(y, x), (y2, x2)]
+    result = y if x2 is None else (y, y2)
     chunks = min(threads, x.shape[0]) if x.nbytes >= COPY_PARALLEL_MIN_BYTES else 1
     if chunks <= 1:
-        return lambda: (np.copyto(y, x), y)[1]
+        def serial():
+            for dst, src in pairs:
+                np.copyto(dst, src)
+            return result
+        return serial
     bounds = np.linspace(0, x.shape[0], chunks + 1).astype(int)
-    parts = [(y[lo:hi], x[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    parts = [(dst[lo:hi], src[lo:hi]) for dst, src in pairs
+             for lo, hi in zip(bounds[:-1], bounds[1:])]
     pool = _copy_pool(threads)
 
     def run():
         for f in [pool.submit(np.copyto, dst, src) for dst, src in parts]:
             f.result()
-        return y
+        return result
     return run
 
 
@@ -295,6 +367,27 @@ def _onnx_model(op, dtype, n, weight, bias):
     return model.SerializeToString()
 
 
+def _onnx_skip_layer_norm_model(dtype, n, weight, bias):
+    """One com.microsoft SkipLayerNormalization node: y = LayerNorm(x + skip), and
+    the sum x + skip as its 4th output (input_skip_bias_sum)."""
+    _import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    if dtype != np.dtype(np.float32):
+        raise Unavailable("SkipLayerNormalization is benchmarked in float32 only")
+    node = helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta"],
+                            ["y", "", "", "s"], domain="com.microsoft", epsilon=LAYER_NORM_EPS)
+    info = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["rows", n])
+            for name in ("x", "skip", "y", "s")]
+    graph = helper.make_graph(
+        [node], "fastnorm_bench_add_layer_norm", info[:2], info[2:],
+        initializer=[numpy_helper.from_array(weight, "gamma"),
+                     numpy_helper.from_array(bias, "beta")])
+    model = helper.make_model(graph, producer_name="fastnorm-bench", opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = min(model.ir_version, 10)
+    return model.SerializeToString()  # no onnx.checker: it does not know contrib ops
+
+
 def _onnx_session(op, dtype, n, weight, bias, threads):
     ort = _import("onnxruntime")
     so = ort.SessionOptions()
@@ -302,8 +395,9 @@ def _onnx_session(op, dtype, n, weight, bias, threads):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        return ort.InferenceSession(_onnx_model(op, dtype, n, weight, bias), so,
-                                    providers=["CPUExecutionProvider"])
+        model = (_onnx_skip_layer_norm_model(dtype, n, weight, bias) if op in FUSED_OPS
+                 else _onnx_model(op, dtype, n, weight, bias))
+        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     except Unavailable:
         raise
     except Exception as exc:  # e.g. an onnxruntime without RMSNormalization
@@ -323,6 +417,9 @@ def make_runner(impl, op, inp, threads):
     """
     x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
     stack = contextlib.ExitStack()
+
+    if op in FUSED_OPS:
+        return _make_fused_runner(impl, op, inp, threads, stack)
 
     if impl in FASTNORM_IMPLS:
         stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
@@ -403,6 +500,70 @@ def make_runner(impl, op, inp, threads):
     raise ValueError(f"unknown implementation {impl!r}")
 
 
+def _make_fused_runner(impl, op, inp, threads, stack):
+    """make_runner for add_layer_norm: every runner returns (y, s)."""
+    assert op == "add_layer_norm", op
+    x, r, w, b = inp.x, inp.residual, inp.weight, inp.bias
+    y, s = np.zeros_like(x), np.zeros_like(x)
+
+    if impl in FASTNORM_IMPLS:
+        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        run = lambda: fastnorm.add_layer_norm(x, r, w, b, eps=LAYER_NORM_EPS, out=y, sum_out=s,
+                                              num_threads=threads)
+        return run, stack
+
+    if impl == UNFUSED_IMPL:
+        from fastnorm import _core
+        stack.enter_context(fastnorm_isa("avx2" if "avx2" in _core._available_isas()
+                                         else "scalar"))
+
+        def run():
+            np.add(x, r, out=s)
+            fastnorm.layer_norm(s, w, b, eps=LAYER_NORM_EPS, out=y, num_threads=threads)
+            return y, s
+        return run, stack
+
+    if impl == "numpy":
+        return (lambda: numpy_add_layer_norm(x, r, w, b, LAYER_NORM_EPS, y, s)), stack
+
+    if impl == "torch":
+        torch = _import("torch")
+        F = torch.nn.functional
+        stack.enter_context(torch_threads(threads))
+        stack.enter_context(torch.inference_mode())
+        n = (x.shape[-1],)
+        xt, rt = torch.from_numpy(x), torch.from_numpy(r)
+        wt, bt = torch.from_numpy(w), torch.from_numpy(b)
+
+        def run():
+            st = xt + rt
+            return F.layer_norm(st, n, wt, bt, LAYER_NORM_EPS), st
+        return run, stack
+
+    if impl == "onnxruntime":
+        sess = _onnx_session(op, inp.dtype, x.shape[-1], w, b, threads)
+        binding = sess.io_binding()
+        for name, arr in (("x", x), ("skip", r)):
+            binding.bind_input(name, "cpu", 0, arr.dtype, arr.shape, arr.ctypes.data)
+        for name, arr in (("y", y), ("s", s)):
+            binding.bind_output(name, "cpu", 0, arr.dtype, arr.shape, arr.ctypes.data)
+        run = lambda: (sess.run_with_iobinding(binding), (y, s), x, r)[1]
+        try:
+            run()  # a contrib op may build and still refuse these shapes at run time
+        except Exception as exc:
+            ort = _import("onnxruntime")
+            raise Unavailable(f"onnxruntime {ort.__version__} cannot run SkipLayerNormalization: "
+                              f"{str(exc).splitlines()[0][:200]}") from exc
+        stack.callback(lambda: binding.clear_binding_inputs())
+        return run, stack
+
+    if impl == "copy":
+        # the fused op's bytes: two arrays read (x, residual), two written
+        return make_copy(x, s, threads, x2=r, y2=y), stack
+
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
 # --------------------------------------------------------------------------
 # Stall gate: wait out the phases in which multi-threaded calls stall
 # --------------------------------------------------------------------------
@@ -460,6 +621,9 @@ def _expected(op, inp):
     x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
     if op == "layer_norm":
         return (reference.layer_norm(x, w, b, eps=LAYER_NORM_EPS)[0],)
+    if op == "add_layer_norm":
+        y, s, _, _ = reference.add_layer_norm(x, inp.residual, w, b, eps=LAYER_NORM_EPS)
+        return y, s
     if op == "rms_norm":
         return (reference.rms_norm(x, w, eps=RMS_NORM_EPS)[0],)
     if op == "layer_norm_backward":
@@ -480,9 +644,16 @@ def check(impl, op, dtype, threads, shape=CHECK_SHAPE):
     got = (got,) if not isinstance(got, (tuple, list)) else tuple(got)
     got = tuple(_as_numpy(g) for g in got)
     if impl == "copy":
-        return None if np.array_equal(got[0], inp.x) else "copy did not reproduce x"
+        sources = (inp.x, inp.residual) if op in FUSED_OPS else (inp.x,)
+        if len(got) != len(sources) or not all(np.array_equal(g, src)
+                                               for g, src in zip(got, sources)):
+            return "copy did not reproduce its inputs"
+        return None
     want = _expected(op, inp)
-    names = ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
+    if op in FUSED_OPS:
+        names = ("y", "s")
+    else:
+        names = ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
     tol = 1e-9 if np.dtype(dtype) == np.float64 else (2e-5 if op in FORWARD_OPS else 2e-4)
     for name, g, r in zip(names, got, want):
         if g.shape != r.shape:

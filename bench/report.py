@@ -11,10 +11,13 @@ faster -- and fastnorm's effective bandwidth as a share of a plain copy's) and
 per op and thread count, the copy floor dashed).
 
 "fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
-Effective GB/s = bytes that must move (forward: read x + write y; backward:
-read x, dy + write dx) / median time. The copy floor of a shape, dtype and
-thread count is the fastest copy measured for it (copy runs in the forward
-groups; the backward rows use the same floor).
+Effective GB/s = bytes that must move (forward: read x + write y; fused
+add_layer_norm: read x, residual + write s, y; backward: read x, dy + write dx)
+/ median time. The copy floor of a shape, dtype and thread count is the fastest
+copy measured for it (copy runs in the forward groups; the backward rows use
+the same floor); the fused op's rows use the copy of its own groups, which
+moves its four arrays. Its table also has "fastnorm-unfused / fastnorm": what
+the fusion saves over np.add + fastnorm.layer_norm.
 """
 import argparse
 import datetime
@@ -24,14 +27,18 @@ import math
 import os
 import platform
 import sys
+import textwrap
 from collections import defaultdict
 
-OPS = ("layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward")
-IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "numpy", "torch", "onnxruntime", "copy")
-PEERS = ("torch", "onnxruntime", "numpy")
+OPS = ("layer_norm", "rms_norm", "add_layer_norm", "layer_norm_backward", "rms_norm_backward")
+FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
+IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "onnxruntime",
+         "copy")
+PEERS = ("torch", "onnxruntime", "numpy", "fastnorm-unfused")
 STYLE = {  # colour, marker
     "fastnorm-avx2": ("tab:red", "o"),
     "fastnorm-scalar": ("tab:orange", "s"),
+    "fastnorm-unfused": ("tab:brown", "X"),
     "numpy": ("tab:blue", "^"),
     "torch": ("tab:purple", "v"),
     "onnxruntime": ("tab:green", "P"),
@@ -39,6 +46,13 @@ STYLE = {  # colour, marker
 }
 SLOWER_WITH_THREADS = 1.5  # a tN time over this multiple of the t1 time is flagged
 NARROW_N = 256  # rows shorter than this (65536x64) are drawn as lone markers, not on the line
+
+
+def arrays_moved(op):
+    """Arrays of x's size that must move (as bench/norm_impls.arrays_moved)."""
+    if op in FUSED_OPS:
+        return 4
+    return 3 if "backward" in op else 2
 
 
 def find_json(path):
@@ -67,7 +81,7 @@ def load(path, stat="median"):
             impl = b["name"].rsplit(f"-t{threads}-", 1)[1].rstrip("]")
         itemsize = 8 if dtype == "float64" else 4
         nbytes = ei.get("array_bytes", math.prod(shape) * itemsize)
-        moved = ei.get("bytes_moved", (2 if "backward" not in op else 3) * nbytes)
+        moved = ei.get("bytes_moved", arrays_moved(op) * nbytes)
         results.setdefault((op, shape, dtype, threads), {})[impl] = {
             "median": b["stats"][stat], "iqr": b["stats"].get("iqr"),
             "rounds": b["stats"].get("rounds"), "array_bytes": nbytes, "bytes_moved": moved,
@@ -92,16 +106,28 @@ def combine(runs):
     return out
 
 
+def floor_kind(op):
+    """Which copy is an op's floor: the fused ops' own (four arrays), else the plain one."""
+    return "fused" if op in FUSED_OPS else "plain"
+
+
 def copy_floor(results):
-    """(shape, dtype, threads) -> GB/s of the fastest copy measured for it."""
+    """(kind, shape, dtype, threads) -> GB/s of the fastest copy measured for it;
+    kind is floor_kind(op) of the groups the copy ran in."""
     best = {}
     for (op, shape, dtype, threads), impls in results.items():
         if "copy" in impls:
             r = impls["copy"]
             gbs = r["bytes_moved"] / r["median"] / 1e9
-            k = (shape, dtype, threads)
+            k = (floor_kind(op), shape, dtype, threads)
             best[k] = max(best.get(k, 0.0), gbs)
     return best
+
+
+def floor_of(floors, op, shape, dtype, threads):
+    """The copy floor of a row: its own kind of copy, else the plain copy of the shape."""
+    own = floors.get((floor_kind(op), shape, dtype, threads))
+    return own if own is not None else floors.get(("plain", shape, dtype, threads))
 
 
 def fmt_time(s):
@@ -185,7 +211,7 @@ def op_table(op, results, floors):
             ratios["scalar / avx2"].append(r)
             cells.append(fmt_ratio(r) if r is not None else "—")
         gbs = fn["bytes_moved"] / fn["median"] / 1e9 if fn else None
-        floor = floors.get((shape, dtype, threads))
+        floor = floor_of(floors, op, shape, dtype, threads)
         cells.append(f"{gbs:.1f}" if gbs else "—")
         cells.append(f"{floor:.1f}" if floor else "—")
         cells.append(f"{100 * gbs / floor:.0f}%" if gbs and floor else "—")
@@ -216,7 +242,10 @@ def plot(results, floors, path, dtype="float32", stat="median"):
     threads = sorted({k[3] for k in results if k[2] == dtype})
     if not ops:
         return False
-    fig, axes = plt.subplots(len(threads), len(ops), figsize=(4.6 * len(ops), 3.9 * len(threads)),
+    # at least ~9 inches wide, so that a report of one or two ops (pytest -k) still has
+    # room for the legend and the note below the panels
+    width = max(4.6 * len(ops), 9.0)
+    fig, axes = plt.subplots(len(threads), len(ops), figsize=(width, 3.9 * len(threads)),
                              squeeze=False, sharex=True)
     for row, t in enumerate(threads):
         for col, op in enumerate(ops):
@@ -245,8 +274,8 @@ def plot(results, floors, path, dtype="float32", stat="median"):
                     ax.plot(*zip(*bad), marker="o", ms=11, ls="none", mfc="none",
                             mec="0.55", mew=1.0, label="stall flagged (⚠)")
             floor = sorted({(results[k].get("copy", next(iter(results[k].values())))["array_bytes"],
-                             floors[(k[1], k[2], k[3])])
-                            for k in keys if (k[1], k[2], k[3]) in floors})
+                             floor_of(floors, op, k[1], k[2], k[3]))
+                            for k in keys if floor_of(floors, op, k[1], k[2], k[3])})
             if floor:
                 ax.plot(*zip(*floor), color="black", ls="--", lw=1.2, label="copy (floor)")
             ax.set_xscale("log")
@@ -261,13 +290,20 @@ def plot(results, floors, path, dtype="float32", stat="median"):
     for ax in axes.flat:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(l, h)
+    ncol = min(len(handles), max(1, int(width / 1.7)))  # ~1.7 inches per legend entry
+    legend_rows = math.ceil(len(handles) / ncol) if handles else 1
     fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
-               ncol=len(handles), frameon=False, fontsize=9)
-    fig.text(0.5, 0.005, f"hollow diamonds: rows shorter than {NARROW_N} (65536x64); grey rings: "
-             "measurements flagged by the stall probe; effective "
-             "GB/s = (forward: read x + write y; backward: read x, dy + write dx) / median time",
-             ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+               ncol=ncol, frameon=False, fontsize=9)
+    note = textwrap.fill(
+        f"hollow diamonds: rows shorter than {NARROW_N} (65536x64); grey rings: "
+        "measurements flagged by the stall probe; effective "
+        "GB/s = (forward: read x + write y; add_layer_norm: read x, residual + write s, y; "
+        "backward: read x, dy + write dx) / median time", width=int(width * 17))
+    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8)
+    height = fig.get_figheight()
+    bottom = (0.2 + 0.14 * (note.count("\n") + 1)) / height  # inches -> figure fraction
+    top = 1 - (0.15 + 0.25 * legend_rows) / height
+    fig.tight_layout(rect=(0, bottom, 1, top))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -323,8 +359,11 @@ def main(argv=None):
     md.append("")
     md.append(f"{args.stat.capitalize()} time per call. Ratios are peer time / fastnorm time (above 1: fastnorm "
               "is faster); fastnorm is fastnorm-avx2 where it ran. GB/s counts the bytes that "
-              "must move (forward: read x + write y; backward: read x, dy + write dx); the copy "
-              "floor is np.copyto of x (threaded from 4 MiB on), measured in the forward groups.")
+              "must move (forward: read x + write y; add_layer_norm: read x, residual + write s, "
+              "y; backward: read x, dy + write dx); the copy floor is np.copyto of x (threaded "
+              "from 4 MiB on), measured in the forward groups (for add_layer_norm, x and the "
+              "residual copied to two buffers). fastnorm-unfused (add_layer_norm only) is "
+              "np.add(x, r, out=s) then fastnorm.layer_norm(s, out=y).")
     summaries = {}
     for op in OPS:
         lines, summary = op_table(op, results, floors)

@@ -1,4 +1,5 @@
-"""LayerNorm / RMSNorm, forward and backward: fastnorm against its peers.
+"""LayerNorm / RMSNorm, forward and backward, and the fused residual add +
+LayerNorm (add_layer_norm): fastnorm against its peers.
 
 One benchmark per op x shape x dtype x threads x implementation, grouped as
 ``op|shape|dtype|tN`` so each pytest-benchmark table compares peers side by
