@@ -80,7 +80,11 @@ class BuildExt(build_ext):
             openmp_compile, openmp_link = ["/openmp"], []
             self._avx2_flags = ["/arch:AVX2"]
         else:
-            self._base = ["-O3", "-fno-math-errno", "-Wno-unknown-pragmas"]
+            # -ffp-contract=off: the compiler must not fuse a*b+c on its own. It
+            # would do it in some versions of a loop and not in others (GCC
+            # versions loops on whether arrays overlap), and a row's result would
+            # depend on where its arrays lie. The kernels' explicit FMAs stay.
+            self._base = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unknown-pragmas"]
             openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
             self._avx2_flags = ["-mavx2", "-mfma"]
 
