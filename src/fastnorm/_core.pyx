@@ -594,7 +594,124 @@ cdef inline void _raise_kernel_error(int rc) except *:
 
 
 # --------------------------------------------------------------------------
-# LayerNorm
+# The shared forward and backward of LayerNorm and RMSNorm
+# --------------------------------------------------------------------------
+
+cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
+    """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
+    if eps is None:
+        return 1.1920928955078125e-07 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT else 2.220446049250313e-16
+    return _check_eps(eps)
+
+
+cdef object _norm(bint centered, object x, object weight, object bias, object axis,
+                  object eps, object out, bint return_stats, object num_threads):
+    """layer_norm (centered) and rms_norm: checks, layout, one C call."""
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef _Layout L = _layout(xa, axis)
+    cdef double e = _check_eps(eps) if centered else _rms_eps(eps, xa)
+    cdef int nt = _resolve_threads(num_threads)
+    w = _as_param(weight, L, "weight")
+    b = _as_param(bias, L, "bias")
+    cdef _Output o = _output(L, out, &L.xv, 1)
+    if out is not None:
+        w = _clear_of(w, o, xa)
+        b = _clear_of(b, o, xa)
+    mean = rstd = None
+    if return_stats:
+        if centered:
+            mean = L.empty_stats()
+        rstd = L.empty_stats()
+    cdef char *xp = L.xv.data
+    cdef char *yp = o.v.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(b)
+    cdef char *mp = _ptr(mean)
+    cdef char *rp = _ptr(rstd)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
+    cdef int rc
+    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    with nogil:
+        if centered and f32:
+            rc = fastnorm_layer_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                         <float *>wp, <float *>bp, e, <float *>mp,
+                                         <float *>rp, nt)
+        elif centered:
+            rc = fastnorm_layer_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                         <double *>wp, <double *>bp, e, <double *>mp,
+                                         <double *>rp, nt)
+        elif f32:
+            rc = fastnorm_rms_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                       <float *>wp, e, <float *>rp, nt)
+        else:
+            rc = fastnorm_rms_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                       <double *>wp, e, <double *>rp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if not return_stats:
+        return o.dest
+    if centered:
+        return o.dest, mean, rstd
+    return o.dest, rstd
+
+
+cdef tuple _norm_backward(bint centered, object dy, object x, object mean, object rstd,
+                          object weight, object axis, object num_threads):
+    """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None)."""
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
+    cdef _Layout L = _layout(xa, axis)
+    cdef int nt = _resolve_threads(num_threads)
+    m = _as_stats(mean, L, "mean") if centered else None
+    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
+    w = _as_param(weight, L, "weight")
+    cdef Rows dyv
+    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
+    cdef _Output o = _output(L, None, NULL, 0)
+    dw = L.empty_params()
+    db = L.empty_params() if centered else None
+    cdef char *xp = L.xv.data
+    cdef char *dyp = dyv.data
+    cdef char *dxp = o.v.data
+    cdef char *mp = _ptr(m)
+    cdef char *rp = _ptr(r)
+    cdef char *wp = _ptr(w)
+    cdef char *dwp = _ptr(dw)
+    cdef char *dbp = _ptr(db)
+    cdef int64_t rows = L.xv.rows, n = L.xv.n
+    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
+    cdef int rc
+    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    with nogil:
+        if centered and f32:
+            rc = fastnorm_layer_norm_backward_f32(
+                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp, <float *>rp,
+                <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
+        elif centered:
+            rc = fastnorm_layer_norm_backward_f64(
+                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp, <double *>rp,
+                <double *>wp, <double *>dxp, lddx, <double *>dwp, <double *>dbp, nt)
+        elif f32:
+            rc = fastnorm_rms_norm_backward_f32(
+                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>rp, <float *>wp,
+                <float *>dxp, lddx, <float *>dwp, nt)
+        else:
+            rc = fastnorm_rms_norm_backward_f64(
+                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>rp, <double *>wp,
+                <double *>dxp, lddx, <double *>dwp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if weight is not None:  # parameter gradients in the weight's own dtype
+        wdt = np.asarray(weight).dtype
+        if wdt != dw.dtype:
+            dw = dw.astype(wdt)
+            if db is not None:
+                db = db.astype(wdt)
+    return o.dest, dw, db
+
+
+# --------------------------------------------------------------------------
+# LayerNorm and RMSNorm
 # --------------------------------------------------------------------------
 
 def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
@@ -624,43 +741,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     -------
     y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
     """
-    cdef cnp.ndarray xa = _as_data(x, "x")
-    cdef _Layout L = _layout(xa, axis)
-    cdef double e = _check_eps(eps)
-    cdef int nt = _resolve_threads(num_threads)
-    w = _as_param(weight, L, "weight")
-    b = _as_param(bias, L, "bias")
-    cdef _Output o = _output(L, out, &L.xv, 1)
-    if out is not None:
-        w = _clear_of(w, o, xa)
-        b = _clear_of(b, o, xa)
-    mean = rstd = None
-    if return_stats:
-        mean = L.empty_stats()
-        rstd = L.empty_stats()
-    cdef char *xp = L.xv.data
-    cdef char *yp = o.v.data
-    cdef char *wp = _ptr(w)
-    cdef char *bp = _ptr(b)
-    cdef char *mp = _ptr(mean)
-    cdef char *rp = _ptr(rstd)
-    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
-    cdef int rc
-    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
-        with nogil:
-            rc = fastnorm_layer_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
-                                         <float *>wp, <float *>bp, e, <float *>mp,
-                                         <float *>rp, nt)
-    else:
-        with nogil:
-            rc = fastnorm_layer_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
-                                         <double *>wp, <double *>bp, e, <double *>mp,
-                                         <double *>rp, nt)
-    _raise_kernel_error(rc)
-    o.finish()
-    if return_stats:
-        return o.dest, mean, rstd
-    return o.dest
+    return _norm(True, x, weight, bias, axis, eps, out, return_stats, num_threads)
 
 
 def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=None):
@@ -676,52 +757,8 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
     else in x's dtype). They are computed whether or not the forward had the
     parameters.
     """
-    cdef cnp.ndarray xa = _as_data(x, "x")
-    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
-    cdef _Layout L = _layout(xa, axis)
-    cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.ndarray m = _as_stats(mean, L, "mean")
-    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
-    w = _as_param(weight, L, "weight")
-    cdef Rows dyv
-    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
-    cdef _Output o = _output(L, None, NULL, 0)
-    cdef cnp.ndarray dw = L.empty_params()
-    cdef cnp.ndarray db = L.empty_params()
-    cdef char *xp = L.xv.data
-    cdef char *dyp = dyv.data
-    cdef char *dxp = o.v.data
-    cdef char *mp = _ptr(m)
-    cdef char *rp = _ptr(r)
-    cdef char *wp = _ptr(w)
-    cdef char *dwp = _ptr(dw)
-    cdef char *dbp = _ptr(db)
-    cdef int64_t rows = L.xv.rows, n = L.xv.n
-    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
-    cdef int rc
-    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
-        with nogil:
-            rc = fastnorm_layer_norm_backward_f32(
-                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp, <float *>rp,
-                <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
-    else:
-        with nogil:
-            rc = fastnorm_layer_norm_backward_f64(
-                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp, <double *>rp,
-                <double *>wp, <double *>dxp, lddx, <double *>dwp, <double *>dbp, nt)
-    _raise_kernel_error(rc)
-    o.finish()
-    if weight is not None:
-        wdt = np.asarray(weight).dtype
-        if wdt != dw.dtype:
-            dw = dw.astype(wdt)
-            db = db.astype(wdt)
-    return o.dest, dw, db
+    return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
 
-
-# --------------------------------------------------------------------------
-# RMSNorm
-# --------------------------------------------------------------------------
 
 def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=False,
              num_threads=None):
@@ -746,34 +783,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     -------
     y, or ``(y, rstd)`` when ``return_stats`` is true.
     """
-    cdef cnp.ndarray xa = _as_data(x, "x")
-    cdef _Layout L = _layout(xa, axis)
-    cdef double e = _rms_eps(eps, xa)
-    cdef int nt = _resolve_threads(num_threads)
-    w = _as_param(weight, L, "weight")
-    cdef _Output o = _output(L, out, &L.xv, 1)
-    if out is not None:
-        w = _clear_of(w, o, xa)
-    rstd = L.empty_stats() if return_stats else None
-    cdef char *xp = L.xv.data
-    cdef char *yp = o.v.data
-    cdef char *wp = _ptr(w)
-    cdef char *rp = _ptr(rstd)
-    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
-    cdef int rc
-    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
-        with nogil:
-            rc = fastnorm_rms_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
-                                       <float *>wp, e, <float *>rp, nt)
-    else:
-        with nogil:
-            rc = fastnorm_rms_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
-                                       <double *>wp, e, <double *>rp, nt)
-    _raise_kernel_error(rc)
-    o.finish()
-    if return_stats:
-        return o.dest, rstd
-    return o.dest
+    return _norm(False, x, weight, None, axis, eps, out, return_stats, num_threads)
 
 
 def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
@@ -784,54 +794,13 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
     non-normalized axis, with the shape of the normalized axes.
     """
-    cdef cnp.ndarray xa = _as_data(x, "x")
-    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
-    cdef _Layout L = _layout(xa, axis)
-    cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
-    w = _as_param(weight, L, "weight")
-    cdef Rows dyv
-    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
-    cdef _Output o = _output(L, None, NULL, 0)
-    cdef cnp.ndarray dw = L.empty_params()
-    cdef char *xp = L.xv.data
-    cdef char *dyp = dyv.data
-    cdef char *dxp = o.v.data
-    cdef char *rp = _ptr(r)
-    cdef char *wp = _ptr(w)
-    cdef char *dwp = _ptr(dw)
-    cdef int64_t rows = L.xv.rows, n = L.xv.n
-    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
-    cdef int rc
-    if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
-        with nogil:
-            rc = fastnorm_rms_norm_backward_f32(
-                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>rp, <float *>wp,
-                <float *>dxp, lddx, <float *>dwp, nt)
-    else:
-        with nogil:
-            rc = fastnorm_rms_norm_backward_f64(
-                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>rp, <double *>wp,
-                <double *>dxp, lddx, <double *>dwp, nt)
-    _raise_kernel_error(rc)
-    o.finish()
-    if weight is not None:
-        wdt = np.asarray(weight).dtype
-        if wdt != dw.dtype:
-            dw = dw.astype(wdt)
-    return o.dest, dw
+    dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
+    return dx, dw
 
 
 # --------------------------------------------------------------------------
 # Fused residual add + LayerNorm / RMSNorm (pre-norm transformer block)
 # --------------------------------------------------------------------------
-
-cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
-    """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
-    if eps is None:
-        return 1.1920928955078125e-07 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT else 2.220446049250313e-16
-    return _check_eps(eps)
-
 
 cdef tuple _add_norm(bint centered, object x, object residual, object weight, object bias,
                      object residual_bias, object axis, object eps, object out, object sum_out,
