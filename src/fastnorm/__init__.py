@@ -7,6 +7,8 @@ the plain float64 NumPy formulas the kernels are tested against, and
 ``fastnorm.show_config()`` for what this build and CPU use.
 """
 from ._core import (
+    ada_layer_norm,
+    ada_layer_norm_backward,
     add_layer_norm,
     add_layer_norm_backward,
     add_rms_norm,
@@ -32,6 +34,8 @@ __all__ = [
     "add_layer_norm_backward",
     "add_rms_norm",
     "add_rms_norm_backward",
+    "ada_layer_norm",
+    "ada_layer_norm_backward",
     "set_num_threads",
     "get_num_threads",
     "show_config",

@@ -82,6 +82,23 @@ cdef extern from "fastnorm.h" nogil:
                                   const double *residual_bias, double *sum_out, int64_t lds,
                                   double *y, int64_t ldy, const double *weight, double eps,
                                   double *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_f32(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const float *x, int64_t ldx,
+        float *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_f64(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const double *x, int64_t ldx,
+        double *y, int64_t ldy, const double *weight, const double *bias, int64_t ldp,
+        double eps, double *mean, double *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_backward_f32(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const float *dy, int64_t lddy,
+        const float *x, int64_t ldx, const float *mean, const float *rstd, const float *weight,
+        int64_t ldp, float *dx, int64_t lddx, float *dweight, float *dbias, int num_threads)
+    int fastnorm_layer_norm_per_sample_backward_f64(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const double *dy, int64_t lddy,
+        const double *x, int64_t ldx, const double *mean, const double *rstd,
+        const double *weight, int64_t ldp, double *dx, int64_t lddx, double *dweight,
+        double *dbias, int num_threads)
     int fastnorm_rms_norm_backward_f32(int64_t rows, int64_t n, const float *dy, int64_t lddy,
                                        const float *x, int64_t ldx, const float *rstd,
                                        const float *weight, float *dx, int64_t lddx,
@@ -957,3 +974,142 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
         np.add(da, _check_like(ds, da, "ds"), out=da)
     cdef _Layout L = _layout(da, axis)
     return dsum, dw, _sum_rows(da, L)
+
+
+# --------------------------------------------------------------------------
+# Adaptive LayerNorm (AdaLN, diffusion transformers)
+# --------------------------------------------------------------------------
+
+cdef _Layout _ada_layout(cnp.ndarray x):
+    """x as N samples of T rows of D: (N, T, D), or (N, D) with T = 1, or
+    (N, ..., D) with T the product of the middle axes."""
+    if cnp.PyArray_NDIM(x) < 2:
+        raise ValueError(f"x must have shape (N, T, D) or (N, D), got {_shape(x)}")
+    return _layout(x, -1)
+
+
+cdef cnp.ndarray _ada_param(object p, cnp.ndarray x, str name):
+    """shift or scale: one row of D per sample, shape (N, D), in x's dtype."""
+    cdef cnp.ndarray a = _as_float_array(p, name)
+    cdef cnp.npy_intp dims[2]
+    dims[0] = cnp.PyArray_DIMS(x)[0]
+    dims[1] = cnp.PyArray_DIMS(x)[cnp.PyArray_NDIM(x) - 1]
+    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, dims, 2):
+        raise ValueError(
+            f"{name} must have shape (N, D) = ({dims[0]}, {dims[1]}) for x of shape "
+            f"{_shape(x)}, got {_shape(a)}"
+        )
+    return _as_typed(a, x, name)
+
+
+def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=False,
+                   num_threads=None):
+    """Adaptive layer normalization (AdaLN), as in diffusion transformers.
+
+    y = layer_norm(x) * (1 + scale[:, None, :]) + shift[:, None, :]: x of
+    shape (N, T, D) is normalized over D without affine parameters of its
+    own, then scaled and shifted per sample. x may also be (N, D), or
+    (N, ..., D) with every middle axis counted as T.
+
+    Parameters
+    ----------
+    x : array of float32 or float64, (N, T, D)
+    shift, scale : arrays of shape (N, D), converted to x's dtype
+    eps : float >= 0, default 1e-6
+    out : ndarray of x's shape and dtype, optional (may be x)
+    return_stats : bool
+        Also return ``mean`` and ``rstd`` of shape x.shape[:-1], for
+        :func:`ada_layer_norm_backward`.
+    num_threads : int, optional
+
+    Returns
+    -------
+    y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef _Layout L = _ada_layout(xa)
+    cdef cnp.ndarray sh = _ada_param(shift, xa, "shift")
+    cdef cnp.ndarray sc = _ada_param(scale, xa, "scale")
+    cdef double e = _check_eps(eps)
+    cdef int nt = _resolve_threads(num_threads)
+    cdef _Output o = _output(L, out, &L.xv, 1)
+    if out is not None:
+        sh = _clear_of(sh, o, xa)
+    cdef cnp.ndarray w = np.add(sc, 1, dtype=xa.dtype)  # the per-sample weight 1 + scale
+    mean = rstd = None
+    if return_stats:
+        mean = L.empty_stats()
+        rstd = L.empty_stats()
+    cdef int64_t samples = cnp.PyArray_DIMS(xa)[0]
+    cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
+    cdef int64_t per_sample = rows // samples if samples > 0 else 0
+    cdef char *xp = L.xv.data
+    cdef char *yp = o.v.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(sh)
+    cdef char *mp = _ptr(mean)
+    cdef char *rp = _ptr(rstd)
+    cdef int rc
+    with nogil:
+        if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+            rc = fastnorm_layer_norm_per_sample_f32(
+                samples, per_sample, n, <float *>xp, ldx, <float *>yp, ldy, <float *>wp,
+                <float *>bp, n, e, <float *>mp, <float *>rp, nt)
+        else:
+            rc = fastnorm_layer_norm_per_sample_f64(
+                samples, per_sample, n, <double *>xp, ldx, <double *>yp, ldy, <double *>wp,
+                <double *>bp, n, e, <double *>mp, <double *>rp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    if return_stats:
+        return o.dest, mean, rstd
+    return o.dest
+
+
+def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
+    """Gradients of :func:`ada_layer_norm`.
+
+    Takes ``dy`` (x's shape and dtype), the forward's ``x``, the ``mean`` and
+    ``rstd`` it returned and its ``scale``. Returns ``(dx, dshift, dscale)``:
+    dx = NB(dy * (1 + scale)); dshift[n] = sum over T of dy; dscale[n] = sum
+    over T of dy * xhat; both of shape (N, D) in x's dtype.
+    """
+    cdef cnp.ndarray xa = _as_data(x, "x")
+    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
+    cdef _Layout L = _ada_layout(xa)
+    cdef cnp.ndarray sc = _ada_param(scale, xa, "scale")
+    cdef cnp.ndarray m = _as_stats(mean, L, "mean")
+    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
+    cdef int nt = _resolve_threads(num_threads)
+    cdef Rows dyv
+    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
+    cdef _Output o = _output(L, None, NULL, 0)
+    cdef cnp.ndarray w = np.add(sc, 1, dtype=xa.dtype)
+    cdef cnp.ndarray dshift = np.empty_like(w)
+    cdef cnp.ndarray dscale = np.empty_like(w)
+    cdef int64_t samples = cnp.PyArray_DIMS(xa)[0]
+    cdef int64_t rows = L.xv.rows, n = L.xv.n
+    cdef int64_t per_sample = rows // samples if samples > 0 else 0
+    cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
+    cdef char *xp = L.xv.data
+    cdef char *dyp = dyv.data
+    cdef char *dxp = o.v.data
+    cdef char *mp = _ptr(m)
+    cdef char *rp = _ptr(r)
+    cdef char *wp = _ptr(w)
+    cdef char *dsp = _ptr(dscale)
+    cdef char *dhp = _ptr(dshift)
+    cdef int rc
+    with nogil:
+        if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+            rc = fastnorm_layer_norm_per_sample_backward_f32(
+                samples, per_sample, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp,
+                <float *>rp, <float *>wp, n, <float *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
+        else:
+            rc = fastnorm_layer_norm_per_sample_backward_f64(
+                samples, per_sample, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp,
+                <double *>rp, <double *>wp, n, <double *>dxp, lddx, <double *>dsp,
+                <double *>dhp, nt)
+    _raise_kernel_error(rc)
+    o.finish()
+    return o.dest, dshift, dscale

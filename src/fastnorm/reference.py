@@ -129,3 +129,26 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, ds=None, axis=-1):
     if ds is not None:
         dsum = dsum + np.asarray(ds, dtype=np.float64)
     return dsum, dweight, _sum_others(dsum, axis)
+
+
+def ada_layer_norm(x, shift, scale, eps=1e-6):
+    """Returns (y, mean, rstd) in float64; x (N, ..., D), shift and scale (N, D)."""
+    x = np.asarray(x, dtype=np.float64)
+    y, mean, rstd = layer_norm(x, axis=-1, eps=eps)
+    per_sample = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+    scale = np.asarray(scale, dtype=np.float64).reshape(per_sample)
+    shift = np.asarray(shift, dtype=np.float64).reshape(per_sample)
+    return y * (1.0 + scale) + shift, mean, rstd
+
+
+def ada_layer_norm_backward(dy, x, mean, rstd, scale):
+    """Returns (dx, dshift, dscale) in float64, by NORMS.md section 4."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    per_sample = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+    g = dy * (1.0 + np.asarray(scale, dtype=np.float64).reshape(per_sample))
+    dx, _, _ = layer_norm_backward(g, x, mean, rstd, axis=-1)
+    xhat = (x - _expand(mean, (x.ndim - 1,))) * _expand(rstd, (x.ndim - 1,))
+    xhat = xhat - xhat.mean(axis=-1, keepdims=True)
+    middle = tuple(range(1, x.ndim - 1))
+    return dx, dy.sum(axis=middle), (dy * xhat).sum(axis=middle)

@@ -57,6 +57,9 @@ typedef struct {
     const T *res, *res_bias;
     T *s;
     int64_t ldr, lds;
+    /* per-sample parameters (AdaLN): row i uses the parameter row
+     * i / rows_per_param, ldp elements apart; rows_per_param = 0: one row */
+    int64_t rows_per_param, ldp;
 } LOCAL(forward_ctx);
 
 static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
@@ -84,12 +87,14 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             k->centered ? LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r, &exact)
                         : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
         T *yr = k->y + i * k->ldy;
+        const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
+        const T *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
         if (exact_path) {
-            FN_EXACT_NORMALIZE(src, yr, n, exact, k->weight, k->bias);
+            FN_EXACT_NORMALIZE(src, yr, n, exact, w, b);
             mu = (A)(exact.mean_scaled * exact.scale);
             r = (A)exact.rstd;
         } else {
-            P->normalize(src, yr, n, mu, c, r, k->weight, k->bias, more ? xr + k->ldx : NULL,
+            P->normalize(src, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
                          more ? yr + k->ldy : NULL);
         }
         if (k->mean) k->mean[i] = (T)(mu + c);
@@ -116,14 +121,14 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
                      const T *weight, const T *bias, double eps, T *mean, T *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            NULL, NULL, NULL, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const T *weight, double eps, T *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            NULL, NULL, NULL, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -132,7 +137,7 @@ int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const
                          int64_t ldy, const T *weight, const T *bias, double eps, T *mean,
                          T *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            residual, residual_bias, sum_out, ldr, lds};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -140,7 +145,7 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
                        int64_t ldr, const T *residual_bias, T *sum_out, int64_t lds, T *y,
                        int64_t ldy, const T *weight, double eps, T *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            residual, residual_bias, sum_out, ldr, lds};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -261,6 +266,36 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
                              dx, NULL, NULL, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
+}
+
+/* ---- per-sample affine (AdaLN) ------------------------------------------ */
+
+int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_t n,
+                                const T *x, int64_t ldx, T *y, int64_t ldy, const T *weight,
+                                const T *bias, int64_t ldp, double eps, T *mean, T *rstd,
+                                int num_threads) {
+    LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
+                            mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp};
+    if (rows_per_sample <= 0) return FASTNORM_OK;
+    return LOCAL(forward)(&k, num_threads);
+}
+
+int NAME(layer_norm_per_sample_backward)(int64_t samples, int64_t rows_per_sample, int64_t n,
+                                         const T *dy, int64_t lddy, const T *x, int64_t ldx,
+                                         const T *mean, const T *rstd, const T *weight,
+                                         int64_t ldp, T *dx, int64_t lddx, T *dweight,
+                                         T *dbias, int num_threads) {
+    /* each sample is a LayerNorm backward of its own rows with its own
+     * parameters, whose gradients are that sample's rows of dweight, dbias */
+    for (int64_t s = 0; s < samples; s++) {
+        const int64_t r0 = s * rows_per_sample;
+        const int rc = NAME(layer_norm_backward)(
+            rows_per_sample, n, dy + r0 * lddy, lddy, x + r0 * ldx, ldx, mean + r0, rstd + r0,
+            weight ? weight + s * ldp : NULL, dx + r0 * lddx, lddx,
+            dweight ? dweight + s * n : NULL, dbias ? dbias + s * n : NULL, num_threads);
+        if (rc != FASTNORM_OK) return rc;
+    }
+    return FASTNORM_OK;
 }
 
 #undef FN_TABLE

@@ -116,6 +116,28 @@ FASTNORM_API int fastnorm_add_rms_norm_f64(
     int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
     int64_t ldy, const double *weight, double eps, double *rstd, int num_threads);
 
+/* LayerNorm with per-sample affine parameters (AdaLN): the rows come in
+ * `samples` groups of `rows_per_sample`; group s uses weight and bias row s
+ * (n elements each, rows ldp apart). AdaLN's y = LN(x) * (1 + scale) + shift
+ * is weight = 1 + scale, bias = shift. The backward writes dweight and dbias
+ * as samples x n dense arrays (per-sample sums over the group's rows). */
+FASTNORM_API int fastnorm_layer_norm_per_sample_f32(
+    int64_t samples, int64_t rows_per_sample, int64_t n, const float *x, int64_t ldx, float *y,
+    int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps, float *mean,
+    float *rstd, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_per_sample_f64(
+    int64_t samples, int64_t rows_per_sample, int64_t n, const double *x, int64_t ldx,
+    double *y, int64_t ldy, const double *weight, const double *bias, int64_t ldp, double eps,
+    double *mean, double *rstd, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_per_sample_backward_f32(
+    int64_t samples, int64_t rows_per_sample, int64_t n, const float *dy, int64_t lddy,
+    const float *x, int64_t ldx, const float *mean, const float *rstd, const float *weight,
+    int64_t ldp, float *dx, int64_t lddx, float *dweight, float *dbias, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_per_sample_backward_f64(
+    int64_t samples, int64_t rows_per_sample, int64_t n, const double *dy, int64_t lddy,
+    const double *x, int64_t ldx, const double *mean, const double *rstd, const double *weight,
+    int64_t ldp, double *dx, int64_t lddx, double *dweight, double *dbias, int num_threads);
+
 /* RMSNorm backward from the forward's rstd. dweight may be NULL. */
 FASTNORM_API int fastnorm_rms_norm_backward_f32(
     int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
