@@ -20,7 +20,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "quick: the smoke subset of the benchmarks (also selected by BENCH_QUICK=1)")
     config.addinivalue_line(
-        "markers", "bench_forward: forward-pass benchmarks (layer_norm, rms_norm, add_layer_norm)")
+        "markers", "bench_forward: forward-pass benchmarks (layer_norm, rms_norm, add_layer_norm, "
+                   "ada_layer_norm)")
     config.addinivalue_line(
         "markers", "bench_backward: backward-pass benchmarks")
 

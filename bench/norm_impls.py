@@ -63,6 +63,26 @@ onnxruntime
     beta; outputs y and the sum s as its 4th output), x, r, y and s bound to
     NumPy buffers with ``io_binding``; skipped when the installed onnxruntime
     cannot build or run it.
+
+Adaptive LayerNorm (op ``ada_layer_norm``, forward: y = layer_norm(x) * (1 +
+scale[:, None, :]) + shift[:, None, :], x of shape (N, T, D), shift and scale
+(N, D), eps ADA_NORM_EPS; float32 only, DiT-like shapes ADA_SHAPES_FLOAT32)
+------------------------------------------------------------------------
+fastnorm-avx2, fastnorm-scalar
+    ``fastnorm.ada_layer_norm(x, shift, scale, out=y, num_threads=t)``, y
+    preallocated.
+numpy
+    The NumPy layer norm below without weight and bias, into y, then
+    ``y *= 1 + scale[:, None]; y += shift[:, None]`` (all in the timed call).
+torch
+    ``F.layer_norm(x, (D,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None]``
+    under ``torch.inference_mode()`` (three allocated temporaries: the
+    composition a DiT block runs).
+copy
+    ``np.copyto(y, x)`` as for the other forward ops, x and y seen as (N*T, D)
+    so the threaded copy splits rows, not the few samples. Bytes moved: read
+    x + write y (shift and scale are N x D, left out like the weights).
+No onnxruntime: ONNX has no AdaLN node.
 """
 import concurrent.futures
 import contextlib
@@ -76,7 +96,8 @@ import fastnorm
 import fastnorm.reference as reference
 
 FUSED_OPS = ("add_layer_norm",)  # residual add + norm: two inputs (x, residual), two outputs (s, y)
-FORWARD_OPS = ("layer_norm", "rms_norm") + FUSED_OPS
+ADA_OPS = ("ada_layer_norm",)  # per-sample shift and scale: x (N, T, D), shift, scale (N, D)
+FORWARD_OPS = ("layer_norm", "rms_norm") + FUSED_OPS + ADA_OPS
 BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
 OPS = FORWARD_OPS + BACKWARD_OPS
 
@@ -88,12 +109,17 @@ SHAPES_FLOAT32 = [(1, 768), (8, 768), (128, 768), (4096, 768), (1024, 4096), (81
                   (65536, 64)]
 SHAPES_FLOAT64 = [(128, 768), (4096, 768)]
 FUSED_SHAPES_FLOAT32 = [(8, 768), (4096, 768), (1024, 4096)]
+# DiT-like (N, T, D): DiT-XL/2 has D = 1152; 256 tokens (256x256 images), 1024 (512x512)
+ADA_SHAPES_FLOAT32 = [(8, 256, 1152), (2, 1024, 1152)]
 
-# The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64.
-QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64")}
+# The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64,
+# and the smaller AdaLN shape.
+QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64"),
+         ((8, 256, 1152), "float32")}
 
 LAYER_NORM_EPS = 1e-5
 RMS_NORM_EPS = 1e-6  # explicit: the libraries' defaults differ
+ADA_NORM_EPS = 1e-6  # fastnorm.ada_layer_norm's default, as in DiT
 
 # The threaded copy splits arrays from this size on; smaller ones are copied serially.
 COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -101,6 +127,13 @@ COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 # Where every implementation is checked once: tails (n % 8 != 0) and enough
 # bytes (1 MB in float32) for fastnorm's threaded path.
 CHECK_SHAPE = (257, 1000)
+# AdaLN's: (N, T, D), 258 rows of 1000 (1 MB in float32) in three samples
+ADA_CHECK_SHAPE = (3, 86, 1000)
+
+
+def check_shape(op):
+    """The shape an op's implementations are checked on."""
+    return ADA_CHECK_SHAPE if op in ADA_OPS else CHECK_SHAPE
 
 
 def quick_mode():
@@ -151,6 +184,8 @@ def applies(impl, op, threads):
         return False  # NumPy has no threads: its time would be the 1-thread time again
     if impl in ("onnxruntime", "copy") and op not in FORWARD_OPS:
         return False
+    if impl == "onnxruntime" and op in ADA_OPS:
+        return False  # ONNX has no AdaLN node
     return True
 
 
@@ -158,6 +193,8 @@ def op_shapes(op):
     """(shape, dtype) pairs an op is measured on."""
     if op in FUSED_OPS:
         return [(s, "float32") for s in FUSED_SHAPES_FLOAT32]
+    if op in ADA_OPS:
+        return [(s, "float32") for s in ADA_SHAPES_FLOAT32]
     return [(s, "float32") for s in SHAPES_FLOAT32] + [(s, "float64") for s in SHAPES_FLOAT64]
 
 
@@ -189,6 +226,7 @@ class Inputs:
         n = shape[-1]
         self.seed = seed
         self._residual = None
+        self._ada = None
         self.shape, self.dtype = tuple(shape), dt
         self.x = rng.standard_normal(shape, dtype=dt)
         self.x *= 2.0
@@ -197,7 +235,7 @@ class Inputs:
         self.weight = rng.uniform(0.5, 1.5, n).astype(dt)
         self.bias = rng.uniform(-0.5, 0.5, n).astype(dt)
         mean = self.x.mean(axis=-1, dtype=np.float64)
-        sq = np.einsum("ij,ij->i", self.x, self.x, dtype=np.float64) / n
+        sq = np.einsum("...j,...j->...", self.x, self.x, dtype=np.float64) / n
         var = np.maximum(sq - mean * mean, 0.0)
         self.ln_mean = mean.astype(dt)
         self.ln_rstd = (1.0 / np.sqrt(var + LAYER_NORM_EPS)).astype(dt)
@@ -213,6 +251,20 @@ class Inputs:
             r -= 1.0
             self._residual = r
         return self._residual
+
+    @property
+    def ada(self):
+        """AdaLN's (shift, scale), one row of D per sample (x's first axis), as a
+        DiT's conditioning MLP would produce them."""
+        if self._ada is None:
+            rng = np.random.default_rng(self.seed + 2000)
+            pshape = (self.shape[0], self.shape[-1])
+            shift = rng.standard_normal(pshape, dtype=self.dtype)
+            shift *= 0.5
+            scale = rng.standard_normal(pshape, dtype=self.dtype)
+            scale *= 0.5
+            self._ada = shift, scale
+        return self._ada
 
 
 @functools.lru_cache(maxsize=1)  # the largest inputs take ~0.5 GB; keep one set alive
@@ -239,6 +291,18 @@ def numpy_add_layer_norm(x, residual, weight, bias, eps, out, sum_out):
     np.add(x, residual, out=sum_out)
     numpy_layer_norm(sum_out, weight, bias, eps, out)
     return out, sum_out
+
+
+def numpy_ada_layer_norm(x, shift, scale, eps, out):
+    mean = x.mean(axis=-1, keepdims=True)
+    xc = x - mean
+    var = np.mean(xc * xc, axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    np.multiply(xc, rstd, out=out)
+    mid = (slice(None),) + (None,) * (x.ndim - 2)
+    out *= (1 + scale)[mid]
+    out += shift[mid]
+    return out
 
 
 def numpy_rms_norm(x, weight, eps, out):
@@ -420,6 +484,8 @@ def make_runner(impl, op, inp, threads):
 
     if op in FUSED_OPS:
         return _make_fused_runner(impl, op, inp, threads, stack)
+    if op in ADA_OPS:
+        return _make_ada_runner(impl, op, inp, threads, stack)
 
     if impl in FASTNORM_IMPLS:
         stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
@@ -564,6 +630,44 @@ def _make_fused_runner(impl, op, inp, threads, stack):
     raise ValueError(f"unknown implementation {impl!r}")
 
 
+def _make_ada_runner(impl, op, inp, threads, stack):
+    """make_runner for ada_layer_norm: every runner returns y."""
+    assert op == "ada_layer_norm", op
+    x = inp.x
+    shift, scale = inp.ada
+    y = np.zeros_like(x)
+
+    if impl in FASTNORM_IMPLS:
+        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        run = lambda: fastnorm.ada_layer_norm(x, shift, scale, eps=ADA_NORM_EPS, out=y,
+                                              num_threads=threads)
+        return run, stack
+
+    if impl == "numpy":
+        return (lambda: numpy_ada_layer_norm(x, shift, scale, ADA_NORM_EPS, y)), stack
+
+    if impl == "torch":
+        torch = _import("torch")
+        F = torch.nn.functional
+        stack.enter_context(torch_threads(threads))
+        stack.enter_context(torch.inference_mode())
+        n = (x.shape[-1],)
+        mid = (slice(None),) + (None,) * (x.ndim - 2)
+        xt, sht, sct = torch.from_numpy(x), torch.from_numpy(shift), torch.from_numpy(scale)
+        run = lambda: F.layer_norm(xt, n, eps=ADA_NORM_EPS) * (1 + sct[mid]) + sht[mid]
+        return run, stack
+
+    if impl == "onnxruntime":
+        raise Unavailable("ONNX has no AdaLN node")
+
+    if impl == "copy":
+        # rows, not samples, split over the threads: x and y as (N*T, D)
+        copy = make_copy(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), threads)
+        return (lambda: (copy(), y)[1]), stack
+
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
 # --------------------------------------------------------------------------
 # Stall gate: wait out the phases in which multi-threaded calls stall
 # --------------------------------------------------------------------------
@@ -624,6 +728,9 @@ def _expected(op, inp):
     if op == "add_layer_norm":
         y, s, _, _ = reference.add_layer_norm(x, inp.residual, w, b, eps=LAYER_NORM_EPS)
         return y, s
+    if op == "ada_layer_norm":
+        shift, scale = inp.ada
+        return (reference.ada_layer_norm(x, shift, scale, eps=ADA_NORM_EPS)[0],)
     if op == "rms_norm":
         return (reference.rms_norm(x, w, eps=RMS_NORM_EPS)[0],)
     if op == "layer_norm_backward":
@@ -631,13 +738,13 @@ def _expected(op, inp):
     return reference.rms_norm_backward(dy, x, inp.rms_rstd, w)
 
 
-def check(impl, op, dtype, threads, shape=CHECK_SHAPE):
-    """Run one implementation on CHECK_SHAPE and compare with fastnorm.reference.
+def check(impl, op, dtype, threads, shape=None):
+    """Run one implementation on check_shape(op) and compare with fastnorm.reference.
 
     Returns None when it agrees, else a message. Raises Unavailable.
     Error measure: max |got - ref| / max(1, max |ref|) per output.
     """
-    inp = Inputs(shape, dtype, seed=1)
+    inp = Inputs(check_shape(op) if shape is None else shape, dtype, seed=1)
     run, ctx = make_runner(impl, op, inp, threads)
     with ctx:
         got = run()

@@ -30,7 +30,8 @@ import sys
 import textwrap
 from collections import defaultdict
 
-OPS = ("layer_norm", "rms_norm", "add_layer_norm", "layer_norm_backward", "rms_norm_backward")
+OPS = ("layer_norm", "rms_norm", "add_layer_norm", "ada_layer_norm", "layer_norm_backward",
+       "rms_norm_backward")
 FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
 IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "onnxruntime",
          "copy")

@@ -1,5 +1,5 @@
 """LayerNorm / RMSNorm, forward and backward, and the fused residual add +
-LayerNorm (add_layer_norm): fastnorm against its peers.
+LayerNorm (add_layer_norm), and AdaLN (ada_layer_norm): fastnorm against its peers.
 
 One benchmark per op x shape x dtype x threads x implementation, grouped as
 ``op|shape|dtype|tN`` so each pytest-benchmark table compares peers side by
@@ -71,7 +71,7 @@ def test_norm(benchmark, checked, stall_probe, op, shape, dtype, threads, impl):
         pytest.skip(str(exc))
     if checked[key] is not None:
         pytest.fail(f"{impl} disagrees with fastnorm.reference on {op} {dtype} "
-                    f"t{threads} {norm_impls.shape_label(norm_impls.CHECK_SHAPE)}: "
+                    f"t{threads} {norm_impls.shape_label(norm_impls.check_shape(op))}: "
                     f"{checked[key]} -- not timed")
 
     benchmark.group = norm_impls.group_name(op, shape, dtype, threads)
