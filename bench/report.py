@@ -276,7 +276,8 @@ def plot(results, floors, path, dtype="float32", stat="median"):
                             mec="0.55", mew=1.0, label="stall flagged (⚠)")
             floor = sorted({(results[k].get("copy", next(iter(results[k].values())))["array_bytes"],
                              floor_of(floors, op, k[1], k[2], k[3]))
-                            for k in keys if floor_of(floors, op, k[1], k[2], k[3])})
+                            for k in keys if floor_of(floors, op, k[1], k[2], k[3])
+                            and k[1][-1] >= NARROW_N})  # 65536x64 shares 1024x4096's bytes
             if floor:
                 ax.plot(*zip(*floor), color="black", ls="--", lw=1.2, label="copy (floor)")
             ax.set_xscale("log")
@@ -364,7 +365,10 @@ def main(argv=None):
               "y; backward: read x, dy + write dx); the copy floor is np.copyto of x (threaded "
               "from 4 MiB on), measured in the forward groups (for add_layer_norm, x and the "
               "residual copied to two buffers). fastnorm-unfused (add_layer_norm only) is "
-              "np.add(x, r, out=s) then fastnorm.layer_norm(s, out=y).")
+              "np.add(x, r, out=s) then fastnorm.layer_norm(s, out=y). A share of the copy above "
+              "100% can happen with several threads below 4 MiB, where the copy runs serially (a "
+              "Python thread-pool hand-off costs more than the copy) but fastnorm's OpenMP "
+              "threads pay off.")
     summaries = {}
     for op in OPS:
         lines, summary = op_table(op, results, floors)
