@@ -106,57 +106,6 @@ typedef struct {
                            a constant row, whose deviations are all zero) */
 } fn_exact_stats;
 
-#define FN_EXACT_PATH(SUF, T)                                                               \
-    static fn_exact_stats fn_exact_moments_##SUF(const T *x, int64_t n, int centered,       \
-                                                 double eps) {                              \
-        fn_exact_stats st = {1.0, 0.0, 0.0, 0.0};                                           \
-        double m0 = 0.0, q = 0.0;                                                           \
-        int has_nan = 0;                                                                    \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            const double v = fabs((double)x[i]);                                            \
-            if (isnan(v)) has_nan = 1;                                                      \
-            else if (v > m0) m0 = v;                                                        \
-        }                                                                                   \
-        if (has_nan || (isinf(m0) && centered)) { /* NaN, or Inf - Inf: a NaN row */        \
-            st.mean_scaled = st.rstd = st.rstd_scaled = NAN;                                \
-            return st;                                                                      \
-        }                                                                                   \
-        if (isinf(m0)) { /* RMSNorm: mean(x^2) = Inf, rstd = 0 (as PyTorch) */              \
-            st.rstd = 0.0;                                                                  \
-            return st;                                                                      \
-        }                                                                                   \
-        if (m0 == 0.0) {                                                                    \
-            st.rstd = st.rstd_scaled = 1.0 / sqrt(eps);                                     \
-            return st;                                                                      \
-        }                                                                                   \
-        st.scale = m0;                                                                      \
-        if (centered) {                                                                     \
-            double s = 0.0;                                                                 \
-            for (int64_t i = 0; i < n; i++) s += (double)x[i] / m0;                         \
-            st.mean_scaled = s / (double)n;                                                 \
-        }                                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            const double d = (double)x[i] / m0 - st.mean_scaled;                            \
-            q += d * d;                                                                     \
-        }                                                                                   \
-        /* var = m0^2 q / n; rstd = 1 / sqrt(var + eps) without forming m0^2 */             \
-        st.rstd_scaled = 1.0 / sqrt(q / (double)n + (eps / m0) / m0);                       \
-        st.rstd = q > 0.0 ? st.rstd_scaled / m0 : 1.0 / sqrt(eps);                          \
-        return st;                                                                          \
-    }                                                                                       \
-    /* y = (x - mean) * rstd * w + b, as (x / scale - mean / scale) * (rstd * scale) */    \
-    static void fn_exact_normalize_##SUF(const T *x, T *y, int64_t n, fn_exact_stats st,   \
-                                         const T *w, const T *b) {                          \
-        for (int64_t i = 0; i < n; i++) {                                                   \
-            const double d = (double)x[i] / st.scale - st.mean_scaled;                      \
-            double v = d == 0.0 ? 0.0 : d * st.rstd_scaled;                                 \
-            if (w) v *= (double)w[i];                                                       \
-            if (b) v += (double)b[i];                                                       \
-            y[i] = (T)v;                                                                    \
-        }                                                                                   \
-    }
-FN_EXACT_PATH(f32, float)
-FN_EXACT_PATH(f64, double)
 
 /* float32 data */
 #define T float
