@@ -1113,3 +1113,10 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     _raise_kernel_error(rc)
     o.finish()
     return o.dest, dshift, dscale
+
+
+# --------------------------------------------------------------------------
+# The channel normalizers' C stages (group, instance, batch norm, ...)
+# --------------------------------------------------------------------------
+
+include "_channel.pxi"

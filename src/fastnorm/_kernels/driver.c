@@ -90,6 +90,22 @@ static int64_t fn_grad_block_rows(int64_t rows) {
     return r;
 }
 
+/* Rows per block of the channel normalizers' column path (channels-last
+ * data): about 256 KiB of data, so that the block's two passes run from L2;
+ * a function of the shape alone, like the gradient blocks. */
+static int64_t fn_chan_block_rows(int64_t channels, int64_t elem_size) {
+    int64_t r = (256 * 1024) / (channels * elem_size);
+    if (r < 16) r = 16;
+    if (r > 256) r = 256;
+    return r;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_DRIVER_INLINE inline __attribute__((always_inline))
+#else
+#define FN_DRIVER_INLINE inline
+#endif
+
 /* Columns handled together by one thread in the partial-sum tree. */
 #define FN_TREE_COLUMNS 2048
 
@@ -117,6 +133,7 @@ typedef struct {
 #define NAME(f) fastnorm_##f##_f32
 #define LOCAL(f) fn_##f##_f32
 #include "driver_impl.h"
+#include "driver_channel_impl.h"
 #undef T
 #undef A
 #undef SUF
@@ -136,3 +153,4 @@ typedef struct {
 #define NAME(f) fastnorm_##f##_f64
 #define LOCAL(f) fn_##f##_f64
 #include "driver_impl.h"
+#include "driver_channel_impl.h"

@@ -38,6 +38,7 @@ extern "C" {
 
 #define FASTNORM_OK 0
 #define FASTNORM_ENOMEM 1
+#define FASTNORM_EINVAL 2 /* an argument outside its domain (C not divisible by G) */
 
 /* Instruction sets a kernel table can be built for. */
 #define FASTNORM_ISA_SCALAR 0
@@ -147,6 +148,72 @@ FASTNORM_API int fastnorm_rms_norm_backward_f64(
     int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *x, int64_t ldx,
     const double *rstd, const double *weight, double *dx, int64_t lddx, double *dweight,
     int num_threads);
+
+/* ---- channel normalizers ------------------------------------------------
+ * Data is a C-contiguous (S, R, C, L) array: S samples, R rows, C channels,
+ * L contiguous elements per channel. NCHW data with per-sample statistics
+ * is (N, 1, C, H*W); channels-last (N, H*W, C, 1). Batch statistics merge
+ * the batch into the rows: (1, N, C, H*W) or (1, N*H*W, C, 1). Parameters
+ * (weight, bias) are per channel (C elements) or NULL. */
+
+/* Group norm: statistics per unit (s, g) over R x C/G x L elements; G must
+ * divide C. Instance norm is G = C; batch-norm training is S = 1, G = C.
+ * mean, rstd and var (biased) are S*G elements each, or NULL. */
+FASTNORM_API int fastnorm_group_norm_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const float *x, float *y,
+    const float *weight, const float *bias, double eps, float *mean, float *rstd, float *var,
+    int num_threads);
+FASTNORM_API int fastnorm_group_norm_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const double *x, double *y,
+    const double *weight, const double *bias, double eps, double *mean, double *rstd,
+    double *var, int num_threads);
+
+/* Group norm backward from the forward's mean and rstd (S*G each). dweight
+ * and dbias (C each) may be NULL. */
+FASTNORM_API int fastnorm_group_norm_backward_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const float *dy, const float *x,
+    const float *mean, const float *rstd, const float *weight, float *dx, float *dweight,
+    float *dbias, int num_threads);
+FASTNORM_API int fastnorm_group_norm_backward_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const double *dy, const double *x,
+    const double *mean, const double *rstd, const double *weight, double *dx, double *dweight,
+    double *dbias, int num_threads);
+
+/* The stages the other channel normalizers are composed of; statistics and
+ * coefficients are double arrays of S*C elements, one per (s, c).
+ * moments: mean and biased variance of each (s, c) over R x L elements (eps
+ * only decides whether sums that underflowed are recomputed in double). */
+FASTNORM_API int fastnorm_channel_moments_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, const float *x, double eps, double *mean,
+    double *var, int num_threads);
+FASTNORM_API int fastnorm_channel_moments_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, const double *x, double eps, double *mean,
+    double *var, int num_threads);
+/* y (+)= (x - mean) * rstd * weight + bias; accumulate = 1 adds to y. */
+FASTNORM_API int fastnorm_channel_normalize_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, const float *x, float *y, const double *mean,
+    const double *rstd, const float *weight, const float *bias, int accumulate,
+    int num_threads);
+FASTNORM_API int fastnorm_channel_normalize_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, const double *x, double *y,
+    const double *mean, const double *rstd, const double *weight, const double *bias,
+    int accumulate, int num_threads);
+/* sum_dy = sum(dy), sum_dyx = sum(dy * (x - mu)) per (s, c). */
+FASTNORM_API int fastnorm_channel_sums_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+    const double *mu, double *sum_dy, double *sum_dyx, int num_threads);
+FASTNORM_API int fastnorm_channel_sums_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+    const double *mu, double *sum_dy, double *sum_dyx, int num_threads);
+/* dx (+)= a * dy + b * ((x - mu) * r) + k per (s, c). */
+FASTNORM_API int fastnorm_channel_affine_backward_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x, float *dx,
+    const double *mu, const double *r, const double *a, const double *b, const double *k,
+    int accumulate, int num_threads);
+FASTNORM_API int fastnorm_channel_affine_backward_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x, double *dx,
+    const double *mu, const double *r, const double *a, const double *b, const double *k,
+    int accumulate, int num_threads);
 
 #ifdef __cplusplus
 }

@@ -332,9 +332,143 @@ static void NAME(add)(A *dst, const A *src, int64_t n) {
     for (; i < n; i++) dst[i] += src[i];
 }
 
+/* ---- channel primitives ----------------------------------------------- */
+
+/* The coefficients of these bodies are either scalars broadcast over the
+ * segment (cols = 0) or vectors indexed like the row (cols = 1); ACOEF loads
+ * one vector of coefficient c at element i either way. */
+#define ACOEF(c, i) (cols ? VLOADA(c##_v + (i)) : c##_s)
+#define SCOEF(c, i) (cols ? c##_v[i] : c##_s1)
+
+static FN_INLINE void NAME(scale_shift_body)(const T *x, T *y, int64_t n, A mu_s1, A a_s1,
+                                             A b_s1, const A *mu_v, const A *a_v,
+                                             const A *b_v, const int cols, const int acc) {
+    const V mu_s = VSET1(mu_s1), a_s = VSET1(a_s1), b_s = VSET1(b_s1);
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        V v = VFMA(VSUB(VLOAD(x + i), ACOEF(mu, i)), ACOEF(a, i), ACOEF(b, i));
+        if (acc) v = VADD(v, VLOAD(y + i));
+        VSTORE(y + i, v);
+    }
+    for (; i < n; i++) {
+        A v = (SLOAD(x + i) - SCOEF(mu, i)) * SCOEF(a, i) + SCOEF(b, i);
+        if (acc) v += SLOAD(y + i);
+        SSTORE(y + i, v);
+    }
+}
+
+static void NAME(scale_shift)(const T *x, T *y, int64_t n, A mu, A a, A b, int accumulate) {
+    if (accumulate) NAME(scale_shift_body)(x, y, n, mu, a, b, NULL, NULL, NULL, 0, 1);
+    else NAME(scale_shift_body)(x, y, n, mu, a, b, NULL, NULL, NULL, 0, 0);
+}
+
+static void NAME(scale_shift_cols)(const T *x, T *y, int64_t n, const A *mu, const A *a,
+                                   const A *b, int accumulate) {
+    if (accumulate) NAME(scale_shift_body)(x, y, n, 0, 0, 0, mu, a, b, 1, 1);
+    else NAME(scale_shift_body)(x, y, n, 0, 0, 0, mu, a, b, 1, 0);
+}
+
+static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n,
+                                                 A mu_s1, A r_s1, A a_s1, A b_s1, A k_s1,
+                                                 const A *mu_v, const A *r_v, const A *a_v,
+                                                 const A *b_v, const A *k_v, const int cols,
+                                                 const int acc) {
+    const V mu_s = VSET1(mu_s1), r_s = VSET1(r_s1), a_s = VSET1(a_s1), b_s = VSET1(b_s1),
+            k_s = VSET1(k_s1);
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        /* (x - mu) * r first: the normalized value, which neither overflows nor
+         * underflows where b * r or (x - mu) * b would */
+        V xh = VMUL(VSUB(VLOAD(x + i), ACOEF(mu, i)), ACOEF(r, i));
+        V v = VFMA(ACOEF(a, i), VLOAD(dy + i), VFMA(ACOEF(b, i), xh, ACOEF(k, i)));
+        if (acc) v = VADD(v, VLOAD(dx + i));
+        VSTORE(dx + i, v);
+    }
+    for (; i < n; i++) {
+        A xh = (SLOAD(x + i) - SCOEF(mu, i)) * SCOEF(r, i);
+        A v = SCOEF(a, i) * SLOAD(dy + i) + (SCOEF(b, i) * xh + SCOEF(k, i));
+        if (acc) v += SLOAD(dx + i);
+        SSTORE(dx + i, v);
+    }
+}
+
+static void NAME(affine_backward)(const T *dy, const T *x, T *dx, int64_t n, A mu, A r, A a,
+                                  A b, A k, int accumulate) {
+    if (accumulate)
+        NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, NULL, NULL, NULL, NULL, NULL,
+                                   0, 1);
+    else
+        NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, NULL, NULL, NULL, NULL, NULL,
+                                   0, 0);
+}
+
+static void NAME(affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t n, const A *mu,
+                                       const A *r, const A *a, const A *b, const A *k,
+                                       int accumulate) {
+    if (accumulate)
+        NAME(affine_backward_body)(dy, x, dx, n, 0, 0, 0, 0, 0, mu, r, a, b, k, 1, 1);
+    else
+        NAME(affine_backward_body)(dy, x, dx, n, 0, 0, 0, 0, 0, mu, r, a, b, k, 1, 0);
+}
+
+#undef ACOEF
+#undef SCOEF
+
+static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t n, const A *mu, A *acc_d,
+                                                 A *acc_d2, const int has_mu,
+                                                 const int has_d2) {
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        V d = VLOAD(x + i);
+        if (has_mu) d = VSUB(d, VLOADA(mu + i));
+        VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
+        if (has_d2) VSTOREA(acc_d2 + i, VFMA(d, d, VLOADA(acc_d2 + i)));
+    }
+    for (; i < n; i++) {
+        A d = SLOAD(x + i);
+        if (has_mu) d -= mu[i];
+        acc_d[i] += d;
+        if (has_d2) acc_d2[i] += d * d;
+    }
+}
+
+static void NAME(col_moments_acc)(const T *x, int64_t n, const A *mu, A *acc_d, A *acc_d2) {
+    if (mu && acc_d2) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 1, 1);
+    else if (mu) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 1, 0);
+    else if (acc_d2) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 0, 1);
+    else NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 0, 0);
+}
+
+static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64_t n,
+                                                  const A *mu, A *acc_dy, A *acc_dyd, A *acc_d,
+                                                  const int has_d) {
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) {
+        V g = VLOAD(dy + i);
+        V d = VSUB(VLOAD(x + i), VLOADA(mu + i));
+        VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), g));
+        VSTOREA(acc_dyd + i, VFMA(g, d, VLOADA(acc_dyd + i)));
+        if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
+    }
+    for (; i < n; i++) {
+        A g = SLOAD(dy + i), d = SLOAD(x + i) - mu[i];
+        acc_dy[i] += g;
+        acc_dyd[i] += g * d;
+        if (has_d) acc_d[i] += d;
+    }
+}
+
+static void NAME(col_backward_acc)(const T *dy, const T *x, int64_t n, const A *mu, A *acc_dy,
+                                   A *acc_dyd, A *acc_d) {
+    if (acc_d) NAME(col_backward_acc_body)(dy, x, n, mu, acc_dy, acc_dyd, acc_d, 1);
+    else NAME(col_backward_acc_body)(dy, x, n, mu, acc_dy, acc_dyd, acc_d, 0);
+}
+
 static const PRIMS_TYPE NAME(table) = {
     NAME(sum),           NAME(centered_sums),  NAME(sum_sq), NAME(residual_add),
     NAME(normalize),     NAME(backward_sums),  NAME(backward_apply), NAME(add),
+    NAME(scale_shift),   NAME(scale_shift_cols), NAME(affine_backward),
+    NAME(affine_backward_cols), NAME(col_moments_acc), NAME(col_backward_acc),
 };
 
 #undef FN_LINE_ELEMS

@@ -1,0 +1,281 @@
+# Included by _core.pyx: the calls into the channel normalizers' C stages.
+#
+# These take arrays already checked and laid out by fastnorm._family (a
+# C-contiguous (S, R, C, L) block of x's dtype, statistics of the sizes the C
+# entry points expect) and release the GIL around the C call. They still
+# verify dtype, contiguity and size, so that no call can reach the C code
+# with a buffer that is too small.
+
+cdef extern from "fastnorm.h" nogil:
+    int FASTNORM_EINVAL
+    int fastnorm_group_norm_f32(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                const float *x, float *y, const float *weight,
+                                const float *bias, double eps, float *mean, float *rstd,
+                                float *var, int num_threads)
+    int fastnorm_group_norm_f64(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                const double *x, double *y, const double *weight,
+                                const double *bias, double eps, double *mean, double *rstd,
+                                double *var, int num_threads)
+    int fastnorm_group_norm_backward_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                         int64_t G, const float *dy, const float *x,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, float *dx, float *dweight,
+                                         float *dbias, int num_threads)
+    int fastnorm_group_norm_backward_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                         int64_t G, const double *dy, const double *x,
+                                         const double *mean, const double *rstd,
+                                         const double *weight, double *dx, double *dweight,
+                                         double *dbias, int num_threads)
+    int fastnorm_channel_moments_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                     const float *x, double eps, double *mean, double *var,
+                                     int num_threads)
+    int fastnorm_channel_moments_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                     const double *x, double eps, double *mean, double *var,
+                                     int num_threads)
+    int fastnorm_channel_normalize_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                       const float *x, float *y, const double *mean,
+                                       const double *rstd, const float *weight,
+                                       const float *bias, int accumulate, int num_threads)
+    int fastnorm_channel_normalize_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                       const double *x, double *y, const double *mean,
+                                       const double *rstd, const double *weight,
+                                       const double *bias, int accumulate, int num_threads)
+    int fastnorm_channel_sums_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                  const float *dy, const float *x, const double *mu,
+                                  double *sum_dy, double *sum_dyx, int num_threads)
+    int fastnorm_channel_sums_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                  const double *dy, const double *x, const double *mu,
+                                  double *sum_dy, double *sum_dyx, int num_threads)
+    int fastnorm_channel_affine_backward_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                             const float *dy, const float *x, float *dx,
+                                             const double *mu, const double *r,
+                                             const double *a, const double *b,
+                                             const double *k, int accumulate,
+                                             int num_threads)
+    int fastnorm_channel_affine_backward_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                             const double *dy, const double *x, double *dx,
+                                             const double *mu, const double *r,
+                                             const double *a, const double *b,
+                                             const double *k, int accumulate,
+                                             int num_threads)
+
+
+cdef class _Block:
+    """The (S, R, C, L) shape of a channel call, and the typed checks of its arrays."""
+    cdef int64_t S, R, C, L
+    cdef int typenum
+    cdef bint f32
+
+    def __init__(self, cnp.ndarray x, int64_t S, int64_t R, int64_t C, int64_t L):
+        if S < 0 or R < 0 or C < 0 or L < 0:
+            raise ValueError("negative block dimension")
+        self.S, self.R, self.C, self.L = S, R, C, L
+        self.typenum = cnp.PyArray_TYPE(x)
+        if self.typenum != cnp.NPY_FLOAT and self.typenum != cnp.NPY_DOUBLE:
+            raise TypeError("channel kernels take float32 or float64 data")
+        self.f32 = self.typenum == cnp.NPY_FLOAT
+        self.data(x, "x")
+
+    cdef char *check(self, object a, int typenum, int64_t size, str name) except? NULL:
+        """The data pointer of a (NULL for None) after checking its type and layout;
+        arrays the kernel writes are named with a trailing '!'."""
+        if a is None:
+            return NULL
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be an ndarray")
+        cdef cnp.ndarray arr = <cnp.ndarray>a
+        cdef bint write = name.endswith("!")
+        cdef bint layout_ok = (cnp.PyArray_ISCARRAY(arr) if write
+                               else cnp.PyArray_ISCARRAY_RO(arr))
+        if (cnp.PyArray_TYPE(arr) != typenum or not layout_ok or not cnp.PyArray_ISNOTSWAPPED(arr)
+                or cnp.PyArray_SIZE(arr) != size):
+            raise ValueError(f"{name.rstrip('!')}: expected a C-contiguous, aligned, native "
+                             f"{'writeable ' if write else ''}array of {size} elements "
+                             f"of type number {typenum}")
+        return <char *>cnp.PyArray_DATA(arr)
+
+    cdef char *data(self, object a, str name) except? NULL:
+        return self.check(a, self.typenum, self.S * self.R * self.C * self.L, name)
+
+    cdef char *typed(self, object a, int64_t size, str name) except? NULL:
+        return self.check(a, self.typenum, size, name)
+
+    cdef char *stats(self, object a, str name) except? NULL:
+        return self.check(a, cnp.NPY_DOUBLE, self.S * self.C, name)
+
+
+cdef inline void _chan_error(int rc) except *:
+    if rc == FASTNORM_EINVAL:
+        raise ValueError("the number of channels must be divisible by the number of groups")
+    _raise_kernel_error(rc)
+
+
+def _group_norm_kernel(cnp.ndarray x, cnp.ndarray y, int64_t S, int64_t R, int64_t C,
+                       int64_t L, int64_t G, weight, bias, double eps, mean, rstd, var,
+                       int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    if G <= 0 or C % G:
+        raise ValueError("the number of channels must be divisible by the number of groups")
+    cdef char *xp = B.data(x, "x")
+    cdef char *yp = B.data(y, "y!")
+    cdef char *wp = B.typed(weight, C, "weight")
+    cdef char *bp = B.typed(bias, C, "bias")
+    cdef char *mp = B.typed(mean, S * G, "mean!")
+    cdef char *rp = B.typed(rstd, S * G, "rstd!")
+    cdef char *vp = B.typed(var, S * G, "var!")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_group_norm_f32(S, R, C, L, G, <float *>xp, <float *>yp, <float *>wp,
+                                         <float *>bp, eps, <float *>mp, <float *>rp,
+                                         <float *>vp, num_threads)
+        else:
+            rc = fastnorm_group_norm_f64(S, R, C, L, G, <double *>xp, <double *>yp,
+                                         <double *>wp, <double *>bp, eps, <double *>mp,
+                                         <double *>rp, <double *>vp, num_threads)
+    _chan_error(rc)
+
+
+def _group_norm_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R,
+                                int64_t C, int64_t L, int64_t G, mean, rstd, weight,
+                                cnp.ndarray dx, dweight, dbias, int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    if G <= 0 or C % G:
+        raise ValueError("the number of channels must be divisible by the number of groups")
+    cdef char *dyp = B.data(dy, "dy")
+    cdef char *xp = B.data(x, "x")
+    cdef char *dxp = B.data(dx, "dx!")
+    cdef char *mp = B.typed(mean, S * G, "mean")
+    cdef char *rp = B.typed(rstd, S * G, "rstd")
+    cdef char *wp = B.typed(weight, C, "weight")
+    cdef char *dwp = B.typed(dweight, C, "dweight!")
+    cdef char *dbp = B.typed(dbias, C, "dbias!")
+    if mp == NULL or rp == NULL:
+        raise ValueError("mean and rstd are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_group_norm_backward_f32(S, R, C, L, G, <float *>dyp, <float *>xp,
+                                                  <float *>mp, <float *>rp, <float *>wp,
+                                                  <float *>dxp, <float *>dwp, <float *>dbp,
+                                                  num_threads)
+        else:
+            rc = fastnorm_group_norm_backward_f64(S, R, C, L, G, <double *>dyp, <double *>xp,
+                                                  <double *>mp, <double *>rp, <double *>wp,
+                                                  <double *>dxp, <double *>dwp, <double *>dbp,
+                                                  num_threads)
+    _chan_error(rc)
+
+
+def _channel_moments_kernel(cnp.ndarray x, int64_t S, int64_t R, int64_t C, int64_t L,
+                            double eps, mean, var, int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *xp = B.data(x, "x")
+    cdef char *mp = B.stats(mean, "mean!")
+    cdef char *vp = B.stats(var, "var!")
+    if mp == NULL or vp == NULL:
+        raise ValueError("mean and var are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_channel_moments_f32(S, R, C, L, <float *>xp, eps, <double *>mp,
+                                              <double *>vp, num_threads)
+        else:
+            rc = fastnorm_channel_moments_f64(S, R, C, L, <double *>xp, eps, <double *>mp,
+                                              <double *>vp, num_threads)
+    _chan_error(rc)
+
+
+def _channel_normalize_kernel(cnp.ndarray x, cnp.ndarray y, int64_t S, int64_t R, int64_t C,
+                              int64_t L, mean, rstd, weight, bias, bint accumulate,
+                              int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *xp = B.data(x, "x")
+    cdef char *yp = B.data(y, "y!")
+    cdef char *mp = B.stats(mean, "mean")
+    cdef char *rp = B.stats(rstd, "rstd")
+    cdef char *wp = B.typed(weight, C, "weight")
+    cdef char *bp = B.typed(bias, C, "bias")
+    if mp == NULL or rp == NULL:
+        raise ValueError("mean and rstd are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_channel_normalize_f32(S, R, C, L, <float *>xp, <float *>yp,
+                                                <double *>mp, <double *>rp, <float *>wp,
+                                                <float *>bp, accumulate, num_threads)
+        else:
+            rc = fastnorm_channel_normalize_f64(S, R, C, L, <double *>xp, <double *>yp,
+                                                <double *>mp, <double *>rp, <double *>wp,
+                                                <double *>bp, accumulate, num_threads)
+    _chan_error(rc)
+
+
+def _channel_sums_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, int64_t C,
+                         int64_t L, mu, sum_dy, sum_dyx, int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *dyp = B.data(dy, "dy")
+    cdef char *xp = B.data(x, "x")
+    cdef char *mp = B.stats(mu, "mu")
+    cdef char *sp = B.stats(sum_dy, "sum_dy!")
+    cdef char *sxp = B.stats(sum_dyx, "sum_dyx!")
+    if mp == NULL or sp == NULL or sxp == NULL:
+        raise ValueError("mu, sum_dy and sum_dyx are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_channel_sums_f32(S, R, C, L, <float *>dyp, <float *>xp, <double *>mp,
+                                           <double *>sp, <double *>sxp, num_threads)
+        else:
+            rc = fastnorm_channel_sums_f64(S, R, C, L, <double *>dyp, <double *>xp,
+                                           <double *>mp, <double *>sp, <double *>sxp,
+                                           num_threads)
+    _chan_error(rc)
+
+
+def _channel_affine_backward_kernel(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray dx, int64_t S,
+                                    int64_t R, int64_t C, int64_t L, mu, r, a, b, k,
+                                    bint accumulate, int num_threads):
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *dyp = B.data(dy, "dy")
+    cdef char *xp = B.data(x, "x")
+    cdef char *dxp = B.data(dx, "dx!")
+    cdef char *mp = B.stats(mu, "mu")
+    cdef char *rp = B.stats(r, "r")
+    cdef char *ap = B.stats(a, "a")
+    cdef char *bp = B.stats(b, "b")
+    cdef char *kp = B.stats(k, "k")
+    if mp == NULL or rp == NULL or ap == NULL or bp == NULL or kp == NULL:
+        raise ValueError("mu, r, a, b and k are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_channel_affine_backward_f32(
+                S, R, C, L, <float *>dyp, <float *>xp, <float *>dxp, <double *>mp,
+                <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
+                num_threads)
+        else:
+            rc = fastnorm_channel_affine_backward_f64(
+                S, R, C, L, <double *>dyp, <double *>xp, <double *>dxp, <double *>mp,
+                <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
+                num_threads)
+    _chan_error(rc)
+
+
+# Argument helpers shared with fastnorm._family, so that every function names
+# its arguments in the same words.
+
+def _data_arg(obj, name):
+    return _as_data(obj, name)
+
+
+def _eps_arg(eps):
+    return _check_eps(eps)
+
+
+def _threads_arg(num_threads):
+    return _resolve_threads(num_threads)
+
+
+def _axes_arg(axis, int ndim):
+    return _normalize_axes(axis, ndim)

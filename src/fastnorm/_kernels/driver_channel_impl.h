@@ -1,0 +1,514 @@
+/*
+ * driver_channel_impl.h -- the channel normalizers (group, instance and
+ * batch norm, and the stages that switchable and batch-layer norm are
+ * composed of); included by driver.c per data type, after driver_impl.h.
+ *
+ * Data is addressed as a C-ordered (S, R, C, L) array: S samples, R rows,
+ * C channels and L contiguous elements per channel. NCHW group norm is
+ * (N, 1, C, H*W); channels-last is (N, H*W, C, 1); batch norm merges the
+ * batch into the rows: (1, N, C, H*W) or (1, N*H*W, C, 1).
+ *
+ * Every statistic goes through fixed partial entries, whatever the thread
+ * count:
+ *   - L > 1: one entry per segment (s, r, c) of L elements, from the row
+ *     primitives (two passes over a segment that sits in L1/L2);
+ *   - L == 1: one entry per block of rows (s, q, c), from the column
+ *     primitives, vectorized along the contiguous channels.
+ * Entries hold a mean and a centered sum of squares (or gradient sums) in
+ * double, and are merged per unit in a fixed order: moments by the centered
+ * two-pass formula over the entries' means, so a statistic over millions of
+ * elements loses nothing to the length of the sum.
+ */
+
+#define FN_CTABLE() (fn_active_prims()->SUF)
+
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t S, R, C, L;
+    int64_t RB, nq; /* rows per block and entries per (sample, channel) */
+    const T *x, *dy;
+    T *out; /* y or dx */
+    double eps;
+    double *part;                /* (S, nq, C) entries of `width` doubles */
+    const A *mu, *r, *a, *b, *k; /* per (s, c) coefficients, S*C each */
+    int accumulate;
+    int failed; /* set when a thread could not allocate its scratch */
+} LOCAL(chan_ctx);
+
+static void LOCAL(chan_setup)(LOCAL(chan_ctx) *k, int64_t S, int64_t R, int64_t C, int64_t L) {
+    memset(k, 0, sizeof(*k));
+    k->P = FN_CTABLE();
+    k->S = S, k->R = R, k->C = C, k->L = L;
+    if (L > 1) {
+        k->RB = 1, k->nq = R;
+    } else {
+        k->RB = fn_chan_block_rows(C, (int64_t)sizeof(T));
+        k->nq = (R + k->RB - 1) / k->RB;
+    }
+}
+
+/* Elements behind entry q of a channel. */
+static FN_DRIVER_INLINE int64_t LOCAL(chan_count)(const LOCAL(chan_ctx) *k, int64_t q) {
+    if (k->L > 1) return k->L;
+    return k->R - q * k->RB < k->RB ? k->R - q * k->RB : k->RB;
+}
+
+/* Number of work items of the entry stages, and their data size. */
+static int64_t LOCAL(chan_entry_items)(const LOCAL(chan_ctx) *k) {
+    return k->L > 1 ? k->S * k->R * k->C : k->S * k->nq;
+}
+
+/* One entry's mean and centered sum of squares, from the fast sums about mu
+ * (sd = sum(x - mu), sd2 = sum((x - mu)^2)). Falls back to plain double
+ * loops when the fast sum of squares overflowed, or underflowed with an eps
+ * too small to hide it (the exact-range rule of the row normalizers). */
+static void LOCAL(finish_moments)(double *e, A mu, A sd, A sd2, int64_t count, double eps,
+                                  const T *x, int64_t stride) {
+    if (!isfinite(sd2) || (sd2 < (A)(FN_TINY * (double)count) && eps < FN_EPS_NEGLIGIBLE)) {
+        double m = 0, q = 0;
+        for (int64_t i = 0; i < count; i++) m += (double)x[i * stride];
+        m /= (double)count;
+        for (int64_t i = 0; i < count; i++) {
+            const double d = (double)x[i * stride] - m;
+            q += d * d;
+        }
+        e[0] = m, e[1] = q;
+        return;
+    }
+    const double dsd = (double)sd;
+    e[0] = (double)mu + dsd / (double)count;
+    e[1] = (double)sd2 - dsd * dsd / (double)count;
+    if (e[1] < 0) e[1] = 0;
+}
+
+/* Moment entries: part[((s*nq + q)*C + c)*2 + {0: mean, 1: m2}]. */
+static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(chan_ctx) *k = (LOCAL(chan_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L;
+    if (L > 1) {
+        for (int64_t it = begin; it < end; it++) { /* it = (s*R + r)*C + c */
+            const T *seg = k->x + it * L;
+            const A mu = P->sum(seg, L) / (A)L;
+            A sd, sd2;
+            P->centered_sums(seg, L, mu, &sd, &sd2);
+            LOCAL(finish_moments)(k->part + 2 * it, mu, sd, sd2, L, k->eps, seg, 1);
+        }
+        return;
+    }
+    A *mu = (A *)malloc((size_t)(3 * C) * sizeof(A));
+    if (!mu) {
+        k->failed = 1;
+        return;
+    }
+    A *acc_d = mu + C, *acc_d2 = mu + 2 * C;
+    for (int64_t it = begin; it < end; it++) { /* it = s*nq + q */
+        const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
+        const T *x0 = k->x + (s * k->R + q * k->RB) * C;
+        /* two passes over a block that stays in cache: the block's column
+         * means, then the centered sums about them */
+        memset(acc_d, 0, (size_t)C * sizeof(A));
+        for (int64_t i = 0; i < count; i++) P->col_moments_acc(x0 + i * C, C, NULL, acc_d, NULL);
+        for (int64_t c = 0; c < C; c++) mu[c] = acc_d[c] / (A)count;
+        memset(acc_d, 0, (size_t)(2 * C) * sizeof(A));
+        for (int64_t i = 0; i < count; i++) P->col_moments_acc(x0 + i * C, C, mu, acc_d, acc_d2);
+        for (int64_t c = 0; c < C; c++)
+            LOCAL(finish_moments)(k->part + 2 * (it * C + c), mu[c], acc_d[c], acc_d2[c], count,
+                                  k->eps, x0 + c, C);
+    }
+    free(mu);
+}
+
+/* Gradient entries about mu (per (s, c)): part[(...)*3 + {0: sum dy,
+ * 1: sum dy * (x - mu), 2: sum (x - mu)}]. */
+static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(chan_ctx) *k = (LOCAL(chan_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L, R = k->R;
+    if (L > 1) {
+        for (int64_t it = begin; it < end; it++) { /* it = (s*R + r)*C + c */
+            const int64_t idx = (it / (R * C)) * C + it % C;
+            A s3[3];
+            P->backward_sums(k->dy + it * L, k->x + it * L, L, k->mu[idx], (A)1, NULL, s3);
+            double *e = k->part + 3 * it;
+            e[0] = s3[0], e[1] = s3[1], e[2] = s3[2];
+        }
+        return;
+    }
+    A *acc = (A *)malloc((size_t)(3 * C) * sizeof(A));
+    if (!acc) {
+        k->failed = 1;
+        return;
+    }
+    for (int64_t it = begin; it < end; it++) { /* it = s*nq + q */
+        const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
+        const int64_t first = (s * R + q * k->RB) * C;
+        memset(acc, 0, (size_t)(3 * C) * sizeof(A));
+        for (int64_t i = 0; i < count; i++)
+            P->col_backward_acc(k->dy + first + i * C, k->x + first + i * C, C, k->mu + s * C,
+                                acc, acc + C, acc + 2 * C);
+        for (int64_t c = 0; c < C; c++) {
+            double *e = k->part + 3 * (it * C + c);
+            e[0] = acc[c], e[1] = acc[C + c], e[2] = acc[2 * C + c];
+        }
+    }
+    free(acc);
+}
+
+/* y (+)= (x - mu) * a + b with the (s, c) coefficients. */
+static void LOCAL(chan_apply_items)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(chan_ctx) *k = (const LOCAL(chan_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L, R = k->R;
+    for (int64_t it = begin; it < end; it++) {
+        if (L > 1) { /* a segment: it = (s*R + r)*C + c */
+            const int64_t idx = (it / (R * C)) * C + it % C;
+            P->scale_shift(k->x + it * L, k->out + it * L, L, k->mu[idx], k->a[idx], k->b[idx],
+                           k->accumulate);
+        } else { /* a row of channels: it = s*R + r */
+            const int64_t s = it / R;
+            P->scale_shift_cols(k->x + it * C, k->out + it * C, C, k->mu + s * C, k->a + s * C,
+                                k->b + s * C, k->accumulate);
+        }
+    }
+}
+
+/* dx (+)= a * dy + b * ((x - mu) * r) + k with the (s, c) coefficients. */
+static void LOCAL(chan_backward_apply_items)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(chan_ctx) *k = (const LOCAL(chan_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L, R = k->R;
+    for (int64_t it = begin; it < end; it++) {
+        if (L > 1) {
+            const int64_t idx = (it / (R * C)) * C + it % C;
+            P->affine_backward(k->dy + it * L, k->x + it * L, k->out + it * L, L, k->mu[idx],
+                               k->r[idx], k->a[idx], k->b[idx], k->k[idx], k->accumulate);
+        } else {
+            const int64_t o = (it / R) * C;
+            P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, C,
+                                    k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
+                                    k->accumulate);
+        }
+    }
+}
+
+static int64_t LOCAL(chan_apply_items_count)(const LOCAL(chan_ctx) *k) {
+    return k->L > 1 ? k->S * k->R * k->C : k->S * k->R;
+}
+
+static int LOCAL(chan_run_entries)(LOCAL(chan_ctx) *k, fn_range_body body, int width,
+                                   int reads, int num_threads) {
+    const int64_t items = LOCAL(chan_entry_items)(k);
+    k->part = (double *)malloc((size_t)(k->S * k->nq * k->C * width) * sizeof(double));
+    if (!k->part) return FASTNORM_ENOMEM;
+    const int64_t bytes = reads * k->S * k->R * k->C * k->L * (int64_t)sizeof(T);
+    fn_parallel_ranges(fn_threads_for(num_threads, items, bytes), items, body, k);
+    if (k->failed) {
+        free(k->part);
+        k->part = NULL;
+        return FASTNORM_ENOMEM;
+    }
+    return FASTNORM_OK;
+}
+
+static void LOCAL(chan_run_apply)(LOCAL(chan_ctx) *k, fn_range_body body, int reads,
+                                  int num_threads) {
+    const int64_t items = LOCAL(chan_apply_items_count)(k);
+    const int64_t bytes = (reads + 1) * k->S * k->R * k->C * k->L * (int64_t)sizeof(T);
+    fn_parallel_ranges(fn_threads_for(num_threads, items, bytes), items, body, k);
+}
+
+/* Moments of unit (s, g) -- channels [g*cpg, (g+1)*cpg) of sample s, all
+ * their entries -- by the two-pass formula over the entries: the mean of the
+ * entry means, then m2 = sum(m2_e + count_e * (mean_e - mean)^2). */
+typedef struct {
+    const LOCAL(chan_ctx) *k;
+    int64_t G;
+    double *mean, *var; /* S*G each */
+} LOCAL(merge_ctx);
+
+static void LOCAL(merge_units)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(merge_ctx) *m = (const LOCAL(merge_ctx) *)vctx;
+    const LOCAL(chan_ctx) *k = m->k;
+    const int64_t C = k->C, cpg = C / m->G;
+    for (int64_t u = begin; u < end; u++) {
+        const int64_t s = u / m->G, c0 = (u % m->G) * cpg;
+        double total = 0, weighted = 0;
+        for (int64_t q = 0; q < k->nq; q++) {
+            const double count = (double)LOCAL(chan_count)(k, q);
+            const double *e = k->part + 2 * ((s * k->nq + q) * C + c0);
+            for (int64_t c = 0; c < cpg; c++) weighted += count * e[2 * c];
+            total += count * (double)cpg;
+        }
+        const double mean = weighted / total;
+        double m2 = 0;
+        for (int64_t q = 0; q < k->nq; q++) {
+            const double count = (double)LOCAL(chan_count)(k, q);
+            const double *e = k->part + 2 * ((s * k->nq + q) * C + c0);
+            for (int64_t c = 0; c < cpg; c++) {
+                const double d = e[2 * c] - mean;
+                m2 += e[2 * c + 1] + count * d * d;
+            }
+        }
+        m->mean[u] = mean;
+        m->var[u] = m2 / total;
+    }
+}
+
+/* The moment stage and the merge: mean and biased variance per unit. */
+static int LOCAL(chan_moments)(LOCAL(chan_ctx) *k, int64_t G, double *mean, double *var,
+                               int num_threads) {
+    const int rc = LOCAL(chan_run_entries)(k, LOCAL(chan_moment_items), 2, 1, num_threads);
+    if (rc != FASTNORM_OK) return rc;
+    LOCAL(merge_ctx) m = {k, G, mean, var};
+    const int64_t units = k->S * G;
+    fn_parallel_ranges(fn_threads_for(num_threads, units, 16 * k->S * k->nq * k->C), units,
+                       LOCAL(merge_units), &m);
+    free(k->part);
+    k->part = NULL;
+    return FASTNORM_OK;
+}
+
+/* The gradient-sum stage, merged per (s, c) over the entries in order:
+ * sums[(s*C + c)*3 + j]. k->mu must be set. */
+static int LOCAL(chan_sums)(LOCAL(chan_ctx) *k, double *sums, int num_threads) {
+    const int rc = LOCAL(chan_run_entries)(k, LOCAL(chan_sum_items), 3, 2, num_threads);
+    if (rc != FASTNORM_OK) return rc;
+    const int64_t C = k->C;
+    for (int64_t s = 0; s < k->S; s++)
+        for (int64_t c = 0; c < C; c++) {
+            double t[3] = {0, 0, 0};
+            for (int64_t q = 0; q < k->nq; q++) {
+                const double *e = k->part + 3 * ((s * k->nq + q) * C + c);
+                t[0] += e[0], t[1] += e[1], t[2] += e[2];
+            }
+            double *o = sums + 3 * (s * C + c);
+            o[0] = t[0], o[1] = t[1], o[2] = t[2];
+        }
+    free(k->part);
+    k->part = NULL;
+    return FASTNORM_OK;
+}
+
+/* Coefficients of y = (x - mean) * rstd * w + b per (s, c), from double
+ * statistics per (s, c/cpg): mu is the statistic rounded to A, and b
+ * absorbs the rounding, so that x - mu stays exact for large means. */
+static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const double *mean,
+                                        const double *rstd, const T *weight, const T *bias,
+                                        A *mu, A *a, A *b) {
+    const int64_t G = C / cpg;
+    for (int64_t s = 0; s < S; s++)
+        for (int64_t c = 0; c < C; c++) {
+            const int64_t u = s * G + c / cpg, i = s * C + c;
+            const double w = weight ? (double)weight[c] : 1.0;
+            const double scale = rstd[u] * w;
+            mu[i] = (A)mean[u];
+            a[i] = (A)scale;
+            b[i] = (A)((bias ? (double)bias[c] : 0.0) - (mean[u] - (double)mu[i]) * scale);
+        }
+}
+
+/* ---- group norm (and instance and batch norm in training) --------------- */
+
+int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const T *x, T *y,
+                     const T *weight, const T *bias, double eps, T *mean, T *rstd, T *var,
+                     int num_threads) {
+    if (S <= 0 || G <= 0 || C % G != 0) return S <= 0 ? FASTNORM_OK : FASTNORM_EINVAL;
+    const int64_t units = S * G;
+    if (R <= 0 || C <= 0 || L <= 0) { /* empty groups */
+        for (int64_t u = 0; u < units; u++) {
+            if (mean) mean[u] = (T)NAN;
+            if (rstd) rstd[u] = (T)NAN;
+            if (var) var[u] = (T)NAN;
+        }
+        return FASTNORM_OK;
+    }
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    k.x = x, k.out = y, k.eps = eps;
+    double *st = (double *)malloc((size_t)(3 * units) * sizeof(double));
+    A *co = (A *)malloc((size_t)(3 * S * C) * sizeof(A));
+    int rc = (st && co) ? FASTNORM_OK : FASTNORM_ENOMEM;
+    if (rc == FASTNORM_OK) rc = LOCAL(chan_moments)(&k, G, st, st + units, num_threads);
+    if (rc == FASTNORM_OK) {
+        double *mu = st, *vr = st + units, *rs = st + 2 * units;
+        for (int64_t u = 0; u < units; u++) {
+            rs[u] = 1.0 / sqrt(vr[u] + eps);
+            if (mean) mean[u] = (T)mu[u];
+            if (rstd) rstd[u] = (T)rs[u];
+            if (var) var[u] = (T)vr[u];
+        }
+        LOCAL(forward_coefficients)(S, C, C / G, mu, rs, weight, bias, co, co + S * C,
+                                    co + 2 * S * C);
+        k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
+        LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1, num_threads);
+    }
+    free(st);
+    free(co);
+    return rc;
+}
+
+/* Parameter gradients (accumulated in double over samples, in order) and
+ * the backward coefficients of the NB step per (s, c), given per unit the
+ * rstd and the offset cc = mean(xhat') of the stored mean (NORMS.md 0). */
+int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                              const T *dy, const T *x, const T *mean, const T *rstd,
+                              const T *weight, T *dx, T *dweight, T *dbias, int num_threads) {
+    if (G <= 0 || C % G != 0) return FASTNORM_EINVAL;
+    if (C <= 0) return FASTNORM_OK;
+    if (S <= 0 || R <= 0 || L <= 0) {
+        for (int64_t c = 0; c < C; c++) {
+            if (dweight) dweight[c] = 0;
+            if (dbias) dbias[c] = 0;
+        }
+        return FASTNORM_OK;
+    }
+    const int64_t cpg = C / G, SC = S * C;
+    const double M = (double)(cpg * R * L);
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    k.x = x, k.dy = dy, k.out = dx;
+    double *sums = (double *)malloc((size_t)(3 * SC + 2 * C) * sizeof(double));
+    A *co = (A *)malloc((size_t)(5 * SC) * sizeof(A));
+    int rc = (sums && co) ? FASTNORM_OK : FASTNORM_ENOMEM;
+    if (rc == FASTNORM_OK) {
+        A *mu = co, *r = co + SC;
+        for (int64_t i = 0; i < SC; i++) {
+            const int64_t u = (i / C) * G + (i % C) / cpg;
+            mu[i] = (A)mean[u];
+            r[i] = (A)rstd[u];
+        }
+        k.mu = mu;
+        rc = LOCAL(chan_sums)(&k, sums, num_threads);
+    }
+    if (rc == FASTNORM_OK) {
+        A *a = co + 2 * SC, *b = co + 3 * SC, *kk = co + 4 * SC;
+        double *dw = sums + 3 * SC, *db = dw + C;
+        for (int64_t c = 0; c < C; c++) dw[c] = db[c] = 0;
+        for (int64_t s = 0; s < S; s++)
+            for (int64_t g = 0; g < G; g++) {
+                const double rs = (double)rstd[s * G + g];
+                double sd = 0, sg = 0, sgx = 0;
+                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+                    const double *e = sums + 3 * (s * C + c);
+                    const double w = weight ? (double)weight[c] : 1.0;
+                    sg += w * e[0];
+                    sgx += w * e[1];
+                    sd += e[2];
+                }
+                const double cc = rs * sd / M;              /* mean(xhat') */
+                const double mg = sg / M;                   /* mean(g) */
+                const double mgx = rs * sgx / M - cc * mg;  /* mean(g * xhat) */
+                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+                    const double *e = sums + 3 * (s * C + c);
+                    const double w = weight ? (double)weight[c] : 1.0;
+                    const int64_t i = s * C + c;
+                    dw[c] += rs * e[1] - cc * e[0];
+                    db[c] += e[0];
+                    /* dx = rstd * (g - mg - xhat * mgx), xhat = (x - mu) * rstd - cc */
+                    a[i] = (A)(rs * w);
+                    b[i] = (A)(-rs * mgx);
+                    kk[i] = (A)(rs * (mgx * cc - mg));
+                }
+            }
+        for (int64_t c = 0; c < C; c++) {
+            if (dweight) dweight[c] = (T)dw[c];
+            if (dbias) dbias[c] = (T)db[c];
+        }
+        k.r = co + SC, k.a = a, k.b = b, k.k = kk;
+        LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2, num_threads);
+    }
+    free(sums);
+    free(co);
+    return rc;
+}
+
+/* ---- stages with given statistics (eval modes, switchable and batch-layer
+ * norm) --------------------------------------------------------------- */
+
+int NAME(channel_moments)(int64_t S, int64_t R, int64_t C, int64_t L, const T *x, double eps,
+                          double *mean, double *var, int num_threads) {
+    if (S <= 0 || C <= 0) return FASTNORM_OK;
+    if (R <= 0 || L <= 0) {
+        for (int64_t i = 0; i < S * C; i++) mean[i] = var[i] = NAN;
+        return FASTNORM_OK;
+    }
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    k.x = x, k.eps = eps; /* decides only whether tiny sums are recomputed in double */
+    return LOCAL(chan_moments)(&k, C, mean, var, num_threads);
+}
+
+int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T *x, T *y,
+                            const double *mean, const double *rstd, const T *weight,
+                            const T *bias, int accumulate, int num_threads) {
+    if (S <= 0 || R <= 0 || C <= 0 || L <= 0) return FASTNORM_OK;
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    A *co = (A *)malloc((size_t)(3 * S * C) * sizeof(A));
+    if (!co) return FASTNORM_ENOMEM;
+    LOCAL(forward_coefficients)(S, C, 1, mean, rstd, weight, bias, co, co + S * C,
+                                co + 2 * S * C);
+    k.x = x, k.out = y, k.accumulate = accumulate;
+    k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
+    LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1 + (accumulate != 0), num_threads);
+    free(co);
+    return FASTNORM_OK;
+}
+
+int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, const T *x,
+                       const double *mu, double *sum_dy, double *sum_dyx, int num_threads) {
+    if (S <= 0 || C <= 0) return FASTNORM_OK;
+    const int64_t SC = S * C;
+    if (R <= 0 || L <= 0) {
+        for (int64_t i = 0; i < SC; i++) sum_dy[i] = sum_dyx[i] = 0;
+        return FASTNORM_OK;
+    }
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    double *sums = (double *)malloc((size_t)(3 * SC) * sizeof(double));
+    A *mu_a = (A *)malloc((size_t)SC * sizeof(A));
+    int rc = (sums && mu_a) ? FASTNORM_OK : FASTNORM_ENOMEM;
+    if (rc == FASTNORM_OK) {
+        for (int64_t i = 0; i < SC; i++) mu_a[i] = (A)mu[i];
+        k.x = x, k.dy = dy, k.mu = mu_a;
+        rc = LOCAL(chan_sums)(&k, sums, num_threads);
+    }
+    if (rc == FASTNORM_OK)
+        for (int64_t i = 0; i < SC; i++) { /* about mu itself, not its rounding */
+            const double *e = sums + 3 * i;
+            sum_dy[i] = e[0];
+            sum_dyx[i] = e[1] - (mu[i] - (double)mu_a[i]) * e[0];
+        }
+    free(sums);
+    free(mu_a);
+    return rc;
+}
+
+int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
+                                  const T *x, T *dx, const double *mu, const double *r,
+                                  const double *a, const double *b, const double *kc,
+                                  int accumulate, int num_threads) {
+    if (S <= 0 || R <= 0 || C <= 0 || L <= 0) return FASTNORM_OK;
+    const int64_t SC = S * C;
+    LOCAL(chan_ctx) k;
+    LOCAL(chan_setup)(&k, S, R, C, L);
+    A *co = (A *)malloc((size_t)(5 * SC) * sizeof(A));
+    if (!co) return FASTNORM_ENOMEM;
+    for (int64_t i = 0; i < SC; i++) {
+        co[i] = (A)mu[i];
+        co[SC + i] = (A)r[i];
+        co[2 * SC + i] = (A)a[i];
+        co[3 * SC + i] = (A)b[i];
+        /* the rounding of mu, moved into the constant */
+        co[4 * SC + i] = (A)(kc[i] + b[i] * r[i] * ((double)co[i] - mu[i]));
+    }
+    k.x = x, k.dy = dy, k.out = dx, k.accumulate = accumulate;
+    k.mu = co, k.r = co + SC, k.a = co + 2 * SC, k.b = co + 3 * SC, k.k = co + 4 * SC;
+    LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2 + (accumulate != 0),
+                          num_threads);
+    free(co);
+    return FASTNORM_OK;
+}
+
+#undef FN_CTABLE
