@@ -20,6 +20,22 @@ from ._core import (
     rms_norm_backward,
     set_num_threads,
 )
+from ._family import (
+    BatchLayerNormStats,
+    SwitchNormStats,
+    batch_layer_norm,
+    batch_layer_norm_backward,
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    switch_norm,
+    switch_norm_backward,
+    weight_norm,
+    weight_norm_backward,
+)
 from ._config import get_config, show_config
 from . import nn, reference
 
@@ -36,6 +52,20 @@ __all__ = [
     "add_rms_norm_backward",
     "ada_layer_norm",
     "ada_layer_norm_backward",
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_layer_norm",
+    "batch_layer_norm_backward",
+    "switch_norm",
+    "switch_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
+    "BatchLayerNormStats",
+    "SwitchNormStats",
     "set_num_threads",
     "get_num_threads",
     "show_config",

@@ -1,0 +1,864 @@
+"""Group, instance, batch, batch-layer, switchable and weight normalization.
+
+Each function checks its arguments (nothing is written before the checks
+pass), views x as a C-contiguous (S, R, C, L) block -- samples, rows,
+channels, contiguous elements per channel -- and calls the C stages of
+fastnorm._core with the GIL released. NCHW and channels-last data are both
+used in place: only a non-contiguous x is copied.
+
+Running statistics are updated in place, and only after the kernels have
+succeeded.
+"""
+from collections import namedtuple
+import math
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_layer_norm",
+    "batch_layer_norm_backward",
+    "switch_norm",
+    "switch_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
+    "BatchLayerNormStats",
+    "SwitchNormStats",
+]
+
+
+# --------------------------------------------------------------------------
+# Argument checks and layout
+# --------------------------------------------------------------------------
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _channel_axis(axis, ndim, name="axis", per_sample=True):
+    if not _is_int(axis):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    (k,) = _core._axes_arg(int(axis), ndim)
+    if per_sample and k == 0:
+        raise ValueError(
+            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {ndim}-d)"
+        )
+    return k
+
+
+class _Block:
+    """x as a C-contiguous (S, R, C, L) block around channel axis k."""
+
+    def __init__(self, x, k, per_sample):
+        self.x = np.ascontiguousarray(x)
+        self.shape = x.shape
+        self.k = k
+        shape = x.shape
+        self.C = shape[k]
+        self.L = math.prod(shape[k + 1:])
+        if per_sample:
+            self.S, self.R = shape[0], math.prod(shape[1:k])
+        else:
+            self.S, self.R = 1, math.prod(shape[:k])
+        self.dims = (self.S, self.R, self.C, self.L)
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+
+def _param(p, C, x, name):
+    """A per-channel parameter (weight, bias) as a C-contiguous array of x's dtype."""
+    if p is None:
+        return None
+    a = np.asarray(p)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
+    return np.ascontiguousarray(a, dtype=x.dtype)
+
+
+def _out(out, x, name="out"):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of x {x.shape}, got {out.shape}")
+    if out.dtype != x.dtype or not out.dtype.isnative:
+        raise TypeError(f"{name} must have dtype {x.dtype} like x (native byte order), got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def _target(out, block, sources):
+    """The array the kernel writes: out itself when it is C-contiguous and
+    either is x or shares no memory with the inputs; otherwise a scratch
+    array copied into out at the end."""
+    if out is None:
+        return np.empty(block.shape, block.dtype)
+    if out.flags.c_contiguous and out.flags.aligned:
+        exact_alias = out.__array_interface__["data"][0] == block.x.__array_interface__["data"][0]
+        if exact_alias or not any(np.may_share_memory(out, s) for s in sources if s is not None):
+            return out
+    return np.empty(block.shape, block.dtype)
+
+
+def _finish(target, out):
+    if out is None or target is out:
+        return target
+    out[...] = target
+    return out
+
+
+def _dy_like(dy, x, name="dy"):
+    dy = _core._data_arg(dy, name)
+    if dy.shape != x.shape:
+        raise ValueError(f"{name} must have the shape of x {x.shape}, got {dy.shape}")
+    if dy.dtype != x.dtype:
+        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {dy.dtype}")
+    return dy
+
+
+def _stats(a, shape, x, name):
+    a = np.asarray(a) if a is not None else None
+    if a is None:
+        raise TypeError(f"{name} is required (the statistics the forward returned)")
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    return np.ascontiguousarray(a, dtype=x.dtype)
+
+
+def _momentum(momentum):
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"momentum must be a number in [0, 1], got {type(momentum).__name__} "
+            "(the layer classes turn momentum=None into a cumulative average)"
+        )
+    m = float(momentum)
+    if not 0.0 <= m <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    return m
+
+
+def _running(a, C, x, name):
+    """A running statistic, updated in place: shape (C,), x's dtype, writeable."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
+                        f"got {type(a).__name__}")
+    if a.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
+    if a.dtype != x.dtype:
+        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return a
+
+
+def _update_running(running_mean, running_var, mean, var, count, momentum):
+    """PyTorch's convention: new = (1 - m) * old + m * batch, variance unbiased."""
+    m = momentum
+    if running_mean is not None:
+        running_mean[...] = (1.0 - m) * running_mean.astype(np.float64) + m * mean
+    if running_var is not None:
+        unbiased = var * (count / (count - 1.0)) if count > 1 else np.full_like(var, np.nan)
+        running_var[...] = (1.0 - m) * running_var.astype(np.float64) + m * unbiased
+
+
+def _return(y, stats, return_stats):
+    return (y, *stats) if return_stats else y
+
+
+# --------------------------------------------------------------------------
+# GroupNorm
+# --------------------------------------------------------------------------
+
+def _group_count(num_groups, C):
+    if not _is_int(num_groups):
+        raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
+    G = int(num_groups)
+    if G <= 0:
+        raise ValueError(f"num_groups must be positive, got {G}")
+    if C % G:
+        raise ValueError(
+            f"num_groups={G} must divide the number of channels C={C}"
+        )
+    return G
+
+
+def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=None,
+               return_stats=False, num_threads=None):
+    """Group normalization (NORMS.md section 5).
+
+    x has the batch on axis 0 and channels on ``axis`` (1 for (N, C, *spatial),
+    -1 for channels-last); statistics per (sample, group of C/num_groups
+    channels) over the group's channels and every other axis. weight and bias
+    are per channel. Returns y, or (y, mean, rstd) with mean and rstd of
+    shape (N, num_groups).
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    G = _group_count(num_groups, x.shape[k])
+    e = _core._eps_arg(eps)
+    nt = _core._threads_arg(num_threads)
+    B = _Block(x, k, per_sample=True)
+    w = _param(weight, B.C, x, "weight")
+    b = _param(bias, B.C, x, "bias")
+    out = _out(out, x)
+    y = _target(out, B, (B.x, w, b))
+    mean = np.empty((B.S, G), x.dtype)
+    rstd = np.empty((B.S, G), x.dtype)
+    _core._group_norm_kernel(B.x, y, *B.dims, G, w, b, e, mean, rstd, None, nt)
+    return _return(_finish(y, out), (mean, rstd), return_stats)
+
+
+def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threads,
+                    stats_shape):
+    B = _Block(x, k, per_sample)
+    dy = np.ascontiguousarray(_dy_like(dy, x))
+    m = _stats(mean, stats_shape, x, "mean")
+    r = _stats(rstd, stats_shape, x, "rstd")
+    w = _param(weight, B.C, x, "weight")
+    nt = _core._threads_arg(num_threads)
+    dx = np.empty(B.shape, x.dtype)
+    dw = np.empty(B.C, x.dtype)
+    db = np.empty(B.C, x.dtype)
+    _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
+    return dx, (dw if weight is not None else None), (db if bias is not None else None)
+
+
+def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, num_threads=None):
+    """Gradients of group_norm: (dx, dweight, dbias).
+
+    mean and rstd are those group_norm returned (shape (N, num_groups)); the
+    number of groups is read from them. weight and bias are those of the
+    forward: dweight (dbias) is None when weight (bias) is None.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    ms = np.shape(mean)
+    if len(ms) != 2 or ms[0] != x.shape[0]:
+        raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
+    G = _group_count(ms[1], x.shape[k]) if ms[1] > 0 else 0
+    if G == 0:
+        raise ValueError("mean must have at least one group")
+    _param(bias, x.shape[k], x, "bias")
+    return _group_backward(dy, x, mean, rstd, weight, bias, G, k, True, num_threads,
+                           (x.shape[0], G))
+
+
+# --------------------------------------------------------------------------
+# Frozen statistics (batch norm and instance norm in eval mode)
+# --------------------------------------------------------------------------
+
+def _normalize_frozen(B, y, mean, rstd, w, b, nt):
+    _core._channel_normalize_kernel(B.x, y, *B.dims, mean, rstd, w, b, False, nt)
+
+
+def _frozen_backward(dy, B, mean, rstd, weight, bias, nt):
+    """dx = dy * weight * rstd; dweight = sum(dy * xhat); dbias = sum(dy), with
+    per-channel statistics (batch norm / instance norm in eval mode)."""
+    C = B.C
+    mean = np.asarray(mean, np.float64)
+    rstd = np.asarray(rstd, np.float64)
+    sum_dy = np.empty(C)
+    sum_dyx = np.empty(C)
+    _core._channel_sums_kernel(dy, B.x, *B.dims, mean, sum_dy, sum_dyx, nt)
+    wd = np.ones(C) if weight is None else weight.astype(np.float64)
+    dx = np.empty(B.shape, B.dtype)
+    zeros = np.zeros(C)
+    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mean, rstd, wd * rstd, zeros,
+                                          zeros, False, nt)
+    dw = (sum_dyx * rstd).astype(B.dtype) if weight is not None else None
+    db = sum_dy.astype(B.dtype) if bias is not None else None
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------
+# BatchNorm
+# --------------------------------------------------------------------------
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training=False,
+               momentum=0.1, eps=1e-5, axis=1, out=None, return_stats=False,
+               num_threads=None):
+    """Batch normalization (NORMS.md section 7), torch.nn.functional.batch_norm's
+    argument order.
+
+    Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
+    channels-last) over every other axis. training=True normalizes with the
+    batch statistics and updates running_mean / running_var in place (when
+    given; momentum is the weight of the new value, the variance is stored
+    unbiased); training=False normalizes with the running statistics.
+    Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
+    running statistics.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 1:
+        raise ValueError("x must have at least one axis")
+    k = _channel_axis(axis, x.ndim, per_sample=False)
+    C = x.shape[k]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    rm = _running(running_mean, C, x, "running_mean")
+    rv = _running(running_var, C, x, "running_var")
+    m = _momentum(momentum)
+    e = _core._eps_arg(eps)
+    nt = _core._threads_arg(num_threads)
+    B = _Block(x, k, per_sample=False)
+    w = _param(weight, C, x, "weight")
+    b = _param(bias, C, x, "bias")
+    out = _out(out, x)
+    M = B.R * B.L
+    if training:
+        if M <= 1:
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+            )
+        y = _target(out, B, (B.x, w, b, rm, rv))
+        mean = np.empty(C, x.dtype)
+        rstd = np.empty(C, x.dtype)
+        var = np.empty(C, x.dtype)
+        _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
+        _update_running(rm, rv, mean.astype(np.float64), var.astype(np.float64), M, m)
+    else:
+        if rm is None or rv is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        y = _target(out, B, (B.x, w, b, rm, rv))
+        mean64 = rm.astype(np.float64)
+        rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
+        _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
+        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+    return _return(_finish(y, out), (mean, rstd), return_stats)
+
+
+def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=False, axis=1,
+                        num_threads=None):
+    """Gradients of batch_norm: (dx, dweight, dbias), from the mean and rstd the
+    forward returned. training must match the forward: with batch statistics
+    the NB formula per channel; with running statistics dx = dy * weight *
+    rstd. dweight (dbias) is None when weight (bias) is None."""
+    x = _core._data_arg(x, "x")
+    k = _channel_axis(axis, x.ndim, per_sample=False)
+    C = x.shape[k]
+    _param(bias, C, x, "bias")
+    if training:
+        return _group_backward(dy, x, mean, rstd, weight, bias, C, k, False, num_threads, (C,))
+    B = _Block(x, k, per_sample=False)
+    dy = np.ascontiguousarray(_dy_like(dy, x))
+    m = _stats(mean, (C,), x, "mean")
+    r = _stats(rstd, (C,), x, "rstd")
+    w = _param(weight, C, x, "weight")
+    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads))
+
+
+# --------------------------------------------------------------------------
+# InstanceNorm
+# --------------------------------------------------------------------------
+
+def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, *,
+                  training=True, momentum=0.1, eps=1e-5, axis=1, out=None,
+                  return_stats=False, num_threads=None):
+    """Instance normalization (NORMS.md section 6).
+
+    Statistics per (sample, channel) over the other axes. As in PyTorch, the
+    input's statistics are used when training or when no running statistics
+    are given; then running_mean / running_var, if given, are updated in
+    place with the batch average of the instance statistics (variance
+    unbiased). With training=False and running statistics, those are used.
+    Returns y, or (y, mean, rstd): shape (N, C) for instance statistics,
+    (C,) for running ones.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    C = x.shape[k]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    rm = _running(running_mean, C, x, "running_mean")
+    rv = _running(running_var, C, x, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError("running_mean and running_var must be given together")
+    m = _momentum(momentum)
+    e = _core._eps_arg(eps)
+    nt = _core._threads_arg(num_threads)
+    w = _param(weight, C, x, "weight")
+    b = _param(bias, C, x, "bias")
+    out = _out(out, x)
+    use_input_stats = training or rm is None
+    if use_input_stats:
+        B = _Block(x, k, per_sample=True)
+        L = B.R * B.L
+        if training and L <= 1:
+            raise ValueError(
+                f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
+            )
+        y = _target(out, B, (B.x, w, b, rm, rv))
+        mean = np.empty((B.S, C), x.dtype)
+        rstd = np.empty((B.S, C), x.dtype)
+        var = np.empty((B.S, C), x.dtype)
+        _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
+        if training and rm is not None:
+            _update_running(rm, rv, mean.astype(np.float64).mean(axis=0),
+                            var.astype(np.float64).mean(axis=0), L, m)
+    else:
+        B = _Block(x, k, per_sample=False)
+        y = _target(out, B, (B.x, w, b, rm, rv))
+        mean64 = rm.astype(np.float64)
+        rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
+        _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
+        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+    return _return(_finish(y, out), (mean, rstd), return_stats)
+
+
+def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
+                           num_threads=None):
+    """Gradients of instance_norm: (dx, dweight, dbias). mean and rstd of shape
+    (N, C) are instance statistics (NB per instance); of shape (C,), running
+    statistics (dx = dy * weight * rstd)."""
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    C = x.shape[k]
+    _param(bias, C, x, "bias")
+    if np.ndim(mean) == 2:
+        return _group_backward(dy, x, mean, rstd, weight, bias, C, k, True, num_threads,
+                               (x.shape[0], C))
+    B = _Block(x, k, per_sample=False)
+    dy = np.ascontiguousarray(_dy_like(dy, x))
+    m = _stats(mean, (C,), x, "mean")
+    r = _stats(rstd, (C,), x, "rstd")
+    w = _param(weight, C, x, "weight")
+    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads))
+
+
+# --------------------------------------------------------------------------
+# Batch Layer Normalization
+# --------------------------------------------------------------------------
+
+BatchLayerNormStats = namedtuple(
+    "BatchLayerNormStats",
+    ["feature_mean", "feature_rstd", "batch_mean", "batch_rstd", "batch_center",
+     "frozen_mean", "frozen_var", "batch_size"],
+)
+BatchLayerNormStats.__doc__ = """What batch_layer_norm_backward needs from the forward.
+
+feature_mean, feature_rstd: per position (x's shape without the last axis),
+x's dtype. batch_mean, batch_rstd: the batch branch's statistics as used
+(population or mini-batch), one per element of x.shape[1:], float64.
+batch_center: the mini-batch mean. frozen_mean / frozen_var: whether the
+batch branch used population statistics (constants for the backward).
+batch_size: the B of the mixing constants."""
+
+
+def _bln_constants(batch_size, B):
+    if batch_size is None:
+        Bc = B
+    else:
+        if not _is_int(batch_size) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        Bc = int(batch_size)
+    return 1.0 / Bc - 1e-4, 1.0 - 1.0 / Bc - 1e-4
+
+
+def _stat_source(v, name):
+    if v not in ("population", "batch"):
+        raise ValueError(f"{name} must be 'population' or 'batch', got {v!r}")
+    return v == "population"
+
+
+def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=None, *,
+                     training=True, batch_size=None, momentum=0.1, eps=1e-3,
+                     inference_mean="population", inference_var="population", out=None,
+                     return_stats=False, num_threads=None):
+    """Batch Layer Normalization (NORMS.md section 8) of channels-last x (B, ..., D).
+
+    y = weight * (a * x_f + b * x_b) / sqrt(D) + bias, x_f normalized over the
+    last axis, x_b over the batch axis 0 (one statistic per element of
+    x.shape[1:]), a = 1/B - 1e-4, b = 1 - 1/B - 1e-4 with B the runtime batch
+    size, or ``batch_size`` when given. Training uses the mini-batch
+    statistics and updates running_mean / running_var (shape x.shape[1:]) in
+    place like batch norm. With training=False, inference_mean and
+    inference_var choose, each on its own, 'population' (the running
+    statistics) or 'batch' (the current mini-batch) for the batch branch.
+    Returns y, or (y, stats) with a BatchLayerNormStats for the backward.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must be (B, ..., D) with at least two axes, got shape {x.shape}")
+    Bn, D = x.shape[0], x.shape[-1]
+    F = math.prod(x.shape[1:])
+    fshape = x.shape[1:]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    a_mix, b_mix = _bln_constants(batch_size, Bn)
+    w = _param(weight, D, x, "weight")
+    b = _param(bias, D, x, "bias")
+    rm = _running_shaped(running_mean, fshape, x, "running_mean")
+    rv = _running_shaped(running_var, fshape, x, "running_var")
+    m = _momentum(momentum)
+    e = _core._eps_arg(eps)
+    nt = _core._threads_arg(num_threads)
+    frozen_mean = frozen_var = False
+    if not training:
+        frozen_mean = _stat_source(inference_mean, "inference_mean")
+        frozen_var = _stat_source(inference_var, "inference_var")
+        if frozen_mean and rm is None:
+            raise ValueError("inference_mean='population' needs running_mean")
+        if frozen_var and rv is None:
+            raise ValueError("inference_var='population' needs running_var")
+    out = _out(out, x)
+    xc = np.ascontiguousarray(x)
+    blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)  # (1, B, F, 1)
+    y = out if (out is not None and out.flags.c_contiguous
+                and not np.may_share_memory(out, xc)) else np.empty(x.shape, x.dtype)
+    center = np.empty(F)
+    bvar = np.empty(F)
+    if Bn > 0 and F > 0:
+        _core._channel_moments_kernel(blk.x, *blk.dims, e, center, bvar, nt)
+    else:
+        center[...] = np.nan
+        bvar[...] = np.nan
+    mu_used = rm.reshape(-1).astype(np.float64) if frozen_mean else center
+    var_used = rv.reshape(-1).astype(np.float64) if frozen_var else bvar
+    rstd_b = 1.0 / np.sqrt(var_used + e)
+    gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
+    # feature branch and bias: y = a * weight/sqrt(D) * x_f + bias
+    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(x.dtype), b, axis=-1, eps=e,
+                                       out=y, return_stats=True, num_threads=num_threads)
+    # batch branch, added: y += b * weight/sqrt(D) * x_b
+    yb = y.reshape(Bn, F)
+    _core._channel_normalize_kernel(blk.x, yb, *blk.dims, mu_used, rstd_b,
+                                    np.tile(b_mix * gd, F // D if D else 0).astype(x.dtype),
+                                    None, True, nt)
+    if training:
+        if rm is not None:
+            rm[...] = ((1.0 - m) * rm.astype(np.float64) + m * center.reshape(fshape))
+        if rv is not None and Bn > 1:
+            rv[...] = ((1.0 - m) * rv.astype(np.float64)
+                       + m * (bvar * (Bn / (Bn - 1.0))).reshape(fshape))
+    y = _finish(y, out)
+    if not return_stats:
+        return y
+    Bc = Bn if batch_size is None else int(batch_size)
+    return y, BatchLayerNormStats(fmean, frstd, mu_used.reshape(fshape), rstd_b.reshape(fshape),
+                                  center.reshape(fshape), frozen_mean, frozen_var, Bc)
+
+
+def _running_shaped(a, shape, x, name):
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
+                        f"got {type(a).__name__}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    if a.dtype != x.dtype:
+        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return a
+
+
+def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threads=None):
+    """Gradients of batch_layer_norm: (dx, dweight, dbias), from the stats it returned.
+
+    Mini-batch statistics give the two NB terms of NORMS.md section 8; a
+    population mean or variance is a constant, and its branch's terms drop
+    out accordingly."""
+    x = _core._data_arg(x, "x")
+    if not isinstance(stats, BatchLayerNormStats):
+        raise TypeError("stats must be the BatchLayerNormStats that batch_layer_norm returned")
+    if x.ndim < 2:
+        raise ValueError(f"x must be (B, ..., D) with at least two axes, got shape {x.shape}")
+    Bn, D = x.shape[0], x.shape[-1]
+    F = math.prod(x.shape[1:])
+    dy = np.ascontiguousarray(_dy_like(dy, x))
+    w = _param(weight, D, x, "weight")
+    _param(bias, D, x, "bias")
+    nt = _core._threads_arg(num_threads)
+    a_mix, b_mix = _bln_constants(stats.batch_size, Bn)
+    fshape = x.shape[1:]
+    mu = np.asarray(stats.batch_mean, np.float64).reshape(-1)
+    r = np.asarray(stats.batch_rstd, np.float64).reshape(-1)
+    center = np.asarray(stats.batch_center, np.float64).reshape(-1)
+    if mu.size != F or r.size != F or center.size != F:
+        raise ValueError("stats do not match x's shape")
+    gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
+    xc = np.ascontiguousarray(x)
+    # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
+    dx, dwf, db = _core.layer_norm_backward(dy, xc, stats.feature_mean, stats.feature_rstd,
+                                            (a_mix * gd).astype(x.dtype), axis=-1,
+                                            num_threads=num_threads)
+    # batch branch, added into dx
+    blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)
+    sum_dy = np.empty(F)
+    sum_dyx = np.empty(F)
+    dy2 = dy.reshape(Bn, F)
+    _core._channel_sums_kernel(dy2, blk.x, *blk.dims, mu, sum_dy, sum_dyx, nt)
+    gcol = np.tile(gd, F // D if D else 0)
+    sg, sgx = gcol * sum_dy, gcol * sum_dyx
+    vb = 0.0 if stats.frozen_var else 1.0
+    mb = 0.0 if stats.frozen_mean else 1.0
+    n = float(Bn)
+    A = b_mix * r * gcol
+    Bc = -vb * b_mix * r * r * sgx / n
+    K = -mb * b_mix * r * sg / n - vb * b_mix * r ** 3 * sgx * (mu - center) / n
+    _core._channel_affine_backward_kernel(dy2, blk.x, dx.reshape(Bn, F), *blk.dims, mu, r, A,
+                                          Bc, K, True, nt)
+    dwb = (r * sum_dyx).reshape(-1, D).sum(axis=0)
+    dweight = None
+    if weight is not None:
+        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(x.dtype)
+    dbias = db if bias is not None else None
+    return dx, dweight, dbias
+
+
+# --------------------------------------------------------------------------
+# Switchable Normalization
+# --------------------------------------------------------------------------
+
+SwitchNormStats = namedtuple(
+    "SwitchNormStats",
+    ["mean", "rstd", "in_mean", "in_var", "ln_mean", "ln_var", "bn_mean", "bn_var",
+     "batch_stats"],
+)
+SwitchNormStats.__doc__ = """What switch_norm_backward needs from the forward (float64).
+
+mean, rstd: the mixed statistics, (N, C). in_*: (N, C); ln_*: (N,); bn_*:
+(C,). batch_stats: whether the BN statistics came from the batch (training)
+rather than from the running statistics."""
+
+
+def _softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def _logits(v, name):
+    if v is None:
+        return np.zeros(3)  # equal weights (softmax of ones)
+    a = np.asarray(v)
+    if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+        raise TypeError(f"{name} must be a real array of 3 values, got dtype {a.dtype}")
+    if a.shape != (3,):
+        raise ValueError(f"{name} must have shape (3,) (IN, LN, BN), got {a.shape}")
+    return a.astype(np.float64)
+
+
+def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
+                running_mean=None, running_var=None, *, training=True, momentum=0.1, eps=1e-5,
+                axis=1, out=None, return_stats=False, num_threads=None):
+    """Switchable Normalization (NORMS.md section 9).
+
+    mu = sum_k softmax(mean_weight)_k mu_k and var likewise with var_weight,
+    over k = (instance, layer, batch) statistics of x (N, C, *spatial), or
+    channels-last with axis=-1. mean_weight and var_weight are the 3 mixing
+    logits (None: equal weights). Training uses the batch's BN statistics
+    and updates running_mean / running_var (C,) in place; training=False
+    uses the running ones for the BN part. Returns y, or (y, stats) with a
+    SwitchNormStats for the backward.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    C = x.shape[k]
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    wm = _softmax(_logits(mean_weight, "mean_weight"))
+    wv = _softmax(_logits(var_weight, "var_weight"))
+    w = _param(weight, C, x, "weight")
+    b = _param(bias, C, x, "bias")
+    rm = _running(running_mean, C, x, "running_mean")
+    rv = _running(running_var, C, x, "running_var")
+    if not training and (rm is None or rv is None):
+        raise ValueError("running_mean and running_var are required when training=False")
+    m = _momentum(momentum)
+    e = _core._eps_arg(eps)
+    nt = _core._threads_arg(num_threads)
+    out = _out(out, x)
+    B = _Block(x, k, per_sample=True)
+    N, L = B.S, B.R * B.L
+    if training and N * L <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+        )
+    y = _target(out, B, (B.x, w, b, rm, rv))
+    m_in = np.empty((N, C))
+    v_in = np.empty((N, C))
+    _core._channel_moments_kernel(B.x, *B.dims, e, m_in, v_in, nt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_ln = m_in.mean(axis=1)
+        v_ln = v_in.mean(axis=1) + ((m_in - m_ln[:, None]) ** 2).mean(axis=1)
+        if training:
+            m_bn = m_in.mean(axis=0)
+            v_bn = v_in.mean(axis=0) + ((m_in - m_bn) ** 2).mean(axis=0)
+        else:
+            m_bn = rm.astype(np.float64)
+            v_bn = rv.astype(np.float64)
+        mu = wm[0] * m_in + wm[1] * m_ln[:, None] + wm[2] * m_bn
+        var = wv[0] * v_in + wv[1] * v_ln[:, None] + wv[2] * v_bn
+        rstd = 1.0 / np.sqrt(var + e)
+    _core._channel_normalize_kernel(B.x, y, *B.dims, mu, rstd, w, b, False, nt)
+    if training:
+        _update_running(rm, rv, m_bn, v_bn, N * L, m)
+    y = _finish(y, out)
+    if not return_stats:
+        return y
+    return y, SwitchNormStats(mu, rstd, m_in, v_in, m_ln, v_ln, m_bn, v_bn, bool(training))
+
+
+def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
+                         var_weight=None, *, axis=1, num_threads=None):
+    """Gradients of switch_norm: (dx, dweight, dbias, dmean_weight, dvar_weight),
+    through the three statistic sets and the two softmaxes."""
+    x = _core._data_arg(x, "x")
+    if not isinstance(stats, SwitchNormStats):
+        raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.ndim)
+    C = x.shape[k]
+    B = _Block(x, k, per_sample=True)
+    N, L = B.S, B.R * B.L
+    dy = np.ascontiguousarray(_dy_like(dy, x))
+    w = _param(weight, C, x, "weight")
+    _param(bias, C, x, "bias")
+    wm = _softmax(_logits(mean_weight, "mean_weight"))
+    wv = _softmax(_logits(var_weight, "var_weight"))
+    nt = _core._threads_arg(num_threads)
+    mu = np.asarray(stats.mean, np.float64)
+    rstd = np.asarray(stats.rstd, np.float64)
+    if mu.shape != (N, C) or rstd.shape != (N, C):
+        raise ValueError(f"stats must be those of an x with N={N}, C={C}")
+    m_in, v_in = np.asarray(stats.in_mean), np.asarray(stats.in_var)
+    m_ln, v_ln = np.asarray(stats.ln_mean), np.asarray(stats.ln_var)
+    m_bn, v_bn = np.asarray(stats.bn_mean), np.asarray(stats.bn_var)
+    sum_dy = np.empty((N, C))
+    sum_dyx = np.empty((N, C))
+    _core._channel_sums_kernel(dy, B.x, *B.dims, np.ascontiguousarray(mu), sum_dy, sum_dyx, nt)
+    gamma = np.ones(C) if w is None else w.astype(np.float64)
+    dmu = -rstd * gamma * sum_dy                 # dL/dmu per (n, c)
+    dvar = -0.5 * rstd ** 3 * gamma * sum_dyx    # dL/dvar per (n, c)
+    bn = 1.0 if stats.batch_stats else 0.0       # running BN statistics are constants
+    dmu_in, dmu_ln, dmu_bn = wm[0] * dmu, wm[1] * dmu.sum(axis=1), bn * wm[2] * dmu.sum(axis=0)
+    dv_in, dv_ln, dv_bn = wv[0] * dvar, wv[1] * dvar.sum(axis=1), bn * wv[2] * dvar.sum(axis=0)
+    cin, cln, cbn = 1.0 / L, 1.0 / (C * L), 1.0 / (N * L)
+    # dx = gamma * rstd * dy + Q * (x - mu) + K per (n, c)
+    Q = 2.0 * (dv_in * cin + dv_ln[:, None] * cln + dv_bn * cbn)
+    K = (dmu_in * cin + dmu_ln[:, None] * cln + dmu_bn * cbn
+         + 2.0 * (dv_in * (mu - m_in) * cin + dv_ln[:, None] * (mu - m_ln[:, None]) * cln
+                  + dv_bn * (mu - m_bn) * cbn))
+    dx = np.empty(B.shape, x.dtype)
+    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mu, rstd, gamma * rstd,
+                                          Q / rstd, K, False, nt)
+    dweight = (rstd * sum_dyx).sum(axis=0).astype(x.dtype) if weight is not None else None
+    dbias = sum_dy.sum(axis=0).astype(x.dtype) if bias is not None else None
+    gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
+    gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
+    dmean_weight = wm * (gm - (wm * gm).sum())
+    dvar_weight = wv * (gv - (wv * gv).sum())
+    return dx, dweight, dbias, dmean_weight, dvar_weight
+
+
+# --------------------------------------------------------------------------
+# Weight Normalization
+# --------------------------------------------------------------------------
+
+def _wn_layout(v, g, axis, eps):
+    v = _core._data_arg(v, "v")
+    e = _core._eps_arg(eps)
+    if axis is None:
+        dims, gshape = (1, 1, 1, v.size), ()
+        count = 1
+    else:
+        if not _is_int(axis):
+            raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
+        if v.ndim == 0:
+            raise ValueError("v must have at least one axis when axis is not None")
+        (k,) = _core._axes_arg(int(axis), v.ndim)
+        dims = (1, math.prod(v.shape[:k]), v.shape[k], math.prod(v.shape[k + 1:]))
+        count = v.shape[k]
+    ga = np.asarray(g) if g is not None else None
+    if ga is None:
+        raise TypeError("g is required")
+    if ga.dtype.kind != "f":
+        raise TypeError(f"g must be a floating-point array, got dtype {ga.dtype}")
+    if ga.size != count:
+        raise ValueError(
+            f"g must have {count} element(s) (one per index of axis {axis}), got shape {ga.shape}"
+        )
+    return v, e, dims, ga
+
+
+def weight_norm(v, g, *, axis=0, eps=0.0):
+    """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
+
+    The norm is over every axis but ``axis`` (None: over all of v), as
+    sqrt(sum(v^2) + eps); eps=0 keeps PyTorch's definition, where a zero
+    norm gives NaN. g has one value per index of ``axis`` in any shape of
+    that size (PyTorch keeps it (out, 1, ...)). Returns w, like v."""
+    v, e, dims, ga = _wn_layout(v, g, axis, eps)
+    vc = np.ascontiguousarray(v)
+    mean = np.empty(dims[2])
+    var = np.empty(dims[2])
+    M = dims[1] * dims[3]
+    w = np.empty(v.shape, v.dtype)
+    if v.size == 0:
+        return w
+    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, _core._threads_arg(None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.sqrt(M * (var + mean * mean) + e)
+        scale = ga.reshape(-1).astype(np.float64) / norm
+    _core._channel_normalize_kernel(vc, w, *dims, np.zeros(dims[2]), scale, None, None, False,
+                                    _core._threads_arg(None))
+    return w
+
+
+def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0):
+    """Gradients of weight_norm: (dv, dg), dg in g's shape:
+    dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
+    v, e, dims, ga = _wn_layout(v, g, axis, eps)
+    dw = _dy_like(dw, v, "dw")
+    vc = np.ascontiguousarray(v)
+    dwc = np.ascontiguousarray(dw)
+    C = dims[2]
+    dv = np.empty(v.shape, v.dtype)
+    if v.size == 0:
+        return dv, np.zeros(ga.shape, ga.dtype)
+    mean = np.empty(C)
+    var = np.empty(C)
+    M = dims[1] * dims[3]
+    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, _core._threads_arg(None))
+    sum_dw = np.empty(C)
+    sum_dwv = np.empty(C)
+    zeros = np.zeros(C)
+    _core._channel_sums_kernel(dwc, vc, *dims, zeros, sum_dw, sum_dwv, _core._threads_arg(None))
+    gg = ga.reshape(-1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.sqrt(M * (var + mean * mean) + e)
+        dg = sum_dwv / norm
+        a = gg / norm
+        b = -gg * dg / norm ** 2
+    _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
+                                          False, _core._threads_arg(None))
+    return dv, dg.reshape(ga.shape).astype(ga.dtype)
