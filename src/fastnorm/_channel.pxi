@@ -279,3 +279,8 @@ def _threads_arg(num_threads):
 
 def _axes_arg(axis, int ndim):
     return _normalize_axes(axis, ndim)
+
+
+def _same_data(cnp.ndarray a, cnp.ndarray b):
+    """Whether a and b start at the same address (an in-place call)."""
+    return cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b)

@@ -107,8 +107,8 @@ def _target(out, block, sources):
     if out is None:
         return np.empty(block.shape, block.dtype)
     if out.flags.c_contiguous and out.flags.aligned:
-        exact_alias = out.__array_interface__["data"][0] == block.x.__array_interface__["data"][0]
-        if exact_alias or not any(np.may_share_memory(out, s) for s in sources if s is not None):
+        if _core._same_data(out, block.x) or not any(
+                np.may_share_memory(out, s) for s in sources if s is not None):
             return out
     return np.empty(block.shape, block.dtype)
 

@@ -108,10 +108,10 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         /* two passes over a block that stays in cache: the block's column
          * means, then the centered sums about them */
         memset(acc_d, 0, (size_t)C * sizeof(A));
-        for (int64_t i = 0; i < count; i++) P->col_moments_acc(x0 + i * C, C, NULL, acc_d, NULL);
+        P->col_moments_acc(x0, count, C, NULL, acc_d, NULL);
         for (int64_t c = 0; c < C; c++) mu[c] = acc_d[c] / (A)count;
         memset(acc_d, 0, (size_t)(2 * C) * sizeof(A));
-        for (int64_t i = 0; i < count; i++) P->col_moments_acc(x0 + i * C, C, mu, acc_d, acc_d2);
+        P->col_moments_acc(x0, count, C, mu, acc_d, acc_d2);
         for (int64_t c = 0; c < C; c++)
             LOCAL(finish_moments)(k->part + 2 * (it * C + c), mu[c], acc_d[c], acc_d2[c], count,
                                   k->eps, x0 + c, C);
@@ -144,9 +144,8 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
         const int64_t first = (s * R + q * k->RB) * C;
         memset(acc, 0, (size_t)(3 * C) * sizeof(A));
-        for (int64_t i = 0; i < count; i++)
-            P->col_backward_acc(k->dy + first + i * C, k->x + first + i * C, C, k->mu + s * C,
-                                acc, acc + C, acc + 2 * C);
+        P->col_backward_acc(k->dy + first, k->x + first, count, C, k->mu + s * C, acc, acc + C,
+                            acc + 2 * C);
         for (int64_t c = 0; c < C; c++) {
             double *e = k->part + 3 * (it * C + c);
             e[0] = acc[c], e[1] = acc[C + c], e[2] = acc[2 * C + c];
@@ -155,21 +154,25 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
     free(acc);
 }
 
-/* y (+)= (x - mu) * a + b with the (s, c) coefficients. */
+/* y (+)= (x - mu) * a + b with the (s, c) coefficients. Rows of channels
+ * are passed on in runs within one sample, which share coefficients. */
 static void LOCAL(chan_apply_items)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(chan_ctx) *k = (const LOCAL(chan_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, L = k->L, R = k->R;
-    for (int64_t it = begin; it < end; it++) {
-        if (L > 1) { /* a segment: it = (s*R + r)*C + c */
+    if (L > 1) {
+        for (int64_t it = begin; it < end; it++) { /* a segment: it = (s*R + r)*C + c */
             const int64_t idx = (it / (R * C)) * C + it % C;
             P->scale_shift(k->x + it * L, k->out + it * L, L, k->mu[idx], k->a[idx], k->b[idx],
                            k->accumulate);
-        } else { /* a row of channels: it = s*R + r */
-            const int64_t s = it / R;
-            P->scale_shift_cols(k->x + it * C, k->out + it * C, C, k->mu + s * C, k->a + s * C,
-                                k->b + s * C, k->accumulate);
         }
+        return;
+    }
+    for (int64_t it = begin; it < end;) { /* rows of channels: it = s*R + r */
+        const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end;
+        P->scale_shift_cols(k->x + it * C, k->out + it * C, stop - it, C, k->mu + s * C,
+                            k->a + s * C, k->b + s * C, k->accumulate);
+        it = stop;
     }
 }
 
@@ -178,17 +181,20 @@ static void LOCAL(chan_backward_apply_items)(void *vctx, int64_t begin, int64_t 
     const LOCAL(chan_ctx) *k = (const LOCAL(chan_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, L = k->L, R = k->R;
-    for (int64_t it = begin; it < end; it++) {
-        if (L > 1) {
+    if (L > 1) {
+        for (int64_t it = begin; it < end; it++) {
             const int64_t idx = (it / (R * C)) * C + it % C;
             P->affine_backward(k->dy + it * L, k->x + it * L, k->out + it * L, L, k->mu[idx],
                                k->r[idx], k->a[idx], k->b[idx], k->k[idx], k->accumulate);
-        } else {
-            const int64_t o = (it / R) * C;
-            P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, C,
-                                    k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
-                                    k->accumulate);
         }
+        return;
+    }
+    for (int64_t it = begin; it < end;) {
+        const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end, o = s * C;
+        P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, stop - it, C,
+                                k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
+                                k->accumulate);
+        it = stop;
     }
 }
 

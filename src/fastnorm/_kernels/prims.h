@@ -46,26 +46,27 @@
         void (*add)(A *dst, const A *src, int64_t n);                                   \
         /* Channel primitives (group, instance, batch norm...). A segment is the run  \
          * of one channel's contiguous elements (channels-first layouts); a "cols"   \
-         * primitive takes one row of channels (channels-last) with per-column       \
-         * coefficient vectors. accumulate = 1 adds the result to what y/dx hold. */  \
+         * primitive takes `rows` consecutive rows of n channels (channels-last),    \
+         * with per-column coefficient vectors of n elements. accumulate = 1 adds    \
+         * the result to what y / dx hold. */                                         \
         /* y (+)= (x - mu) * a + b */                                                   \
         void (*scale_shift)(const T *x, T *y, int64_t n, A mu, A a, A b, int accumulate); \
-        void (*scale_shift_cols)(const T *x, T *y, int64_t n, const A *mu, const A *a,  \
-                                 const A *b, int accumulate);                           \
+        void (*scale_shift_cols)(const T *x, T *y, int64_t rows, int64_t n, const A *mu, \
+                                 const A *a, const A *b, int accumulate);               \
         /* dx (+)= a * dy + b * ((x - mu) * r) + k */                                   \
         void (*affine_backward)(const T *dy, const T *x, T *dx, int64_t n, A mu, A r,    \
                                 A a, A b, A k, int accumulate);                         \
-        void (*affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t n,          \
-                                     const A *mu, const A *r, const A *a, const A *b,   \
-                                     const A *k, int accumulate);                       \
-        /* per column: acc_d += x - mu, acc_d2 += (x - mu)^2; mu NULL means 0,          \
-         * acc_d2 may be NULL */                                                        \
-        void (*col_moments_acc)(const T *x, int64_t n, const A *mu, A *acc_d,           \
-                                A *acc_d2);                                             \
-        /* per column: acc_dy += dy, acc_dyd += dy * (x - mu), acc_d += x - mu          \
-         * (acc_d may be NULL) */                                                       \
-        void (*col_backward_acc)(const T *dy, const T *x, int64_t n, const A *mu,       \
-                                 A *acc_dy, A *acc_dyd, A *acc_d);                      \
+        void (*affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t rows,       \
+                                     int64_t n, const A *mu, const A *r, const A *a,    \
+                                     const A *b, const A *k, int accumulate);           \
+        /* per column, over the rows: acc_d += x - mu, acc_d2 += (x - mu)^2; mu NULL    \
+         * means 0, acc_d2 may be NULL */                                               \
+        void (*col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *mu,       \
+                                A *acc_d, A *acc_d2);                                   \
+        /* per column, over the rows: acc_dy += dy, acc_dyd += dy * (x - mu),           \
+         * acc_d += x - mu (acc_d may be NULL) */                                       \
+        void (*col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,      \
+                                 const A *mu, A *acc_dy, A *acc_dyd, A *acc_d);         \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float)

@@ -334,59 +334,44 @@ static void NAME(add)(A *dst, const A *src, int64_t n) {
 
 /* ---- channel primitives ----------------------------------------------- */
 
-/* The coefficients of these bodies are either scalars broadcast over the
- * segment (cols = 0) or vectors indexed like the row (cols = 1); ACOEF loads
- * one vector of coefficient c at element i either way. */
-#define ACOEF(c, i) (cols ? VLOADA(c##_v + (i)) : c##_s)
-#define SCOEF(c, i) (cols ? c##_v[i] : c##_s1)
+/* Segments (channels-first): scalar coefficients over contiguous elements. */
 
-static FN_INLINE void NAME(scale_shift_body)(const T *x, T *y, int64_t n, A mu_s1, A a_s1,
-                                             A b_s1, const A *mu_v, const A *a_v,
-                                             const A *b_v, const int cols, const int acc) {
-    const V mu_s = VSET1(mu_s1), a_s = VSET1(a_s1), b_s = VSET1(b_s1);
+static FN_INLINE void NAME(scale_shift_body)(const T *x, T *y, int64_t n, A mu, A a, A b,
+                                             const int acc) {
+    const V vmu = VSET1(mu), va = VSET1(a), vb = VSET1(b);
     int64_t i = 0;
     for (; i + VN <= n; i += VN) {
-        V v = VFMA(VSUB(VLOAD(x + i), ACOEF(mu, i)), ACOEF(a, i), ACOEF(b, i));
+        V v = VFMA(VSUB(VLOAD(x + i), vmu), va, vb);
         if (acc) v = VADD(v, VLOAD(y + i));
         VSTORE(y + i, v);
     }
     for (; i < n; i++) {
-        A v = (SLOAD(x + i) - SCOEF(mu, i)) * SCOEF(a, i) + SCOEF(b, i);
+        A v = (SLOAD(x + i) - mu) * a + b;
         if (acc) v += SLOAD(y + i);
         SSTORE(y + i, v);
     }
 }
 
 static void NAME(scale_shift)(const T *x, T *y, int64_t n, A mu, A a, A b, int accumulate) {
-    if (accumulate) NAME(scale_shift_body)(x, y, n, mu, a, b, NULL, NULL, NULL, 0, 1);
-    else NAME(scale_shift_body)(x, y, n, mu, a, b, NULL, NULL, NULL, 0, 0);
+    if (accumulate) NAME(scale_shift_body)(x, y, n, mu, a, b, 1);
+    else NAME(scale_shift_body)(x, y, n, mu, a, b, 0);
 }
 
-static void NAME(scale_shift_cols)(const T *x, T *y, int64_t n, const A *mu, const A *a,
-                                   const A *b, int accumulate) {
-    if (accumulate) NAME(scale_shift_body)(x, y, n, 0, 0, 0, mu, a, b, 1, 1);
-    else NAME(scale_shift_body)(x, y, n, 0, 0, 0, mu, a, b, 1, 0);
-}
-
-static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n,
-                                                 A mu_s1, A r_s1, A a_s1, A b_s1, A k_s1,
-                                                 const A *mu_v, const A *r_v, const A *a_v,
-                                                 const A *b_v, const A *k_v, const int cols,
-                                                 const int acc) {
-    const V mu_s = VSET1(mu_s1), r_s = VSET1(r_s1), a_s = VSET1(a_s1), b_s = VSET1(b_s1),
-            k_s = VSET1(k_s1);
+static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
+                                                 A r, A a, A b, A k, const int acc) {
+    const V vmu = VSET1(mu), vr = VSET1(r), va = VSET1(a), vb = VSET1(b), vk = VSET1(k);
     int64_t i = 0;
     for (; i + VN <= n; i += VN) {
         /* (x - mu) * r first: the normalized value, which neither overflows nor
-         * underflows where b * r or (x - mu) * b would */
-        V xh = VMUL(VSUB(VLOAD(x + i), ACOEF(mu, i)), ACOEF(r, i));
-        V v = VFMA(ACOEF(a, i), VLOAD(dy + i), VFMA(ACOEF(b, i), xh, ACOEF(k, i)));
+         * underflows where b * r or (x - mu) * b could */
+        V xh = VMUL(VSUB(VLOAD(x + i), vmu), vr);
+        V v = VFMA(va, VLOAD(dy + i), VFMA(vb, xh, vk));
         if (acc) v = VADD(v, VLOAD(dx + i));
         VSTORE(dx + i, v);
     }
     for (; i < n; i++) {
-        A xh = (SLOAD(x + i) - SCOEF(mu, i)) * SCOEF(r, i);
-        A v = SCOEF(a, i) * SLOAD(dy + i) + (SCOEF(b, i) * xh + SCOEF(k, i));
+        A xh = (SLOAD(x + i) - mu) * r;
+        A v = a * SLOAD(dy + i) + (b * xh + k);
         if (acc) v += SLOAD(dx + i);
         SSTORE(dx + i, v);
     }
@@ -394,74 +379,227 @@ static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx,
 
 static void NAME(affine_backward)(const T *dy, const T *x, T *dx, int64_t n, A mu, A r, A a,
                                   A b, A k, int accumulate) {
-    if (accumulate)
-        NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, NULL, NULL, NULL, NULL, NULL,
-                                   0, 1);
-    else
-        NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, NULL, NULL, NULL, NULL, NULL,
-                                   0, 0);
+    if (accumulate) NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, 1);
+    else NAME(affine_backward_body)(dy, x, dx, n, mu, r, a, b, k, 0);
 }
 
-static void NAME(affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t n, const A *mu,
-                                       const A *r, const A *a, const A *b, const A *k,
-                                       int accumulate) {
-    if (accumulate)
-        NAME(affine_backward_body)(dy, x, dx, n, 0, 0, 0, 0, 0, mu, r, a, b, k, 1, 1);
-    else
-        NAME(affine_backward_body)(dy, x, dx, n, 0, 0, 0, 0, 0, mu, r, a, b, k, 1, 0);
-}
+/* Rows of channels (channels-last): coefficient vectors indexed by column.
+ * Two rows share each load of the coefficients; the reductions take four
+ * rows per read-modify-write of their accumulators. Per column, the rows
+ * are combined in the same order whatever the row count, so a result never
+ * depends on how a caller splits its rows into calls of whole blocks. */
 
-#undef ACOEF
-#undef SCOEF
-
-static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t n, const A *mu, A *acc_d,
-                                                 A *acc_d2, const int has_mu,
-                                                 const int has_d2) {
-    int64_t i = 0;
-    for (; i + VN <= n; i += VN) {
-        V d = VLOAD(x + i);
-        if (has_mu) d = VSUB(d, VLOADA(mu + i));
-        VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
-        if (has_d2) VSTOREA(acc_d2 + i, VFMA(d, d, VLOADA(acc_d2 + i)));
+static FN_INLINE void NAME(scale_shift_cols_body)(const T *x, T *y, int64_t rows, int64_t n,
+                                                  const A *mu, const A *a, const A *b,
+                                                  const int acc) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const T *x0 = x + r * n, *x1 = x0 + n;
+        T *y0 = y + r * n, *y1 = y0 + n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            const V vmu = VLOADA(mu + i), va = VLOADA(a + i), vb = VLOADA(b + i);
+            V v0 = VFMA(VSUB(VLOAD(x0 + i), vmu), va, vb);
+            V v1 = VFMA(VSUB(VLOAD(x1 + i), vmu), va, vb);
+            if (acc) {
+                v0 = VADD(v0, VLOAD(y0 + i));
+                v1 = VADD(v1, VLOAD(y1 + i));
+            }
+            VSTORE(y0 + i, v0);
+            VSTORE(y1 + i, v1);
+        }
+        for (; i < n; i++) {
+            A v0 = (SLOAD(x0 + i) - mu[i]) * a[i] + b[i];
+            A v1 = (SLOAD(x1 + i) - mu[i]) * a[i] + b[i];
+            if (acc) v0 += SLOAD(y0 + i), v1 += SLOAD(y1 + i);
+            SSTORE(y0 + i, v0);
+            SSTORE(y1 + i, v1);
+        }
     }
-    for (; i < n; i++) {
-        A d = SLOAD(x + i);
-        if (has_mu) d -= mu[i];
-        acc_d[i] += d;
-        if (has_d2) acc_d2[i] += d * d;
-    }
-}
-
-static void NAME(col_moments_acc)(const T *x, int64_t n, const A *mu, A *acc_d, A *acc_d2) {
-    if (mu && acc_d2) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 1, 1);
-    else if (mu) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 1, 0);
-    else if (acc_d2) NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 0, 1);
-    else NAME(col_moments_acc_body)(x, n, mu, acc_d, acc_d2, 0, 0);
-}
-
-static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64_t n,
-                                                  const A *mu, A *acc_dy, A *acc_dyd, A *acc_d,
-                                                  const int has_d) {
-    int64_t i = 0;
-    for (; i + VN <= n; i += VN) {
-        V g = VLOAD(dy + i);
-        V d = VSUB(VLOAD(x + i), VLOADA(mu + i));
-        VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), g));
-        VSTOREA(acc_dyd + i, VFMA(g, d, VLOADA(acc_dyd + i)));
-        if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
-    }
-    for (; i < n; i++) {
-        A g = SLOAD(dy + i), d = SLOAD(x + i) - mu[i];
-        acc_dy[i] += g;
-        acc_dyd[i] += g * d;
-        if (has_d) acc_d[i] += d;
+    for (; r < rows; r++) {
+        const T *x0 = x + r * n;
+        T *y0 = y + r * n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            V v0 = VFMA(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(a + i), VLOADA(b + i));
+            if (acc) v0 = VADD(v0, VLOAD(y0 + i));
+            VSTORE(y0 + i, v0);
+        }
+        for (; i < n; i++) {
+            A v0 = (SLOAD(x0 + i) - mu[i]) * a[i] + b[i];
+            if (acc) v0 += SLOAD(y0 + i);
+            SSTORE(y0 + i, v0);
+        }
     }
 }
 
-static void NAME(col_backward_acc)(const T *dy, const T *x, int64_t n, const A *mu, A *acc_dy,
-                                   A *acc_dyd, A *acc_d) {
-    if (acc_d) NAME(col_backward_acc_body)(dy, x, n, mu, acc_dy, acc_dyd, acc_d, 1);
-    else NAME(col_backward_acc_body)(dy, x, n, mu, acc_dy, acc_dyd, acc_d, 0);
+static void NAME(scale_shift_cols)(const T *x, T *y, int64_t rows, int64_t n, const A *mu,
+                                   const A *a, const A *b, int accumulate) {
+    if (accumulate) NAME(scale_shift_cols_body)(x, y, rows, n, mu, a, b, 1);
+    else NAME(scale_shift_cols_body)(x, y, rows, n, mu, a, b, 0);
+}
+
+/* One vector of dx (+)= a * dy + b * ((x - mu) * r) + k. */
+static FN_INLINE V NAME(affine_backward_vec)(V dy, V x, V mu, V r, V a, V b, V k) {
+    return VFMA(a, dy, VFMA(b, VMUL(VSUB(x, mu), r), k));
+}
+
+static FN_INLINE void NAME(affine_backward_cols_body)(const T *dy, const T *x, T *dx,
+                                                      int64_t rows, int64_t n, const A *mu,
+                                                      const A *rs, const A *a, const A *b,
+                                                      const A *k, const int acc) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const T *x0 = x + r * n, *x1 = x0 + n, *g0 = dy + r * n, *g1 = g0 + n;
+        T *d0 = dx + r * n, *d1 = d0 + n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i), va = VLOADA(a + i),
+                    vb = VLOADA(b + i), vk = VLOADA(k + i);
+            V v0 = NAME(affine_backward_vec)(VLOAD(g0 + i), VLOAD(x0 + i), vmu, vr, va, vb, vk);
+            V v1 = NAME(affine_backward_vec)(VLOAD(g1 + i), VLOAD(x1 + i), vmu, vr, va, vb, vk);
+            if (acc) {
+                v0 = VADD(v0, VLOAD(d0 + i));
+                v1 = VADD(v1, VLOAD(d1 + i));
+            }
+            VSTORE(d0 + i, v0);
+            VSTORE(d1 + i, v1);
+        }
+        for (; i < n; i++) {
+            A v0 = a[i] * SLOAD(g0 + i) + (b[i] * ((SLOAD(x0 + i) - mu[i]) * rs[i]) + k[i]);
+            A v1 = a[i] * SLOAD(g1 + i) + (b[i] * ((SLOAD(x1 + i) - mu[i]) * rs[i]) + k[i]);
+            if (acc) v0 += SLOAD(d0 + i), v1 += SLOAD(d1 + i);
+            SSTORE(d0 + i, v0);
+            SSTORE(d1 + i, v1);
+        }
+    }
+    for (; r < rows; r++) {
+        const T *x0 = x + r * n, *g0 = dy + r * n;
+        T *d0 = dx + r * n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            V v0 = NAME(affine_backward_vec)(VLOAD(g0 + i), VLOAD(x0 + i), VLOADA(mu + i),
+                                             VLOADA(rs + i), VLOADA(a + i), VLOADA(b + i),
+                                             VLOADA(k + i));
+            if (acc) v0 = VADD(v0, VLOAD(d0 + i));
+            VSTORE(d0 + i, v0);
+        }
+        for (; i < n; i++) {
+            A v0 = a[i] * SLOAD(g0 + i) + (b[i] * ((SLOAD(x0 + i) - mu[i]) * rs[i]) + k[i]);
+            if (acc) v0 += SLOAD(d0 + i);
+            SSTORE(d0 + i, v0);
+        }
+    }
+}
+
+static void NAME(affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t rows, int64_t n,
+                                       const A *mu, const A *r, const A *a, const A *b,
+                                       const A *k, int accumulate) {
+    if (accumulate) NAME(affine_backward_cols_body)(dy, x, dx, rows, n, mu, r, a, b, k, 1);
+    else NAME(affine_backward_cols_body)(dy, x, dx, rows, n, mu, r, a, b, k, 0);
+}
+
+/* Column sums over rows, four rows per update of the accumulators:
+ * acc += ((d0 + d1) + (d2 + d3)), acc2 = fma chain d0..d3; leftover rows one
+ * at a time. */
+static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t rows, int64_t n,
+                                                 const A *mu, A *acc_d, A *acc_d2,
+                                                 const int has_mu, const int has_d2) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const T *x0 = x + r * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            V d0 = VLOAD(x0 + i), d1 = VLOAD(x1 + i), d2 = VLOAD(x2 + i), d3 = VLOAD(x3 + i);
+            if (has_mu) {
+                const V vmu = VLOADA(mu + i);
+                d0 = VSUB(d0, vmu), d1 = VSUB(d1, vmu), d2 = VSUB(d2, vmu), d3 = VSUB(d3, vmu);
+            }
+            VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), VADD(VADD(d0, d1), VADD(d2, d3))));
+            if (has_d2)
+                VSTOREA(acc_d2 + i,
+                        VFMA(d3, d3, VFMA(d2, d2, VFMA(d1, d1, VFMA(d0, d0, VLOADA(acc_d2 + i))))));
+        }
+        for (; i < n; i++) {
+            A m = has_mu ? mu[i] : 0;
+            A d0 = SLOAD(x0 + i) - m, d1 = SLOAD(x1 + i) - m, d2 = SLOAD(x2 + i) - m,
+              d3 = SLOAD(x3 + i) - m;
+            acc_d[i] += (d0 + d1) + (d2 + d3);
+            if (has_d2) acc_d2[i] = d3 * d3 + (d2 * d2 + (d1 * d1 + (d0 * d0 + acc_d2[i])));
+        }
+    }
+    for (; r < rows; r++) {
+        const T *x0 = x + r * n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            V d = VLOAD(x0 + i);
+            if (has_mu) d = VSUB(d, VLOADA(mu + i));
+            VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
+            if (has_d2) VSTOREA(acc_d2 + i, VFMA(d, d, VLOADA(acc_d2 + i)));
+        }
+        for (; i < n; i++) {
+            A d = SLOAD(x0 + i);
+            if (has_mu) d -= mu[i];
+            acc_d[i] += d;
+            if (has_d2) acc_d2[i] += d * d;
+        }
+    }
+}
+
+static void NAME(col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *mu, A *acc_d,
+                                  A *acc_d2) {
+    if (mu && acc_d2) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 1, 1);
+    else if (mu) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 1, 0);
+    else if (acc_d2) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 0, 1);
+    else NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 0, 0);
+}
+
+static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64_t rows,
+                                                  int64_t n, const A *mu, A *acc_dy,
+                                                  A *acc_dyd, A *acc_d, const int has_d) {
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        const T *x0 = x + r * n, *x1 = x0 + n, *g0 = dy + r * n, *g1 = g0 + n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            const V vmu = VLOADA(mu + i);
+            V gg0 = VLOAD(g0 + i), gg1 = VLOAD(g1 + i);
+            V d0 = VSUB(VLOAD(x0 + i), vmu), d1 = VSUB(VLOAD(x1 + i), vmu);
+            VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), VADD(gg0, gg1)));
+            VSTOREA(acc_dyd + i, VFMA(gg1, d1, VFMA(gg0, d0, VLOADA(acc_dyd + i))));
+            if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), VADD(d0, d1)));
+        }
+        for (; i < n; i++) {
+            A gg0 = SLOAD(g0 + i), gg1 = SLOAD(g1 + i);
+            A d0 = SLOAD(x0 + i) - mu[i], d1 = SLOAD(x1 + i) - mu[i];
+            acc_dy[i] += gg0 + gg1;
+            acc_dyd[i] = gg1 * d1 + (gg0 * d0 + acc_dyd[i]);
+            if (has_d) acc_d[i] += d0 + d1;
+        }
+    }
+    for (; r < rows; r++) {
+        const T *x0 = x + r * n, *g0 = dy + r * n;
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            V g = VLOAD(g0 + i);
+            V d = VSUB(VLOAD(x0 + i), VLOADA(mu + i));
+            VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), g));
+            VSTOREA(acc_dyd + i, VFMA(g, d, VLOADA(acc_dyd + i)));
+            if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
+        }
+        for (; i < n; i++) {
+            A g = SLOAD(g0 + i), d = SLOAD(x0 + i) - mu[i];
+            acc_dy[i] += g;
+            acc_dyd[i] += g * d;
+            if (has_d) acc_d[i] += d;
+        }
+    }
+}
+
+static void NAME(col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,
+                                   const A *mu, A *acc_dy, A *acc_dyd, A *acc_d) {
+    if (acc_d) NAME(col_backward_acc_body)(dy, x, rows, n, mu, acc_dy, acc_dyd, acc_d, 1);
+    else NAME(col_backward_acc_body)(dy, x, rows, n, mu, acc_dy, acc_dyd, acc_d, 0);
 }
 
 static const PRIMS_TYPE NAME(table) = {
