@@ -314,7 +314,139 @@ static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const
         }
 }
 
+/* The NB step of one unit from its channels' gradient sums (cpg entries of
+ * {sum dy, sum dy * (x - mu), sum (x - mu)} about the stored mean mu): the
+ * coefficients of dx = a * dy + b * ((x - mu) * rstd) + k per channel, and
+ * the channels' parameter gradients added to dw and db. M is the unit's
+ * element count; cc = mean(xhat') measures the rounding of the stored mean
+ * (NORMS.md 0). */
+static void LOCAL(unit_backward)(const double *sums, const T *weight, int64_t cpg, double rs,
+                                 double M, A *a, A *b, A *kk, double *dw, double *db) {
+    double sd = 0, sg = 0, sgx = 0;
+    for (int64_t c = 0; c < cpg; c++) {
+        const double *e = sums + 3 * c;
+        const double w = weight ? (double)weight[c] : 1.0;
+        sg += w * e[0];
+        sgx += w * e[1];
+        sd += e[2];
+    }
+    const double cc = rs * sd / M;             /* mean(xhat') */
+    const double mg = sg / M;                  /* mean(g) */
+    const double mgx = rs * sgx / M - cc * mg; /* mean(g * xhat) */
+    for (int64_t c = 0; c < cpg; c++) {
+        const double *e = sums + 3 * c;
+        const double w = weight ? (double)weight[c] : 1.0;
+        dw[c] += rs * e[1] - cc * e[0];
+        db[c] += e[0];
+        /* dx = rstd * (g - mg - xhat * mgx), xhat = (x - mu) * rstd - cc */
+        a[c] = (A)(rs * w);
+        b[c] = (A)(-rs * mgx);
+        kk[c] = (A)(rs * (mgx * cc - mg));
+    }
+}
+
 /* ---- group norm (and instance and batch norm in training) --------------- */
+
+
+
+/* ---- group norm of contiguous units (NCHW) ----------------------------- */
+
+/* With R == 1 and L > 1 each unit (s, g) is one contiguous run of cpg * L
+ * elements. Its statistics and its normalization (or its gradient sums and
+ * its dx) are then done back to back, while the run is still in cache, so the
+ * data is read from memory once. The arithmetic is that of the staged path,
+ * entry for entry and in the same order: the results are the same bits. */
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t S, C, L, G;
+    const T *x, *dy;
+    T *out;
+    const T *weight, *bias;
+    double eps;
+    T *mean, *rstd, *var;   /* forward outputs (may be NULL) */
+    const T *mean_in, *rstd_in; /* backward inputs */
+    double *part;           /* backward: dweight then dbias partials, S*C each */
+    int failed;
+} LOCAL(unit_ctx);
+
+static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(unit_ctx) *k = (LOCAL(unit_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L, G = k->G, cpg = C / G;
+    double *e = (double *)malloc((size_t)(2 * cpg) * sizeof(double));
+    A *co = (A *)malloc((size_t)(3 * cpg) * sizeof(A));
+    if (!e || !co) {
+        k->failed = 1;
+        free(e);
+        free(co);
+        return;
+    }
+    LOCAL(chan_ctx) one; /* the unit as a one-unit, one-row channel block */
+    LOCAL(chan_setup)(&one, 1, 1, cpg, L);
+    one.part = e;
+    for (int64_t u = begin; u < end; u++) {
+        const int64_t s = u / G, c0 = (u % G) * cpg;
+        const T *xu = k->x + (s * C + c0) * L;
+        T *yu = k->out + (s * C + c0) * L;
+        for (int64_t c = 0; c < cpg; c++) {
+            const T *seg = xu + c * L;
+            const A mu = P->sum(seg, L) / (A)L;
+            A sd, sd2;
+            P->centered_sums(seg, L, mu, &sd, &sd2);
+            LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
+        }
+        double mean, var;
+        LOCAL(merge_ctx) m = {&one, 1, &mean, &var};
+        LOCAL(merge_units)(&m, 0, 1);
+        const double rs = 1.0 / sqrt(var + k->eps);
+        if (k->mean) k->mean[u] = (T)mean;
+        if (k->rstd) k->rstd[u] = (T)rs;
+        if (k->var) k->var[u] = (T)var;
+        LOCAL(forward_coefficients)(1, cpg, cpg, &mean, &rs, k->weight ? k->weight + c0 : NULL,
+                                    k->bias ? k->bias + c0 : NULL, co, co + cpg, co + 2 * cpg);
+        for (int64_t c = 0; c < cpg; c++)
+            P->scale_shift(xu + c * L, yu + c * L, L, co[c], co[cpg + c], co[2 * cpg + c], 0);
+    }
+    free(e);
+    free(co);
+}
+
+static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(unit_ctx) *k = (LOCAL(unit_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, L = k->L, G = k->G, cpg = C / G, SC = k->S * C;
+    double *e = (double *)malloc((size_t)(3 * cpg) * sizeof(double));
+    A *co = (A *)malloc((size_t)(3 * cpg) * sizeof(A));
+    if (!e || !co) {
+        k->failed = 1;
+        free(e);
+        free(co);
+        return;
+    }
+    for (int64_t u = begin; u < end; u++) {
+        const int64_t s = u / G, c0 = (u % G) * cpg, o = (s * C + c0) * L;
+        const A mu = (A)k->mean_in[u], r = (A)k->rstd_in[u];
+        for (int64_t c = 0; c < cpg; c++) {
+            A s3[3];
+            P->backward_sums(k->dy + o + c * L, k->x + o + c * L, L, mu, (A)1, NULL, s3);
+            e[3 * c] = s3[0], e[3 * c + 1] = s3[1], e[3 * c + 2] = s3[2];
+        }
+        double *dw = k->part + s * C + c0, *db = dw + SC;
+        for (int64_t c = 0; c < cpg; c++) dw[c] = db[c] = 0;
+        LOCAL(unit_backward)(e, k->weight ? k->weight + c0 : NULL, cpg, (double)r,
+                             (double)(cpg * L), co, co + cpg, co + 2 * cpg, dw, db);
+        for (int64_t c = 0; c < cpg; c++)
+            P->affine_backward(k->dy + o + c * L, k->x + o + c * L, k->out + o + c * L, L, mu, r,
+                               co[c], co[cpg + c], co[2 * cpg + c], 0);
+    }
+    free(e);
+    free(co);
+}
+
+/* Whether the fused per-unit path applies, and has work for every thread. */
+static int LOCAL(use_units)(int64_t S, int64_t R, int64_t L, int64_t G, int num_threads) {
+    return R == 1 && L > 1 && (num_threads <= 1 || S * G >= 4 * (int64_t)num_threads);
+}
 
 int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const T *x, T *y,
                      const T *weight, const T *bias, double eps, T *mean, T *rstd, T *var,
@@ -328,6 +460,13 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
             if (var) var[u] = (T)NAN;
         }
         return FASTNORM_OK;
+    }
+    if (LOCAL(use_units)(S, R, L, G, num_threads)) {
+        LOCAL(unit_ctx) k = {FN_CTABLE(), S, C, L, G, x, NULL, y, weight, bias, eps,
+                             mean, rstd, var, NULL, NULL, NULL, 0};
+        const int nt = fn_threads_for(num_threads, units, S * C * L * (int64_t)sizeof(T));
+        fn_parallel_ranges(nt, units, LOCAL(unit_forward_items), &k);
+        return k.failed ? FASTNORM_ENOMEM : FASTNORM_OK;
     }
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
@@ -371,6 +510,23 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
     }
     const int64_t cpg = C / G, SC = S * C;
     const double M = (double)(cpg * R * L);
+    if (LOCAL(use_units)(S, R, L, G, num_threads)) {
+        double *part = (double *)malloc((size_t)(2 * SC) * sizeof(double));
+        if (!part) return FASTNORM_ENOMEM;
+        LOCAL(unit_ctx) k = {FN_CTABLE(), S, C, L, G, x, dy, dx, weight, NULL, 0.0,
+                             NULL, NULL, NULL, mean, rstd, part, 0};
+        const int nt = fn_threads_for(num_threads, S * G, 2 * SC * L * (int64_t)sizeof(T));
+        fn_parallel_ranges(nt, S * G, LOCAL(unit_backward_items), &k);
+        if (!k.failed)
+            for (int64_t c = 0; c < C; c++) { /* samples added in order, as the staged path */
+                double dw = 0, db = 0;
+                for (int64_t s = 0; s < S; s++) dw += part[s * C + c], db += part[SC + s * C + c];
+                if (dweight) dweight[c] = (T)dw;
+                if (dbias) dbias[c] = (T)db;
+            }
+        free(part);
+        return k.failed ? FASTNORM_ENOMEM : FASTNORM_OK;
+    }
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
     k.x = x, k.dy = dy, k.out = dx;
@@ -393,29 +549,10 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
         for (int64_t c = 0; c < C; c++) dw[c] = db[c] = 0;
         for (int64_t s = 0; s < S; s++)
             for (int64_t g = 0; g < G; g++) {
-                const double rs = (double)rstd[s * G + g];
-                double sd = 0, sg = 0, sgx = 0;
-                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
-                    const double *e = sums + 3 * (s * C + c);
-                    const double w = weight ? (double)weight[c] : 1.0;
-                    sg += w * e[0];
-                    sgx += w * e[1];
-                    sd += e[2];
-                }
-                const double cc = rs * sd / M;              /* mean(xhat') */
-                const double mg = sg / M;                   /* mean(g) */
-                const double mgx = rs * sgx / M - cc * mg;  /* mean(g * xhat) */
-                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
-                    const double *e = sums + 3 * (s * C + c);
-                    const double w = weight ? (double)weight[c] : 1.0;
-                    const int64_t i = s * C + c;
-                    dw[c] += rs * e[1] - cc * e[0];
-                    db[c] += e[0];
-                    /* dx = rstd * (g - mg - xhat * mgx), xhat = (x - mu) * rstd - cc */
-                    a[i] = (A)(rs * w);
-                    b[i] = (A)(-rs * mgx);
-                    kk[i] = (A)(rs * (mgx * cc - mg));
-                }
+                const int64_t c0 = g * cpg, i0 = s * C + c0;
+                LOCAL(unit_backward)(sums + 3 * i0, weight ? weight + c0 : NULL, cpg,
+                                     (double)rstd[s * G + g], M, a + i0, b + i0, kk + i0,
+                                     dw + c0, db + c0);
             }
         for (int64_t c = 0; c < C; c++) {
             if (dweight) dweight[c] = (T)dw[c];
