@@ -21,7 +21,8 @@ def pytest_configure(config):
         "markers", "quick: the smoke subset of the benchmarks (also selected by BENCH_QUICK=1)")
     config.addinivalue_line(
         "markers", "bench_forward: forward-pass benchmarks (layer_norm, rms_norm, add_layer_norm, "
-                   "ada_layer_norm)")
+                   "ada_layer_norm, group_norm, group_norm_nhwc, instance_norm, batch_norm_train, "
+                   "batch_norm_eval)")
     config.addinivalue_line(
         "markers", "bench_backward: backward-pass benchmarks")
 
@@ -97,5 +98,6 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 @pytest.fixture(scope="session")
 def checked():
-    """(impl, op, dtype, threads) -> None if it matched fastnorm.reference, else the message."""
+    """(impl, op, dtype, threads, check shape) -> None if it matched fastnorm.reference,
+    else the message."""
     return {}

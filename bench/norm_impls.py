@@ -83,6 +83,38 @@ copy
     so the threaded copy splits rows, not the few samples. Bytes moved: read
     x + write y (shift and scale are N x D, left out like the weights).
 No onnxruntime: ONNX has no AdaLN node.
+
+The channel normalizers (CHANNEL_OPS: x with the batch on axis 0, channels on
+axis 1, or channels-last (N, H, W, C) with axis=-1 for the *_nhwc ops;
+per-channel weight and bias; eps CHANNEL_NORM_EPS; no NumPy peer)
+------------------------------------------------------------------------
+group_norm, group_norm_nhwc, group_norm_backward, group_norm_nhwc_backward
+    GN_GROUPS groups. fastnorm: ``fastnorm.group_norm(x, G, w, b, axis=a, out=y,
+    num_threads=t)`` / ``fastnorm.group_norm_backward(dy, x, mean, rstd, w, b,
+    axis=a, num_threads=t)``. torch: ``F.group_norm`` (inference mode) / autograd
+    as for layer_norm; for the channels-last ops the NumPy (N, H, W, C) arrays
+    are permuted to (N, C, H, W) tensors whose memory is channels_last (what a
+    PyTorch user holds), so torch runs its channels-last kernels and returns
+    channels-last outputs (permuted back, untimed, for the check: ``run.post``).
+    onnxruntime: GroupNormalization (opset 21, per-channel scale and bias,
+    stash_type = x's dtype), NCHW only.
+instance_norm
+    Instance statistics (training=True, no running statistics). fastnorm
+    ``fastnorm.instance_norm(x, w, b, out=y, ...)``, torch ``F.instance_norm``,
+    onnxruntime InstanceNormalization (float32 only in onnxruntime).
+batch_norm_train, batch_norm_eval, batch_norm_backward
+    ``fastnorm.batch_norm(x, rm, rv, w, b, training=..., momentum=BN_MOMENTUM,
+    out=y, num_threads=t)``, ``F.batch_norm(...)`` (inference mode), and the
+    backward of training mode (``fastnorm.batch_norm_backward(..., training=True)``,
+    autograd through ``F.batch_norm(training=True)``). Training mode updates the
+    running statistics in place on every call (fastnorm and torch): each runner
+    gets its own copies of Inputs.running() (which is read-only), so neither the
+    timing nor y depends on how often it ran; the check, which runs a fresh
+    runner once, also compares the running statistics after that one update.
+    onnxruntime: BatchNormalization (opset 15, training_mode=0) for
+    batch_norm_eval only.
+copy
+    ``np.copyto(y, x)``, split over the batch axis, as for the other forward ops.
 """
 import concurrent.futures
 import contextlib
@@ -97,9 +129,30 @@ import fastnorm.reference as reference
 
 FUSED_OPS = ("add_layer_norm",)  # residual add + norm: two inputs (x, residual), two outputs (s, y)
 ADA_OPS = ("ada_layer_norm",)  # per-sample shift and scale: x (N, T, D), shift, scale (N, D)
-FORWARD_OPS = ("layer_norm", "rms_norm") + FUSED_OPS + ADA_OPS
-BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
-OPS = FORWARD_OPS + BACKWARD_OPS
+# The row-wise normalizers: statistics over the last axis.
+ROW_FORWARD_OPS = ("layer_norm", "rms_norm") + FUSED_OPS + ADA_OPS
+ROW_BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
+ROW_OPS = ROW_FORWARD_OPS + ROW_BACKWARD_OPS
+
+# The channel normalizers: x (N, C, *spatial) with the channels on axis 1, or
+# channels-last (N, H, W, C) with axis=-1 (the *_nhwc ops); per-channel weight and bias.
+GN_OPS = ("group_norm", "group_norm_nhwc")
+GN_BACKWARD_OPS = ("group_norm_backward", "group_norm_nhwc_backward")
+IN_OPS = ("instance_norm",)  # forward only
+BN_OPS = ("batch_norm_train", "batch_norm_eval")  # batch statistics / running statistics
+BN_BACKWARD_OPS = ("batch_norm_backward",)  # of batch_norm_train
+NHWC_OPS = ("group_norm_nhwc", "group_norm_nhwc_backward")
+CHANNEL_FORWARD_OPS = GN_OPS + IN_OPS + BN_OPS
+CHANNEL_BACKWARD_OPS = GN_BACKWARD_OPS + BN_BACKWARD_OPS
+CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc", "group_norm_nhwc_backward",
+               "instance_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward")
+# the channel ops with a one-node ONNX model (channels-first, inference): GroupNormalization
+# opset 21, InstanceNormalization, BatchNormalization opset 15 with training_mode=0
+ONNX_CHANNEL_OPS = ("group_norm", "instance_norm", "batch_norm_eval")
+
+FORWARD_OPS = ROW_FORWARD_OPS + CHANNEL_FORWARD_OPS
+BACKWARD_OPS = ROW_BACKWARD_OPS + CHANNEL_BACKWARD_OPS
+OPS = ROW_OPS + CHANNEL_OPS  # the order they run in
 
 FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
 UNFUSED_IMPL = "fastnorm-unfused"  # np.add + fastnorm.layer_norm: the fused ops only
@@ -112,14 +165,33 @@ FUSED_SHAPES_FLOAT32 = [(8, 768), (4096, 768), (1024, 4096)]
 # DiT-like (N, T, D): DiT-XL/2 has D = 1152; 256 tokens (256x256 images), 1024 (512x512)
 ADA_SHAPES_FLOAT32 = [(8, 256, 1152), (2, 1024, 1152)]
 
+# GroupNorm (and InstanceNorm) as in a ResNet-50 / diffusion UNet stage: 64 channels in 32
+# groups of 2; the small shape keeps C and the groups (per-call overhead at 512 KB).
+GN_GROUPS = 32
+GN_SHAPES_FLOAT32 = [(8, 64, 16, 16), (32, 64, 56, 56)]
+GN_SHAPES_FLOAT64 = [(8, 64, 16, 16)]
+# BatchNorm: a small conv activation, a ResNet stage (64, 256, 28, 28), BatchNorm1d (4096, 1024)
+BN_SHAPES_FLOAT32 = [(8, 32, 16, 16), (64, 256, 28, 28), (4096, 1024)]
+BN_SHAPES_FLOAT64 = [(8, 32, 16, 16)]
+
+
+def nhwc(shape):
+    """(N, C, H, W) -> the channels-last (N, H, W, C)."""
+    return (shape[0],) + tuple(shape[2:]) + (shape[1],)
+
+
 # The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64,
-# and the smaller AdaLN shape.
+# the smaller AdaLN shape; and one case of every channel op: the small GroupNorm shape
+# (group_norm, group_norm_backward, instance_norm), its channels-last twin and BatchNorm1d.
 QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64"),
-         ((8, 256, 1152), "float32")}
+         ((8, 256, 1152), "float32"),
+         ((8, 64, 16, 16), "float32"), ((8, 16, 16, 64), "float32"), ((4096, 1024), "float32")}
 
 LAYER_NORM_EPS = 1e-5
 RMS_NORM_EPS = 1e-6  # explicit: the libraries' defaults differ
 ADA_NORM_EPS = 1e-6  # fastnorm.ada_layer_norm's default, as in DiT
+CHANNEL_NORM_EPS = 1e-5  # group, instance and batch norm: every library's default
+BN_MOMENTUM = 0.1  # batch_norm_train's running-statistics update (PyTorch's default)
 
 # The threaded copy splits arrays from this size on; smaller ones are copied serially.
 COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -129,11 +201,33 @@ COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 CHECK_SHAPE = (257, 1000)
 # AdaLN's: (N, T, D), 258 rows of 1000 (1 MB in float32) in three samples
 ADA_CHECK_SHAPE = (3, 86, 1000)
+# The channel ops': about 1 MB in float32, odd spatial sizes (tails), GN_GROUPS groups
+# of 2 channels; BatchNorm's 2-D benchmark shapes are checked on a 2-D one (C = 257).
+GN_CHECK_SHAPE = (3, 64, 37, 37)
+BN_CHECK_SHAPE = (5, 32, 41, 41)
+BN_CHECK_SHAPE_2D = (1031, 257)
 
 
-def check_shape(op):
-    """The shape an op's implementations are checked on."""
-    return ADA_CHECK_SHAPE if op in ADA_OPS else CHECK_SHAPE
+def check_shape(op, shape=None):
+    """The shape an op's implementations are checked on (for BatchNorm, one of the
+    rank of the benchmark's `shape`)."""
+    if op in ADA_OPS:
+        return ADA_CHECK_SHAPE
+    if op in GN_OPS + GN_BACKWARD_OPS + IN_OPS:
+        return nhwc(GN_CHECK_SHAPE) if op in NHWC_OPS else GN_CHECK_SHAPE
+    if op in BN_OPS + BN_BACKWARD_OPS:
+        return BN_CHECK_SHAPE_2D if shape is not None and len(shape) == 2 else BN_CHECK_SHAPE
+    return CHECK_SHAPE
+
+
+def channel_axis(op):
+    """The channel axis of a channel op: -1 for the channels-last ops, else 1."""
+    return -1 if op in NHWC_OPS else 1
+
+
+def base_op(op):
+    """The fastnorm function family of an op: group_norm_nhwc -> group_norm."""
+    return op.replace("_nhwc", "")
 
 
 def quick_mode():
@@ -186,6 +280,10 @@ def applies(impl, op, threads):
         return False
     if impl == "onnxruntime" and op in ADA_OPS:
         return False  # ONNX has no AdaLN node
+    if impl == "numpy" and op in CHANNEL_OPS:
+        return False  # no NumPy peer for the channel normalizers
+    if impl == "onnxruntime" and op in CHANNEL_OPS and op not in ONNX_CHANNEL_OPS:
+        return False  # channels-last, training mode: no one-node ONNX model
     return True
 
 
@@ -195,6 +293,16 @@ def op_shapes(op):
         return [(s, "float32") for s in FUSED_SHAPES_FLOAT32]
     if op in ADA_OPS:
         return [(s, "float32") for s in ADA_SHAPES_FLOAT32]
+    if op in NHWC_OPS:
+        return [(nhwc(s), "float32") for s in GN_SHAPES_FLOAT32]
+    if op in IN_OPS:
+        return [(s, "float32") for s in GN_SHAPES_FLOAT32]
+    if op in GN_OPS + GN_BACKWARD_OPS:
+        return ([(s, "float32") for s in GN_SHAPES_FLOAT32]
+                + [(s, "float64") for s in GN_SHAPES_FLOAT64])
+    if op in BN_OPS + BN_BACKWARD_OPS:
+        return ([(s, "float32") for s in BN_SHAPES_FLOAT32]
+                + [(s, "float64") for s in BN_SHAPES_FLOAT64])
     return [(s, "float32") for s in SHAPES_FLOAT32] + [(s, "float64") for s in SHAPES_FLOAT64]
 
 
@@ -265,6 +373,68 @@ class Inputs:
             scale *= 0.5
             self._ada = shift, scale
         return self._ada
+
+
+    # ---- the channel normalizers' parameters and statistics (made on first use) ----
+
+    def _cached(self, key, make):
+        cache = self.__dict__.setdefault("_channel_cache", {})
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def _channels_first64(self, axis):
+        """x in float64 with the channels on axis 1 (a view for axis=1)."""
+        return np.moveaxis(self.x, axis, 1).astype(np.float64, copy=False)
+
+    def channel_params(self, axis):
+        """(weight, bias), one value per channel (x.shape[axis])."""
+        def make():
+            rng = np.random.default_rng(self.seed + 3000)
+            C = self.shape[axis]
+            return (rng.uniform(0.5, 1.5, C).astype(self.dtype),
+                    rng.uniform(-0.5, 0.5, C).astype(self.dtype))
+        return self._cached(("params", axis), make)
+
+    def group_stats(self, groups, axis):
+        """(mean, rstd) per (sample, group), shape (N, groups), computed in float64 and
+        rounded to the dtype, as group_norm(return_stats=True) would return them."""
+        def make():
+            xc = self._channels_first64(axis)
+            xg = xc.reshape(xc.shape[0], groups, -1)
+            mean = xg.mean(axis=2)
+            var = xg.var(axis=2)
+            return (mean.astype(self.dtype),
+                    (1.0 / np.sqrt(var + CHANNEL_NORM_EPS)).astype(self.dtype))
+        return self._cached(("group", groups, axis), make)
+
+    def _batch_moments(self, axis):
+        def make():
+            xc = self._channels_first64(axis)
+            others = (0,) + tuple(range(2, xc.ndim))
+            return xc.mean(axis=others), xc.var(axis=others)
+        return self._cached(("moments", axis), make)
+
+    def bn_stats(self, axis):
+        """(mean, rstd) per channel of the batch (batch_norm training's statistics)."""
+        def make():
+            mean, var = self._batch_moments(axis)
+            return (mean.astype(self.dtype),
+                    (1.0 / np.sqrt(var + CHANNEL_NORM_EPS)).astype(self.dtype))
+        return self._cached(("bn", axis), make)
+
+    def running(self, axis):
+        """(running_mean, running_var) per channel, near the batch's: what a model
+        in training would hold. Read-only: every runner takes its own copies
+        (training updates them in place; fastnorm wants them writeable)."""
+        def make():
+            rng = np.random.default_rng(self.seed + 4000)
+            mean, var = self._batch_moments(axis)
+            rm = (mean + 0.1 * rng.standard_normal(mean.shape)).astype(self.dtype)
+            rv = (var * rng.uniform(0.7, 1.3, var.shape)).astype(self.dtype)
+            rm.flags.writeable = rv.flags.writeable = False
+            return rm, rv
+        return self._cached(("running", axis), make)
 
 
 @functools.lru_cache(maxsize=1)  # the largest inputs take ~0.5 GB; keep one set alive
@@ -452,15 +622,63 @@ def _onnx_skip_layer_norm_model(dtype, n, weight, bias):
     return model.SerializeToString()  # no onnx.checker: it does not know contrib ops
 
 
-def _onnx_session(op, dtype, n, weight, bias, threads):
+def _onnx_channel_model(op, dtype, shape, weight, bias, running=None):
+    """One channels-first node over x of the given shape: GroupNormalization (opset 21,
+    per-channel scale and bias, num_groups GN_GROUPS, statistics in x's dtype),
+    InstanceNormalization (opset 17),
+    BatchNormalization (opset 15, training_mode=0: running = (mean, var) as initializers)."""
+    onnx = _import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    elem = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}[dtype]
+    inits = [numpy_helper.from_array(weight, "scale"), numpy_helper.from_array(bias, "bias")]
+    if op == "group_norm":
+        # stash_type: the statistics in x's precision (the default, 1, is float32 even
+        # for double inputs)
+        node = helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"],
+                                num_groups=GN_GROUPS, epsilon=CHANNEL_NORM_EPS, stash_type=elem)
+        opset = 21
+    elif op == "instance_norm":
+        node = helper.make_node("InstanceNormalization", ["x", "scale", "bias"], ["y"],
+                                epsilon=CHANNEL_NORM_EPS)
+        opset = 17
+    elif op == "batch_norm_eval":
+        rm, rv = running
+        inits += [numpy_helper.from_array(np.ascontiguousarray(rm), "mean"),
+                  numpy_helper.from_array(np.ascontiguousarray(rv), "var")]
+        node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"],
+                                epsilon=CHANNEL_NORM_EPS, training_mode=0)
+        opset = 15
+    else:
+        raise Unavailable(f"no one-node ONNX model of {op}")
+    if opset > onnx.defs.onnx_opset_version():
+        raise Unavailable(f"onnx {onnx.__version__} has no opset {opset} ({node.op_type})")
+    dims = list(shape)
+    graph = helper.make_graph(
+        [node], f"fastnorm_bench_{op}",
+        [helper.make_tensor_value_info("x", elem, dims)],
+        [helper.make_tensor_value_info("y", elem, dims)],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fastnorm-bench")
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _onnx_session(op, dtype, n, weight, bias, threads, build=None):
+    """An InferenceSession of the op's one-node model (`build()` makes it when given)
+    with intra_op_num_threads = threads; Unavailable where onnxruntime cannot run it."""
     ort = _import("onnxruntime")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        model = (_onnx_skip_layer_norm_model(dtype, n, weight, bias) if op in FUSED_OPS
-                 else _onnx_model(op, dtype, n, weight, bias))
+        if build is not None:
+            model = build()
+        else:
+            model = (_onnx_skip_layer_norm_model(dtype, n, weight, bias) if op in FUSED_OPS
+                     else _onnx_model(op, dtype, n, weight, bias))
         return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     except Unavailable:
         raise
@@ -486,6 +704,8 @@ def make_runner(impl, op, inp, threads):
         return _make_fused_runner(impl, op, inp, threads, stack)
     if op in ADA_OPS:
         return _make_ada_runner(impl, op, inp, threads, stack)
+    if op in CHANNEL_OPS:
+        return _make_channel_runner(impl, op, inp, threads, stack)
 
     if impl in FASTNORM_IMPLS:
         stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
@@ -668,6 +888,125 @@ def _make_ada_runner(impl, op, inp, threads, stack):
     raise ValueError(f"unknown implementation {impl!r}")
 
 
+def _make_channel_runner(impl, op, inp, threads, stack):
+    """make_runner for the channel normalizers. Forward runners return y
+    (batch_norm_train: (y, running_mean, running_var), the running statistics it
+    updated); backward runners (dx, dweight, dbias). A runner whose outputs are
+    not in x's layout (torch's channels-last tensors, seen as N, C, H, W) carries
+    ``run.post``, applied by the check, untimed, to bring them back."""
+    x, dy = inp.x, inp.dy
+    axis = channel_axis(op)
+    base = base_op(op)
+    w, b = inp.channel_params(axis)
+    eps, G = CHANNEL_NORM_EPS, GN_GROUPS
+
+    def running_copies():  # every runner updates (or may update) its own
+        return tuple(a.copy() for a in inp.running(axis))
+
+    if impl in FASTNORM_IMPLS:
+        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        y = np.zeros_like(x)
+        if base == "group_norm":
+            run = lambda: fastnorm.group_norm(x, G, w, b, eps=eps, axis=axis, out=y,
+                                              num_threads=threads)
+        elif base == "group_norm_backward":
+            mean, rstd = inp.group_stats(G, axis)
+            run = lambda: fastnorm.group_norm_backward(dy, x, mean, rstd, w, b, axis=axis,
+                                                       num_threads=threads)
+        elif base == "instance_norm":
+            run = lambda: fastnorm.instance_norm(x, w, b, eps=eps, axis=axis, out=y,
+                                                 num_threads=threads)
+        elif base == "batch_norm_train":
+            rm, rv = running_copies()
+
+            def run():
+                fastnorm.batch_norm(x, rm, rv, w, b, training=True, momentum=BN_MOMENTUM,
+                                    eps=eps, axis=axis, out=y, num_threads=threads)
+                return y, rm, rv
+        elif base == "batch_norm_eval":
+            rm, rv = running_copies()
+            run = lambda: fastnorm.batch_norm(x, rm, rv, w, b, training=False, eps=eps, axis=axis,
+                                              out=y, num_threads=threads)
+        elif base == "batch_norm_backward":
+            mean, rstd = inp.bn_stats(axis)
+            run = lambda: fastnorm.batch_norm_backward(dy, x, mean, rstd, w, b, training=True,
+                                                       axis=axis, num_threads=threads)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+        return run, stack
+
+    if impl == "torch":
+        torch = _import("torch")
+        F = torch.nn.functional
+        stack.enter_context(torch_threads(threads))
+        nd = x.ndim
+        if axis == -1:
+            # channels-last: the (N, H, W, C) arrays seen as (N, C, H, W) tensors whose
+            # memory is channels_last, as a PyTorch user's would be; outputs come back
+            # in that layout and are seen as (N, H, W, C) again for the check
+            to_nchw = (0, nd - 1) + tuple(range(1, nd - 1))
+            to_nhwc = (0,) + tuple(range(2, nd)) + (1,)
+            view = lambda a: torch.from_numpy(a).permute(*to_nchw)
+            post = lambda outs: tuple(o.permute(*to_nhwc) if o.ndim == nd else o for o in outs)
+        else:
+            view, post = torch.from_numpy, None
+        xt, wt, bt = view(x), torch.from_numpy(w), torch.from_numpy(b)
+        if base in ("batch_norm_train", "batch_norm_eval", "batch_norm_backward"):
+            # fresh running tensors: training-mode batch_norm updates them in place
+            rmt, rvt = (torch.from_numpy(a) for a in running_copies())
+        if op in FORWARD_OPS:
+            stack.enter_context(torch.inference_mode())
+            if base == "group_norm":
+                run = lambda: F.group_norm(xt, G, wt, bt, eps)
+            elif base == "instance_norm":
+                run = lambda: F.instance_norm(xt, weight=wt, bias=bt, eps=eps)
+            elif base == "batch_norm_train":
+                run = lambda: (F.batch_norm(xt, rmt, rvt, wt, bt, training=True,
+                                            momentum=BN_MOMENTUM, eps=eps), rmt, rvt)
+            else:
+                run = lambda: F.batch_norm(xt, rmt, rvt, wt, bt, training=False, eps=eps)
+        else:
+            dyt = view(dy)
+            xg, wg, bg = (t.detach().requires_grad_() for t in (xt, wt, bt))
+            if base == "group_norm_backward":
+                yg = F.group_norm(xg, G, wg, bg, eps)
+            else:
+                yg = F.batch_norm(xg, rmt, rvt, wg, bg, training=True, momentum=BN_MOMENTUM,
+                                  eps=eps)
+            run = lambda: torch.autograd.grad(yg, (xg, wg, bg), grad_outputs=dyt,
+                                              retain_graph=True)
+        if post is not None:
+            run.post = post
+        return run, stack
+
+    if impl == "onnxruntime":
+        if op not in ONNX_CHANNEL_OPS:
+            raise Unavailable(f"no one-node ONNX model of {op}")
+        running = inp.running(axis) if base == "batch_norm_eval" else None
+        sess = _onnx_session(op, inp.dtype, None, None, None, threads, build=lambda: (
+            _onnx_channel_model(op, inp.dtype, x.shape, w, b, running)))
+        y = np.zeros_like(x)
+        binding = sess.io_binding()
+        binding.bind_input("x", "cpu", 0, x.dtype, x.shape, x.ctypes.data)
+        binding.bind_output("y", "cpu", 0, y.dtype, y.shape, y.ctypes.data)
+        run = lambda: (sess.run_with_iobinding(binding), y, x)[1]
+        try:
+            run()  # a kernel may exist for the node and still refuse this dtype at run time
+        except Exception as exc:
+            ort = _import("onnxruntime")
+            raise Unavailable(f"onnxruntime {ort.__version__} cannot run {op}: "
+                              f"{str(exc).splitlines()[0][:200]}") from exc
+        stack.callback(lambda: binding.clear_binding_inputs())
+        return run, stack
+
+    if impl == "copy":
+        if op not in FORWARD_OPS:
+            raise Unavailable("copy is the floor of the forward ops only")
+        return make_copy(x, np.zeros_like(x), threads), stack
+
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
 # --------------------------------------------------------------------------
 # Stall gate: wait out the phases in which multi-threaded calls stall
 # --------------------------------------------------------------------------
@@ -721,7 +1060,40 @@ def _as_numpy(a):
     return a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
+def _expected_channel(op, inp):
+    x, dy = inp.x, inp.dy
+    axis, base = channel_axis(op), base_op(op)
+    w, b = inp.channel_params(axis)
+    eps = CHANNEL_NORM_EPS
+    if base == "group_norm":
+        return (reference.group_norm(x, GN_GROUPS, w, b, eps=eps, axis=axis)[0],)
+    if base == "group_norm_backward":
+        mean, rstd = inp.group_stats(GN_GROUPS, axis)
+        return reference.group_norm_backward(dy, x, mean, rstd, w, axis=axis)
+    if base == "instance_norm":
+        return (reference.instance_norm(x, w, b, eps=eps, axis=axis)[0],)
+    if base in ("batch_norm_train", "batch_norm_eval"):
+        rm, rv = inp.running(axis)
+        training = base == "batch_norm_train"
+        y, _, _, new_rm, new_rv = reference.batch_norm(x, rm, rv, w, b, training=training,
+                                                       momentum=BN_MOMENTUM, eps=eps, axis=axis)
+        # training: the running statistics after exactly one call (the check makes one)
+        return (y, new_rm, new_rv) if training else (y,)
+    mean, rstd = inp.bn_stats(axis)
+    return reference.batch_norm_backward(dy, x, mean, rstd, w, training=True, axis=axis)
+
+
+def output_names(op):
+    if op in FUSED_OPS:
+        return ("y", "s")
+    if op == "batch_norm_train":
+        return ("y", "running_mean", "running_var")
+    return ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
+
+
 def _expected(op, inp):
+    if op in CHANNEL_OPS:
+        return _expected_channel(op, inp)
     x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
     if op == "layer_norm":
         return (reference.layer_norm(x, w, b, eps=LAYER_NORM_EPS)[0],)
@@ -739,7 +1111,8 @@ def _expected(op, inp):
 
 
 def check(impl, op, dtype, threads, shape=None):
-    """Run one implementation on check_shape(op) and compare with fastnorm.reference.
+    """Run one implementation once on `shape` (default check_shape(op)) and compare
+    with fastnorm.reference.
 
     Returns None when it agrees, else a message. Raises Unavailable.
     Error measure: max |got - ref| / max(1, max |ref|) per output.
@@ -748,8 +1121,11 @@ def check(impl, op, dtype, threads, shape=None):
     run, ctx = make_runner(impl, op, inp, threads)
     with ctx:
         got = run()
-    got = (got,) if not isinstance(got, (tuple, list)) else tuple(got)
-    got = tuple(_as_numpy(g) for g in got)
+        got = (got,) if not isinstance(got, (tuple, list)) else tuple(got)
+        post = getattr(run, "post", None)
+        if post is not None:  # back to x's layout (torch's channels-last outputs)
+            got = post(got)
+        got = tuple(_as_numpy(g) for g in got)
     if impl == "copy":
         sources = (inp.x, inp.residual) if op in FUSED_OPS else (inp.x,)
         if len(got) != len(sources) or not all(np.array_equal(g, src)
@@ -757,10 +1133,7 @@ def check(impl, op, dtype, threads, shape=None):
             return "copy did not reproduce its inputs"
         return None
     want = _expected(op, inp)
-    if op in FUSED_OPS:
-        names = ("y", "s")
-    else:
-        names = ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
+    names = output_names(op)
     tol = 1e-9 if np.dtype(dtype) == np.float64 else (2e-5 if op in FORWARD_OPS else 2e-4)
     for name, g, r in zip(names, got, want):
         if g.shape != r.shape:

@@ -1,5 +1,7 @@
-"""LayerNorm / RMSNorm, forward and backward, and the fused residual add +
-LayerNorm (add_layer_norm), and AdaLN (ada_layer_norm): fastnorm against its peers.
+"""LayerNorm / RMSNorm, forward and backward, the fused residual add +
+LayerNorm (add_layer_norm), AdaLN (ada_layer_norm), and the channel normalizers
+(GroupNorm NCHW and channels-last, InstanceNorm, BatchNorm in training and eval
+mode, with the backward passes): fastnorm against its peers.
 
 One benchmark per op x shape x dtype x threads x implementation, grouped as
 ``op|shape|dtype|tN`` so each pytest-benchmark table compares peers side by
@@ -61,17 +63,18 @@ def stall_probe():
 
 @pytest.mark.parametrize("op, shape, dtype, threads, impl", list(_params()))
 def test_norm(benchmark, checked, stall_probe, op, shape, dtype, threads, impl):
-    key = (impl, op, dtype, threads)
+    cshape = norm_impls.check_shape(op, shape)
+    key = (impl, op, dtype, threads, cshape)
     try:
         if key not in checked:
-            checked[key] = norm_impls.check(impl, op, dtype, threads)
+            checked[key] = norm_impls.check(impl, op, dtype, threads, shape=cshape)
         inputs = norm_impls.get_inputs(shape, dtype)
         run, context = norm_impls.make_runner(impl, op, inputs, threads)
     except norm_impls.Unavailable as exc:
         pytest.skip(str(exc))
     if checked[key] is not None:
         pytest.fail(f"{impl} disagrees with fastnorm.reference on {op} {dtype} "
-                    f"t{threads} {norm_impls.shape_label(norm_impls.check_shape(op))}: "
+                    f"t{threads} {norm_impls.shape_label(cshape)}: "
                     f"{checked[key]} -- not timed")
 
     benchmark.group = norm_impls.group_name(op, shape, dtype, threads)
