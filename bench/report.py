@@ -8,7 +8,9 @@ writes ``<out>/results.md`` (one table per op: median times of every
 implementation, the ratios "peer / fastnorm" -- above 1 means fastnorm is
 faster -- and fastnorm's effective bandwidth as a share of a plain copy's) and
 ``<out>/results.png`` (effective GB/s against array size, float32, one panel
-per op and thread count, the copy floor dashed).
+per op and thread count, the copy floor dashed) for the row-wise normalizers,
+and ``<out>/results-channels.png``, the same for the channel normalizers
+(group / instance / batch norm) when the run has them.
 
 "fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
 Effective GB/s = bytes that must move (forward: read x + write y; fused
@@ -18,6 +20,13 @@ copy measured for it (copy runs in the forward groups; the backward rows use
 the same floor); the fused op's rows use the copy of its own groups, which
 moves its four arrays. Its table also has "fastnorm-unfused / fastnorm": what
 the fusion saves over np.add + fastnorm.layer_norm.
+
+The channel normalizers' ops: group_norm (32 groups, NCHW), group_norm_nhwc
+(channels-last, axis=-1; torch on a channels_last tensor), instance_norm,
+batch_norm_train (batch statistics, running statistics updated),
+batch_norm_eval (running statistics), and the backward of group_norm,
+group_norm_nhwc and batch_norm_train. Their bytes are counted like the
+row-wise ops' (forward: read x + write y; backward: read x, dy + write dx).
 """
 import argparse
 import datetime
@@ -30,8 +39,11 @@ import sys
 import textwrap
 from collections import defaultdict
 
-OPS = ("layer_norm", "rms_norm", "add_layer_norm", "ada_layer_norm", "layer_norm_backward",
-       "rms_norm_backward")
+ROW_OPS = ("layer_norm", "rms_norm", "add_layer_norm", "ada_layer_norm", "layer_norm_backward",
+           "rms_norm_backward")
+CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc", "group_norm_nhwc_backward",
+               "instance_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward")
+OPS = ROW_OPS + CHANNEL_OPS
 FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
 IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "onnxruntime",
          "copy")
@@ -47,6 +59,18 @@ STYLE = {  # colour, marker
 }
 SLOWER_WITH_THREADS = 1.5  # a tN time over this multiple of the t1 time is flagged
 NARROW_N = 256  # rows shorter than this (65536x64) are drawn as lone markers, not on the line
+CHANNEL_PLOT_COLS = 4  # the channel ops' figure wraps its panels in rows of this many
+
+
+def is_narrow(op, shape):
+    """A row-wise op on rows shorter than NARROW_N (65536x64)."""
+    return op in ROW_OPS and shape[-1] < NARROW_N
+
+
+def is_lone(op, shape):
+    """Drawn as a lone marker off its op's line (a kernel shape unlike the line's at
+    similar bytes): rows shorter than NARROW_N (65536x64), BatchNorm1d's 2-D x (4096x1024)."""
+    return is_narrow(op, shape) or (op in CHANNEL_OPS and len(shape) == 2)
 
 
 def arrays_moved(op):
@@ -234,22 +258,31 @@ def op_table(op, results, floors):
     return lines, summary
 
 
-def plot(results, floors, path, dtype="float32", stat="median"):
+def plot(results, floors, path, dtype="float32", stat="median", ops=ROW_OPS, max_cols=None):
+    """One panel per op (of `ops`) and thread count; with max_cols, each thread count's
+    panels wrap in rows of max_cols. False when the run has none of the ops."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ops = [op for op in OPS if any(k[0] == op and k[2] == dtype for k in results)]
-    threads = sorted({k[3] for k in results if k[2] == dtype})
+    ops = [op for op in ops if any(k[0] == op and k[2] == dtype for k in results)]
+    threads = sorted({k[3] for k in results if k[2] == dtype and k[0] in ops})
     if not ops:
         return False
+    ncols = min(len(ops), max_cols or len(ops))
+    op_rows = math.ceil(len(ops) / ncols)
+    nrows = op_rows * len(threads)
     # at least ~9 inches wide, so that a report of one or two ops (pytest -k) still has
     # room for the legend and the note below the panels
-    width = max(4.6 * len(ops), 9.0)
-    fig, axes = plt.subplots(len(threads), len(ops), figsize=(width, 3.9 * len(threads)),
+    width = max(4.6 * ncols, 9.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.9 * nrows),
                              squeeze=False, sharex=True)
-    for row, t in enumerate(threads):
-        for col, op in enumerate(ops):
+    for i in range(len(ops), op_rows * ncols):  # empty places of the last row of panels
+        for ti in range(len(threads)):
+            axes[ti * op_rows + i // ncols][i % ncols].axis("off")
+    for ti, t in enumerate(threads):
+        for i, op in enumerate(ops):
+            row, col = ti * op_rows + i // ncols, i % ncols
             ax = axes[row][col]
             keys = [k for k in results if k[0] == op and k[2] == dtype and k[3] == t]
             for impl in IMPLS:
@@ -261,8 +294,8 @@ def plot(results, floors, path, dtype="float32", stat="median"):
                 if not pts:
                     continue
                 color, marker = STYLE[impl]
-                line = sorted((b, g) for b, s, g in pts if s[-1] >= NARROW_N)
-                lone = [(b, g) for b, s, g in pts if s[-1] < NARROW_N]
+                line = sorted((b, g) for b, s, g in pts if not is_lone(op, s))
+                lone = [(b, g) for b, s, g in pts if is_lone(op, s)]
                 if line:
                     ax.plot(*zip(*line), color=color, marker=marker, ms=4, lw=1.4, label=impl)
                 if lone:
@@ -277,13 +310,22 @@ def plot(results, floors, path, dtype="float32", stat="median"):
             floor = sorted({(results[k].get("copy", next(iter(results[k].values())))["array_bytes"],
                              floor_of(floors, op, k[1], k[2], k[3]))
                             for k in keys if floor_of(floors, op, k[1], k[2], k[3])
-                            and k[1][-1] >= NARROW_N})  # 65536x64 shares 1024x4096's bytes
-            if floor:
-                ax.plot(*zip(*floor), color="black", ls="--", lw=1.2, label="copy (floor)")
+                            and not is_lone(op, k[1])})  # 65536x64 shares 1024x4096's bytes
+            if floor:  # a lone point (one shape run) gets a marker: a line needs two
+                ax.plot(*zip(*floor), color="black", ls="--", lw=1.2, label="copy (floor)",
+                        marker="_" if len(floor) == 1 else None, ms=14, mew=1.5, clip_on=False)
+            # the floor of the channel ops' lone shapes (BatchNorm1d): a tick of its own
+            lone_floor = sorted({(results[k].get("copy", next(iter(results[k].values())))["array_bytes"],
+                                  floor_of(floors, op, k[1], k[2], k[3]))
+                                 for k in keys if op in CHANNEL_OPS and is_lone(op, k[1])
+                                 and floor_of(floors, op, k[1], k[2], k[3])})
+            if lone_floor:
+                ax.plot(*zip(*lone_floor), color="black", ls="none", marker="_", ms=14, mew=1.5,
+                        clip_on=False, label=None if floor else "copy (floor)")
             ax.set_xscale("log")
             ax.grid(True, which="both", alpha=0.3)
             ax.set_title(f"{op}, {dtype}, {t} thread{'s' if t > 1 else ''}", fontsize=10)
-            if row == len(threads) - 1:
+            if row == nrows - 1 or (ti == len(threads) - 1 and i + ncols >= len(ops)):
                 ax.set_xlabel("array bytes (x)")
             if col == 0:
                 ax.set_ylabel(f"effective GB/s ({stat} time)")
@@ -296,11 +338,19 @@ def plot(results, floors, path, dtype="float32", stat="median"):
     legend_rows = math.ceil(len(handles) / ncol) if handles else 1
     fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
                ncol=ncol, frameon=False, fontsize=9)
+    lone = sorted({"x".join(map(str, k[1])) for k in results
+                   if k[0] in ops and k[2] == dtype and is_lone(k[0], k[1])})
+    lone_what = []
+    if any(is_narrow(k[0], k[1]) for k in results if k[0] in ops and k[2] == dtype):
+        lone_what.append(f"rows shorter than {NARROW_N}")
+    if any(k[0] in CHANNEL_OPS and len(k[1]) == 2 for k in results if k[0] in ops and k[2] == dtype):
+        lone_what.append("BatchNorm1d")
+    narrow = (f"hollow diamonds: {' and '.join(lone_what)} ({', '.join(lone)}); " if lone else "")
+    fused = "add_layer_norm: read x, residual + write s, y; " if "add_layer_norm" in ops else ""
     note = textwrap.fill(
-        f"hollow diamonds: rows shorter than {NARROW_N} (65536x64); grey rings: "
-        "measurements flagged by the stall probe; effective "
-        "GB/s = (forward: read x + write y; add_layer_norm: read x, residual + write s, y; "
-        "backward: read x, dy + write dx) / median time", width=int(width * 17))
+        f"{narrow}grey rings: measurements flagged by the stall probe; effective "
+        f"GB/s = (forward: read x + write y; {fused}"
+        f"backward: read x, dy + write dx) / {stat} time", width=int(width * 17))
     fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8)
     height = fig.get_figheight()
     bottom = (0.2 + 0.14 * (note.count("\n") + 1)) / height  # inches -> figure fraction
@@ -369,6 +419,16 @@ def main(argv=None):
               "100% can happen with several threads below 4 MiB, where the copy runs serially (a "
               "Python thread-pool hand-off costs more than the copy) but fastnorm's OpenMP "
               "threads pay off.")
+    if any(k[0] in CHANNEL_OPS for k in results):
+        md += ["", "Channel normalizers (x (N, C, H, W) with per-channel weight and bias; "
+               "(4096, 1024) is BatchNorm1d): group_norm has 32 groups; the _nhwc ops take "
+               "channels-last (N, H, W, C) x with axis=-1 (torch: the same memory as a "
+               "channels_last tensor); batch_norm_train normalizes with the batch statistics and "
+               "updates the running ones in place (torch too); batch_norm_eval normalizes with "
+               "the running statistics; batch_norm_backward is the backward of training mode. "
+               "onnxruntime runs group_norm (GroupNormalization, opset 21), instance_norm "
+               "(InstanceNormalization) and batch_norm_eval (BatchNormalization, opset 15), "
+               "channels-first only. No NumPy peer."]
     summaries = {}
     for op in OPS:
         lines, summary = op_table(op, results, floors)
@@ -387,16 +447,22 @@ def main(argv=None):
             md.append(f"| {op} | " + " | ".join(fmt_ratio(s.get(n)) or "—" for n in names) + " |")
 
     os.makedirs(args.out, exist_ok=True)
-    png = os.path.join(args.out, "results.png")
-    if plot(results, floors, png, args.plot_dtype, args.stat):
-        md += ["", f"![effective bandwidth]({os.path.basename(png)})"]
+    pngs = []
+    for name, ops, cols, alt in (
+            ("results.png", ROW_OPS, None, "effective bandwidth"),
+            ("results-channels.png", CHANNEL_OPS, CHANNEL_PLOT_COLS,
+             "effective bandwidth, channel normalizers")):
+        png = os.path.join(args.out, name)
+        if plot(results, floors, png, args.plot_dtype, args.stat, ops=ops, max_cols=cols):
+            md += ["", f"![{alt}]({name})"]
+            pngs.append(png)
     md_path = os.path.join(args.out, "results.md")
     with open(md_path, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"CPU: {cpu}")
     print(f"date of the run(s): {date}; report made {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"reproduce: {command}")
-    print(f"wrote {md_path} and {png}")
+    print(f"wrote {' and '.join([md_path] + pngs)}")
 
 
 if __name__ == "__main__":
