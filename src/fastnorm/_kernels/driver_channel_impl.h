@@ -119,8 +119,10 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
     free(mu);
 }
 
-/* Gradient entries about mu (per (s, c)): part[(...)*3 + {0: sum dy,
- * 1: sum dy * (x - mu), 2: sum (x - mu)}]. */
+/* Gradient entries about mu, in units of r (per (s, c)), with
+ * xh = (x - mu) * r: part[(...)*3 + {0: sum dy, 1: sum dy * xh, 2: sum xh}].
+ * Scaling each element by r before it is summed keeps the sums finite in
+ * float32 for data near the top of its range, as in layer norm. */
 static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
     LOCAL(chan_ctx) *k = (LOCAL(chan_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
@@ -129,7 +131,7 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         for (int64_t it = begin; it < end; it++) { /* it = (s*R + r)*C + c */
             const int64_t idx = (it / (R * C)) * C + it % C;
             A s3[3];
-            P->backward_sums(k->dy + it * L, k->x + it * L, L, k->mu[idx], (A)1, NULL, s3);
+            P->backward_sums(k->dy + it * L, k->x + it * L, L, k->mu[idx], k->r[idx], NULL, s3);
             double *e = k->part + 3 * it;
             e[0] = s3[0], e[1] = s3[1], e[2] = s3[2];
         }
@@ -144,8 +146,8 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
         const int64_t first = (s * R + q * k->RB) * C;
         memset(acc, 0, (size_t)(3 * C) * sizeof(A));
-        P->col_backward_acc(k->dy + first, k->x + first, count, C, k->mu + s * C, acc, acc + C,
-                            acc + 2 * C);
+        P->col_backward_acc(k->dy + first, k->x + first, count, C, k->mu + s * C, k->r + s * C,
+                            acc, acc + C, acc + 2 * C);
         for (int64_t c = 0; c < C; c++) {
             double *e = k->part + 3 * (it * C + c);
             e[0] = acc[c], e[1] = acc[C + c], e[2] = acc[2 * C + c];
@@ -315,7 +317,8 @@ static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const
 }
 
 /* The NB step of one unit from its channels' gradient sums (cpg entries of
- * {sum dy, sum dy * (x - mu), sum (x - mu)} about the stored mean mu): the
+ * {sum dy, sum dy * xh, sum xh}, xh = (x - mu) * rstd about the stored mean
+ * mu): the
  * coefficients of dx = a * dy + b * ((x - mu) * rstd) + k per channel, and
  * the channels' parameter gradients added to dw and db. M is the unit's
  * element count; cc = mean(xhat') measures the rounding of the stored mean
@@ -330,13 +333,13 @@ static void LOCAL(unit_backward)(const double *sums, const T *weight, int64_t cp
         sgx += w * e[1];
         sd += e[2];
     }
-    const double cc = rs * sd / M;             /* mean(xhat') */
-    const double mg = sg / M;                  /* mean(g) */
-    const double mgx = rs * sgx / M - cc * mg; /* mean(g * xhat) */
+    const double cc = sd / M;             /* mean(xhat') */
+    const double mg = sg / M;             /* mean(g) */
+    const double mgx = sgx / M - cc * mg; /* mean(g * xhat) */
     for (int64_t c = 0; c < cpg; c++) {
         const double *e = sums + 3 * c;
         const double w = weight ? (double)weight[c] : 1.0;
-        dw[c] += rs * e[1] - cc * e[0];
+        dw[c] += e[1] - cc * e[0];
         db[c] += e[0];
         /* dx = rstd * (g - mg - xhat * mgx), xhat = (x - mu) * rstd - cc */
         a[c] = (A)(rs * w);
@@ -428,7 +431,7 @@ static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
         const A mu = (A)k->mean_in[u], r = (A)k->rstd_in[u];
         for (int64_t c = 0; c < cpg; c++) {
             A s3[3];
-            P->backward_sums(k->dy + o + c * L, k->x + o + c * L, L, mu, (A)1, NULL, s3);
+            P->backward_sums(k->dy + o + c * L, k->x + o + c * L, L, mu, r, NULL, s3);
             e[3 * c] = s3[0], e[3 * c + 1] = s3[1], e[3 * c + 2] = s3[2];
         }
         double *dw = k->part + s * C + c0, *db = dw + SC;
@@ -540,7 +543,7 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
             mu[i] = (A)mean[u];
             r[i] = (A)rstd[u];
         }
-        k.mu = mu;
+        k.mu = mu, k.r = r;
         rc = LOCAL(chan_sums)(&k, sums, num_threads);
     }
     if (rc == FASTNORM_OK) {
@@ -610,11 +613,12 @@ int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, 
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
     double *sums = (double *)malloc((size_t)(3 * SC) * sizeof(double));
-    A *mu_a = (A *)malloc((size_t)SC * sizeof(A));
+    A *mu_a = (A *)malloc((size_t)(2 * SC) * sizeof(A));
     int rc = (sums && mu_a) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
-        for (int64_t i = 0; i < SC; i++) mu_a[i] = (A)mu[i];
-        k.x = x, k.dy = dy, k.mu = mu_a;
+        A *ones = mu_a + SC; /* sums about mu, unscaled */
+        for (int64_t i = 0; i < SC; i++) mu_a[i] = (A)mu[i], ones[i] = 1;
+        k.x = x, k.dy = dy, k.mu = mu_a, k.r = ones;
         rc = LOCAL(chan_sums)(&k, sums, num_threads);
     }
     if (rc == FASTNORM_OK)

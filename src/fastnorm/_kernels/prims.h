@@ -63,10 +63,11 @@
          * means 0, acc_d2 may be NULL */                                               \
         void (*col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *mu,       \
                                 A *acc_d, A *acc_d2);                                   \
-        /* per column, over the rows: acc_dy += dy, acc_dyd += dy * (x - mu),           \
-         * acc_d += x - mu (acc_d may be NULL) */                                       \
+        /* per column, over the rows, with xh = (x - mu) * r: acc_dy += dy,             \
+         * acc_dyd += dy * xh, acc_d += xh (acc_d may be NULL) */                       \
         void (*col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,      \
-                                 const A *mu, A *acc_dy, A *acc_dyd, A *acc_d);         \
+                                 const A *mu, const A *r, A *acc_dy, A *acc_dyd,        \
+                                 A *acc_d);                                             \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float)

@@ -555,23 +555,24 @@ static void NAME(col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *
 }
 
 static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64_t rows,
-                                                  int64_t n, const A *mu, A *acc_dy,
-                                                  A *acc_dyd, A *acc_d, const int has_d) {
+                                                  int64_t n, const A *mu, const A *rs,
+                                                  A *acc_dy, A *acc_dyd, A *acc_d,
+                                                  const int has_d) {
     int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * n, *x1 = x0 + n, *g0 = dy + r * n, *g1 = g0 + n;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
-            const V vmu = VLOADA(mu + i);
+            const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i);
             V gg0 = VLOAD(g0 + i), gg1 = VLOAD(g1 + i);
-            V d0 = VSUB(VLOAD(x0 + i), vmu), d1 = VSUB(VLOAD(x1 + i), vmu);
+            V d0 = VMUL(VSUB(VLOAD(x0 + i), vmu), vr), d1 = VMUL(VSUB(VLOAD(x1 + i), vmu), vr);
             VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), VADD(gg0, gg1)));
             VSTOREA(acc_dyd + i, VFMA(gg1, d1, VFMA(gg0, d0, VLOADA(acc_dyd + i))));
             if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), VADD(d0, d1)));
         }
         for (; i < n; i++) {
             A gg0 = SLOAD(g0 + i), gg1 = SLOAD(g1 + i);
-            A d0 = SLOAD(x0 + i) - mu[i], d1 = SLOAD(x1 + i) - mu[i];
+            A d0 = (SLOAD(x0 + i) - mu[i]) * rs[i], d1 = (SLOAD(x1 + i) - mu[i]) * rs[i];
             acc_dy[i] += gg0 + gg1;
             acc_dyd[i] = gg1 * d1 + (gg0 * d0 + acc_dyd[i]);
             if (has_d) acc_d[i] += d0 + d1;
@@ -582,13 +583,13 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             V g = VLOAD(g0 + i);
-            V d = VSUB(VLOAD(x0 + i), VLOADA(mu + i));
+            V d = VMUL(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(rs + i));
             VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), g));
             VSTOREA(acc_dyd + i, VFMA(g, d, VLOADA(acc_dyd + i)));
             if (has_d) VSTOREA(acc_d + i, VADD(VLOADA(acc_d + i), d));
         }
         for (; i < n; i++) {
-            A g = SLOAD(g0 + i), d = SLOAD(x0 + i) - mu[i];
+            A g = SLOAD(g0 + i), d = (SLOAD(x0 + i) - mu[i]) * rs[i];
             acc_dy[i] += g;
             acc_dyd[i] += g * d;
             if (has_d) acc_d[i] += d;
@@ -597,9 +598,9 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
 }
 
 static void NAME(col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,
-                                   const A *mu, A *acc_dy, A *acc_dyd, A *acc_d) {
-    if (acc_d) NAME(col_backward_acc_body)(dy, x, rows, n, mu, acc_dy, acc_dyd, acc_d, 1);
-    else NAME(col_backward_acc_body)(dy, x, rows, n, mu, acc_dy, acc_dyd, acc_d, 0);
+                                   const A *mu, const A *rs, A *acc_dy, A *acc_dyd, A *acc_d) {
+    if (acc_d) NAME(col_backward_acc_body)(dy, x, rows, n, mu, rs, acc_dy, acc_dyd, acc_d, 1);
+    else NAME(col_backward_acc_body)(dy, x, rows, n, mu, rs, acc_dy, acc_dyd, acc_d, 0);
 }
 
 static const PRIMS_TYPE NAME(table) = {
