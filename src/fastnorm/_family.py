@@ -38,6 +38,11 @@ __all__ = [
 # Argument checks and layout
 # --------------------------------------------------------------------------
 
+def _carr(a, dtype=None):
+    """a as a C-contiguous, aligned array (of dtype), copied only when needed."""
+    return np.require(a, dtype, ("C_CONTIGUOUS", "ALIGNED"))
+
+
 def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
@@ -57,7 +62,7 @@ class _Block:
     """x as a C-contiguous (S, R, C, L) block around channel axis k."""
 
     def __init__(self, x, k, per_sample):
-        self.x = np.ascontiguousarray(x)
+        self.x = _carr(x)
         self.shape = x.shape
         self.k = k
         shape = x.shape
@@ -83,7 +88,7 @@ def _param(p, C, x, name):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
-    return np.ascontiguousarray(a, dtype=x.dtype)
+    return _carr(a, x.dtype)
 
 
 def _out(out, x, name="out"):
@@ -107,8 +112,12 @@ def _target(out, block, sources):
     if out is None:
         return np.empty(block.shape, block.dtype)
     if out.flags.c_contiguous and out.flags.aligned:
-        if _core._same_data(out, block.x) or not any(
-                np.may_share_memory(out, s) for s in sources if s is not None):
+        # in place over x itself is fine (each element is read before it is
+        # written); any other overlap (a shifted x, parameters or running
+        # statistics living in out) goes through scratch
+        in_place = _core._same_data(out, block.x)
+        if not any(np.may_share_memory(out, s) for s in sources
+                   if s is not None and not (in_place and s is block.x)):
             return out
     return np.empty(block.shape, block.dtype)
 
@@ -137,7 +146,7 @@ def _stats(a, shape, x, name):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    return np.ascontiguousarray(a, dtype=x.dtype)
+    return _carr(a, x.dtype)
 
 
 def _momentum(momentum):
@@ -176,6 +185,10 @@ def _update_running(running_mean, running_var, mean, var, count, momentum):
     if running_var is not None:
         unbiased = var * (count / (count - 1.0)) if count > 1 else np.full_like(var, np.nan)
         running_var[...] = (1.0 - m) * running_var.astype(np.float64) + m * unbiased
+
+
+def _empty_result(out, x):
+    return out if out is not None else np.empty(x.shape, x.dtype)
 
 
 def _return(y, stats, return_stats):
@@ -230,7 +243,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
 def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threads,
                     stats_shape):
     B = _Block(x, k, per_sample)
-    dy = np.ascontiguousarray(_dy_like(dy, x))
+    dy = _carr(_dy_like(dy, x))
     m = _stats(mean, stats_shape, x, "mean")
     r = _stats(rstd, stats_shape, x, "rstd")
     w = _param(weight, B.C, x, "weight")
@@ -238,6 +251,8 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
     dx = np.empty(B.shape, x.dtype)
     dw = np.empty(B.C, x.dtype)
     db = np.empty(B.C, x.dtype)
+    if B.C == 0:  # no channels: nothing to compute
+        return dx, (dw if weight is not None else None), (db if bias is not None else None)
     _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
     return dx, (dw if weight is not None else None), (db if bias is not None else None)
 
@@ -327,10 +342,13 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     out = _out(out, x)
     M = B.R * B.L
     if training:
-        if M <= 1:
+        if M == 1:
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
+        if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
+            return _return(_empty_result(out, x), (np.full(C, np.nan, x.dtype),) * 2,
+                           return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
         mean = np.empty(C, x.dtype)
         rstd = np.empty(C, x.dtype)
@@ -361,7 +379,7 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     if training:
         return _group_backward(dy, x, mean, rstd, weight, bias, C, k, False, num_threads, (C,))
     B = _Block(x, k, per_sample=False)
-    dy = np.ascontiguousarray(_dy_like(dy, x))
+    dy = _carr(_dy_like(dy, x))
     m = _stats(mean, (C,), x, "mean")
     r = _stats(rstd, (C,), x, "rstd")
     w = _param(weight, C, x, "weight")
@@ -406,10 +424,13 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     if use_input_stats:
         B = _Block(x, k, per_sample=True)
         L = B.R * B.L
-        if training and L <= 1:
+        if training and L == 1:
             raise ValueError(
                 f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
             )
+        if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
+            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, x.dtype),) * 2,
+                           return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
         mean = np.empty((B.S, C), x.dtype)
         rstd = np.empty((B.S, C), x.dtype)
@@ -443,7 +464,7 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
         return _group_backward(dy, x, mean, rstd, weight, bias, C, k, True, num_threads,
                                (x.shape[0], C))
     B = _Block(x, k, per_sample=False)
-    dy = np.ascontiguousarray(_dy_like(dy, x))
+    dy = _carr(_dy_like(dy, x))
     m = _stats(mean, (C,), x, "mean")
     r = _stats(rstd, (C,), x, "rstd")
     w = _param(weight, C, x, "weight")
@@ -472,6 +493,8 @@ batch_size: the B of the mixing constants."""
 def _bln_constants(batch_size, B):
     if batch_size is None:
         Bc = B
+        if Bc == 0:  # an empty batch: nothing is mixed
+            return 0.0, 0.0
     else:
         if not _is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
@@ -526,10 +549,11 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
         if frozen_var and rv is None:
             raise ValueError("inference_var='population' needs running_var")
     out = _out(out, x)
-    xc = np.ascontiguousarray(x)
+    xc = _carr(x)
     blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)  # (1, B, F, 1)
-    y = out if (out is not None and out.flags.c_contiguous
-                and not np.may_share_memory(out, xc)) else np.empty(x.shape, x.dtype)
+    y = out if (out is not None and out.flags.c_contiguous and out.flags.aligned
+                and not any(np.may_share_memory(out, s) for s in (xc, w, b, rm, rv)
+                            if s is not None)) else np.empty(x.shape, x.dtype)
     center = np.empty(F)
     bvar = np.empty(F)
     if Bn > 0 and F > 0:
@@ -549,7 +573,7 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     _core._channel_normalize_kernel(blk.x, yb, *blk.dims, mu_used, rstd_b,
                                     np.tile(b_mix * gd, F // D if D else 0).astype(x.dtype),
                                     None, True, nt)
-    if training:
+    if training and Bn > 0:
         if rm is not None:
             rm[...] = ((1.0 - m) * rm.astype(np.float64) + m * center.reshape(fshape))
         if rv is not None and Bn > 1:
@@ -591,11 +615,11 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
         raise ValueError(f"x must be (B, ..., D) with at least two axes, got shape {x.shape}")
     Bn, D = x.shape[0], x.shape[-1]
     F = math.prod(x.shape[1:])
-    dy = np.ascontiguousarray(_dy_like(dy, x))
+    dy = _carr(_dy_like(dy, x))
     w = _param(weight, D, x, "weight")
     _param(bias, D, x, "bias")
     nt = _core._threads_arg(num_threads)
-    a_mix, b_mix = _bln_constants(stats.batch_size, Bn)
+    a_mix, b_mix = _bln_constants(None if stats.batch_size == Bn else stats.batch_size, Bn)
     fshape = x.shape[1:]
     mu = np.asarray(stats.batch_mean, np.float64).reshape(-1)
     r = np.asarray(stats.batch_rstd, np.float64).reshape(-1)
@@ -603,7 +627,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     if mu.size != F or r.size != F or center.size != F:
         raise ValueError("stats do not match x's shape")
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
-    xc = np.ascontiguousarray(x)
+    xc = _carr(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
     dx, dwf, db = _core.layer_norm_backward(dy, xc, stats.feature_mean, stats.feature_rstd,
                                             (a_mix * gd).astype(x.dtype), axis=-1,
@@ -740,7 +764,7 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     C = x.shape[k]
     B = _Block(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
-    dy = np.ascontiguousarray(_dy_like(dy, x))
+    dy = _carr(_dy_like(dy, x))
     w = _param(weight, C, x, "weight")
     _param(bias, C, x, "bias")
     wm = _softmax(_logits(mean_weight, "mean_weight"))
@@ -755,7 +779,7 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     m_bn, v_bn = np.asarray(stats.bn_mean), np.asarray(stats.bn_var)
     sum_dy = np.empty((N, C))
     sum_dyx = np.empty((N, C))
-    _core._channel_sums_kernel(dy, B.x, *B.dims, np.ascontiguousarray(mu), sum_dy, sum_dyx, nt)
+    _core._channel_sums_kernel(dy, B.x, *B.dims, _carr(mu), sum_dy, sum_dyx, nt)
     gamma = np.ones(C) if w is None else w.astype(np.float64)
     dmu = -rstd * gamma * sum_dy                 # dL/dmu per (n, c)
     dvar = -0.5 * rstd ** 3 * gamma * sum_dyx    # dL/dvar per (n, c)
@@ -818,7 +842,7 @@ def weight_norm(v, g, *, axis=0, eps=0.0):
     norm gives NaN. g has one value per index of ``axis`` in any shape of
     that size (PyTorch keeps it (out, 1, ...)). Returns w, like v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
-    vc = np.ascontiguousarray(v)
+    vc = _carr(v)
     mean = np.empty(dims[2])
     var = np.empty(dims[2])
     M = dims[1] * dims[3]
@@ -839,8 +863,8 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0):
     dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     dw = _dy_like(dw, v, "dw")
-    vc = np.ascontiguousarray(v)
-    dwc = np.ascontiguousarray(dw)
+    vc = _carr(v)
+    dwc = _carr(dw)
     C = dims[2]
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
