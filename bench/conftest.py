@@ -1,7 +1,7 @@
 """pytest configuration of the benchmark suite (bench/ owns its own settings).
 
 - Registers the `quick` marker; `-m quick` or BENCH_QUICK=1 keeps the smoke
-  subset (norm_impls.QUICK) and shortens each measurement.
+  subset (norm_impls.is_quick) and shortens each measurement.
 - Adds to the JSON (--benchmark-json / --benchmark-autosave) what bench/report.py
   prints: the CPU model, the library versions, fastnorm's configuration and the
   command that reproduces the run.
@@ -22,7 +22,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "bench_forward: forward-pass benchmarks (layer_norm, rms_norm, add_layer_norm, "
                    "ada_layer_norm, group_norm, group_norm_nhwc, instance_norm, batch_norm_train, "
-                   "batch_norm_eval)")
+                   "batch_norm_eval, switch_norm, batch_layer_norm, weight_norm)")
     config.addinivalue_line(
         "markers", "bench_backward: backward-pass benchmarks")
 

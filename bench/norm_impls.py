@@ -113,8 +113,39 @@ batch_norm_train, batch_norm_eval, batch_norm_backward
     runner once, also compares the running statistics after that one update.
     onnxruntime: BatchNormalization (opset 15, training_mode=0) for
     batch_norm_eval only.
+instance_norm_backward, batch_norm_eval_backward
+    ``fastnorm.instance_norm_backward(dy, x, mean, rstd, w, b, ...)`` with the
+    instance statistics (N, C), ``fastnorm.batch_norm_backward(..., training=False)``
+    with the running statistics (mean, rstd); torch: autograd through
+    ``F.instance_norm`` / ``F.batch_norm(training=False)``.
+switch_norm, switch_norm_backward (NCHW; training mode, no running statistics)
+    Mixing logits SN_MEAN_LOGITS, SN_VAR_LOGITS. fastnorm ``fastnorm.switch_norm(x, w,
+    b, mean_weight, var_weight, out=y, ...)`` / ``fastnorm.switch_norm_backward(dy, x,
+    stats, w, b, mean_weight, var_weight, ...)`` (dx, dweight, dbias and the logits'
+    gradients). PyTorch has no such op: torch runs :func:`torch_switch_norm`, a
+    composition of torch ops, and autograd through it.
+batch_layer_norm, batch_layer_norm_backward (channels-last (B, ..., D); training mode,
+no running statistics; eps BLN_EPS)
+    fastnorm ``fastnorm.batch_layer_norm(x, w, b, out=y, ...)`` /
+    ``fastnorm.batch_layer_norm_backward(dy, x, stats, w, b, ...)``; torch
+    :func:`torch_batch_layer_norm` (F.layer_norm + F.batch_norm) and autograd.
+weight_norm, weight_norm_backward (v = x of shape (out, ...), axis 0, g = the
+per-channel weight, dw = dy)
+    fastnorm ``fastnorm.weight_norm(v, g, axis=0)`` / ``weight_norm_backward(dw, v,
+    g, axis=0)`` (no ``out=`` and no ``num_threads``: the thread count is set with
+    ``fastnorm.set_num_threads``); torch ``torch._weight_norm(v, g, 0)`` (what
+    ``torch.nn.utils.weight_norm`` runs, g of shape (out, 1, ...)) and autograd.
+    Both allocate their outputs.
+    The stats the backward passes take (SwitchNormStats, BatchLayerNormStats) are
+    computed once in NumPy (float64), untimed, like the other ops' statistics.
 copy
     ``np.copyto(y, x)``, split over the batch axis, as for the other forward ops.
+
+Checks: every implementation is compared with ``fastnorm.reference`` (float64)
+before it is timed. switch_norm_backward and batch_layer_norm_backward have no
+reference formula: their expected gradients are fastnorm's own backward run in
+float64 on the same values (:func:`_fastnorm64_backward`), so the torch
+composition must agree with fastnorm to be timed.
 """
 import concurrent.futures
 import contextlib
@@ -138,14 +169,28 @@ ROW_OPS = ROW_FORWARD_OPS + ROW_BACKWARD_OPS
 # channels-last (N, H, W, C) with axis=-1 (the *_nhwc ops); per-channel weight and bias.
 GN_OPS = ("group_norm", "group_norm_nhwc")
 GN_BACKWARD_OPS = ("group_norm_backward", "group_norm_nhwc_backward")
-IN_OPS = ("instance_norm",)  # forward only
+IN_OPS = ("instance_norm",)
+IN_BACKWARD_OPS = ("instance_norm_backward",)  # of instance_norm (instance statistics)
 BN_OPS = ("batch_norm_train", "batch_norm_eval")  # batch statistics / running statistics
-BN_BACKWARD_OPS = ("batch_norm_backward",)  # of batch_norm_train
+# the backward of batch_norm_train (batch statistics) and of batch_norm_eval (running ones)
+BN_BACKWARD_OPS = ("batch_norm_backward", "batch_norm_eval_backward")
 NHWC_OPS = ("group_norm_nhwc", "group_norm_nhwc_backward")
-CHANNEL_FORWARD_OPS = GN_OPS + IN_OPS + BN_OPS
-CHANNEL_BACKWARD_OPS = GN_BACKWARD_OPS + BN_BACKWARD_OPS
+# The normalizers PyTorch has no op for: its peer is a composition of torch ops
+# (torch_switch_norm, torch_batch_layer_norm below); and weight normalization
+# (torch._weight_norm), whose "channels" are the output channels of a weight (axis 0).
+SN_OPS, SN_BACKWARD_OPS = ("switch_norm",), ("switch_norm_backward",)
+BLN_OPS, BLN_BACKWARD_OPS = ("batch_layer_norm",), ("batch_layer_norm_backward",)
+WN_OPS, WN_BACKWARD_OPS = ("weight_norm",), ("weight_norm_backward",)
+BLN_ALL_OPS = BLN_OPS + BLN_BACKWARD_OPS  # channels-last (B, ..., D): the features on axis -1
+WN_ALL_OPS = WN_OPS + WN_BACKWARD_OPS  # v (out, ...): the norm per index of axis 0
+CHANNEL_FORWARD_OPS = GN_OPS + IN_OPS + BN_OPS + SN_OPS + BLN_OPS + WN_OPS
+CHANNEL_BACKWARD_OPS = (GN_BACKWARD_OPS + IN_BACKWARD_OPS + BN_BACKWARD_OPS + SN_BACKWARD_OPS
+                        + BLN_BACKWARD_OPS + WN_BACKWARD_OPS)
 CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc", "group_norm_nhwc_backward",
-               "instance_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward")
+               "instance_norm", "instance_norm_backward", "batch_norm_train", "batch_norm_eval",
+               "batch_norm_backward", "batch_norm_eval_backward",
+               "switch_norm", "switch_norm_backward", "batch_layer_norm",
+               "batch_layer_norm_backward", "weight_norm", "weight_norm_backward")
 # the channel ops with a one-node ONNX model (channels-first, inference): GroupNormalization
 # opset 21, InstanceNormalization, BatchNormalization opset 15 with training_mode=0
 ONNX_CHANNEL_OPS = ("group_norm", "instance_norm", "batch_norm_eval")
@@ -173,6 +218,11 @@ GN_SHAPES_FLOAT64 = [(8, 64, 16, 16)]
 # BatchNorm: a small conv activation, a ResNet stage (64, 256, 28, 28), BatchNorm1d (4096, 1024)
 BN_SHAPES_FLOAT32 = [(8, 32, 16, 16), (64, 256, 28, 28), (4096, 1024)]
 BN_SHAPES_FLOAT64 = [(8, 32, 16, 16)]
+# SwitchNorm: the GroupNorm shapes. Batch Layer Norm: a transformer activation (B, T, D) and
+# an MLP's (B, D). Weight norm: a linear layer's weight (out, in) and a 3x3 conv's (out, in, 3, 3).
+SN_SHAPES_FLOAT32 = GN_SHAPES_FLOAT32
+BLN_SHAPES_FLOAT32 = [(8, 128, 768), (4096, 1024)]
+WN_SHAPES_FLOAT32 = [(4096, 1024), (256, 256, 3, 3)]
 
 
 def nhwc(shape):
@@ -183,15 +233,30 @@ def nhwc(shape):
 # The smoke-run subset (`-m quick` or BENCH_QUICK=1): one tiny, one large, one float64,
 # the smaller AdaLN shape; and one case of every channel op: the small GroupNorm shape
 # (group_norm, group_norm_backward, instance_norm), its channels-last twin and BatchNorm1d.
+# (switch_norm and instance_norm_backward take the GroupNorm shape, batch_norm_eval_backward
+# BatchNorm1d's.) QUICK_BY_OP replaces QUICK for the ops named in it, whose shapes would
+# otherwise pick up a large case of another op: one case each.
 QUICK = {((8, 768), "float32"), ((1024, 4096), "float32"), ((128, 768), "float64"),
          ((8, 256, 1152), "float32"),
          ((8, 64, 16, 16), "float32"), ((8, 16, 16, 64), "float32"), ((4096, 1024), "float32")}
+QUICK_BY_OP = {op: {(shape, "float32")} for ops, shape in (
+    (BLN_ALL_OPS, (8, 128, 768)), (WN_ALL_OPS, (256, 256, 3, 3))) for op in ops}
+
+
+def is_quick(op, shape, dtype):
+    """Whether a case is in the smoke subset."""
+    return (tuple(shape), dtype) in QUICK_BY_OP.get(op, QUICK)
 
 LAYER_NORM_EPS = 1e-5
 RMS_NORM_EPS = 1e-6  # explicit: the libraries' defaults differ
 ADA_NORM_EPS = 1e-6  # fastnorm.ada_layer_norm's default, as in DiT
 CHANNEL_NORM_EPS = 1e-5  # group, instance and batch norm: every library's default
 BN_MOMENTUM = 0.1  # batch_norm_train's running-statistics update (PyTorch's default)
+BLN_EPS = 1e-3  # fastnorm.batch_layer_norm's default (the paper's)
+# switch_norm's mixing logits (order: instance, layer, batch), unequal so that every
+# statistic set weighs differently
+SN_MEAN_LOGITS = (0.4, -0.3, 0.1)
+SN_VAR_LOGITS = (-0.2, 0.5, 0.0)
 
 # The threaded copy splits arrays from this size on; smaller ones are copied serially.
 COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -206,23 +271,35 @@ ADA_CHECK_SHAPE = (3, 86, 1000)
 GN_CHECK_SHAPE = (3, 64, 37, 37)
 BN_CHECK_SHAPE = (5, 32, 41, 41)
 BN_CHECK_SHAPE_2D = (1031, 257)
+# Batch Layer Norm's (B, T, D) (D = 771: tails) and weight norm's (out, in, 3, 3); their 2-D
+# shapes are checked on BN_CHECK_SHAPE_2D.
+BLN_CHECK_SHAPE = (5, 67, 771)
+WN_CHECK_SHAPE = (257, 97, 3, 3)
 
 
 def check_shape(op, shape=None):
-    """The shape an op's implementations are checked on (for BatchNorm, one of the
-    rank of the benchmark's `shape`)."""
+    """The shape an op's implementations are checked on (for BatchNorm, Batch Layer Norm
+    and weight norm, one of the rank of the benchmark's `shape`)."""
+    two_d = shape is not None and len(shape) == 2
     if op in ADA_OPS:
         return ADA_CHECK_SHAPE
-    if op in GN_OPS + GN_BACKWARD_OPS + IN_OPS:
+    if op in GN_OPS + GN_BACKWARD_OPS + IN_OPS + IN_BACKWARD_OPS + SN_OPS + SN_BACKWARD_OPS:
         return nhwc(GN_CHECK_SHAPE) if op in NHWC_OPS else GN_CHECK_SHAPE
+    if op in BLN_ALL_OPS:
+        return BN_CHECK_SHAPE_2D if two_d else BLN_CHECK_SHAPE
+    if op in WN_ALL_OPS:
+        return BN_CHECK_SHAPE_2D if two_d else WN_CHECK_SHAPE
     if op in BN_OPS + BN_BACKWARD_OPS:
-        return BN_CHECK_SHAPE_2D if shape is not None and len(shape) == 2 else BN_CHECK_SHAPE
+        return BN_CHECK_SHAPE_2D if two_d else BN_CHECK_SHAPE
     return CHECK_SHAPE
 
 
 def channel_axis(op):
-    """The channel axis of a channel op: -1 for the channels-last ops, else 1."""
-    return -1 if op in NHWC_OPS else 1
+    """The channel axis of a channel op: -1 for the channels-last ops (and Batch Layer
+    Norm's features), 0 for weight norm (its output channels), else 1."""
+    if op in WN_ALL_OPS:
+        return 0
+    return -1 if op in NHWC_OPS + BLN_ALL_OPS else 1
 
 
 def base_op(op):
@@ -295,8 +372,14 @@ def op_shapes(op):
         return [(s, "float32") for s in ADA_SHAPES_FLOAT32]
     if op in NHWC_OPS:
         return [(nhwc(s), "float32") for s in GN_SHAPES_FLOAT32]
-    if op in IN_OPS:
+    if op in IN_OPS + IN_BACKWARD_OPS:
         return [(s, "float32") for s in GN_SHAPES_FLOAT32]
+    if op in SN_OPS + SN_BACKWARD_OPS:
+        return [(s, "float32") for s in SN_SHAPES_FLOAT32]
+    if op in BLN_ALL_OPS:
+        return [(s, "float32") for s in BLN_SHAPES_FLOAT32]
+    if op in WN_ALL_OPS:
+        return [(s, "float32") for s in WN_SHAPES_FLOAT32]
     if op in GN_OPS + GN_BACKWARD_OPS:
         return ([(s, "float32") for s in GN_SHAPES_FLOAT32]
                 + [(s, "float64") for s in GN_SHAPES_FLOAT64])
@@ -313,7 +396,7 @@ def cases():
             for threads in thread_counts():
                 for impl in IMPLS:
                     if applies(impl, op, threads):
-                        yield op, shape, dtype, threads, impl, (shape, dtype) in QUICK
+                        yield op, shape, dtype, threads, impl, is_quick(op, shape, dtype)
 
 
 # --------------------------------------------------------------------------
@@ -435,6 +518,66 @@ class Inputs:
             rm.flags.writeable = rv.flags.writeable = False
             return rm, rv
         return self._cached(("running", axis), make)
+
+    def running_stats(self, axis):
+        """(mean, rstd) per channel of the running statistics, as
+        batch_norm(training=False, return_stats=True) returns them (eval backward's)."""
+        def make():
+            rm, rv = self.running(axis)
+            rstd = 1.0 / np.sqrt(rv.astype(np.float64) + CHANNEL_NORM_EPS)
+            return rm, rstd.astype(self.dtype)
+        return self._cached(("running_stats", axis), make)
+
+    @property
+    def switch_logits(self):
+        """switch_norm's (mean_weight, var_weight) logits, in x's dtype."""
+        return tuple(np.array(v, self.dtype) for v in (SN_MEAN_LOGITS, SN_VAR_LOGITS))
+
+    def switch_stats(self, axis):
+        """The SwitchNormStats of x (training: batch statistics), computed in NumPy."""
+        return self._cached(("switch", axis), lambda: switch_stats_of(
+            self.x, axis, *self.switch_logits, CHANNEL_NORM_EPS))
+
+    def bln_stats(self):
+        """The BatchLayerNormStats of x (training: mini-batch statistics), computed in NumPy."""
+        return self._cached(("bln",), lambda: bln_stats_of(self.x, BLN_EPS))
+
+
+def _softmax64(logits):
+    e = np.exp(np.asarray(logits, np.float64) - np.max(logits))
+    return e / e.sum()
+
+
+def switch_stats_of(x, axis, mean_logits, var_logits, eps):
+    """What switch_norm(training=True, return_stats=True) hands its backward, in float64:
+    instance moments per (sample, channel), the layer and batch moments from them (the
+    variance of equal-sized parts: the mean of their variances plus the variance of their
+    means), mixed by the softmax of the logits."""
+    xc = np.moveaxis(x, axis, 1).astype(np.float64)
+    N, C = xc.shape[:2]
+    flat = xc.reshape(N, C, -1)
+    m_in, v_in = flat.mean(axis=2), flat.var(axis=2)
+    m_ln = m_in.mean(axis=1)
+    v_ln = v_in.mean(axis=1) + ((m_in - m_ln[:, None]) ** 2).mean(axis=1)
+    m_bn = m_in.mean(axis=0)
+    v_bn = v_in.mean(axis=0) + ((m_in - m_bn) ** 2).mean(axis=0)
+    wm, wv = _softmax64(mean_logits), _softmax64(var_logits)
+    mu = wm[0] * m_in + wm[1] * m_ln[:, None] + wm[2] * m_bn
+    var = wv[0] * v_in + wv[1] * v_ln[:, None] + wv[2] * v_bn
+    return fastnorm.SwitchNormStats(mu, 1.0 / np.sqrt(var + eps), m_in, v_in, m_ln, v_ln,
+                                    m_bn, v_bn, True)
+
+
+def bln_stats_of(x, eps):
+    """What batch_layer_norm(training=True, return_stats=True) hands its backward: the
+    feature statistics over the last axis (rounded to x's dtype) and the batch statistics
+    over axis 0 (float64)."""
+    x64 = x.astype(np.float64)
+    fmean, fvar = x64.mean(axis=-1), x64.var(axis=-1)
+    bmean, bvar = x64.mean(axis=0), x64.var(axis=0)
+    return fastnorm.BatchLayerNormStats(
+        fmean.astype(x.dtype), (1.0 / np.sqrt(fvar + eps)).astype(x.dtype),
+        bmean, 1.0 / np.sqrt(bvar + eps), bmean.copy(), False, False, x.shape[0])
 
 
 @functools.lru_cache(maxsize=1)  # the largest inputs take ~0.5 GB; keep one set alive
@@ -571,6 +714,77 @@ def torch_threads(threads):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def fastnorm_threads(threads):
+    """fastnorm's default thread count (weight_norm has no num_threads argument);
+    restores the default (the suite sets it nowhere else)."""
+    fastnorm.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        fastnorm.set_num_threads(None)
+
+
+# --------------------------------------------------------------------------
+# PyTorch compositions: the normalizers torch has no op for
+# --------------------------------------------------------------------------
+
+def torch_switch_norm(torch, x, weight, bias, mean_logits, var_logits, eps):
+    """Switchable Normalization (training: batch statistics) of x (N, C, *spatial)
+    from torch ops, differentiable by autograd.
+
+    The instance moments per (sample, channel) come from two passes over x (the mean,
+    then the norm of the deviations from it); the layer (per sample) and batch (per
+    channel) moments follow from them, as in the authors' PyTorch code, with the
+    variance of equal-sized parts written as the mean of their variances plus the
+    variance of their means. The three sets are mixed by the softmax of the logits, and
+    y = x * scale + shift is a single addcmul with scale = weight * rstd and shift =
+    bias - mean * scale, per (sample, channel).
+
+    Not torch.var / torch.var_mean over the spatial axes: on the CPU their kernel
+    (Welford) took 30 ms for (32, 64, 56, 56) float32 on one core where the two passes
+    take a few ms, and the peer should be the best plain composition; the norm rather
+    than the mean of squares saves a temporary of x's size.
+    """
+    N, C = x.shape[:2]
+    flat = x.reshape(N, C, -1)
+    m_in = flat.mean(dim=2, keepdim=True)
+    v_in = torch.linalg.vector_norm(flat - m_in, dim=2).square() / flat.shape[2]  # (N, C)
+    m_in = m_in.squeeze(2)
+    m_ln = m_in.mean(dim=1, keepdim=True)  # (N, 1)
+    v_ln = v_in.mean(dim=1, keepdim=True) + (m_in - m_ln).square().mean(dim=1, keepdim=True)
+    m_bn = m_in.mean(dim=0, keepdim=True)  # (1, C)
+    v_bn = v_in.mean(dim=0, keepdim=True) + (m_in - m_bn).square().mean(dim=0, keepdim=True)
+    wm, wv = torch.softmax(mean_logits, dim=0), torch.softmax(var_logits, dim=0)
+    mean = wm[0] * m_in + wm[1] * m_ln + wm[2] * m_bn
+    var = wv[0] * v_in + wv[1] * v_ln + wv[2] * v_bn
+    scale = torch.rsqrt(var + eps) * weight
+    shift = bias - mean * scale
+    return torch.addcmul(shift.unsqueeze(2), flat, scale.unsqueeze(2)).reshape(x.shape)
+
+
+def torch_batch_layer_norm(torch, x, weight, bias, eps):
+    """Batch Layer Normalization (training: mini-batch statistics) of channels-last x
+    (B, ..., D) from torch's fused kernels, differentiable by autograd:
+
+        y = weight * (a * x_f + b * x_b) / sqrt(D) + bias,  a = 1/B - 1e-4, b = 1 - 1/B - 1e-4
+
+    x_f (normalized over the last axis) is F.layer_norm with weight a * weight / sqrt(D)
+    and the bias; x_b (normalized over the batch, one statistic per element of
+    x.shape[1:]) is F.batch_norm of x seen as (B, features) with batch statistics and
+    weight b * weight / sqrt(D) repeated over the features; y is their sum.
+    """
+    F = torch.nn.functional
+    B, D = x.shape[0], x.shape[-1]
+    a_mix, b_mix = 1.0 / B - 1e-4, 1.0 - 1.0 / B - 1e-4
+    g = weight / D ** 0.5
+    y_f = F.layer_norm(x, (D,), g * a_mix, bias, eps)
+    x2 = x.reshape(B, -1)
+    y_b = F.batch_norm(x2, None, None, (g * b_mix).repeat(x2.shape[1] // D), None,
+                       training=True, eps=eps)
+    return y_f + y_b.reshape(x.shape)
 
 
 def _onnx_model(op, dtype, n, weight, bias):
@@ -931,6 +1145,36 @@ def _make_channel_runner(impl, op, inp, threads, stack):
             mean, rstd = inp.bn_stats(axis)
             run = lambda: fastnorm.batch_norm_backward(dy, x, mean, rstd, w, b, training=True,
                                                        axis=axis, num_threads=threads)
+        elif base == "instance_norm_backward":
+            mean, rstd = inp.group_stats(x.shape[axis], axis)  # (N, C): instance statistics
+            run = lambda: fastnorm.instance_norm_backward(dy, x, mean, rstd, w, b, axis=axis,
+                                                          num_threads=threads)
+        elif base == "batch_norm_eval_backward":
+            mean, rstd = inp.running_stats(axis)
+            run = lambda: fastnorm.batch_norm_backward(dy, x, mean, rstd, w, b, training=False,
+                                                       axis=axis, num_threads=threads)
+        elif base in ("switch_norm", "switch_norm_backward"):
+            mw, vw = inp.switch_logits
+            if base == "switch_norm":
+                run = lambda: fastnorm.switch_norm(x, w, b, mw, vw, eps=eps, axis=axis, out=y,
+                                                   num_threads=threads)
+            else:
+                stats = inp.switch_stats(axis)
+                run = lambda: fastnorm.switch_norm_backward(dy, x, stats, w, b, mw, vw,
+                                                            axis=axis, num_threads=threads)
+        elif base == "batch_layer_norm":
+            run = lambda: fastnorm.batch_layer_norm(x, w, b, eps=BLN_EPS, out=y,
+                                                    num_threads=threads)
+        elif base == "batch_layer_norm_backward":
+            stats = inp.bln_stats()
+            run = lambda: fastnorm.batch_layer_norm_backward(dy, x, stats, w, b,
+                                                             num_threads=threads)
+        elif base in WN_ALL_OPS:  # v = x, g = w (one per output channel); allocates w / dv, dg
+            stack.enter_context(fastnorm_threads(threads))
+            if base == "weight_norm":
+                run = lambda: fastnorm.weight_norm(x, w, axis=axis)
+            else:
+                run = lambda: fastnorm.weight_norm_backward(dy, x, w, axis=axis)
         else:
             raise ValueError(f"unknown op {op!r}")
         return run, stack
@@ -940,7 +1184,7 @@ def _make_channel_runner(impl, op, inp, threads, stack):
         F = torch.nn.functional
         stack.enter_context(torch_threads(threads))
         nd = x.ndim
-        if axis == -1:
+        if op in NHWC_OPS:
             # channels-last: the (N, H, W, C) arrays seen as (N, C, H, W) tensors whose
             # memory is channels_last, as a PyTorch user's would be; outputs come back
             # in that layout and are seen as (N, H, W, C) again for the check
@@ -951,9 +1195,16 @@ def _make_channel_runner(impl, op, inp, threads, stack):
         else:
             view, post = torch.from_numpy, None
         xt, wt, bt = view(x), torch.from_numpy(w), torch.from_numpy(b)
-        if base in ("batch_norm_train", "batch_norm_eval", "batch_norm_backward"):
+        if base.startswith("batch_norm_"):
             # fresh running tensors: training-mode batch_norm updates them in place
             rmt, rvt = (torch.from_numpy(a) for a in running_copies())
+        if base in SN_OPS + SN_BACKWARD_OPS:
+            mwt, vwt = (torch.from_numpy(a) for a in inp.switch_logits)
+        if base in WN_ALL_OPS:
+            # g as torch.nn.utils.weight_norm keeps it, (out, 1, ...)
+            wt = wt.reshape((-1,) + (1,) * (nd - 1))
+            if base == "weight_norm_backward":  # dg flattened (untimed) like fastnorm's (out,)
+                post = lambda outs: (outs[0], outs[1].reshape(-1))
         if op in FORWARD_OPS:
             stack.enter_context(torch.inference_mode())
             if base == "group_norm":
@@ -963,18 +1214,42 @@ def _make_channel_runner(impl, op, inp, threads, stack):
             elif base == "batch_norm_train":
                 run = lambda: (F.batch_norm(xt, rmt, rvt, wt, bt, training=True,
                                             momentum=BN_MOMENTUM, eps=eps), rmt, rvt)
-            else:
+            elif base == "batch_norm_eval":
                 run = lambda: F.batch_norm(xt, rmt, rvt, wt, bt, training=False, eps=eps)
+            elif base == "switch_norm":
+                run = lambda: torch_switch_norm(torch, xt, wt, bt, mwt, vwt, eps)
+            elif base == "batch_layer_norm":
+                run = lambda: torch_batch_layer_norm(torch, xt, wt, bt, BLN_EPS)
+            elif base == "weight_norm":
+                run = lambda: torch._weight_norm(xt, wt, 0)
+            else:
+                raise ValueError(f"unknown op {op!r}")
         else:
+            # the forward graph, built once (untimed); each call runs autograd through it
             dyt = view(dy)
             xg, wg, bg = (t.detach().requires_grad_() for t in (xt, wt, bt))
+            leaves = (xg, wg, bg)
             if base == "group_norm_backward":
                 yg = F.group_norm(xg, G, wg, bg, eps)
-            else:
+            elif base == "instance_norm_backward":
+                yg = F.instance_norm(xg, weight=wg, bias=bg, eps=eps)
+            elif base == "batch_norm_backward":
                 yg = F.batch_norm(xg, rmt, rvt, wg, bg, training=True, momentum=BN_MOMENTUM,
                                   eps=eps)
-            run = lambda: torch.autograd.grad(yg, (xg, wg, bg), grad_outputs=dyt,
-                                              retain_graph=True)
+            elif base == "batch_norm_eval_backward":
+                yg = F.batch_norm(xg, rmt, rvt, wg, bg, training=False, eps=eps)
+            elif base == "switch_norm_backward":
+                mwg, vwg = (t.detach().requires_grad_() for t in (mwt, vwt))
+                leaves = (xg, wg, bg, mwg, vwg)
+                yg = torch_switch_norm(torch, xg, wg, bg, mwg, vwg, eps)
+            elif base == "batch_layer_norm_backward":
+                yg = torch_batch_layer_norm(torch, xg, wg, bg, BLN_EPS)
+            elif base == "weight_norm_backward":
+                leaves = (xg, wg)
+                yg = torch._weight_norm(xg, wg, 0)
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            run = lambda: torch.autograd.grad(yg, leaves, grad_outputs=dyt, retain_graph=True)
         if post is not None:
             run.post = post
         return run, stack
@@ -1079,8 +1354,42 @@ def _expected_channel(op, inp):
                                                        momentum=BN_MOMENTUM, eps=eps, axis=axis)
         # training: the running statistics after exactly one call (the check makes one)
         return (y, new_rm, new_rv) if training else (y,)
-    mean, rstd = inp.bn_stats(axis)
-    return reference.batch_norm_backward(dy, x, mean, rstd, w, training=True, axis=axis)
+    if base == "batch_norm_backward":
+        mean, rstd = inp.bn_stats(axis)
+        return reference.batch_norm_backward(dy, x, mean, rstd, w, training=True, axis=axis)
+    if base == "batch_norm_eval_backward":
+        mean, rstd = inp.running_stats(axis)
+        return reference.batch_norm_backward(dy, x, mean, rstd, w, training=False, axis=axis)
+    if base == "instance_norm_backward":  # group norm's with one group per channel
+        mean, rstd = inp.group_stats(x.shape[axis], axis)
+        return reference.group_norm_backward(dy, x, mean, rstd, w, axis=axis)
+    if base == "switch_norm":
+        return (reference.switch_norm(x, w, b, *inp.switch_logits, eps=eps, axis=axis),)
+    if base == "batch_layer_norm":
+        return (reference.batch_layer_norm(x, w, b, eps=BLN_EPS),)
+    if base == "weight_norm":
+        return (reference.weight_norm(x, w, axis=axis),)
+    if base == "weight_norm_backward":
+        return reference.weight_norm_backward(dy, x, w, axis=axis)
+    if base in SN_BACKWARD_OPS + BLN_BACKWARD_OPS:
+        return _fastnorm64_backward(op, inp)
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _fastnorm64_backward(op, inp):
+    """The expected gradients of switch_norm and batch_layer_norm, which have no float64
+    formula in fastnorm.reference: fastnorm's own backward run in float64 on the same
+    values (x, dy, parameters and statistics cast up), with the default kernels; the
+    package's tests check it against finite differences and torch. So a peer is checked
+    against fastnorm, and fastnorm's float32 kernels against its float64 ones."""
+    axis = channel_axis(op)
+    x, dy = inp.x.astype(np.float64), inp.dy.astype(np.float64)
+    w, b = (p.astype(np.float64) for p in inp.channel_params(axis))
+    if op == "switch_norm_backward":
+        mw, vw = (p.astype(np.float64) for p in inp.switch_logits)
+        stats = switch_stats_of(x, axis, mw, vw, CHANNEL_NORM_EPS)
+        return fastnorm.switch_norm_backward(dy, x, stats, w, b, mw, vw, axis=axis)
+    return fastnorm.batch_layer_norm_backward(dy, x, bln_stats_of(x, BLN_EPS), w, b)
 
 
 def output_names(op):
@@ -1088,7 +1397,18 @@ def output_names(op):
         return ("y", "s")
     if op == "batch_norm_train":
         return ("y", "running_mean", "running_var")
+    if op == "weight_norm":
+        return ("w",)
+    if op == "weight_norm_backward":
+        return ("dv", "dg")
+    if op == "switch_norm_backward":
+        return ("dx", "dweight", "dbias") + SN_LOGIT_GRADS
     return ("y",) if op in FORWARD_OPS else ("dx", "dweight", "dbias")
+
+
+# switch_norm_backward's gradients of the mixing logits: fastnorm returns them in float64
+# whatever x's dtype, so the check takes float64 for them too
+SN_LOGIT_GRADS = ("dmean_weight", "dvar_weight")
 
 
 def _expected(op, inp):
@@ -1138,7 +1458,7 @@ def check(impl, op, dtype, threads, shape=None):
     for name, g, r in zip(names, got, want):
         if g.shape != r.shape:
             return f"{name}: shape {g.shape}, expected {r.shape}"
-        if g.dtype != np.dtype(dtype):
+        if g.dtype != np.dtype(dtype) and not (name in SN_LOGIT_GRADS and g.dtype == np.float64):
             return f"{name}: dtype {g.dtype}, expected {dtype}"
         err = float(np.max(np.abs(g.astype(np.float64) - r)) / max(1.0, np.max(np.abs(r))))
         if not err <= tol:

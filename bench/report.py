@@ -9,8 +9,10 @@ implementation, the ratios "peer / fastnorm" -- above 1 means fastnorm is
 faster -- and fastnorm's effective bandwidth as a share of a plain copy's) and
 ``<out>/results.png`` (effective GB/s against array size, float32, one panel
 per op and thread count, the copy floor dashed) for the row-wise normalizers,
-and ``<out>/results-channels.png``, the same for the channel normalizers
-(group / instance / batch norm) when the run has them.
+``<out>/results-channels.png``, the same for the channel normalizers
+(group / instance / batch norm) when the run has them, and
+``<out>/results-family.png`` for the rest of the family (switch norm, batch
+layer norm, weight norm).
 
 "fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
 Effective GB/s = bytes that must move (forward: read x + write y; fused
@@ -24,9 +26,12 @@ the fusion saves over np.add + fastnorm.layer_norm.
 The channel normalizers' ops: group_norm (32 groups, NCHW), group_norm_nhwc
 (channels-last, axis=-1; torch on a channels_last tensor), instance_norm,
 batch_norm_train (batch statistics, running statistics updated),
-batch_norm_eval (running statistics), and the backward of group_norm,
-group_norm_nhwc and batch_norm_train. Their bytes are counted like the
-row-wise ops' (forward: read x + write y; backward: read x, dy + write dx).
+batch_norm_eval (running statistics), the backward of each (instance_norm_backward,
+batch_norm_backward of training mode, batch_norm_eval_backward), and the rest of
+the family: switch_norm and batch_layer_norm (training mode; the torch peer is a
+composition of torch ops) and weight_norm (v (out, ...), axis 0; torch._weight_norm),
+with their backward. Their bytes are counted like the row-wise ops' (forward:
+read x + write y; backward: read x, dy + write dx; weight norm: v, w, dw, dv).
 """
 import argparse
 import datetime
@@ -41,8 +46,14 @@ from collections import defaultdict
 
 ROW_OPS = ("layer_norm", "rms_norm", "add_layer_norm", "ada_layer_norm", "layer_norm_backward",
            "rms_norm_backward")
-CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc", "group_norm_nhwc_backward",
-               "instance_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward")
+# the channel normalizers, in two figures: group / instance / batch norm, and the rest
+NORM_CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc",
+                    "group_norm_nhwc_backward", "instance_norm", "instance_norm_backward",
+                    "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
+                    "batch_norm_eval_backward")
+FAMILY_OPS = ("switch_norm", "switch_norm_backward", "batch_layer_norm",
+              "batch_layer_norm_backward", "weight_norm", "weight_norm_backward")
+CHANNEL_OPS = NORM_CHANNEL_OPS + FAMILY_OPS
 OPS = ROW_OPS + CHANNEL_OPS
 FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
 IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "onnxruntime",
@@ -67,10 +78,15 @@ def is_narrow(op, shape):
     return op in ROW_OPS and shape[-1] < NARROW_N
 
 
+def is_batch_norm_1d(op, shape):
+    """A BatchNorm op on 2-D x (4096x1024)."""
+    return op.startswith("batch_norm_") and len(shape) == 2
+
+
 def is_lone(op, shape):
     """Drawn as a lone marker off its op's line (a kernel shape unlike the line's at
     similar bytes): rows shorter than NARROW_N (65536x64), BatchNorm1d's 2-D x (4096x1024)."""
-    return is_narrow(op, shape) or (op in CHANNEL_OPS and len(shape) == 2)
+    return is_narrow(op, shape) or is_batch_norm_1d(op, shape)
 
 
 def arrays_moved(op):
@@ -343,7 +359,7 @@ def plot(results, floors, path, dtype="float32", stat="median", ops=ROW_OPS, max
     lone_what = []
     if any(is_narrow(k[0], k[1]) for k in results if k[0] in ops and k[2] == dtype):
         lone_what.append(f"rows shorter than {NARROW_N}")
-    if any(k[0] in CHANNEL_OPS and len(k[1]) == 2 for k in results if k[0] in ops and k[2] == dtype):
+    if any(is_batch_norm_1d(k[0], k[1]) for k in results if k[0] in ops and k[2] == dtype):
         lone_what.append("BatchNorm1d")
     narrow = (f"hollow diamonds: {' and '.join(lone_what)} ({', '.join(lone)}); " if lone else "")
     fused = "add_layer_norm: read x, residual + write s, y; " if "add_layer_norm" in ops else ""
@@ -419,16 +435,27 @@ def main(argv=None):
               "100% can happen with several threads below 4 MiB, where the copy runs serially (a "
               "Python thread-pool hand-off costs more than the copy) but fastnorm's OpenMP "
               "threads pay off.")
-    if any(k[0] in CHANNEL_OPS for k in results):
+    if any(k[0] in NORM_CHANNEL_OPS for k in results):
         md += ["", "Channel normalizers (x (N, C, H, W) with per-channel weight and bias; "
                "(4096, 1024) is BatchNorm1d): group_norm has 32 groups; the _nhwc ops take "
                "channels-last (N, H, W, C) x with axis=-1 (torch: the same memory as a "
                "channels_last tensor); batch_norm_train normalizes with the batch statistics and "
                "updates the running ones in place (torch too); batch_norm_eval normalizes with "
-               "the running statistics; batch_norm_backward is the backward of training mode. "
+               "the running statistics; batch_norm_backward is the backward of training mode, "
+               "batch_norm_eval_backward that of eval mode; instance_norm_backward uses the "
+               "instance statistics. "
                "onnxruntime runs group_norm (GroupNormalization, opset 21), instance_norm "
                "(InstanceNormalization) and batch_norm_eval (BatchNormalization, opset 15), "
                "channels-first only. No NumPy peer."]
+    if any(k[0] in FAMILY_OPS for k in results):
+        md += ["", "The rest of the family (training mode, no running statistics): switch_norm "
+               "(NCHW, unequal mixing logits; its backward also gives the logits' gradients) "
+               "and batch_layer_norm (channels-last (B, ..., D), eps 1e-3) have no PyTorch op: "
+               "their torch peer is a composition of torch ops (bench/norm_impls.py: "
+               "torch_switch_norm, torch_batch_layer_norm) and autograd through it. "
+               "weight_norm normalizes a weight v (out, ...) over all axes but 0 (torch: "
+               "torch._weight_norm(v, g, 0)); its time includes allocating w (dv, dg) in "
+               "both libraries. No NumPy or onnxruntime peer."]
     summaries = {}
     for op in OPS:
         lines, summary = op_table(op, results, floors)
@@ -450,8 +477,10 @@ def main(argv=None):
     pngs = []
     for name, ops, cols, alt in (
             ("results.png", ROW_OPS, None, "effective bandwidth"),
-            ("results-channels.png", CHANNEL_OPS, CHANNEL_PLOT_COLS,
-             "effective bandwidth, channel normalizers")):
+            ("results-channels.png", NORM_CHANNEL_OPS, CHANNEL_PLOT_COLS,
+             "effective bandwidth, channel normalizers"),
+            ("results-family.png", FAMILY_OPS, CHANNEL_PLOT_COLS,
+             "effective bandwidth, switch, batch layer and weight norm")):
         png = os.path.join(args.out, name)
         if plot(results, floors, png, args.plot_dtype, args.stat, ops=ops, max_cols=cols):
             md += ["", f"![{alt}]({name})"]

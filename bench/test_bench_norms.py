@@ -1,7 +1,8 @@
 """LayerNorm / RMSNorm, forward and backward, the fused residual add +
 LayerNorm (add_layer_norm), AdaLN (ada_layer_norm), and the channel normalizers
 (GroupNorm NCHW and channels-last, InstanceNorm, BatchNorm in training and eval
-mode, with the backward passes): fastnorm against its peers.
+mode, SwitchNorm, Batch Layer Norm, weight norm, each with its backward pass):
+fastnorm against its peers.
 
 One benchmark per op x shape x dtype x threads x implementation, grouped as
 ``op|shape|dtype|tN`` so each pytest-benchmark table compares peers side by
