@@ -104,9 +104,12 @@ static int64_t fn_chan_block_rows(int64_t channels, int64_t elem_size) {
  * last, driver_axis_impl.h): C rows of BL columns near 192 KiB, so that the
  * block's later passes read it from L2; multiples of 16 columns, at most
  * 1024, balanced over the row of L columns. A function of the shape alone. */
+#ifndef FN_AXIS_BLOCK_BYTES
+#define FN_AXIS_BLOCK_BYTES (192 * 1024)
+#endif
 static int64_t fn_axis_block_cols(int64_t C, int64_t L, int64_t elem_size) {
     if (L <= 0) return 1;
-    int64_t b = (192 * 1024) / ((C > 0 ? C : 1) * elem_size);
+    int64_t b = FN_AXIS_BLOCK_BYTES / ((C > 0 ? C : 1) * elem_size);
     b -= b % 16;
     if (b < 16) b = 16;
     if (b > 1024) b = 1024;

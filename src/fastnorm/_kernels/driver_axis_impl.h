@@ -140,7 +140,17 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
             if (k->rstd) k->rstd[s * k->L + l0 + i] = (T)rstd_i;
         }
         if (k->failed) break;
-        P->normalize_cols(x0, k->xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias);
+        /* the next item's block (same strides) is fetched while this one is
+         * written (prefetches never fault: a narrower next block is harmless) */
+        const T *nx = NULL;
+        T *ny = NULL;
+        if (it + 1 < end) {
+            int64_t s1, l1, n1;
+            LOCAL(axis_item)(k, it + 1, &s1, &l1, &n1);
+            nx = k->x + s1 * k->xs + l1;
+            ny = k->y + s1 * k->ys + l1;
+        }
+        P->normalize_cols(x0, k->xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
         for (int64_t e = 0; e < nex; e++)
             for (int64_t c = 0; c < C; c++) y0[c * k->yc + exi[e]] = ex[e * C + c];
     }
@@ -241,8 +251,17 @@ static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) 
                 mg[i] = (A)m;
                 mgx[i] = (A)(tgx[i] / (double)C - c * m);
             }
+            const T *ndy = NULL, *nx = NULL;
+            T *ndx = NULL;
+            if (it + 1 < last) { /* the next block, fetched while this one is written */
+                int64_t s1, l1, n1;
+                LOCAL(axis_item)(k, it + 1, &s1, &l1, &n1);
+                ndy = k->dy + s1 * k->dys + l1;
+                nx = k->x + s1 * k->xs + l1;
+                ndx = k->y + s1 * k->ys + l1;
+            }
             P->backward_apply_cols(dy0, k->dyc, x0, k->xc, dx0, k->yc, C, n, mu, r, cc, mg, mgx,
-                                   k->weight, pw, pb);
+                                   k->weight, pw, pb, ndy, nx, ndx);
         }
     }
     free(co);
