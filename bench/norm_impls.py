@@ -195,9 +195,13 @@ CHANNEL_OPS = ("group_norm", "group_norm_backward", "group_norm_nhwc", "group_no
 # opset 21, InstanceNormalization, BatchNormalization opset 15 with training_mode=0
 ONNX_CHANNEL_OPS = ("group_norm", "instance_norm", "batch_norm_eval")
 
-FORWARD_OPS = ROW_FORWARD_OPS + CHANNEL_FORWARD_OPS
-BACKWARD_OPS = ROW_BACKWARD_OPS + CHANNEL_BACKWARD_OPS
-OPS = ROW_OPS + CHANNEL_OPS  # the order they run in
+# LayerNorm over the channels of an (N, C, H, W) array (axis=1, as ConvNeXt): statistics
+# per pixel over C values H*W apart; weight and bias per channel
+AXIS_OPS = ("layer_norm_axis1", "layer_norm_axis1_backward")
+
+FORWARD_OPS = ROW_FORWARD_OPS + CHANNEL_FORWARD_OPS + AXIS_OPS[:1]
+BACKWARD_OPS = ROW_BACKWARD_OPS + CHANNEL_BACKWARD_OPS + AXIS_OPS[1:]
+OPS = ROW_OPS + CHANNEL_OPS + AXIS_OPS  # the order they run in
 
 FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
 UNFUSED_IMPL = "fastnorm-unfused"  # np.add + fastnorm.layer_norm: the fused ops only
@@ -223,6 +227,9 @@ BN_SHAPES_FLOAT64 = [(8, 32, 16, 16)]
 SN_SHAPES_FLOAT32 = GN_SHAPES_FLOAT32
 BLN_SHAPES_FLOAT32 = [(8, 128, 768), (4096, 1024)]
 WN_SHAPES_FLOAT32 = [(4096, 1024), (256, 256, 3, 3)]
+# LayerNorm over axis 1: a ConvNeXt-T stage-1 activation (96 channels at 56x56) and a
+# stage-3-like one (768 channels at 14x14, batch 8)
+AXIS_SHAPES_FLOAT32 = [(32, 96, 56, 56), (8, 768, 14, 14)]
 
 
 def nhwc(shape):
@@ -283,7 +290,8 @@ def check_shape(op, shape=None):
     two_d = shape is not None and len(shape) == 2
     if op in ADA_OPS:
         return ADA_CHECK_SHAPE
-    if op in GN_OPS + GN_BACKWARD_OPS + IN_OPS + IN_BACKWARD_OPS + SN_OPS + SN_BACKWARD_OPS:
+    if op in (GN_OPS + GN_BACKWARD_OPS + IN_OPS + IN_BACKWARD_OPS + SN_OPS + SN_BACKWARD_OPS
+              + AXIS_OPS):
         return nhwc(GN_CHECK_SHAPE) if op in NHWC_OPS else GN_CHECK_SHAPE
     if op in BLN_ALL_OPS:
         return BN_CHECK_SHAPE_2D if two_d else BLN_CHECK_SHAPE
@@ -357,6 +365,8 @@ def applies(impl, op, threads):
         return False
     if impl == "onnxruntime" and op in ADA_OPS:
         return False  # ONNX has no AdaLN node
+    if impl in ("numpy", "onnxruntime") and op in AXIS_OPS:
+        return False  # fastnorm, torch's permute + layer_norm and the copy floor only
     if impl == "numpy" and op in CHANNEL_OPS:
         return False  # no NumPy peer for the channel normalizers
     if impl == "onnxruntime" and op in CHANNEL_OPS and op not in ONNX_CHANNEL_OPS:
@@ -368,6 +378,8 @@ def op_shapes(op):
     """(shape, dtype) pairs an op is measured on."""
     if op in FUSED_OPS:
         return [(s, "float32") for s in FUSED_SHAPES_FLOAT32]
+    if op in AXIS_OPS:
+        return [(s, "float32") for s in AXIS_SHAPES_FLOAT32]
     if op in ADA_OPS:
         return [(s, "float32") for s in ADA_SHAPES_FLOAT32]
     if op in NHWC_OPS:
@@ -920,6 +932,8 @@ def make_runner(impl, op, inp, threads):
         return _make_ada_runner(impl, op, inp, threads, stack)
     if op in CHANNEL_OPS:
         return _make_channel_runner(impl, op, inp, threads, stack)
+    if op in AXIS_OPS:
+        return _make_axis_runner(impl, op, inp, threads, stack)
 
     if impl in FASTNORM_IMPLS:
         stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
@@ -998,6 +1012,54 @@ def make_runner(impl, op, inp, threads):
         return make_copy(x, np.zeros_like(x), threads), stack
 
     raise ValueError(f"unknown implementation {impl!r}")
+
+
+def axis_stats(inp):
+    """(mean, rstd) over axis 1 in float64, rounded to the dtype (what layer_norm(axis=1,
+    return_stats=True) returns): the inputs of the axis-1 backward."""
+    def make():
+        _, mean, rstd = reference.layer_norm(inp.x, axis=1, eps=LAYER_NORM_EPS)
+        return mean.astype(inp.dtype), rstd.astype(inp.dtype)
+    return inp._cached(("axis1",), make)
+
+
+def _make_axis_runner(impl, op, inp, threads, stack):
+    """make_runner for LayerNorm over axis 1 of (N, C, H, W): fastnorm's column kernels,
+    torch's permute + F.layer_norm (+ permute back to a contiguous NCHW result), the copy."""
+    x, dy = inp.x, inp.dy
+    w, b = inp.channel_params(1)
+    C = x.shape[1]
+    if impl in FASTNORM_IMPLS:
+        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        if op == "layer_norm_axis1":
+            y = np.zeros_like(x)
+            run = lambda: fastnorm.layer_norm(x, w, b, axis=1, eps=LAYER_NORM_EPS, out=y,
+                                              num_threads=threads)
+        else:
+            mean, rstd = axis_stats(inp)
+            run = lambda: fastnorm.layer_norm_backward(dy, x, mean, rstd, w, axis=1,
+                                                       num_threads=threads)
+        return run, stack
+    if impl == "torch":
+        torch = _import("torch")
+        F = torch.nn.functional
+        stack.enter_context(torch_threads(threads))
+        xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        if op == "layer_norm_axis1":
+            stack.enter_context(torch.inference_mode())
+            run = lambda: F.layer_norm(xt.permute(0, 2, 3, 1), (C,), wt, bt,
+                                       LAYER_NORM_EPS).permute(0, 3, 1, 2).contiguous()
+            return run, stack
+        xg, wg, bg = (t.detach().requires_grad_() for t in (xt, wt, bt))
+        y = F.layer_norm(xg.permute(0, 2, 3, 1), (C,), wg, bg, LAYER_NORM_EPS).permute(0, 3, 1, 2)
+        dyt = torch.from_numpy(dy)
+        run = lambda: torch.autograd.grad(y, (xg, wg, bg), grad_outputs=dyt, retain_graph=True)
+        return run, stack
+    if impl == "copy":
+        if op != "layer_norm_axis1":
+            raise Unavailable("copy is the floor of the forward ops only")
+        return make_copy(x, np.zeros_like(x), threads), stack
+    raise Unavailable(f"{impl} does not run {op}")
 
 
 def _make_fused_runner(impl, op, inp, threads, stack):
@@ -1414,6 +1476,12 @@ SN_LOGIT_GRADS = ("dmean_weight", "dvar_weight")
 def _expected(op, inp):
     if op in CHANNEL_OPS:
         return _expected_channel(op, inp)
+    if op in AXIS_OPS:
+        w, b = inp.channel_params(1)
+        if op == "layer_norm_axis1":
+            return (reference.layer_norm(inp.x, w, b, axis=1, eps=LAYER_NORM_EPS)[0],)
+        mean, rstd = axis_stats(inp)
+        return reference.layer_norm_backward(inp.dy, inp.x, mean, rstd, w, axis=1)
     x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
     if op == "layer_norm":
         return (reference.layer_norm(x, w, b, eps=LAYER_NORM_EPS)[0],)

@@ -107,6 +107,40 @@ cdef extern from "fastnorm.h" nogil:
                                        int64_t lddy, const double *x, int64_t ldx,
                                        const double *rstd, const double *weight, double *dx,
                                        int64_t lddx, double *dweight, int num_threads)
+    int fastnorm_layer_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc, float *y,
+        int64_t ldys, int64_t ldyc, const float *weight, const float *bias, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        double *y, int64_t ldys, int64_t ldyc, const double *weight, const double *bias,
+        double eps, double *mean, double *rstd, int num_threads)
+    int fastnorm_rms_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc, float *y,
+        int64_t ldys, int64_t ldyc, const float *weight, double eps, float *rstd,
+        int num_threads)
+    int fastnorm_rms_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        double *y, int64_t ldys, int64_t ldyc, const double *weight, double eps, double *rstd,
+        int num_threads)
+    int fastnorm_layer_norm_axis_backward_f32(
+        int64_t S, int64_t C, int64_t L, const float *dy, int64_t lddys, int64_t lddyc,
+        const float *x, int64_t ldxs, int64_t ldxc, const float *mean, const float *rstd,
+        const float *weight, float *dx, int64_t lddxs, int64_t lddxc, float *dweight,
+        float *dbias, int num_threads)
+    int fastnorm_layer_norm_axis_backward_f64(
+        int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
+        const double *x, int64_t ldxs, int64_t ldxc, const double *mean, const double *rstd,
+        const double *weight, double *dx, int64_t lddxs, int64_t lddxc, double *dweight,
+        double *dbias, int num_threads)
+    int fastnorm_rms_norm_axis_backward_f32(
+        int64_t S, int64_t C, int64_t L, const float *dy, int64_t lddys, int64_t lddyc,
+        const float *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
+        float *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads)
+    int fastnorm_rms_norm_axis_backward_f64(
+        int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
+        const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
+        double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads)
 
 
 # --------------------------------------------------------------------------
@@ -528,7 +562,9 @@ cdef class _Layout:
                                  cnp.PyArray_TYPE(self.x), 0)
 
 
-cdef _Layout _layout(cnp.ndarray x, object axis):
+cdef _Layout _layout(cnp.ndarray x, object axis, bint rows=True):
+    """x's layout for `axis`; rows=False leaves out the (rows, n) view of x
+    (work, xv), which may need a transposing copy."""
     cdef _Layout L = _Layout.__new__(_Layout)
     cdef int nd = cnp.PyArray_NDIM(x)
     if nd == 0:
@@ -544,7 +580,8 @@ cdef _Layout _layout(cnp.ndarray x, object axis):
     L.x = x
     L.moved = L.to_moved(x)
     L.dims = cnp.PyArray_DIMS(L.moved)
-    L.work = L.rows_of(x, &L.xv)
+    if rows:
+        L.work = L.rows_of(x, &L.xv)
     return L
 
 
@@ -621,15 +658,211 @@ cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
     return _check_eps(eps)
 
 
+# --------------------------------------------------------------------------
+# One normalized axis that is not the last: (S, C, L) views, no transposing copy
+# --------------------------------------------------------------------------
+
+cdef struct Axis3:
+    char *data
+    int64_t S, C, L
+    int64_t ss, sc  # elements between consecutive samples, consecutive channels
+
+
+cdef int _mid_axis(_Layout L):
+    """The normalized axis when the axis path applies -- one axis, with more
+    than one element after it -- else -1."""
+    if L.k != 1 or L.trailing:
+        return -1
+    cdef int k = L.axes[0], j
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(L.x)
+    cdef int64_t n = 1
+    for j in range(k + 1, L.nd):
+        n *= shape[j]
+    return k if n > 1 else -1
+
+
+cdef bint _axis3_view(cnp.ndarray a, int k, Axis3 *v):
+    """Whether a is an (S, C, L) array around axis k: the axes after k collapse
+    to L contiguous elements, those before it to one stride. Fills v if so."""
+    cdef int nd = cnp.PyArray_NDIM(a), j
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(a)
+    cdef cnp.npy_intp expect = isz, ss = 0, sc
+    cdef int64_t S = 1, C = shape[k], Ln = 1
+    cdef bint have_ss = False, empty = False
+    cdef char *data = <char *>cnp.PyArray_DATA(a)
+    for j in range(nd):
+        if shape[j] == 0:
+            empty = True
+    for j in range(nd - 1, k, -1):
+        if shape[j] != 1:
+            if strides[j] != expect and not empty:
+                return False
+            expect *= shape[j]
+        Ln *= shape[j]
+    sc = strides[k] if C > 1 else Ln * isz
+    expect = sc * C
+    for j in range(k - 1, -1, -1):
+        S *= shape[j]
+        if shape[j] == 1:
+            continue
+        if not have_ss:
+            ss = strides[j]
+            have_ss = True
+        elif strides[j] != expect and not empty:
+            return False
+        expect = strides[j] * shape[j]
+    if empty:  # nothing is read or written: any layout will do
+        sc, ss, have_ss = Ln * isz, C * Ln * isz, True
+    if not have_ss:
+        ss = C * Ln * isz
+    if sc % isz != 0 or ss % isz != 0 or (<uintptr_t>data) % isz != 0:
+        return False
+    v.data = data
+    v.S = S
+    v.C = C
+    v.L = Ln
+    v.ss = ss // isz
+    v.sc = sc // isz
+    return True
+
+
+cdef cnp.ndarray _axis3_of(cnp.ndarray a, int k, Axis3 *v):
+    """An (S, C, L) view of a into v; returns the array it points into (a C-ordered
+    copy when a has no such view)."""
+    if not _axis3_view(a, k, v):
+        a = a.copy(order="C")
+        _axis3_view(a, k, v)
+    return a
+
+
+cdef object _clear_of_array(object p, cnp.ndarray dest):
+    """p, or a copy when it shares memory with dest (which is about to be written)."""
+    if p is None or not np.may_share_memory(p, dest):
+        return p
+    return p.copy()
+
+
+cdef object _axis_norm(bint centered, cnp.ndarray xa, _Layout L, int k, object w, object b,
+                       double e, object out, bint return_stats, int nt):
+    """layer_norm / rms_norm over the middle axis k of xa (checked arguments)."""
+    cdef Axis3 xv, yv
+    cdef cnp.ndarray xw = _axis3_of(xa, k, &xv)
+    cdef cnp.ndarray dest, scratch = None
+    if out is None:
+        dest = cnp.PyArray_EMPTY(L.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+    else:
+        dest = _check_out(out, xa, "out")
+    cdef bint direct = _axis3_view(dest, k, &yv)
+    if direct and out is not None:
+        # writing exactly over x is safe (each block is read before it is
+        # written); any other overlap goes through scratch
+        if not (yv.data == xv.data and yv.ss == xv.ss and yv.sc == xv.sc) and (
+                np.may_share_memory(dest, xw)):
+            direct = False
+    if not direct:
+        scratch = cnp.PyArray_EMPTY(L.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+        _axis3_view(scratch, k, &yv)
+    elif out is not None:
+        w = _clear_of_array(w, dest)
+        b = _clear_of_array(b, dest)
+    mean = rstd = None
+    if return_stats:
+        if centered:
+            mean = L.empty_stats()
+        rstd = L.empty_stats()
+    cdef char *xp = xv.data
+    cdef char *yp = yv.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(b)
+    cdef char *mp = _ptr(mean)
+    cdef char *rp = _ptr(rstd)
+    cdef int rc
+    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    with nogil:
+        if centered and f32:
+            rc = fastnorm_layer_norm_axis_f32(
+                xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
+                <float *>wp, <float *>bp, e, <float *>mp, <float *>rp, nt)
+        elif centered:
+            rc = fastnorm_layer_norm_axis_f64(
+                xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
+                <double *>wp, <double *>bp, e, <double *>mp, <double *>rp, nt)
+        elif f32:
+            rc = fastnorm_rms_norm_axis_f32(
+                xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
+                <float *>wp, e, <float *>rp, nt)
+        else:
+            rc = fastnorm_rms_norm_axis_f64(
+                xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
+                <double *>wp, e, <double *>rp, nt)
+    _raise_kernel_error(rc)
+    if scratch is not None:
+        np.copyto(dest, scratch)
+    if not return_stats:
+        return dest
+    if centered:
+        return dest, mean, rstd
+    return dest, rstd
+
+
+cdef tuple _axis_norm_backward(bint centered, cnp.ndarray dya, cnp.ndarray xa, _Layout L,
+                               int k, object m, cnp.ndarray r, object w, int nt):
+    """The backward of _axis_norm: (dx, dweight, dbias or None) in x's dtype."""
+    cdef Axis3 xv, dyv, dxv
+    cdef cnp.ndarray xw = _axis3_of(xa, k, &xv)
+    cdef cnp.ndarray dyw = _axis3_of(dya, k, &dyv)
+    cdef cnp.ndarray dx = cnp.PyArray_EMPTY(L.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+    _axis3_view(dx, k, &dxv)
+    dw = L.empty_params()
+    db = L.empty_params() if centered else None
+    cdef char *xp = xv.data
+    cdef char *dyp = dyv.data
+    cdef char *dxp = dxv.data
+    cdef char *mp = _ptr(m)
+    cdef char *rp = _ptr(r)
+    cdef char *wp = _ptr(w)
+    cdef char *dwp = _ptr(dw)
+    cdef char *dbp = _ptr(db)
+    cdef int rc
+    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    with nogil:
+        if centered and f32:
+            rc = fastnorm_layer_norm_axis_backward_f32(
+                xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
+                <float *>mp, <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc,
+                <float *>dwp, <float *>dbp, nt)
+        elif centered:
+            rc = fastnorm_layer_norm_axis_backward_f64(
+                xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
+                <double *>mp, <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc,
+                <double *>dwp, <double *>dbp, nt)
+        elif f32:
+            rc = fastnorm_rms_norm_axis_backward_f32(
+                xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
+                <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc, <float *>dwp, nt)
+        else:
+            rc = fastnorm_rms_norm_axis_backward_f64(
+                xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
+                <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc, <double *>dwp, nt)
+    _raise_kernel_error(rc)
+    return dx, dw, db
+
+
 cdef object _norm(bint centered, object x, object weight, object bias, object axis,
                   object eps, object out, bint return_stats, object num_threads):
     """layer_norm (centered) and rms_norm: checks, layout, one C call."""
     cdef cnp.ndarray xa = _as_data(x, "x")
-    cdef _Layout L = _layout(xa, axis)
+    cdef _Layout L = _layout(xa, axis, False)
     cdef double e = _check_eps(eps) if centered else _rms_eps(eps, xa)
     cdef int nt = _resolve_threads(num_threads)
     w = _as_param(weight, L, "weight")
     b = _as_param(bias, L, "bias")
+    cdef int mid = _mid_axis(L)
+    if mid >= 0:
+        return _axis_norm(centered, xa, L, mid, w, b, e, out, return_stats, nt)
+    L.work = L.rows_of(xa, &L.xv)
     cdef _Output o = _output(L, out, &L.xv, 1)
     if out is not None:
         w = _clear_of(w, o, xa)
@@ -677,14 +910,35 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
     """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None)."""
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
-    cdef _Layout L = _layout(xa, axis)
+    cdef _Layout L = _layout(xa, axis, False)
     cdef int nt = _resolve_threads(num_threads)
     m = _as_stats(mean, L, "mean") if centered else None
     cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
     w = _as_param(weight, L, "weight")
+    cdef int mid = _mid_axis(L)
     cdef Rows dyv
-    cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
-    cdef _Output o = _output(L, None, NULL, 0)
+    cdef cnp.ndarray dyw
+    cdef _Output o
+    if mid >= 0:
+        dxa, dw, db = _axis_norm_backward(centered, dya, xa, L, mid, m, r, w, nt)
+    else:
+        L.work = L.rows_of(xa, &L.xv)
+        dyw = L.rows_of(dya, &dyv)
+        o = _output(L, None, NULL, 0)
+        dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt)
+    if weight is not None:  # parameter gradients in the weight's own dtype
+        wdt = np.asarray(weight).dtype
+        if wdt != dw.dtype:
+            dw = dw.astype(wdt)
+            if db is not None:
+                db = db.astype(wdt)
+    return dxa, dw, db
+
+
+cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, object m,
+                               cnp.ndarray r, object w, int nt):
+    """The row-wise backward kernels: (dx, dweight, dbias or None) in x's dtype."""
+    cdef cnp.ndarray xa = L.x
     dw = L.empty_params()
     db = L.empty_params() if centered else None
     cdef char *xp = L.xv.data
@@ -718,12 +972,6 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
                 <double *>dxp, lddx, <double *>dwp, nt)
     _raise_kernel_error(rc)
     o.finish()
-    if weight is not None:  # parameter gradients in the weight's own dtype
-        wdt = np.asarray(weight).dtype
-        if wdt != dw.dtype:
-            dw = dw.astype(wdt)
-            if db is not None:
-                db = db.astype(wdt)
     return o.dest, dw, db
 
 
@@ -959,7 +1207,7 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
     cdef cnp.ndarray da = <cnp.ndarray>dsum
     if ds is not None:
         np.add(da, _check_like(ds, da, "ds"), out=da)
-    cdef _Layout L = _layout(da, axis)
+    cdef _Layout L = _layout(da, axis, False)
     return dsum, dw, db, _sum_rows(da, L)
 
 
@@ -972,7 +1220,7 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
     cdef cnp.ndarray da = <cnp.ndarray>dsum
     if ds is not None:
         np.add(da, _check_like(ds, da, "ds"), out=da)
-    cdef _Layout L = _layout(da, axis)
+    cdef _Layout L = _layout(da, axis, False)
     return dsum, dw, _sum_rows(da, L)
 
 

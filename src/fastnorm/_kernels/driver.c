@@ -100,6 +100,38 @@ static int64_t fn_chan_block_rows(int64_t channels, int64_t elem_size) {
     return r;
 }
 
+/* Columns per block of the axis path (a normalized axis that is not the
+ * last, driver_axis_impl.h): C rows of BL columns near 192 KiB, so that the
+ * block's later passes read it from L2; multiples of 16 columns, at most
+ * 1024, balanced over the row of L columns. A function of the shape alone. */
+#ifndef FN_AXIS_BLOCK_BYTES
+#define FN_AXIS_BLOCK_BYTES (192 * 1024)
+#endif
+static int64_t fn_axis_block_cols(int64_t C, int64_t L, int64_t elem_size) {
+    if (L <= 0) return 1;
+    int64_t b = FN_AXIS_BLOCK_BYTES / ((C > 0 ? C : 1) * elem_size);
+    b -= b % 16;
+    if (b < 16) b = 16;
+    if (b > 1024) b = 1024;
+    const int64_t nblk = (L + b - 1) / b;
+    b = (L + nblk - 1) / nblk;
+    b = (b + 15) / 16 * 16;
+    return b < L ? b : L;
+}
+
+/* Items (blocks of columns) per parameter-gradient partial of the axis path:
+ * up to 64 partials, at most 64 items each; a function of the item count. */
+static int64_t fn_axis_group_items(int64_t items) {
+    int64_t g = (items + 63) / 64;
+    if (g < 1) g = 1;
+    if (g > 64) g = 64;
+    return g;
+}
+
+/* Rows of the axis path's column sums reduced in the accumulation type
+ * before they are added in double. */
+#define FN_AXIS_CHUNK ((int64_t)512)
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FN_DRIVER_INLINE inline __attribute__((always_inline))
 #else
@@ -134,6 +166,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f32
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_axis_impl.h"
 #undef T
 #undef A
 #undef SUF
@@ -154,3 +187,4 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f64
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_axis_impl.h"

@@ -108,10 +108,10 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         /* two passes over a block that stays in cache: the block's column
          * means, then the centered sums about them */
         memset(acc_d, 0, (size_t)C * sizeof(A));
-        P->col_moments_acc(x0, count, C, NULL, acc_d, NULL);
+        P->col_moments_acc(x0, C, count, C, NULL, acc_d, NULL);
         for (int64_t c = 0; c < C; c++) mu[c] = acc_d[c] / (A)count;
         memset(acc_d, 0, (size_t)(2 * C) * sizeof(A));
-        P->col_moments_acc(x0, count, C, mu, acc_d, acc_d2);
+        P->col_moments_acc(x0, C, count, C, mu, acc_d, acc_d2);
         for (int64_t c = 0; c < C; c++)
             LOCAL(finish_moments)(k->part + 2 * (it * C + c), mu[c], acc_d[c], acc_d2[c], count,
                                   k->eps, x0 + c, C);
@@ -146,8 +146,8 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
         const int64_t first = (s * R + q * k->RB) * C;
         memset(acc, 0, (size_t)(3 * C) * sizeof(A));
-        P->col_backward_acc(k->dy + first, k->x + first, count, C, k->mu + s * C, k->r + s * C,
-                            acc, acc + C, acc + 2 * C);
+        P->col_backward_acc(k->dy + first, C, k->x + first, C, count, C, k->mu + s * C,
+                            k->r + s * C, NULL, acc, acc + C, acc + 2 * C);
         for (int64_t c = 0; c < C; c++) {
             double *e = k->part + 3 * (it * C + c);
             e[0] = acc[c], e[1] = acc[C + c], e[2] = acc[2 * C + c];

@@ -215,6 +215,49 @@ FASTNORM_API int fastnorm_channel_affine_backward_f64(
     const double *mu, const double *r, const double *a, const double *b, const double *k,
     int accumulate, int num_threads);
 
+/* ---- LayerNorm / RMSNorm over an axis that is not the last --------------
+ * x is an (S, C, L) array normalized over C: element (s, c, l) at
+ * s * lds + c * ldc + l (the L elements of each (s, c) contiguous; strides in
+ * elements). axis=1 of a C-contiguous (N, C, H, W) array is S = N, L = H*W,
+ * ldc = L, lds = C*L. Statistics (mean, rstd) are dense (S, L) arrays, one
+ * per (s, l), or NULL; weight, bias (and dweight, dbias) have C elements or
+ * are NULL. y (dx) may be x itself when it has x's strides. Computed along
+ * the contiguous L, with no transposing copy. */
+FASTNORM_API int fastnorm_layer_norm_axis_f32(
+    int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc, float *y,
+    int64_t ldys, int64_t ldyc, const float *weight, const float *bias, double eps,
+    float *mean, float *rstd, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_axis_f64(
+    int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc, double *y,
+    int64_t ldys, int64_t ldyc, const double *weight, const double *bias, double eps,
+    double *mean, double *rstd, int num_threads);
+FASTNORM_API int fastnorm_rms_norm_axis_f32(
+    int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc, float *y,
+    int64_t ldys, int64_t ldyc, const float *weight, double eps, float *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_rms_norm_axis_f64(
+    int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc, double *y,
+    int64_t ldys, int64_t ldyc, const double *weight, double eps, double *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_layer_norm_axis_backward_f32(
+    int64_t S, int64_t C, int64_t L, const float *dy, int64_t lddys, int64_t lddyc,
+    const float *x, int64_t ldxs, int64_t ldxc, const float *mean, const float *rstd,
+    const float *weight, float *dx, int64_t lddxs, int64_t lddxc, float *dweight,
+    float *dbias, int num_threads);
+FASTNORM_API int fastnorm_layer_norm_axis_backward_f64(
+    int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
+    const double *x, int64_t ldxs, int64_t ldxc, const double *mean, const double *rstd,
+    const double *weight, double *dx, int64_t lddxs, int64_t lddxc, double *dweight,
+    double *dbias, int num_threads);
+FASTNORM_API int fastnorm_rms_norm_axis_backward_f32(
+    int64_t S, int64_t C, int64_t L, const float *dy, int64_t lddys, int64_t lddyc,
+    const float *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
+    float *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads);
+FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
+    int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
+    const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
+    double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,15 +59,34 @@
         void (*affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t rows,       \
                                      int64_t n, const A *mu, const A *r, const A *a,    \
                                      const A *b, const A *k, int accumulate);           \
-        /* per column, over the rows: acc_d += x - mu, acc_d2 += (x - mu)^2; mu NULL    \
-         * means 0, acc_d2 may be NULL */                                               \
-        void (*col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *mu,       \
-                                A *acc_d, A *acc_d2);                                   \
-        /* per column, over the rows, with xh = (x - mu) * r: acc_dy += dy,             \
-         * acc_dyd += dy * xh, acc_d += xh (acc_d may be NULL) */                       \
-        void (*col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,      \
-                                 const A *mu, const A *r, A *acc_dy, A *acc_dyd,        \
-                                 A *acc_d);                                             \
+        /* per column, over the rows (ld elements apart): acc_d += x - mu,            \
+         * acc_d2 += (x - mu)^2; mu NULL means 0, acc_d2 may be NULL */               \
+        void (*col_moments_acc)(const T *x, int64_t ld, int64_t rows, int64_t n,       \
+                                const A *mu, A *acc_d, A *acc_d2);                     \
+        /* per column, over the rows, with xh = (x - mu) * r and g = dy * w[row]      \
+         * (w NULL: g = dy): acc_dy += g, acc_dyd += g * xh, acc_d += xh (acc_d may   \
+         * be NULL); rows of dy and x lddy and ldx elements apart */                   \
+        void (*col_backward_acc)(const T *dy, int64_t lddy, const T *x, int64_t ldx,   \
+                                 int64_t rows, int64_t n, const A *mu, const A *r,     \
+                                 const T *w, A *acc_dy, A *acc_dyd, A *acc_d);         \
+        /* Columns normalized over the rows (a normalized axis that is not the       \
+         * last): statistics per column, parameters per row.                         \
+         * y = ((x - mu) * r + k) * w[row] + b[row]; w and b may be NULL. next_x and  \
+         * next_y (both or neither NULL): the block used after this one, with the     \
+         * same row strides, prefetched meanwhile. */                                 \
+        void (*normalize_cols)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows, \
+                               int64_t n, const A *mu, const A *r, const A *k,         \
+                               const T *w, const T *b, const T *next_x, T *next_y);    \
+        /* with xh = (x - mu) * r - c and g = dy * w[row] (w NULL: g = dy):           \
+         * dx = r * (g - mg - xh * mgx) per element; per row, dw_acc[row] +=          \
+         * sum dy * xh and db_acc[row] += sum dy over the n columns (either may be    \
+         * NULL); next_dy, next_x, next_dx (all or none NULL): the next block, with   \
+         * the same row strides, prefetched meanwhile */                               \
+        void (*backward_apply_cols)(const T *dy, int64_t lddy, const T *x, int64_t ldx, \
+                                    T *dx, int64_t lddx, int64_t rows, int64_t n,      \
+                                    const A *mu, const A *r, const A *c, const A *mg,  \
+                                    const A *mgx, const T *w, A *dw_acc, A *db_acc,    \
+                                    const T *next_dy, const T *next_x, T *next_dx);    \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float)

@@ -499,15 +499,15 @@ static void NAME(affine_backward_cols)(const T *dy, const T *x, T *dx, int64_t r
     else NAME(affine_backward_cols_body)(dy, x, dx, rows, n, mu, r, a, b, k, 0);
 }
 
-/* Column sums over rows, four rows per update of the accumulators:
- * acc += ((d0 + d1) + (d2 + d3)), acc2 = fma chain d0..d3; leftover rows one
- * at a time. */
-static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t rows, int64_t n,
+/* Column sums over rows (ld elements apart), four rows per update of the
+ * accumulators: acc += ((d0 + d1) + (d2 + d3)), acc2 = fma chain d0..d3;
+ * leftover rows one at a time. */
+static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t ld, int64_t rows, int64_t n,
                                                  const A *mu, A *acc_d, A *acc_d2,
                                                  const int has_mu, const int has_d2) {
     int64_t r = 0;
     for (; r + 4 <= rows; r += 4) {
-        const T *x0 = x + r * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
+        const T *x0 = x + r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             V d0 = VLOAD(x0 + i), d1 = VLOAD(x1 + i), d2 = VLOAD(x2 + i), d3 = VLOAD(x3 + i);
@@ -529,7 +529,7 @@ static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t rows, int64
         }
     }
     for (; r < rows; r++) {
-        const T *x0 = x + r * n;
+        const T *x0 = x + r * ld;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             V d = VLOAD(x0 + i);
@@ -546,25 +546,29 @@ static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t rows, int64
     }
 }
 
-static void NAME(col_moments_acc)(const T *x, int64_t rows, int64_t n, const A *mu, A *acc_d,
-                                  A *acc_d2) {
-    if (mu && acc_d2) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 1, 1);
-    else if (mu) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 1, 0);
-    else if (acc_d2) NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 0, 1);
-    else NAME(col_moments_acc_body)(x, rows, n, mu, acc_d, acc_d2, 0, 0);
+static void NAME(col_moments_acc)(const T *x, int64_t ld, int64_t rows, int64_t n, const A *mu,
+                                  A *acc_d, A *acc_d2) {
+    if (mu && acc_d2) NAME(col_moments_acc_body)(x, ld, rows, n, mu, acc_d, acc_d2, 1, 1);
+    else if (mu) NAME(col_moments_acc_body)(x, ld, rows, n, mu, acc_d, acc_d2, 1, 0);
+    else if (acc_d2) NAME(col_moments_acc_body)(x, ld, rows, n, mu, acc_d, acc_d2, 0, 1);
+    else NAME(col_moments_acc_body)(x, ld, rows, n, mu, acc_d, acc_d2, 0, 0);
 }
 
-static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64_t rows,
-                                                  int64_t n, const A *mu, const A *rs,
+static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, const T *x,
+                                                  int64_t ldx, int64_t rows, int64_t n,
+                                                  const A *mu, const A *rs, const T *w,
                                                   A *acc_dy, A *acc_dyd, A *acc_d,
-                                                  const int has_d) {
+                                                  const int has_d, const int has_w) {
     int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
-        const T *x0 = x + r * n, *x1 = x0 + n, *g0 = dy + r * n, *g1 = g0 + n;
+        const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
+        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
+        const V vw0 = VSET1(w0), vw1 = VSET1(w1);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i);
             V gg0 = VLOAD(g0 + i), gg1 = VLOAD(g1 + i);
+            if (has_w) gg0 = VMUL(gg0, vw0), gg1 = VMUL(gg1, vw1);
             V d0 = VMUL(VSUB(VLOAD(x0 + i), vmu), vr), d1 = VMUL(VSUB(VLOAD(x1 + i), vmu), vr);
             VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), VADD(gg0, gg1)));
             VSTOREA(acc_dyd + i, VFMA(gg1, d1, VFMA(gg0, d0, VLOADA(acc_dyd + i))));
@@ -572,6 +576,7 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
         }
         for (; i < n; i++) {
             A gg0 = SLOAD(g0 + i), gg1 = SLOAD(g1 + i);
+            if (has_w) gg0 *= w0, gg1 *= w1;
             A d0 = (SLOAD(x0 + i) - mu[i]) * rs[i], d1 = (SLOAD(x1 + i) - mu[i]) * rs[i];
             acc_dy[i] += gg0 + gg1;
             acc_dyd[i] = gg1 * d1 + (gg0 * d0 + acc_dyd[i]);
@@ -579,10 +584,13 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
         }
     }
     for (; r < rows; r++) {
-        const T *x0 = x + r * n, *g0 = dy + r * n;
+        const T *x0 = x + r * ldx, *g0 = dy + r * lddy;
+        const A w0 = has_w ? SLOAD(w + r) : 1;
+        const V vw0 = VSET1(w0);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             V g = VLOAD(g0 + i);
+            if (has_w) g = VMUL(g, vw0);
             V d = VMUL(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(rs + i));
             VSTOREA(acc_dy + i, VADD(VLOADA(acc_dy + i), g));
             VSTOREA(acc_dyd + i, VFMA(g, d, VLOADA(acc_dyd + i)));
@@ -590,6 +598,7 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
         }
         for (; i < n; i++) {
             A g = SLOAD(g0 + i), d = (SLOAD(x0 + i) - mu[i]) * rs[i];
+            if (has_w) g *= w0;
             acc_dy[i] += g;
             acc_dyd[i] += g * d;
             if (has_d) acc_d[i] += d;
@@ -597,10 +606,214 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, const T *x, int64
     }
 }
 
-static void NAME(col_backward_acc)(const T *dy, const T *x, int64_t rows, int64_t n,
-                                   const A *mu, const A *rs, A *acc_dy, A *acc_dyd, A *acc_d) {
-    if (acc_d) NAME(col_backward_acc_body)(dy, x, rows, n, mu, rs, acc_dy, acc_dyd, acc_d, 1);
-    else NAME(col_backward_acc_body)(dy, x, rows, n, mu, rs, acc_dy, acc_dyd, acc_d, 0);
+static void NAME(col_backward_acc)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
+                                   int64_t rows, int64_t n, const A *mu, const A *rs,
+                                   const T *w, A *acc_dy, A *acc_dyd, A *acc_d) {
+#define FN_COL_BWD(HAS_D, HAS_W)                                                           \
+    NAME(col_backward_acc_body)(dy, lddy, x, ldx, rows, n, mu, rs, w, acc_dy, acc_dyd, acc_d, \
+                                HAS_D, HAS_W)
+    if (acc_d && w) FN_COL_BWD(1, 1);
+    else if (acc_d) FN_COL_BWD(1, 0);
+    else if (w) FN_COL_BWD(0, 1);
+    else FN_COL_BWD(0, 0);
+#undef FN_COL_BWD
+}
+
+/* Columns normalized over the rows: per-column statistics (vectors), per-row
+ * parameters (scalars). The arithmetic of an element is that of normalize:
+ * fma(x - mu, r, k), then the affine step. */
+static FN_INLINE V NAME(affine_row)(V t, V vw, V vb, const int has_w, const int has_b) {
+    if (has_w && has_b) return VFMA(t, vw, vb);
+    if (has_w) return VMUL(t, vw);
+    if (has_b) return VADD(t, vb);
+    return t;
+}
+
+static FN_INLINE void NAME(normalize_cols_body)(const T *x, int64_t ldx, T *y, int64_t ldy,
+                                                int64_t rows, int64_t n, const A *mu,
+                                                const A *rs, const A *k, const T *w,
+                                                const T *b, const T *next_x, T *next_y,
+                                                const int has_w, const int has_b) {
+    int64_t r = 0;
+    /* two rows share each load of the column coefficients; the rows of the
+     * next block are fetched meanwhile, a cache line per 64 bytes of these */
+    for (; r + 2 <= rows; r += 2) {
+        const T *x0 = x + r * ldx, *x1 = x0 + ldx;
+        T *y0 = y + r * ldy, *y1 = y0 + ldy;
+        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
+        const A b0 = has_b ? SLOAD(b + r) : 0, b1 = has_b ? SLOAD(b + r + 1) : 0;
+        const V vw0 = VSET1(w0), vw1 = VSET1(w1), vb0 = VSET1(b0), vb1 = VSET1(b1);
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            if (next_x && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(next_x + r * ldx + i);
+                PREFETCH(next_x + (r + 1) * ldx + i);
+                PREFETCH_W(next_y + r * ldy + i);
+                PREFETCH_W(next_y + (r + 1) * ldy + i);
+            }
+            const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i), vk = VLOADA(k + i);
+            V t0 = VFMA(VSUB(VLOAD(x0 + i), vmu), vr, vk);
+            V t1 = VFMA(VSUB(VLOAD(x1 + i), vmu), vr, vk);
+            VSTORE(y0 + i, NAME(affine_row)(t0, vw0, vb0, has_w, has_b));
+            VSTORE(y1 + i, NAME(affine_row)(t1, vw1, vb1, has_w, has_b));
+        }
+        for (; i < n; i++) {
+            A t0 = (SLOAD(x0 + i) - mu[i]) * rs[i] + k[i];
+            A t1 = (SLOAD(x1 + i) - mu[i]) * rs[i] + k[i];
+            if (has_w) t0 *= w0, t1 *= w1;
+            if (has_b) t0 += b0, t1 += b1;
+            SSTORE(y0 + i, t0);
+            SSTORE(y1 + i, t1);
+        }
+    }
+    for (; r < rows; r++) {
+        const T *x0 = x + r * ldx;
+        T *y0 = y + r * ldy;
+        const A w0 = has_w ? SLOAD(w + r) : 1, b0 = has_b ? SLOAD(b + r) : 0;
+        const V vw0 = VSET1(w0), vb0 = VSET1(b0);
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            if (next_x && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(next_x + r * ldx + i);
+                PREFETCH_W(next_y + r * ldy + i);
+            }
+            V t0 = VFMA(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(rs + i), VLOADA(k + i));
+            VSTORE(y0 + i, NAME(affine_row)(t0, vw0, vb0, has_w, has_b));
+        }
+        for (; i < n; i++) {
+            A t0 = (SLOAD(x0 + i) - mu[i]) * rs[i] + k[i];
+            if (has_w) t0 *= w0;
+            if (has_b) t0 += b0;
+            SSTORE(y0 + i, t0);
+        }
+    }
+}
+
+static void NAME(normalize_cols)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows,
+                                 int64_t n, const A *mu, const A *rs, const A *k, const T *w,
+                                 const T *b, const T *next_x, T *next_y) {
+#define FN_NORM_COLS(HAS_W, HAS_B)                                                         \
+    NAME(normalize_cols_body)(x, ldx, y, ldy, rows, n, mu, rs, k, w, b, next_x, next_y,     \
+                              HAS_W, HAS_B)
+    if (w && b) FN_NORM_COLS(1, 1);
+    else if (w) FN_NORM_COLS(1, 0);
+    else if (b) FN_NORM_COLS(0, 1);
+    else FN_NORM_COLS(0, 0);
+#undef FN_NORM_COLS
+}
+
+/* The NB step of columns normalized over the rows; the element arithmetic is
+ * that of backward_apply. A row's parameter sums are kept in vector
+ * accumulators over its n columns and added to dw_acc / db_acc once. */
+static FN_INLINE V NAME(backward_col_vec)(const T *dy, const T *x, T *dx, V vw, V vmu, V vr, V vc,
+                                          V vmg, V vmgx, V *sw, V *sb, const int has_w,
+                                          const int acc) {
+    V xh = VSUB(VMUL(VSUB(VLOAD(x), vmu), vr), vc);
+    V d = VLOAD(dy);
+    V g = has_w ? VMUL(d, vw) : d;
+    VSTORE(dx, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
+    if (acc >= 1) *sw = VFMA(d, xh, *sw);
+    if (acc >= 2) *sb = VADD(*sb, d);
+    return d;
+}
+
+static FN_INLINE void NAME(backward_col_tail)(const T *dy, const T *x, T *dx, int64_t i, int64_t n,
+                                              A wr, const A *mu, const A *rs, const A *c,
+                                              const A *mg, const A *mgx, A *tw, A *tb,
+                                              const int has_w, const int acc) {
+    for (; i < n; i++) {
+        A xh = (SLOAD(x + i) - mu[i]) * rs[i] - c[i];
+        A d = SLOAD(dy + i);
+        A g = has_w ? d * wr : d;
+        SSTORE(dx + i, rs[i] * ((g - mg[i]) - xh * mgx[i]));
+        if (acc >= 1) *tw += d * xh;
+        if (acc >= 2) *tb += d;
+    }
+}
+
+static FN_INLINE void NAME(backward_apply_cols_body)(const T *dy, int64_t lddy, const T *x,
+                                                     int64_t ldx, T *dx, int64_t lddx,
+                                                     int64_t rows, int64_t n, const A *mu,
+                                                     const A *rs, const A *c, const A *mg,
+                                                     const A *mgx, const T *w, A *dw_acc,
+                                                     A *db_acc, const T *next_dy,
+                                                     const T *next_x, T *next_dx,
+                                                     const int has_w, const int acc) {
+    int64_t r = 0;
+    /* two rows share each load of the column coefficients */
+    for (; r + 2 <= rows; r += 2) {
+        const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
+        T *d0 = dx + r * lddx, *d1 = d0 + lddx;
+        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
+        const V vw0 = VSET1(w0), vw1 = VSET1(w1);
+        V sw0 = VZERO(), sb0 = VZERO(), sw1 = VZERO(), sb1 = VZERO();
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            if (next_x && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(next_x + r * ldx + i);
+                PREFETCH(next_x + (r + 1) * ldx + i);
+                PREFETCH(next_dy + r * lddy + i);
+                PREFETCH(next_dy + (r + 1) * lddy + i);
+                PREFETCH_W(next_dx + r * lddx + i);
+                PREFETCH_W(next_dx + (r + 1) * lddx + i);
+            }
+            const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i), vc = VLOADA(c + i),
+                    vmg = VLOADA(mg + i), vmgx = VLOADA(mgx + i);
+            NAME(backward_col_vec)(g0 + i, x0 + i, d0 + i, vw0, vmu, vr, vc, vmg, vmgx, &sw0,
+                                   &sb0, has_w, acc);
+            NAME(backward_col_vec)(g1 + i, x1 + i, d1 + i, vw1, vmu, vr, vc, vmg, vmgx, &sw1,
+                                   &sb1, has_w, acc);
+        }
+        A tw0 = acc >= 1 ? VHSUM(sw0) : 0, tb0 = acc >= 2 ? VHSUM(sb0) : 0;
+        A tw1 = acc >= 1 ? VHSUM(sw1) : 0, tb1 = acc >= 2 ? VHSUM(sb1) : 0;
+        NAME(backward_col_tail)(g0, x0, d0, i, n, w0, mu, rs, c, mg, mgx, &tw0, &tb0, has_w, acc);
+        NAME(backward_col_tail)(g1, x1, d1, i, n, w1, mu, rs, c, mg, mgx, &tw1, &tb1, has_w, acc);
+        if (acc >= 1) dw_acc[r] += tw0, dw_acc[r + 1] += tw1;
+        if (acc >= 2) db_acc[r] += tb0, db_acc[r + 1] += tb1;
+    }
+    for (; r < rows; r++) {
+        const T *x0 = x + r * ldx, *g0 = dy + r * lddy;
+        T *d0 = dx + r * lddx;
+        const A w0 = has_w ? SLOAD(w + r) : 1;
+        const V vw0 = VSET1(w0);
+        V sw0 = VZERO(), sb0 = VZERO();
+        int64_t i = 0;
+        for (; i + VN <= n; i += VN) {
+            if (next_x && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(next_x + r * ldx + i);
+                PREFETCH(next_dy + r * lddy + i);
+                PREFETCH_W(next_dx + r * lddx + i);
+            }
+            NAME(backward_col_vec)(g0 + i, x0 + i, d0 + i, vw0, VLOADA(mu + i), VLOADA(rs + i),
+                                   VLOADA(c + i), VLOADA(mg + i), VLOADA(mgx + i), &sw0, &sb0,
+                                   has_w, acc);
+        }
+        A tw0 = acc >= 1 ? VHSUM(sw0) : 0, tb0 = acc >= 2 ? VHSUM(sb0) : 0;
+        NAME(backward_col_tail)(g0, x0, d0, i, n, w0, mu, rs, c, mg, mgx, &tw0, &tb0, has_w, acc);
+        if (acc >= 1) dw_acc[r] += tw0;
+        if (acc >= 2) db_acc[r] += tb0;
+    }
+}
+
+static void NAME(backward_apply_cols)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
+                                      T *dx, int64_t lddx, int64_t rows, int64_t n,
+                                      const A *mu, const A *rs, const A *c, const A *mg,
+                                      const A *mgx, const T *w, A *dw_acc, A *db_acc,
+                                      const T *next_dy, const T *next_x, T *next_dx) {
+#define FN_BWD_COLS(HAS_W, ACC)                                                            \
+    NAME(backward_apply_cols_body)(dy, lddy, x, ldx, dx, lddx, rows, n, mu, rs, c, mg, mgx, w, \
+                                   dw_acc, db_acc, next_dy, next_x, next_dx, HAS_W, ACC)
+    const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
+    if (w) {
+        if (acc == 2) FN_BWD_COLS(1, 2);
+        else if (acc == 1) FN_BWD_COLS(1, 1);
+        else FN_BWD_COLS(1, 0);
+    } else {
+        if (acc == 2) FN_BWD_COLS(0, 2);
+        else if (acc == 1) FN_BWD_COLS(0, 1);
+        else FN_BWD_COLS(0, 0);
+    }
+#undef FN_BWD_COLS
 }
 
 static const PRIMS_TYPE NAME(table) = {
@@ -608,6 +821,7 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize),     NAME(backward_sums),  NAME(backward_apply), NAME(add),
     NAME(scale_shift),   NAME(scale_shift_cols), NAME(affine_backward),
     NAME(affine_backward_cols), NAME(col_moments_acc), NAME(col_backward_acc),
+    NAME(normalize_cols), NAME(backward_apply_cols),
 };
 
 #undef FN_LINE_ELEMS

@@ -1,0 +1,328 @@
+/*
+ * driver_axis_impl.h -- LayerNorm and RMSNorm over one axis that is not the
+ * last (axis=1 of an (N, C, H, W) array, say), without a transposing copy;
+ * included by driver.c per data type, after driver_impl.h.
+ *
+ * The data is an (S, C, L) array: element (s, c, l) lies at
+ * s * lds + c * ldc + l, so the L elements of each (s, c) are contiguous.
+ * Statistics are per (s, l), over the C elements ldc apart; weight and bias
+ * are per c. A work item is (s, block of BL consecutive columns): C rows of
+ * BL contiguous elements, which the column primitives process vectorized
+ * along the columns. The forward reads a block three times (sums, centered
+ * sums, normalization); BL keeps it near 192 KiB, so that the second and
+ * third reads come from L2 when C allows it.
+ *
+ * Column sums are taken FN_AXIS_CHUNK rows at a time in the accumulation
+ * type and the chunks added in double, so that their error does not grow
+ * with C. BL, the chunks and the gradient groups depend on the shape alone:
+ * results are bitwise identical for any thread count.
+ */
+
+#define FN_ATABLE() (fn_active_prims()->SUF)
+
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t S, C, L, BL, nblk, items, group; /* group: items per gradient partial */
+    const T *x, *dy;
+    int64_t xs, xc, dys, dyc, ys, yc;
+    T *y; /* y, or dx */
+    const T *weight, *bias;
+    T *mean, *rstd; /* forward: outputs (may be NULL); backward: inputs */
+    const T *mean_in, *rstd_in;
+    double eps;
+    int centered;
+    A *part_w, *part_b; /* backward: one row of C per group, or NULL */
+    int failed;
+} LOCAL(axis_ctx);
+
+static void LOCAL(axis_setup)(LOCAL(axis_ctx) *k, int64_t S, int64_t C, int64_t L) {
+    memset(k, 0, sizeof(*k));
+    k->P = FN_ATABLE();
+    k->S = S, k->C = C, k->L = L;
+    k->BL = fn_axis_block_cols(C, L, (int64_t)sizeof(T));
+    k->nblk = (L + k->BL - 1) / k->BL;
+    k->items = S * k->nblk;
+    k->group = fn_axis_group_items(k->items);
+}
+
+/* Per column, over `rows` rows: tot_d = sum(x - mu), tot_d2 = sum((x - mu)^2)
+ * (mu NULL: 0; tot_d2 NULL: not wanted), chunk by chunk. */
+static void LOCAL(axis_col_sums)(const PRIMS_TYPE *P, const T *x, int64_t ld, int64_t rows,
+                                 int64_t n, const A *mu, A *acc_d, A *acc_d2, double *tot_d,
+                                 double *tot_d2) {
+    memset(tot_d, 0, (size_t)n * sizeof(double));
+    if (tot_d2) memset(tot_d2, 0, (size_t)n * sizeof(double));
+    for (int64_t r0 = 0; r0 < rows; r0 += FN_AXIS_CHUNK) {
+        const int64_t cnt = rows - r0 < FN_AXIS_CHUNK ? rows - r0 : FN_AXIS_CHUNK;
+        memset(acc_d, 0, (size_t)n * sizeof(A));
+        if (tot_d2) memset(acc_d2, 0, (size_t)n * sizeof(A));
+        P->col_moments_acc(x + r0 * ld, ld, cnt, n, mu, acc_d, tot_d2 ? acc_d2 : NULL);
+        for (int64_t i = 0; i < n; i++) {
+            tot_d[i] += acc_d[i];
+            if (tot_d2) tot_d2[i] += acc_d2[i];
+        }
+    }
+}
+
+/* The item's (s, first column, column count). */
+static FN_DRIVER_INLINE void LOCAL(axis_item)(const LOCAL(axis_ctx) *k, int64_t it, int64_t *s,
+                                              int64_t *l0, int64_t *n) {
+    *s = it / k->nblk;
+    *l0 = (it % k->nblk) * k->BL;
+    *n = k->L - *l0 < k->BL ? k->L - *l0 : k->BL;
+}
+
+static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, BL = k->BL;
+    A *co = (A *)malloc((size_t)(5 * BL) * sizeof(A));
+    double *tot = (double *)malloc((size_t)(2 * BL) * sizeof(double));
+    T *ex = NULL;         /* exact-range columns, normalized, C elements each */
+    int64_t *exi = NULL;  /* ...and their column indices */
+    if (!co || !tot) {
+        k->failed = 1;
+        free(co);
+        free(tot);
+        return;
+    }
+    A *acc_d = co, *acc_d2 = co + BL, *mu = co + 2 * BL, *r = co + 3 * BL, *kk = co + 4 * BL;
+    for (int64_t it = begin; it < end; it++) {
+        int64_t s, l0, n;
+        LOCAL(axis_item)(k, it, &s, &l0, &n);
+        const T *x0 = k->x + s * k->xs + l0;
+        T *y0 = k->y + s * k->ys + l0;
+        if (k->centered) {
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, NULL);
+            for (int64_t i = 0; i < n; i++) mu[i] = (A)(tot[i] / (double)C);
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, mu, acc_d, acc_d2, tot, tot + BL);
+        } else {
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, tot + BL);
+        }
+        int64_t nex = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const A sq = (A)tot[BL + i];
+            A mean_i, rstd_i;
+            if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)C) && k->eps < FN_EPS_NEGLIGIBLE)) {
+                /* the exact-range path of the row normalizers, on the gathered
+                 * column; written after normalize_cols (y may be x) */
+                if (!ex) {
+                    ex = (T *)malloc((size_t)(BL * C) * sizeof(T));
+                    exi = (int64_t *)malloc((size_t)BL * sizeof(int64_t));
+                    if (!ex || !exi) {
+                        k->failed = 1;
+                        break;
+                    }
+                }
+                T *col = ex + nex * C;
+                for (int64_t c = 0; c < C; c++) col[c] = x0[c * k->xc + i];
+                const fn_exact_stats st = LOCAL(exact_moments)(col, C, k->centered, k->eps);
+                LOCAL(exact_normalize)(col, col, C, st, k->weight, k->bias);
+                exi[nex++] = i;
+                mean_i = (A)(st.mean_scaled * st.scale);
+                rstd_i = (A)st.rstd;
+                mu[i] = r[i] = kk[i] = 0;
+            } else if (k->centered) {
+                const A c = (A)(tot[i] / (double)C);
+                double var = tot[BL + i] / (double)C - (double)c * (double)c;
+                if (var < 0) var = 0;
+                r[i] = (A)(1.0 / sqrt(var + k->eps));
+                kk[i] = -(c * r[i]);
+                mean_i = mu[i] + c;
+                rstd_i = r[i];
+            } else {
+                mu[i] = kk[i] = 0;
+                r[i] = (A)(1.0 / sqrt(tot[BL + i] / (double)C + k->eps));
+                mean_i = 0;
+                rstd_i = r[i];
+            }
+            if (k->mean) k->mean[s * k->L + l0 + i] = (T)mean_i;
+            if (k->rstd) k->rstd[s * k->L + l0 + i] = (T)rstd_i;
+        }
+        if (k->failed) break;
+        /* the next item's block (same strides) is fetched while this one is
+         * written (prefetches never fault: a narrower next block is harmless) */
+        const T *nx = NULL;
+        T *ny = NULL;
+        if (it + 1 < end) {
+            int64_t s1, l1, n1;
+            LOCAL(axis_item)(k, it + 1, &s1, &l1, &n1);
+            nx = k->x + s1 * k->xs + l1;
+            ny = k->y + s1 * k->ys + l1;
+        }
+        P->normalize_cols(x0, k->xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
+        for (int64_t e = 0; e < nex; e++)
+            for (int64_t c = 0; c < C; c++) y0[c * k->yc + exi[e]] = ex[e * C + c];
+    }
+    free(co);
+    free(tot);
+    free(ex);
+    free(exi);
+}
+
+static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
+    const int64_t S = k->S, C = k->C, L = k->L;
+    if (S <= 0 || L <= 0) return FASTNORM_OK;
+    if (C <= 0) { /* statistics of empty groups */
+        for (int64_t i = 0; i < S * L; i++) {
+            if (k->mean) k->mean[i] = (T)NAN;
+            if (k->rstd) k->rstd[i] = (T)NAN;
+        }
+        return FASTNORM_OK;
+    }
+    const int nt = fn_threads_for(num_threads, k->items, S * C * L * (int64_t)sizeof(T));
+    fn_parallel_ranges(nt, k->items, LOCAL(axis_forward_items), k);
+    return k->failed ? FASTNORM_ENOMEM : FASTNORM_OK;
+}
+
+int NAME(layer_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
+                          int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const T *weight,
+                          const T *bias, double eps, T *mean, T *rstd, int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
+    k.weight = weight, k.bias = bias, k.eps = eps, k.mean = mean, k.rstd = rstd;
+    k.centered = 1;
+    return LOCAL(axis_forward)(&k, num_threads);
+}
+
+int NAME(rms_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
+                        int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const T *weight,
+                        double eps, T *rstd, int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
+    k.weight = weight, k.eps = eps, k.rstd = rstd;
+    k.centered = 0;
+    return LOCAL(axis_forward)(&k, num_threads);
+}
+
+/* ---- backward ---------------------------------------------------------- */
+
+/* The NB step of every item of the groups [begin, end); a group's parameter
+ * partials (its items in order) in its own row of part_w / part_b. */
+static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t C = k->C, BL = k->BL;
+    A *co = (A *)malloc((size_t)(8 * BL) * sizeof(A));
+    double *tot = (double *)malloc((size_t)(3 * BL) * sizeof(double));
+    if (!co || !tot) {
+        k->failed = 1;
+        free(co);
+        free(tot);
+        return;
+    }
+    A *acc_g = co, *acc_gx = co + BL, *acc_x = co + 2 * BL;
+    A *mu = co + 3 * BL, *r = co + 4 * BL, *cc = co + 5 * BL, *mg = co + 6 * BL,
+      *mgx = co + 7 * BL;
+    double *tg = tot, *tgx = tot + BL, *tx = tot + 2 * BL;
+    for (int64_t g = begin; g < end; g++) {
+        A *pw = k->part_w ? k->part_w + g * C : NULL;
+        A *pb = k->part_b ? k->part_b + g * C : NULL;
+        if (pw) memset(pw, 0, (size_t)C * sizeof(A));
+        if (pb) memset(pb, 0, (size_t)C * sizeof(A));
+        const int64_t first = g * k->group;
+        const int64_t last = first + k->group < k->items ? first + k->group : k->items;
+        for (int64_t it = first; it < last; it++) {
+            int64_t s, l0, n;
+            LOCAL(axis_item)(k, it, &s, &l0, &n);
+            const T *x0 = k->x + s * k->xs + l0, *dy0 = k->dy + s * k->dys + l0;
+            T *dx0 = k->y + s * k->ys + l0;
+            const int64_t st = s * k->L + l0;
+            for (int64_t i = 0; i < n; i++) {
+                mu[i] = k->centered ? (A)k->mean_in[st + i] : 0;
+                r[i] = (A)k->rstd_in[st + i];
+            }
+            memset(tot, 0, (size_t)(3 * BL) * sizeof(double));
+            for (int64_t r0 = 0; r0 < C; r0 += FN_AXIS_CHUNK) {
+                const int64_t cnt = C - r0 < FN_AXIS_CHUNK ? C - r0 : FN_AXIS_CHUNK;
+                memset(co, 0, (size_t)(3 * BL) * sizeof(A));
+                P->col_backward_acc(dy0 + r0 * k->dyc, k->dyc, x0 + r0 * k->xc, k->xc, cnt, n, mu,
+                                    r, k->weight ? k->weight + r0 : NULL, acc_g, acc_gx,
+                                    k->centered ? acc_x : NULL);
+                for (int64_t i = 0; i < n; i++) tg[i] += acc_g[i], tgx[i] += acc_gx[i], tx[i] += acc_x[i];
+            }
+            /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
+            for (int64_t i = 0; i < n; i++) {
+                const double c = k->centered ? tx[i] / (double)C : 0;
+                const double m = k->centered ? tg[i] / (double)C : 0;
+                cc[i] = (A)c;
+                mg[i] = (A)m;
+                mgx[i] = (A)(tgx[i] / (double)C - c * m);
+            }
+            const T *ndy = NULL, *nx = NULL;
+            T *ndx = NULL;
+            if (it + 1 < last) { /* the next block, fetched while this one is written */
+                int64_t s1, l1, n1;
+                LOCAL(axis_item)(k, it + 1, &s1, &l1, &n1);
+                ndy = k->dy + s1 * k->dys + l1;
+                nx = k->x + s1 * k->xs + l1;
+                ndx = k->y + s1 * k->ys + l1;
+            }
+            P->backward_apply_cols(dy0, k->dyc, x0, k->xc, dx0, k->yc, C, n, mu, r, cc, mg, mgx,
+                                   k->weight, pw, pb, ndy, nx, ndx);
+        }
+    }
+    free(co);
+    free(tot);
+}
+
+static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, T *dweight, T *dbias, int num_threads) {
+    const int64_t S = k->S, C = k->C, L = k->L;
+    if (C <= 0) return FASTNORM_OK;
+    if (S <= 0 || L <= 0) {
+        if (dweight) memset(dweight, 0, (size_t)C * sizeof(T));
+        if (dbias) memset(dbias, 0, (size_t)C * sizeof(T));
+        return FASTNORM_OK;
+    }
+    const int64_t groups = (k->items + k->group - 1) / k->group;
+    A *part = NULL;
+    if (dweight || dbias) {
+        part = (A *)malloc((size_t)(groups * C * 2) * sizeof(A));
+        if (!part) return FASTNORM_ENOMEM;
+        k->part_w = dweight ? part : NULL;
+        k->part_b = (dbias && k->centered) ? part + groups * C : NULL;
+    }
+    const int nt = fn_threads_for(num_threads, groups, 2 * S * C * L * (int64_t)sizeof(T));
+    fn_parallel_ranges(nt, groups, LOCAL(axis_backward_groups), k);
+    if (k->failed) {
+        free(part);
+        return FASTNORM_ENOMEM;
+    }
+    if (k->part_w) LOCAL(reduce_partials)(k->P, k->part_w, groups, C, num_threads);
+    if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, groups, C, num_threads);
+    for (int64_t c = 0; c < C; c++) {
+        if (dweight) dweight[c] = (T)k->part_w[c];
+        if (dbias) dbias[c] = k->part_b ? (T)k->part_b[c] : 0;
+    }
+    free(part);
+    return FASTNORM_OK;
+}
+
+int NAME(layer_norm_axis_backward)(int64_t S, int64_t C, int64_t L, const T *dy, int64_t lddys,
+                                   int64_t lddyc, const T *x, int64_t ldxs, int64_t ldxc,
+                                   const T *mean, const T *rstd, const T *weight, T *dx,
+                                   int64_t lddxs, int64_t lddxc, T *dweight, T *dbias,
+                                   int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.dy = dy, k.dys = lddys, k.dyc = lddyc, k.x = x, k.xs = ldxs, k.xc = ldxc;
+    k.y = dx, k.ys = lddxs, k.yc = lddxc, k.weight = weight;
+    k.mean_in = mean, k.rstd_in = rstd, k.centered = 1;
+    return LOCAL(axis_backward)(&k, dweight, dbias, num_threads);
+}
+
+int NAME(rms_norm_axis_backward)(int64_t S, int64_t C, int64_t L, const T *dy, int64_t lddys,
+                                 int64_t lddyc, const T *x, int64_t ldxs, int64_t ldxc,
+                                 const T *rstd, const T *weight, T *dx, int64_t lddxs,
+                                 int64_t lddxc, T *dweight, int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.dy = dy, k.dys = lddys, k.dyc = lddyc, k.x = x, k.xs = ldxs, k.xc = ldxc;
+    k.y = dx, k.ys = lddxs, k.yc = lddxc, k.weight = weight;
+    k.rstd_in = rstd, k.centered = 0;
+    return LOCAL(axis_backward)(&k, dweight, NULL, num_threads);
+}
+
+#undef FN_ATABLE
