@@ -37,6 +37,7 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_has_openmp()
     int fastnorm_max_threads()
     int fastnorm_num_procs()
+    int fastnorm_serial_after_fork()
 
     int fastnorm_layer_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
                                 float *y, int64_t ldy, const float *weight, const float *bias,
@@ -186,7 +187,7 @@ cdef int _check_threads(object n, str name) except 0:
 
 cdef inline int _effective_threads(int request):
     """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it."""
-    if not fastnorm_has_openmp():
+    if not fastnorm_has_openmp() or fastnorm_serial_after_fork():
         return 1
     if request > 0:
         return request
@@ -215,12 +216,21 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads a call with ``num_threads=None`` may use."""
+    """The number of threads a call with ``num_threads=None`` may use.
+
+    1 in a process forked after fastnorm's threads ran: calls there run on
+    one thread whatever they ask for (the same results, see the README).
+    """
     return _effective_threads(_user_threads)
 
 
 def _num_procs():
     return fastnorm_num_procs()
+
+
+def _serial_after_fork():
+    """Whether this process was forked after fastnorm's threads ran (calls run on one thread)."""
+    return bool(fastnorm_serial_after_fork())
 
 
 # --------------------------------------------------------------------------

@@ -64,6 +64,10 @@ FASTNORM_API int fastnorm_get_isa(void);
 FASTNORM_API int fastnorm_has_openmp(void);
 FASTNORM_API int fastnorm_max_threads(void);
 FASTNORM_API int fastnorm_num_procs(void);
+/* 1 in a process forked after fastnorm started OpenMP threads: every call
+ * there runs on the calling thread (a parallel region in such a child can
+ * hang); 0 otherwise. */
+FASTNORM_API int fastnorm_serial_after_fork(void);
 
 /* LayerNorm forward: y = (x - mean) * rstd * weight + bias, per row. */
 FASTNORM_API int fastnorm_layer_norm_f32(
