@@ -16,6 +16,7 @@ from libc.math cimport isinf
 from libc.stdint cimport int64_t, uintptr_t
 
 cimport cython
+from cpython.pycapsule cimport PyCapsule_New
 
 cnp.import_array()
 
@@ -38,6 +39,9 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_max_threads()
     int fastnorm_num_procs()
     int fastnorm_serial_after_fork()
+    ctypedef struct fastnorm_api_table:
+        pass
+    const fastnorm_api_table *fastnorm_get_api_table()
 
     int fastnorm_layer_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
                                 float *y, int64_t ldy, const float *weight, const float *bias,
@@ -108,6 +112,12 @@ cdef extern from "fastnorm.h" nogil:
                                        int64_t lddy, const double *x, int64_t ldx,
                                        const double *rstd, const double *weight, double *dx,
                                        int64_t lddx, double *dweight, int num_threads)
+
+
+# The entry points of fastnorm.h as a table, for other extension modules
+# (fastnorm_capi.h, fastnorm/kernels.pxd): they call these kernels without
+# linking them.
+_C_API = PyCapsule_New(<void *>fastnorm_get_api_table(), "fastnorm._core._C_API", NULL)
 
 
 # --------------------------------------------------------------------------
