@@ -131,6 +131,7 @@ extension = Extension(
         os.path.join("src", "fastnorm", "_core.pyx"),
         os.path.join(KERNELS, "dispatch.c"),
         os.path.join(KERNELS, "driver.c"),
+        os.path.join(KERNELS, "api_table.c"),
         os.path.join(KERNELS, "kernels_scalar.c"),
     ],
     include_dirs=[KERNELS, numpy.get_include()],

@@ -4,7 +4,8 @@ Functions take and return NumPy arrays and follow PyTorch's names and
 defaults; every forward has an explicit backward. See ``fastnorm.nn`` for
 layer classes that hold parameters and gradients, ``fastnorm.reference`` for
 the plain float64 NumPy formulas the kernels are tested against, and
-``fastnorm.show_config()`` for what this build and CPU use.
+``fastnorm.show_config()`` for what this build and CPU use, and
+``fastnorm.get_include()`` for the C header of the kernels.
 """
 from ._core import (
     ada_layer_norm,
@@ -39,6 +40,21 @@ from ._family import (
 from ._config import get_config, show_config
 from . import nn, reference
 
+
+def get_include():
+    """The folder of fastnorm's C header ``fastnorm.h``, for building against it.
+
+    It holds the kernels' C sources too, and ``fastnorm_capi.h``; like
+    ``numpy.get_include()``, pass it as an include directory. A C program
+    includes ``fastnorm.h`` and compiles the sources in; a Cython extension
+    does ``from fastnorm cimport kernels`` and links nothing (see
+    docs/embedding.md).
+    """
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -70,6 +86,7 @@ __all__ = [
     "get_num_threads",
     "show_config",
     "get_config",
+    "get_include",
     "nn",
     "reference",
     "__version__",

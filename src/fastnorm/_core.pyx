@@ -16,6 +16,7 @@ from libc.math cimport isinf
 from libc.stdint cimport int64_t, uintptr_t
 
 cimport cython
+from cpython.pycapsule cimport PyCapsule_New
 
 cnp.import_array()
 
@@ -37,6 +38,10 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_has_openmp()
     int fastnorm_max_threads()
     int fastnorm_num_procs()
+    int fastnorm_serial_after_fork()
+    ctypedef struct fastnorm_api_table:
+        pass
+    const fastnorm_api_table *fastnorm_get_api_table()
 
     int fastnorm_layer_norm_f32(int64_t rows, int64_t n, const float *x, int64_t ldx,
                                 float *y, int64_t ldy, const float *weight, const float *bias,
@@ -143,6 +148,12 @@ cdef extern from "fastnorm.h" nogil:
         double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads)
 
 
+# The entry points of fastnorm.h as a table, for other extension modules
+# (fastnorm_capi.h, fastnorm/kernels.pxd): they call these kernels without
+# linking them.
+_C_API = PyCapsule_New(<void *>fastnorm_get_api_table(), "fastnorm._core._C_API", NULL)
+
+
 # --------------------------------------------------------------------------
 # Instruction set and threads
 # --------------------------------------------------------------------------
@@ -220,7 +231,7 @@ cdef int _check_threads(object n, str name) except 0:
 
 cdef inline int _effective_threads(int request):
     """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it."""
-    if not fastnorm_has_openmp():
+    if not fastnorm_has_openmp() or fastnorm_serial_after_fork():
         return 1
     if request > 0:
         return request
@@ -249,12 +260,21 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads a call with ``num_threads=None`` may use."""
+    """The number of threads a call with ``num_threads=None`` may use.
+
+    1 in a process forked after fastnorm's threads ran: calls there run on
+    one thread whatever they ask for (the same results, see the README).
+    """
     return _effective_threads(_user_threads)
 
 
 def _num_procs():
     return fastnorm_num_procs()
+
+
+def _serial_after_fork():
+    """Whether this process was forked after fastnorm's threads ran (calls run on one thread)."""
+    return bool(fastnorm_serial_after_fork())
 
 
 # --------------------------------------------------------------------------

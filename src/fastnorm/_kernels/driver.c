@@ -16,6 +16,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#if !defined(_WIN32)
+#include <pthread.h>
+#define FN_ATFORK 1
+#endif
 #endif
 
 #include "dispatch.h"
@@ -45,8 +49,37 @@ int fastnorm_num_procs(void) {
 #endif
 }
 
+/* fork() after OpenMP threads ran: the child has one thread, but the OpenMP
+ * runtime (libgomp at least) still counts the parent's pool as its own, and a
+ * parallel region entered in the child can wait forever for threads that do
+ * not exist. So the first time a call is about to start a team, a child
+ * handler is registered (once per process), and in a child forked after that
+ * every call runs on the calling thread alone, without any OpenMP team. The
+ * results are the same bits (they never depend on the thread count); only the
+ * speed changes. A child forked before fastnorm ever started a team has no
+ * pool to inherit and keeps its threads. */
+#ifdef FN_ATFORK
+static volatile int fn_serial_after_fork = 0;
+static pthread_once_t fn_atfork_once = PTHREAD_ONCE_INIT;
+
+static void fn_atfork_child(void) { fn_serial_after_fork = 1; }
+
+static void fn_atfork_register(void) { pthread_atfork(NULL, NULL, fn_atfork_child); }
+#endif
+
+int fastnorm_serial_after_fork(void) {
+#ifdef FN_ATFORK
+    return fn_serial_after_fork;
+#else
+    return 0;
+#endif
+}
+
 int fn_threads_for(int requested, int64_t units, int64_t bytes) {
 #ifdef _OPENMP
+#ifdef FN_ATFORK
+    if (fn_serial_after_fork) return 1;
+#endif
     if (requested <= 1 || units <= 1 || bytes < FN_PARALLEL_MIN_BYTES) return 1;
     return units < requested ? (int)units : requested;
 #else
@@ -68,6 +101,9 @@ static void fn_parallel_ranges(int nt, int64_t count, fn_range_body body, void *
         return;
     }
 #ifdef _OPENMP
+#ifdef FN_ATFORK
+    pthread_once(&fn_atfork_once, fn_atfork_register); /* before the first team */
+#endif
 #pragma omp parallel num_threads(nt)
     {
         const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();

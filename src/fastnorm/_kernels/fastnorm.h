@@ -1,17 +1,64 @@
 /*
  * fastnorm.h -- C entry points of the fastnorm normalization kernels.
  *
- * Plain C, no Python. Every array is addressed as `rows` rows of `n`
- * contiguous elements; `ld*` arguments are the distance between the starts of
- * two consecutive rows, in elements (any sign). Per-row statistics (mean,
- * rstd) are dense vectors of `rows` elements and may be NULL when not wanted.
- * Parameters (weight, bias) are dense vectors of `n` elements or NULL.
+ * Plain C99, no Python. The same functions run under the Python package;
+ * this header is installed with it (fastnorm.get_include() is its folder),
+ * and docs/embedding.md says how to build a program or an extension on it.
  *
- * Return value: 0 on success, FASTNORM_ENOMEM when scratch memory could not be
- * allocated (outputs are then unspecified).
+ * Types. Each normalizer comes as _f32 (float data) and _f64 (double data).
+ * Sizes and strides are int64_t counts of elements, never bytes. Every
+ * pointer must be aligned to its type (as any float * or double * in C);
+ * no further alignment is needed.
  *
- * `num_threads` is an upper bound; small calls run on one thread. Results are
- * bitwise identical for any `num_threads`.
+ * Row normalizers (layer norm, RMS norm and their fused and per-sample
+ * forms) address an array as `rows` rows of `n` contiguous elements: row i
+ * starts at p + i * ldp, where the `ld*` argument that goes with p is the
+ * distance between the starts of two consecutive rows, of any sign (0
+ * repeats one row; an input may do that, an output may not). Per-row
+ * statistics (mean, rstd) are dense vectors of `rows` elements of the data
+ * type; parameters (weight, bias, residual_bias) dense vectors of `n`
+ * elements. rstd is 1 / sqrt(var + eps) with the biased variance.
+ *
+ * NULL: where an argument is marked "or NULL", NULL means "not wanted"
+ * for an output (it is not computed) and "the identity" for a parameter
+ * (weight = 1, bias = 0). Every other pointer must be valid whenever the
+ * call has work to do (rows > 0 and n > 0).
+ *
+ * Aliasing: an output may be the corresponding input itself, with the
+ * same stride (y == x, ldy == ldx, for a normalization in place) where an
+ * entry point says so; apart from that, outputs must not overlap each
+ * other or any input.
+ *
+ * Values: eps must be >= 0 and finite (not checked). A NaN in a row makes
+ * that row's outputs NaN; an Inf makes a layer-norm row NaN and gives an
+ * RMS-norm row rstd = 0. Rows whose float sums would overflow or underflow
+ * are computed again in double precision, scaled, so that finite rows of
+ * any magnitude give finite results.
+ *
+ * Return value: FASTNORM_OK (0) on success; FASTNORM_ENOMEM when scratch
+ * memory could not be allocated (the outputs are then unspecified);
+ * FASTNORM_EINVAL where an entry point lists a condition for it (nothing is
+ * written then). Calls with no work (rows <= 0, or a zero dimension of a
+ * channel array) return FASTNORM_OK and write only what their description
+ * says.
+ *
+ * Threads. `num_threads` is an upper bound on the OpenMP threads one call
+ * uses: <= 1 runs on the calling thread, and so does any call on less than
+ * 128 KiB of data; work is split by whole rows (or channels, groups). The
+ * results are bitwise identical for any `num_threads`: row results never
+ * depend on the split, and gradient sums over rows are made per fixed block
+ * of rows and added in a fixed order. A build without OpenMP always runs on
+ * the calling thread (fastnorm_has_openmp()).
+ *
+ * Re-entrancy. Every normalizer may be called concurrently from any number
+ * of threads (each with its own num_threads) on outputs that do not
+ * overlap; the calls share no mutable state. The only process-wide setting
+ * is the kernel table (fastnorm_set_isa); change it only while no call runs.
+ *
+ * fork(). In a process forked after a call started OpenMP threads, every
+ * call runs on the calling thread (fastnorm_serial_after_fork() is 1): an
+ * OpenMP parallel region in such a child can hang, because the runtime
+ * still counts the parent's threads. The results are unchanged.
  */
 #ifndef FASTNORM_H
 #define FASTNORM_H
@@ -21,6 +68,8 @@
 #define FASTNORM_VERSION_MAJOR 0
 #define FASTNORM_VERSION_MINOR 1
 #define FASTNORM_VERSION_PATCH 0
+/* 10000 * major + 100 * minor + patch of this header; compare it with
+ * fastnorm_version_number(), the version of the compiled kernels. */
 #define FASTNORM_VERSION_NUMBER \
     (FASTNORM_VERSION_MAJOR * 10000 + FASTNORM_VERSION_MINOR * 100 + FASTNORM_VERSION_PATCH)
 
@@ -36,8 +85,9 @@
 extern "C" {
 #endif
 
+/* Return codes. */
 #define FASTNORM_OK 0
-#define FASTNORM_ENOMEM 1
+#define FASTNORM_ENOMEM 1 /* scratch memory could not be allocated */
 #define FASTNORM_EINVAL 2 /* an argument outside its domain (C not divisible by G) */
 
 /* Instruction sets a kernel table can be built for. */
@@ -51,21 +101,48 @@ extern "C" {
 #define FASTNORM_CPU_F16C 8u
 #define FASTNORM_CPU_OS_AVX 16u /* the OS saves the AVX (YMM) state */
 
+/* ---- version, dispatch, threads ------------------------------------------ */
+
+/* FASTNORM_VERSION_NUMBER of the sources the kernels were compiled from. */
 FASTNORM_API int fastnorm_version_number(void);
 
-/* Runtime dispatch. fastnorm_set_isa returns the ISA actually selected
- * (AVX2 is refused, and scalar kept, where the CPU or the build lacks it). */
+/* FASTNORM_CPU_* bits of the CPU this runs on (0 off x86). */
 FASTNORM_API unsigned fastnorm_cpu_features(void);
+/* 1 when the kernels of `isa` (FASTNORM_ISA_*) are compiled in and the CPU
+ * and OS can run them, else 0. The scalar kernels are always available. */
 FASTNORM_API int fastnorm_isa_available(int isa);
+/* Selects the kernels of every later call; returns the ISA actually
+ * selected (AVX2 is refused, and scalar kept, where the CPU or the build
+ * lacks it). Until it is called the first call picks the best available.
+ * Process-wide: call it only while no normalizer runs. The two kernel
+ * tables agree to rounding, not bit for bit. */
 FASTNORM_API int fastnorm_set_isa(int isa);
+/* The ISA in use (selecting the best available if none was chosen yet). */
 FASTNORM_API int fastnorm_get_isa(void);
 
-/* Threads: whether the build has OpenMP, and OpenMP's current default. */
+/* 1 when the kernels were built with OpenMP, else 0 (then every call runs
+ * on the calling thread). */
 FASTNORM_API int fastnorm_has_openmp(void);
+/* OpenMP's current default thread count (omp_get_max_threads(): follows
+ * OMP_NUM_THREADS and the CPU affinity); 1 without OpenMP. A natural
+ * num_threads. */
 FASTNORM_API int fastnorm_max_threads(void);
+/* The processors OpenMP sees (omp_get_num_procs()); 1 without OpenMP. */
 FASTNORM_API int fastnorm_num_procs(void);
+/* 1 in a process forked after fastnorm started OpenMP threads: every call
+ * there runs on the calling thread (a parallel region in such a child can
+ * hang); 0 otherwise. */
+FASTNORM_API int fastnorm_serial_after_fork(void);
 
-/* LayerNorm forward: y = (x - mean) * rstd * weight + bias, per row. */
+/* ---- row normalizers ------------------------------------------------------ */
+
+/* LayerNorm forward, per row: y = (x - mean) * rstd * weight + bias.
+ *   x      rows x n input, rows ldx apart.
+ *   y      rows x n output, rows ldy apart; may be x itself (ldy == ldx).
+ *   weight, bias   n elements each, or NULL.
+ *   eps    added to the variance.
+ *   mean, rstd     rows elements each (outputs), or NULL. With n <= 0 they
+ *          are set to NaN and y is not touched. */
 FASTNORM_API int fastnorm_layer_norm_f32(
     int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
     const float *weight, const float *bias, double eps, float *mean, float *rstd,
@@ -75,8 +152,15 @@ FASTNORM_API int fastnorm_layer_norm_f64(
     const double *weight, const double *bias, double eps, double *mean, double *rstd,
     int num_threads);
 
-/* LayerNorm backward from the forward's mean and rstd. dweight and dbias
- * (n elements each) may be NULL when not wanted. */
+/* LayerNorm backward, from the forward's statistics.
+ *   dy     rows x n gradient of y, rows lddy apart.
+ *   x      the forward's input, rows ldx apart.
+ *   mean, rstd     rows elements each, as the forward wrote them (required).
+ *   weight n elements, or NULL (the forward had none).
+ *   dx     rows x n output, rows lddx apart; must not overlap dy or x.
+ *   dweight = sum over rows of dy * (x - mean) * rstd, n elements, or NULL.
+ *   dbias   = sum over rows of dy, n elements, or NULL.
+ * With rows <= 0 (and n > 0) dweight and dbias are set to zero. */
 FASTNORM_API int fastnorm_layer_norm_backward_f32(
     int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
     const float *mean, const float *rstd, const float *weight, float *dx, int64_t lddx,
@@ -86,7 +170,9 @@ FASTNORM_API int fastnorm_layer_norm_backward_f64(
     const double *mean, const double *rstd, const double *weight, double *dx, int64_t lddx,
     double *dweight, double *dbias, int num_threads);
 
-/* RMSNorm forward: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2) + eps). */
+/* RMSNorm forward, per row: y = x * rstd * weight, rstd = 1 / sqrt(mean(x^2)
+ * + eps). Arguments as fastnorm_layer_norm_*, without bias and mean; y may be
+ * x itself (ldy == ldx); rstd (rows elements) or NULL. */
 FASTNORM_API int fastnorm_rms_norm_f32(
     int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
     const float *weight, double eps, float *rstd, int num_threads);
@@ -94,10 +180,32 @@ FASTNORM_API int fastnorm_rms_norm_f64(
     int64_t rows, int64_t n, const double *x, int64_t ldx, double *y, int64_t ldy,
     const double *weight, double eps, double *rstd, int num_threads);
 
-/* Fused residual add (pre-norm transformer block): sum_out = x + residual
- * (+ residual_bias, n elements, may be NULL), then y = LayerNorm(sum_out) or
- * RMSNorm(sum_out); mean and rstd are those of sum_out. x and residual are read
- * once, sum_out and y written once. sum_out may be x or residual itself. */
+/* RMSNorm backward, from the forward's rstd (rows elements, required).
+ * Arguments as fastnorm_layer_norm_backward_*, without mean and dbias;
+ * dweight = sum over rows of dy * x * rstd (n elements), or NULL. */
+FASTNORM_API int fastnorm_rms_norm_backward_f32(
+    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
+    const float *rstd, const float *weight, float *dx, int64_t lddx, float *dweight,
+    int num_threads);
+FASTNORM_API int fastnorm_rms_norm_backward_f64(
+    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *x, int64_t ldx,
+    const double *rstd, const double *weight, double *dx, int64_t lddx, double *dweight,
+    int num_threads);
+
+/* Fused residual add and norm (a pre-norm transformer block), per row:
+ *   sum_out = x + residual (+ residual_bias), then y = LayerNorm(sum_out)
+ *   (or RMSNorm(sum_out)) with weight and bias as in the plain forward.
+ *   x, residual    rows x n inputs, rows ldx and ldr apart.
+ *   residual_bias  n elements, or NULL.
+ *   sum_out        rows x n output (required), rows lds apart; may be x or
+ *                  residual itself (with the same stride), to update a
+ *                  residual stream in place.
+ *   y              rows x n output, rows ldy apart; must not overlap
+ *                  sum_out, x or residual.
+ *   mean, rstd     the statistics of sum_out, rows elements, or NULL.
+ * x and residual are read once, sum_out and y written once. The backward is
+ * fastnorm_layer_norm_backward_* (fastnorm_rms_norm_backward_*) with
+ * x = sum_out. */
 FASTNORM_API int fastnorm_add_layer_norm_f32(
     int64_t rows, int64_t n, const float *x, int64_t ldx, const float *residual, int64_t ldr,
     const float *residual_bias, float *sum_out, int64_t lds, float *y, int64_t ldy,
@@ -117,11 +225,14 @@ FASTNORM_API int fastnorm_add_rms_norm_f64(
     int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
     int64_t ldy, const double *weight, double eps, double *rstd, int num_threads);
 
-/* LayerNorm with per-sample affine parameters (AdaLN): the rows come in
- * `samples` groups of `rows_per_sample`; group s uses weight and bias row s
- * (n elements each, rows ldp apart). AdaLN's y = LN(x) * (1 + scale) + shift
- * is weight = 1 + scale, bias = shift. The backward writes dweight and dbias
- * as samples x n dense arrays (per-sample sums over the group's rows). */
+/* LayerNorm with per-sample affine parameters (AdaLN of diffusion
+ * transformers): x has samples * rows_per_sample rows (ldx apart), sample s
+ * being rows s * rows_per_sample ... (s + 1) * rows_per_sample - 1, and
+ * sample s uses parameter row s: weight + s * ldp and bias + s * ldp (n
+ * elements each; weight and bias may each be NULL). AdaLN's
+ * y = LN(x) * (1 + scale) + shift is weight = 1 + scale, bias = shift.
+ * y (may be x itself, ldy == ldx), mean and rstd (samples * rows_per_sample
+ * elements each, or NULL) as fastnorm_layer_norm_*. */
 FASTNORM_API int fastnorm_layer_norm_per_sample_f32(
     int64_t samples, int64_t rows_per_sample, int64_t n, const float *x, int64_t ldx, float *y,
     int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps, float *mean,
@@ -130,6 +241,13 @@ FASTNORM_API int fastnorm_layer_norm_per_sample_f64(
     int64_t samples, int64_t rows_per_sample, int64_t n, const double *x, int64_t ldx,
     double *y, int64_t ldy, const double *weight, const double *bias, int64_t ldp, double eps,
     double *mean, double *rstd, int num_threads);
+
+/* The backward of fastnorm_layer_norm_per_sample_*: each sample's rows are a
+ * LayerNorm backward with that sample's weight row (weight + s * ldp, or
+ * NULL). mean and rstd (samples * rows_per_sample elements) are required.
+ * dweight and dbias are samples x n dense arrays (row s: the sums over sample
+ * s's rows), or NULL. Samples run one after the other, each with up to
+ * num_threads threads. */
 FASTNORM_API int fastnorm_layer_norm_per_sample_backward_f32(
     int64_t samples, int64_t rows_per_sample, int64_t n, const float *dy, int64_t lddy,
     const float *x, int64_t ldx, const float *mean, const float *rstd, const float *weight,
@@ -139,26 +257,30 @@ FASTNORM_API int fastnorm_layer_norm_per_sample_backward_f64(
     const double *x, int64_t ldx, const double *mean, const double *rstd, const double *weight,
     int64_t ldp, double *dx, int64_t lddx, double *dweight, double *dbias, int num_threads);
 
-/* RMSNorm backward from the forward's rstd. dweight may be NULL. */
-FASTNORM_API int fastnorm_rms_norm_backward_f32(
-    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *x, int64_t ldx,
-    const float *rstd, const float *weight, float *dx, int64_t lddx, float *dweight,
-    int num_threads);
-FASTNORM_API int fastnorm_rms_norm_backward_f64(
-    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *x, int64_t ldx,
-    const double *rstd, const double *weight, double *dx, int64_t lddx, double *dweight,
-    int num_threads);
+/* ---- channel normalizers --------------------------------------------------
+ * Data (x, y, dy, dx) is one C-contiguous (S, R, C, L) array: S samples, R
+ * rows, C channels, L contiguous elements per channel; element (s, r, c, l)
+ * is at index ((s * R + r) * C + c) * L + l. NCHW data with per-sample
+ * statistics is (N, 1, C, H*W); channels-last (NHWC) data is (N, H*W, C, 1).
+ * Batch statistics merge the batch into the rows: (1, N, C, H*W) or
+ * (1, N*H*W, C, 1). Parameters (weight, bias) have one value per channel (C
+ * elements, of the data type) or are NULL. Statistics are float64 partial
+ * sums merged in a fixed order: bitwise identical for any num_threads, and
+ * accurate over millions of elements. */
 
-/* ---- channel normalizers ------------------------------------------------
- * Data is a C-contiguous (S, R, C, L) array: S samples, R rows, C channels,
- * L contiguous elements per channel. NCHW data with per-sample statistics
- * is (N, 1, C, H*W); channels-last (N, H*W, C, 1). Batch statistics merge
- * the batch into the rows: (1, N, C, H*W) or (1, N*H*W, C, 1). Parameters
- * (weight, bias) are per channel (C elements) or NULL. */
-
-/* Group norm: statistics per unit (s, g) over R x C/G x L elements; G must
- * divide C. Instance norm is G = C; batch-norm training is S = 1, G = C.
- * mean, rstd and var (biased) are S*G elements each, or NULL. */
+/* Group norm: the C channels form G groups of C / G consecutive channels,
+ * and each unit (s, g) -- sample s, group g -- is normalized with the mean
+ * and biased variance of its R x C/G x L elements:
+ *   y = (x - mean[s, g]) * rstd[s, g] * weight[c] + bias[c].
+ * Instance norm is G = C; batch-norm training is S = 1 (the batch merged
+ * into R, see above) with G = C.
+ *   x, y   (S, R, C, L) arrays; y may be x itself.
+ *   weight, bias   C elements each, or NULL.
+ *   mean, rstd, var  S * G elements each (outputs, in the data type; unit
+ *          (s, g) at index s * G + g; var is the biased variance), or NULL.
+ *          With R, C or L zero (and S > 0) they are set to NaN.
+ * Returns FASTNORM_EINVAL, writing nothing, when S > 0 and G < 1 or C is
+ * not a multiple of G. */
 FASTNORM_API int fastnorm_group_norm_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const float *x, float *y,
     const float *weight, const float *bias, double eps, float *mean, float *rstd, float *var,
@@ -168,8 +290,16 @@ FASTNORM_API int fastnorm_group_norm_f64(
     const double *weight, const double *bias, double eps, double *mean, double *rstd,
     double *var, int num_threads);
 
-/* Group norm backward from the forward's mean and rstd (S*G each). dweight
- * and dbias (C each) may be NULL. */
+/* Group norm backward, from the forward's statistics.
+ *   dy, x  (S, R, C, L): the gradient of y and the forward's input.
+ *   mean, rstd     S * G elements each, as the forward wrote them (required).
+ *   weight C elements, or NULL (the forward had none).
+ *   dx     (S, R, C, L) output; must not overlap dy or x.
+ *   dweight = sum of dy * (x - mean) * rstd per channel (over S, R, L),
+ *   dbias   = sum of dy per channel; C elements each, or NULL. With S, R or
+ *          L zero (and C > 0) they are set to zero.
+ * Returns FASTNORM_EINVAL, writing nothing, when G < 1 or C is not a
+ * multiple of G. */
 FASTNORM_API int fastnorm_group_norm_backward_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const float *dy, const float *x,
     const float *mean, const float *rstd, const float *weight, float *dx, float *dweight,
@@ -179,17 +309,26 @@ FASTNORM_API int fastnorm_group_norm_backward_f64(
     const double *mean, const double *rstd, const double *weight, double *dx, double *dweight,
     double *dbias, int num_threads);
 
-/* The stages the other channel normalizers are composed of; statistics and
- * coefficients are double arrays of S*C elements, one per (s, c).
- * moments: mean and biased variance of each (s, c) over R x L elements (eps
- * only decides whether sums that underflowed are recomputed in double). */
+/* The stages the other channel normalizers (batch norm and instance norm
+ * with given statistics, switchable norm, batch layer norm) are composed of.
+ * Per-(s, c) vectors are double arrays of S * C elements, (s, c) at index
+ * s * C + c; all of them are required (none may be NULL). */
+
+/* Moments: mean and biased var of each (s, c) over its R x L elements
+ * (outputs, S * C doubles each). eps is not added; it only decides whether
+ * sums that underflowed are computed again in double. With R or L zero (and
+ * S, C > 0) both are set to NaN. */
 FASTNORM_API int fastnorm_channel_moments_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, const float *x, double eps, double *mean,
     double *var, int num_threads);
 FASTNORM_API int fastnorm_channel_moments_f64(
     int64_t S, int64_t R, int64_t C, int64_t L, const double *x, double eps, double *mean,
     double *var, int num_threads);
-/* y (+)= (x - mean) * rstd * weight + bias; accumulate = 1 adds to y. */
+
+/* Normalize with given statistics: y = (x - mean) * rstd * weight + bias,
+ * mean and rstd per (s, c) (S * C doubles each), weight and bias per channel
+ * (C elements each, or NULL). accumulate = 0 writes y (which may then be x
+ * itself); accumulate != 0 adds to y (y += ...; y must not overlap x). */
 FASTNORM_API int fastnorm_channel_normalize_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, const float *x, float *y, const double *mean,
     const double *rstd, const float *weight, const float *bias, int accumulate,
@@ -198,14 +337,23 @@ FASTNORM_API int fastnorm_channel_normalize_f64(
     int64_t S, int64_t R, int64_t C, int64_t L, const double *x, double *y,
     const double *mean, const double *rstd, const double *weight, const double *bias,
     int accumulate, int num_threads);
-/* sum_dy = sum(dy), sum_dyx = sum(dy * (x - mu)) per (s, c). */
+
+/* Gradient sums about given means: per (s, c), over its R x L elements,
+ * sum_dy = sum(dy) and sum_dyx = sum(dy * (x - mu)) (outputs, S * C doubles
+ * each; mu: S * C doubles). With R or L zero both are set to zero. */
 FASTNORM_API int fastnorm_channel_sums_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
     const double *mu, double *sum_dy, double *sum_dyx, int num_threads);
 FASTNORM_API int fastnorm_channel_sums_f64(
     int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
     const double *mu, double *sum_dy, double *sum_dyx, int num_threads);
-/* dx (+)= a * dy + b * ((x - mu) * r) + k per (s, c). */
+
+/* The input gradient of an affine-in-dy form, per (s, c):
+ *   dx = a * dy + b * ((x - mu) * r) + k      (accumulate = 0), or
+ *   dx += a * dy + b * ((x - mu) * r) + k     (accumulate != 0),
+ * with mu, r, a, b and k S * C doubles each. dx must not overlap dy or x.
+ * Batch-norm backward with batch statistics is a = weight * rstd,
+ * b = -a * mean(dy * xhat), k = -a * mean(dy), r = rstd. */
 FASTNORM_API int fastnorm_channel_affine_backward_f32(
     int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x, float *dx,
     const double *mu, const double *r, const double *a, const double *b, const double *k,
@@ -257,6 +405,142 @@ FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
     int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
     const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
     double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads);
+
+/* ---- the entry points as a table -----------------------------------------
+ * For hosts that reach the kernels through an already loaded copy instead
+ * of linking them: the Python package hands this table to other extension
+ * modules in the capsule fastnorm._core._C_API (fastnorm_capi.h and
+ * fastnorm/kernels.pxd use it). Members are only ever appended: a user
+ * compiled with this header needs table_version == FASTNORM_API_TABLE_VERSION
+ * and table_size >= sizeof(fastnorm_api_table). Each member is the entry
+ * point of the same name with the fastnorm_ prefix. */
+#define FASTNORM_API_TABLE_VERSION 1
+
+typedef struct fastnorm_api_table {
+    int table_version;  /* FASTNORM_API_TABLE_VERSION of the kernels' build */
+    int table_size;     /* sizeof(fastnorm_api_table) there */
+    int version_number; /* FASTNORM_VERSION_NUMBER there */
+    unsigned (*cpu_features)(void);
+    int (*isa_available)(int isa);
+    int (*set_isa)(int isa);
+    int (*get_isa)(void);
+    int (*has_openmp)(void);
+    int (*max_threads)(void);
+    int (*num_procs)(void);
+    int (*serial_after_fork)(void);
+    int (*layer_norm_f32)(int64_t, int64_t, const float *, int64_t, float *, int64_t,
+                          const float *, const float *, double, float *, float *, int);
+    int (*layer_norm_f64)(int64_t, int64_t, const double *, int64_t, double *, int64_t,
+                          const double *, const double *, double, double *, double *, int);
+    int (*layer_norm_backward_f32)(int64_t, int64_t, const float *, int64_t, const float *,
+                                   int64_t, const float *, const float *, const float *,
+                                   float *, int64_t, float *, float *, int);
+    int (*layer_norm_backward_f64)(int64_t, int64_t, const double *, int64_t, const double *,
+                                   int64_t, const double *, const double *, const double *,
+                                   double *, int64_t, double *, double *, int);
+    int (*rms_norm_f32)(int64_t, int64_t, const float *, int64_t, float *, int64_t,
+                        const float *, double, float *, int);
+    int (*rms_norm_f64)(int64_t, int64_t, const double *, int64_t, double *, int64_t,
+                        const double *, double, double *, int);
+    int (*rms_norm_backward_f32)(int64_t, int64_t, const float *, int64_t, const float *,
+                                 int64_t, const float *, const float *, float *, int64_t,
+                                 float *, int);
+    int (*rms_norm_backward_f64)(int64_t, int64_t, const double *, int64_t, const double *,
+                                 int64_t, const double *, const double *, double *, int64_t,
+                                 double *, int);
+    int (*add_layer_norm_f32)(int64_t, int64_t, const float *, int64_t, const float *,
+                              int64_t, const float *, float *, int64_t, float *, int64_t,
+                              const float *, const float *, double, float *, float *, int);
+    int (*add_layer_norm_f64)(int64_t, int64_t, const double *, int64_t, const double *,
+                              int64_t, const double *, double *, int64_t, double *, int64_t,
+                              const double *, const double *, double, double *, double *,
+                              int);
+    int (*add_rms_norm_f32)(int64_t, int64_t, const float *, int64_t, const float *, int64_t,
+                            const float *, float *, int64_t, float *, int64_t, const float *,
+                            double, float *, int);
+    int (*add_rms_norm_f64)(int64_t, int64_t, const double *, int64_t, const double *,
+                            int64_t, const double *, double *, int64_t, double *, int64_t,
+                            const double *, double, double *, int);
+    int (*layer_norm_per_sample_f32)(int64_t, int64_t, int64_t, const float *, int64_t,
+                                     float *, int64_t, const float *, const float *, int64_t,
+                                     double, float *, float *, int);
+    int (*layer_norm_per_sample_f64)(int64_t, int64_t, int64_t, const double *, int64_t,
+                                     double *, int64_t, const double *, const double *,
+                                     int64_t, double, double *, double *, int);
+    int (*layer_norm_per_sample_backward_f32)(int64_t, int64_t, int64_t, const float *,
+                                              int64_t, const float *, int64_t, const float *,
+                                              const float *, const float *, int64_t, float *,
+                                              int64_t, float *, float *, int);
+    int (*layer_norm_per_sample_backward_f64)(int64_t, int64_t, int64_t, const double *,
+                                              int64_t, const double *, int64_t,
+                                              const double *, const double *, const double *,
+                                              int64_t, double *, int64_t, double *, double *,
+                                              int);
+    int (*group_norm_f32)(int64_t, int64_t, int64_t, int64_t, int64_t, const float *, float *,
+                          const float *, const float *, double, float *, float *, float *,
+                          int);
+    int (*group_norm_f64)(int64_t, int64_t, int64_t, int64_t, int64_t, const double *,
+                          double *, const double *, const double *, double, double *,
+                          double *, double *, int);
+    int (*group_norm_backward_f32)(int64_t, int64_t, int64_t, int64_t, int64_t, const float *,
+                                   const float *, const float *, const float *, const float *,
+                                   float *, float *, float *, int);
+    int (*group_norm_backward_f64)(int64_t, int64_t, int64_t, int64_t, int64_t,
+                                   const double *, const double *, const double *,
+                                   const double *, const double *, double *, double *,
+                                   double *, int);
+    int (*channel_moments_f32)(int64_t, int64_t, int64_t, int64_t, const float *, double,
+                               double *, double *, int);
+    int (*channel_moments_f64)(int64_t, int64_t, int64_t, int64_t, const double *, double,
+                               double *, double *, int);
+    int (*channel_normalize_f32)(int64_t, int64_t, int64_t, int64_t, const float *, float *,
+                                 const double *, const double *, const float *, const float *,
+                                 int, int);
+    int (*channel_normalize_f64)(int64_t, int64_t, int64_t, int64_t, const double *,
+                                 double *, const double *, const double *, const double *,
+                                 const double *, int, int);
+    int (*channel_sums_f32)(int64_t, int64_t, int64_t, int64_t, const float *, const float *,
+                            const double *, double *, double *, int);
+    int (*channel_sums_f64)(int64_t, int64_t, int64_t, int64_t, const double *,
+                            const double *, const double *, double *, double *, int);
+    int (*channel_affine_backward_f32)(int64_t, int64_t, int64_t, int64_t, const float *,
+                                       const float *, float *, const double *, const double *,
+                                       const double *, const double *, const double *, int,
+                                       int);
+    int (*channel_affine_backward_f64)(int64_t, int64_t, int64_t, int64_t, const double *,
+                                       const double *, double *, const double *,
+                                       const double *, const double *, const double *,
+                                       const double *, int, int);
+    /* LayerNorm / RMSNorm over a non-last axis */
+    int (*layer_norm_axis_f32)(int64_t, int64_t, int64_t, const float *, int64_t, int64_t,
+                               float *, int64_t, int64_t, const float *, const float *, double,
+                               float *, float *, int);
+    int (*layer_norm_axis_f64)(int64_t, int64_t, int64_t, const double *, int64_t, int64_t,
+                               double *, int64_t, int64_t, const double *, const double *,
+                               double, double *, double *, int);
+    int (*rms_norm_axis_f32)(int64_t, int64_t, int64_t, const float *, int64_t, int64_t,
+                             float *, int64_t, int64_t, const float *, double, float *, int);
+    int (*rms_norm_axis_f64)(int64_t, int64_t, int64_t, const double *, int64_t, int64_t,
+                             double *, int64_t, int64_t, const double *, double, double *, int);
+    int (*layer_norm_axis_backward_f32)(int64_t, int64_t, int64_t, const float *, int64_t,
+                                        int64_t, const float *, int64_t, int64_t, const float *,
+                                        const float *, const float *, float *, int64_t, int64_t,
+                                        float *, float *, int);
+    int (*layer_norm_axis_backward_f64)(int64_t, int64_t, int64_t, const double *, int64_t,
+                                        int64_t, const double *, int64_t, int64_t,
+                                        const double *, const double *, const double *,
+                                        double *, int64_t, int64_t, double *, double *, int);
+    int (*rms_norm_axis_backward_f32)(int64_t, int64_t, int64_t, const float *, int64_t,
+                                      int64_t, const float *, int64_t, int64_t, const float *,
+                                      const float *, float *, int64_t, int64_t, float *, int);
+    int (*rms_norm_axis_backward_f64)(int64_t, int64_t, int64_t, const double *, int64_t,
+                                      int64_t, const double *, int64_t, int64_t, const double *,
+                                      const double *, double *, int64_t, int64_t, double *,
+                                      int);
+} fastnorm_api_table;
+
+/* The table of this build's entry points (static storage, never NULL). */
+FASTNORM_API const fastnorm_api_table *fastnorm_get_api_table(void);
 
 #ifdef __cplusplus
 }
