@@ -402,15 +402,16 @@ def traced_peak_bytes(fn, *args):
 
 
 def time_round_robin(fns, repeats):
-    """Median seconds of each callable; every repeat runs them all in turn,
-    so slow phases of a noisy machine hit all of them alike."""
+    """Seconds of each run of each callable, {name: [t_1, ..., t_repeats]}.
+    Every repeat runs them all in turn, so a slow phase of a noisy machine
+    hits all of them alike, and runs of one round can be compared in pairs."""
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def _thread_summary(num_threads):
@@ -502,7 +503,13 @@ def _main(args, threads):
     stacks = {name: runner(n, stack.forward) for name, n in variants.items()}
     for fn in stacks.values():  # warm-up
         fn()
-    t_stack = time_round_robin(stacks, args.repeats)
+    runs = time_round_robin(stacks, args.repeats)
+    names = list(variants)
+    t_stack = {name: statistics.median(t) for name, t in runs.items()}
+    # The norms' share of the stack: each run minus the run without norms of
+    # the same round, median over the rounds.
+    t_in_stack = {name: statistics.median(a - b for a, b in zip(runs[name], runs[names[-1]]))
+                  for name in names}
     # The norms by themselves, each in its own loop after a pause that lets
     # the BLAS threads of the last matmul go idle.
     t_norms = {}
@@ -510,28 +517,28 @@ def _main(args, threads):
         time.sleep(0.2)
         fn = runner(norms, stack.norms_only)
         fn()
-        t_norms.update(time_round_robin({name: fn}, args.repeats))
+        t_norms[name] = statistics.median(time_round_robin({name: fn}, args.repeats)[name])
     stack.norms = make_norms("fastnorm", threads)
 
-    names = list(variants)
     base, floor = t_stack[names[0]], t_stack[names[-1]]
     ms = lambda t: f"{t * 1e3:.2f}"  # noqa: E731
     print(f"\nmedians of {args.repeats} runs, ms. 'norms in stack': stack minus the stack "
-          f"without norms; 'norms alone': the {2 * args.layers + 1} norm calls of one forward "
-          f"by themselves")
+          f"without norms (run in the same round);\n'norms alone': the {2 * args.layers + 1} "
+          f"norm calls of one forward by themselves")
     print("| norms | stack | norms in stack | norms alone | stack / fastnorm stack |")
     print("|---|---|---|---|---|")
     for name in names[:-1]:
-        st = t_stack[name]
-        print(f"| {name} | {ms(st)} | {ms(st - floor)} ({(st - floor) / st:.0%}) "
+        st, ns = t_stack[name], t_in_stack[name]
+        print(f"| {name} | {ms(st)} | {ms(ns)} ({ns / st:.0%}) "
               f"| {ms(t_norms[name])} | {st / base:.2f} |")
     print(f"| {names[-1]} | {ms(floor)} | - | {ms(t_norms[names[-1]])} | {floor / base:.2f} |")
     if torch is not None:
         tname = names[2 if threads > 1 else 1]
         print(f"\ntorch / fastnorm ({threads} threads each): stack "
               f"{t_stack[tname] / base:.2f}x, norms alone {t_norms[tname] / t_norms[names[0]]:.2f}x")
-    in_stack = base - floor
-    if threads > 1 and in_stack > 5 * t_norms[names[0]] + 2e-3:
+    in_stack = t_in_stack[names[0]]
+    if threads > 1 and in_stack > 5 * t_norms[names[0]] + 2e-3 \
+            and "OMP_WAIT_POLICY" not in os.environ:
         print(f"\nThe {threads}-thread norms cost {in_stack / t_norms[names[0]]:.0f}x more inside the "
               f"stack than alone: after each call the OpenMP threads keep spinning for a while\n"
               f"(the default wait policy) and compete with the BLAS threads of the next matmul "
