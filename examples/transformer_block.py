@@ -52,6 +52,9 @@ except ImportError:  # pragma: no cover - exercised where torch is missing
 EPS = 1e-5
 GELU_C = math.sqrt(2.0 / math.pi)  # tanh approximation of GELU
 GELU_A = 0.044715
+# Seconds to wait before timing the norms alone, so that the BLAS threads of
+# the last matmul have stopped spinning and left the cores.
+BLAS_IDLE_PAUSE = 0.2
 
 
 # --------------------------------------------------------------------------
@@ -510,11 +513,10 @@ def _main(args, threads):
     # the same round, median over the rounds.
     t_in_stack = {name: statistics.median(a - b for a, b in zip(runs[name], runs[names[-1]]))
                   for name in names}
-    # The norms by themselves, each in its own loop after a pause that lets
-    # the BLAS threads of the last matmul go idle.
+    # The norms by themselves, each in its own loop.
     t_norms = {}
     for name, norms in variants.items():
-        time.sleep(0.2)
+        time.sleep(BLAS_IDLE_PAUSE)
         fn = runner(norms, stack.norms_only)
         fn()
         t_norms[name] = statistics.median(time_round_robin({name: fn}, args.repeats)[name])

@@ -109,7 +109,8 @@ def test_allocation_check_sees_an_allocation(tb, monkeypatch):
     np.testing.assert_allclose(stack.forward(x), y_in_place, rtol=0, atol=2e-5)
 
 
-def test_main_runs(tb, capsys):
+def test_main_runs(tb, capsys, monkeypatch):
+    monkeypatch.setattr(tb, "BLAS_IDLE_PAUSE", 0.0)
     argv = ["--batch", "2", "--seq", "8", "--d-model", "32", "--heads", "4", "--d-ff", "64",
             "--layers", "2", "--repeats", "2"]
     assert tb.main(argv) == 0
@@ -121,6 +122,7 @@ def test_main_runs(tb, capsys):
 def test_main_without_torch(tb, capsys, monkeypatch):
     """The PyTorch comparison is optional: main() runs without it."""
     monkeypatch.setattr(tb, "torch", None)
+    monkeypatch.setattr(tb, "BLAS_IDLE_PAUSE", 0.0)
     argv = ["--batch", "1", "--seq", "4", "--d-model", "16", "--heads", "2", "--d-ff", "32",
             "--layers", "1", "--repeats", "1", "--dtype", "float64"]
     assert tb.main(argv) == 0
