@@ -136,6 +136,19 @@ static int64_t fn_chan_block_rows(int64_t channels, int64_t elem_size) {
     return r;
 }
 
+/* Columns per chunk of a channel block (channels-last data, L == 1): all C
+ * when the block of `rows` rows stays near 256 KiB; otherwise chunks of a
+ * multiple of 64 columns near that size, so that very wide rows (few rows of
+ * many channels) still give the entry stages several cache-sized items. A
+ * function of the shape alone. */
+static int64_t fn_chan_block_cols(int64_t channels, int64_t rows, int64_t elem_size) {
+    const int64_t budget = (256 * 1024) / elem_size;
+    if (rows * channels <= 2 * budget) return channels > 0 ? channels : 1;
+    int64_t cb = (budget / rows) / 64 * 64;
+    if (cb < 256) cb = 256;
+    return cb < channels ? cb : channels;
+}
+
 /* Columns per block of the axis path (a normalized axis that is not the
  * last, driver_axis_impl.h): C rows of BL columns near 192 KiB, so that the
  * block's later passes read it from L2; multiples of 16 columns, at most

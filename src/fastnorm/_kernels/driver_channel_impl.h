@@ -26,6 +26,7 @@ typedef struct {
     const PRIMS_TYPE *P;
     int64_t S, R, C, L;
     int64_t RB, nq; /* rows per block and entries per (sample, channel) */
+    int64_t CB, ncb; /* L == 1: columns per chunk of a block, chunks per row */
     const T *x, *dy;
     T *out; /* y or dx */
     double eps;
@@ -45,6 +46,8 @@ static void LOCAL(chan_setup)(LOCAL(chan_ctx) *k, int64_t S, int64_t R, int64_t 
         k->RB = fn_chan_block_rows(C, (int64_t)sizeof(T));
         k->nq = (R + k->RB - 1) / k->RB;
     }
+    k->CB = fn_chan_block_cols(C, k->RB, (int64_t)sizeof(T));
+    k->ncb = (C + k->CB - 1) / k->CB;
 }
 
 /* Elements behind entry q of a channel. */
@@ -55,7 +58,7 @@ static FN_DRIVER_INLINE int64_t LOCAL(chan_count)(const LOCAL(chan_ctx) *k, int6
 
 /* Number of work items of the entry stages, and their data size. */
 static int64_t LOCAL(chan_entry_items)(const LOCAL(chan_ctx) *k) {
-    return k->L > 1 ? k->S * k->R * k->C : k->S * k->nq;
+    return k->L > 1 ? k->S * k->R * k->C : k->S * k->nq * k->ncb;
 }
 
 /* One entry's mean and centered sum of squares, from the fast sums about mu
@@ -96,25 +99,29 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
-    A *mu = (A *)malloc((size_t)(3 * C) * sizeof(A));
+    const int64_t CB = k->CB;
+    A *mu = (A *)malloc((size_t)(3 * CB) * sizeof(A));
     if (!mu) {
         k->failed = 1;
         return;
     }
-    A *acc_d = mu + C, *acc_d2 = mu + 2 * C;
-    for (int64_t it = begin; it < end; it++) { /* it = s*nq + q */
-        const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
-        const T *x0 = k->x + (s * k->R + q * k->RB) * C;
+    A *acc_d = mu + CB, *acc_d2 = mu + 2 * CB;
+    for (int64_t it = begin; it < end; it++) { /* it = (s*nq + q)*ncb + chunk */
+        const int64_t sq = it / k->ncb, c0 = (it % k->ncb) * CB;
+        const int64_t s = sq / k->nq, q = sq % k->nq, count = LOCAL(chan_count)(k, q);
+        const int64_t n = C - c0 < CB ? C - c0 : CB;
+        const T *x0 = k->x + (s * k->R + q * k->RB) * C + c0;
         /* two passes over a block that stays in cache: the block's column
          * means, then the centered sums about them */
-        memset(acc_d, 0, (size_t)C * sizeof(A));
-        P->col_moments_acc(x0, C, count, C, NULL, acc_d, NULL);
-        for (int64_t c = 0; c < C; c++) mu[c] = acc_d[c] / (A)count;
-        memset(acc_d, 0, (size_t)(2 * C) * sizeof(A));
-        P->col_moments_acc(x0, C, count, C, mu, acc_d, acc_d2);
-        for (int64_t c = 0; c < C; c++)
-            LOCAL(finish_moments)(k->part + 2 * (it * C + c), mu[c], acc_d[c], acc_d2[c], count,
-                                  k->eps, x0 + c, C);
+        memset(acc_d, 0, (size_t)n * sizeof(A));
+        P->col_moments_acc(x0, C, count, n, NULL, acc_d, NULL);
+        for (int64_t c = 0; c < n; c++) mu[c] = acc_d[c] / (A)count;
+        memset(acc_d, 0, (size_t)(2 * CB) * sizeof(A));
+        P->col_moments_acc(x0, C, count, n, mu, acc_d, acc_d2);
+        double *e = k->part + 2 * (sq * C + c0);
+        for (int64_t c = 0; c < n; c++)
+            LOCAL(finish_moments)(e + 2 * c, mu[c], acc_d[c], acc_d2[c], count, k->eps, x0 + c,
+                                  C);
     }
     free(mu);
 }
@@ -137,21 +144,23 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
-    A *acc = (A *)malloc((size_t)(3 * C) * sizeof(A));
+    const int64_t CB = k->CB;
+    A *acc = (A *)malloc((size_t)(3 * CB) * sizeof(A));
     if (!acc) {
         k->failed = 1;
         return;
     }
-    for (int64_t it = begin; it < end; it++) { /* it = s*nq + q */
-        const int64_t s = it / k->nq, q = it % k->nq, count = LOCAL(chan_count)(k, q);
-        const int64_t first = (s * R + q * k->RB) * C;
-        memset(acc, 0, (size_t)(3 * C) * sizeof(A));
-        P->col_backward_acc(k->dy + first, C, k->x + first, C, count, C, k->mu + s * C,
-                            k->r + s * C, NULL, acc, acc + C, acc + 2 * C);
-        for (int64_t c = 0; c < C; c++) {
-            double *e = k->part + 3 * (it * C + c);
-            e[0] = acc[c], e[1] = acc[C + c], e[2] = acc[2 * C + c];
-        }
+    for (int64_t it = begin; it < end; it++) { /* it = (s*nq + q)*ncb + chunk */
+        const int64_t sq = it / k->ncb, c0 = (it % k->ncb) * CB;
+        const int64_t s = sq / k->nq, q = sq % k->nq, count = LOCAL(chan_count)(k, q);
+        const int64_t n = C - c0 < CB ? C - c0 : CB;
+        const int64_t first = (s * R + q * k->RB) * C + c0;
+        memset(acc, 0, (size_t)(3 * CB) * sizeof(A));
+        P->col_backward_acc(k->dy + first, C, k->x + first, C, count, n, k->mu + s * C + c0,
+                            k->r + s * C + c0, NULL, acc, acc + CB, acc + 2 * CB);
+        double *e = k->part + 3 * (sq * C + c0);
+        for (int64_t c = 0; c < n; c++)
+            e[3 * c] = acc[c], e[3 * c + 1] = acc[CB + c], e[3 * c + 2] = acc[2 * CB + c];
     }
     free(acc);
 }
@@ -239,8 +248,17 @@ static void LOCAL(merge_units)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(merge_ctx) *m = (const LOCAL(merge_ctx) *)vctx;
     const LOCAL(chan_ctx) *k = m->k;
     const int64_t C = k->C, cpg = C / m->G;
-    for (int64_t u = begin; u < end; u++) {
-        const int64_t s = u / m->G, c0 = (u % m->G) * cpg;
+    if (cpg == 1 && k->nq == 1) { /* one entry per unit: it is the unit's moments */
+        const double count = (double)LOCAL(chan_count)(k, 0);
+        for (int64_t u = begin; u < end; u++) {
+            m->mean[u] = k->part[2 * u];
+            m->var[u] = k->part[2 * u + 1] / count;
+        }
+        return;
+    }
+    int64_t s = begin / m->G, c0 = (begin % m->G) * cpg;
+    for (int64_t u = begin; u < end; u++, c0 += cpg) {
+        if (c0 == C) s++, c0 = 0;
         double total = 0, weighted = 0;
         for (int64_t q = 0; q < k->nq; q++) {
             const double count = (double)LOCAL(chan_count)(k, q);
@@ -306,8 +324,9 @@ static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const
                                         A *mu, A *a, A *b) {
     const int64_t G = C / cpg;
     for (int64_t s = 0; s < S; s++)
-        for (int64_t c = 0; c < C; c++) {
-            const int64_t u = s * G + c / cpg, i = s * C + c;
+        for (int64_t c = 0, u = s * G, left = cpg; c < C; c++, left--) {
+            if (left == 0) u++, left = cpg;
+            const int64_t i = s * C + c;
             const double w = weight ? (double)weight[c] : 1.0;
             const double scale = rstd[u] * w;
             mu[i] = (A)mean[u];
@@ -538,8 +557,8 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
     int rc = (sums && co) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
         A *mu = co, *r = co + SC;
-        for (int64_t i = 0; i < SC; i++) {
-            const int64_t u = (i / C) * G + (i % C) / cpg;
+        for (int64_t i = 0, u = 0, left = cpg; i < SC; i++, left--) {
+            if (left == 0) u++, left = cpg; /* channels of one unit, units in order */
             mu[i] = (A)mean[u];
             r[i] = (A)rstd[u];
         }
