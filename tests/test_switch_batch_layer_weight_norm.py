@@ -616,3 +616,71 @@ def test_weight_norm_zero_size(isa):
     assert w.shape == (0, 3)
     dv, dg = fn.weight_norm_backward(np.zeros((0, 3)), np.zeros((0, 3)), np.ones((0, 1)))
     assert dv.shape == (0, 3) and dg.shape == (0, 1)
+
+
+@pytest.mark.parametrize("vshape,axis,gshape", [((6, 5, 3), 0, (6, 1, 1)),
+                                                 ((6, 5, 3), 1, (5,)),
+                                                 ((6, 5, 3), None, ())],
+                         ids=["rows", "middle", "all"])
+def test_weight_norm_out_and_in_place(isa, dtype, vshape, axis, gshape, rng):
+    v = make_array(vshape, dtype, rng)
+    g = rng.uniform(0.5, 2.0, gshape).astype(dtype)
+    want = fn.weight_norm(v, g, axis=axis)
+    out = np.full_like(v, np.nan)
+    assert fn.weight_norm(v, g, axis=axis, out=out) is out
+    assert np.array_equal(out, want)
+    vc = v.copy()
+    assert fn.weight_norm(vc, g, axis=axis, out=vc) is vc
+    assert np.array_equal(vc, want)
+    # a non-contiguous out, and an out that shifts over v, go through scratch
+    outF = np.asfortranarray(np.zeros_like(v))
+    assert fn.weight_norm(v, g, axis=axis, out=outF) is outF
+    assert np.array_equal(outF, want)
+    buf = np.concatenate([v.reshape(-1), v.reshape(-1)[:1]])
+    got = fn.weight_norm(buf[:-1].reshape(vshape), g, axis=axis,
+                         out=buf[1:].reshape(vshape))
+    assert np.array_equal(got, want)
+
+
+def test_weight_norm_out_errors_leave_it_untouched(rng):
+    v = make_array((4, 3), np.float64, rng)
+    g = np.ones((4, 1))
+    for bad in (np.zeros((4, 3), np.float32), np.zeros((3, 4)), np.zeros((4, 3))[::1, ::1]):
+        before = bad.copy()
+        if bad.shape == v.shape and bad.dtype == v.dtype:
+            continue
+        with pytest.raises((TypeError, ValueError), match="out"):
+            fn.weight_norm(v, g, out=bad)
+        assert np.array_equal(bad, before)
+    ro = np.zeros((4, 3))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        fn.weight_norm(v, g, out=ro)
+
+
+@pytest.mark.parametrize("vshape,axis,gshape", [((64, 40), 0, (64, 1)), ((40, 64), 1, (64,))],
+                         ids=["rows", "columns"])
+def test_weight_norm_thread_counts_give_the_same_bits(isa, dtype, vshape, axis, gshape, rng):
+    v = make_array(vshape, dtype, rng)
+    g = rng.uniform(0.5, 2.0, gshape).astype(dtype)
+    dw = make_array(vshape, dtype, rng)
+    w1 = fn.weight_norm(v, g, axis=axis, num_threads=1)
+    dv1, dg1 = fn.weight_norm_backward(dw, v, g, axis=axis, num_threads=1)
+    for nt in (2, 3, 8):
+        assert np.array_equal(fn.weight_norm(v, g, axis=axis, num_threads=nt), w1)
+        dv, dg = fn.weight_norm_backward(dw, v, g, axis=axis, num_threads=nt)
+        assert np.array_equal(dv, dv1) and np.array_equal(dg, dg1)
+
+
+def test_weight_norm_backward_extreme_magnitudes(isa, rng):
+    """The gradient sums stay finite in float32 for |v| near the top of its range."""
+    for mag in (1e36, 1e-30):
+        v = (mag * rng.standard_normal((4, 500))).astype(np.float32)
+        g = np.ones((4, 1), np.float32)
+        dw = rng.standard_normal((4, 500)).astype(np.float32)
+        dv, dg = fn.weight_norm_backward(dw, v, g)
+        dve, dge = ref.weight_norm_backward(dw, v, g)
+        assert np.all(np.isfinite(dv)) and np.all(np.isfinite(dg)), mag
+        assert_close(dg.reshape(-1), np.reshape(dge, -1), np.float32, factor=8,
+                     scale=np.abs(dw).sum(axis=1).max())
+        assert_close(dv, dve, np.float32, factor=8, scale=np.abs(dve).max())

@@ -58,6 +58,16 @@ cdef extern from "fastnorm.h" nogil:
                                              const double *a, const double *b,
                                              const double *k, int accumulate,
                                              int num_threads)
+    int fastnorm_weight_norm_f32(int64_t C, int64_t L, const float *v, const double *g,
+                                 double eps, float *w, int num_threads)
+    int fastnorm_weight_norm_f64(int64_t C, int64_t L, const double *v, const double *g,
+                                 double eps, double *w, int num_threads)
+    int fastnorm_weight_norm_backward_f32(int64_t C, int64_t L, const float *dw,
+                                          const float *v, const double *g, double eps,
+                                          float *dv, double *dg, int num_threads)
+    int fastnorm_weight_norm_backward_f64(int64_t C, int64_t L, const double *dw,
+                                          const double *v, const double *g, double eps,
+                                          double *dv, double *dg, int num_threads)
 
 
 cdef class _Block:
@@ -259,6 +269,50 @@ def _channel_affine_backward_kernel(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray d
                 S, R, C, L, <double *>dyp, <double *>xp, <double *>dxp, <double *>mp,
                 <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
                 num_threads)
+    _chan_error(rc)
+
+
+def _weight_norm_kernel(cnp.ndarray v, cnp.ndarray w, int64_t C, int64_t L, g, double eps,
+                        int num_threads):
+    """w = g * v / norm per row of the (C, L) rows of v (g: C doubles)."""
+    cdef _Block B = _Block(v, 1, 1, C, L)
+    cdef char *vp = B.data(v, "v")
+    cdef char *wp = B.data(w, "w!")
+    cdef char *gp = B.stats(g, "g")
+    if gp == NULL:
+        raise ValueError("g is required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_weight_norm_f32(C, L, <float *>vp, <double *>gp, eps, <float *>wp,
+                                          num_threads)
+        else:
+            rc = fastnorm_weight_norm_f64(C, L, <double *>vp, <double *>gp, eps,
+                                          <double *>wp, num_threads)
+    _chan_error(rc)
+
+
+def _weight_norm_backward_kernel(cnp.ndarray dw, cnp.ndarray v, cnp.ndarray dv, int64_t C,
+                                 int64_t L, g, double eps, dg, int num_threads):
+    """dv and dg (C doubles) of weight norm per row of the (C, L) rows of v."""
+    cdef _Block B = _Block(v, 1, 1, C, L)
+    cdef char *dwp = B.data(dw, "dw")
+    cdef char *vp = B.data(v, "v")
+    cdef char *dvp = B.data(dv, "dv!")
+    cdef char *gp = B.stats(g, "g")
+    cdef char *dgp = B.stats(dg, "dg!")
+    if gp == NULL or dgp == NULL:
+        raise ValueError("g and dg are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_weight_norm_backward_f32(C, L, <float *>dwp, <float *>vp,
+                                                   <double *>gp, eps, <float *>dvp,
+                                                   <double *>dgp, num_threads)
+        else:
+            rc = fastnorm_weight_norm_backward_f64(C, L, <double *>dwp, <double *>vp,
+                                                   <double *>gp, eps, <double *>dvp,
+                                                   <double *>dgp, num_threads)
     _chan_error(rc)
 
 

@@ -834,34 +834,46 @@ def _wn_layout(v, g, axis, eps):
     return v, e, dims, ga
 
 
-def weight_norm(v, g, *, axis=0, eps=0.0):
+def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
 
     The norm is over every axis but ``axis`` (None: over all of v), as
     sqrt(sum(v^2) + eps); eps=0 keeps PyTorch's definition, where a zero
     norm gives NaN. g has one value per index of ``axis`` in any shape of
-    that size (PyTorch keeps it (out, 1, ...)). Returns w, like v."""
+    that size (PyTorch keeps it (out, 1, ...)). Returns w, like v, written
+    into ``out`` when given (which may be v itself)."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
+    nt = _core._threads_arg(num_threads)
+    out = _out(out, v)
     vc = _carr(v)
+    gg = _carr(ga.reshape(-1), np.float64)
+    w = out
+    if out is None or not (out.flags.c_contiguous and out.flags.aligned) or (
+            np.may_share_memory(out, gg)
+            or (np.may_share_memory(out, vc) and not _core._same_data(out, vc))):
+        w = np.empty(v.shape, v.dtype)
+    if v.size == 0:
+        return _finish(w, out)
+    if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
+        _core._weight_norm_kernel(vc, w, dims[2], dims[3], gg, e, nt)
+        return _finish(w, out)
     mean = np.empty(dims[2])
     var = np.empty(dims[2])
     M = dims[1] * dims[3]
-    w = np.empty(v.shape, v.dtype)
-    if v.size == 0:
-        return w
-    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, _core._threads_arg(None))
+    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, nt)
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = np.sqrt(M * (var + mean * mean) + e)
-        scale = ga.reshape(-1).astype(np.float64) / norm
+        scale = gg / norm
     _core._channel_normalize_kernel(vc, w, *dims, np.zeros(dims[2]), scale, None, None, False,
-                                    _core._threads_arg(None))
-    return w
+                                    nt)
+    return _finish(w, out)
 
 
-def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0):
+def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     """Gradients of weight_norm: (dv, dg), dg in g's shape:
     dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
+    nt = _core._threads_arg(num_threads)
     dw = _dy_like(dw, v, "dw")
     vc = _carr(v)
     dwc = _carr(dw)
@@ -869,14 +881,20 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0):
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
         return dv, np.zeros(ga.shape, ga.dtype)
+    if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
+        dg = np.empty(C)
+        _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3],
+                                           _carr(ga.reshape(-1), np.float64), e, dg,
+                                           nt)
+        return dv, dg.reshape(ga.shape).astype(ga.dtype)
     mean = np.empty(C)
     var = np.empty(C)
     M = dims[1] * dims[3]
-    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, _core._threads_arg(None))
+    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, nt)
     sum_dw = np.empty(C)
     sum_dwv = np.empty(C)
     zeros = np.zeros(C)
-    _core._channel_sums_kernel(dwc, vc, *dims, zeros, sum_dw, sum_dwv, _core._threads_arg(None))
+    _core._channel_sums_kernel(dwc, vc, *dims, zeros, sum_dw, sum_dwv, nt)
     gg = ga.reshape(-1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = np.sqrt(M * (var + mean * mean) + e)
@@ -884,5 +902,5 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0):
         a = gg / norm
         b = -gg * dg / norm ** 2
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
-                                          False, _core._threads_arg(None))
+                                          False, nt)
     return dv, dg.reshape(ga.shape).astype(ga.dtype)

@@ -201,3 +201,15 @@ cdef extern from "fastnorm_capi.h" nogil:
         const double *x, int64_t ldxs, int64_t ldxc, const double *rstd,
         const double *weight, double *dx, int64_t lddxs, int64_t lddxc, double *dweight,
         int num_threads)
+    int fastnorm_weight_norm_f32(
+        int64_t C, int64_t L, const float *v, const double *g, double eps, float *w,
+        int num_threads)
+    int fastnorm_weight_norm_f64(
+        int64_t C, int64_t L, const double *v, const double *g, double eps, double *w,
+        int num_threads)
+    int fastnorm_weight_norm_backward_f32(
+        int64_t C, int64_t L, const float *dw, const float *v, const double *g, double eps,
+        float *dv, double *dg, int num_threads)
+    int fastnorm_weight_norm_backward_f64(
+        int64_t C, int64_t L, const double *dw, const double *v, const double *g,
+        double eps, double *dv, double *dg, int num_threads)

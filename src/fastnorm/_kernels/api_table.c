@@ -53,6 +53,10 @@ static const fastnorm_api_table fn_api_table = {
     .layer_norm_axis_backward_f64 = fastnorm_layer_norm_axis_backward_f64,
     .rms_norm_axis_backward_f32 = fastnorm_rms_norm_axis_backward_f32,
     .rms_norm_axis_backward_f64 = fastnorm_rms_norm_axis_backward_f64,
+    .weight_norm_f32 = fastnorm_weight_norm_f32,
+    .weight_norm_f64 = fastnorm_weight_norm_f64,
+    .weight_norm_backward_f32 = fastnorm_weight_norm_backward_f32,
+    .weight_norm_backward_f64 = fastnorm_weight_norm_backward_f64,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

@@ -677,4 +677,80 @@ int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, co
     return FASTNORM_OK;
 }
 
+/* ---- weight normalization of contiguous rows ----------------------------
+ * v viewed as C rows of L contiguous elements, one norm per row (axis 0 of a
+ * C-contiguous weight). Each row is read from memory once: its sum of
+ * squares, then its scaling (or its gradient sums, then dv) while it is in
+ * cache. Rows are independent, so any thread split gives the same bits. */
+typedef struct {
+    const PRIMS_TYPE *P;
+    int64_t L;
+    const T *v, *dw;
+    T *out;
+    const double *g;
+    double eps;
+    double *dg;
+} LOCAL(wn_ctx);
+
+/* sqrt(sum v^2 + eps) of one row; plain double loops when the fast sum left
+ * the range of A (overflow, or underflow that eps does not hide). */
+static double LOCAL(wn_row_norm)(const PRIMS_TYPE *P, const T *v, int64_t L, double eps) {
+    const A ss = P->sum_sq(v, L);
+    double q = (double)ss;
+    if (!isfinite(ss) || (ss < (A)(FN_TINY * (double)L) && eps < FN_EPS_NEGLIGIBLE)) {
+        q = 0;
+        for (int64_t i = 0; i < L; i++) q += (double)v[i] * (double)v[i];
+    }
+    return sqrt(q + eps);
+}
+
+static void LOCAL(wn_forward_rows)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(wn_ctx) *k = (const LOCAL(wn_ctx) *)vctx;
+    const int64_t L = k->L;
+    for (int64_t c = begin; c < end; c++) {
+        const double norm = LOCAL(wn_row_norm)(k->P, k->v + c * L, L, k->eps);
+        k->P->scale_shift(k->v + c * L, k->out + c * L, L, (A)0, (A)(k->g[c] / norm), (A)0, 0);
+    }
+}
+
+/* dg = sum(dw * v) / norm; dv = (g / norm) dw - (g dg / norm) (v / norm). The
+ * sum is taken of dw * (v / norm), finite wherever the result is. */
+static void LOCAL(wn_backward_rows)(void *vctx, int64_t begin, int64_t end) {
+    const LOCAL(wn_ctx) *k = (const LOCAL(wn_ctx) *)vctx;
+    const int64_t L = k->L;
+    for (int64_t c = begin; c < end; c++) {
+        const T *v = k->v + c * L, *dw = k->dw + c * L;
+        const double norm = LOCAL(wn_row_norm)(k->P, v, L, k->eps);
+        const A r = (A)(1.0 / norm);
+        A s3[3];
+        k->P->backward_sums(dw, v, L, (A)0, r, NULL, s3);
+        const double dg = (double)s3[1];
+        k->dg[c] = dg;
+        k->P->affine_backward(dw, v, k->out + c * L, L, (A)0, r, (A)(k->g[c] / norm),
+                              (A)(-k->g[c] * dg / norm), (A)0, 0);
+    }
+}
+
+int NAME(weight_norm)(int64_t C, int64_t L, const T *v, const double *g, double eps, T *w,
+                      int num_threads) {
+    if (C <= 0 || L <= 0) return FASTNORM_OK;
+    LOCAL(wn_ctx) k = {FN_CTABLE(), L, v, NULL, w, g, eps, NULL};
+    fn_parallel_ranges(fn_threads_for(num_threads, C, 2 * C * L * (int64_t)sizeof(T)), C,
+                       LOCAL(wn_forward_rows), &k);
+    return FASTNORM_OK;
+}
+
+int NAME(weight_norm_backward)(int64_t C, int64_t L, const T *dw, const T *v, const double *g,
+                               double eps, T *dv, double *dg, int num_threads) {
+    if (C <= 0) return FASTNORM_OK;
+    if (L <= 0) {
+        for (int64_t c = 0; c < C; c++) dg[c] = 0;
+        return FASTNORM_OK;
+    }
+    LOCAL(wn_ctx) k = {FN_CTABLE(), L, v, dw, dv, g, eps, dg};
+    fn_parallel_ranges(fn_threads_for(num_threads, C, 3 * C * L * (int64_t)sizeof(T)), C,
+                       LOCAL(wn_backward_rows), &k);
+    return FASTNORM_OK;
+}
+
 #undef FN_CTABLE

@@ -363,6 +363,26 @@ FASTNORM_API int fastnorm_channel_affine_backward_f64(
     const double *mu, const double *r, const double *a, const double *b, const double *k,
     int accumulate, int num_threads);
 
+/* ---- weight normalization --------------------------------------------
+ * v is C rows of L contiguous elements (axis 0 of a C-contiguous weight of
+ * shape (C, ...)), g one double per row. Forward: w = g * v / sqrt(sum(v^2) +
+ * eps) per row (w may be v itself; eps = 0 is the usual definition, and a
+ * zero row then gives NaN). Backward, for the gradient dw of w: dg (C
+ * doubles) = sum(dw * v) / norm and dv = (g / norm) dw - (g dg / norm^2) v;
+ * dv must not overlap dw or v. Each row is read from memory once. */
+FASTNORM_API int fastnorm_weight_norm_f32(int64_t C, int64_t L, const float *v, const double *g,
+                                          double eps, float *w, int num_threads);
+FASTNORM_API int fastnorm_weight_norm_f64(int64_t C, int64_t L, const double *v,
+                                          const double *g, double eps, double *w,
+                                          int num_threads);
+FASTNORM_API int fastnorm_weight_norm_backward_f32(int64_t C, int64_t L, const float *dw,
+                                                   const float *v, const double *g, double eps,
+                                                   float *dv, double *dg, int num_threads);
+FASTNORM_API int fastnorm_weight_norm_backward_f64(int64_t C, int64_t L, const double *dw,
+                                                   const double *v, const double *g,
+                                                   double eps, double *dv, double *dg,
+                                                   int num_threads);
+
 /* ---- LayerNorm / RMSNorm over an axis that is not the last --------------
  * x is an (S, C, L) array normalized over C: element (s, c, l) at
  * s * lds + c * ldc + l (the L elements of each (s, c) contiguous; strides in
@@ -537,6 +557,14 @@ typedef struct fastnorm_api_table {
                                       int64_t, const double *, int64_t, int64_t, const double *,
                                       const double *, double *, int64_t, int64_t, double *,
                                       int);
+    int (*weight_norm_f32)(int64_t, int64_t, const float *, const double *, double, float *,
+                           int);
+    int (*weight_norm_f64)(int64_t, int64_t, const double *, const double *, double, double *,
+                           int);
+    int (*weight_norm_backward_f32)(int64_t, int64_t, const float *, const float *,
+                                    const double *, double, float *, double *, int);
+    int (*weight_norm_backward_f64)(int64_t, int64_t, const double *, const double *,
+                                    const double *, double, double *, double *, int);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

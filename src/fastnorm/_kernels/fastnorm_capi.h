@@ -113,5 +113,9 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_layer_norm_axis_backward_f64 (fastnorm_capi()->layer_norm_axis_backward_f64)
 #define fastnorm_rms_norm_axis_backward_f32 (fastnorm_capi()->rms_norm_axis_backward_f32)
 #define fastnorm_rms_norm_axis_backward_f64 (fastnorm_capi()->rms_norm_axis_backward_f64)
+#define fastnorm_weight_norm_f32 (fastnorm_capi()->weight_norm_f32)
+#define fastnorm_weight_norm_f64 (fastnorm_capi()->weight_norm_f64)
+#define fastnorm_weight_norm_backward_f32 (fastnorm_capi()->weight_norm_backward_f32)
+#define fastnorm_weight_norm_backward_f64 (fastnorm_capi()->weight_norm_backward_f64)
 
 #endif /* FASTNORM_CAPI_H */
