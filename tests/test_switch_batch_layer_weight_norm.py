@@ -684,3 +684,35 @@ def test_weight_norm_backward_extreme_magnitudes(isa, rng):
         assert_close(dg.reshape(-1), np.reshape(dge, -1), np.float32, factor=8,
                      scale=np.abs(dw).sum(axis=1).max())
         assert_close(dv, dve, np.float32, factor=8, scale=np.abs(dve).max())
+
+
+def test_parameter_gradients_keep_the_parameters_dtype(rng):
+    """float32 data with float64 parameters (and the reverse): each parameter's
+    gradient comes back in that parameter's dtype."""
+    for xdt, pdt in ((np.float32, np.float64), (np.float64, np.float32)):
+        x = make_array((4, 6, 5), xdt, rng)
+        dy = make_array((4, 6, 5), xdt, rng)
+        w = rng.uniform(0.5, 2.0, 6).astype(pdt)
+        b = rng.standard_normal(6).astype(pdt)
+        lm = np.array([0.1, -0.2, 0.3], pdt)
+        lv = np.array([0.0, 0.5, -0.5], pdt)
+        _, m, r = fn.group_norm(x, 3, w, b, return_stats=True)
+        grads = [fn.group_norm_backward(dy, x, m, r, w, b)[1:]]
+        rm, rv = np.zeros(6, xdt), np.ones(6, xdt)
+        _, m, r = fn.batch_norm(x, rm, rv, w, b, training=True, return_stats=True)
+        grads.append(fn.batch_norm_backward(dy, x, m, r, w, b, training=True)[1:])
+        _, m, r = fn.batch_norm(x, rm, rv, w, b, training=False, return_stats=True)
+        grads.append(fn.batch_norm_backward(dy, x, m, r, w, b, training=False)[1:])
+        _, st = fn.switch_norm(x, w, b, lm, lv, return_stats=True)
+        sg = fn.switch_norm_backward(dy, x, st, w, b, lm, lv)
+        grads.append(sg[1:])
+        xl = make_array((4, 3, 6), xdt, rng)
+        _, st = fn.batch_layer_norm(xl, w, b, return_stats=True)
+        grads.append(fn.batch_layer_norm_backward(xl, xl, st, w, b)[1:])
+        for g in grads:
+            for a in g:
+                assert a.dtype == pdt, (xdt, pdt, [t.dtype for t in g])
+        # logits left at None: their gradients in x's dtype
+        _, st = fn.switch_norm(x, return_stats=True)
+        g = fn.switch_norm_backward(dy, x, st)
+        assert g[3].dtype == xdt and g[4].dtype == xdt

@@ -187,6 +187,15 @@ def _update_running(running_mean, running_var, mean, var, count, momentum):
         running_var[...] = (1.0 - m) * running_var.astype(np.float64) + m * unbiased
 
 
+def _grad_like(grad, param, x):
+    """A parameter's gradient in the parameter's own floating dtype (x's dtype
+    for a parameter given as a list or in a non-float dtype); None stays None."""
+    if grad is None or param is None:
+        return None
+    dt = param.dtype if isinstance(param, np.ndarray) and param.dtype.kind == "f" else x.dtype
+    return np.asarray(grad).astype(dt, copy=False)
+
+
 def _empty_result(out, x):
     return out if out is not None else np.empty(x.shape, x.dtype)
 
@@ -252,9 +261,9 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
     dw = np.empty(B.C, x.dtype)
     db = np.empty(B.C, x.dtype)
     if B.C == 0:  # no channels: nothing to compute
-        return dx, (dw if weight is not None else None), (db if bias is not None else None)
+        return dx, _grad_like(dw, weight, x), _grad_like(db, bias, x)
     _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
-    return dx, (dw if weight is not None else None), (db if bias is not None else None)
+    return dx, _grad_like(dw, weight, x), _grad_like(db, bias, x)
 
 
 def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, num_threads=None):
@@ -287,7 +296,7 @@ def _normalize_frozen(B, y, mean, rstd, w, b, nt):
     _core._channel_normalize_kernel(B.x, y, *B.dims, mean, rstd, w, b, False, nt)
 
 
-def _frozen_backward(dy, B, mean, rstd, weight, bias, nt):
+def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
     """dx = dy * weight * rstd; dweight = sum(dy * xhat); dbias = sum(dy), with
     per-channel statistics (batch norm / instance norm in eval mode)."""
     C = B.C
@@ -303,7 +312,7 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt):
                                           zeros, False, nt)
     dw = (sum_dyx * rstd).astype(B.dtype) if weight is not None else None
     db = sum_dy.astype(B.dtype) if bias is not None else None
-    return dx, dw, db
+    return dx, _grad_like(dw, weight_param, B.x), _grad_like(db, bias, B.x)
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +392,7 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     m = _stats(mean, (C,), x, "mean")
     r = _stats(rstd, (C,), x, "rstd")
     w = _param(weight, C, x, "weight")
-    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads))
+    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
 
 
 # --------------------------------------------------------------------------
@@ -468,7 +477,7 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     m = _stats(mean, (C,), x, "mean")
     r = _stats(rstd, (C,), x, "rstd")
     w = _param(weight, C, x, "weight")
-    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads))
+    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
 
 
 # --------------------------------------------------------------------------
@@ -653,7 +662,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     if weight is not None:
         dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(x.dtype)
     dbias = db if bias is not None else None
-    return dx, dweight, dbias
+    return dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x)
 
 
 # --------------------------------------------------------------------------
@@ -801,7 +810,9 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
     dmean_weight = wm * (gm - (wm * gm).sum())
     dvar_weight = wv * (gv - (wv * gv).sum())
-    return dx, dweight, dbias, dmean_weight, dvar_weight
+    return (dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x),
+            _grad_like(dmean_weight, mean_weight if mean_weight is not None else x, x),
+            _grad_like(dvar_weight, var_weight if var_weight is not None else x, x))
 
 
 # --------------------------------------------------------------------------
