@@ -58,6 +58,14 @@ cdef extern from "fastnorm.h" nogil:
                                              const double *a, const double *b,
                                              const double *k, int accumulate,
                                              int num_threads)
+    int fastnorm_channel_sums_scale_f32(int64_t S, int64_t R, int64_t C, int64_t L,
+                                        const float *dy, const float *x, const double *mu,
+                                        double *sum_dy, double *sum_dyx, float *dx,
+                                        const double *a, int num_threads)
+    int fastnorm_channel_sums_scale_f64(int64_t S, int64_t R, int64_t C, int64_t L,
+                                        const double *dy, const double *x, const double *mu,
+                                        double *sum_dy, double *sum_dyx, double *dx,
+                                        const double *a, int num_threads)
     int fastnorm_weight_norm_f32(int64_t C, int64_t L, const float *v, const double *g,
                                  double eps, float *w, int num_threads)
     int fastnorm_weight_norm_f64(int64_t C, int64_t L, const double *v, const double *g,
@@ -240,6 +248,33 @@ def _channel_sums_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, in
             rc = fastnorm_channel_sums_f64(S, R, C, L, <double *>dyp, <double *>xp,
                                            <double *>mp, <double *>sp, <double *>sxp,
                                            num_threads)
+    _chan_error(rc)
+
+
+def _channel_sums_scale_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, int64_t C,
+                               int64_t L, mu, sum_dy, sum_dyx, cnp.ndarray dx, a,
+                               int num_threads):
+    """The gradient sums about mu and dx = a * dy, in one pass over dy."""
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *dyp = B.data(dy, "dy")
+    cdef char *xp = B.data(x, "x")
+    cdef char *dxp = B.data(dx, "dx!")
+    cdef char *mp = B.stats(mu, "mu")
+    cdef char *sp = B.stats(sum_dy, "sum_dy!")
+    cdef char *sxp = B.stats(sum_dyx, "sum_dyx!")
+    cdef char *ap = B.stats(a, "a")
+    if mp == NULL or sp == NULL or sxp == NULL or ap == NULL:
+        raise ValueError("mu, sum_dy, sum_dyx and a are required")
+    cdef int rc
+    with nogil:
+        if B.f32:
+            rc = fastnorm_channel_sums_scale_f32(S, R, C, L, <float *>dyp, <float *>xp,
+                                                 <double *>mp, <double *>sp, <double *>sxp,
+                                                 <float *>dxp, <double *>ap, num_threads)
+        else:
+            rc = fastnorm_channel_sums_scale_f64(S, R, C, L, <double *>dyp, <double *>xp,
+                                                 <double *>mp, <double *>sp, <double *>sxp,
+                                                 <double *>dxp, <double *>ap, num_threads)
     _chan_error(rc)
 
 

@@ -304,12 +304,11 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
     rstd = np.asarray(rstd, np.float64)
     sum_dy = np.empty(C)
     sum_dyx = np.empty(C)
-    _core._channel_sums_kernel(dy, B.x, *B.dims, mean, sum_dy, sum_dyx, nt)
     wd = np.ones(C) if weight is None else weight.astype(np.float64)
     dx = np.empty(B.shape, B.dtype)
-    zeros = np.zeros(C)
-    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mean, rstd, wd * rstd, zeros,
-                                          zeros, False, nt)
+    # the sums and dx = dy * weight * rstd in one pass over dy
+    _core._channel_sums_scale_kernel(dy, B.x, *B.dims, _carr(mean), sum_dy, sum_dyx, dx,
+                                     _carr(wd * rstd), nt)
     dw = (sum_dyx * rstd).astype(B.dtype) if weight is not None else None
     db = sum_dy.astype(B.dtype) if bias is not None else None
     return dx, _grad_like(dw, weight_param, B.x), _grad_like(db, bias, B.x)

@@ -213,3 +213,11 @@ cdef extern from "fastnorm_capi.h" nogil:
     int fastnorm_weight_norm_backward_f64(
         int64_t C, int64_t L, const double *dw, const double *v, const double *g,
         double eps, double *dv, double *dg, int num_threads)
+    int fastnorm_channel_sums_scale_f32(
+        int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+        const double *mu, double *sum_dy, double *sum_dyx, float *dx, const double *a,
+        int num_threads)
+    int fastnorm_channel_sums_scale_f64(
+        int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+        const double *mu, double *sum_dy, double *sum_dyx, double *dx, const double *a,
+        int num_threads)

@@ -57,6 +57,8 @@ static const fastnorm_api_table fn_api_table = {
     .weight_norm_f64 = fastnorm_weight_norm_f64,
     .weight_norm_backward_f32 = fastnorm_weight_norm_backward_f32,
     .weight_norm_backward_f64 = fastnorm_weight_norm_backward_f64,
+    .channel_sums_scale_f32 = fastnorm_channel_sums_scale_f32,
+    .channel_sums_scale_f64 = fastnorm_channel_sums_scale_f64,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

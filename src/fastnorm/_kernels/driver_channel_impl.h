@@ -32,6 +32,8 @@ typedef struct {
     double eps;
     double *part;                /* (S, nq, C) entries of `width` doubles */
     const A *mu, *r, *a, *b, *k; /* per (s, c) coefficients, S*C each */
+    T *scaled;                    /* sum stage: also scaled = scale * dy, when not NULL */
+    const A *scale, *zero;        /* ... with scale per (s, c) and C zeros */
     int accumulate;
     int failed; /* set when a thread could not allocate its scratch */
 } LOCAL(chan_ctx);
@@ -141,6 +143,9 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
             P->backward_sums(k->dy + it * L, k->x + it * L, L, k->mu[idx], k->r[idx], NULL, s3);
             double *e = k->part + 3 * it;
             e[0] = s3[0], e[1] = s3[1], e[2] = s3[2];
+            if (k->scaled) /* scale * dy while dy is in cache */
+                P->scale_shift(k->dy + it * L, k->scaled + it * L, L, (A)0, k->scale[idx], (A)0,
+                               0);
         }
         return;
     }
@@ -161,6 +166,15 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         double *e = k->part + 3 * (sq * C + c0);
         for (int64_t c = 0; c < n; c++)
             e[3 * c] = acc[c], e[3 * c + 1] = acc[CB + c], e[3 * c + 2] = acc[2 * CB + c];
+        if (k->scaled) { /* scale * dy while the block of dy is in cache */
+            const A *a = k->scale + s * C + c0, *zero = k->zero;
+            if (n == C)
+                P->scale_shift_cols(k->dy + first, k->scaled + first, count, n, zero, a, zero, 0);
+            else
+                for (int64_t row = 0; row < count; row++)
+                    P->scale_shift_cols(k->dy + first + row * C, k->scaled + first + row * C, 1,
+                                        n, zero, a, zero, 0);
+        }
     }
     free(acc);
 }
@@ -298,7 +312,8 @@ static int LOCAL(chan_moments)(LOCAL(chan_ctx) *k, int64_t G, double *mean, doub
 /* The gradient-sum stage, merged per (s, c) over the entries in order:
  * sums[(s*C + c)*3 + j]. k->mu must be set. */
 static int LOCAL(chan_sums)(LOCAL(chan_ctx) *k, double *sums, int num_threads) {
-    const int rc = LOCAL(chan_run_entries)(k, LOCAL(chan_sum_items), 3, 2, num_threads);
+    const int rc = LOCAL(chan_run_entries)(k, LOCAL(chan_sum_items), 3, k->scaled ? 3 : 2,
+                                           num_threads);
     if (rc != FASTNORM_OK) return rc;
     const int64_t C = k->C;
     for (int64_t s = 0; s < k->S; s++)
@@ -621,8 +636,11 @@ int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T 
     return FASTNORM_OK;
 }
 
-int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, const T *x,
-                       const double *mu, double *sum_dy, double *sum_dyx, int num_threads) {
+/* The gradient sums about mu of channel_sums and, when dx is not NULL,
+ * dx = a * dy per (s, c) in the same pass over dy. */
+static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
+                                     const T *x, const double *mu, double *sum_dy,
+                                     double *sum_dyx, T *dx, const double *a, int num_threads) {
     if (S <= 0 || C <= 0) return FASTNORM_OK;
     const int64_t SC = S * C;
     if (R <= 0 || L <= 0) {
@@ -632,12 +650,19 @@ int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, 
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
     double *sums = (double *)malloc((size_t)(3 * SC) * sizeof(double));
-    A *mu_a = (A *)malloc((size_t)(2 * SC) * sizeof(A));
+    const int64_t nco = dx ? 3 * SC + C : 2 * SC;
+    A *mu_a = (A *)malloc((size_t)nco * sizeof(A));
     int rc = (sums && mu_a) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
         A *ones = mu_a + SC; /* sums about mu, unscaled */
         for (int64_t i = 0; i < SC; i++) mu_a[i] = (A)mu[i], ones[i] = 1;
         k.x = x, k.dy = dy, k.mu = mu_a, k.r = ones;
+        if (dx) {
+            A *aa = mu_a + 2 * SC, *zero = aa + SC;
+            for (int64_t i = 0; i < SC; i++) aa[i] = (A)a[i];
+            for (int64_t c = 0; c < C; c++) zero[c] = 0;
+            k.scaled = dx, k.scale = aa, k.zero = zero;
+        }
         rc = LOCAL(chan_sums)(&k, sums, num_threads);
     }
     if (rc == FASTNORM_OK)
@@ -649,6 +674,19 @@ int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, 
     free(sums);
     free(mu_a);
     return rc;
+}
+
+int NAME(channel_sums)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy, const T *x,
+                       const double *mu, double *sum_dy, double *sum_dyx, int num_threads) {
+    return LOCAL(channel_sums_scale)(S, R, C, L, dy, x, mu, sum_dy, sum_dyx, NULL, NULL,
+                                     num_threads);
+}
+
+int NAME(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
+                             const T *x, const double *mu, double *sum_dy, double *sum_dyx,
+                             T *dx, const double *a, int num_threads) {
+    return LOCAL(channel_sums_scale)(S, R, C, L, dy, x, mu, sum_dy, sum_dyx, dx, a,
+                                     num_threads);
 }
 
 int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,

@@ -348,6 +348,19 @@ FASTNORM_API int fastnorm_channel_sums_f64(
     int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
     const double *mu, double *sum_dy, double *sum_dyx, int num_threads);
 
+/* channel_sums and, in the same pass over dy, dx = a * dy with a per
+ * (s, c) (S * C doubles): the backward of a normalization with constant
+ * statistics (batch norm in eval mode: a = weight * rstd). dx must not
+ * overlap dy or x. */
+FASTNORM_API int fastnorm_channel_sums_scale_f32(
+    int64_t S, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+    const double *mu, double *sum_dy, double *sum_dyx, float *dx, const double *a,
+    int num_threads);
+FASTNORM_API int fastnorm_channel_sums_scale_f64(
+    int64_t S, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+    const double *mu, double *sum_dy, double *sum_dyx, double *dx, const double *a,
+    int num_threads);
+
 /* The input gradient of an affine-in-dy form, per (s, c):
  *   dx = a * dy + b * ((x - mu) * r) + k      (accumulate = 0), or
  *   dx += a * dy + b * ((x - mu) * r) + k     (accumulate != 0),
@@ -565,6 +578,12 @@ typedef struct fastnorm_api_table {
                                     const double *, double, float *, double *, int);
     int (*weight_norm_backward_f64)(int64_t, int64_t, const double *, const double *,
                                     const double *, double, double *, double *, int);
+    int (*channel_sums_scale_f32)(int64_t, int64_t, int64_t, int64_t, const float *,
+                                  const float *, const double *, double *, double *, float *,
+                                  const double *, int);
+    int (*channel_sums_scale_f64)(int64_t, int64_t, int64_t, int64_t, const double *,
+                                  const double *, const double *, double *, double *,
+                                  double *, const double *, int);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

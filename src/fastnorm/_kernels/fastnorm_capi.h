@@ -117,5 +117,7 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_weight_norm_f64 (fastnorm_capi()->weight_norm_f64)
 #define fastnorm_weight_norm_backward_f32 (fastnorm_capi()->weight_norm_backward_f32)
 #define fastnorm_weight_norm_backward_f64 (fastnorm_capi()->weight_norm_backward_f64)
+#define fastnorm_channel_sums_scale_f32 (fastnorm_capi()->channel_sums_scale_f32)
+#define fastnorm_channel_sums_scale_f64 (fastnorm_capi()->channel_sums_scale_f64)
 
 #endif /* FASTNORM_CAPI_H */
