@@ -266,7 +266,12 @@ def _channel_affine_backward_kernel(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray d
 # its arguments in the same words.
 
 def _data_arg(obj, name):
-    return _as_data(obj, name)
+    """obj as data of the channel normalizers and the layers: float32 or float64."""
+    cdef cnp.ndarray a = _as_data(obj, name)
+    if _kind(a) >= K_F16:
+        raise TypeError(f"{name} must have dtype float32 or float64 here, got {a.dtype} "
+                        "(16-bit data is not supported by this function)")
+    return a
 
 
 def _eps_arg(eps):
