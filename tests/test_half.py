@@ -47,8 +47,11 @@ def ulp(v, dt):
     return u
 
 
-def assert_rounded(actual, expected, dt, *, scale=None, what="result"):
-    """actual (16-bit) within one 16-bit ulp of expected (float64), plus F32_TOL * scale."""
+def assert_rounded(actual, expected, dt, *, scale=None, what="result", composite=False):
+    """actual (16-bit) within one 16-bit ulp of expected (float64), plus F32_TOL * scale.
+
+    composite: a sum of terms each rounded to dt before they are added
+    (batch_layer_norm, switch_norm): two ulps of the largest result."""
     assert actual.dtype == dt, f"{what}: dtype {actual.dtype}, expected {dt}"
     a = actual.astype(np.float64)
     e = np.asarray(expected, np.float64)
@@ -58,8 +61,12 @@ def assert_rounded(actual, expected, dt, *, scale=None, what="result"):
         scale = max(1.0, float(np.max(np.abs(e[ok]), initial=0.0)))
     err = np.abs(a - e)[ok]
     bound = ulp(e, dt)[ok] + F32_TOL * scale
+    if composite:
+        bound = 2 * ulp(scale, dt) + F32_TOL * scale
     worst = float(np.max(err - bound, initial=-1.0))
     assert worst <= 0, f"{what}: error exceeds one ulp + float32 rounding by {worst:.3g}"
+    if composite:
+        return
     # most elements are the correctly rounded value itself
     exact = np.mean(a[ok] == e[ok].astype(dt).astype(np.float64)) if ok.any() else 1.0
     assert exact > 0.97, f"{what}: only {exact:.3f} of the elements correctly rounded"
@@ -363,3 +370,73 @@ def test_rms_default_eps_follows_dtype():
     _, r = fastnorm.rms_norm(x, return_stats=True)
     ms = float(np.float16(1e-3)) ** 2
     assert np.isclose(r[0], 1 / np.sqrt(ms + 2.0 ** -10), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# Channel normalizers: the same C stages, instantiated for 16-bit data
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dt", HALF)
+@pytest.mark.parametrize("axis", [1, -1])
+def test_group_and_instance_norm(isa, dt, axis):
+    x = data((3, 8, 5, 7) if axis == 1 else (3, 5, 7, 8), dt)
+    w, b = params(8)
+    y, mean, rstd = fastnorm.group_norm(x, 2, w, b, axis=axis, return_stats=True)
+    ry, rm, rr = ref.group_norm(x, 2, w, b, axis=axis)
+    assert_rounded(y, ry, dt, what="y")
+    assert mean.dtype == np.float32 and rstd.dtype == np.float32
+    assert_f32_close(mean, rm, what="mean")
+    assert_f32_close(rstd, rr, what="rstd", factor=2)
+    dy = data(x.shape, dt, seed=4, loc=0, scale=1)
+    dx, dw, db = fastnorm.group_norm_backward(dy, x, mean, rstd, w, b, axis=axis)
+    rdx, rdw, rdb = ref.group_norm_backward(dy, x, mean, rstd, w, axis=axis)
+    assert_rounded(dx, rdx, dt, what="dx")
+    assert_f32_close(dw, rdw, what="dweight")
+    assert_f32_close(db, rdb, what="dbias")
+    yi = fastnorm.instance_norm(x, w, b, axis=axis)
+    assert_rounded(yi, ref.instance_norm(x, w, b, axis=axis)[0], dt, what="instance y")
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_batch_norm(isa, dt):
+    x = data((6, 8, 3, 5), dt)
+    w, b = params(8)
+    rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
+    y, mean, rstd = fastnorm.batch_norm(x, rm, rv, w, b, training=True, return_stats=True)
+    ry, rmean, rrstd, new_rm, new_rv = ref.batch_norm(x, np.zeros(8), np.ones(8), w, b,
+                                                      training=True)
+    assert_rounded(y, ry, dt, what="y")
+    assert_f32_close(mean, rmean, what="mean")
+    assert_f32_close(rm, new_rm, what="running_mean")
+    assert_f32_close(rv, new_rv, what="running_var")
+    with pytest.raises(TypeError, match="running_mean"):
+        fastnorm.batch_norm(x, rm.astype(np.float64), rv, training=True)
+    dy = data(x.shape, dt, seed=4, loc=0, scale=1)
+    dx, dw, db = fastnorm.batch_norm_backward(dy, x, mean, rstd, w, b, training=True)
+    rdx, rdw, rdb = ref.batch_norm_backward(dy, x, mean, rstd, w, training=True)
+    assert_rounded(dx, rdx, dt, what="dx")
+    assert_f32_close(dw, rdw, what="dweight")
+    ye = fastnorm.batch_norm(x, rm, rv, w, b)  # eval: running statistics
+    assert_rounded(ye, ref.batch_norm(x, rm, rv, w, b)[0], dt, what="eval y")
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_batch_layer_switch_weight_norm(isa, dt):
+    xl = data((4, 6, 16), dt)
+    w, b = params(16)
+    y = fastnorm.batch_layer_norm(xl, w, b)
+    assert_rounded(y, ref.batch_layer_norm(xl, w, b), dt, what="batch_layer_norm y",
+                   composite=True)
+    x = data((4, 8, 3, 5), dt)
+    w8, b8 = params(8)
+    ys = fastnorm.switch_norm(x, w8, b8)
+    assert_rounded(ys, ref.switch_norm(x, w8, b8), dt, what="switch_norm y", composite=True)
+    v = data((6, 5, 3), dt)
+    g = params(6)[0]
+    wn = fastnorm.weight_norm(v, g)
+    assert_rounded(wn, ref.weight_norm(v, g), dt, what="weight_norm w")
+    dwn = data(v.shape, dt, seed=3)
+    dv, dg = fastnorm.weight_norm_backward(dwn, v, g)
+    rdv, rdg = ref.weight_norm_backward(dwn, v, g)
+    assert_rounded(dv, rdv, dt, what="weight_norm dv")
+    assert_f32_close(dg, rdg, what="weight_norm dg")

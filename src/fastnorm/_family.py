@@ -79,16 +79,27 @@ class _Block:
         return self.x.dtype
 
 
+def _calc(x):
+    """The dtype of parameters, statistics and running statistics for data x:
+    x's own, float32 for 16-bit data (float16, bfloat16)."""
+    return x.dtype if x.dtype.itemsize > 2 else np.dtype(np.float32)
+
+
+def _is_float(dt):
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
 def _param(p, C, x, name):
-    """A per-channel parameter (weight, bias) as a C-contiguous array of x's dtype."""
+    """A per-channel parameter (weight, bias) as a C-contiguous array of the
+    parameter dtype of x (x's, float32 for 16-bit data)."""
     if p is None:
         return None
     a = np.asarray(p)
-    if a.dtype.kind != "f":
+    if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
-    return _carr(a, x.dtype)
+    return _carr(a, _calc(x))
 
 
 def _out(out, x, name="out"):
@@ -142,11 +153,11 @@ def _stats(a, shape, x, name):
     a = np.asarray(a) if a is not None else None
     if a is None:
         raise TypeError(f"{name} is required (the statistics the forward returned)")
-    if a.dtype.kind != "f":
+    if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    return _carr(a, x.dtype)
+    return _carr(a, _calc(x))
 
 
 def _momentum(momentum):
@@ -162,7 +173,8 @@ def _momentum(momentum):
 
 
 def _running(a, C, x, name):
-    """A running statistic, updated in place: shape (C,), x's dtype, writeable."""
+    """A running statistic, updated in place: shape (C,), the dtype of x's
+    parameters (float32 for 16-bit data), writeable."""
     if a is None:
         return None
     if not isinstance(a, np.ndarray):
@@ -170,8 +182,8 @@ def _running(a, C, x, name):
                         f"got {type(a).__name__}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
-    if a.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if a.dtype != _calc(x):
+        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -234,8 +246,8 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     b = _param(bias, B.C, x, "bias")
     out = _out(out, x)
     y = _target(out, B, (B.x, w, b))
-    mean = np.empty((B.S, G), x.dtype)
-    rstd = np.empty((B.S, G), x.dtype)
+    mean = np.empty((B.S, G), _calc(x))
+    rstd = np.empty((B.S, G), _calc(x))
     _core._group_norm_kernel(B.x, y, *B.dims, G, w, b, e, mean, rstd, None, nt)
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
@@ -249,8 +261,8 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
     w = _param(weight, B.C, x, "weight")
     nt = _core._threads_arg(num_threads)
     dx = np.empty(B.shape, x.dtype)
-    dw = np.empty(B.C, x.dtype)
-    db = np.empty(B.C, x.dtype)
+    dw = np.empty(B.C, _calc(x))
+    db = np.empty(B.C, _calc(x))
     if B.C == 0:  # no channels: nothing to compute
         return dx, (dw if weight is not None else None), (db if bias is not None else None)
     _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
@@ -301,8 +313,8 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt):
     zeros = np.zeros(C)
     _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mean, rstd, wd * rstd, zeros,
                                           zeros, False, nt)
-    dw = (sum_dyx * rstd).astype(B.dtype) if weight is not None else None
-    db = sum_dy.astype(B.dtype) if bias is not None else None
+    dw = (sum_dyx * rstd).astype(_calc(B.x)) if weight is not None else None
+    db = sum_dy.astype(_calc(B.x)) if bias is not None else None
     return dx, dw, db
 
 
@@ -347,12 +359,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
                 f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full(C, np.nan, x.dtype),) * 2,
+            return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
                            return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
-        mean = np.empty(C, x.dtype)
-        rstd = np.empty(C, x.dtype)
-        var = np.empty(C, x.dtype)
+        mean = np.empty(C, _calc(x))
+        rstd = np.empty(C, _calc(x))
+        var = np.empty(C, _calc(x))
         _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
         _update_running(rm, rv, mean.astype(np.float64), var.astype(np.float64), M, m)
     else:
@@ -362,7 +374,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -429,12 +441,12 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                 f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, x.dtype),) * 2,
+            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
                            return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
-        mean = np.empty((B.S, C), x.dtype)
-        rstd = np.empty((B.S, C), x.dtype)
-        var = np.empty((B.S, C), x.dtype)
+        mean = np.empty((B.S, C), _calc(x))
+        rstd = np.empty((B.S, C), _calc(x))
+        var = np.empty((B.S, C), _calc(x))
         _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
         if training and rm is not None:
             _update_running(rm, rv, mean.astype(np.float64).mean(axis=0),
@@ -445,7 +457,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -566,12 +578,12 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     rstd_b = 1.0 / np.sqrt(var_used + e)
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
     # feature branch and bias: y = a * weight/sqrt(D) * x_f + bias
-    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(x.dtype), b, axis=-1, eps=e,
+    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(_calc(x)), b, axis=-1, eps=e,
                                        out=y, return_stats=True, num_threads=num_threads)
     # batch branch, added: y += b * weight/sqrt(D) * x_b
     yb = y.reshape(Bn, F)
     _core._channel_normalize_kernel(blk.x, yb, *blk.dims, mu_used, rstd_b,
-                                    np.tile(b_mix * gd, F // D if D else 0).astype(x.dtype),
+                                    np.tile(b_mix * gd, F // D if D else 0).astype(_calc(x)),
                                     None, True, nt)
     if training and Bn > 0:
         if rm is not None:
@@ -595,8 +607,8 @@ def _running_shaped(a, shape, x, name):
                         f"got {type(a).__name__}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    if a.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if a.dtype != _calc(x):
+        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -630,7 +642,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     xc = _carr(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
     dx, dwf, db = _core.layer_norm_backward(dy, xc, stats.feature_mean, stats.feature_rstd,
-                                            (a_mix * gd).astype(x.dtype), axis=-1,
+                                            (a_mix * gd).astype(_calc(x)), axis=-1,
                                             num_threads=num_threads)
     # batch branch, added into dx
     blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)
@@ -651,7 +663,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     dwb = (r * sum_dyx).reshape(-1, D).sum(axis=0)
     dweight = None
     if weight is not None:
-        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(x.dtype)
+        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(_calc(x))
     dbias = db if bias is not None else None
     return dx, dweight, dbias
 
@@ -795,8 +807,8 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     dx = np.empty(B.shape, x.dtype)
     _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mu, rstd, gamma * rstd,
                                           Q / rstd, K, False, nt)
-    dweight = (rstd * sum_dyx).sum(axis=0).astype(x.dtype) if weight is not None else None
-    dbias = sum_dy.sum(axis=0).astype(x.dtype) if bias is not None else None
+    dweight = (rstd * sum_dyx).sum(axis=0).astype(_calc(x)) if weight is not None else None
+    dbias = sum_dy.sum(axis=0).astype(_calc(x)) if bias is not None else None
     gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
     gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
     dmean_weight = wm * (gm - (wm * gm).sum())
@@ -825,7 +837,7 @@ def _wn_layout(v, g, axis, eps):
     ga = np.asarray(g) if g is not None else None
     if ga is None:
         raise TypeError("g is required")
-    if ga.dtype.kind != "f":
+    if not _is_float(ga.dtype):
         raise TypeError(f"g must be a floating-point array, got dtype {ga.dtype}")
     if ga.size != count:
         raise ValueError(
