@@ -67,6 +67,7 @@ AVX2_PROBE = r"""
 int main(void) {
     __m256 a = _mm256_set1_ps(1.0f);
     a = _mm256_fmadd_ps(a, a, a);
+    a = _mm256_cvtph_ps(_mm256_cvtps_ph(a, 0));
     return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1;
 }
 """
@@ -86,7 +87,7 @@ class BuildExt(build_ext):
             # depend on where its arrays lie. The kernels' explicit FMAs stay.
             self._base = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unknown-pragmas"]
             openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
-            self._avx2_flags = ["-mavx2", "-mfma"]
+            self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
 
         self._openmp = not _env_flag("FASTNORM_DISABLE_OPENMP") and _compiles(
             self.compiler, OPENMP_PROBE, openmp_compile, openmp_link

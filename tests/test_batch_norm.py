@@ -494,7 +494,7 @@ def _bad_calls(x, rm, rv, out=None):
         "running-var-readonly": lambda: bn(x, rm, rv_ro, training=True),
         "running-var-list": lambda: bn(x, rm, [1.0, 1.0, 1.0], training=True),
         "x-int": lambda: bn(x.astype(np.int32), rm, rv, training=True),
-        "x-float16": lambda: bn(x.astype(np.float16), rm, rv, training=True),
+        "x-longdouble": lambda: bn(x.astype(np.longdouble), rm, rv, training=True),
     }
 
 

@@ -120,7 +120,7 @@ def _build_c_program(tmp_path):
     objects, defines = [], []
     if "avx2" in _core._available_isas():
         obj = str(tmp_path / "kernels_avx2.o")
-        _run([cc] + flags + ["-mavx2", "-mfma", "-c", os.path.join(inc, AVX2_SOURCE), "-o", obj],
+        _run([cc] + flags + ["-mavx2", "-mfma", "-mf16c", "-c", os.path.join(inc, AVX2_SOURCE), "-o", obj],
              cwd=tmp_path)
         objects.append(obj)
         defines.append("-DFASTNORM_HAVE_AVX2")

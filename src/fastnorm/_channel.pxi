@@ -66,6 +66,24 @@ cdef extern from "fastnorm.h" nogil:
                                         const double *dy, const double *x, const double *mu,
                                         double *sum_dy, double *sum_dyx, double *dx,
                                         const double *a, int num_threads)
+    int fastnorm_channel_sums_scale_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                        const uint16_t *dy, const uint16_t *x,
+                                        const double *mu, double *sum_dy, double *sum_dyx,
+                                        uint16_t *dx, const double *a, int num_threads)
+    int fastnorm_weight_norm_f16(int64_t C, int64_t L, const uint16_t *v, const double *g,
+                                 double eps, uint16_t *w, int num_threads)
+    int fastnorm_weight_norm_backward_f16(int64_t C, int64_t L, const uint16_t *dw,
+                                          const uint16_t *v, const double *g, double eps,
+                                          uint16_t *dv, double *dg, int num_threads)
+    int fastnorm_channel_sums_scale_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                        const uint16_t *dy, const uint16_t *x,
+                                        const double *mu, double *sum_dy, double *sum_dyx,
+                                        uint16_t *dx, const double *a, int num_threads)
+    int fastnorm_weight_norm_bf16(int64_t C, int64_t L, const uint16_t *v, const double *g,
+                                 double eps, uint16_t *w, int num_threads)
+    int fastnorm_weight_norm_backward_bf16(int64_t C, int64_t L, const uint16_t *dw,
+                                          const uint16_t *v, const double *g, double eps,
+                                          uint16_t *dv, double *dg, int num_threads)
     int fastnorm_weight_norm_f32(int64_t C, int64_t L, const float *v, const double *g,
                                  double eps, float *w, int num_threads)
     int fastnorm_weight_norm_f64(int64_t C, int64_t L, const double *v, const double *g,
@@ -76,22 +94,73 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_weight_norm_backward_f64(int64_t C, int64_t L, const double *dw,
                                           const double *v, const double *g, double eps,
                                           double *dv, double *dg, int num_threads)
+    int fastnorm_group_norm_f16(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                const uint16_t *x, uint16_t *y, const float *weight,
+                                const float *bias, double eps, float *mean, float *rstd,
+                                float *var, int num_threads)
+    int fastnorm_group_norm_backward_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                         int64_t G, const uint16_t *dy, const uint16_t *x,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, uint16_t *dx, float *dweight,
+                                         float *dbias, int num_threads)
+    int fastnorm_channel_moments_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                     const uint16_t *x, double eps, double *mean, double *var,
+                                     int num_threads)
+    int fastnorm_channel_normalize_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                       const uint16_t *x, uint16_t *y, const double *mean,
+                                       const double *rstd, const float *weight,
+                                       const float *bias, int accumulate, int num_threads)
+    int fastnorm_channel_sums_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                  const uint16_t *dy, const uint16_t *x, const double *mu,
+                                  double *sum_dy, double *sum_dyx, int num_threads)
+    int fastnorm_channel_affine_backward_f16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                             const uint16_t *dy, const uint16_t *x, uint16_t *dx,
+                                             const double *mu, const double *r,
+                                             const double *a, const double *b,
+                                             const double *k, int accumulate,
+                                             int num_threads)
+    int fastnorm_group_norm_bf16(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                const uint16_t *x, uint16_t *y, const float *weight,
+                                const float *bias, double eps, float *mean, float *rstd,
+                                float *var, int num_threads)
+    int fastnorm_group_norm_backward_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                         int64_t G, const uint16_t *dy, const uint16_t *x,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, uint16_t *dx, float *dweight,
+                                         float *dbias, int num_threads)
+    int fastnorm_channel_moments_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                     const uint16_t *x, double eps, double *mean, double *var,
+                                     int num_threads)
+    int fastnorm_channel_normalize_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                       const uint16_t *x, uint16_t *y, const double *mean,
+                                       const double *rstd, const float *weight,
+                                       const float *bias, int accumulate, int num_threads)
+    int fastnorm_channel_sums_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                  const uint16_t *dy, const uint16_t *x, const double *mu,
+                                  double *sum_dy, double *sum_dyx, int num_threads)
+    int fastnorm_channel_affine_backward_bf16(int64_t S, int64_t R, int64_t C, int64_t L,
+                                             const uint16_t *dy, const uint16_t *x, uint16_t *dx,
+                                             const double *mu, const double *r,
+                                             const double *a, const double *b,
+                                             const double *k, int accumulate,
+                                             int num_threads)
 
 
 cdef class _Block:
     """The (S, R, C, L) shape of a channel call, and the typed checks of its arrays."""
     cdef int64_t S, R, C, L
-    cdef int typenum
-    cdef bint f32
+    cdef int typenum, ptype  # data; parameters and statistics
+    cdef int kind
 
     def __init__(self, cnp.ndarray x, int64_t S, int64_t R, int64_t C, int64_t L):
         if S < 0 or R < 0 or C < 0 or L < 0:
             raise ValueError("negative block dimension")
         self.S, self.R, self.C, self.L = S, R, C, L
         self.typenum = cnp.PyArray_TYPE(x)
-        if self.typenum != cnp.NPY_FLOAT and self.typenum != cnp.NPY_DOUBLE:
-            raise TypeError("channel kernels take float32 or float64 data")
-        self.f32 = self.typenum == cnp.NPY_FLOAT
+        self.kind = _kind(x)
+        if self.kind < 0:
+            raise TypeError(f"channel kernels take {_DATA_DTYPES} data")
+        self.ptype = _calc_type(x)
         self.data(x, "x")
 
     cdef char *check(self, object a, int typenum, int64_t size, str name) except? NULL:
@@ -116,7 +185,8 @@ cdef class _Block:
         return self.check(a, self.typenum, self.S * self.R * self.C * self.L, name)
 
     cdef char *typed(self, object a, int64_t size, str name) except? NULL:
-        return self.check(a, self.typenum, size, name)
+        """Parameters and their gradients, and statistics in the parameter type."""
+        return self.check(a, self.ptype, size, name)
 
     cdef char *stats(self, object a, str name) except? NULL:
         return self.check(a, cnp.NPY_DOUBLE, self.S * self.C, name)
@@ -143,14 +213,23 @@ def _group_norm_kernel(cnp.ndarray x, cnp.ndarray y, int64_t S, int64_t R, int64
     cdef char *vp = B.typed(var, S * G, "var!")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_group_norm_f32(S, R, C, L, G, <float *>xp, <float *>yp, <float *>wp,
                                          <float *>bp, eps, <float *>mp, <float *>rp,
                                          <float *>vp, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_group_norm_f64(S, R, C, L, G, <double *>xp, <double *>yp,
                                          <double *>wp, <double *>bp, eps, <double *>mp,
                                          <double *>rp, <double *>vp, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_group_norm_f16(S, R, C, L, G, <uint16_t *>xp, <uint16_t *>yp, <float *>wp,
+                                         <float *>bp, eps, <float *>mp, <float *>rp,
+                                         <float *>vp, num_threads)
+        else:
+            rc = fastnorm_group_norm_bf16(S, R, C, L, G, <uint16_t *>xp, <uint16_t *>yp,
+            <float *>wp,
+                                         <float *>bp, eps, <float *>mp, <float *>rp,
+                                         <float *>vp, num_threads)
     _chan_error(rc)
 
 
@@ -172,15 +251,25 @@ def _group_norm_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_
         raise ValueError("mean and rstd are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_group_norm_backward_f32(S, R, C, L, G, <float *>dyp, <float *>xp,
                                                   <float *>mp, <float *>rp, <float *>wp,
                                                   <float *>dxp, <float *>dwp, <float *>dbp,
                                                   num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_group_norm_backward_f64(S, R, C, L, G, <double *>dyp, <double *>xp,
                                                   <double *>mp, <double *>rp, <double *>wp,
                                                   <double *>dxp, <double *>dwp, <double *>dbp,
+                                                  num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_group_norm_backward_f16(S, R, C, L, G, <uint16_t *>dyp, <uint16_t *>xp,
+                                                  <float *>mp, <float *>rp, <float *>wp,
+                                                  <uint16_t *>dxp, <float *>dwp, <float *>dbp,
+                                                  num_threads)
+        else:
+            rc = fastnorm_group_norm_backward_bf16(S, R, C, L, G, <uint16_t *>dyp, <uint16_t *>xp,
+                                                  <float *>mp, <float *>rp, <float *>wp,
+                                                  <uint16_t *>dxp, <float *>dwp, <float *>dbp,
                                                   num_threads)
     _chan_error(rc)
 
@@ -195,11 +284,17 @@ def _channel_moments_kernel(cnp.ndarray x, int64_t S, int64_t R, int64_t C, int6
         raise ValueError("mean and var are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_channel_moments_f32(S, R, C, L, <float *>xp, eps, <double *>mp,
                                               <double *>vp, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_channel_moments_f64(S, R, C, L, <double *>xp, eps, <double *>mp,
+                                              <double *>vp, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_channel_moments_f16(S, R, C, L, <uint16_t *>xp, eps, <double *>mp,
+                                              <double *>vp, num_threads)
+        else:
+            rc = fastnorm_channel_moments_bf16(S, R, C, L, <uint16_t *>xp, eps, <double *>mp,
                                               <double *>vp, num_threads)
     _chan_error(rc)
 
@@ -218,14 +313,22 @@ def _channel_normalize_kernel(cnp.ndarray x, cnp.ndarray y, int64_t S, int64_t R
         raise ValueError("mean and rstd are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_channel_normalize_f32(S, R, C, L, <float *>xp, <float *>yp,
                                                 <double *>mp, <double *>rp, <float *>wp,
                                                 <float *>bp, accumulate, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_channel_normalize_f64(S, R, C, L, <double *>xp, <double *>yp,
                                                 <double *>mp, <double *>rp, <double *>wp,
                                                 <double *>bp, accumulate, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_channel_normalize_f16(S, R, C, L, <uint16_t *>xp, <uint16_t *>yp,
+                                                <double *>mp, <double *>rp, <float *>wp,
+                                                <float *>bp, accumulate, num_threads)
+        else:
+            rc = fastnorm_channel_normalize_bf16(S, R, C, L, <uint16_t *>xp, <uint16_t *>yp,
+                                                <double *>mp, <double *>rp, <float *>wp,
+                                                <float *>bp, accumulate, num_threads)
     _chan_error(rc)
 
 
@@ -241,13 +344,21 @@ def _channel_sums_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, in
         raise ValueError("mu, sum_dy and sum_dyx are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_channel_sums_f32(S, R, C, L, <float *>dyp, <float *>xp, <double *>mp,
                                            <double *>sp, <double *>sxp, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_channel_sums_f64(S, R, C, L, <double *>dyp, <double *>xp,
                                            <double *>mp, <double *>sp, <double *>sxp,
                                            num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_channel_sums_f16(S, R, C, L, <uint16_t *>dyp, <uint16_t *>xp,
+            <double *>mp,
+                                           <double *>sp, <double *>sxp, num_threads)
+        else:
+            rc = fastnorm_channel_sums_bf16(S, R, C, L, <uint16_t *>dyp, <uint16_t *>xp,
+            <double *>mp,
+                                           <double *>sp, <double *>sxp, num_threads)
     _chan_error(rc)
 
 
@@ -267,14 +378,23 @@ def _channel_sums_scale_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t
         raise ValueError("mu, sum_dy, sum_dyx and a are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_channel_sums_scale_f32(S, R, C, L, <float *>dyp, <float *>xp,
                                                  <double *>mp, <double *>sp, <double *>sxp,
                                                  <float *>dxp, <double *>ap, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_channel_sums_scale_f64(S, R, C, L, <double *>dyp, <double *>xp,
                                                  <double *>mp, <double *>sp, <double *>sxp,
                                                  <double *>dxp, <double *>ap, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_channel_sums_scale_f16(S, R, C, L, <uint16_t *>dyp, <uint16_t *>xp,
+                                                 <double *>mp, <double *>sp, <double *>sxp,
+                                                 <uint16_t *>dxp, <double *>ap, num_threads)
+        else:
+            rc = fastnorm_channel_sums_scale_bf16(S, R, C, L, <uint16_t *>dyp,
+                                                  <uint16_t *>xp, <double *>mp, <double *>sp,
+                                                  <double *>sxp, <uint16_t *>dxp,
+                                                  <double *>ap, num_threads)
     _chan_error(rc)
 
 
@@ -294,14 +414,24 @@ def _channel_affine_backward_kernel(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray d
         raise ValueError("mu, r, a, b and k are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_channel_affine_backward_f32(
                 S, R, C, L, <float *>dyp, <float *>xp, <float *>dxp, <double *>mp,
                 <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
                 num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_channel_affine_backward_f64(
                 S, R, C, L, <double *>dyp, <double *>xp, <double *>dxp, <double *>mp,
+                <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
+                num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_channel_affine_backward_f16(
+                S, R, C, L, <uint16_t *>dyp, <uint16_t *>xp, <uint16_t *>dxp, <double *>mp,
+                <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
+                num_threads)
+        else:
+            rc = fastnorm_channel_affine_backward_bf16(
+                S, R, C, L, <uint16_t *>dyp, <uint16_t *>xp, <uint16_t *>dxp, <double *>mp,
                 <double *>rp, <double *>ap, <double *>bp, <double *>kp, accumulate,
                 num_threads)
     _chan_error(rc)
@@ -318,12 +448,18 @@ def _weight_norm_kernel(cnp.ndarray v, cnp.ndarray w, int64_t C, int64_t L, g, d
         raise ValueError("g is required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_weight_norm_f32(C, L, <float *>vp, <double *>gp, eps, <float *>wp,
                                           num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_weight_norm_f64(C, L, <double *>vp, <double *>gp, eps,
                                           <double *>wp, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_weight_norm_f16(C, L, <uint16_t *>vp, <double *>gp, eps,
+                                          <uint16_t *>wp, num_threads)
+        else:
+            rc = fastnorm_weight_norm_bf16(C, L, <uint16_t *>vp, <double *>gp, eps,
+                                           <uint16_t *>wp, num_threads)
     _chan_error(rc)
 
 
@@ -340,14 +476,22 @@ def _weight_norm_backward_kernel(cnp.ndarray dw, cnp.ndarray v, cnp.ndarray dv, 
         raise ValueError("g and dg are required")
     cdef int rc
     with nogil:
-        if B.f32:
+        if B.kind == K_F32:
             rc = fastnorm_weight_norm_backward_f32(C, L, <float *>dwp, <float *>vp,
                                                    <double *>gp, eps, <float *>dvp,
                                                    <double *>dgp, num_threads)
-        else:
+        elif B.kind == K_F64:
             rc = fastnorm_weight_norm_backward_f64(C, L, <double *>dwp, <double *>vp,
                                                    <double *>gp, eps, <double *>dvp,
                                                    <double *>dgp, num_threads)
+        elif B.kind == K_F16:
+            rc = fastnorm_weight_norm_backward_f16(C, L, <uint16_t *>dwp, <uint16_t *>vp,
+                                                   <double *>gp, eps, <uint16_t *>dvp,
+                                                   <double *>dgp, num_threads)
+        else:
+            rc = fastnorm_weight_norm_backward_bf16(C, L, <uint16_t *>dwp, <uint16_t *>vp,
+                                                    <double *>gp, eps, <uint16_t *>dvp,
+                                                    <double *>dgp, num_threads)
     _chan_error(rc)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.math cimport isinf
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uint16_t, uintptr_t
 
 cimport cython
 from cpython.pycapsule cimport PyCapsule_New
@@ -146,6 +146,106 @@ cdef extern from "fastnorm.h" nogil:
         int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
         const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
         double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads)
+    int fastnorm_layer_norm_f16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                uint16_t *y, int64_t ldy, const float *weight, const float *bias,
+                                double eps, float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_backward_f16(int64_t rows, int64_t n, const uint16_t *dy,
+                                         int64_t lddy, const uint16_t *x, int64_t ldx,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, uint16_t *dx, int64_t lddx,
+                                         float *dweight, float *dbias, int num_threads)
+    int fastnorm_rms_norm_f16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                              int64_t ldy, const float *weight, double eps, float *rstd,
+                              int num_threads)
+    int fastnorm_add_layer_norm_f16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                    const uint16_t *residual, int64_t ldr,
+                                    const float *residual_bias, uint16_t *sum_out, int64_t lds,
+                                    uint16_t *y, int64_t ldy, const float *weight,
+                                    const float *bias, double eps, float *mean, float *rstd,
+                                    int num_threads)
+    int fastnorm_add_rms_norm_f16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                  const uint16_t *residual, int64_t ldr, const float *residual_bias,
+                                  uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
+                                  const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_f16(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x, int64_t ldx,
+        uint16_t *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_backward_f16(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *dy, int64_t lddy,
+        const uint16_t *x, int64_t ldx, const float *mean, const float *rstd, const float *weight,
+        int64_t ldp, uint16_t *dx, int64_t lddx, float *dweight, float *dbias, int num_threads)
+    int fastnorm_rms_norm_backward_f16(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                       const uint16_t *x, int64_t ldx, const float *rstd,
+                                       const float *weight, uint16_t *dx, int64_t lddx,
+                                       float *dweight, int num_threads)
+    int fastnorm_layer_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc, uint16_t *y,
+        int64_t ldys, int64_t ldyc, const float *weight, const float *bias, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_rms_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc, uint16_t *y,
+        int64_t ldys, int64_t ldyc, const float *weight, double eps, float *rstd,
+        int num_threads)
+    int fastnorm_layer_norm_axis_backward_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *mean, const float *rstd,
+        const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,
+        float *dbias, int num_threads)
+    int fastnorm_rms_norm_axis_backward_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
+        uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads)
+    int fastnorm_layer_norm_bf16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                uint16_t *y, int64_t ldy, const float *weight, const float *bias,
+                                double eps, float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_backward_bf16(int64_t rows, int64_t n, const uint16_t *dy,
+                                         int64_t lddy, const uint16_t *x, int64_t ldx,
+                                         const float *mean, const float *rstd,
+                                         const float *weight, uint16_t *dx, int64_t lddx,
+                                         float *dweight, float *dbias, int num_threads)
+    int fastnorm_rms_norm_bf16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                              int64_t ldy, const float *weight, double eps, float *rstd,
+                              int num_threads)
+    int fastnorm_add_layer_norm_bf16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                    const uint16_t *residual, int64_t ldr,
+                                    const float *residual_bias, uint16_t *sum_out, int64_t lds,
+                                    uint16_t *y, int64_t ldy, const float *weight,
+                                    const float *bias, double eps, float *mean, float *rstd,
+                                    int num_threads)
+    int fastnorm_add_rms_norm_bf16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                                  const uint16_t *residual, int64_t ldr, const float *residual_bias,
+                                  uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
+                                  const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_bf16(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x, int64_t ldx,
+        uint16_t *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_layer_norm_per_sample_backward_bf16(
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *dy, int64_t lddy,
+        const uint16_t *x, int64_t ldx, const float *mean, const float *rstd, const float *weight,
+        int64_t ldp, uint16_t *dx, int64_t lddx, float *dweight, float *dbias, int num_threads)
+    int fastnorm_rms_norm_backward_bf16(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                       const uint16_t *x, int64_t ldx, const float *rstd,
+                                       const float *weight, uint16_t *dx, int64_t lddx,
+                                       float *dweight, int num_threads)
+    int fastnorm_layer_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc, uint16_t *y,
+        int64_t ldys, int64_t ldyc, const float *weight, const float *bias, double eps,
+        float *mean, float *rstd, int num_threads)
+    int fastnorm_rms_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc, uint16_t *y,
+        int64_t ldys, int64_t ldyc, const float *weight, double eps, float *rstd,
+        int num_threads)
+    int fastnorm_layer_norm_axis_backward_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *mean, const float *rstd,
+        const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,
+        float *dbias, int num_threads)
+    int fastnorm_rms_norm_axis_backward_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
+        uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads)
 
 
 # The entry points of fastnorm.h as a table, for other extension modules
@@ -313,24 +413,65 @@ cdef str _describe(object obj):
     return type(obj).__name__
 
 
+# The data types of x: each has its own kernels. 16-bit data (float16, and
+# bfloat16 from the optional ml_dtypes package, a NumPy user type) computes in
+# float32, with float32 parameters and statistics.
+cdef enum:
+    K_F32 = 0
+    K_F64 = 1
+    K_F16 = 2
+    K_BF16 = 3
+
+_DATA_DTYPES = "float32, float64, float16 or bfloat16"
+
+
+cdef extern from "numpy/arrayobject.h":
+    int _NPY_HALF "NPY_HALF"
+    int _NPY_USERDEF "NPY_USERDEF"
+
+
+cdef int _kind(cnp.ndarray a):
+    """The data kind (K_*) of a's dtype, or -1 for any other dtype."""
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT:
+        return K_F32
+    if t == cnp.NPY_DOUBLE:
+        return K_F64
+    if t == _NPY_HALF:
+        return K_F16
+    if t >= _NPY_USERDEF and a.dtype.name == "bfloat16":
+        return K_BF16
+    return -1
+
+
+cdef inline bint _is_float(cnp.ndarray a):
+    """Whether a holds floating-point values fastnorm accepts as parameters."""
+    return cnp.PyArray_ISFLOAT(a) or _kind(a) == K_BF16
+
+
+cdef inline int _calc_type(cnp.ndarray x):
+    """Type number of the parameters and statistics for data x: x's own, or
+    float32 for 16-bit data."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    return t if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE else cnp.NPY_FLOAT
+
+
 cdef cnp.ndarray _as_data(object obj, str name):
-    """obj as a native-byte-order float32/float64 ndarray, or a TypeError naming it."""
+    """obj as a native-byte-order ndarray of a data dtype, or a TypeError naming it."""
     cdef cnp.ndarray a
     if type(obj) is np.ndarray:
         a = <cnp.ndarray>obj
     elif obj is None:
-        raise TypeError(f"{name} must be an array of float32 or float64, got None")
+        raise TypeError(f"{name} must be an array of {_DATA_DTYPES}, got None")
     else:
         try:
             a = np.asarray(obj)
         except Exception as exc:
             raise TypeError(
-                f"{name} must be an array of float32 or float64, got {_describe(obj)}"
+                f"{name} must be an array of {_DATA_DTYPES}, got {_describe(obj)}"
             ) from exc
-    cdef int t = cnp.PyArray_TYPE(a)
-    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
-        hint = " (16-bit floats are not supported yet)" if a.dtype.kind == "f" else ""
-        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}{hint}")
+    if _kind(a) < 0:
+        raise TypeError(f"{name} must have dtype {_DATA_DTYPES}, got {a.dtype}")
     if not cnp.PyArray_ISNOTSWAPPED(a):
         a = a.astype(a.dtype.newbyteorder("="))
     return a
@@ -394,13 +535,15 @@ cdef cnp.ndarray _as_float_array(object obj, str name):
 
 
 cdef cnp.ndarray _as_typed(cnp.ndarray a, cnp.ndarray like, str name):
-    """a as a C-contiguous, aligned, native array of like's dtype (no copy if it is one)."""
-    if not cnp.PyArray_ISFLOAT(a):
+    """a as a C-contiguous, aligned, native array of the parameter type of data
+    like (like's dtype, float32 for 16-bit data); no copy if it is one."""
+    if not _is_float(a):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if (cnp.PyArray_TYPE(a) == cnp.PyArray_TYPE(like) and cnp.PyArray_ISCARRAY_RO(a)
+    cdef int t = _calc_type(like)
+    if (cnp.PyArray_TYPE(a) == t and cnp.PyArray_ISCARRAY_RO(a)
             and cnp.PyArray_ISNOTSWAPPED(a)):
         return a
-    return np.array(a, dtype=like.dtype.newbyteorder("="), order="C", copy=True)
+    return np.array(a, dtype=cnp.PyArray_DescrFromType(t), order="C", copy=True)
 
 
 cdef object _as_param(object p, _Layout L, str name):
@@ -408,7 +551,7 @@ cdef object _as_param(object p, _Layout L, str name):
     if p is None:
         return None
     cdef cnp.ndarray a = _as_float_array(p, name)
-    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, L.dims + L.nd - L.k, L.k):
+    if _is_float(a) and not _has_dims(a, L.dims + L.nd - L.k, L.k):
         raise ValueError(
             f"{name} must have shape {L.nshape()} (the normalized axes of x), got {_shape(a)}"
         )
@@ -418,7 +561,7 @@ cdef object _as_param(object p, _Layout L, str name):
 cdef cnp.ndarray _as_stats(object s, _Layout L, str name):
     """Per-row statistics (mean, rstd): x's shape without the normalized axes."""
     cdef cnp.ndarray a = _as_float_array(s, name)
-    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, L.dims, L.nd - L.k):
+    if _is_float(a) and not _has_dims(a, L.dims, L.nd - L.k):
         raise ValueError(
             f"{name} must have shape {L.stats_shape()} (x without its normalized axes), "
             f"got {_shape(a)}"
@@ -575,11 +718,10 @@ cdef class _Layout:
         return _shape(self.moved)[:self.nd - self.k]
 
     cdef cnp.ndarray empty_stats(self):
-        return cnp.PyArray_EMPTY(self.nd - self.k, self.dims, cnp.PyArray_TYPE(self.x), 0)
+        return cnp.PyArray_EMPTY(self.nd - self.k, self.dims, _calc_type(self.x), 0)
 
     cdef cnp.ndarray empty_params(self):
-        return cnp.PyArray_EMPTY(self.k, self.dims + self.nd - self.k,
-                                 cnp.PyArray_TYPE(self.x), 0)
+        return cnp.PyArray_EMPTY(self.k, self.dims + self.nd - self.k, _calc_type(self.x), 0)
 
 
 cdef _Layout _layout(cnp.ndarray x, object axis, bint rows=True):
@@ -649,6 +791,8 @@ cdef object _clear_of(object p, _Output o, cnp.ndarray x):
     cdef Rows pv
     if p is None or o.scratch is not None:
         return p
+    if cnp.PyArray_ITEMSIZE(<cnp.ndarray>p) != cnp.PyArray_ITEMSIZE(x):  # 16-bit data
+        return p.copy() if np.may_share_memory(p, o.dest) else p
     pv.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>p)
     pv.rows = 1
     pv.n = cnp.PyArray_SIZE(<cnp.ndarray>p)
@@ -673,8 +817,16 @@ cdef inline void _raise_kernel_error(int rc) except *:
 
 cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
     """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
+    cdef int k
     if eps is None:
-        return 1.1920928955078125e-07 if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT else 2.220446049250313e-16
+        k = _kind(x)
+        if k == K_F32:
+            return 1.1920928955078125e-07
+        if k == K_F16:
+            return 0.0009765625
+        if k == K_BF16:
+            return 0.0078125
+        return 2.220446049250313e-16
     return _check_eps(eps)
 
 
@@ -799,24 +951,42 @@ cdef object _axis_norm(bint centered, cnp.ndarray xa, _Layout L, int k, object w
     cdef char *mp = _ptr(mean)
     cdef char *rp = _ptr(rstd)
     cdef int rc
-    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    cdef int kind = _kind(xa)
     with nogil:
-        if centered and f32:
-            rc = fastnorm_layer_norm_axis_f32(
-                xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
-                <float *>wp, <float *>bp, e, <float *>mp, <float *>rp, nt)
-        elif centered:
-            rc = fastnorm_layer_norm_axis_f64(
-                xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
-                <double *>wp, <double *>bp, e, <double *>mp, <double *>rp, nt)
-        elif f32:
-            rc = fastnorm_rms_norm_axis_f32(
-                xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
-                <float *>wp, e, <float *>rp, nt)
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_layer_norm_axis_f32(
+                    xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
+                    <float *>wp, <float *>bp, e, <float *>mp, <float *>rp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_layer_norm_axis_f64(
+                    xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
+                    <double *>wp, <double *>bp, e, <double *>mp, <double *>rp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_layer_norm_axis_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>yp, yv.ss, yv.sc,
+                    <float *>wp, <float *>bp, e, <float *>mp, <float *>rp, nt)
+            else:
+                rc = fastnorm_layer_norm_axis_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>yp, yv.ss, yv.sc,
+                    <float *>wp, <float *>bp, e, <float *>mp, <float *>rp, nt)
         else:
-            rc = fastnorm_rms_norm_axis_f64(
-                xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
-                <double *>wp, e, <double *>rp, nt)
+            if kind == K_F32:
+                rc = fastnorm_rms_norm_axis_f32(
+                    xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>yp, yv.ss, yv.sc,
+                    <float *>wp, e, <float *>rp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_rms_norm_axis_f64(
+                    xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>yp, yv.ss, yv.sc,
+                    <double *>wp, e, <double *>rp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_rms_norm_axis_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>yp, yv.ss, yv.sc,
+                    <float *>wp, e, <float *>rp, nt)
+            else:
+                rc = fastnorm_rms_norm_axis_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>yp, yv.ss, yv.sc,
+                    <float *>wp, e, <float *>rp, nt)
     _raise_kernel_error(rc)
     if scratch is not None:
         np.copyto(dest, scratch)
@@ -846,26 +1016,46 @@ cdef tuple _axis_norm_backward(bint centered, cnp.ndarray dya, cnp.ndarray xa, _
     cdef char *dwp = _ptr(dw)
     cdef char *dbp = _ptr(db)
     cdef int rc
-    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    cdef int kind = _kind(xa)
     with nogil:
-        if centered and f32:
-            rc = fastnorm_layer_norm_axis_backward_f32(
-                xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
-                <float *>mp, <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc,
-                <float *>dwp, <float *>dbp, nt)
-        elif centered:
-            rc = fastnorm_layer_norm_axis_backward_f64(
-                xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
-                <double *>mp, <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc,
-                <double *>dwp, <double *>dbp, nt)
-        elif f32:
-            rc = fastnorm_rms_norm_axis_backward_f32(
-                xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
-                <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc, <float *>dwp, nt)
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_layer_norm_axis_backward_f32(
+                    xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
+                    <float *>mp, <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc,
+                    <float *>dwp, <float *>dbp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_layer_norm_axis_backward_f64(
+                    xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
+                    <double *>mp, <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc,
+                    <double *>dwp, <double *>dbp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_layer_norm_axis_backward_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>dyp, dyv.ss, dyv.sc, <uint16_t *>xp, xv.ss, xv.sc,
+                    <float *>mp, <float *>rp, <float *>wp, <uint16_t *>dxp, dxv.ss, dxv.sc,
+                    <float *>dwp, <float *>dbp, nt)
+            else:
+                rc = fastnorm_layer_norm_axis_backward_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>dyp, dyv.ss, dyv.sc, <uint16_t *>xp, xv.ss, xv.sc,
+                    <float *>mp, <float *>rp, <float *>wp, <uint16_t *>dxp, dxv.ss, dxv.sc,
+                    <float *>dwp, <float *>dbp, nt)
         else:
-            rc = fastnorm_rms_norm_axis_backward_f64(
-                xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
-                <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc, <double *>dwp, nt)
+            if kind == K_F32:
+                rc = fastnorm_rms_norm_axis_backward_f32(
+                    xv.S, xv.C, xv.L, <float *>dyp, dyv.ss, dyv.sc, <float *>xp, xv.ss, xv.sc,
+                    <float *>rp, <float *>wp, <float *>dxp, dxv.ss, dxv.sc, <float *>dwp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_rms_norm_axis_backward_f64(
+                    xv.S, xv.C, xv.L, <double *>dyp, dyv.ss, dyv.sc, <double *>xp, xv.ss, xv.sc,
+                    <double *>rp, <double *>wp, <double *>dxp, dxv.ss, dxv.sc, <double *>dwp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_rms_norm_axis_backward_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>dyp, dyv.ss, dyv.sc, <uint16_t *>xp, xv.ss, xv.sc,
+                    <float *>rp, <float *>wp, <uint16_t *>dxp, dxv.ss, dxv.sc, <float *>dwp, nt)
+            else:
+                rc = fastnorm_rms_norm_axis_backward_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>dyp, dyv.ss, dyv.sc, <uint16_t *>xp, xv.ss, xv.sc,
+                    <float *>rp, <float *>wp, <uint16_t *>dxp, dxv.ss, dxv.sc, <float *>dwp, nt)
     _raise_kernel_error(rc)
     return dx, dw, db
 
@@ -900,22 +1090,38 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
     cdef char *rp = _ptr(rstd)
     cdef int64_t rows = L.xv.rows, n = L.xv.n, ldx = L.xv.ld, ldy = o.v.ld
     cdef int rc
-    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    cdef int kind = _kind(xa)
     with nogil:
-        if centered and f32:
-            rc = fastnorm_layer_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
-                                         <float *>wp, <float *>bp, e, <float *>mp,
-                                         <float *>rp, nt)
-        elif centered:
-            rc = fastnorm_layer_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
-                                         <double *>wp, <double *>bp, e, <double *>mp,
-                                         <double *>rp, nt)
-        elif f32:
-            rc = fastnorm_rms_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
-                                       <float *>wp, e, <float *>rp, nt)
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_layer_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                             <float *>wp, <float *>bp, e, <float *>mp,
+                                             <float *>rp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_layer_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                             <double *>wp, <double *>bp, e, <double *>mp,
+                                             <double *>rp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_layer_norm_f16(rows, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy,
+                                             <float *>wp, <float *>bp, e, <float *>mp,
+                                             <float *>rp, nt)
+            else:
+                rc = fastnorm_layer_norm_bf16(rows, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy,
+                                             <float *>wp, <float *>bp, e, <float *>mp,
+                                             <float *>rp, nt)
         else:
-            rc = fastnorm_rms_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
-                                       <double *>wp, e, <double *>rp, nt)
+            if kind == K_F32:
+                rc = fastnorm_rms_norm_f32(rows, n, <float *>xp, ldx, <float *>yp, ldy,
+                                           <float *>wp, e, <float *>rp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_rms_norm_f64(rows, n, <double *>xp, ldx, <double *>yp, ldy,
+                                           <double *>wp, e, <double *>rp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_rms_norm_f16(rows, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy,
+                                           <float *>wp, e, <float *>rp, nt)
+            else:
+                rc = fastnorm_rms_norm_bf16(rows, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy,
+                                           <float *>wp, e, <float *>rp, nt)
     _raise_kernel_error(rc)
     o.finish()
     if not return_stats:
@@ -972,24 +1178,42 @@ cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, ob
     cdef int64_t rows = L.xv.rows, n = L.xv.n
     cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
     cdef int rc
-    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    cdef int kind = _kind(xa)
     with nogil:
-        if centered and f32:
-            rc = fastnorm_layer_norm_backward_f32(
-                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp, <float *>rp,
-                <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
-        elif centered:
-            rc = fastnorm_layer_norm_backward_f64(
-                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp, <double *>rp,
-                <double *>wp, <double *>dxp, lddx, <double *>dwp, <double *>dbp, nt)
-        elif f32:
-            rc = fastnorm_rms_norm_backward_f32(
-                rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>rp, <float *>wp,
-                <float *>dxp, lddx, <float *>dwp, nt)
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_layer_norm_backward_f32(
+                    rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp, <float *>rp,
+                    <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_layer_norm_backward_f64(
+                    rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp, <double *>rp,
+                    <double *>wp, <double *>dxp, lddx, <double *>dwp, <double *>dbp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_layer_norm_backward_f16(
+                    rows, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>mp, <float *>rp,
+                    <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
+            else:
+                rc = fastnorm_layer_norm_backward_bf16(
+                    rows, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>mp, <float *>rp,
+                    <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
         else:
-            rc = fastnorm_rms_norm_backward_f64(
-                rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>rp, <double *>wp,
-                <double *>dxp, lddx, <double *>dwp, nt)
+            if kind == K_F32:
+                rc = fastnorm_rms_norm_backward_f32(
+                    rows, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>rp, <float *>wp,
+                    <float *>dxp, lddx, <float *>dwp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_rms_norm_backward_f64(
+                    rows, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>rp, <double *>wp,
+                    <double *>dxp, lddx, <double *>dwp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_rms_norm_backward_f16(
+                    rows, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>rp, <float *>wp,
+                    <uint16_t *>dxp, lddx, <float *>dwp, nt)
+            else:
+                rc = fastnorm_rms_norm_backward_bf16(
+                    rows, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>rp, <float *>wp,
+                    <uint16_t *>dxp, lddx, <float *>dwp, nt)
     _raise_kernel_error(rc)
     o.finish()
     return o.dest, dw, db
@@ -1130,25 +1354,47 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     cdef int64_t rows = L.xv.rows, n = L.xv.n
     cdef int64_t ldx = L.xv.ld, ldr = reads[1].ld, lds = os.v.ld, ldy = oy.v.ld
     cdef int rc
-    cdef bint f32 = cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT
+    cdef int kind = _kind(xa)
     with nogil:
-        if centered and f32:
-            rc = fastnorm_add_layer_norm_f32(
-                rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
-                <float *>yp, ldy, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
-        elif centered:
-            rc = fastnorm_add_layer_norm_f64(
-                rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
-                <double *>yp, ldy, <double *>wp, <double *>bp, e, <double *>mp, <double *>dp,
-                nt)
-        elif f32:
-            rc = fastnorm_add_rms_norm_f32(
-                rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
-                <float *>yp, ldy, <float *>wp, e, <float *>dp, nt)
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_add_layer_norm_f32(
+                    rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
+                    <float *>yp, ldy, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_add_layer_norm_f64(
+                    rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
+                    <double *>yp, ldy, <double *>wp, <double *>bp, e, <double *>mp, <double *>dp,
+                    nt)
+            elif kind == K_F16:
+                rc = fastnorm_add_layer_norm_f16(
+                    rows, n, <uint16_t *>xp, ldx, <uint16_t *>rp, ldr, <float *>rbp,
+                    <uint16_t *>sp, lds,
+                    <uint16_t *>yp, ldy, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+            else:
+                rc = fastnorm_add_layer_norm_bf16(
+                    rows, n, <uint16_t *>xp, ldx, <uint16_t *>rp, ldr, <float *>rbp,
+                    <uint16_t *>sp, lds,
+                    <uint16_t *>yp, ldy, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
         else:
-            rc = fastnorm_add_rms_norm_f64(
-                rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
-                <double *>yp, ldy, <double *>wp, e, <double *>dp, nt)
+            if kind == K_F32:
+                rc = fastnorm_add_rms_norm_f32(
+                    rows, n, <float *>xp, ldx, <float *>rp, ldr, <float *>rbp, <float *>sp, lds,
+                    <float *>yp, ldy, <float *>wp, e, <float *>dp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_add_rms_norm_f64(
+                    rows, n, <double *>xp, ldx, <double *>rp, ldr, <double *>rbp, <double *>sp, lds,
+                    <double *>yp, ldy, <double *>wp, e, <double *>dp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_add_rms_norm_f16(
+                    rows, n, <uint16_t *>xp, ldx, <uint16_t *>rp, ldr, <float *>rbp,
+                    <uint16_t *>sp, lds,
+                    <uint16_t *>yp, ldy, <float *>wp, e, <float *>dp, nt)
+            else:
+                rc = fastnorm_add_rms_norm_bf16(
+                    rows, n, <uint16_t *>xp, ldx, <uint16_t *>rp, ldr, <float *>rbp,
+                    <uint16_t *>sp, lds,
+                    <uint16_t *>yp, ldy, <float *>wp, e, <float *>dp, nt)
     _raise_kernel_error(rc)
     os.finish()
     oy.finish()
@@ -1207,7 +1453,8 @@ cdef object _sum_rows(cnp.ndarray a, _Layout L):
         others = tuple(range(L.nd - L.k))
     else:
         others = tuple(i for i in range(L.nd) if i not in L.axes)
-    return a.sum(axis=others, dtype=np.float64).astype(a.dtype)
+    return a.sum(axis=others, dtype=np.float64).astype(
+        cnp.PyArray_DescrFromType(_calc_type(a)))
 
 
 def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
@@ -1262,7 +1509,7 @@ cdef cnp.ndarray _ada_param(object p, cnp.ndarray x, str name):
     cdef cnp.npy_intp dims[2]
     dims[0] = cnp.PyArray_DIMS(x)[0]
     dims[1] = cnp.PyArray_DIMS(x)[cnp.PyArray_NDIM(x) - 1]
-    if cnp.PyArray_ISFLOAT(a) and not _has_dims(a, dims, 2):
+    if _is_float(a) and not _has_dims(a, dims, 2):
         raise ValueError(
             f"{name} must have shape (N, D) = ({dims[0]}, {dims[1]}) for x of shape "
             f"{_shape(x)}, got {_shape(a)}"
@@ -1303,7 +1550,7 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
     cdef _Output o = _output(L, out, &L.xv, 1)
     if out is not None:
         sh = _clear_of(sh, o, xa)
-    cdef cnp.ndarray w = np.add(sc, 1, dtype=xa.dtype)  # the per-sample weight 1 + scale
+    cdef cnp.ndarray w = np.add(sc, 1, dtype=sc.dtype)  # the per-sample weight 1 + scale
     mean = rstd = None
     if return_stats:
         mean = L.empty_stats()
@@ -1318,15 +1565,24 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
     cdef char *mp = _ptr(mean)
     cdef char *rp = _ptr(rstd)
     cdef int rc
+    cdef int kind = _kind(xa)
     with nogil:
-        if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        if kind == K_F32:
             rc = fastnorm_layer_norm_per_sample_f32(
                 samples, per_sample, n, <float *>xp, ldx, <float *>yp, ldy, <float *>wp,
                 <float *>bp, n, e, <float *>mp, <float *>rp, nt)
-        else:
+        elif kind == K_F64:
             rc = fastnorm_layer_norm_per_sample_f64(
                 samples, per_sample, n, <double *>xp, ldx, <double *>yp, ldy, <double *>wp,
                 <double *>bp, n, e, <double *>mp, <double *>rp, nt)
+        elif kind == K_F16:
+            rc = fastnorm_layer_norm_per_sample_f16(
+                samples, per_sample, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy, <float *>wp,
+                <float *>bp, n, e, <float *>mp, <float *>rp, nt)
+        else:
+            rc = fastnorm_layer_norm_per_sample_bf16(
+                samples, per_sample, n, <uint16_t *>xp, ldx, <uint16_t *>yp, ldy, <float *>wp,
+                <float *>bp, n, e, <float *>mp, <float *>rp, nt)
     _raise_kernel_error(rc)
     o.finish()
     if return_stats:
@@ -1352,7 +1608,7 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     cdef Rows dyv
     cdef cnp.ndarray dyw = L.rows_of(dya, &dyv)
     cdef _Output o = _output(L, None, NULL, 0)
-    cdef cnp.ndarray w = np.add(sc, 1, dtype=xa.dtype)
+    cdef cnp.ndarray w = np.add(sc, 1, dtype=sc.dtype)
     cdef cnp.ndarray dshift = np.empty_like(w)
     cdef cnp.ndarray dscale = np.empty_like(w)
     cdef int64_t samples = cnp.PyArray_DIMS(xa)[0]
@@ -1368,16 +1624,25 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     cdef char *dsp = _ptr(dscale)
     cdef char *dhp = _ptr(dshift)
     cdef int rc
+    cdef int kind = _kind(xa)
     with nogil:
-        if cnp.PyArray_TYPE(xa) == cnp.NPY_FLOAT:
+        if kind == K_F32:
             rc = fastnorm_layer_norm_per_sample_backward_f32(
                 samples, per_sample, n, <float *>dyp, lddy, <float *>xp, ldx, <float *>mp,
                 <float *>rp, <float *>wp, n, <float *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
-        else:
+        elif kind == K_F64:
             rc = fastnorm_layer_norm_per_sample_backward_f64(
                 samples, per_sample, n, <double *>dyp, lddy, <double *>xp, ldx, <double *>mp,
                 <double *>rp, <double *>wp, n, <double *>dxp, lddx, <double *>dsp,
                 <double *>dhp, nt)
+        elif kind == K_F16:
+            rc = fastnorm_layer_norm_per_sample_backward_f16(
+                samples, per_sample, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>mp,
+                <float *>rp, <float *>wp, n, <uint16_t *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
+        else:
+            rc = fastnorm_layer_norm_per_sample_backward_bf16(
+                samples, per_sample, n, <uint16_t *>dyp, lddy, <uint16_t *>xp, ldx, <float *>mp,
+                <float *>rp, <float *>wp, n, <uint16_t *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
     _raise_kernel_error(rc)
     o.finish()
     return o.dest, dshift, dscale

@@ -79,16 +79,27 @@ class _Block:
         return self.x.dtype
 
 
+def _calc(x):
+    """The dtype of parameters, statistics and running statistics for data x:
+    x's own, float32 for 16-bit data (float16, bfloat16)."""
+    return x.dtype if x.dtype.itemsize > 2 else np.dtype(np.float32)
+
+
+def _is_float(dt):
+    return dt.kind == "f" or dt.name == "bfloat16"
+
+
 def _param(p, C, x, name):
-    """A per-channel parameter (weight, bias) as a C-contiguous array of x's dtype."""
+    """A per-channel parameter (weight, bias) as a C-contiguous array of the
+    parameter dtype of x (x's, float32 for 16-bit data)."""
     if p is None:
         return None
     a = np.asarray(p)
-    if a.dtype.kind != "f":
+    if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
-    return _carr(a, x.dtype)
+    return _carr(a, _calc(x))
 
 
 def _out(out, x, name="out"):
@@ -142,11 +153,11 @@ def _stats(a, shape, x, name):
     a = np.asarray(a) if a is not None else None
     if a is None:
         raise TypeError(f"{name} is required (the statistics the forward returned)")
-    if a.dtype.kind != "f":
+    if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    return _carr(a, x.dtype)
+    return _carr(a, _calc(x))
 
 
 def _momentum(momentum):
@@ -162,7 +173,8 @@ def _momentum(momentum):
 
 
 def _running(a, C, x, name):
-    """A running statistic, updated in place: shape (C,), x's dtype, writeable."""
+    """A running statistic, updated in place: shape (C,), the dtype of x's
+    parameters (float32 for 16-bit data), writeable."""
     if a is None:
         return None
     if not isinstance(a, np.ndarray):
@@ -170,8 +182,8 @@ def _running(a, C, x, name):
                         f"got {type(a).__name__}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
-    if a.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if a.dtype != _calc(x):
+        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -188,11 +200,12 @@ def _update_running(running_mean, running_var, mean, var, count, momentum):
 
 
 def _grad_like(grad, param, x):
-    """A parameter's gradient in the parameter's own floating dtype (x's dtype
-    for a parameter given as a list or in a non-float dtype); None stays None."""
+    """A parameter's gradient in the parameter's own floating dtype (x's
+    computing dtype -- float32 for 16-bit x -- for a parameter given as a list
+    or in a non-float dtype); None stays None."""
     if grad is None or param is None:
         return None
-    dt = param.dtype if isinstance(param, np.ndarray) and param.dtype.kind == "f" else x.dtype
+    dt = param.dtype if isinstance(param, np.ndarray) and param.dtype.kind == "f" else _calc(x)
     return np.asarray(grad).astype(dt, copy=False)
 
 
@@ -243,8 +256,8 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     b = _param(bias, B.C, x, "bias")
     out = _out(out, x)
     y = _target(out, B, (B.x, w, b))
-    mean = np.empty((B.S, G), x.dtype)
-    rstd = np.empty((B.S, G), x.dtype)
+    mean = np.empty((B.S, G), _calc(x))
+    rstd = np.empty((B.S, G), _calc(x))
     _core._group_norm_kernel(B.x, y, *B.dims, G, w, b, e, mean, rstd, None, nt)
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
@@ -258,8 +271,8 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
     w = _param(weight, B.C, x, "weight")
     nt = _core._threads_arg(num_threads)
     dx = np.empty(B.shape, x.dtype)
-    dw = np.empty(B.C, x.dtype)
-    db = np.empty(B.C, x.dtype)
+    dw = np.empty(B.C, _calc(x))
+    db = np.empty(B.C, _calc(x))
     if B.C == 0:  # no channels: nothing to compute
         return dx, _grad_like(dw, weight, x), _grad_like(db, bias, x)
     _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
@@ -309,8 +322,8 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
     # the sums and dx = dy * weight * rstd in one pass over dy
     _core._channel_sums_scale_kernel(dy, B.x, *B.dims, _carr(mean), sum_dy, sum_dyx, dx,
                                      _carr(wd * rstd), nt)
-    dw = (sum_dyx * rstd).astype(B.dtype) if weight is not None else None
-    db = sum_dy.astype(B.dtype) if bias is not None else None
+    dw = (sum_dyx * rstd).astype(_calc(B.x)) if weight is not None else None
+    db = sum_dy.astype(_calc(B.x)) if bias is not None else None
     return dx, _grad_like(dw, weight_param, B.x), _grad_like(db, bias, B.x)
 
 
@@ -355,12 +368,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
                 f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full(C, np.nan, x.dtype),) * 2,
+            return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
                            return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
-        mean = np.empty(C, x.dtype)
-        rstd = np.empty(C, x.dtype)
-        var = np.empty(C, x.dtype)
+        mean = np.empty(C, _calc(x))
+        rstd = np.empty(C, _calc(x))
+        var = np.empty(C, _calc(x))
         _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
         _update_running(rm, rv, mean.astype(np.float64), var.astype(np.float64), M, m)
     else:
@@ -370,7 +383,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -437,12 +450,12 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                 f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, x.dtype),) * 2,
+            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
                            return_stats)
         y = _target(out, B, (B.x, w, b, rm, rv))
-        mean = np.empty((B.S, C), x.dtype)
-        rstd = np.empty((B.S, C), x.dtype)
-        var = np.empty((B.S, C), x.dtype)
+        mean = np.empty((B.S, C), _calc(x))
+        rstd = np.empty((B.S, C), _calc(x))
+        var = np.empty((B.S, C), _calc(x))
         _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
         if training and rm is not None:
             _update_running(rm, rv, mean.astype(np.float64).mean(axis=0),
@@ -453,7 +466,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(x.dtype)
+        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -574,12 +587,12 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     rstd_b = 1.0 / np.sqrt(var_used + e)
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
     # feature branch and bias: y = a * weight/sqrt(D) * x_f + bias
-    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(x.dtype), b, axis=-1, eps=e,
+    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(_calc(x)), b, axis=-1, eps=e,
                                        out=y, return_stats=True, num_threads=num_threads)
     # batch branch, added: y += b * weight/sqrt(D) * x_b
     yb = y.reshape(Bn, F)
     _core._channel_normalize_kernel(blk.x, yb, *blk.dims, mu_used, rstd_b,
-                                    np.tile(b_mix * gd, F // D if D else 0).astype(x.dtype),
+                                    np.tile(b_mix * gd, F // D if D else 0).astype(_calc(x)),
                                     None, True, nt)
     if training and Bn > 0:
         if rm is not None:
@@ -603,8 +616,8 @@ def _running_shaped(a, shape, x, name):
                         f"got {type(a).__name__}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    if a.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+    if a.dtype != _calc(x):
+        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -638,7 +651,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     xc = _carr(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
     dx, dwf, db = _core.layer_norm_backward(dy, xc, stats.feature_mean, stats.feature_rstd,
-                                            (a_mix * gd).astype(x.dtype), axis=-1,
+                                            (a_mix * gd).astype(_calc(x)), axis=-1,
                                             num_threads=num_threads)
     # batch branch, added into dx
     blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)
@@ -659,7 +672,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     dwb = (r * sum_dyx).reshape(-1, D).sum(axis=0)
     dweight = None
     if weight is not None:
-        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(x.dtype)
+        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(_calc(x))
     dbias = db if bias is not None else None
     return dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x)
 
@@ -803,15 +816,22 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     dx = np.empty(B.shape, x.dtype)
     _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mu, rstd, gamma * rstd,
                                           Q / rstd, K, False, nt)
-    dweight = (rstd * sum_dyx).sum(axis=0).astype(x.dtype) if weight is not None else None
-    dbias = sum_dy.sum(axis=0).astype(x.dtype) if bias is not None else None
+    dweight = (rstd * sum_dyx).sum(axis=0).astype(_calc(x)) if weight is not None else None
+    dbias = sum_dy.sum(axis=0).astype(_calc(x)) if bias is not None else None
     gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
     gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
     dmean_weight = wm * (gm - (wm * gm).sum())
     dvar_weight = wv * (gv - (wv * gv).sum())
     return (dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x),
-            _grad_like(dmean_weight, mean_weight if mean_weight is not None else x, x),
-            _grad_like(dvar_weight, var_weight if var_weight is not None else x, x))
+            _logit_grad(dmean_weight, mean_weight, x), _logit_grad(dvar_weight, var_weight, x))
+
+
+def _logit_grad(grad, logits, x):
+    """The mixing logits' gradient: in the logits' dtype, or x's computing
+    dtype when they were left at None (the gradient at equal logits)."""
+    if logits is None:
+        return np.asarray(grad).astype(_calc(x))
+    return _grad_like(grad, logits, x)
 
 
 # --------------------------------------------------------------------------
@@ -835,7 +855,7 @@ def _wn_layout(v, g, axis, eps):
     ga = np.asarray(g) if g is not None else None
     if ga is None:
         raise TypeError("g is required")
-    if ga.dtype.kind != "f":
+    if not _is_float(ga.dtype):
         raise TypeError(f"g must be a floating-point array, got dtype {ga.dtype}")
     if ga.size != count:
         raise ValueError(

@@ -60,7 +60,8 @@ int fastnorm_isa_available(int isa) {
 #ifdef FASTNORM_HAVE_AVX2
     if (isa == FASTNORM_ISA_AVX2) {
         const unsigned need =
-            FASTNORM_CPU_AVX | FASTNORM_CPU_AVX2 | FASTNORM_CPU_FMA | FASTNORM_CPU_OS_AVX;
+            FASTNORM_CPU_AVX | FASTNORM_CPU_AVX2 | FASTNORM_CPU_FMA | FASTNORM_CPU_F16C |
+            FASTNORM_CPU_OS_AVX;
         return (fastnorm_cpu_features() & need) == need;
     }
 #endif

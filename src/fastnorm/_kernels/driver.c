@@ -24,6 +24,7 @@
 
 #include "dispatch.h"
 #include "fastnorm.h"
+#include "fp16.h"
 
 int fastnorm_has_openmp(void) {
 #ifdef _OPENMP
@@ -204,9 +205,19 @@ typedef struct {
 } fn_exact_stats;
 
 
+/* Each data type instantiates the drivers with: T the storage type, A the
+ * accumulation type, W the parameters' type (weight, bias and their
+ * gradients), ST the statistics' type (mean, rstd, var), FN_TO_D(v) a value
+ * of T as a double and FN_FROM_D(d) a double rounded to T (the exact-range
+ * path), and the table of primitives. */
+
 /* float32 data */
 #define T float
 #define A float
+#define W float
+#define ST float
+#define FN_TO_D(v) ((double)(v))
+#define FN_FROM_D(d) ((T)(d))
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
 #define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
@@ -218,6 +229,8 @@ typedef struct {
 #include "driver_axis_impl.h"
 #undef T
 #undef A
+#undef W
+#undef ST
 #undef SUF
 #undef PRIMS_TYPE
 #undef FN_TINY
@@ -228,12 +241,64 @@ typedef struct {
 /* float64 data */
 #define T double
 #define A double
+#define W double
+#define ST double
 #define SUF f64
 #define PRIMS_TYPE fn_prims_f64
 #define FN_TINY 1e-290
 #define FN_EPS_NEGLIGIBLE 1e-280
 #define NAME(f) fastnorm_##f##_f64
 #define LOCAL(f) fn_##f##_f64
+#include "driver_impl.h"
+#include "driver_channel_impl.h"
+#include "driver_axis_impl.h"
+#undef T
+#undef A
+#undef W
+#undef ST
+#undef SUF
+#undef PRIMS_TYPE
+#undef FN_TINY
+#undef FN_EPS_NEGLIGIBLE
+#undef NAME
+#undef LOCAL
+#undef FN_TO_D
+#undef FN_FROM_D
+
+/* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
+ * and statistics; the exact-range path rounds its double result to float32,
+ * then to 16 bits. */
+#define T uint16_t
+#define A float
+#define W float
+#define ST float
+#define FN_TINY 1e-30
+#define FN_EPS_NEGLIGIBLE 1e-20
+
+/* float16 (IEEE binary16) data */
+#define SUF f16
+#define PRIMS_TYPE fn_prims_f16
+#define FN_TO_D(v) ((double)fn_f16_to_f32(v))
+#define FN_FROM_D(d) fn_f32_to_f16((float)(d))
+#define NAME(f) fastnorm_##f##_f16
+#define LOCAL(f) fn_##f##_f16
+#include "driver_impl.h"
+#include "driver_channel_impl.h"
+#include "driver_axis_impl.h"
+#undef SUF
+#undef PRIMS_TYPE
+#undef FN_TO_D
+#undef FN_FROM_D
+#undef NAME
+#undef LOCAL
+
+/* bfloat16 data */
+#define SUF bf16
+#define PRIMS_TYPE fn_prims_bf16
+#define FN_TO_D(v) ((double)fn_bf16_to_f32(v))
+#define FN_FROM_D(d) fn_f32_to_bf16((float)(d))
+#define NAME(f) fastnorm_##f##_bf16
+#define LOCAL(f) fn_##f##_bf16
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"

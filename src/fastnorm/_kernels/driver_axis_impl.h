@@ -26,9 +26,9 @@ typedef struct {
     const T *x, *dy;
     int64_t xs, xc, dys, dyc, ys, yc;
     T *y; /* y, or dx */
-    const T *weight, *bias;
-    T *mean, *rstd; /* forward: outputs (may be NULL); backward: inputs */
-    const T *mean_in, *rstd_in;
+    const W *weight, *bias;
+    ST *mean, *rstd; /* forward: outputs (may be NULL); backward: inputs */
+    const ST *mean_in, *rstd_in;
     double eps;
     int centered;
     A *part_w, *part_b; /* backward: one row of C per group, or NULL */
@@ -136,8 +136,8 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
                 mean_i = 0;
                 rstd_i = r[i];
             }
-            if (k->mean) k->mean[s * k->L + l0 + i] = (T)mean_i;
-            if (k->rstd) k->rstd[s * k->L + l0 + i] = (T)rstd_i;
+            if (k->mean) k->mean[s * k->L + l0 + i] = (ST)mean_i;
+            if (k->rstd) k->rstd[s * k->L + l0 + i] = (ST)rstd_i;
         }
         if (k->failed) break;
         /* the next item's block (same strides) is fetched while this one is
@@ -165,8 +165,8 @@ static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
     if (S <= 0 || L <= 0) return FASTNORM_OK;
     if (C <= 0) { /* statistics of empty groups */
         for (int64_t i = 0; i < S * L; i++) {
-            if (k->mean) k->mean[i] = (T)NAN;
-            if (k->rstd) k->rstd[i] = (T)NAN;
+            if (k->mean) k->mean[i] = (ST)NAN;
+            if (k->rstd) k->rstd[i] = (ST)NAN;
         }
         return FASTNORM_OK;
     }
@@ -176,8 +176,8 @@ static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
 }
 
 int NAME(layer_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
-                          int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const T *weight,
-                          const T *bias, double eps, T *mean, T *rstd, int num_threads) {
+                          int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const W *weight,
+                          const W *bias, double eps, ST *mean, ST *rstd, int num_threads) {
     LOCAL(axis_ctx) k;
     LOCAL(axis_setup)(&k, S, C, L);
     k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
@@ -187,8 +187,8 @@ int NAME(layer_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t l
 }
 
 int NAME(rms_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
-                        int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const T *weight,
-                        double eps, T *rstd, int num_threads) {
+                        int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const W *weight,
+                        double eps, ST *rstd, int num_threads) {
     LOCAL(axis_ctx) k;
     LOCAL(axis_setup)(&k, S, C, L);
     k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
@@ -268,12 +268,12 @@ static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) 
     free(tot);
 }
 
-static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, T *dweight, T *dbias, int num_threads) {
+static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int num_threads) {
     const int64_t S = k->S, C = k->C, L = k->L;
     if (C <= 0) return FASTNORM_OK;
     if (S <= 0 || L <= 0) {
-        if (dweight) memset(dweight, 0, (size_t)C * sizeof(T));
-        if (dbias) memset(dbias, 0, (size_t)C * sizeof(T));
+        if (dweight) memset(dweight, 0, (size_t)C * sizeof(W));
+        if (dbias) memset(dbias, 0, (size_t)C * sizeof(W));
         return FASTNORM_OK;
     }
     const int64_t groups = (k->items + k->group - 1) / k->group;
@@ -293,8 +293,8 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, T *dweight, T *dbias, int nu
     if (k->part_w) LOCAL(reduce_partials)(k->P, k->part_w, groups, C, num_threads);
     if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, groups, C, num_threads);
     for (int64_t c = 0; c < C; c++) {
-        if (dweight) dweight[c] = (T)k->part_w[c];
-        if (dbias) dbias[c] = k->part_b ? (T)k->part_b[c] : 0;
+        if (dweight) dweight[c] = (W)k->part_w[c];
+        if (dbias) dbias[c] = k->part_b ? (W)k->part_b[c] : 0;
     }
     free(part);
     return FASTNORM_OK;
@@ -302,8 +302,8 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, T *dweight, T *dbias, int nu
 
 int NAME(layer_norm_axis_backward)(int64_t S, int64_t C, int64_t L, const T *dy, int64_t lddys,
                                    int64_t lddyc, const T *x, int64_t ldxs, int64_t ldxc,
-                                   const T *mean, const T *rstd, const T *weight, T *dx,
-                                   int64_t lddxs, int64_t lddxc, T *dweight, T *dbias,
+                                   const ST *mean, const ST *rstd, const W *weight, T *dx,
+                                   int64_t lddxs, int64_t lddxc, W *dweight, W *dbias,
                                    int num_threads) {
     LOCAL(axis_ctx) k;
     LOCAL(axis_setup)(&k, S, C, L);
@@ -315,8 +315,8 @@ int NAME(layer_norm_axis_backward)(int64_t S, int64_t C, int64_t L, const T *dy,
 
 int NAME(rms_norm_axis_backward)(int64_t S, int64_t C, int64_t L, const T *dy, int64_t lddys,
                                  int64_t lddyc, const T *x, int64_t ldxs, int64_t ldxc,
-                                 const T *rstd, const T *weight, T *dx, int64_t lddxs,
-                                 int64_t lddxc, T *dweight, int num_threads) {
+                                 const ST *rstd, const W *weight, T *dx, int64_t lddxs,
+                                 int64_t lddxc, W *dweight, int num_threads) {
     LOCAL(axis_ctx) k;
     LOCAL(axis_setup)(&k, S, C, L);
     k.dy = dy, k.dys = lddys, k.dyc = lddyc, k.x = x, k.xs = ldxs, k.xc = ldxc;

@@ -71,10 +71,10 @@ static void LOCAL(finish_moments)(double *e, A mu, A sd, A sd2, int64_t count, d
                                   const T *x, int64_t stride) {
     if (!isfinite(sd2) || (sd2 < (A)(FN_TINY * (double)count) && eps < FN_EPS_NEGLIGIBLE)) {
         double m = 0, q = 0;
-        for (int64_t i = 0; i < count; i++) m += (double)x[i * stride];
+        for (int64_t i = 0; i < count; i++) m += FN_TO_D(x[i * stride]);
         m /= (double)count;
         for (int64_t i = 0; i < count; i++) {
-            const double d = (double)x[i * stride] - m;
+            const double d = FN_TO_D(x[i * stride]) - m;
             q += d * d;
         }
         e[0] = m, e[1] = q;
@@ -335,7 +335,7 @@ static int LOCAL(chan_sums)(LOCAL(chan_ctx) *k, double *sums, int num_threads) {
  * statistics per (s, c/cpg): mu is the statistic rounded to A, and b
  * absorbs the rounding, so that x - mu stays exact for large means. */
 static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const double *mean,
-                                        const double *rstd, const T *weight, const T *bias,
+                                        const double *rstd, const W *weight, const W *bias,
                                         A *mu, A *a, A *b) {
     const int64_t G = C / cpg;
     for (int64_t s = 0; s < S; s++)
@@ -357,7 +357,7 @@ static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const
  * the channels' parameter gradients added to dw and db. M is the unit's
  * element count; cc = mean(xhat') measures the rounding of the stored mean
  * (NORMS.md 0). */
-static void LOCAL(unit_backward)(const double *sums, const T *weight, int64_t cpg, double rs,
+static void LOCAL(unit_backward)(const double *sums, const W *weight, int64_t cpg, double rs,
                                  double M, A *a, A *b, A *kk, double *dw, double *db) {
     double sd = 0, sg = 0, sgx = 0;
     for (int64_t c = 0; c < cpg; c++) {
@@ -398,10 +398,10 @@ typedef struct {
     int64_t S, C, L, G;
     const T *x, *dy;
     T *out;
-    const T *weight, *bias;
+    const W *weight, *bias;
     double eps;
-    T *mean, *rstd, *var;   /* forward outputs (may be NULL) */
-    const T *mean_in, *rstd_in; /* backward inputs */
+    ST *mean, *rstd, *var;   /* forward outputs (may be NULL) */
+    const ST *mean_in, *rstd_in; /* backward inputs */
     double *part;           /* backward: dweight then dbias partials, S*C each */
     int failed;
 } LOCAL(unit_ctx);
@@ -436,9 +436,9 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         LOCAL(merge_ctx) m = {&one, 1, &mean, &var};
         LOCAL(merge_units)(&m, 0, 1);
         const double rs = 1.0 / sqrt(var + k->eps);
-        if (k->mean) k->mean[u] = (T)mean;
-        if (k->rstd) k->rstd[u] = (T)rs;
-        if (k->var) k->var[u] = (T)var;
+        if (k->mean) k->mean[u] = (ST)mean;
+        if (k->rstd) k->rstd[u] = (ST)rs;
+        if (k->var) k->var[u] = (ST)var;
         LOCAL(forward_coefficients)(1, cpg, cpg, &mean, &rs, k->weight ? k->weight + c0 : NULL,
                                     k->bias ? k->bias + c0 : NULL, co, co + cpg, co + 2 * cpg);
         for (int64_t c = 0; c < cpg; c++)
@@ -486,15 +486,15 @@ static int LOCAL(use_units)(int64_t S, int64_t R, int64_t L, int64_t G, int num_
 }
 
 int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const T *x, T *y,
-                     const T *weight, const T *bias, double eps, T *mean, T *rstd, T *var,
+                     const W *weight, const W *bias, double eps, ST *mean, ST *rstd, ST *var,
                      int num_threads) {
     if (S <= 0 || G <= 0 || C % G != 0) return S <= 0 ? FASTNORM_OK : FASTNORM_EINVAL;
     const int64_t units = S * G;
     if (R <= 0 || C <= 0 || L <= 0) { /* empty groups */
         for (int64_t u = 0; u < units; u++) {
-            if (mean) mean[u] = (T)NAN;
-            if (rstd) rstd[u] = (T)NAN;
-            if (var) var[u] = (T)NAN;
+            if (mean) mean[u] = (ST)NAN;
+            if (rstd) rstd[u] = (ST)NAN;
+            if (var) var[u] = (ST)NAN;
         }
         return FASTNORM_OK;
     }
@@ -516,9 +516,9 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
         double *mu = st, *vr = st + units, *rs = st + 2 * units;
         for (int64_t u = 0; u < units; u++) {
             rs[u] = 1.0 / sqrt(vr[u] + eps);
-            if (mean) mean[u] = (T)mu[u];
-            if (rstd) rstd[u] = (T)rs[u];
-            if (var) var[u] = (T)vr[u];
+            if (mean) mean[u] = (ST)mu[u];
+            if (rstd) rstd[u] = (ST)rs[u];
+            if (var) var[u] = (ST)vr[u];
         }
         LOCAL(forward_coefficients)(S, C, C / G, mu, rs, weight, bias, co, co + S * C,
                                     co + 2 * S * C);
@@ -534,8 +534,8 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
  * the backward coefficients of the NB step per (s, c), given per unit the
  * rstd and the offset cc = mean(xhat') of the stored mean (NORMS.md 0). */
 int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
-                              const T *dy, const T *x, const T *mean, const T *rstd,
-                              const T *weight, T *dx, T *dweight, T *dbias, int num_threads) {
+                              const T *dy, const T *x, const ST *mean, const ST *rstd,
+                              const W *weight, T *dx, W *dweight, W *dbias, int num_threads) {
     if (G <= 0 || C % G != 0) return FASTNORM_EINVAL;
     if (C <= 0) return FASTNORM_OK;
     if (S <= 0 || R <= 0 || L <= 0) {
@@ -558,8 +558,8 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
             for (int64_t c = 0; c < C; c++) { /* samples added in order, as the staged path */
                 double dw = 0, db = 0;
                 for (int64_t s = 0; s < S; s++) dw += part[s * C + c], db += part[SC + s * C + c];
-                if (dweight) dweight[c] = (T)dw;
-                if (dbias) dbias[c] = (T)db;
+                if (dweight) dweight[c] = (W)dw;
+                if (dbias) dbias[c] = (W)db;
             }
         free(part);
         return k.failed ? FASTNORM_ENOMEM : FASTNORM_OK;
@@ -592,8 +592,8 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
                                      dw + c0, db + c0);
             }
         for (int64_t c = 0; c < C; c++) {
-            if (dweight) dweight[c] = (T)dw[c];
-            if (dbias) dbias[c] = (T)db[c];
+            if (dweight) dweight[c] = (W)dw[c];
+            if (dbias) dbias[c] = (W)db[c];
         }
         k.r = co + SC, k.a = a, k.b = b, k.k = kk;
         LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2, num_threads);
@@ -620,8 +620,8 @@ int NAME(channel_moments)(int64_t S, int64_t R, int64_t C, int64_t L, const T *x
 }
 
 int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T *x, T *y,
-                            const double *mean, const double *rstd, const T *weight,
-                            const T *bias, int accumulate, int num_threads) {
+                            const double *mean, const double *rstd, const W *weight,
+                            const W *bias, int accumulate, int num_threads) {
     if (S <= 0 || R <= 0 || C <= 0 || L <= 0) return FASTNORM_OK;
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
@@ -737,7 +737,7 @@ static double LOCAL(wn_row_norm)(const PRIMS_TYPE *P, const T *v, int64_t L, dou
     double q = (double)ss;
     if (!isfinite(ss) || (ss < (A)(FN_TINY * (double)L) && eps < FN_EPS_NEGLIGIBLE)) {
         q = 0;
-        for (int64_t i = 0; i < L; i++) q += (double)v[i] * (double)v[i];
+        for (int64_t i = 0; i < L; i++) q += FN_TO_D(v[i]) * FN_TO_D(v[i]);
     }
     return sqrt(q + eps);
 }

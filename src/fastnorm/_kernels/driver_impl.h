@@ -1,6 +1,8 @@
 /*
  * driver_impl.h -- the per-dtype drivers; included by driver.c with
- * T, A, SUF, PRIMS_TYPE, FN_TINY, FN_EPS_NEGLIGIBLE, NAME(f) and LOCAL(f).
+ * T, A, W, ST, FN_TO_D, FN_FROM_D, SUF, PRIMS_TYPE, FN_TINY,
+ * FN_EPS_NEGLIGIBLE, NAME(f) and LOCAL(f) (see driver.c). Data (T) is read
+ * here only through FN_TO_D and the primitives.
  */
 
 #define FN_TABLE() (fn_active_prims()->SUF)
@@ -13,7 +15,7 @@ static fn_exact_stats LOCAL(exact_moments)(const T *x, int64_t n, int centered, 
     double m0 = 0.0, q = 0.0;
     int has_nan = 0;
     for (int64_t i = 0; i < n; i++) {
-        const double v = fabs((double)x[i]);
+        const double v = fabs(FN_TO_D(x[i]));
         if (isnan(v)) has_nan = 1;
         else if (v > m0) m0 = v;
     }
@@ -32,11 +34,11 @@ static fn_exact_stats LOCAL(exact_moments)(const T *x, int64_t n, int centered, 
     st.scale = m0;
     if (centered) {
         double s = 0.0;
-        for (int64_t i = 0; i < n; i++) s += (double)x[i] / m0;
+        for (int64_t i = 0; i < n; i++) s += FN_TO_D(x[i]) / m0;
         st.mean_scaled = s / (double)n;
     }
     for (int64_t i = 0; i < n; i++) {
-        const double d = (double)x[i] / m0 - st.mean_scaled;
+        const double d = FN_TO_D(x[i]) / m0 - st.mean_scaled;
         q += d * d;
     }
     /* var = m0^2 q / n; rstd = 1 / sqrt(var + eps) without forming m0^2 */
@@ -46,14 +48,14 @@ static fn_exact_stats LOCAL(exact_moments)(const T *x, int64_t n, int centered, 
 }
 
 /* y = (x - mean) * rstd * w + b, as (x / scale - mean / scale) * (rstd * scale) */
-static void LOCAL(exact_normalize)(const T *x, T *y, int64_t n, fn_exact_stats st, const T *w,
-                                   const T *b) {
+static void LOCAL(exact_normalize)(const T *x, T *y, int64_t n, fn_exact_stats st, const W *w,
+                                   const W *b) {
     for (int64_t i = 0; i < n; i++) {
-        const double d = (double)x[i] / st.scale - st.mean_scaled;
+        const double d = FN_TO_D(x[i]) / st.scale - st.mean_scaled;
         double v = d == 0.0 ? 0.0 : d * st.rstd_scaled;
         if (w) v *= (double)w[i];
         if (b) v += (double)b[i];
-        y[i] = (T)v;
+        y[i] = FN_FROM_D(v);
     }
 }
 
@@ -98,13 +100,16 @@ static int LOCAL(rms_norm_row_rstd)(const T *x, int64_t n, A sq, double eps, A *
 typedef struct {
     const PRIMS_TYPE *P;
     int64_t rows, n, ldx, ldy;
-    const T *x, *weight, *bias;
-    T *y, *mean, *rstd;
+    const T *x;
+    const W *weight, *bias;
+    T *y;
+    ST *mean, *rstd;
     double eps;
     int centered; /* 1: LayerNorm; 0: RMSNorm (no mean, no bias) */
     /* fused residual add (res == NULL: none): s = x + res + res_bias is
      * written to s and normalized in place of x */
-    const T *res, *res_bias;
+    const T *res;
+    const W *res_bias;
     T *s;
     int64_t ldr, lds;
     /* per-sample parameters (AdaLN): row i uses the parameter row
@@ -138,7 +143,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
                         : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
         T *yr = k->y + i * k->ldy;
         const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
-        const T *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
+        const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
         if (exact_path) {
             FN_EXACT_NORMALIZE(src, yr, n, exact, w, b);
             mu = (A)(exact.mean_scaled * exact.scale);
@@ -147,8 +152,8 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             P->normalize(src, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
                          more ? yr + k->ldy : NULL);
         }
-        if (k->mean) k->mean[i] = (T)(mu + c);
-        if (k->rstd) k->rstd[i] = (T)r;
+        if (k->mean) k->mean[i] = (ST)(mu + c);
+        if (k->rstd) k->rstd[i] = (ST)r;
     }
 }
 
@@ -156,8 +161,8 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
     if (k->rows <= 0) return FASTNORM_OK;
     if (k->n <= 0) { /* statistics of empty rows */
         for (int64_t i = 0; i < k->rows; i++) {
-            if (k->mean) k->mean[i] = (T)NAN;
-            if (k->rstd) k->rstd[i] = (T)NAN;
+            if (k->mean) k->mean[i] = (ST)NAN;
+            if (k->rstd) k->rstd[i] = (ST)NAN;
         }
         return FASTNORM_OK;
     }
@@ -168,7 +173,7 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
 }
 
 int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
-                     const T *weight, const T *bias, double eps, T *mean, T *rstd,
+                     const W *weight, const W *bias, double eps, ST *mean, ST *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
                             NULL, NULL, NULL, 0, 0, 0, 0};
@@ -176,24 +181,24 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
-                   const T *weight, double eps, T *rstd, int num_threads) {
+                   const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
                             NULL, NULL, NULL, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T *residual,
-                         int64_t ldr, const T *residual_bias, T *sum_out, int64_t lds, T *y,
-                         int64_t ldy, const T *weight, const T *bias, double eps, T *mean,
-                         T *rstd, int num_threads) {
+                         int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
+                         int64_t ldy, const W *weight, const W *bias, double eps, ST *mean,
+                         ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
                             residual, residual_bias, sum_out, ldr, lds, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T *residual,
-                       int64_t ldr, const T *residual_bias, T *sum_out, int64_t lds, T *y,
-                       int64_t ldy, const T *weight, double eps, T *rstd, int num_threads) {
+                       int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
+                       int64_t ldy, const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
                             residual, residual_bias, sum_out, ldr, lds, 0, 0};
     return LOCAL(forward)(&k, num_threads);
@@ -204,7 +209,9 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
 typedef struct {
     const PRIMS_TYPE *P;
     int64_t rows, n, lddy, ldx, lddx, block_rows;
-    const T *dy, *x, *mean, *rstd, *weight;
+    const T *dy, *x;
+    const ST *mean, *rstd;
+    const W *weight;
     T *dx;
     A *part_w, *part_b; /* nblocks x n partial sums, or NULL */
     int centered;       /* 1: LayerNorm; 0: RMSNorm (no mean, no mean(g)) */
@@ -269,12 +276,12 @@ static void LOCAL(reduce_partials)(const PRIMS_TYPE *P, A *part, int64_t nblocks
     fn_parallel_ranges(nt, bands, LOCAL(tree_bands), &k);
 }
 
-static int LOCAL(backward)(LOCAL(backward_ctx) *k, T *dweight, T *dbias, int num_threads) {
+static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num_threads) {
     const int64_t rows = k->rows, n = k->n;
     if (rows <= 0 || n <= 0) {
         if (n > 0) {
-            if (dweight) memset(dweight, 0, (size_t)n * sizeof(T));
-            if (dbias) memset(dbias, 0, (size_t)n * sizeof(T));
+            if (dweight) memset(dweight, 0, (size_t)n * sizeof(W));
+            if (dbias) memset(dbias, 0, (size_t)n * sizeof(W));
         }
         return FASTNORM_OK;
     }
@@ -294,8 +301,8 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, T *dweight, T *dbias, int num
         LOCAL(reduce_partials)(k->P, k->part_w, nblocks, n, num_threads);
         if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, nblocks, n, num_threads);
         for (int64_t j = 0; j < n; j++) {
-            if (dweight) dweight[j] = (T)k->part_w[j];
-            if (dbias) dbias[j] = (T)k->part_b[j];
+            if (dweight) dweight[j] = (W)k->part_w[j];
+            if (dbias) dbias[j] = (W)k->part_b[j];
         }
         free(part);
     }
@@ -303,16 +310,16 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, T *dweight, T *dbias, int num
 }
 
 int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *x,
-                              int64_t ldx, const T *mean, const T *rstd, const T *weight, T *dx,
-                              int64_t lddx, T *dweight, T *dbias, int num_threads) {
+                              int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
+                              int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
                              dx, NULL, NULL, 1};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
 int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *x,
-                            int64_t ldx, const T *rstd, const T *weight, T *dx, int64_t lddx,
-                            T *dweight, int num_threads) {
+                            int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
+                            W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
                              dx, NULL, NULL, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
@@ -321,8 +328,8 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
 /* ---- per-sample affine (AdaLN) ------------------------------------------ */
 
 int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_t n,
-                                const T *x, int64_t ldx, T *y, int64_t ldy, const T *weight,
-                                const T *bias, int64_t ldp, double eps, T *mean, T *rstd,
+                                const T *x, int64_t ldx, T *y, int64_t ldy, const W *weight,
+                                const W *bias, int64_t ldp, double eps, ST *mean, ST *rstd,
                                 int num_threads) {
     LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
                             mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp};
@@ -332,9 +339,9 @@ int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_
 
 int NAME(layer_norm_per_sample_backward)(int64_t samples, int64_t rows_per_sample, int64_t n,
                                          const T *dy, int64_t lddy, const T *x, int64_t ldx,
-                                         const T *mean, const T *rstd, const T *weight,
-                                         int64_t ldp, T *dx, int64_t lddx, T *dweight,
-                                         T *dbias, int num_threads) {
+                                         const ST *mean, const ST *rstd, const W *weight,
+                                         int64_t ldp, T *dx, int64_t lddx, W *dweight,
+                                         W *dbias, int num_threads) {
     /* each sample is a LayerNorm backward of its own rows with its own
      * parameters, whose gradients are that sample's rows of dweight, dbias */
     for (int64_t s = 0; s < samples; s++) {

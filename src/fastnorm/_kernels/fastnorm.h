@@ -5,7 +5,8 @@
  * this header is installed with it (fastnorm.get_include() is its folder),
  * and docs/embedding.md says how to build a program or an extension on it.
  *
- * Types. Each normalizer comes as _f32 (float data) and _f64 (double data).
+ * Types. Each normalizer comes as _f32 (float data) and _f64 (double data),
+ * and as _f16 and _bf16 (16-bit data; see "16-bit data" below).
  * Sizes and strides are int64_t counts of elements, never bytes. Every
  * pointer must be aligned to its type (as any float * or double * in C);
  * no further alignment is needed.
@@ -438,6 +439,108 @@ FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
     int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
     const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
     double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads);
+
+/* ---- 16-bit data: float16 and bfloat16 -------------------------------------
+ * Every normalizer above also comes as _f16 (IEEE 754 binary16 data) and
+ * _bf16 (bfloat16 data: the upper 16 bits of a float32), with the same
+ * arguments except for their types:
+ *   - data (x, y, dy, dx, residual, sum_out) is uint16_t bit patterns;
+ *   - parameters (weight, bias, residual_bias) are float;
+ *   - statistics (mean, rstd, var) are float;
+ *   - parameter gradients (dweight, dbias) are float;
+ *   - the channel stages' double vectors stay double.
+ * Statistics and sums are accumulated in float32 (double where the float32
+ * and float64 kernels use double), and each output element is the float32
+ * result rounded once to 16 bits, to nearest with ties to even. The
+ * declarations are generated per format by the macro below. */
+#define FASTNORM_DECLARE_16BIT(SUF)                                                       \
+    FASTNORM_API int fastnorm_layer_norm_##SUF(                                          \
+        int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y, int64_t ldy, \
+        const float *weight, const float *bias, double eps, float *mean, float *rstd,     \
+        int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_layer_norm_backward_##SUF(                                 \
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *x,     \
+        int64_t ldx, const float *mean, const float *rstd, const float *weight,           \
+        uint16_t *dx, int64_t lddx, float *dweight, float *dbias, int num_threads);       \
+    FASTNORM_API int fastnorm_rms_norm_##SUF(                                            \
+        int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y, int64_t ldy, \
+        const float *weight, double eps, float *rstd, int num_threads);                   \
+    FASTNORM_API int fastnorm_rms_norm_backward_##SUF(                                   \
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *x,     \
+        int64_t ldx, const float *rstd, const float *weight, uint16_t *dx, int64_t lddx,  \
+        float *dweight, int num_threads);                                                 \
+    FASTNORM_API int fastnorm_add_layer_norm_##SUF(                                      \
+        int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, const uint16_t *residual, \
+        int64_t ldr, const float *residual_bias, uint16_t *sum_out, int64_t lds,          \
+        uint16_t *y, int64_t ldy, const float *weight, const float *bias, double eps,      \
+        float *mean, float *rstd, int num_threads);                                       \
+    FASTNORM_API int fastnorm_add_rms_norm_##SUF(                                        \
+        int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, const uint16_t *residual, \
+        int64_t ldr, const float *residual_bias, uint16_t *sum_out, int64_t lds,          \
+        uint16_t *y, int64_t ldy, const float *weight, double eps, float *rstd,           \
+        int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_layer_norm_per_sample_##SUF(                               \
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x,           \
+        int64_t ldx, uint16_t *y, int64_t ldy, const float *weight, const float *bias,    \
+        int64_t ldp, double eps, float *mean, float *rstd, int num_threads);              \
+    FASTNORM_API int fastnorm_layer_norm_per_sample_backward_##SUF(                      \
+        int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *dy,          \
+        int64_t lddy, const uint16_t *x, int64_t ldx, const float *mean, const float *rstd, \
+        const float *weight, int64_t ldp, uint16_t *dx, int64_t lddx, float *dweight,     \
+        float *dbias, int num_threads);                                                   \
+    FASTNORM_API int fastnorm_group_norm_##SUF(                                          \
+        int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const uint16_t *x,         \
+        uint16_t *y, const float *weight, const float *bias, double eps, float *mean,     \
+        float *rstd, float *var, int num_threads);                                        \
+    FASTNORM_API int fastnorm_group_norm_backward_##SUF(                                 \
+        int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const uint16_t *dy,        \
+        const uint16_t *x, const float *mean, const float *rstd, const float *weight,     \
+        uint16_t *dx, float *dweight, float *dbias, int num_threads);                     \
+    FASTNORM_API int fastnorm_channel_moments_##SUF(                                     \
+        int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x, double eps,        \
+        double *mean, double *var, int num_threads);                                      \
+    FASTNORM_API int fastnorm_channel_normalize_##SUF(                                   \
+        int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x, uint16_t *y,       \
+        const double *mean, const double *rstd, const float *weight, const float *bias,   \
+        int accumulate, int num_threads);                                                 \
+    FASTNORM_API int fastnorm_channel_sums_##SUF(                                        \
+        int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x, \
+        const double *mu, double *sum_dy, double *sum_dyx, int num_threads);              \
+    FASTNORM_API int fastnorm_channel_affine_backward_##SUF(                             \
+        int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x, \
+        uint16_t *dx, const double *mu, const double *r, const double *a, const double *b, \
+        const double *k, int accumulate, int num_threads);                                \
+    FASTNORM_API int fastnorm_layer_norm_axis_##SUF(                                     \
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,   \
+        uint16_t *y, int64_t ldys, int64_t ldyc, const float *weight, const float *bias,  \
+        double eps, float *mean, float *rstd, int num_threads);                           \
+    FASTNORM_API int fastnorm_rms_norm_axis_##SUF(                                       \
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,   \
+        uint16_t *y, int64_t ldys, int64_t ldyc, const float *weight, double eps,         \
+        float *rstd, int num_threads);                                                    \
+    FASTNORM_API int fastnorm_layer_norm_axis_backward_##SUF(                            \
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc, \
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *mean,                 \
+        const float *rstd, const float *weight, uint16_t *dx, int64_t lddxs,              \
+        int64_t lddxc, float *dweight, float *dbias, int num_threads);                    \
+    FASTNORM_API int fastnorm_rms_norm_axis_backward_##SUF(                              \
+        int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc, \
+        const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd,                 \
+        const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,  \
+        int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_channel_sums_scale_##SUF(                                  \
+        int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x, \
+        const double *mu, double *sum_dy, double *sum_dyx, uint16_t *dx, const double *a,  \
+        int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_weight_norm_##SUF(int64_t C, int64_t L, const uint16_t *v,  \
+                                                const double *g, double eps, uint16_t *w,  \
+                                                int num_threads);                          \
+    FASTNORM_API int fastnorm_weight_norm_backward_##SUF(                                \
+        int64_t C, int64_t L, const uint16_t *dw, const uint16_t *v, const double *g,     \
+        double eps, uint16_t *dv, double *dg, int num_threads);
+
+FASTNORM_DECLARE_16BIT(f16)
+FASTNORM_DECLARE_16BIT(bf16)
 
 /* ---- the entry points as a table -----------------------------------------
  * For hosts that reach the kernels through an already loaded copy instead

@@ -1,12 +1,13 @@
 /*
  * kernels_avx2.c -- the AVX2 + FMA instantiation of the row primitives.
  *
- * This is the only file compiled with AVX2/FMA flags. Nothing in it runs
- * unless dispatch.c has seen AVX2, FMA and the OS's support for the YMM
- * state, so the same binary still runs on older CPUs.
+ * This is the only file compiled with AVX2/FMA/F16C flags. Nothing in it
+ * runs unless dispatch.c has seen AVX2, FMA, F16C and the OS's support for
+ * the YMM state, so the same binary still runs on older CPUs.
  */
 #include <immintrin.h>
 
+#include "fp16.h"
 #include "prims.h"
 #include "simd_common.h"
 
@@ -24,14 +25,44 @@ static inline double fn_hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(s);
 }
 
-#define SLOAD(p) ((A)*(p))
-#define SSTORE(p, a) (*(p) = (T)(a))
+/* 16-bit data: 8 elements widened to 8 floats, and rounded back (to
+ * nearest, ties to even; a NaN stays a quiet NaN, as fp16.h). */
+static inline __m256 fn_load_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline void fn_store_f16(uint16_t *p, __m256 v) {
+    _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+static inline __m256 fn_load_bf16(const uint16_t *p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+static inline void fn_store_bf16(uint16_t *p, __m256 v) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_srli_epi32(_mm256_blendv_epi8(r, quiet, nan), 16);
+    /* the eight 16-bit results, in order (each fits: packus does not saturate) */
+    _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(r),
+                                                    _mm256_extracti128_si256(r, 1)));
+}
+
 #define PREFETCH(p) FN_PREFETCH(p)
 #define PREFETCH_W(p) FN_PREFETCH_W(p)
 
 /* float32 data, float32 accumulation, 8 lanes */
 #define T float
 #define A float
+#define W float
+#define SLOAD(p) ((A)*(p))
+#define SSTORE(p, a) (*(p) = (T)(a))
+#define WLOAD(p) VLOAD(p)
+#define SWLOAD(p) SLOAD(p)
 #define V __m256
 #define VN 8
 #define VLOAD(p) _mm256_loadu_ps(p)
@@ -51,6 +82,11 @@ static inline double fn_hsum_pd(__m256d v) {
 #include "prims_impl.h"
 #undef T
 #undef A
+#undef W
+#undef SLOAD
+#undef SSTORE
+#undef WLOAD
+#undef SWLOAD
 #undef V
 #undef VN
 #undef VLOAD
@@ -71,6 +107,11 @@ static inline double fn_hsum_pd(__m256d v) {
 /* float64 data, float64 accumulation, 4 lanes */
 #define T double
 #define A double
+#define W double
+#define SLOAD(p) ((A)*(p))
+#define SSTORE(p, a) (*(p) = (T)(a))
+#define WLOAD(p) VLOAD(p)
+#define SWLOAD(p) SLOAD(p)
 #define V __m256d
 #define VN 4
 #define VLOAD(p) _mm256_loadu_pd(p)
@@ -88,5 +129,71 @@ static inline double fn_hsum_pd(__m256d v) {
 #define PRIMS_TYPE fn_prims_f64
 #define NAME(f) fn_##f##_f64_avx2
 #include "prims_impl.h"
+#undef T
+#undef A
+#undef W
+#undef SLOAD
+#undef SSTORE
+#undef WLOAD
+#undef SWLOAD
+#undef V
+#undef VN
+#undef VLOAD
+#undef VSTORE
+#undef VLOADA
+#undef VSTOREA
+#undef VSET1
+#undef VZERO
+#undef VADD
+#undef VSUB
+#undef VMUL
+#undef VFMA
+#undef VFNMA
+#undef VHSUM
+#undef PRIMS_TYPE
+#undef NAME
 
-const fn_prims fn_prims_avx2 = {&fn_table_f32_avx2, &fn_table_f64_avx2};
+/* 16-bit data (float16, bfloat16), float32 accumulation and parameters,
+ * 8 lanes: the float32 arithmetic, with a conversion at each load and store */
+#define T uint16_t
+#define A float
+#define W float
+#define V __m256
+#define VN 8
+#define VLOADA(p) _mm256_loadu_ps(p)
+#define VSTOREA(p, v) _mm256_storeu_ps(p, v)
+#define WLOAD(p) _mm256_loadu_ps(p)
+#define SWLOAD(p) (*(p))
+#define VSET1(a) _mm256_set1_ps(a)
+#define VZERO() _mm256_setzero_ps()
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VFNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define VHSUM(v) fn_hsum_ps(v)
+
+#define VLOAD(p) fn_load_f16(p)
+#define VSTORE(p, v) fn_store_f16(p, v)
+#define SLOAD(p) fn_f16_to_f32(*(p))
+#define SSTORE(p, a) (*(p) = fn_f32_to_f16(a))
+#define PRIMS_TYPE fn_prims_f16
+#define NAME(f) fn_##f##_f16_avx2
+#include "prims_impl.h"
+#undef VLOAD
+#undef VSTORE
+#undef SLOAD
+#undef SSTORE
+#undef PRIMS_TYPE
+#undef NAME
+
+#define VLOAD(p) fn_load_bf16(p)
+#define VSTORE(p, v) fn_store_bf16(p, v)
+#define SLOAD(p) fn_bf16_to_f32(*(p))
+#define SSTORE(p, a) (*(p) = fn_f32_to_bf16(a))
+#define PRIMS_TYPE fn_prims_bf16
+#define NAME(f) fn_##f##_bf16_avx2
+#include "prims_impl.h"
+
+const fn_prims fn_prims_avx2 = {&fn_table_f32_avx2, &fn_table_f64_avx2, &fn_table_f16_avx2,
+                                &fn_table_bf16_avx2};

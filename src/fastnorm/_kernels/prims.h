@@ -7,7 +7,9 @@
  * never contain arithmetic loops of their own.
  *
  * T is the storage type of the data, A the accumulation type (float for
- * float32 data, double for float64 data).
+ * float32 data, double for float64 data), W the type of the per-element
+ * parameters (weight, bias, residual bias: T for float32 and float64 data,
+ * float for 16-bit data, which is stored as uint16_t bit patterns).
  */
 #ifndef FASTNORM_PRIMS_H
 #define FASTNORM_PRIMS_H
@@ -15,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FN_DECLARE_PRIMS(SUFFIX, T, A)                                                  \
+#define FN_DECLARE_PRIMS(SUFFIX, T, A, W)                                                  \
     typedef struct {                                                                    \
         /* sum of x */                                                                  \
         A (*sum)(const T *x, int64_t n);                                                \
@@ -25,22 +27,22 @@
         A (*sum_sq)(const T *x, int64_t n);                                             \
         /* s = x + r (+ bias; may be NULL); s may be x or r. next_r and next_s (both  \
          * or neither NULL) are the rows used after these, prefetched meanwhile. */     \
-        void (*residual_add)(const T *x, const T *r, const T *bias, T *s, int64_t n,    \
+        void (*residual_add)(const T *x, const T *r, const W *bias, T *s, int64_t n,    \
                              const T *next_r, T *next_s);                               \
         /* y = ((x - mu) - c) * rstd * w + b; w and b may be NULL. next and next_y   \
          * (both or neither NULL) are the rows used after these: prefetched meanwhile */ \
-        void (*normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,   \
-                          const T *b, const T *next, T *next_y);                        \
+        void (*normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,   \
+                          const W *b, const T *next, T *next_y);                        \
         /* with xh = (x - mu) * rstd and g = dy * w: sums[0] = sum g,                   \
          * sums[1] = sum g * xh, sums[2] = sum xh */                                    \
         void (*backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd,         \
-                              const T *w, A sums[3]);                                   \
+                              const W *w, A sums[3]);                                   \
         /* with xh = (x - mu) * rstd - c and g = dy * w:                                \
          * dx = rstd * (g - mg - xh * mgx); dw_acc += dy * xh; db_acc += dy.            \
          * w, dw_acc and db_acc may be NULL; next_dy, next_x and next_dx (all or none \
          * NULL) are the rows used after these, prefetched meanwhile. */               \
         void (*backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c,    \
-                               A rstd, const T *w, A mg, A mgx, A *dw_acc, A *db_acc,   \
+                               A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,   \
                                const T *next_dy, const T *next_x, T *next_dx);          \
         /* dst += src, the step of the partial-sum tree */                              \
         void (*add)(A *dst, const A *src, int64_t n);                                   \
@@ -68,7 +70,7 @@
          * be NULL); rows of dy and x lddy and ldx elements apart */                   \
         void (*col_backward_acc)(const T *dy, int64_t lddy, const T *x, int64_t ldx,   \
                                  int64_t rows, int64_t n, const A *mu, const A *r,     \
-                                 const T *w, A *acc_dy, A *acc_dyd, A *acc_d);         \
+                                 const W *w, A *acc_dy, A *acc_dyd, A *acc_d);         \
         /* Columns normalized over the rows (a normalized axis that is not the       \
          * last): statistics per column, parameters per row.                         \
          * y = ((x - mu) * r + k) * w[row] + b[row]; w and b may be NULL. next_x and  \
@@ -76,7 +78,7 @@
          * same row strides, prefetched meanwhile. */                                 \
         void (*normalize_cols)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows, \
                                int64_t n, const A *mu, const A *r, const A *k,         \
-                               const T *w, const T *b, const T *next_x, T *next_y);    \
+                               const W *w, const W *b, const T *next_x, T *next_y);    \
         /* with xh = (x - mu) * r - c and g = dy * w[row] (w NULL: g = dy):           \
          * dx = r * (g - mg - xh * mgx) per element; per row, dw_acc[row] +=          \
          * sum dy * xh and db_acc[row] += sum dy over the n columns (either may be    \
@@ -85,16 +87,21 @@
         void (*backward_apply_cols)(const T *dy, int64_t lddy, const T *x, int64_t ldx, \
                                     T *dx, int64_t lddx, int64_t rows, int64_t n,      \
                                     const A *mu, const A *r, const A *c, const A *mg,  \
-                                    const A *mgx, const T *w, A *dw_acc, A *db_acc,    \
+                                    const A *mgx, const W *w, A *dw_acc, A *db_acc,    \
                                     const T *next_dy, const T *next_x, T *next_dx);    \
     } fn_prims_##SUFFIX;
 
-FN_DECLARE_PRIMS(f32, float, float)
-FN_DECLARE_PRIMS(f64, double, double)
+FN_DECLARE_PRIMS(f32, float, float, float)
+FN_DECLARE_PRIMS(f64, double, double, double)
+/* 16-bit data (bit patterns), float accumulation and parameters */
+FN_DECLARE_PRIMS(f16, uint16_t, float, float)
+FN_DECLARE_PRIMS(bf16, uint16_t, float, float)
 
 typedef struct {
     const fn_prims_f32 *f32;
     const fn_prims_f64 *f64;
+    const fn_prims_f16 *f16;
+    const fn_prims_bf16 *bf16;
 } fn_prims;
 
 extern const fn_prims fn_prims_scalar;

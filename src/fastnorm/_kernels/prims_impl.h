@@ -10,9 +10,14 @@
  *   VFMA(a, b, c) = a * b + c;  VFNMA(a, b, c) = c - a * b
  *   VHSUM(v)      sum of the lanes, in a fixed order
  *   SLOAD(p), SSTORE(p, a)     one element of T to A and back (tails)
+ *   W, WLOAD(p), SWLOAD(p)     the parameters' type (weight, bias), and the
+ *                 loads of VN of them as a vector of A and of one as an A
  *   PREFETCH(p)   hint that the cache line at p is read soon (may do nothing)
  *   NAME(f)       the name of primitive f in this instantiation
- *   PRIMS_TYPE    the table type it fills (fn_prims_f32 or fn_prims_f64)
+ *   PRIMS_TYPE    the table type it fills (fn_prims_f32, _f64, _f16 or _bf16)
+ *
+ * Data is read and written only through VLOAD / VSTORE / SLOAD / SSTORE
+ * (16-bit data is converted there), parameters only through WLOAD / SWLOAD.
  *
  * Every reduction keeps several independent accumulators (latency hiding and
  * a shorter summation chain), combines them in a fixed order, then adds the
@@ -132,7 +137,7 @@ static A NAME(sum_sq)(const T *x, int64_t n) {
     return (A)total;
 }
 
-static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const T *bias, T *s,
+static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *bias, T *s,
                                               int64_t n, const T *next_r, T *next_s,
                                               const int has_bias) {
     int64_t i = 0;
@@ -142,17 +147,17 @@ static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const T *b
             PREFETCH_W(next_s + i);
         }
         V v = VADD(VLOAD(x + i), VLOAD(r + i));
-        if (has_bias) v = VADD(v, VLOAD(bias + i));
+        if (has_bias) v = VADD(v, WLOAD(bias + i));
         VSTORE(s + i, v);
     }
     for (; i < n; i++) {
         A v = SLOAD(x + i) + SLOAD(r + i);
-        if (has_bias) v += SLOAD(bias + i);
+        if (has_bias) v += SWLOAD(bias + i);
         SSTORE(s + i, v);
     }
 }
 
-static void NAME(residual_add)(const T *x, const T *r, const T *bias, T *s, int64_t n,
+static void NAME(residual_add)(const T *x, const T *r, const W *bias, T *s, int64_t n,
                                const T *next_r, T *next_s) {
     if (bias) NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 1);
     else NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 0);
@@ -162,15 +167,15 @@ static void NAME(residual_add)(const T *x, const T *r, const T *bias, T *s, int6
  * each caller passes constants, so every combination becomes its own
  * branch-free loop. */
 
-static FN_INLINE V NAME(affine)(V t, const T *w, const T *b, const int has_w, const int has_b) {
-    if (has_w && has_b) return VFMA(t, VLOAD(w), VLOAD(b));
-    if (has_w) return VMUL(t, VLOAD(w));
-    if (has_b) return VADD(t, VLOAD(b));
+static FN_INLINE V NAME(affine)(V t, const W *w, const W *b, const int has_w, const int has_b) {
+    if (has_w && has_b) return VFMA(t, WLOAD(w), WLOAD(b));
+    if (has_w) return VMUL(t, WLOAD(w));
+    if (has_b) return VADD(t, WLOAD(b));
     return t;
 }
 
 static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
-                                           const T *w, const T *b, const T *next,
+                                           const W *w, const W *b, const T *next,
                                            T *next_y, const int has_w, const int has_b) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
@@ -196,14 +201,14 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
     }
     for (; i < n; i++) {
         A t = (SLOAD(x + i) - mu) * rstd - cr;
-        if (has_w) t *= SLOAD(w + i);
-        if (has_b) t += SLOAD(b + i);
+        if (has_w) t *= SWLOAD(w + i);
+        if (has_b) t += SWLOAD(b + i);
         SSTORE(y + i, t);
     }
 }
 
-static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const T *w,
-                            const T *b, const T *next, T *next_y) {
+static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                            const W *b, const T *next, T *next_y) {
     if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 1);
     else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 0);
     else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 0, 1);
@@ -211,7 +216,7 @@ static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, cons
 }
 
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
-                                               const T *w, A sums[3], const int has_w) {
+                                               const W *w, A sums[3], const int has_w) {
     const V vmu = VSET1(mu), vr = VSET1(rstd);
     V g0 = VZERO(), g1 = VZERO(), p0 = VZERO(), p1 = VZERO(), h0 = VZERO(), h1 = VZERO();
     int64_t i = 0;
@@ -220,8 +225,8 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
         V xh1 = VMUL(VSUB(VLOAD(x + i + VN), vmu), vr);
         V gg0 = VLOAD(dy + i), gg1 = VLOAD(dy + i + VN);
         if (has_w) {
-            gg0 = VMUL(gg0, VLOAD(w + i));
-            gg1 = VMUL(gg1, VLOAD(w + i + VN));
+            gg0 = VMUL(gg0, WLOAD(w + i));
+            gg1 = VMUL(gg1, WLOAD(w + i + VN));
         }
         g0 = VADD(g0, gg0);
         g1 = VADD(g1, gg1);
@@ -234,7 +239,7 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
     for (; i < n; i++) {
         A xh = (SLOAD(x + i) - mu) * rstd;
         A g = SLOAD(dy + i);
-        if (has_w) g *= SLOAD(w + i);
+        if (has_w) g *= SWLOAD(w + i);
         sg += g;
         sp += g * xh;
         sh += xh;
@@ -244,7 +249,7 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
     sums[2] = sh;
 }
 
-static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const T *w,
+static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
                                 A sums[3]) {
     if (n <= FN_CHUNK) {
         if (w) NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 1);
@@ -263,19 +268,19 @@ static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd
 }
 
 /* One vector of the NB step; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
-static FN_INLINE void NAME(backward_apply_vec)(const T *dy, const T *x, T *dx, const T *w,
+static FN_INLINE void NAME(backward_apply_vec)(const T *dy, const T *x, T *dx, const W *w,
                                                A *dw_acc, A *db_acc, V vmu, V vc, V vr, V vmg,
                                                V vmgx, const int has_w, const int acc) {
     V xh = VSUB(VMUL(VSUB(VLOAD(x), vmu), vr), vc);
     V d = VLOAD(dy);
-    V g = has_w ? VMUL(d, VLOAD(w)) : d;
+    V g = has_w ? VMUL(d, WLOAD(w)) : d;
     VSTORE(dx, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
     if (acc >= 1) VSTOREA(dw_acc, VFMA(d, xh, VLOADA(dw_acc)));
     if (acc >= 2) VSTOREA(db_acc, VADD(VLOADA(db_acc), d));
 }
 
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
-                                                A c, A rstd, const T *w, A mg, A mgx, A *dw_acc,
+                                                A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,
                                                 A *db_acc, const T *next_dy, const T *next_x,
                                                 T *next_dx, const int has_w, const int acc) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
@@ -300,7 +305,7 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
     for (; i < n; i++) {
         A xh = (SLOAD(x + i) - mu) * rstd - c;
         A d = SLOAD(dy + i);
-        A g = has_w ? d * SLOAD(w + i) : d;
+        A g = has_w ? d * SWLOAD(w + i) : d;
         SSTORE(dx + i, rstd * ((g - mg) - xh * mgx));
         if (acc >= 1) dw_acc[i] += d * xh;
         if (acc >= 2) db_acc[i] += d;
@@ -308,7 +313,7 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
 }
 
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
-                                 const T *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                 const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
                                  const T *next_dy, const T *next_x, T *next_dx) {
 #define FN_BWD_APPLY(HAS_W, ACC)                                                           \
     NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, next_dy, \
@@ -556,13 +561,13 @@ static void NAME(col_moments_acc)(const T *x, int64_t ld, int64_t rows, int64_t 
 
 static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, const T *x,
                                                   int64_t ldx, int64_t rows, int64_t n,
-                                                  const A *mu, const A *rs, const T *w,
+                                                  const A *mu, const A *rs, const W *w,
                                                   A *acc_dy, A *acc_dyd, A *acc_d,
                                                   const int has_d, const int has_w) {
     int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
-        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
+        const A w0 = has_w ? SWLOAD(w + r) : 1, w1 = has_w ? SWLOAD(w + r + 1) : 1;
         const V vw0 = VSET1(w0), vw1 = VSET1(w1);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
@@ -585,7 +590,7 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, con
     }
     for (; r < rows; r++) {
         const T *x0 = x + r * ldx, *g0 = dy + r * lddy;
-        const A w0 = has_w ? SLOAD(w + r) : 1;
+        const A w0 = has_w ? SWLOAD(w + r) : 1;
         const V vw0 = VSET1(w0);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
@@ -608,7 +613,7 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, con
 
 static void NAME(col_backward_acc)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
                                    int64_t rows, int64_t n, const A *mu, const A *rs,
-                                   const T *w, A *acc_dy, A *acc_dyd, A *acc_d) {
+                                   const W *w, A *acc_dy, A *acc_dyd, A *acc_d) {
 #define FN_COL_BWD(HAS_D, HAS_W)                                                           \
     NAME(col_backward_acc_body)(dy, lddy, x, ldx, rows, n, mu, rs, w, acc_dy, acc_dyd, acc_d, \
                                 HAS_D, HAS_W)
@@ -631,8 +636,8 @@ static FN_INLINE V NAME(affine_row)(V t, V vw, V vb, const int has_w, const int 
 
 static FN_INLINE void NAME(normalize_cols_body)(const T *x, int64_t ldx, T *y, int64_t ldy,
                                                 int64_t rows, int64_t n, const A *mu,
-                                                const A *rs, const A *k, const T *w,
-                                                const T *b, const T *next_x, T *next_y,
+                                                const A *rs, const A *k, const W *w,
+                                                const W *b, const T *next_x, T *next_y,
                                                 const int has_w, const int has_b) {
     int64_t r = 0;
     /* two rows share each load of the column coefficients; the rows of the
@@ -640,8 +645,8 @@ static FN_INLINE void NAME(normalize_cols_body)(const T *x, int64_t ldx, T *y, i
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * ldx, *x1 = x0 + ldx;
         T *y0 = y + r * ldy, *y1 = y0 + ldy;
-        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
-        const A b0 = has_b ? SLOAD(b + r) : 0, b1 = has_b ? SLOAD(b + r + 1) : 0;
+        const A w0 = has_w ? SWLOAD(w + r) : 1, w1 = has_w ? SWLOAD(w + r + 1) : 1;
+        const A b0 = has_b ? SWLOAD(b + r) : 0, b1 = has_b ? SWLOAD(b + r + 1) : 0;
         const V vw0 = VSET1(w0), vw1 = VSET1(w1), vb0 = VSET1(b0), vb1 = VSET1(b1);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
@@ -669,7 +674,7 @@ static FN_INLINE void NAME(normalize_cols_body)(const T *x, int64_t ldx, T *y, i
     for (; r < rows; r++) {
         const T *x0 = x + r * ldx;
         T *y0 = y + r * ldy;
-        const A w0 = has_w ? SLOAD(w + r) : 1, b0 = has_b ? SLOAD(b + r) : 0;
+        const A w0 = has_w ? SWLOAD(w + r) : 1, b0 = has_b ? SWLOAD(b + r) : 0;
         const V vw0 = VSET1(w0), vb0 = VSET1(b0);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
@@ -690,8 +695,8 @@ static FN_INLINE void NAME(normalize_cols_body)(const T *x, int64_t ldx, T *y, i
 }
 
 static void NAME(normalize_cols)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows,
-                                 int64_t n, const A *mu, const A *rs, const A *k, const T *w,
-                                 const T *b, const T *next_x, T *next_y) {
+                                 int64_t n, const A *mu, const A *rs, const A *k, const W *w,
+                                 const W *b, const T *next_x, T *next_y) {
 #define FN_NORM_COLS(HAS_W, HAS_B)                                                         \
     NAME(normalize_cols_body)(x, ldx, y, ldy, rows, n, mu, rs, k, w, b, next_x, next_y,     \
                               HAS_W, HAS_B)
@@ -735,7 +740,7 @@ static FN_INLINE void NAME(backward_apply_cols_body)(const T *dy, int64_t lddy, 
                                                      int64_t ldx, T *dx, int64_t lddx,
                                                      int64_t rows, int64_t n, const A *mu,
                                                      const A *rs, const A *c, const A *mg,
-                                                     const A *mgx, const T *w, A *dw_acc,
+                                                     const A *mgx, const W *w, A *dw_acc,
                                                      A *db_acc, const T *next_dy,
                                                      const T *next_x, T *next_dx,
                                                      const int has_w, const int acc) {
@@ -744,7 +749,7 @@ static FN_INLINE void NAME(backward_apply_cols_body)(const T *dy, int64_t lddy, 
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
         T *d0 = dx + r * lddx, *d1 = d0 + lddx;
-        const A w0 = has_w ? SLOAD(w + r) : 1, w1 = has_w ? SLOAD(w + r + 1) : 1;
+        const A w0 = has_w ? SWLOAD(w + r) : 1, w1 = has_w ? SWLOAD(w + r + 1) : 1;
         const V vw0 = VSET1(w0), vw1 = VSET1(w1);
         V sw0 = VZERO(), sb0 = VZERO(), sw1 = VZERO(), sb1 = VZERO();
         int64_t i = 0;
@@ -774,7 +779,7 @@ static FN_INLINE void NAME(backward_apply_cols_body)(const T *dy, int64_t lddy, 
     for (; r < rows; r++) {
         const T *x0 = x + r * ldx, *g0 = dy + r * lddy;
         T *d0 = dx + r * lddx;
-        const A w0 = has_w ? SLOAD(w + r) : 1;
+        const A w0 = has_w ? SWLOAD(w + r) : 1;
         const V vw0 = VSET1(w0);
         V sw0 = VZERO(), sb0 = VZERO();
         int64_t i = 0;
@@ -798,7 +803,7 @@ static FN_INLINE void NAME(backward_apply_cols_body)(const T *dy, int64_t lddy, 
 static void NAME(backward_apply_cols)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
                                       T *dx, int64_t lddx, int64_t rows, int64_t n,
                                       const A *mu, const A *rs, const A *c, const A *mg,
-                                      const A *mgx, const T *w, A *dw_acc, A *db_acc,
+                                      const A *mgx, const W *w, A *dw_acc, A *db_acc,
                                       const T *next_dy, const T *next_x, T *next_dx) {
 #define FN_BWD_COLS(HAS_W, ACC)                                                            \
     NAME(backward_apply_cols_body)(dy, lddy, x, ldx, dx, lddx, rows, n, mu, rs, c, mg, mgx, w, \

@@ -1,0 +1,94 @@
+"""16-bit data against float32: layer_norm and rms_norm forward at (4096, 768).
+
+One benchmark per op x dtype x threads x implementation, grouped as
+``op|4096x768|dtype|tN`` like the main suite (report.py reads the same
+extra_info). fastnorm: float32 weight and bias, ``out=`` preallocated.
+PyTorch: ``F.layer_norm`` / ``F.rms_norm`` on tensors sharing memory with the
+NumPy arrays, parameters in the data's dtype (its CPU kernels take float16
+and bfloat16), under ``torch.inference_mode()``. bytes_moved: read x and
+write y, so GB/s compare across dtypes: a 16-bit call that keeps the float32
+bytes per second takes half the time.
+"""
+import numpy as np
+import pytest
+
+import fastnorm
+
+try:
+    import ml_dtypes
+except ImportError:  # pragma: no cover
+    ml_dtypes = None
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+SHAPE = (4096, 768)
+DTYPES = ["float32", "float16", "bfloat16"]
+
+
+def _dtype(name):
+    if name == "bfloat16":
+        if ml_dtypes is None:
+            pytest.skip("ml_dtypes is not installed")
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def _params():
+    for op in ("layer_norm", "rms_norm"):
+        for dt in DTYPES:
+            for threads in (1, 2):
+                for impl in ("fastnorm", "torch"):
+                    marks = [pytest.mark.bench_forward]
+                    if threads == 2 and dt != "float32":
+                        marks.append(pytest.mark.quick)
+                    yield pytest.param(op, dt, threads, impl, marks=marks,
+                                       id=f"{op}-4096x768-{dt}-t{threads}-{impl}")
+
+
+def _torch_view(a):
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+@pytest.mark.parametrize("op, dtype, threads, impl", list(_params()))
+def test_half(benchmark, op, dtype, threads, impl):
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(SHAPE).astype(np.float32).astype(dt)
+    w = rng.uniform(0.5, 1.5, SHAPE[-1]).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, SHAPE[-1]).astype(np.float32)
+    out = np.empty_like(x)
+    if impl == "fastnorm":
+        if op == "layer_norm":
+            def call():
+                fastnorm.layer_norm(x, w, b, out=out, num_threads=threads)
+        else:
+            def call():
+                fastnorm.rms_norm(x, w, out=out, num_threads=threads)
+    else:
+        if torch is None:
+            pytest.skip("torch is not installed")
+        F = torch.nn.functional
+        xt = _torch_view(x)
+        wt = _torch_view(w.astype(dt))
+        bt = _torch_view(b.astype(dt))
+        torch.set_num_threads(threads)
+        if op == "layer_norm":
+            def call():
+                with torch.inference_mode():
+                    F.layer_norm(xt, (SHAPE[-1],), wt, bt, 1e-5)
+        else:
+            if not hasattr(F, "rms_norm"):
+                pytest.skip("this torch has no F.rms_norm")
+
+            def call():
+                with torch.inference_mode():
+                    F.rms_norm(xt, (SHAPE[-1],), wt)
+    benchmark.group = f"{op}|4096x768|{dtype}|t{threads}"
+    benchmark.extra_info.update(op=op, impl=impl, shape=list(SHAPE), dtype=dtype,
+                                threads=threads, bytes_moved=2 * x.nbytes)
+    benchmark(call)
