@@ -416,8 +416,13 @@ def test_batch_norm(isa, dt):
     rdx, rdw, rdb = ref.batch_norm_backward(dy, x, mean, rstd, w, training=True)
     assert_rounded(dx, rdx, dt, what="dx")
     assert_f32_close(dw, rdw, what="dweight")
-    ye = fastnorm.batch_norm(x, rm, rv, w, b)  # eval: running statistics
+    ye, me, re_ = fastnorm.batch_norm(x, rm, rv, w, b, return_stats=True)  # eval
     assert_rounded(ye, ref.batch_norm(x, rm, rv, w, b)[0], dt, what="eval y")
+    dx, dw, db = fastnorm.batch_norm_backward(dy, x, me, re_, w, b, training=False)
+    rdx, rdw, rdb = ref.batch_norm_backward(dy, x, me, re_, w, training=False)
+    assert_rounded(dx, rdx, dt, what="eval dx")
+    assert_f32_close(dw, rdw, what="eval dweight")
+    assert_f32_close(db, rdb, what="eval dbias")
 
 
 @pytest.mark.parametrize("dt", HALF)
