@@ -389,8 +389,10 @@ static void NAME(affine_backward)(const T *dy, const T *x, T *dx, int64_t n, A m
 }
 
 /* Rows of channels (channels-last): coefficient vectors indexed by column.
- * Two rows share each load of the coefficients; the reductions take four
- * rows per read-modify-write of their accumulators. Per column, the rows
+ * The element-wise ones go one row at a time (pairing rows to share the
+ * coefficient loads measured slower: four streams, and 4 KiB aliasing between
+ * a row's stores and the next row's loads when a row is a multiple of 4 KiB);
+ * the reductions take four rows per read-modify-write of their accumulators. Per column, the rows
  * are combined in the same order whatever the row count, so a result never
  * depends on how a caller splits its rows into calls of whole blocks. */
 
@@ -398,29 +400,6 @@ static FN_INLINE void NAME(scale_shift_cols_body)(const T *x, T *y, int64_t rows
                                                   const A *mu, const A *a, const A *b,
                                                   const int acc) {
     int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-        const T *x0 = x + r * n, *x1 = x0 + n;
-        T *y0 = y + r * n, *y1 = y0 + n;
-        int64_t i = 0;
-        for (; i + VN <= n; i += VN) {
-            const V vmu = VLOADA(mu + i), va = VLOADA(a + i), vb = VLOADA(b + i);
-            V v0 = VFMA(VSUB(VLOAD(x0 + i), vmu), va, vb);
-            V v1 = VFMA(VSUB(VLOAD(x1 + i), vmu), va, vb);
-            if (acc) {
-                v0 = VADD(v0, VLOAD(y0 + i));
-                v1 = VADD(v1, VLOAD(y1 + i));
-            }
-            VSTORE(y0 + i, v0);
-            VSTORE(y1 + i, v1);
-        }
-        for (; i < n; i++) {
-            A v0 = (SLOAD(x0 + i) - mu[i]) * a[i] + b[i];
-            A v1 = (SLOAD(x1 + i) - mu[i]) * a[i] + b[i];
-            if (acc) v0 += SLOAD(y0 + i), v1 += SLOAD(y1 + i);
-            SSTORE(y0 + i, v0);
-            SSTORE(y1 + i, v1);
-        }
-    }
     for (; r < rows; r++) {
         const T *x0 = x + r * n;
         T *y0 = y + r * n;
@@ -454,30 +433,6 @@ static FN_INLINE void NAME(affine_backward_cols_body)(const T *dy, const T *x, T
                                                       const A *rs, const A *a, const A *b,
                                                       const A *k, const int acc) {
     int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-        const T *x0 = x + r * n, *x1 = x0 + n, *g0 = dy + r * n, *g1 = g0 + n;
-        T *d0 = dx + r * n, *d1 = d0 + n;
-        int64_t i = 0;
-        for (; i + VN <= n; i += VN) {
-            const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i), va = VLOADA(a + i),
-                    vb = VLOADA(b + i), vk = VLOADA(k + i);
-            V v0 = NAME(affine_backward_vec)(VLOAD(g0 + i), VLOAD(x0 + i), vmu, vr, va, vb, vk);
-            V v1 = NAME(affine_backward_vec)(VLOAD(g1 + i), VLOAD(x1 + i), vmu, vr, va, vb, vk);
-            if (acc) {
-                v0 = VADD(v0, VLOAD(d0 + i));
-                v1 = VADD(v1, VLOAD(d1 + i));
-            }
-            VSTORE(d0 + i, v0);
-            VSTORE(d1 + i, v1);
-        }
-        for (; i < n; i++) {
-            A v0 = a[i] * SLOAD(g0 + i) + (b[i] * ((SLOAD(x0 + i) - mu[i]) * rs[i]) + k[i]);
-            A v1 = a[i] * SLOAD(g1 + i) + (b[i] * ((SLOAD(x1 + i) - mu[i]) * rs[i]) + k[i]);
-            if (acc) v0 += SLOAD(d0 + i), v1 += SLOAD(d1 + i);
-            SSTORE(d0 + i, v0);
-            SSTORE(d1 + i, v1);
-        }
-    }
     for (; r < rows; r++) {
         const T *x0 = x + r * n, *g0 = dy + r * n;
         T *d0 = dx + r * n;
