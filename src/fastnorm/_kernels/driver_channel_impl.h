@@ -270,6 +270,32 @@ static void LOCAL(merge_units)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
+    if (cpg == 1) { /* one channel per unit (batch norm): entries row by row, channels inner */
+        for (int64_t u = begin; u < end;) {
+            const int64_t s = u / C, c0 = u % C, c1 = (s + 1) * C <= end ? C : end - s * C;
+            double *mean = m->mean + s * C, *var = m->var + s * C;
+            double total = 0;
+            for (int64_t c = c0; c < c1; c++) mean[c] = 0, var[c] = 0;
+            for (int64_t q = 0; q < k->nq; q++) {
+                const double count = (double)LOCAL(chan_count)(k, q);
+                const double *e = k->part + 2 * (s * k->nq + q) * C;
+                for (int64_t c = c0; c < c1; c++) mean[c] += count * e[2 * c];
+                total += count;
+            }
+            for (int64_t c = c0; c < c1; c++) mean[c] /= total;
+            for (int64_t q = 0; q < k->nq; q++) {
+                const double count = (double)LOCAL(chan_count)(k, q);
+                const double *e = k->part + 2 * (s * k->nq + q) * C;
+                for (int64_t c = c0; c < c1; c++) {
+                    const double d = e[2 * c] - mean[c];
+                    var[c] += e[2 * c + 1] + count * d * d;
+                }
+            }
+            for (int64_t c = c0; c < c1; c++) var[c] /= total;
+            u = s * C + c1;
+        }
+        return;
+    }
     int64_t s = begin / m->G, c0 = (begin % m->G) * cpg;
     for (int64_t u = begin; u < end; u++, c0 += cpg) {
         if (c0 == C) s++, c0 = 0;
@@ -316,16 +342,14 @@ static int LOCAL(chan_sums)(LOCAL(chan_ctx) *k, double *sums, int num_threads) {
                                            num_threads);
     if (rc != FASTNORM_OK) return rc;
     const int64_t C = k->C;
-    for (int64_t s = 0; s < k->S; s++)
-        for (int64_t c = 0; c < C; c++) {
-            double t[3] = {0, 0, 0};
-            for (int64_t q = 0; q < k->nq; q++) {
-                const double *e = k->part + 3 * ((s * k->nq + q) * C + c);
-                t[0] += e[0], t[1] += e[1], t[2] += e[2];
-            }
-            double *o = sums + 3 * (s * C + c);
-            o[0] = t[0], o[1] = t[1], o[2] = t[2];
+    for (int64_t s = 0; s < k->S; s++) { /* per (s, c), the entries added in q order */
+        double *o = sums + 3 * s * C;
+        for (int64_t i = 0; i < 3 * C; i++) o[i] = 0;
+        for (int64_t q = 0; q < k->nq; q++) {
+            const double *e = k->part + 3 * (s * k->nq + q) * C;
+            for (int64_t i = 0; i < 3 * C; i++) o[i] += e[i];
         }
+    }
     free(k->part);
     k->part = NULL;
     return FASTNORM_OK;
