@@ -38,7 +38,7 @@ from ._family import (
     weight_norm_backward,
 )
 from ._config import get_config, show_config
-from . import nn, reference
+from . import _family, nn, reference
 
 
 def get_include():
@@ -68,20 +68,7 @@ __all__ = [
     "add_rms_norm_backward",
     "ada_layer_norm",
     "ada_layer_norm_backward",
-    "group_norm",
-    "group_norm_backward",
-    "instance_norm",
-    "instance_norm_backward",
-    "batch_norm",
-    "batch_norm_backward",
-    "batch_layer_norm",
-    "batch_layer_norm_backward",
-    "switch_norm",
-    "switch_norm_backward",
-    "weight_norm",
-    "weight_norm_backward",
-    "BatchLayerNormStats",
-    "SwitchNormStats",
+    *_family.__all__,
     "set_num_threads",
     "get_num_threads",
     "show_config",

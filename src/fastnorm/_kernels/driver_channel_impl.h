@@ -63,6 +63,26 @@ static int64_t LOCAL(chan_entry_items)(const LOCAL(chan_ctx) *k) {
     return k->L > 1 ? k->S * k->R * k->C : k->S * k->nq * k->ncb;
 }
 
+/* Entry item `it` of channels-last data (L == 1): rows q*RB.. of sample s,
+ * columns c0..c0+n; `entry` indexes its first (s, q, c0) entry in part and
+ * `first` its first element. */
+typedef struct {
+    int64_t s, count, c0, n, entry, first;
+} LOCAL(chan_chunk);
+
+static FN_DRIVER_INLINE LOCAL(chan_chunk) LOCAL(chan_chunk_at)(const LOCAL(chan_ctx) *k,
+                                                              int64_t it) {
+    LOCAL(chan_chunk) b;
+    const int64_t sq = it / k->ncb, q = sq % k->nq;
+    b.s = sq / k->nq;
+    b.c0 = (it % k->ncb) * k->CB;
+    b.count = LOCAL(chan_count)(k, q);
+    b.n = k->C - b.c0 < k->CB ? k->C - b.c0 : k->CB;
+    b.entry = sq * k->C + b.c0;
+    b.first = (b.s * k->R + q * k->RB) * k->C + b.c0;
+    return b;
+}
+
 /* One entry's mean and centered sum of squares, from the fast sums about mu
  * (sd = sum(x - mu), sd2 = sum((x - mu)^2)). Falls back to plain double
  * loops when the fast sum of squares overflowed, or underflowed with an eps
@@ -108,11 +128,10 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         return;
     }
     A *acc_d = mu + CB, *acc_d2 = mu + 2 * CB;
-    for (int64_t it = begin; it < end; it++) { /* it = (s*nq + q)*ncb + chunk */
-        const int64_t sq = it / k->ncb, c0 = (it % k->ncb) * CB;
-        const int64_t s = sq / k->nq, q = sq % k->nq, count = LOCAL(chan_count)(k, q);
-        const int64_t n = C - c0 < CB ? C - c0 : CB;
-        const T *x0 = k->x + (s * k->R + q * k->RB) * C + c0;
+    for (int64_t it = begin; it < end; it++) {
+        const LOCAL(chan_chunk) b = LOCAL(chan_chunk_at)(k, it);
+        const int64_t n = b.n, count = b.count;
+        const T *x0 = k->x + b.first;
         /* two passes over a block that stays in cache: the block's column
          * means, then the centered sums about them */
         memset(acc_d, 0, (size_t)n * sizeof(A));
@@ -120,7 +139,7 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         for (int64_t c = 0; c < n; c++) mu[c] = acc_d[c] / (A)count;
         memset(acc_d, 0, (size_t)(2 * CB) * sizeof(A));
         P->col_moments_acc(x0, C, count, n, mu, acc_d, acc_d2);
-        double *e = k->part + 2 * (sq * C + c0);
+        double *e = k->part + 2 * b.entry;
         for (int64_t c = 0; c < n; c++)
             LOCAL(finish_moments)(e + 2 * c, mu[c], acc_d[c], acc_d2[c], count, k->eps, x0 + c,
                                   C);
@@ -155,15 +174,13 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         k->failed = 1;
         return;
     }
-    for (int64_t it = begin; it < end; it++) { /* it = (s*nq + q)*ncb + chunk */
-        const int64_t sq = it / k->ncb, c0 = (it % k->ncb) * CB;
-        const int64_t s = sq / k->nq, q = sq % k->nq, count = LOCAL(chan_count)(k, q);
-        const int64_t n = C - c0 < CB ? C - c0 : CB;
-        const int64_t first = (s * R + q * k->RB) * C + c0;
+    for (int64_t it = begin; it < end; it++) {
+        const LOCAL(chan_chunk) b = LOCAL(chan_chunk_at)(k, it);
+        const int64_t s = b.s, c0 = b.c0, n = b.n, count = b.count, first = b.first;
         memset(acc, 0, (size_t)(3 * CB) * sizeof(A));
         P->col_backward_acc(k->dy + first, C, k->x + first, C, count, n, k->mu + s * C + c0,
                             k->r + s * C + c0, NULL, acc, acc + CB, acc + 2 * CB);
-        double *e = k->part + 3 * (sq * C + c0);
+        double *e = k->part + 3 * b.entry;
         for (int64_t c = 0; c < n; c++)
             e[3 * c] = acc[c], e[3 * c + 1] = acc[CB + c], e[3 * c + 2] = acc[2 * CB + c];
         if (k->scaled) { /* scale * dy while the block of dy is in cache */
