@@ -687,6 +687,173 @@ typedef struct fastnorm_api_table {
     int (*channel_sums_scale_f64)(int64_t, int64_t, int64_t, int64_t, const double *,
                                   const double *, const double *, double *, double *,
                                   double *, const double *, int);
+    /* 16-bit data (float16, bfloat16) */
+    int (*layer_norm_f16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                          int64_t ldy, const float *weight, const float *bias, double eps,
+                          float *mean, float *rstd, int num_threads);
+    int (*layer_norm_backward_f16)(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                   const uint16_t *x, int64_t ldx, const float *mean,
+                                   const float *rstd, const float *weight, uint16_t *dx,
+                                   int64_t lddx, float *dweight, float *dbias, int num_threads);
+    int (*rms_norm_f16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                        int64_t ldy, const float *weight, double eps, float *rstd,
+                        int num_threads);
+    int (*rms_norm_backward_f16)(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                 const uint16_t *x, int64_t ldx, const float *rstd,
+                                 const float *weight, uint16_t *dx, int64_t lddx,
+                                 float *dweight, int num_threads);
+    int (*add_layer_norm_f16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                              const uint16_t *residual, int64_t ldr, const float *residual_bias,
+                              uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
+                              const float *weight, const float *bias, double eps, float *mean,
+                              float *rstd, int num_threads);
+    int (*add_rms_norm_f16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                            const uint16_t *residual, int64_t ldr, const float *residual_bias,
+                            uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
+                            const float *weight, double eps, float *rstd, int num_threads);
+    int (*layer_norm_per_sample_f16)(int64_t samples, int64_t rows_per_sample, int64_t n,
+                                     const uint16_t *x, int64_t ldx, uint16_t *y, int64_t ldy,
+                                     const float *weight, const float *bias, int64_t ldp,
+                                     double eps, float *mean, float *rstd, int num_threads);
+    int (*layer_norm_per_sample_backward_f16)(int64_t samples, int64_t rows_per_sample,
+                                              int64_t n, const uint16_t *dy, int64_t lddy,
+                                              const uint16_t *x, int64_t ldx, const float *mean,
+                                              const float *rstd, const float *weight,
+                                              int64_t ldp, uint16_t *dx, int64_t lddx,
+                                              float *dweight, float *dbias, int num_threads);
+    int (*group_norm_f16)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                          const uint16_t *x, uint16_t *y, const float *weight,
+                          const float *bias, double eps, float *mean, float *rstd, float *var,
+                          int num_threads);
+    int (*group_norm_backward_f16)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                   const uint16_t *dy, const uint16_t *x, const float *mean,
+                                   const float *rstd, const float *weight, uint16_t *dx,
+                                   float *dweight, float *dbias, int num_threads);
+    int (*channel_moments_f16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x,
+                               double eps, double *mean, double *var, int num_threads);
+    int (*channel_normalize_f16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x,
+                                 uint16_t *y, const double *mean, const double *rstd,
+                                 const float *weight, const float *bias, int accumulate,
+                                 int num_threads);
+    int (*channel_sums_f16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy,
+                            const uint16_t *x, const double *mu, double *sum_dy,
+                            double *sum_dyx, int num_threads);
+    int (*channel_affine_backward_f16)(int64_t S, int64_t R, int64_t C, int64_t L,
+                                       const uint16_t *dy, const uint16_t *x, uint16_t *dx,
+                                       const double *mu, const double *r, const double *a,
+                                       const double *b, const double *k, int accumulate,
+                                       int num_threads);
+    int (*layer_norm_axis_f16)(int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs,
+                               int64_t ldxc, uint16_t *y, int64_t ldys, int64_t ldyc,
+                               const float *weight, const float *bias, double eps, float *mean,
+                               float *rstd, int num_threads);
+    int (*rms_norm_axis_f16)(int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs,
+                             int64_t ldxc, uint16_t *y, int64_t ldys, int64_t ldyc,
+                             const float *weight, double eps, float *rstd, int num_threads);
+    int (*layer_norm_axis_backward_f16)(int64_t S, int64_t C, int64_t L, const uint16_t *dy,
+                                        int64_t lddys, int64_t lddyc, const uint16_t *x,
+                                        int64_t ldxs, int64_t ldxc, const float *mean,
+                                        const float *rstd, const float *weight, uint16_t *dx,
+                                        int64_t lddxs, int64_t lddxc, float *dweight,
+                                        float *dbias, int num_threads);
+    int (*rms_norm_axis_backward_f16)(int64_t S, int64_t C, int64_t L, const uint16_t *dy,
+                                      int64_t lddys, int64_t lddyc, const uint16_t *x,
+                                      int64_t ldxs, int64_t ldxc, const float *rstd,
+                                      const float *weight, uint16_t *dx, int64_t lddxs,
+                                      int64_t lddxc, float *dweight, int num_threads);
+    int (*channel_sums_scale_f16)(int64_t S, int64_t R, int64_t C, int64_t L,
+                                  const uint16_t *dy, const uint16_t *x, const double *mu,
+                                  double *sum_dy, double *sum_dyx, uint16_t *dx,
+                                  const double *a, int num_threads);
+    int (*weight_norm_f16)(int64_t C, int64_t L, const uint16_t *v, const double *g, double eps,
+                           uint16_t *w, int num_threads);
+    int (*weight_norm_backward_f16)(int64_t C, int64_t L, const uint16_t *dw, const uint16_t *v,
+                                    const double *g, double eps, uint16_t *dv, double *dg,
+                                    int num_threads);
+    int (*layer_norm_bf16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                           int64_t ldy, const float *weight, const float *bias, double eps,
+                           float *mean, float *rstd, int num_threads);
+    int (*layer_norm_backward_bf16)(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                    const uint16_t *x, int64_t ldx, const float *mean,
+                                    const float *rstd, const float *weight, uint16_t *dx,
+                                    int64_t lddx, float *dweight, float *dbias,
+                                    int num_threads);
+    int (*rms_norm_bf16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                         int64_t ldy, const float *weight, double eps, float *rstd,
+                         int num_threads);
+    int (*rms_norm_backward_bf16)(int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy,
+                                  const uint16_t *x, int64_t ldx, const float *rstd,
+                                  const float *weight, uint16_t *dx, int64_t lddx,
+                                  float *dweight, int num_threads);
+    int (*add_layer_norm_bf16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                               const uint16_t *residual, int64_t ldr,
+                               const float *residual_bias, uint16_t *sum_out, int64_t lds,
+                               uint16_t *y, int64_t ldy, const float *weight, const float *bias,
+                               double eps, float *mean, float *rstd, int num_threads);
+    int (*add_rms_norm_bf16)(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
+                             const uint16_t *residual, int64_t ldr, const float *residual_bias,
+                             uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
+                             const float *weight, double eps, float *rstd, int num_threads);
+    int (*layer_norm_per_sample_bf16)(int64_t samples, int64_t rows_per_sample, int64_t n,
+                                      const uint16_t *x, int64_t ldx, uint16_t *y, int64_t ldy,
+                                      const float *weight, const float *bias, int64_t ldp,
+                                      double eps, float *mean, float *rstd, int num_threads);
+    int (*layer_norm_per_sample_backward_bf16)(int64_t samples, int64_t rows_per_sample,
+                                               int64_t n, const uint16_t *dy, int64_t lddy,
+                                               const uint16_t *x, int64_t ldx,
+                                               const float *mean, const float *rstd,
+                                               const float *weight, int64_t ldp, uint16_t *dx,
+                                               int64_t lddx, float *dweight, float *dbias,
+                                               int num_threads);
+    int (*group_norm_bf16)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                           const uint16_t *x, uint16_t *y, const float *weight,
+                           const float *bias, double eps, float *mean, float *rstd, float *var,
+                           int num_threads);
+    int (*group_norm_backward_bf16)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
+                                    const uint16_t *dy, const uint16_t *x, const float *mean,
+                                    const float *rstd, const float *weight, uint16_t *dx,
+                                    float *dweight, float *dbias, int num_threads);
+    int (*channel_moments_bf16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x,
+                                double eps, double *mean, double *var, int num_threads);
+    int (*channel_normalize_bf16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *x,
+                                  uint16_t *y, const double *mean, const double *rstd,
+                                  const float *weight, const float *bias, int accumulate,
+                                  int num_threads);
+    int (*channel_sums_bf16)(int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy,
+                             const uint16_t *x, const double *mu, double *sum_dy,
+                             double *sum_dyx, int num_threads);
+    int (*channel_affine_backward_bf16)(int64_t S, int64_t R, int64_t C, int64_t L,
+                                        const uint16_t *dy, const uint16_t *x, uint16_t *dx,
+                                        const double *mu, const double *r, const double *a,
+                                        const double *b, const double *k, int accumulate,
+                                        int num_threads);
+    int (*layer_norm_axis_bf16)(int64_t S, int64_t C, int64_t L, const uint16_t *x,
+                                int64_t ldxs, int64_t ldxc, uint16_t *y, int64_t ldys,
+                                int64_t ldyc, const float *weight, const float *bias,
+                                double eps, float *mean, float *rstd, int num_threads);
+    int (*rms_norm_axis_bf16)(int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs,
+                              int64_t ldxc, uint16_t *y, int64_t ldys, int64_t ldyc,
+                              const float *weight, double eps, float *rstd, int num_threads);
+    int (*layer_norm_axis_backward_bf16)(int64_t S, int64_t C, int64_t L, const uint16_t *dy,
+                                         int64_t lddys, int64_t lddyc, const uint16_t *x,
+                                         int64_t ldxs, int64_t ldxc, const float *mean,
+                                         const float *rstd, const float *weight, uint16_t *dx,
+                                         int64_t lddxs, int64_t lddxc, float *dweight,
+                                         float *dbias, int num_threads);
+    int (*rms_norm_axis_backward_bf16)(int64_t S, int64_t C, int64_t L, const uint16_t *dy,
+                                       int64_t lddys, int64_t lddyc, const uint16_t *x,
+                                       int64_t ldxs, int64_t ldxc, const float *rstd,
+                                       const float *weight, uint16_t *dx, int64_t lddxs,
+                                       int64_t lddxc, float *dweight, int num_threads);
+    int (*channel_sums_scale_bf16)(int64_t S, int64_t R, int64_t C, int64_t L,
+                                   const uint16_t *dy, const uint16_t *x, const double *mu,
+                                   double *sum_dy, double *sum_dyx, uint16_t *dx,
+                                   const double *a, int num_threads);
+    int (*weight_norm_bf16)(int64_t C, int64_t L, const uint16_t *v, const double *g,
+                            double eps, uint16_t *w, int num_threads);
+    int (*weight_norm_backward_bf16)(int64_t C, int64_t L, const uint16_t *dw,
+                                     const uint16_t *v, const double *g, double eps,
+                                     uint16_t *dv, double *dg, int num_threads);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */
