@@ -40,6 +40,10 @@ __all__ = [
 
 def _carr(a, dtype=None):
     """a as a C-contiguous, aligned array (of dtype), copied only when needed."""
+    if type(a) is np.ndarray and (dtype is None or a.dtype == dtype):
+        f = a.flags
+        if f.c_contiguous and f.aligned:
+            return a
     return np.require(a, dtype, ("C_CONTIGUOUS", "ALIGNED"))
 
 
