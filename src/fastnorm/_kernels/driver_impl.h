@@ -64,12 +64,13 @@ static void LOCAL(exact_normalize)(const T *x, T *y, int64_t n, fn_exact_stats s
  * c = mean(d) is the rounding error of mu; var = mean(d^2) - c^2. The row is
  * normalized by (x - mu) - c, which keeps the digits that mu + c would lose.
  * Returns 0, or 1 when the row needs the exact-range path (*exact filled). */
-static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, A sum,
-                                       double eps, A *mu_out, A *c_out, A *rstd_out,
+static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, const A *xa, int64_t n,
+                                       A sum, double eps, A *mu_out, A *c_out, A *rstd_out,
                                        fn_exact_stats *exact) {
     const A mu = sum / (A)n;
     A sd, sq;
-    P->centered_sums(x, n, mu, &sd, &sq);
+    if (xa) P->centered_sums_wide(xa, n, mu, &sd, &sq); /* the same sums, from x widened */
+    else P->centered_sums(x, n, mu, &sd, &sq);
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
         *exact = FN_EXACT(x, n, 1, eps);
         return 1;
@@ -121,6 +122,15 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
+    /* 16-bit data: each row is widened once into this thread's copy, which the
+     * later passes read instead of converting the row again (same results) */
+    FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? FN_WIDE_STACK : 1);
+    A *xa = NULL, *heap_xa = NULL;
+    if (FN_WIDE && n <= FN_WIDE_STACK) {
+        xa = stack_xa;
+    } else if (FN_WIDE && n <= FN_WIDE_MAX) {
+        xa = heap_xa = (A *)malloc((size_t)n * sizeof(A));
+    }
     for (int64_t i = begin; i < end; i++) {
         const int more = i + 1 < end;
         const T *xr = k->x + i * k->ldx;
@@ -134,13 +144,20 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
                             more ? sr + k->lds : NULL);
             src = sr;
         }
-        const A sum = k->centered ? P->sum(src, n) : 0;
-        const A sum_sq = k->centered ? 0 : P->sum_sq(src, n);
+        A sum = 0, sum_sq = 0;
+        if (xa) {
+            if (k->centered) sum = P->widen_sum(src, xa, n);
+            else sum_sq = P->widen_sum_sq(src, xa, n);
+        } else {
+            if (k->centered) sum = P->sum(src, n);
+            else sum_sq = P->sum_sq(src, n);
+        }
         A mu = 0, c = 0, r = 0;
         fn_exact_stats exact;
         const int exact_path =
-            k->centered ? LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r, &exact)
-                        : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
+            k->centered
+                ? LOCAL(layer_norm_row_stats)(P, src, xa, n, sum, k->eps, &mu, &c, &r, &exact)
+                : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
         T *yr = k->y + i * k->ldy;
         const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
         const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
@@ -148,6 +165,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             FN_EXACT_NORMALIZE(src, yr, n, exact, w, b);
             mu = (A)(exact.mean_scaled * exact.scale);
             r = (A)exact.rstd;
+        } else if (xa) {
+            P->normalize_wide(xa, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
+                              more ? yr + k->ldy : NULL);
         } else {
             P->normalize(src, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
                          more ? yr + k->ldy : NULL);
@@ -155,6 +175,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (k->mean) k->mean[i] = (ST)(mu + c);
         if (k->rstd) k->rstd[i] = (ST)r;
     }
+    free(heap_xa);
 }
 
 static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
