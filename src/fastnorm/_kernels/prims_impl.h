@@ -24,6 +24,18 @@
  * scalar tail: the result depends only on the row, never on the thread.
  */
 
+/* VSTORE2(p, v0, v1): v0 to p[0..VN-1], v1 to p[VN..2VN-1]; VSTORE2_NONAN the
+ * same for values that are not NaN (an instantiation may then skip its NaN
+ * handling). Both default to two VSTOREs. */
+#ifndef VSTORE2
+#define VSTORE2(p, v0, v1) (VSTORE(p, v0), VSTORE((p) + VN, v1))
+#define FN_DEFAULT_VSTORE2
+#endif
+#ifndef VSTORE2_NONAN
+#define VSTORE2_NONAN(p, v0, v1) VSTORE2(p, v0, v1)
+#define FN_DEFAULT_VSTORE2_NONAN
+#endif
+
 /* elements of T in a 64-byte cache line: the prefetch stride */
 #define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
 /* elements reduced in registers before a partial sum is added in double */
@@ -257,7 +269,7 @@ static FN_INLINE V NAME(affine)(V t, const W *w, const W *b, const int has_w, co
 static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
                                            A rstd, const W *w, const W *b, const T *next,
                                            T *next_y, const int has_w, const int has_b,
-                                           const int wide) {
+                                           const int wide, const int nonan) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
@@ -273,8 +285,10 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
         }
         V t0 = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
         V t1 = VFMA(VSUB(FN_LOAD(x, xa, i + VN, wide), vmu), vr, vcr);
-        VSTORE(y + i, NAME(affine)(t0, w + i, b + i, has_w, has_b));
-        VSTORE(y + i + VN, NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b));
+        t0 = NAME(affine)(t0, w + i, b + i, has_w, has_b);
+        t1 = NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b);
+        if (nonan) VSTORE2_NONAN(y + i, t0, t1);
+        else VSTORE2(y + i, t0, t1);
     }
     for (; i + VN <= n; i += VN) {
         V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
@@ -291,7 +305,7 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                             const W *b, const T *next, T *next_y) {
 #define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0)
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0)
     if (w && b) FN_NORM(1, 1);
     else if (w) FN_NORM(1, 0);
     else if (b) FN_NORM(0, 1);
@@ -300,13 +314,24 @@ static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, cons
 }
 
 static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
-                                 const W *b, const T *next, T *next_y) {
-#define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1)
-    if (w && b) FN_NORM(1, 1);
-    else if (w) FN_NORM(1, 0);
-    else if (b) FN_NORM(0, 1);
-    else FN_NORM(0, 0);
+                                 const W *b, const T *next, T *next_y, int nonan) {
+#define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
+    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN)
+#define FN_NORM_WB(NONAN)                                                                   \
+    do {                                                                                    \
+        if (w && b) FN_NORM(1, 1, NONAN);                                                   \
+        else if (w) FN_NORM(1, 0, NONAN);                                                   \
+        else if (b) FN_NORM(0, 1, NONAN);                                                   \
+        else FN_NORM(0, 0, NONAN);                                                          \
+    } while (0)
+#ifdef FN_DEFAULT_VSTORE2_NONAN
+    (void)nonan; /* the same store either way */
+    FN_NORM_WB(0);
+#else
+    if (nonan) FN_NORM_WB(1);
+    else FN_NORM_WB(0);
+#endif
+#undef FN_NORM_WB
 #undef FN_NORM
 }
 
@@ -882,5 +907,13 @@ static const PRIMS_TYPE NAME(table) = {
 
 #undef FN_LINE_ELEMS
 #undef FN_LOAD
+#ifdef FN_DEFAULT_VSTORE2
+#undef VSTORE2
+#undef FN_DEFAULT_VSTORE2
+#endif
+#ifdef FN_DEFAULT_VSTORE2_NONAN
+#undef VSTORE2_NONAN
+#undef FN_DEFAULT_VSTORE2_NONAN
+#endif
 #undef FN_SLOAD
 #undef FN_CHUNK
