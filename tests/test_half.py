@@ -305,6 +305,36 @@ def test_large_mean_and_extreme_rows(dt):
     assert np.isnan(y[1].astype(np.float32)).all() and np.isnan(y[2].astype(np.float32)).all()
 
 
+@pytest.mark.parametrize("dt", HALF)
+def test_nonfinite_and_huge_parameters(isa, dt):
+    """NaN, Inf and overflowing parameters: each element is the float32 path's
+    result on the widened data, rounded once (NaN where it is NaN, Inf where
+    it overflows)."""
+    x = data((6, 200), dt)
+    x[1, 7] = np.inf
+    x32 = x.astype(np.float32)
+    for k in range(4):
+        w, b = params(200)
+        if k == 0:
+            w[13] = np.nan
+        elif k == 1:
+            b[50] = -np.inf
+        elif k == 2:
+            w[:] = 3e38
+        else:
+            w[::3] = 0.0
+            b[::5] = 1e38
+        for got, want in [
+                (fastnorm.layer_norm(x, w, b), fastnorm.layer_norm(x32, w, b)),
+                (fastnorm.layer_norm(x, w), fastnorm.layer_norm(x32, w)),
+                (fastnorm.rms_norm(x, w, eps=1e-6), fastnorm.rms_norm(x32, w, eps=1e-6))]:
+            with np.errstate(over="ignore"):
+                want = want.astype(dt)
+            nan = np.isnan(want.astype(np.float32))
+            assert np.array_equal(np.isnan(got.astype(np.float32)), nan)
+            assert np.array_equal(got.view(np.uint16)[~nan], want.view(np.uint16)[~nan])
+
+
 # --------------------------------------------------------------------------
 # Parameters, threads, errors
 # --------------------------------------------------------------------------

@@ -205,6 +205,20 @@ typedef struct {
 } fn_exact_stats;
 
 
+/* Row normalizers of 16-bit data widen each row once into a per-thread copy
+ * (FN_WIDE = 1): on the stack up to FN_WIDE_STACK elements, allocated once
+ * per thread and call up to FN_WIDE_MAX (a copy that stays in L2); longer
+ * rows are converted at every pass instead. */
+#define FN_WIDE_STACK 4096
+#define FN_WIDE_MAX (64 * 1024)
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_ALIGNED_SCRATCH(type, name, len) type name[len] __attribute__((aligned(64)))
+#elif defined(_MSC_VER)
+#define FN_ALIGNED_SCRATCH(type, name, len) __declspec(align(64)) type name[len]
+#else
+#define FN_ALIGNED_SCRATCH(type, name, len) type name[len]
+#endif
+
 /* Each data type instantiates the drivers with: T the storage type, A the
  * accumulation type, W the parameters' type (weight, bias and their
  * gradients), ST the statistics' type (mean, rstd, var), FN_TO_D(v) a value
@@ -218,6 +232,7 @@ typedef struct {
 #define ST float
 #define FN_TO_D(v) ((double)(v))
 #define FN_FROM_D(d) ((T)(d))
+#define FN_WIDE 0
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
 #define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
@@ -264,6 +279,7 @@ typedef struct {
 #undef LOCAL
 #undef FN_TO_D
 #undef FN_FROM_D
+#undef FN_WIDE
 
 /* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
  * and statistics; the exact-range path rounds its double result to float32,
@@ -274,6 +290,7 @@ typedef struct {
 #define ST float
 #define FN_TINY 1e-30
 #define FN_EPS_NEGLIGIBLE 1e-20
+#define FN_WIDE 1
 
 /* float16 (IEEE binary16) data */
 #define SUF f16

@@ -64,12 +64,13 @@ static void LOCAL(exact_normalize)(const T *x, T *y, int64_t n, fn_exact_stats s
  * c = mean(d) is the rounding error of mu; var = mean(d^2) - c^2. The row is
  * normalized by (x - mu) - c, which keeps the digits that mu + c would lose.
  * Returns 0, or 1 when the row needs the exact-range path (*exact filled). */
-static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t n, A sum,
-                                       double eps, A *mu_out, A *c_out, A *rstd_out,
-                                       fn_exact_stats *exact) {
+static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, const A *xa, int64_t n,
+                                       A sum, double eps, A *mu_out, A *c_out, A *rstd_out,
+                                       A *sq_out, fn_exact_stats *exact) {
     const A mu = sum / (A)n;
     A sd, sq;
-    P->centered_sums(x, n, mu, &sd, &sq);
+    if (xa) P->centered_sums_wide(xa, n, mu, &sd, &sq); /* the same sums, from x widened */
+    else P->centered_sums(x, n, mu, &sd, &sq);
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
         *exact = FN_EXACT(x, n, 1, eps);
         return 1;
@@ -79,6 +80,7 @@ static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, int64_t 
     if (var < 0) var = 0;
     *mu_out = mu;
     *c_out = c;
+    *sq_out = sq;
     *rstd_out = (A)(1.0 / sqrt((double)var + eps));
     return 0;
 }
@@ -115,12 +117,40 @@ typedef struct {
     /* per-sample parameters (AdaLN): row i uses the parameter row
      * i / rows_per_param, ldp elements apart; rows_per_param = 0: one row */
     int64_t rows_per_param, ldp;
+    int params_finite; /* every weight and bias element is finite */
 } LOCAL(forward_ctx);
+
+/* Whether the n elements of p (NULL: none) are all finite. */
+static int LOCAL(all_finite)(const W *p, int64_t n) {
+    if (!p) return 1;
+    int bad = 0;
+    for (int64_t j = 0; j < n; j++) bad |= !isfinite(p[j]);
+    return !bad;
+}
+
+/* Whether no element of a row normalized with these statistics can be NaN:
+ * its data is finite (the statistics are), so |t| = |(x - mu) * rstd - c *
+ * rstd| <= sqrt(sq) * rstd + |c * rstd| stays far from overflow, and with
+ * finite parameters t * w + b is finite or an infinity, never NaN. */
+static int LOCAL(row_nonan)(const LOCAL(forward_ctx) *k, A sq, A c, A r) {
+    if (!k->params_finite) return 0;
+    const double rr = (double)r;
+    return (double)sq * rr * rr < 1e58 && fabs((double)c * rr) < 1e29; /* false for NaN */
+}
 
 static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
+    /* 16-bit data: each row is widened once into this thread's copy, which the
+     * later passes read instead of converting the row again (same results) */
+    FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? FN_WIDE_STACK : 1);
+    A *xa = NULL, *heap_xa = NULL;
+    if (FN_WIDE && n <= FN_WIDE_STACK) {
+        xa = stack_xa;
+    } else if (FN_WIDE && n <= FN_WIDE_MAX) {
+        xa = heap_xa = (A *)malloc((size_t)n * sizeof(A));
+    }
     for (int64_t i = begin; i < end; i++) {
         const int more = i + 1 < end;
         const T *xr = k->x + i * k->ldx;
@@ -134,12 +164,19 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
                             more ? sr + k->lds : NULL);
             src = sr;
         }
-        const A sum = k->centered ? P->sum(src, n) : 0;
-        const A sum_sq = k->centered ? 0 : P->sum_sq(src, n);
-        A mu = 0, c = 0, r = 0;
+        A sum = 0, sum_sq = 0;
+        if (xa) {
+            if (k->centered) sum = P->widen_sum(src, xa, n);
+            else sum_sq = P->widen_sum_sq(src, xa, n);
+        } else {
+            if (k->centered) sum = P->sum(src, n);
+            else sum_sq = P->sum_sq(src, n);
+        }
+        A mu = 0, c = 0, r = 0, sq = sum_sq;
         fn_exact_stats exact;
         const int exact_path =
-            k->centered ? LOCAL(layer_norm_row_stats)(P, src, n, sum, k->eps, &mu, &c, &r, &exact)
+            k->centered ? LOCAL(layer_norm_row_stats)(P, src, xa, n, sum, k->eps, &mu, &c, &r,
+                                                      &sq, &exact)
                         : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
         T *yr = k->y + i * k->ldy;
         const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
@@ -148,6 +185,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             FN_EXACT_NORMALIZE(src, yr, n, exact, w, b);
             mu = (A)(exact.mean_scaled * exact.scale);
             r = (A)exact.rstd;
+        } else if (xa) {
+            P->normalize_wide(xa, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
+                              more ? yr + k->ldy : NULL, LOCAL(row_nonan)(k, sq, c, r));
         } else {
             P->normalize(src, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
                          more ? yr + k->ldy : NULL);
@@ -155,6 +195,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (k->mean) k->mean[i] = (ST)(mu + c);
         if (k->rstd) k->rstd[i] = (ST)r;
     }
+    free(heap_xa);
 }
 
 static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
@@ -167,6 +208,17 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
         return FASTNORM_OK;
     }
     k->P = FN_TABLE();
+    k->params_finite = 0;
+    if (FN_WIDE) {
+        const int64_t prows = k->rows_per_param ? (k->rows - 1) / k->rows_per_param + 1 : 1;
+        int ok = 1;
+        for (int64_t q = 0; q < prows && ok; q++) {
+            const int64_t p = k->rows_per_param ? q * k->ldp : 0;
+            ok = LOCAL(all_finite)(k->weight ? k->weight + p : NULL, k->n) &&
+                 LOCAL(all_finite)(k->bias ? k->bias + p : NULL, k->n);
+        }
+        k->params_finite = ok;
+    }
     const int nt = fn_threads_for(num_threads, k->rows, k->rows * k->n * (int64_t)sizeof(T));
     fn_parallel_ranges(nt, k->rows, LOCAL(forward_rows), k);
     return FASTNORM_OK;
@@ -176,14 +228,14 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
                      const W *weight, const W *bias, double eps, ST *mean, ST *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            NULL, NULL, NULL, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            NULL, NULL, NULL, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -192,7 +244,7 @@ int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const
                          int64_t ldy, const W *weight, const W *bias, double eps, ST *mean,
                          ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -200,7 +252,7 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
                        int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
                        int64_t ldy, const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -332,7 +384,8 @@ int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_
                                 const W *bias, int64_t ldp, double eps, ST *mean, ST *rstd,
                                 int num_threads) {
     LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
-                            mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp};
+                            mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp,
+                            0};
     if (rows_per_sample <= 0) return FASTNORM_OK;
     return LOCAL(forward)(&k, num_threads);
 }

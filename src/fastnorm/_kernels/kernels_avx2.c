@@ -52,6 +52,28 @@ static inline void fn_store_bf16(uint16_t *p, __m256 v) {
                                                     _mm256_extracti128_si256(r, 1)));
 }
 
+/* Sixteen elements at once: v0 to p[0..7], v1 to p[8..15]. The same bits as two
+ * fn_store_bf16, with one 256-bit pack, reorder and store instead of two
+ * extracts, packs and 128-bit stores. nonan = 1: the caller guarantees that
+ * no lane is a NaN, and the NaN blend is left out. */
+static FN_INLINE __m256i fn_round_bf16(__m256 v, const int nonan) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    if (!nonan) {
+        const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));
+        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        r = _mm256_blendv_epi8(r, quiet, nan);
+    }
+    return _mm256_srli_epi32(r, 16);
+}
+
+static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const int nonan) {
+    /* packus interleaves the two vectors' 128-bit halves; vpermq restores the order */
+    const __m256i h = _mm256_packus_epi32(fn_round_bf16(v0, nonan), fn_round_bf16(v1, nonan));
+    _mm256_storeu_si256((__m256i *)p, _mm256_permute4x64_epi64(h, 0xd8));
+}
+
 #define PREFETCH(p) FN_PREFETCH(p)
 #define PREFETCH_W(p) FN_PREFETCH_W(p)
 
@@ -189,6 +211,8 @@ static inline void fn_store_bf16(uint16_t *p, __m256 v) {
 
 #define VLOAD(p) fn_load_bf16(p)
 #define VSTORE(p, v) fn_store_bf16(p, v)
+#define VSTORE2(p, v0, v1) fn_store2_bf16(p, v0, v1, 0)
+#define VSTORE2_NONAN(p, v0, v1) fn_store2_bf16(p, v0, v1, 1)
 #define SLOAD(p) fn_bf16_to_f32(*(p))
 #define SSTORE(p, a) (*(p) = fn_f32_to_bf16(a))
 #define PRIMS_TYPE fn_prims_bf16

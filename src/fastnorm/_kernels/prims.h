@@ -89,6 +89,17 @@
                                     const A *mu, const A *r, const A *c, const A *mg,  \
                                     const A *mgx, const W *w, A *dw_acc, A *db_acc,    \
                                     const T *next_dy, const T *next_x, T *next_dx);    \
+        /* The row read once (16-bit data): widen_sum and widen_sum_sq return what    \
+         * sum and sum_sq return and write the row, widened to A, to xa; the "wide"   \
+         * primitives are centered_sums and normalize reading that copy instead of  \
+         * x, with the same arithmetic, so the same results. nonan = 1: the caller    \
+         * guarantees that no result is NaN (its store may skip NaN handling). */      \
+        A (*widen_sum)(const T *x, A *xa, int64_t n);                                   \
+        A (*widen_sum_sq)(const T *x, A *xa, int64_t n);                                \
+        void (*centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *sum_d2);  \
+        void (*normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd,         \
+                               const W *w, const W *b, const T *next, T *next_y,        \
+                               int nonan);                                              \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -24,36 +24,79 @@
  * scalar tail: the result depends only on the row, never on the thread.
  */
 
+/* VSTORE2(p, v0, v1): v0 to p[0..VN-1], v1 to p[VN..2VN-1]; VSTORE2_NONAN the
+ * same for values that are not NaN (an instantiation may then skip its NaN
+ * handling). Both default to two VSTOREs. */
+#ifndef VSTORE2
+#define VSTORE2(p, v0, v1) (VSTORE(p, v0), VSTORE((p) + VN, v1))
+#define FN_DEFAULT_VSTORE2
+#endif
+#ifndef VSTORE2_NONAN
+#define VSTORE2_NONAN(p, v0, v1) VSTORE2(p, v0, v1)
+#define FN_DEFAULT_VSTORE2_NONAN
+#endif
+
 /* elements of T in a 64-byte cache line: the prefetch stride */
 #define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
 /* elements reduced in registers before a partial sum is added in double */
 #define FN_CHUNK ((int64_t)1024)
 
-static A NAME(sum_chunk)(const T *x, int64_t n) {
+/* Each reduction reads its row either as T (x, through VLOAD) or, with the
+ * compile-time flag `wide`, as A from a widened copy (xa, through VLOADA);
+ * the widened values are those VLOAD gives, so both read the same numbers
+ * and add them in the same order. `widen` (sum, sum_sq) also writes the
+ * widened row to xa while summing it. */
+#define FN_LOAD(x, xa, i, wide) ((wide) ? VLOADA((xa) + (i)) : VLOAD((x) + (i)))
+#define FN_SLOAD(x, xa, i, wide) ((wide) ? (xa)[i] : SLOAD((x) + (i)))
+
+static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen) {
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
-        a0 = VADD(a0, VLOAD(x + i));
-        a1 = VADD(a1, VLOAD(x + i + VN));
-        a2 = VADD(a2, VLOAD(x + i + 2 * VN));
-        a3 = VADD(a3, VLOAD(x + i + 3 * VN));
+        V v0 = VLOAD(x + i), v1 = VLOAD(x + i + VN);
+        V v2 = VLOAD(x + i + 2 * VN), v3 = VLOAD(x + i + 3 * VN);
+        if (widen) {
+            VSTOREA(xa + i, v0);
+            VSTOREA(xa + i + VN, v1);
+            VSTOREA(xa + i + 2 * VN, v2);
+            VSTOREA(xa + i + 3 * VN, v3);
+        }
+        a0 = VADD(a0, v0);
+        a1 = VADD(a1, v1);
+        a2 = VADD(a2, v2);
+        a3 = VADD(a3, v3);
     }
-    for (; i + VN <= n; i += VN) a0 = VADD(a0, VLOAD(x + i));
+    for (; i + VN <= n; i += VN) {
+        V v = VLOAD(x + i);
+        if (widen) VSTOREA(xa + i, v);
+        a0 = VADD(a0, v);
+    }
     A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
-    for (; i < n; i++) s += SLOAD(x + i);
+    for (; i < n; i++) {
+        A v = SLOAD(x + i);
+        if (widen) xa[i] = v;
+        s += v;
+    }
     return s;
 }
 
-static void NAME(centered_sums_chunk)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+static A NAME(sum_chunk)(const T *x, int64_t n) { return NAME(sum_chunk_body)(x, NULL, n, 0); }
+
+static A NAME(widen_sum_chunk)(const T *x, A *xa, int64_t n) {
+    return NAME(sum_chunk_body)(x, xa, n, 1);
+}
+
+static FN_INLINE void NAME(centered_sums_chunk_body)(const T *x, const A *xa, int64_t n, A mu,
+                                                     A *sum_d, A *sum_d2, const int wide) {
     const V vmu = VSET1(mu);
     V s0 = VZERO(), s1 = VZERO(), s2 = VZERO(), s3 = VZERO();
     V q0 = VZERO(), q1 = VZERO(), q2 = VZERO(), q3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
-        V d0 = VSUB(VLOAD(x + i), vmu);
-        V d1 = VSUB(VLOAD(x + i + VN), vmu);
-        V d2 = VSUB(VLOAD(x + i + 2 * VN), vmu);
-        V d3 = VSUB(VLOAD(x + i + 3 * VN), vmu);
+        V d0 = VSUB(FN_LOAD(x, xa, i, wide), vmu);
+        V d1 = VSUB(FN_LOAD(x, xa, i + VN, wide), vmu);
+        V d2 = VSUB(FN_LOAD(x, xa, i + 2 * VN, wide), vmu);
+        V d3 = VSUB(FN_LOAD(x, xa, i + 3 * VN, wide), vmu);
         s0 = VADD(s0, d0);
         s1 = VADD(s1, d1);
         s2 = VADD(s2, d2);
@@ -64,14 +107,14 @@ static void NAME(centered_sums_chunk)(const T *x, int64_t n, A mu, A *sum_d, A *
         q3 = VFMA(d3, d3, q3);
     }
     for (; i + VN <= n; i += VN) {
-        V d = VSUB(VLOAD(x + i), vmu);
+        V d = VSUB(FN_LOAD(x, xa, i, wide), vmu);
         s0 = VADD(s0, d);
         q0 = VFMA(d, d, q0);
     }
     A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
     A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
     for (; i < n; i++) {
-        A d = SLOAD(x + i) - mu;
+        A d = FN_SLOAD(x, xa, i, wide) - mu;
         s += d;
         q += d * d;
     }
@@ -79,12 +122,24 @@ static void NAME(centered_sums_chunk)(const T *x, int64_t n, A mu, A *sum_d, A *
     *sum_d2 = q;
 }
 
-static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
+static void NAME(centered_sums_chunk)(const T *x, const A *xa, int64_t n, A mu, A *sum_d,
+                                      A *sum_d2) {
+    if (xa) NAME(centered_sums_chunk_body)(x, xa, n, mu, sum_d, sum_d2, 1);
+    else NAME(centered_sums_chunk_body)(x, xa, n, mu, sum_d, sum_d2, 0);
+}
+
+static FN_INLINE A NAME(sum_sq_chunk_body)(const T *x, A *xa, int64_t n, const int widen) {
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
         V v0 = VLOAD(x + i), v1 = VLOAD(x + i + VN);
         V v2 = VLOAD(x + i + 2 * VN), v3 = VLOAD(x + i + 3 * VN);
+        if (widen) {
+            VSTOREA(xa + i, v0);
+            VSTOREA(xa + i + VN, v1);
+            VSTOREA(xa + i + 2 * VN, v2);
+            VSTOREA(xa + i + 3 * VN, v3);
+        }
         a0 = VFMA(v0, v0, a0);
         a1 = VFMA(v1, v1, a1);
         a2 = VFMA(v2, v2, a2);
@@ -92,14 +147,24 @@ static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
     }
     for (; i + VN <= n; i += VN) {
         V v = VLOAD(x + i);
+        if (widen) VSTOREA(xa + i, v);
         a0 = VFMA(v, v, a0);
     }
     A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
     for (; i < n; i++) {
         A v = SLOAD(x + i);
+        if (widen) xa[i] = v;
         s += v * v;
     }
     return s;
+}
+
+static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
+    return NAME(sum_sq_chunk_body)(x, NULL, n, 0);
+}
+
+static A NAME(widen_sum_sq_chunk)(const T *x, A *xa, int64_t n) {
+    return NAME(sum_sq_chunk_body)(x, xa, n, 1);
 }
 
 /* Whole rows: FN_CHUNK elements at a time with the vector accumulators above,
@@ -113,15 +178,26 @@ static A NAME(sum)(const T *x, int64_t n) {
     return (A)total;
 }
 
-static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+static A NAME(widen_sum)(const T *x, A *xa, int64_t n) {
+    if (n <= FN_CHUNK) return NAME(widen_sum_chunk)(x, xa, n);
+    double total = 0;
+    for (int64_t i = 0; i < n; i += FN_CHUNK)
+        total += NAME(widen_sum_chunk)(x + i, xa + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
+    return (A)total;
+}
+
+/* x as T (xa NULL) or its widened copy xa (x unused) */
+static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A *sum_d,
+                                    A *sum_d2) {
     if (n <= FN_CHUNK) {
-        NAME(centered_sums_chunk)(x, n, mu, sum_d, sum_d2);
+        NAME(centered_sums_chunk)(x, xa, n, mu, sum_d, sum_d2);
         return;
     }
     double total_d = 0, total_d2 = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         A d, d2;
-        NAME(centered_sums_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, &d, &d2);
+        NAME(centered_sums_chunk)(x + i, xa ? xa + i : NULL, n - i < FN_CHUNK ? n - i : FN_CHUNK,
+                                  mu, &d, &d2);
         total_d += d;
         total_d2 += d2;
     }
@@ -129,11 +205,27 @@ static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2
     *sum_d2 = (A)total_d2;
 }
 
+static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    NAME(centered_sums_any)(x, NULL, n, mu, sum_d, sum_d2);
+}
+
+static void NAME(centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    NAME(centered_sums_any)(NULL, xa, n, mu, sum_d, sum_d2);
+}
+
 static A NAME(sum_sq)(const T *x, int64_t n) {
     if (n <= FN_CHUNK) return NAME(sum_sq_chunk)(x, n);
     double total = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK)
         total += NAME(sum_sq_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
+    return (A)total;
+}
+
+static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
+    if (n <= FN_CHUNK) return NAME(widen_sum_sq_chunk)(x, xa, n);
+    double total = 0;
+    for (int64_t i = 0; i < n; i += FN_CHUNK)
+        total += NAME(widen_sum_sq_chunk)(x + i, xa + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
     return (A)total;
 }
 
@@ -174,9 +266,10 @@ static FN_INLINE V NAME(affine)(V t, const W *w, const W *b, const int has_w, co
     return t;
 }
 
-static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
-                                           const W *w, const W *b, const T *next,
-                                           T *next_y, const int has_w, const int has_b) {
+static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
+                                           A rstd, const W *w, const W *b, const T *next,
+                                           T *next_y, const int has_w, const int has_b,
+                                           const int wide, const int nonan) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
@@ -190,17 +283,19 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
             PREFETCH(next + i);
             PREFETCH_W(next_y + i);
         }
-        V t0 = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
-        V t1 = VFMA(VSUB(VLOAD(x + i + VN), vmu), vr, vcr);
-        VSTORE(y + i, NAME(affine)(t0, w + i, b + i, has_w, has_b));
-        VSTORE(y + i + VN, NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b));
+        V t0 = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
+        V t1 = VFMA(VSUB(FN_LOAD(x, xa, i + VN, wide), vmu), vr, vcr);
+        t0 = NAME(affine)(t0, w + i, b + i, has_w, has_b);
+        t1 = NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b);
+        if (nonan) VSTORE2_NONAN(y + i, t0, t1);
+        else VSTORE2(y + i, t0, t1);
     }
     for (; i + VN <= n; i += VN) {
-        V t = VFMA(VSUB(VLOAD(x + i), vmu), vr, vcr);
+        V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
     }
     for (; i < n; i++) {
-        A t = (SLOAD(x + i) - mu) * rstd - cr;
+        A t = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - cr;
         if (has_w) t *= SWLOAD(w + i);
         if (has_b) t += SWLOAD(b + i);
         SSTORE(y + i, t);
@@ -209,10 +304,35 @@ static FN_INLINE void NAME(normalize_body)(const T *x, T *y, int64_t n, A mu, A 
 
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                             const W *b, const T *next, T *next_y) {
-    if (w && b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 1);
-    else if (w) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 1, 0);
-    else if (b) NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 0, 1);
-    else NAME(normalize_body)(x, y, n, mu, c, rstd, w, b, next, next_y, 0, 0);
+#define FN_NORM(HAS_W, HAS_B)                                                               \
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0)
+    if (w && b) FN_NORM(1, 1);
+    else if (w) FN_NORM(1, 0);
+    else if (b) FN_NORM(0, 1);
+    else FN_NORM(0, 0);
+#undef FN_NORM
+}
+
+static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                                 const W *b, const T *next, T *next_y, int nonan) {
+#define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
+    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN)
+#define FN_NORM_WB(NONAN)                                                                   \
+    do {                                                                                    \
+        if (w && b) FN_NORM(1, 1, NONAN);                                                   \
+        else if (w) FN_NORM(1, 0, NONAN);                                                   \
+        else if (b) FN_NORM(0, 1, NONAN);                                                   \
+        else FN_NORM(0, 0, NONAN);                                                          \
+    } while (0)
+#ifdef FN_DEFAULT_VSTORE2_NONAN
+    (void)nonan; /* the same store either way */
+    FN_NORM_WB(0);
+#else
+    if (nonan) FN_NORM_WB(1);
+    else FN_NORM_WB(0);
+#endif
+#undef FN_NORM_WB
+#undef FN_NORM
 }
 
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
@@ -781,8 +901,19 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize),     NAME(backward_sums),  NAME(backward_apply), NAME(add),
     NAME(scale_shift),   NAME(scale_shift_cols), NAME(affine_backward),
     NAME(affine_backward_cols), NAME(col_moments_acc), NAME(col_backward_acc),
-    NAME(normalize_cols), NAME(backward_apply_cols),
+    NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
+    NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
 };
 
 #undef FN_LINE_ELEMS
+#undef FN_LOAD
+#ifdef FN_DEFAULT_VSTORE2
+#undef VSTORE2
+#undef FN_DEFAULT_VSTORE2
+#endif
+#ifdef FN_DEFAULT_VSTORE2_NONAN
+#undef VSTORE2_NONAN
+#undef FN_DEFAULT_VSTORE2_NONAN
+#endif
+#undef FN_SLOAD
 #undef FN_CHUNK
