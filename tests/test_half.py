@@ -475,3 +475,66 @@ def test_batch_layer_switch_weight_norm(isa, dt):
     rdv, rdg = ref.weight_norm_backward(dwn, v, g)
     assert_rounded(dv, rdv, dt, what="weight_norm dv")
     assert_f32_close(dg, rdg, what="weight_norm dg")
+
+
+@pytest.mark.parametrize("dt", HALF)
+@pytest.mark.parametrize("layer_dtype", [np.float32, np.float64])
+def test_layers_with_running_statistics_take_16bit_input(isa, dt, layer_dtype):
+    """The layers keep their own running statistics (float32 or float64) and hand the
+    functions float32 copies for 16-bit x; the result equals the functional call."""
+    x = data((6, 3, 5), dt)
+    dy = data(x.shape, dt, seed=5, loc=0, scale=1)
+    layers = [fastnorm.nn.BatchNorm1d(3, dtype=layer_dtype),
+              fastnorm.nn.InstanceNorm1d(3, track_running_stats=True, dtype=layer_dtype),
+              fastnorm.nn.SwitchNorm(3, dtype=layer_dtype)]
+    for layer in layers:
+        name = type(layer).__name__
+        y = layer(x)
+        assert y.dtype == dt, name
+        assert layer.running_mean.dtype == layer_dtype, name
+        assert np.all(np.isfinite(layer.running_mean)) and np.any(layer.running_mean != 0), name
+        dx = layer.backward(dy)
+        assert dx.dtype == dt and np.all(np.isfinite(dx.astype(np.float32))), name
+        layer.eval()
+        assert layer(x).dtype == dt, name
+    bn = fastnorm.nn.BatchNorm1d(3, dtype=layer_dtype)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    want = fastnorm.batch_norm(x, rm, rv, bn.weight.astype(np.float32),
+                               bn.bias.astype(np.float32), training=True)
+    assert np.array_equal(bn(x), want)
+    assert_f32_close(bn.running_mean.astype(np.float32), rm, what="running_mean")
+    bl = fastnorm.nn.BatchLayerNorm(5, (3, 5), dtype=layer_dtype)
+    assert bl(x).dtype == dt and bl.running_mean.dtype == layer_dtype
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_parameters_get_gradients_of_their_dtype(isa, dt):
+    x = data((4, 6, 5), dt)
+    dy = data(x.shape, dt, seed=6, loc=0, scale=1)
+    w = np.ones(6, dt)
+    b = np.zeros(6, dt)
+    y, m, r = fastnorm.group_norm(x, 3, w, b, return_stats=True)
+    for g in fastnorm.group_norm_backward(dy, x, m, r, w, b)[1:]:
+        assert g.dtype == dt
+    lm = np.array([0.5, -1.0, 0.25], dt)
+    y, st = fastnorm.switch_norm(x, w, b, lm, lm, return_stats=True)
+    assert y.dtype == dt
+    g = fastnorm.switch_norm_backward(dy, x, st, w, b, lm, lm)
+    assert [a.dtype for a in g[1:]] == [dt] * 4
+    # float32 parameters with 16-bit data: float32 gradients
+    w32 = np.ones(6, np.float32)
+    y, m, r = fastnorm.group_norm(x, 3, w32, w32, return_stats=True)
+    assert fastnorm.group_norm_backward(dy, x, m, r, w32, w32)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (2, 4, 0), (2, 0, 3)], ids=["N0", "L0", "C0"])
+def test_switch_norm_zero_size(shape):
+    x = np.zeros(shape, np.float32)
+    rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+    y, st = fastnorm.switch_norm(x, running_mean=rm, running_var=rv, return_stats=True)
+    assert y.shape == shape
+    assert np.all(rm == 0) and np.all(rv == 1)
+    w = np.ones(shape[1], np.float32)
+    dx, dw, db, dmw, dvw = fastnorm.switch_norm_backward(x, x, st, w, w)
+    assert dx.shape == shape and np.all(dw == 0) and np.all(db == 0)
+    assert np.all(dmw == 0) and np.all(dvw == 0)

@@ -209,7 +209,7 @@ def _grad_like(grad, param, x):
     or in a non-float dtype); None stays None."""
     if grad is None or param is None:
         return None
-    dt = param.dtype if isinstance(param, np.ndarray) and param.dtype.kind == "f" else _calc(x)
+    dt = param.dtype if isinstance(param, np.ndarray) and _is_float(param.dtype) else _calc(x)
     return np.asarray(grad).astype(dt, copy=False)
 
 
@@ -706,7 +706,7 @@ def _logits(v, name):
     if v is None:
         return np.zeros(3)  # equal weights (softmax of ones)
     a = np.asarray(v)
-    if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+    if not (_is_float(a.dtype) or a.dtype.kind in "iu"):
         raise TypeError(f"{name} must be a real array of 3 values, got dtype {a.dtype}")
     if a.shape != (3,):
         raise ValueError(f"{name} must have shape (3,) (IN, LN, BN), got {a.shape}")
@@ -747,10 +747,18 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     out = _out(out, x)
     B = _Block(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
-    if training and N * L <= 1:
+    if training and N * L == 1:
         raise ValueError(
             f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
         )
+    if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
+        y = _empty_result(out, x)
+        if not return_stats:
+            return y
+        def nan(*shape):
+            return np.full(shape, np.nan)
+        return y, SwitchNormStats(nan(N, C), nan(N, C), nan(N, C), nan(N, C), nan(N), nan(N),
+                                  nan(C), nan(C), bool(training))
     y = _target(out, B, (B.x, w, b, rm, rv))
     m_in = np.empty((N, C))
     v_in = np.empty((N, C))
@@ -802,6 +810,10 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     m_in, v_in = np.asarray(stats.in_mean), np.asarray(stats.in_var)
     m_ln, v_ln = np.asarray(stats.ln_mean), np.asarray(stats.ln_var)
     m_bn, v_bn = np.asarray(stats.bn_mean), np.asarray(stats.bn_var)
+    if x.size == 0:  # nothing flows back: zero parameter gradients
+        zc = np.zeros(C)
+        return (np.empty(B.shape, x.dtype), _grad_like(zc, weight, x), _grad_like(zc, bias, x),
+                _logit_grad(np.zeros(3), mean_weight, x), _logit_grad(np.zeros(3), var_weight, x))
     sum_dy = np.empty((N, C))
     sum_dyx = np.empty((N, C))
     _core._channel_sums_kernel(dy, B.x, *B.dims, _carr(mu), sum_dy, sum_dyx, nt)

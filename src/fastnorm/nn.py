@@ -364,13 +364,15 @@ class _ChannelNorm(_Module):
     # -- running statistics in the input's dtype ----------------------------
 
     def _running_for(self, x):
-        """The running statistics as arrays of x's dtype the functions may update
-        in place: the layer's own, or copies written back by _store_running."""
+        """The running statistics as arrays of x's computing dtype (x's own, float32
+        for 16-bit x) the functions may update in place: the layer's own, or
+        copies written back by _store_running."""
         rm, rv = self.running_mean, self.running_var
         if rm is None:
             return None, None
-        if rm.dtype != x.dtype:
-            rm, rv = rm.astype(x.dtype), rv.astype(x.dtype)
+        dt = _family._calc(x)
+        if rm.dtype != dt:
+            rm, rv = rm.astype(dt), rv.astype(dt)
         return rm, rv
 
     def _store_running(self, rm, rv):
