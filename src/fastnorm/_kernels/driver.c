@@ -14,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
 #if !defined(_WIN32)
 #include <pthread.h>
+#define FN_PTHREADS 1
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#ifdef FN_PTHREADS
 #define FN_ATFORK 1
 #endif
 #endif
@@ -176,6 +179,108 @@ static int64_t fn_axis_group_items(int64_t items) {
     if (g < 1) g = 1;
     if (g > 64) g = 64;
     return g;
+}
+
+/* ---- scratch memory --------------------------------------------------
+ * The drivers' scratch (partial statistics, per-channel coefficients) can
+ * run to megabytes. Blocks that large come from fresh pages, and faulting
+ * them in on every call can cost more than the kernel itself (a batch norm
+ * over few rows of many channels). So blocks from FN_SCRATCH_KEEP bytes up
+ * to FN_SCRATCH_MAX are kept after use, a few per thread, and handed out
+ * again to a later request they fit; a thread's blocks are freed when it
+ * exits. Each block carries its size in a header before the pointer. */
+#define FN_SCRATCH_HEAD ((size_t)64)
+#define FN_SCRATCH_KEEP ((size_t)64 * 1024)
+#define FN_SCRATCH_MAX ((size_t)64 * 1024 * 1024)
+#define FN_SCRATCH_SLOTS 8
+
+typedef struct {
+    char *block[FN_SCRATCH_SLOTS]; /* headers of kept blocks, or NULL */
+} fn_scratch_cache;
+
+static size_t fn_scratch_size(const char *block) { return *(const size_t *)block; }
+
+#ifdef FN_PTHREADS
+static pthread_key_t fn_scratch_key;
+static pthread_once_t fn_scratch_once = PTHREAD_ONCE_INIT;
+static int fn_scratch_ready = 0;
+
+static void fn_scratch_destroy(void *vc) {
+    fn_scratch_cache *c = (fn_scratch_cache *)vc;
+    for (int i = 0; i < FN_SCRATCH_SLOTS; i++) free(c->block[i]);
+    free(c);
+}
+
+static void fn_scratch_init(void) {
+    fn_scratch_ready = pthread_key_create(&fn_scratch_key, fn_scratch_destroy) == 0;
+}
+
+static fn_scratch_cache *fn_scratch_cache_get(void) {
+    pthread_once(&fn_scratch_once, fn_scratch_init);
+    if (!fn_scratch_ready) return NULL;
+    fn_scratch_cache *c = (fn_scratch_cache *)pthread_getspecific(fn_scratch_key);
+    if (!c) {
+        c = (fn_scratch_cache *)calloc(1, sizeof(*c));
+        if (c && pthread_setspecific(fn_scratch_key, c) != 0) {
+            free(c);
+            c = NULL;
+        }
+    }
+    return c;
+}
+#else
+static fn_scratch_cache *fn_scratch_cache_get(void) { return NULL; }
+#endif
+
+static int fn_scratch_kept(size_t bytes) {
+    return bytes >= FN_SCRATCH_KEEP && bytes <= FN_SCRATCH_MAX;
+}
+
+/* malloc for the drivers: NULL when out of memory. */
+static void *fn_scratch_alloc(size_t bytes) {
+    fn_scratch_cache *c = fn_scratch_kept(bytes) ? fn_scratch_cache_get() : NULL;
+    if (c) { /* the smallest kept block that fits */
+        int best = -1;
+        for (int i = 0; i < FN_SCRATCH_SLOTS; i++)
+            if (c->block[i] && fn_scratch_size(c->block[i]) >= bytes &&
+                (best < 0 || fn_scratch_size(c->block[i]) < fn_scratch_size(c->block[best])))
+                best = i;
+        if (best >= 0) {
+            char *block = c->block[best];
+            c->block[best] = NULL;
+            return block + FN_SCRATCH_HEAD;
+        }
+    }
+    char *block = (char *)malloc(bytes + FN_SCRATCH_HEAD);
+    if (!block) return NULL;
+    *(size_t *)block = bytes;
+    return block + FN_SCRATCH_HEAD;
+}
+
+/* free for fn_scratch_alloc's blocks (NULL is ignored). */
+static void fn_scratch_free(void *p) {
+    if (!p) return;
+    char *block = (char *)p - FN_SCRATCH_HEAD;
+    const size_t bytes = fn_scratch_size(block);
+    fn_scratch_cache *c = fn_scratch_kept(bytes) ? fn_scratch_cache_get() : NULL;
+    if (c) { /* an empty slot, or in place of the smallest kept block if that is smaller */
+        int slot = -1;
+        for (int i = 0; i < FN_SCRATCH_SLOTS && slot < 0; i++)
+            if (!c->block[i]) slot = i;
+        if (slot < 0) {
+            slot = 0;
+            for (int i = 1; i < FN_SCRATCH_SLOTS; i++)
+                if (fn_scratch_size(c->block[i]) < fn_scratch_size(c->block[slot])) slot = i;
+            if (fn_scratch_size(c->block[slot]) >= bytes) {
+                free(block);
+                return;
+            }
+            free(c->block[slot]);
+        }
+        c->block[slot] = block;
+        return;
+    }
+    free(block);
 }
 
 /* Rows of the axis path's column sums reduced in the accumulation type

@@ -76,14 +76,14 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
     LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, BL = k->BL;
-    A *co = (A *)malloc((size_t)(5 * BL) * sizeof(A));
-    double *tot = (double *)malloc((size_t)(2 * BL) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(5 * BL) * sizeof(A));
+    double *tot = (double *)fn_scratch_alloc((size_t)(2 * BL) * sizeof(double));
     T *ex = NULL;         /* exact-range columns, normalized, C elements each */
     int64_t *exi = NULL;  /* ...and their column indices */
     if (!co || !tot) {
         k->failed = 1;
-        free(co);
-        free(tot);
+        fn_scratch_free(co);
+        fn_scratch_free(tot);
         return;
     }
     A *acc_d = co, *acc_d2 = co + BL, *mu = co + 2 * BL, *r = co + 3 * BL, *kk = co + 4 * BL;
@@ -107,8 +107,8 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
                 /* the exact-range path of the row normalizers, on the gathered
                  * column; written after normalize_cols (y may be x) */
                 if (!ex) {
-                    ex = (T *)malloc((size_t)(BL * C) * sizeof(T));
-                    exi = (int64_t *)malloc((size_t)BL * sizeof(int64_t));
+                    ex = (T *)fn_scratch_alloc((size_t)(BL * C) * sizeof(T));
+                    exi = (int64_t *)fn_scratch_alloc((size_t)BL * sizeof(int64_t));
                     if (!ex || !exi) {
                         k->failed = 1;
                         break;
@@ -154,10 +154,10 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
         for (int64_t e = 0; e < nex; e++)
             for (int64_t c = 0; c < C; c++) y0[c * k->yc + exi[e]] = ex[e * C + c];
     }
-    free(co);
-    free(tot);
-    free(ex);
-    free(exi);
+    fn_scratch_free(co);
+    fn_scratch_free(tot);
+    fn_scratch_free(ex);
+    fn_scratch_free(exi);
 }
 
 static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
@@ -205,12 +205,12 @@ static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) 
     LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, BL = k->BL;
-    A *co = (A *)malloc((size_t)(8 * BL) * sizeof(A));
-    double *tot = (double *)malloc((size_t)(3 * BL) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(8 * BL) * sizeof(A));
+    double *tot = (double *)fn_scratch_alloc((size_t)(3 * BL) * sizeof(double));
     if (!co || !tot) {
         k->failed = 1;
-        free(co);
-        free(tot);
+        fn_scratch_free(co);
+        fn_scratch_free(tot);
         return;
     }
     A *acc_g = co, *acc_gx = co + BL, *acc_x = co + 2 * BL;
@@ -264,8 +264,8 @@ static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) 
                                    k->weight, pw, pb, ndy, nx, ndx);
         }
     }
-    free(co);
-    free(tot);
+    fn_scratch_free(co);
+    fn_scratch_free(tot);
 }
 
 static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int num_threads) {
@@ -279,7 +279,7 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int nu
     const int64_t groups = (k->items + k->group - 1) / k->group;
     A *part = NULL;
     if (dweight || dbias) {
-        part = (A *)malloc((size_t)(groups * C * 2) * sizeof(A));
+        part = (A *)fn_scratch_alloc((size_t)(groups * C * 2) * sizeof(A));
         if (!part) return FASTNORM_ENOMEM;
         k->part_w = dweight ? part : NULL;
         k->part_b = (dbias && k->centered) ? part + groups * C : NULL;
@@ -287,7 +287,7 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int nu
     const int nt = fn_threads_for(num_threads, groups, 2 * S * C * L * (int64_t)sizeof(T));
     fn_parallel_ranges(nt, groups, LOCAL(axis_backward_groups), k);
     if (k->failed) {
-        free(part);
+        fn_scratch_free(part);
         return FASTNORM_ENOMEM;
     }
     if (k->part_w) LOCAL(reduce_partials)(k->P, k->part_w, groups, C, num_threads);
@@ -296,7 +296,7 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int nu
         if (dweight) dweight[c] = (W)k->part_w[c];
         if (dbias) dbias[c] = k->part_b ? (W)k->part_b[c] : 0;
     }
-    free(part);
+    fn_scratch_free(part);
     return FASTNORM_OK;
 }
 

@@ -122,7 +122,7 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
         return;
     }
     const int64_t CB = k->CB;
-    A *mu = (A *)malloc((size_t)(3 * CB) * sizeof(A));
+    A *mu = (A *)fn_scratch_alloc((size_t)(3 * CB) * sizeof(A));
     if (!mu) {
         k->failed = 1;
         return;
@@ -144,7 +144,7 @@ static void LOCAL(chan_moment_items)(void *vctx, int64_t begin, int64_t end) {
             LOCAL(finish_moments)(e + 2 * c, mu[c], acc_d[c], acc_d2[c], count, k->eps, x0 + c,
                                   C);
     }
-    free(mu);
+    fn_scratch_free(mu);
 }
 
 /* Gradient entries about mu, in units of r (per (s, c)), with
@@ -169,7 +169,7 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
         return;
     }
     const int64_t CB = k->CB;
-    A *acc = (A *)malloc((size_t)(3 * CB) * sizeof(A));
+    A *acc = (A *)fn_scratch_alloc((size_t)(3 * CB) * sizeof(A));
     if (!acc) {
         k->failed = 1;
         return;
@@ -193,7 +193,7 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
                                         n, zero, a, zero, 0);
         }
     }
-    free(acc);
+    fn_scratch_free(acc);
 }
 
 /* y (+)= (x - mu) * a + b with the (s, c) coefficients. Rows of channels
@@ -247,12 +247,12 @@ static int64_t LOCAL(chan_apply_items_count)(const LOCAL(chan_ctx) *k) {
 static int LOCAL(chan_run_entries)(LOCAL(chan_ctx) *k, fn_range_body body, int width,
                                    int reads, int num_threads) {
     const int64_t items = LOCAL(chan_entry_items)(k);
-    k->part = (double *)malloc((size_t)(k->S * k->nq * k->C * width) * sizeof(double));
+    k->part = (double *)fn_scratch_alloc((size_t)(k->S * k->nq * k->C * width) * sizeof(double));
     if (!k->part) return FASTNORM_ENOMEM;
     const int64_t bytes = reads * k->S * k->R * k->C * k->L * (int64_t)sizeof(T);
     fn_parallel_ranges(fn_threads_for(num_threads, items, bytes), items, body, k);
     if (k->failed) {
-        free(k->part);
+        fn_scratch_free(k->part);
         k->part = NULL;
         return FASTNORM_ENOMEM;
     }
@@ -347,7 +347,7 @@ static int LOCAL(chan_moments)(LOCAL(chan_ctx) *k, int64_t G, double *mean, doub
     const int64_t units = k->S * G;
     fn_parallel_ranges(fn_threads_for(num_threads, units, 16 * k->S * k->nq * k->C), units,
                        LOCAL(merge_units), &m);
-    free(k->part);
+    fn_scratch_free(k->part);
     k->part = NULL;
     return FASTNORM_OK;
 }
@@ -367,7 +367,7 @@ static int LOCAL(chan_sums)(LOCAL(chan_ctx) *k, double *sums, int num_threads) {
             for (int64_t i = 0; i < 3 * C; i++) o[i] += e[i];
         }
     }
-    free(k->part);
+    fn_scratch_free(k->part);
     k->part = NULL;
     return FASTNORM_OK;
 }
@@ -451,12 +451,12 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
     LOCAL(unit_ctx) *k = (LOCAL(unit_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, L = k->L, G = k->G, cpg = C / G;
-    double *e = (double *)malloc((size_t)(2 * cpg) * sizeof(double));
-    A *co = (A *)malloc((size_t)(3 * cpg) * sizeof(A));
+    double *e = (double *)fn_scratch_alloc((size_t)(2 * cpg) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(3 * cpg) * sizeof(A));
     if (!e || !co) {
         k->failed = 1;
-        free(e);
-        free(co);
+        fn_scratch_free(e);
+        fn_scratch_free(co);
         return;
     }
     LOCAL(chan_ctx) one; /* the unit as a one-unit, one-row channel block */
@@ -485,20 +485,20 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         for (int64_t c = 0; c < cpg; c++)
             P->scale_shift(xu + c * L, yu + c * L, L, co[c], co[cpg + c], co[2 * cpg + c], 0);
     }
-    free(e);
-    free(co);
+    fn_scratch_free(e);
+    fn_scratch_free(co);
 }
 
 static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
     LOCAL(unit_ctx) *k = (LOCAL(unit_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t C = k->C, L = k->L, G = k->G, cpg = C / G, SC = k->S * C;
-    double *e = (double *)malloc((size_t)(3 * cpg) * sizeof(double));
-    A *co = (A *)malloc((size_t)(3 * cpg) * sizeof(A));
+    double *e = (double *)fn_scratch_alloc((size_t)(3 * cpg) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(3 * cpg) * sizeof(A));
     if (!e || !co) {
         k->failed = 1;
-        free(e);
-        free(co);
+        fn_scratch_free(e);
+        fn_scratch_free(co);
         return;
     }
     for (int64_t u = begin; u < end; u++) {
@@ -517,8 +517,8 @@ static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
             P->affine_backward(k->dy + o + c * L, k->x + o + c * L, k->out + o + c * L, L, mu, r,
                                co[c], co[cpg + c], co[2 * cpg + c], 0);
     }
-    free(e);
-    free(co);
+    fn_scratch_free(e);
+    fn_scratch_free(co);
 }
 
 /* Whether the fused per-unit path applies, and has work for every thread. */
@@ -549,8 +549,8 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
     k.x = x, k.out = y, k.eps = eps;
-    double *st = (double *)malloc((size_t)(3 * units) * sizeof(double));
-    A *co = (A *)malloc((size_t)(3 * S * C) * sizeof(A));
+    double *st = (double *)fn_scratch_alloc((size_t)(3 * units) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(3 * S * C) * sizeof(A));
     int rc = (st && co) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) rc = LOCAL(chan_moments)(&k, G, st, st + units, num_threads);
     if (rc == FASTNORM_OK) {
@@ -566,8 +566,8 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
         k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
         LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1, num_threads);
     }
-    free(st);
-    free(co);
+    fn_scratch_free(st);
+    fn_scratch_free(co);
     return rc;
 }
 
@@ -589,7 +589,7 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
     const int64_t cpg = C / G, SC = S * C;
     const double M = (double)(cpg * R * L);
     if (LOCAL(use_units)(S, R, L, G, num_threads)) {
-        double *part = (double *)malloc((size_t)(2 * SC) * sizeof(double));
+        double *part = (double *)fn_scratch_alloc((size_t)(2 * SC) * sizeof(double));
         if (!part) return FASTNORM_ENOMEM;
         LOCAL(unit_ctx) k = {FN_CTABLE(), S, C, L, G, x, dy, dx, weight, NULL, 0.0,
                              NULL, NULL, NULL, mean, rstd, part, 0};
@@ -602,14 +602,14 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
                 if (dweight) dweight[c] = (W)dw;
                 if (dbias) dbias[c] = (W)db;
             }
-        free(part);
+        fn_scratch_free(part);
         return k.failed ? FASTNORM_ENOMEM : FASTNORM_OK;
     }
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
     k.x = x, k.dy = dy, k.out = dx;
-    double *sums = (double *)malloc((size_t)(3 * SC + 2 * C) * sizeof(double));
-    A *co = (A *)malloc((size_t)(5 * SC) * sizeof(A));
+    double *sums = (double *)fn_scratch_alloc((size_t)(3 * SC + 2 * C) * sizeof(double));
+    A *co = (A *)fn_scratch_alloc((size_t)(5 * SC) * sizeof(A));
     int rc = (sums && co) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
         A *mu = co, *r = co + SC;
@@ -639,8 +639,8 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
         k.r = co + SC, k.a = a, k.b = b, k.k = kk;
         LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2, num_threads);
     }
-    free(sums);
-    free(co);
+    fn_scratch_free(sums);
+    fn_scratch_free(co);
     return rc;
 }
 
@@ -666,14 +666,14 @@ int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T 
     if (S <= 0 || R <= 0 || C <= 0 || L <= 0) return FASTNORM_OK;
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
-    A *co = (A *)malloc((size_t)(3 * S * C) * sizeof(A));
+    A *co = (A *)fn_scratch_alloc((size_t)(3 * S * C) * sizeof(A));
     if (!co) return FASTNORM_ENOMEM;
     LOCAL(forward_coefficients)(S, C, 1, mean, rstd, weight, bias, co, co + S * C,
                                 co + 2 * S * C);
     k.x = x, k.out = y, k.accumulate = accumulate;
     k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
     LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1 + (accumulate != 0), num_threads);
-    free(co);
+    fn_scratch_free(co);
     return FASTNORM_OK;
 }
 
@@ -690,9 +690,9 @@ static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L,
     }
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
-    double *sums = (double *)malloc((size_t)(3 * SC) * sizeof(double));
+    double *sums = (double *)fn_scratch_alloc((size_t)(3 * SC) * sizeof(double));
     const int64_t nco = dx ? 3 * SC + C : 2 * SC;
-    A *mu_a = (A *)malloc((size_t)nco * sizeof(A));
+    A *mu_a = (A *)fn_scratch_alloc((size_t)nco * sizeof(A));
     int rc = (sums && mu_a) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
         A *ones = mu_a + SC; /* sums about mu, unscaled */
@@ -712,8 +712,8 @@ static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L,
             sum_dy[i] = e[0];
             sum_dyx[i] = e[1] - (mu[i] - (double)mu_a[i]) * e[0];
         }
-    free(sums);
-    free(mu_a);
+    fn_scratch_free(sums);
+    fn_scratch_free(mu_a);
     return rc;
 }
 
@@ -738,7 +738,7 @@ int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, co
     const int64_t SC = S * C;
     LOCAL(chan_ctx) k;
     LOCAL(chan_setup)(&k, S, R, C, L);
-    A *co = (A *)malloc((size_t)(5 * SC) * sizeof(A));
+    A *co = (A *)fn_scratch_alloc((size_t)(5 * SC) * sizeof(A));
     if (!co) return FASTNORM_ENOMEM;
     for (int64_t i = 0; i < SC; i++) {
         co[i] = (A)mu[i];
@@ -752,7 +752,7 @@ int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, co
     k.mu = co, k.r = co + SC, k.a = co + 2 * SC, k.b = co + 3 * SC, k.k = co + 4 * SC;
     LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2 + (accumulate != 0),
                           num_threads);
-    free(co);
+    fn_scratch_free(co);
     return FASTNORM_OK;
 }
 

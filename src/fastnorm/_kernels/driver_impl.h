@@ -149,7 +149,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     if (FN_WIDE && n <= FN_WIDE_STACK) {
         xa = stack_xa;
     } else if (FN_WIDE && n <= FN_WIDE_MAX) {
-        xa = heap_xa = (A *)malloc((size_t)n * sizeof(A));
+        xa = heap_xa = (A *)fn_scratch_alloc((size_t)n * sizeof(A));
     }
     for (int64_t i = begin; i < end; i++) {
         const int more = i + 1 < end;
@@ -195,7 +195,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (k->mean) k->mean[i] = (ST)(mu + c);
         if (k->rstd) k->rstd[i] = (ST)r;
     }
-    free(heap_xa);
+    fn_scratch_free(heap_xa);
 }
 
 static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
@@ -342,7 +342,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
     if (dweight || dbias) {
-        part = (A *)malloc((size_t)(nblocks * n * (k->centered ? 2 : 1)) * sizeof(A));
+        part = (A *)fn_scratch_alloc((size_t)(nblocks * n * (k->centered ? 2 : 1)) * sizeof(A));
         if (!part) return FASTNORM_ENOMEM;
     }
     k->part_w = part;
@@ -356,7 +356,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
             if (dweight) dweight[j] = (W)k->part_w[j];
             if (dbias) dbias[j] = (W)k->part_b[j];
         }
-        free(part);
+        fn_scratch_free(part);
     }
     return FASTNORM_OK;
 }
