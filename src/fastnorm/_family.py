@@ -663,17 +663,28 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     sum_dyx = np.empty(F)
     dy2 = dy.reshape(Bn, F)
     _core._channel_sums_kernel(dy2, blk.x, *blk.dims, mu, sum_dy, sum_dyx, nt)
-    gcol = np.tile(gd, F // D if D else 0)
-    sg, sgx = gcol * sum_dy, gcol * sum_dyx
+    # per column, with g = weight / sqrt(D) and the batch branch's weight b_mix:
+    #   A = b_mix r g,  Bc = -(vb / n) A r sum_dyx,
+    #   K = -(mb / n) A sum_dy + Bc r (mu - center)
+    # (vb, mb: whether the variance / mean are the mini-batch's), in place: these
+    # arrays have one element per feature, as many as x has per sample
     vb = 0.0 if stats.frozen_var else 1.0
     mb = 0.0 if stats.frozen_mean else 1.0
     n = float(Bn)
-    A = b_mix * r * gcol
-    Bc = -vb * b_mix * r * r * sgx / n
-    K = -mb * b_mix * r * sg / n - vb * b_mix * r ** 3 * sgx * (mu - center) / n
+    A = np.tile(gd, F // D if D else 0)
+    A *= r
+    A *= b_mix
+    rsx = r * sum_dyx                 # also the batch branch's dweight terms
+    Bc = A * rsx
+    Bc *= -vb / n
+    K = mu - center
+    K *= r
+    K *= Bc
+    if mb:
+        K -= (mb / n) * (A * sum_dy)
     _core._channel_affine_backward_kernel(dy2, blk.x, dx.reshape(Bn, F), *blk.dims, mu, r, A,
                                           Bc, K, True, nt)
-    dwb = (r * sum_dyx).reshape(-1, D).sum(axis=0)
+    dwb = rsx.reshape(-1, D).sum(axis=0)
     dweight = None
     if weight is not None:
         dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(_calc(x))
