@@ -287,54 +287,33 @@ static void LOCAL(merge_units)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
-    if (cpg == 1) { /* one channel per unit (batch norm): entries row by row, channels inner */
-        for (int64_t u = begin; u < end;) {
-            const int64_t s = u / C, c0 = u % C, c1 = (s + 1) * C <= end ? C : end - s * C;
-            double *mean = m->mean + s * C, *var = m->var + s * C;
-            double total = 0;
-            for (int64_t c = c0; c < c1; c++) mean[c] = 0, var[c] = 0;
-            for (int64_t q = 0; q < k->nq; q++) {
-                const double count = (double)LOCAL(chan_count)(k, q);
-                const double *e = k->part + 2 * (s * k->nq + q) * C;
-                for (int64_t c = c0; c < c1; c++) mean[c] += count * e[2 * c];
-                total += count;
-            }
-            for (int64_t c = c0; c < c1; c++) mean[c] /= total;
-            for (int64_t q = 0; q < k->nq; q++) {
-                const double count = (double)LOCAL(chan_count)(k, q);
-                const double *e = k->part + 2 * (s * k->nq + q) * C;
-                for (int64_t c = c0; c < c1; c++) {
-                    const double d = e[2 * c] - mean[c];
-                    var[c] += e[2 * c + 1] + count * d * d;
-                }
-            }
-            for (int64_t c = c0; c < c1; c++) var[c] /= total;
-            u = s * C + c1;
-        }
-        return;
-    }
-    int64_t s = begin / m->G, c0 = (begin % m->G) * cpg;
-    for (int64_t u = begin; u < end; u++, c0 += cpg) {
-        if (c0 == C) s++, c0 = 0;
-        double total = 0, weighted = 0;
+    /* Entries row by row (q outer), channels inner: each unit still adds its
+     * entries in the order (q, channel), and the rows stream through memory. */
+    const int64_t G = m->G;
+    for (int64_t u = begin; u < end;) {
+        const int64_t s = u / G, g0 = u % G, g1 = (s + 1) * G <= end ? G : end - s * G;
+        double *mean = m->mean + s * G, *var = m->var + s * G;
+        double total = 0;
+        for (int64_t g = g0; g < g1; g++) mean[g] = 0, var[g] = 0;
         for (int64_t q = 0; q < k->nq; q++) {
             const double count = (double)LOCAL(chan_count)(k, q);
-            const double *e = k->part + 2 * ((s * k->nq + q) * C + c0);
-            for (int64_t c = 0; c < cpg; c++) weighted += count * e[2 * c];
+            const double *e = k->part + 2 * (s * k->nq + q) * C;
+            for (int64_t g = g0; g < g1; g++)
+                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) mean[g] += count * e[2 * c];
             total += count * (double)cpg;
         }
-        const double mean = weighted / total;
-        double m2 = 0;
+        for (int64_t g = g0; g < g1; g++) mean[g] /= total;
         for (int64_t q = 0; q < k->nq; q++) {
             const double count = (double)LOCAL(chan_count)(k, q);
-            const double *e = k->part + 2 * ((s * k->nq + q) * C + c0);
-            for (int64_t c = 0; c < cpg; c++) {
-                const double d = e[2 * c] - mean;
-                m2 += e[2 * c + 1] + count * d * d;
-            }
+            const double *e = k->part + 2 * (s * k->nq + q) * C;
+            for (int64_t g = g0; g < g1; g++)
+                for (int64_t c = g * cpg; c < (g + 1) * cpg; c++) {
+                    const double d = e[2 * c] - mean[g];
+                    var[g] += e[2 * c + 1] + count * d * d;
+                }
         }
-        m->mean[u] = mean;
-        m->var[u] = m2 / total;
+        for (int64_t g = g0; g < g1; g++) var[g] /= total;
+        u = s * G + g1;
     }
 }
 
