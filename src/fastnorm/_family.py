@@ -120,21 +120,22 @@ def _out(out, x, name="out"):
     return out
 
 
-def _target(out, block, sources):
-    """The array the kernel writes: out itself when it is C-contiguous and
-    either is x or shares no memory with the inputs; otherwise a scratch
-    array copied into out at the end."""
+def _target(out, x, sources):
+    """The array the kernel writes for data x (C-contiguous, what the kernel
+    reads): out itself when it is C-contiguous and either is x or shares no
+    memory with the inputs; otherwise a scratch array copied into out at the
+    end."""
     if out is None:
-        return np.empty(block.shape, block.dtype)
+        return np.empty(x.shape, x.dtype)
     if out.flags.c_contiguous and out.flags.aligned:
         # in place over x itself is fine (each element is read before it is
         # written); any other overlap (a shifted x, parameters or running
         # statistics living in out) goes through scratch
-        in_place = _core._same_data(out, block.x)
+        in_place = _core._same_data(out, x)
         if not any(np.may_share_memory(out, s) for s in sources
-                   if s is not None and not (in_place and s is block.x)):
+                   if s is not None and not (in_place and s is x)):
             return out
-    return np.empty(block.shape, block.dtype)
+    return np.empty(x.shape, x.dtype)
 
 
 def _finish(target, out):
@@ -259,7 +260,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     w = _param(weight, B.C, x, "weight")
     b = _param(bias, B.C, x, "bias")
     out = _out(out, x)
-    y = _target(out, B, (B.x, w, b))
+    y = _target(out, B.x, (B.x, w, b))
     mean = np.empty((B.S, G), _calc(x))
     rstd = np.empty((B.S, G), _calc(x))
     _core._group_norm_kernel(B.x, y, *B.dims, G, w, b, e, mean, rstd, None, nt)
@@ -374,7 +375,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
                            return_stats)
-        y = _target(out, B, (B.x, w, b, rm, rv))
+        y = _target(out, B.x, (B.x, w, b, rm, rv))
         mean = np.empty(C, _calc(x))
         rstd = np.empty(C, _calc(x))
         var = np.empty(C, _calc(x))
@@ -383,7 +384,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     else:
         if rm is None or rv is None:
             raise ValueError("running_mean and running_var are required when training=False")
-        y = _target(out, B, (B.x, w, b, rm, rv))
+        y = _target(out, B.x, (B.x, w, b, rm, rv))
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
@@ -456,7 +457,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
                            return_stats)
-        y = _target(out, B, (B.x, w, b, rm, rv))
+        y = _target(out, B.x, (B.x, w, b, rm, rv))
         mean = np.empty((B.S, C), _calc(x))
         rstd = np.empty((B.S, C), _calc(x))
         var = np.empty((B.S, C), _calc(x))
@@ -466,7 +467,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                             var.astype(np.float64).mean(axis=0), L, m)
     else:
         B = _Block(x, k, per_sample=False)
-        y = _target(out, B, (B.x, w, b, rm, rv))
+        y = _target(out, B.x, (B.x, w, b, rm, rv))
         mean64 = rm.astype(np.float64)
         rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
@@ -770,7 +771,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
             return np.full(shape, np.nan)
         return y, SwitchNormStats(nan(N, C), nan(N, C), nan(N, C), nan(N, C), nan(N), nan(N),
                                   nan(C), nan(C), bool(training))
-    y = _target(out, B, (B.x, w, b, rm, rv))
+    y = _target(out, B.x, (B.x, w, b, rm, rv))
     m_in = np.empty((N, C))
     v_in = np.empty((N, C))
     _core._channel_moments_kernel(B.x, *B.dims, e, m_in, v_in, nt)
@@ -891,6 +892,16 @@ def _wn_layout(v, g, axis, eps):
     return v, e, dims, ga
 
 
+def _wn_norms(vc, dims, eps, nt):
+    """sqrt(sum(v^2) + eps) per index of the normalized axis, from the centered
+    moments of the channel stage (v as the (1, R, C, L) block dims)."""
+    mean = np.empty(dims[2])
+    var = np.empty(dims[2])
+    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, nt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(dims[1] * dims[3] * (var + mean * mean) + eps)
+
+
 def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
 
@@ -904,23 +915,14 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     out = _out(out, v)
     vc = _carr(v)
     gg = _carr(ga.reshape(-1), np.float64)
-    w = out
-    if out is None or not (out.flags.c_contiguous and out.flags.aligned) or (
-            np.may_share_memory(out, gg)
-            or (np.may_share_memory(out, vc) and not _core._same_data(out, vc))):
-        w = np.empty(v.shape, v.dtype)
+    w = _target(out, vc, (vc, gg))
     if v.size == 0:
         return _finish(w, out)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         _core._weight_norm_kernel(vc, w, dims[2], dims[3], gg, e, nt)
         return _finish(w, out)
-    mean = np.empty(dims[2])
-    var = np.empty(dims[2])
-    M = dims[1] * dims[3]
-    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, nt)
     with np.errstate(divide="ignore", invalid="ignore"):
-        norm = np.sqrt(M * (var + mean * mean) + e)
-        scale = gg / norm
+        scale = gg / _wn_norms(vc, dims, e, nt)
     _core._channel_normalize_kernel(vc, w, *dims, np.zeros(dims[2]), scale, None, None, False,
                                     nt)
     return _finish(w, out)
@@ -938,23 +940,17 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
         return dv, np.zeros(ga.shape, ga.dtype)
+    gg = _carr(ga.reshape(-1), np.float64)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         dg = np.empty(C)
-        _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3],
-                                           _carr(ga.reshape(-1), np.float64), e, dg,
-                                           nt)
+        _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3], gg, e, dg, nt)
         return dv, dg.reshape(ga.shape).astype(ga.dtype)
-    mean = np.empty(C)
-    var = np.empty(C)
-    M = dims[1] * dims[3]
-    _core._channel_moments_kernel(vc, *dims, 0.0, mean, var, nt)
+    norm = _wn_norms(vc, dims, e, nt)
     sum_dw = np.empty(C)
     sum_dwv = np.empty(C)
     zeros = np.zeros(C)
     _core._channel_sums_kernel(dwc, vc, *dims, zeros, sum_dw, sum_dwv, nt)
-    gg = ga.reshape(-1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        norm = np.sqrt(M * (var + mean * mean) + e)
         dg = sum_dwv / norm
         a = gg / norm
         b = -gg * dg / norm ** 2
