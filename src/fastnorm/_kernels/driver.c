@@ -313,7 +313,12 @@ typedef struct {
 /* Row normalizers of 16-bit data widen each row once into a per-thread copy
  * (FN_WIDE = 1): on the stack up to FN_WIDE_STACK elements, allocated once
  * per thread and call up to FN_WIDE_MAX (a copy that stays in L2); longer
- * rows are converted at every pass instead. */
+ * rows are converted at every pass instead.
+ * The LayerNorm/RMSNorm backward widens dy and x the same way where that pays
+ * (FN_WIDE_BACKWARD = 1: bfloat16, whose loads are integer shifts): 7-12%
+ * faster for bfloat16 on rows of 768 to 4096 elements, but up to 1.35x slower
+ * for float16, whose F16C loads convert for free next to the stores and
+ * reloads of two copies. */
 #define FN_WIDE_STACK 4096
 #define FN_WIDE_MAX (64 * 1024)
 #if defined(__GNUC__) || defined(__clang__)
@@ -338,6 +343,7 @@ typedef struct {
 #define FN_TO_D(v) ((double)(v))
 #define FN_FROM_D(d) ((T)(d))
 #define FN_WIDE 0
+#define FN_WIDE_BACKWARD 0
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
 #define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
@@ -385,6 +391,7 @@ typedef struct {
 #undef FN_TO_D
 #undef FN_FROM_D
 #undef FN_WIDE
+#undef FN_WIDE_BACKWARD
 
 /* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
  * and statistics; the exact-range path rounds its double result to float32,
@@ -398,6 +405,7 @@ typedef struct {
 #define FN_WIDE 1
 
 /* float16 (IEEE binary16) data */
+#define FN_WIDE_BACKWARD 0
 #define SUF f16
 #define PRIMS_TYPE fn_prims_f16
 #define FN_TO_D(v) ((double)fn_f16_to_f32(v))
@@ -414,7 +422,10 @@ typedef struct {
 #undef NAME
 #undef LOCAL
 
+#undef FN_WIDE_BACKWARD
+
 /* bfloat16 data */
+#define FN_WIDE_BACKWARD 1
 #define SUF bf16
 #define PRIMS_TYPE fn_prims_bf16
 #define FN_TO_D(v) ((double)fn_bf16_to_f32(v))

@@ -276,6 +276,17 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(backward_ctx) *k = (const LOCAL(backward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
+    /* bfloat16 data (FN_WIDE_BACKWARD): the sums widen dy and x once into this
+     * thread's copies (dya, then xa), which the second pass reads instead of
+     * converting again */
+    FN_ALIGNED_SCRATCH(A, stack_wide, FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK : 1);
+    A *dya = NULL, *heap_wide = NULL;
+    if (FN_WIDE_BACKWARD && n <= FN_WIDE_STACK) {
+        dya = stack_wide;
+    } else if (FN_WIDE_BACKWARD && n <= FN_WIDE_MAX) {
+        dya = heap_wide = (A *)fn_scratch_alloc((size_t)(2 * n) * sizeof(A));
+    }
+    A *const xa = dya ? dya + n : NULL;
     for (int64_t blk = begin; blk < end; blk++) {
         A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
         A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
@@ -287,18 +298,25 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
             const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
             A s[3];
-            P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
+            if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
+            else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
             /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
             const A c = k->centered ? s[2] / (A)n : 0;
             const A mg = k->centered ? s[0] / (A)n : 0;
             const A mgx = s[1] / (A)n - c * mg;
             const int more = i + 1 < last;
             T *dxr = k->dx + i * k->lddx;
-            P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b,
-                              more ? dyr + k->lddy : NULL, more ? xr + k->ldx : NULL,
-                              more ? dxr + k->lddx : NULL);
+            const T *ndy = more ? dyr + k->lddy : NULL, *nx = more ? xr + k->ldx : NULL;
+            T *ndx = more ? dxr + k->lddx : NULL;
+            if (xa)
+                P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w,
+                                       acc_b, ndy, nx, ndx);
+            else
+                P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b,
+                                  ndy, nx, ndx);
         }
     }
+    fn_scratch_free(heap_wide);
 }
 
 typedef struct {

@@ -100,6 +100,15 @@
         void (*normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd,         \
                                const W *w, const W *b, const T *next, T *next_y,        \
                                int nonan);                                              \
+        /* backward_sums that also writes dy and x, widened to A, to dya and xa;      \
+         * backward_apply reading those copies instead of dy and x (next_* still      \
+         * the rows of T used after these): the same results */                       \
+        void (*backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int64_t n,    \
+                                   A mu, A rstd, const W *w, A sums[3]);                 \
+        void (*backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu,   \
+                                    A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,     \
+                                    A *db_acc, const T *next_dy, const T *next_x,        \
+                                    T *next_dx);                                         \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

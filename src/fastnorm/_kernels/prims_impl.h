@@ -335,15 +335,27 @@ static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd
 #undef FN_NORM
 }
 
-static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t n, A mu, A rstd,
-                                               const W *w, A sums[3], const int has_w) {
+/* The backward reads dy and x as T, or (`wide`) from widened copies dya and xa
+ * (dy and x unused); `widen` (backward_sums_wide) also writes those copies
+ * while summing. The widened values are those VLOAD gives: the same sums and
+ * the same dx either way. */
+static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, A *dya, A *xa,
+                                               int64_t n, A mu, A rstd, const W *w, A sums[3],
+                                               const int has_w, const int widen) {
     const V vmu = VSET1(mu), vr = VSET1(rstd);
     V g0 = VZERO(), g1 = VZERO(), p0 = VZERO(), p1 = VZERO(), h0 = VZERO(), h1 = VZERO();
     int64_t i = 0;
     for (; i + 2 * VN <= n; i += 2 * VN) {
-        V xh0 = VMUL(VSUB(VLOAD(x + i), vmu), vr);
-        V xh1 = VMUL(VSUB(VLOAD(x + i + VN), vmu), vr);
+        const V vx0 = VLOAD(x + i), vx1 = VLOAD(x + i + VN);
         V gg0 = VLOAD(dy + i), gg1 = VLOAD(dy + i + VN);
+        if (widen) {
+            VSTOREA(xa + i, vx0);
+            VSTOREA(xa + i + VN, vx1);
+            VSTOREA(dya + i, gg0);
+            VSTOREA(dya + i + VN, gg1);
+        }
+        V xh0 = VMUL(VSUB(vx0, vmu), vr);
+        V xh1 = VMUL(VSUB(vx1, vmu), vr);
         if (has_w) {
             gg0 = VMUL(gg0, WLOAD(w + i));
             gg1 = VMUL(gg1, WLOAD(w + i + VN));
@@ -357,8 +369,13 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
     }
     A sg = VHSUM(VADD(g0, g1)), sp = VHSUM(VADD(p0, p1)), sh = VHSUM(VADD(h0, h1));
     for (; i < n; i++) {
-        A xh = (SLOAD(x + i) - mu) * rstd;
+        const A xv = SLOAD(x + i);
         A g = SLOAD(dy + i);
+        if (widen) {
+            xa[i] = xv;
+            dya[i] = g;
+        }
+        A xh = (xv - mu) * rstd;
         if (has_w) g *= SWLOAD(w + i);
         sg += g;
         sp += g * xh;
@@ -369,40 +386,69 @@ static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, int64_t 
     sums[2] = sh;
 }
 
-static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
-                                A sums[3]) {
+static void NAME(backward_sums_any)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
+                                    A rstd, const W *w, A sums[3]) {
+#define FN_BWD_SUMS(OFF, LEN, OUT)                                                         \
+    do {                                                                                   \
+        const W *wo = w ? w + (OFF) : NULL;                                                \
+        if (xa && w)                                                                       \
+            NAME(backward_sums_body)(dy + (OFF), x + (OFF), dya + (OFF), xa + (OFF), LEN, mu, \
+                                     rstd, wo, OUT, 1, 1);                                 \
+        else if (xa)                                                                       \
+            NAME(backward_sums_body)(dy + (OFF), x + (OFF), dya + (OFF), xa + (OFF), LEN, mu, \
+                                     rstd, wo, OUT, 0, 1);                                 \
+        else if (w)                                                                        \
+            NAME(backward_sums_body)(dy + (OFF), x + (OFF), NULL, NULL, LEN, mu, rstd, wo, OUT, \
+                                     1, 0);                                                \
+        else                                                                               \
+            NAME(backward_sums_body)(dy + (OFF), x + (OFF), NULL, NULL, LEN, mu, rstd, wo, OUT, \
+                                     0, 0);                                                \
+    } while (0)
     if (n <= FN_CHUNK) {
-        if (w) NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 1);
-        else NAME(backward_sums_body)(dy, x, n, mu, rstd, w, sums, 0);
+        FN_BWD_SUMS(0, n, sums);
         return;
     }
     double total[3] = {0, 0, 0};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
         A part[3];
-        if (w) NAME(backward_sums_body)(dy + i, x + i, len, mu, rstd, w + i, part, 1);
-        else NAME(backward_sums_body)(dy + i, x + i, len, mu, rstd, w, part, 0);
+        FN_BWD_SUMS(i, len, part);
         for (int j = 0; j < 3; j++) total[j] += part[j];
     }
     for (int j = 0; j < 3; j++) sums[j] = (A)total[j];
+#undef FN_BWD_SUMS
 }
 
-/* One vector of the NB step; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
-static FN_INLINE void NAME(backward_apply_vec)(const T *dy, const T *x, T *dx, const W *w,
-                                               A *dw_acc, A *db_acc, V vmu, V vc, V vr, V vmg,
-                                               V vmgx, const int has_w, const int acc) {
-    V xh = VSUB(VMUL(VSUB(VLOAD(x), vmu), vr), vc);
-    V d = VLOAD(dy);
-    V g = has_w ? VMUL(d, WLOAD(w)) : d;
-    VSTORE(dx, VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg))));
-    if (acc >= 1) VSTOREA(dw_acc, VFMA(d, xh, VLOADA(dw_acc)));
-    if (acc >= 2) VSTOREA(db_acc, VADD(VLOADA(db_acc), d));
+static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
+                                A sums[3]) {
+    NAME(backward_sums_any)(dy, x, NULL, NULL, n, mu, rstd, w, sums);
 }
 
-static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
-                                                A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,
+static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
+                                     A rstd, const W *w, A sums[3]) {
+    NAME(backward_sums_any)(dy, x, dya, xa, n, mu, rstd, w, sums);
+}
+
+/* dx of one vector of the NB step (element i), returned for the caller to
+ * store; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
+static FN_INLINE V NAME(backward_apply_vec)(const T *dy, const T *x, const A *dya, const A *xa,
+                                            int64_t i, const W *w, A *dw_acc, A *db_acc, V vmu,
+                                            V vc, V vr, V vmg, V vmgx, const int has_w,
+                                            const int acc, const int wide) {
+    V xh = VSUB(VMUL(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr), vc);
+    V d = FN_LOAD(dy, dya, i, wide);
+    V g = has_w ? VMUL(d, WLOAD(w + i)) : d;
+    if (acc >= 1) VSTOREA(dw_acc + i, VFMA(d, xh, VLOADA(dw_acc + i)));
+    if (acc >= 2) VSTOREA(db_acc + i, VADD(VLOADA(db_acc + i), d));
+    return VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg)));
+}
+
+static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
+                                                const A *xa, T *dx, int64_t n, A mu, A c,
+                                                A rstd, const W *w, A mg, A mgx, A *dw_acc,
                                                 A *db_acc, const T *next_dy, const T *next_x,
-                                                T *next_dx, const int has_w, const int acc) {
+                                                T *next_dx, const int has_w, const int acc,
+                                                const int wide) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     int64_t i = 0;
@@ -413,18 +459,18 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
             PREFETCH(next_dy + i);
             PREFETCH_W(next_dx + i);
         }
-        NAME(backward_apply_vec)(dy + i, x + i, dx + i, w + i, dw_acc + i, db_acc + i, vmu, vc,
-                                 vr, vmg, vmgx, has_w, acc);
-        NAME(backward_apply_vec)(dy + i + VN, x + i + VN, dx + i + VN, w + i + VN,
-                                 dw_acc + i + VN, db_acc + i + VN, vmu, vc, vr, vmg, vmgx,
-                                 has_w, acc);
+        const V r0 = NAME(backward_apply_vec)(dy, x, dya, xa, i, w, dw_acc, db_acc, vmu, vc, vr,
+                                              vmg, vmgx, has_w, acc, wide);
+        const V r1 = NAME(backward_apply_vec)(dy, x, dya, xa, i + VN, w, dw_acc, db_acc, vmu, vc,
+                                              vr, vmg, vmgx, has_w, acc, wide);
+        VSTORE2(dx + i, r0, r1);
     }
     for (; i + VN <= n; i += VN)
-        NAME(backward_apply_vec)(dy + i, x + i, dx + i, w + i, dw_acc + i, db_acc + i, vmu, vc,
-                                 vr, vmg, vmgx, has_w, acc);
+        VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, i, w, dw_acc, db_acc, vmu, vc,
+                                                vr, vmg, vmgx, has_w, acc, wide));
     for (; i < n; i++) {
-        A xh = (SLOAD(x + i) - mu) * rstd - c;
-        A d = SLOAD(dy + i);
+        A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
+        A d = FN_SLOAD(dy, dya, i, wide);
         A g = has_w ? d * SWLOAD(w + i) : d;
         SSTORE(dx + i, rstd * ((g - mg) - xh * mgx));
         if (acc >= 1) dw_acc[i] += d * xh;
@@ -432,23 +478,43 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, T *dx, 
     }
 }
 
+static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, const A *xa, T *dx,
+                                     int64_t n, A mu, A c, A rstd, const W *w, A mg, A mgx,
+                                     A *dw_acc, A *db_acc, const T *next_dy, const T *next_x,
+                                     T *next_dx) {
+#define FN_BWD_APPLY(HAS_W, ACC, WIDE)                                                     \
+    NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, \
+                              next_dy, next_x, next_dx, HAS_W, ACC, WIDE)
+#define FN_BWD_APPLY_ACC(HAS_W, WIDE)                                                      \
+    do {                                                                                   \
+        if (acc == 2) FN_BWD_APPLY(HAS_W, 2, WIDE);                                        \
+        else if (acc == 1) FN_BWD_APPLY(HAS_W, 1, WIDE);                                   \
+        else FN_BWD_APPLY(HAS_W, 0, WIDE);                                                 \
+    } while (0)
+    const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
+    if (xa) {
+        if (w) FN_BWD_APPLY_ACC(1, 1);
+        else FN_BWD_APPLY_ACC(0, 1);
+    } else {
+        if (w) FN_BWD_APPLY_ACC(1, 0);
+        else FN_BWD_APPLY_ACC(0, 0);
+    }
+#undef FN_BWD_APPLY_ACC
+#undef FN_BWD_APPLY
+}
+
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
                                  const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
                                  const T *next_dy, const T *next_x, T *next_dx) {
-#define FN_BWD_APPLY(HAS_W, ACC)                                                           \
-    NAME(backward_apply_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, next_dy, \
-                              next_x, next_dx, HAS_W, ACC)
-    const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
-    if (w) {
-        if (acc == 2) FN_BWD_APPLY(1, 2);
-        else if (acc == 1) FN_BWD_APPLY(1, 1);
-        else FN_BWD_APPLY(1, 0);
-    } else {
-        if (acc == 2) FN_BWD_APPLY(0, 2);
-        else if (acc == 1) FN_BWD_APPLY(0, 1);
-        else FN_BWD_APPLY(0, 0);
-    }
-#undef FN_BWD_APPLY
+    NAME(backward_apply_any)(dy, x, NULL, NULL, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
+                             next_dy, next_x, next_dx);
+}
+
+static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu, A c,
+                                      A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                      const T *next_dy, const T *next_x, T *next_dx) {
+    NAME(backward_apply_any)(NULL, NULL, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc,
+                             db_acc, next_dy, next_x, next_dx);
 }
 
 static void NAME(add)(A *dst, const A *src, int64_t n) {
@@ -903,6 +969,7 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(affine_backward_cols), NAME(col_moments_acc), NAME(col_backward_acc),
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
+    NAME(backward_sums_wide), NAME(backward_apply_wide),
 };
 
 #undef FN_LINE_ELEMS
