@@ -7,11 +7,17 @@ computation (1e-5 of the result's scale). Statistics and parameter gradients
 are float32. The conversions are checked on every 16-bit pattern, on both
 kernel tables. bfloat16 comes from ml_dtypes, an optional dependency: its
 cases are skipped without it.
+
+The fastnorm.nn layers of a 16-bit dtype hold 16-bit parameters and float32
+running statistics: they are checked bit for bit against float32 layers
+holding the same values and against the functions called with the same
+arrays, and against the float64 reference.
 """
 import numpy as np
 import pytest
 
 import fastnorm
+from fastnorm import nn
 from fastnorm import reference as ref
 
 try:
@@ -564,3 +570,463 @@ def test_switch_norm_zero_size(shape):
     dx, dw, db, dmw, dvw = fastnorm.switch_norm_backward(x, x, st, w, w)
     assert dx.shape == shape and np.all(dw == 0) and np.all(db == 0)
     assert np.all(dmw == 0) and np.all(dvw == 0)
+
+
+# --------------------------------------------------------------------------
+# Layer classes of dtype float16 / bfloat16
+# --------------------------------------------------------------------------
+
+# name: (constructor taking the layer dtype, x shape)
+LAYERS = {
+    "LayerNorm": (lambda dt: nn.LayerNorm((3, 8), dtype=dt), (4, 3, 8)),
+    "RMSNorm": (lambda dt: nn.RMSNorm(8, dtype=dt), (4, 3, 8)),
+    "GroupNorm": (lambda dt: nn.GroupNorm(2, 6, dtype=dt), (3, 6, 5)),
+    "GroupNorm-last": (lambda dt: nn.GroupNorm(3, 6, axis=-1, dtype=dt), (3, 5, 6)),
+    "InstanceNorm": (lambda dt: nn.InstanceNorm(6, affine=True, track_running_stats=True,
+                                                dtype=dt), (3, 6, 2, 3)),
+    "InstanceNorm1d": (lambda dt: nn.InstanceNorm1d(6, affine=True, track_running_stats=True,
+                                                    dtype=dt), (3, 6, 7)),
+    "InstanceNorm2d": (lambda dt: nn.InstanceNorm2d(6, affine=True, track_running_stats=True,
+                                                    dtype=dt), (2, 6, 3, 4)),
+    "InstanceNorm3d": (lambda dt: nn.InstanceNorm3d(6, affine=True, track_running_stats=True,
+                                                    dtype=dt), (2, 6, 2, 3, 2)),
+    "BatchNorm": (lambda dt: nn.BatchNorm(6, dtype=dt), (5, 6, 3)),
+    "BatchNorm1d": (lambda dt: nn.BatchNorm1d(6, dtype=dt), (7, 6)),
+    "BatchNorm2d": (lambda dt: nn.BatchNorm2d(6, dtype=dt), (3, 6, 2, 3)),
+    "BatchNorm3d": (lambda dt: nn.BatchNorm3d(6, axis=-1, dtype=dt), (2, 2, 2, 3, 6)),
+    "BatchLayerNorm": (lambda dt: nn.BatchLayerNorm(8, (3, 8), dtype=dt), (5, 3, 8)),
+    "SwitchNorm": (lambda dt: nn.SwitchNorm(6, dtype=dt), (4, 6, 5)),
+}
+RUNNING = ("running_mean", "running_var")
+
+
+def same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+                               np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
+
+
+def assert_half_close(actual, expected, dt, *, what="result"):
+    """A 16-bit result of a float32 sum within one 16-bit ulp of the float64
+    value plus float32 rounding (few elements: no count of exact ones)."""
+    assert actual.dtype == dt, f"{what}: dtype {actual.dtype}, expected {dt}"
+    a = actual.astype(np.float64)
+    e = np.asarray(expected, np.float64).reshape(a.shape)
+    scale = max(1.0, float(np.max(np.abs(e), initial=0.0)))
+    err = float(np.max(np.abs(a - e) - ulp(e, dt) - F32_TOL * scale, initial=-1.0))
+    assert err <= 0, f"{what}: error exceeds one ulp + float32 rounding by {err:.3g}"
+
+
+def param_names(layer):
+    return [k for k in layer.state_dict() if k not in RUNNING + ("num_batches_tracked",)]
+
+
+def half_state(layer, dt, seed=2):
+    """A state of non-trivial values: parameters of dt (16-bit values), running
+    statistics float32, num_batches_tracked 3."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for k, v in layer.state_dict().items():
+        if k == "num_batches_tracked":
+            state[k] = np.array(3, np.int64)
+        elif k == "running_var":
+            state[k] = rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
+        elif k == "running_mean":
+            state[k] = rng.standard_normal(v.shape).astype(np.float32)
+        else:
+            state[k] = (rng.standard_normal(v.shape) * 0.5 + 1.0).astype(dt)
+    return state
+
+
+def as_f32(state):
+    return {k: v if v.dtype.kind == "i" else v.astype(np.float32) for k, v in state.items()}
+
+
+def half_layer(name, dt):
+    """The layer of dtype dt and its float32 twin, holding the same values."""
+    make, shape = LAYERS[name]
+    layer = make(dt)
+    state = half_state(layer, dt)
+    layer.load_state_dict(state)
+    twin = make(np.float32)
+    twin.load_state_dict(as_f32(state))
+    return layer, twin, state, shape
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_layer_equals_float32_layer_with_the_same_values(isa, dt, name):
+    """A 16-bit layer computes as the float32 layer holding its (16-bit) values:
+    the same output, dx and running statistics bit for bit, and the float32
+    parameter gradients rounded once to its dtype; in training and evaluation."""
+    layer, twin, state, shape = half_layer(name, dt)
+    params = param_names(layer)
+    assert params and all(getattr(layer, n).dtype == dt for n in params)
+    assert all(same_bits(getattr(layer, n), state[n]) for n in params)
+    running = getattr(layer, "running_mean", None) is not None
+    if running:
+        assert layer.running_mean.dtype == np.float32 and layer.running_var.dtype == np.float32
+    x = data(shape, dt)
+    dy = data(shape, dt, seed=5, loc=0.0, scale=1.0)
+    for training in (True, False):
+        layer.train(training)
+        twin.train(training)
+        before = {n: getattr(layer, n).copy() for n in RUNNING} if running else {}
+        y, yt = layer(x), twin(x)
+        assert y.dtype == dt and np.all(np.isfinite(y.astype(np.float32))), training
+        assert same_bits(y, yt), training
+        dx, dxt = layer.backward(dy), twin.backward(dy)
+        assert dx.dtype == dt and same_bits(dx, dxt), training
+        for n in params:
+            g, gt = getattr(layer, "grad_" + n), getattr(twin, "grad_" + n)
+            assert g.dtype == dt and gt.dtype == np.float32, n
+            assert np.any(gt != 0), n
+            assert same_bits(g, gt.astype(dt)), n
+        for n in before:
+            r = getattr(layer, n)
+            assert r.dtype == np.float32 and same_bits(r, getattr(twin, n)), n
+            # updated by the training forward only
+            assert np.all(r != before[n]) if training else same_bits(r, before[n]), n
+        if running:
+            assert layer.num_batches_tracked == twin.num_batches_tracked == 4
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_row_layers_match_functions_and_float64(isa, dt):
+    """LayerNorm and RMSNorm of dtype dt: the functions called with the layers'
+    16-bit arrays, bit for bit, and the float64 reference within one ulp."""
+    x = data((6, 5, 16), dt)
+    dy = data(x.shape, dt, seed=5, loc=0.0, scale=1.0)
+    ln = nn.LayerNorm(16, dtype=dt)
+    ln.load_state_dict(half_state(ln, dt))
+    y = ln(x)
+    want, mean, rstd = fastnorm.layer_norm(x, ln.weight, ln.bias, return_stats=True)
+    assert same_bits(y, want)
+    assert_rounded(y, ref.layer_norm(x, ln.weight, ln.bias)[0], dt, what="LayerNorm y")
+    dx = ln.backward(dy)
+    wdx, wdw, wdb = fastnorm.layer_norm_backward(dy, x, mean, rstd, ln.weight)
+    assert same_bits(dx, wdx) and same_bits(ln.grad_weight, wdw)
+    assert same_bits(ln.grad_bias, wdb)
+    rdx, rdw, rdb = ref.layer_norm_backward(dy, x, mean, rstd, ln.weight)
+    assert_rounded(dx, rdx, dt, what="LayerNorm dx")
+    assert_half_close(ln.grad_weight, rdw, dt, what="LayerNorm grad_weight")
+    assert_half_close(ln.grad_bias, rdb, dt, what="LayerNorm grad_bias")
+
+    # eps=None: the machine epsilon of the input's dtype (bfloat16's too)
+    rms = nn.RMSNorm(16, dtype=dt)
+    rms.load_state_dict(half_state(rms, dt))
+    y = rms(x)
+    want, rstd = fastnorm.rms_norm(x, rms.weight, eps=EPS[dt.name], return_stats=True)
+    assert same_bits(y, want)
+    assert_rounded(y, ref.rms_norm(x, rms.weight, eps=EPS[dt.name])[0], dt, what="RMSNorm y")
+    dx = rms.backward(dy)
+    wdx, wdw = fastnorm.rms_norm_backward(dy, x, rstd, rms.weight)
+    assert same_bits(dx, wdx) and same_bits(rms.grad_weight, wdw)
+    rdx, rdw = ref.rms_norm_backward(dy, x, rstd, rms.weight)
+    assert_rounded(dx, rdx, dt, what="RMSNorm dx")
+    assert_half_close(rms.grad_weight, rdw, dt, what="RMSNorm grad_weight")
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_channel_layers_match_functions_and_float64(isa, dt):
+    """GroupNorm, BatchNorm2d (training, evaluation), SwitchNorm and
+    BatchLayerNorm of dtype dt against the functions called with the same
+    arrays (bit for bit) and the float64 reference."""
+    x = data((4, 6, 3, 5), dt)
+    dy = data(x.shape, dt, seed=5, loc=0.0, scale=1.0)
+
+    gn = nn.GroupNorm(3, 6, dtype=dt)
+    gn.load_state_dict(half_state(gn, dt))
+    y = gn(x)
+    want, mean, rstd = fastnorm.group_norm(x, 3, gn.weight, gn.bias, return_stats=True)
+    assert same_bits(y, want)
+    assert_rounded(y, ref.group_norm(x, 3, gn.weight, gn.bias)[0], dt, what="GroupNorm y")
+    dx = gn.backward(dy)
+    wdx, wdw, wdb = fastnorm.group_norm_backward(dy, x, mean, rstd, gn.weight, gn.bias)
+    assert same_bits(dx, wdx) and same_bits(gn.grad_weight, wdw)
+    assert same_bits(gn.grad_bias, wdb)
+    rdx, rdw, rdb = ref.group_norm_backward(dy, x, mean, rstd, gn.weight)
+    assert_rounded(dx, rdx, dt, what="GroupNorm dx")
+    assert_half_close(gn.grad_weight, rdw, dt, what="GroupNorm grad_weight")
+    assert_half_close(gn.grad_bias, rdb, dt, what="GroupNorm grad_bias")
+
+    bn = nn.BatchNorm2d(6, dtype=dt)
+    state = half_state(bn, dt)
+    bn.load_state_dict(state)
+    rm, rv = state["running_mean"].copy(), state["running_var"].copy()
+    y = bn(x)
+    want, mean, rstd = fastnorm.batch_norm(x, rm, rv, bn.weight, bn.bias, training=True,
+                                           momentum=0.1, return_stats=True)
+    assert same_bits(y, want)
+    assert same_bits(bn.running_mean, rm) and same_bits(bn.running_var, rv)
+    ry, _, _, rrm, rrv = ref.batch_norm(x, state["running_mean"], state["running_var"],
+                                        bn.weight, bn.bias, training=True)
+    assert_rounded(y, ry, dt, what="BatchNorm y")
+    assert_f32_close(bn.running_mean, rrm, what="running_mean")
+    assert_f32_close(bn.running_var, rrv, what="running_var")
+    dx = bn.backward(dy)
+    wdx, wdw, wdb = fastnorm.batch_norm_backward(dy, x, mean, rstd, bn.weight, bn.bias,
+                                                 training=True)
+    assert same_bits(dx, wdx) and same_bits(bn.grad_weight, wdw)
+    assert same_bits(bn.grad_bias, wdb)
+    rdx, rdw, rdb = ref.batch_norm_backward(dy, x, mean, rstd, bn.weight, training=True)
+    assert_rounded(dx, rdx, dt, what="BatchNorm dx")
+    assert_half_close(bn.grad_weight, rdw, dt, what="BatchNorm grad_weight")
+    assert_half_close(bn.grad_bias, rdb, dt, what="BatchNorm grad_bias")
+    bn.eval()
+    y = bn(x)
+    assert same_bits(y, fastnorm.batch_norm(x, rm, rv, bn.weight, bn.bias))
+    assert_rounded(y, ref.batch_norm(x, rm, rv, bn.weight, bn.bias)[0], dt,
+                   what="BatchNorm eval y")
+    assert same_bits(bn.running_mean, rm) and same_bits(bn.running_var, rv)
+
+    sn = nn.SwitchNorm(6, dtype=dt)
+    state = half_state(sn, dt)
+    sn.load_state_dict(state)
+    rm, rv = state["running_mean"].copy(), state["running_var"].copy()
+    p = (sn.weight, sn.bias, sn.mean_weight, sn.var_weight)
+    y = sn(x)
+    want, stats = fastnorm.switch_norm(x, *p, rm, rv, training=True, momentum=0.1,
+                                       return_stats=True)
+    assert same_bits(y, want) and same_bits(sn.running_mean, rm)
+    assert_rounded(y, ref.switch_norm(x, *p), dt, what="SwitchNorm y", composite=True)
+    dx = sn.backward(dy)
+    wdx, *wgrads = fastnorm.switch_norm_backward(dy, x, stats, *p)
+    assert same_bits(dx, wdx)
+    for n, g in zip(("weight", "bias", "mean_weight", "var_weight"), wgrads):
+        assert g.dtype == dt and same_bits(getattr(sn, "grad_" + n), g), n
+
+    xl = data((5, 3, 8), dt)
+    bl = nn.BatchLayerNorm(8, (3, 8), dtype=dt)
+    state = half_state(bl, dt)
+    bl.load_state_dict(state)
+    rm, rv = state["running_mean"].copy(), state["running_var"].copy()
+    y = bl(xl)
+    want, stats = fastnorm.batch_layer_norm(xl, bl.weight, bl.bias, rm, rv, training=True,
+                                            momentum=0.1, eps=1e-3, return_stats=True)
+    assert same_bits(y, want) and same_bits(bl.running_var, rv)
+    assert_rounded(y, ref.batch_layer_norm(xl, bl.weight, bl.bias), dt,
+                   what="BatchLayerNorm y", composite=True)
+    dyl = data(xl.shape, dt, seed=6, loc=0.0, scale=1.0)
+    dx = bl.backward(dyl)
+    wdx, wdw, wdb = fastnorm.batch_layer_norm_backward(dyl, xl, stats, bl.weight, bl.bias)
+    assert same_bits(dx, wdx) and same_bits(bl.grad_weight, wdw)
+    assert same_bits(bl.grad_bias, wdb)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_layer_state_dict(dt, name):
+    """state_dict: parameters in dt, running statistics in float32; loading
+    converts parameters to the layer's dtype and running statistics to theirs,
+    and a bad state changes nothing."""
+    layer, _, state, _ = half_layer(name, dt)
+    sd = layer.state_dict()
+    assert list(sd) == list(state)
+    for k, v in sd.items():
+        want = np.int64 if k == "num_batches_tracked" else np.float32 if k in RUNNING else dt
+        assert v.dtype == want and same_bits(v, state[k]), k
+    make = LAYERS[name][0]
+    fresh = make(dt)
+    fresh.load_state_dict(sd)
+    assert all(same_bits(fresh.state_dict()[k], state[k]) for k in state)
+    # float64 values: rounded to dt (parameters) and to float32 (running statistics)
+    sd64 = {k: v if k == "num_batches_tracked" else v.astype(np.float64) / 3
+            for k, v in state.items()}
+    fresh.load_state_dict(sd64)
+    for k, v in fresh.state_dict().items():
+        if k != "num_batches_tracked":
+            want = np.float32 if k in RUNNING else dt
+            assert same_bits(v, sd64[k].astype(want)), k
+    # the 16-bit layer's state into float32 and float64 layers: their own dtypes
+    for ldt in (np.float32, np.float64):
+        other = make(ldt)
+        other.load_state_dict(sd)
+        for k, v in other.state_dict().items():
+            if k != "num_batches_tracked":
+                assert same_bits(v, state[k].astype(ldt)), k
+    # a float32 layer's state into the 16-bit layer
+    fresh.load_state_dict(as_f32(state))
+    assert all(same_bits(fresh.state_dict()[k], state[k]) for k in state)
+    # a bad last entry: nothing changes
+    before = fresh.state_dict()
+    last = list(state)[-1] if list(state)[-1] != "num_batches_tracked" else list(state)[-2]
+    bad = {**sd64, last: np.zeros(sd64[last].shape + (1,))}
+    with pytest.raises(ValueError, match=last):
+        fresh.load_state_dict(bad)
+    assert all(same_bits(fresh.state_dict()[k], before[k]) for k in before)
+    assert all(fresh.state_dict()[k].dtype == before[k].dtype for k in before)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_layer_dtype_names_and_repr(dt, name):
+    make = LAYERS[name][0]
+    layer = make(dt)
+    assert layer.dtype == dt and make(dt.name).dtype == dt and make(dt.type).dtype == dt
+    assert repr(layer) == repr(make(np.float32)).replace("dtype=float32", f"dtype={dt.name}")
+    assert f"dtype={dt.name})" in repr(layer)
+    for n in param_names(layer):
+        assert getattr(layer, n).dtype == dt, n
+    if getattr(layer, "running_mean", None) is not None:
+        assert layer.running_mean.dtype == np.float32 and layer.running_var.dtype == np.float32
+        layer.running_var[...] = 3.0
+        layer.reset_running_stats()
+        assert np.all(layer.running_var == 1) and layer.running_var.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [np.int32, np.complex64, "complex128", "int8", "nonsense",
+                                 "float8_e4m3fn", object],
+                         ids=lambda b: getattr(b, "__name__", b))
+@pytest.mark.parametrize("name", ["LayerNorm", "GroupNorm", "BatchNorm2d", "SwitchNorm",
+                                  "BatchLayerNorm"])
+def test_layer_dtype_errors(name, bad):
+    if bad == "float8_e4m3fn" and BF16 is None:
+        pytest.skip("ml_dtypes is not installed")
+    with pytest.raises(TypeError, match="dtype"):
+        LAYERS[name][0](bad)
+    if name == "LayerNorm":
+        with pytest.raises(TypeError, match="dtype"):
+            nn.WeightNorm(np.ones((3, 2), np.float32), dtype=bad)
+
+
+@pytest.mark.parametrize("installed", [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(BF16 is None,
+                                                reason="ml_dtypes is not installed"))],
+    ids=["without-ml_dtypes", "ml_dtypes-not-imported"])
+def test_bfloat16_name(installed):
+    """dtype="bfloat16" in a fresh process: a bfloat16 layer where ml_dtypes is
+    installed (not yet imported); without it a TypeError naming dtype and
+    ml_dtypes, and float16 still works."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        ("" if installed else "import sys; sys.modules['ml_dtypes'] = None\n")
+        + "import sys\n"
+        "import numpy as np\n"
+        "from fastnorm import nn\n"
+        "assert 'ml_dtypes' not in sys.modules or sys.modules['ml_dtypes'] is None\n"
+        "assert nn.BatchNorm1d(3, dtype='float16').running_mean.dtype == np.float32\n"
+        "try:\n"
+        "    print(repr(nn.LayerNorm(4, dtype='bfloat16')))\n"
+        "except TypeError as e:\n"
+        "    print(e)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    if installed:
+        assert out.stdout.strip() == ("LayerNorm((4,), eps=1e-05, elementwise_affine=True, "
+                                      "dtype=bfloat16)"), out.stdout
+    else:
+        assert "dtype" in out.stdout and "ml_dtypes" in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_layer_takes_float32_and_float64_input(dt):
+    """The output follows x; the parameters stay 16-bit and get gradients of
+    their dtype; running statistics stay float32 (float64 x: written back
+    rounded to float32)."""
+    for xdt in (np.float32, np.float64):
+        x = data((7, 6, 3), xdt)
+        dy = data(x.shape, xdt, seed=5, loc=0.0, scale=1.0)
+        bn = nn.BatchNorm1d(6, dtype=dt)
+        state = half_state(bn, dt)
+        bn.load_state_dict(state)
+        rm = state["running_mean"].astype(xdt)
+        rv = state["running_var"].astype(xdt)
+        y = bn(x)
+        want, mean, rstd = fastnorm.batch_norm(x, rm, rv, bn.weight, bn.bias, training=True,
+                                               return_stats=True)
+        assert y.dtype == xdt and same_bits(y, want)
+        assert same_bits(bn.running_mean, rm.astype(np.float32))
+        assert same_bits(bn.running_var, rv.astype(np.float32))
+        assert bn.weight.dtype == dt
+        dx = bn.backward(dy)
+        wdx, wdw, wdb = fastnorm.batch_norm_backward(dy, x, mean, rstd, bn.weight, bn.bias,
+                                                     training=True)
+        assert dx.dtype == xdt and same_bits(dx, wdx)
+        assert bn.grad_weight.dtype == dt and same_bits(bn.grad_weight, wdw.astype(dt))
+        assert bn.grad_bias.dtype == dt and same_bits(bn.grad_bias, wdb.astype(dt))
+
+        ln = nn.LayerNorm(3, dtype=dt)
+        ln.load_state_dict(half_state(ln, dt))
+        w, b = ln.weight.astype(xdt), ln.bias.astype(xdt)
+        y = ln(x)
+        want, mean, rstd = fastnorm.layer_norm(x, w, b, return_stats=True)
+        assert y.dtype == xdt and same_bits(y, want)
+        dx = ln.backward(dy)
+        wdx, wdw, wdb = fastnorm.layer_norm_backward(dy, x, mean, rstd, w)
+        assert same_bits(dx, wdx)
+        assert same_bits(ln.grad_weight, wdw.astype(dt))
+        assert same_bits(ln.grad_bias, wdb.astype(dt))
+
+        # RMSNorm's eps=None follows the input, not the layer
+        rms = nn.RMSNorm(3, dtype=dt)
+        assert same_bits(rms(x), fastnorm.rms_norm(x, eps=float(np.finfo(xdt).eps)))
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_running_statistics_keep_small_updates(dt):
+    """Updates of about 2.5e-4 per step, below half a 16-bit ulp at 1: float32
+    running statistics keep them (16-bit ones would stay 1)."""
+    m = 2e-4
+    bn = nn.BatchNorm1d(4, momentum=m, dtype=dt)
+    twin = nn.BatchNorm1d(4, momentum=m)
+    rv16 = np.ones(4, dt)  # the same average rounded to dt at every step
+    for step in range(8):
+        x = data((64, 4), dt, seed=10 + step, loc=0.0, scale=1.5)  # variance about 2.25
+        bn(x)
+        twin(x)
+        var = x.astype(np.float64).var(axis=0, ddof=1)
+        rv16 = ((1 - m) * rv16.astype(np.float64) + m * var).astype(dt)
+    assert bn.running_var.dtype == np.float32
+    assert same_bits(bn.running_var, twin.running_var)
+    assert np.all(bn.running_var > 1.001)
+    assert np.all(rv16 == 1)
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_weight_norm(isa, dt):
+    """WeightNorm of a 16-bit weight keeps its dtype: v a copy, g its norm
+    rounded to dt; the weight and gradients as the functions give them for
+    the same arrays, within one ulp of the float64 reference."""
+    w = data((6, 5, 3), dt)
+    wn = nn.WeightNorm(w)
+    assert wn.dtype == dt and wn.v.dtype == dt and wn.g.dtype == dt
+    assert wn.g.shape == (6, 1, 1)
+    assert same_bits(wn.v, w) and not np.shares_memory(wn.v, w)
+    w64 = w.astype(np.float64)
+    assert same_bits(wn.g, np.sqrt((w64 * w64).sum(axis=(1, 2), keepdims=True)).astype(dt))
+    assert repr(wn) == f"WeightNorm(shape=(6, 5, 3), axis=0, eps=0.0, dtype={dt.name})"
+    out = wn()
+    assert same_bits(out, fastnorm.weight_norm(w, wn.g))
+    assert_rounded(out, ref.weight_norm(w, wn.g), dt, what="w")
+    assert_half_close(out, w64, dt, what="w at the start")  # g rounded: about the weight
+    dw = data(w.shape, dt, seed=3)
+    grad_g, grad_v = wn.backward(dw)
+    assert grad_g is wn.grad_g and grad_v is wn.grad_v
+    wdv, wdg = fastnorm.weight_norm_backward(dw, w, wn.g)
+    assert same_bits(grad_v, wdv) and same_bits(grad_g, wdg)
+    rdv, rdg = ref.weight_norm_backward(dw, w, wn.g)
+    assert_rounded(grad_v, rdv, dt, what="grad_v")
+    assert_half_close(grad_g, rdg, dt, what="grad_g")
+    sd = wn.state_dict()
+    assert sd["g"].dtype == dt and sd["v"].dtype == dt
+    wn.load_state_dict({k: v.astype(np.float64) / 3 for k, v in sd.items()})
+    assert same_bits(wn.v, (w64 / 3).astype(dt))
+
+    # dtype= converts the weight first (the norm is the converted weight's)
+    w32 = data((4, 7), np.float32, seed=4)
+    for d in (dt, dt.name):
+        wn = nn.WeightNorm(w32, axis=None, dtype=d)
+        v = w32.astype(dt)
+        assert wn.dtype == dt and same_bits(wn.v, v)
+        v64 = v.astype(np.float64)
+        assert same_bits(wn.g, np.array(np.sqrt((v64 * v64).sum()), dt))
+    assert nn.WeightNorm(w, dtype=np.float32).v.dtype == np.float32

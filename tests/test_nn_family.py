@@ -95,7 +95,7 @@ def test_defaults_follow_torch():
     (lambda: nn.GroupNorm(2, 4, eps="a"), TypeError),
     (lambda: nn.GroupNorm(2, 4, axis=0), ValueError),
     (lambda: nn.GroupNorm(2, 4, axis=1.0), TypeError),
-    (lambda: nn.GroupNorm(2, 4, dtype=np.float16), TypeError),
+    (lambda: nn.GroupNorm(2, 4, dtype=np.int32), TypeError),
     (lambda: nn.BatchNorm2d(0), ValueError),
     (lambda: nn.BatchNorm2d(True), TypeError),
     (lambda: nn.BatchNorm2d(4, momentum=1.5), ValueError),

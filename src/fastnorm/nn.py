@@ -16,6 +16,18 @@ track_running_stats, SwitchNorm, BatchLayerNorm) update them in place on
 each training forward and count those forwards in ``num_batches_tracked``;
 ``momentum=None`` makes the running statistics a cumulative average (the
 functions get momentum = 1 / num_batches_tracked, as torch does).
+
+``dtype=`` is float32 (the default), float64, float16 or bfloat16
+(``ml_dtypes.bfloat16``; the name "bfloat16" where the optional ml_dtypes
+package is installed); WeightNorm keeps its weight's dtype unless given one.
+Parameters and their gradients are in the layer's dtype. Running statistics
+are in the computing dtype: the layer's for float32 and float64, float32 for
+a 16-bit layer (a running average rounded to 16 bits at every step would lose
+the small updates). ``state_dict()`` returns each array in its own dtype, and
+``load_state_dict`` converts parameters to the layer's dtype and running
+statistics to theirs. The input need not have the layer's dtype: any dtype
+the functions take works, and the output and dx have the input's dtype
+(16-bit data computes in float32, with the parameters read as float32).
 """
 import warnings
 
@@ -60,11 +72,32 @@ def _shape_tuple(normalized_shape):
     return shape
 
 
+_LAYER_DTYPES = "float32, float64, float16 or bfloat16"
+
+
 def _float_dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    """A layer dtype: float32, float64, float16, or ml_dtypes.bfloat16 (the
+    name "bfloat16" too, where the optional ml_dtypes package is installed)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        if not (isinstance(dtype, str) and dtype == "bfloat16"):
+            raise TypeError(f"dtype must be {_LAYER_DTYPES}, got {dtype!r}") from None
+        try:  # NumPy knows the name once ml_dtypes is imported
+            import ml_dtypes
+        except ImportError:
+            raise TypeError("dtype bfloat16 needs the optional ml_dtypes package "
+                            '(pip install "fastnorm[bf16]")') from None
+        dt = np.dtype(ml_dtypes.bfloat16)
+    if dt not in (np.float32, np.float64, np.float16) and dt.name != "bfloat16":
+        raise TypeError(f"dtype must be {_LAYER_DTYPES}, got {dt}")
     return dt
+
+
+def _running_dtype(dt):
+    """The dtype of the running statistics of a layer of dtype dt: the
+    computing dtype, float32 for a 16-bit layer."""
+    return np.dtype(np.float32) if dt.itemsize == 2 else dt
 
 
 def _count(v, name):
@@ -165,8 +198,9 @@ class _Module:
         return state
 
     def load_state_dict(self, state):
-        """Loads copies converted to the layer's dtype; checks every key and
-        shape before changing anything."""
+        """Loads copies converted to the layer's dtype (running statistics: to
+        float32 for a 16-bit layer); checks every key and shape, and converts
+        every value, before changing anything."""
         names = self._state_names()
         expected = set(names)
         missing = expected - set(state)
@@ -184,7 +218,8 @@ class _Module:
             shape = getattr(self, n).shape
             if v.shape != shape:
                 raise ValueError(f"{n} must have shape {shape}, got {v.shape}")
-            new[n] = np.array(v, dtype=self.dtype, copy=True)
+            dt = self.dtype if n in self._param_names else _running_dtype(self.dtype)
+            new[n] = np.array(v, dtype=dt, copy=True)
         for n, v in new.items():
             setattr(self, n, v)
 
@@ -251,8 +286,8 @@ class LayerNorm(_Norm):
     def backward(self, dy):
         x, mean, rstd = self._need_saved()
         dx, dw, db = _core.layer_norm_backward(dy, x, mean, rstd, self.weight, axis=self._axis)
-        self.grad_weight = dw if self.weight is not None else None
-        self.grad_bias = db if self.bias is not None else None
+        self.grad_weight = self._grad(dw) if self.weight is not None else None
+        self.grad_bias = self._grad(db) if self.bias is not None else None
         return dx
 
 
@@ -281,7 +316,7 @@ class RMSNorm(_Norm):
     def backward(self, dy):
         x, rstd = self._need_saved()
         dx, dw = _core.rms_norm_backward(dy, x, rstd, self.weight, axis=self._axis)
-        self.grad_weight = dw if self.weight is not None else None
+        self.grad_weight = self._grad(dw) if self.weight is not None else None
         return dx
 
 
@@ -315,8 +350,9 @@ class _ChannelNorm(_Module):
         self.training = True
 
     def _init_running(self, shape):
-        self.running_mean = np.zeros(shape, self.dtype)
-        self.running_var = np.ones(shape, self.dtype)
+        dt = _running_dtype(self.dtype)
+        self.running_mean = np.zeros(shape, dt)
+        self.running_var = np.ones(shape, dt)
         self.num_batches_tracked = 0
 
     def reset_running_stats(self):
@@ -737,8 +773,9 @@ class WeightNorm(_Module):
     """Weight normalization (Salimans & Kingma, 2016; NORMS.md section 10):
     w = g * v / ||v||, the norm over every axis but ``axis`` (None: over all).
 
-    Built from a weight array (float32 or float64, whose dtype the layer
-    keeps): ``v`` is a copy of it and ``g`` its norm, shaped like
+    Built from a weight array of float32, float64, float16 or bfloat16, whose
+    dtype the layer keeps (``dtype=`` converts it first): ``v`` is a copy of
+    it and ``g`` its norm, shaped like
     ``torch.nn.utils.parametrizations.weight_norm``'s (size 1 on every axis
     but ``axis``; 0-d for axis=None), so that ``compute_weight()`` starts out
     equal to the weight. ``axis`` is a NumPy axis: -1 is the last axis (torch's
@@ -752,9 +789,11 @@ class WeightNorm(_Module):
 
     _param_names = ("g", "v")
 
-    def __init__(self, weight, axis=0, eps=0.0):
+    def __init__(self, weight, axis=0, eps=0.0, *, dtype=None):
         v = _core._data_arg(weight, "weight")
         e = _core._eps_arg(eps)
+        if dtype is not None:
+            v = v.astype(_float_dtype(dtype), copy=False)
         if axis is None:
             others = None
         else:
