@@ -293,6 +293,34 @@ def test_bitwise_equal_to_unfused_without_residual_bias(isa, dtype, op, rng):
     assert not bad, f"fused != unfused (max abs diff): {bad}"
 
 
+SINGLE_AXIS_CASES = [((2, 24, 5, 13), 1), ((5, 6, 7), 0), ((2, 300, 3), -2), ((3, 4, 1, 9), 1)]
+
+
+@pytest.mark.parametrize("shape,axis", SINGLE_AXIS_CASES,
+                         ids=[f"{s}-{a}" for s, a in SINGLE_AXIS_CASES])
+@pytest.mark.parametrize("op", OPS)
+def test_single_axis_is_the_unfused_composition_bitwise(isa, dtype, op, shape, axis, rng):
+    """One normalized axis that is not the last (axis=1 of NCHW): the fused
+    kernel writes s = (x + r) + rb in the data's float arithmetic, as NumPy
+    does, and normalizes it with layer_norm / rms_norm's axis kernel, so both
+    results are those of the composition bit for bit."""
+    x, r = inputs(shape, dtype, rng)
+    pshape = param_shape(shape, axis)
+    for flags in PARAMS:
+        w, b, rb = params_for(op, pshape, dtype, rng, flags)
+        y, s, mean, rstd = fwd(op, x, r, w, b, rb, axis=axis)
+        s_want = x + r
+        if rb is not None:
+            s_want = s_want + _broadcast_param(rb, x.ndim, axis)
+        assert np.array_equal(s, s_want), f"s {flags}"
+        if op == "layer":
+            y_want, m_want, r_want = fn.layer_norm(s_want, w, b, axis=axis, return_stats=True)
+            assert np.array_equal(mean, m_want), f"mean {flags}"
+        else:
+            y_want, r_want = fn.rms_norm(s_want, w, axis=axis, return_stats=True)
+        assert np.array_equal(y, y_want) and np.array_equal(rstd, r_want), f"y {flags}"
+
+
 # --------------------------------------------------------------------------
 # Gradients against central finite differences (float64)
 # --------------------------------------------------------------------------
@@ -350,11 +378,16 @@ INPLACE = {
 }
 
 
+@pytest.mark.parametrize("single_axis", [False, True], ids=["rows", "axis1"])
 @pytest.mark.parametrize("layout", ["C", "F", "sliced", "negstride", "rowsrev", "padded"])
 @pytest.mark.parametrize("case", list(INPLACE))
 @pytest.mark.parametrize("op", OPS)
-def test_in_place(isa, dtype, op, case, layout, rng):
+def test_in_place(isa, dtype, op, case, layout, single_axis, rng):
+    """single_axis: axis=1, normalized along the middle axis by the fused axis
+    kernel (no transposing copy), with the same in-place rules."""
     shape, axis = (6, 5, 12), (-1 if layout != "F" else (0, 2))
+    if single_axis:
+        axis = 1
     base_x, base_r = inputs(shape, dtype, rng)
     w, b, rb = params_for(op, param_shape(shape, axis), dtype, rng, (True, True, True))
     for resbias in (None, rb):

@@ -282,6 +282,29 @@ def test_add_norms(isa, dt):
 
 
 @pytest.mark.parametrize("dt", HALF)
+def test_add_norms_over_a_middle_axis(isa, dt):
+    """The fused add over axis=1 of NCHW data: s = x + r + rb added in float32
+    and rounded once, then normalized as layer_norm / rms_norm do, bit for bit."""
+    shape = (2, 24, 5, 13)
+    x, r = data(shape, dt), data(shape, dt, seed=5)
+    w, b = params(24)
+    rb = params(24, seed=9)[0]
+    s_want = (x.astype(np.float32) + r.astype(np.float32) + rb[:, None, None]).astype(dt)
+    y, s, mean, rstd = fastnorm.add_layer_norm(x, r, w, b, residual_bias=rb, axis=1,
+                                               return_stats=True)
+    assert np.array_equal(s.view(np.uint16), s_want.view(np.uint16))
+    y_want, m_want, r_want = fastnorm.layer_norm(s_want, w, b, axis=1, return_stats=True)
+    assert np.array_equal(y.view(np.uint16), y_want.view(np.uint16))
+    assert np.array_equal(mean, m_want) and np.array_equal(rstd, r_want)
+    assert_rounded(y, ref.layer_norm(s_want, w, b, axis=1)[0], dt, what="y")
+    y, s, rstd = fastnorm.add_rms_norm(x, r, w, residual_bias=rb, axis=1, return_stats=True)
+    assert np.array_equal(s.view(np.uint16), s_want.view(np.uint16))
+    y_want, r_want = fastnorm.rms_norm(s_want, w, axis=1, return_stats=True)
+    assert np.array_equal(y.view(np.uint16), y_want.view(np.uint16))
+    assert np.array_equal(rstd, r_want)
+
+
+@pytest.mark.parametrize("dt", HALF)
 def test_ada_layer_norm(isa, dt):
     x = data((3, 17, 264), dt)
     shift = data((3, 264), dt, seed=2, loc=0, scale=0.5)

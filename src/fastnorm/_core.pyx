@@ -146,6 +146,28 @@ cdef extern from "fastnorm.h" nogil:
         int64_t S, int64_t C, int64_t L, const double *dy, int64_t lddys, int64_t lddyc,
         const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
         double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads)
+    int fastnorm_add_layer_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, const float *bias, double eps, float *mean, float *rstd,
+        int num_threads)
+    int fastnorm_add_rms_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_add_layer_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, const double *bias, double eps, double *mean, double *rstd,
+        int num_threads)
+    int fastnorm_add_rms_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, double eps, double *rstd, int num_threads)
     int fastnorm_layer_norm_f16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
                                 uint16_t *y, int64_t ldy, const float *weight, const float *bias,
                                 double eps, float *mean, float *rstd, int num_threads)
@@ -196,6 +218,17 @@ cdef extern from "fastnorm.h" nogil:
         int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
         const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
         uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads)
+    int fastnorm_add_layer_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads)
+    int fastnorm_add_rms_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads)
     int fastnorm_layer_norm_bf16(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx,
                                 uint16_t *y, int64_t ldy, const float *weight, const float *bias,
                                 double eps, float *mean, float *rstd, int num_threads)
@@ -246,6 +279,17 @@ cdef extern from "fastnorm.h" nogil:
         int64_t S, int64_t C, int64_t L, const uint16_t *dy, int64_t lddys, int64_t lddyc,
         const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd, const float *weight,
         uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight, int num_threads)
+    int fastnorm_add_layer_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads)
+    int fastnorm_add_rms_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads)
 
 
 # The entry points of fastnorm.h as a table, for other extension modules
@@ -1317,12 +1361,17 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     """add_layer_norm (centered) and add_rms_norm: checks, layout, one C call."""
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray ra = _check_like(residual, xa, "residual")
-    cdef _Layout L = _layout(xa, axis)
+    cdef _Layout L = _layout(xa, axis, False)
     cdef double e = _check_eps(eps) if centered else _rms_eps(eps, xa)
     cdef int nt = _resolve_threads(num_threads)
     w = _as_param(weight, L, "weight")
     b = _as_param(bias, L, "bias")
     rb = _as_param(residual_bias, L, "residual_bias")
+    cdef int mid = _mid_axis(L)
+    if mid >= 0:
+        return _axis_add_norm(centered, xa, ra, L, mid, w, b, rb, e, out, sum_out,
+                              return_stats, nt)
+    L.work = L.rows_of(xa, &L.xv)
     cdef Rows reads[2]
     reads[0] = L.xv
     cdef cnp.ndarray rw = L.rows_of(ra, &reads[1])
@@ -1403,6 +1452,131 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     if centered:
         return oy.dest, os.dest, mean, rstd
     return oy.dest, os.dest, rstd
+
+
+cdef bint _axis3_same(Axis3 *a, Axis3 *b):
+    return a.data == b.data and a.ss == b.ss and a.sc == b.sc
+
+
+cdef cnp.ndarray _axis_dest(object arr, cnp.ndarray xa, int k, Axis3 *v,
+                            cnp.ndarray xw, Axis3 *xv, cnp.ndarray rw, Axis3 *rv):
+    """Where the fused axis kernel writes one of its results (sum_out or out):
+    arr itself when it has an (S, C, L) view that is x's or residual's exactly
+    or shares no memory with them (each block is read before it is written),
+    else a scratch array (returned; copied into arr afterwards). None: arr is
+    written directly; a fresh array when arr is None."""
+    cdef cnp.ndarray d
+    if arr is None:
+        d = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+        _axis3_view(d, k, v)
+        return d
+    d = <cnp.ndarray>arr
+    if _axis3_view(d, k, v):
+        if ((_axis3_same(v, xv) or not np.may_share_memory(d, xw)) and
+                (_axis3_same(v, rv) or not np.may_share_memory(d, rw))):
+            return None
+    d = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+    _axis3_view(d, k, v)
+    return d
+
+
+cdef tuple _axis_add_norm(bint centered, cnp.ndarray xa, cnp.ndarray ra, _Layout L, int k,
+                          object w, object b, object rb, double e, object out, object sum_out,
+                          bint return_stats, int nt):
+    """add_layer_norm / add_rms_norm over the middle axis k of xa (checked
+    arguments): x and residual read once, s and y written once, no transposing
+    copy."""
+    if sum_out is not None:
+        sum_out = _check_out(sum_out, xa, "sum_out")
+    if out is not None:
+        out = _check_out(out, xa, "out")
+        if sum_out is not None and np.may_share_memory(out, sum_out):
+            raise ValueError("out and sum_out must not overlap: y would overwrite the sum")
+    cdef Axis3 xv, rv, sv, yv
+    cdef cnp.ndarray xw = _axis3_of(xa, k, &xv)
+    cdef cnp.ndarray rw = _axis3_of(ra, k, &rv)
+    cdef cnp.ndarray s_tmp = _axis_dest(sum_out, xa, k, &sv, xw, &xv, rw, &rv)
+    cdef cnp.ndarray y_tmp = _axis_dest(out, xa, k, &yv, xw, &xv, rw, &rv)
+    cdef cnp.ndarray s_arr = sum_out if s_tmp is None else s_tmp
+    cdef cnp.ndarray y_arr = out if y_tmp is None else y_tmp
+    # parameters are read as they were before the call
+    if s_tmp is None:
+        w, b, rb = (_clear_of_array(w, s_arr), _clear_of_array(b, s_arr),
+                    _clear_of_array(rb, s_arr))
+    if y_tmp is None:
+        w, b, rb = (_clear_of_array(w, y_arr), _clear_of_array(b, y_arr),
+                    _clear_of_array(rb, y_arr))
+    mean = rstd = None
+    if return_stats:
+        if centered:
+            mean = L.empty_stats()
+        rstd = L.empty_stats()
+    cdef char *xp = xv.data
+    cdef char *rp = rv.data
+    cdef char *sp = sv.data
+    cdef char *yp = yv.data
+    cdef char *wp = _ptr(w)
+    cdef char *bp = _ptr(b)
+    cdef char *rbp = _ptr(rb)
+    cdef char *mp = _ptr(mean)
+    cdef char *dp = _ptr(rstd)
+    cdef int rc
+    cdef int kind = _kind(xa)
+    with nogil:
+        if centered:
+            if kind == K_F32:
+                rc = fastnorm_add_layer_norm_axis_f32(
+                    xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>rp, rv.ss, rv.sc,
+                    <float *>rbp, <float *>sp, sv.ss, sv.sc, <float *>yp, yv.ss, yv.sc,
+                    <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_add_layer_norm_axis_f64(
+                    xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>rp, rv.ss, rv.sc,
+                    <double *>rbp, <double *>sp, sv.ss, sv.sc, <double *>yp, yv.ss, yv.sc,
+                    <double *>wp, <double *>bp, e, <double *>mp, <double *>dp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_add_layer_norm_axis_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>rp, rv.ss,
+                    rv.sc, <float *>rbp, <uint16_t *>sp, sv.ss, sv.sc, <uint16_t *>yp, yv.ss,
+                    yv.sc, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+            else:
+                rc = fastnorm_add_layer_norm_axis_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>rp, rv.ss,
+                    rv.sc, <float *>rbp, <uint16_t *>sp, sv.ss, sv.sc, <uint16_t *>yp, yv.ss,
+                    yv.sc, <float *>wp, <float *>bp, e, <float *>mp, <float *>dp, nt)
+        else:
+            if kind == K_F32:
+                rc = fastnorm_add_rms_norm_axis_f32(
+                    xv.S, xv.C, xv.L, <float *>xp, xv.ss, xv.sc, <float *>rp, rv.ss, rv.sc,
+                    <float *>rbp, <float *>sp, sv.ss, sv.sc, <float *>yp, yv.ss, yv.sc,
+                    <float *>wp, e, <float *>dp, nt)
+            elif kind == K_F64:
+                rc = fastnorm_add_rms_norm_axis_f64(
+                    xv.S, xv.C, xv.L, <double *>xp, xv.ss, xv.sc, <double *>rp, rv.ss, rv.sc,
+                    <double *>rbp, <double *>sp, sv.ss, sv.sc, <double *>yp, yv.ss, yv.sc,
+                    <double *>wp, e, <double *>dp, nt)
+            elif kind == K_F16:
+                rc = fastnorm_add_rms_norm_axis_f16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>rp, rv.ss,
+                    rv.sc, <float *>rbp, <uint16_t *>sp, sv.ss, sv.sc, <uint16_t *>yp, yv.ss,
+                    yv.sc, <float *>wp, e, <float *>dp, nt)
+            else:
+                rc = fastnorm_add_rms_norm_axis_bf16(
+                    xv.S, xv.C, xv.L, <uint16_t *>xp, xv.ss, xv.sc, <uint16_t *>rp, rv.ss,
+                    rv.sc, <float *>rbp, <uint16_t *>sp, sv.ss, sv.sc, <uint16_t *>yp, yv.ss,
+                    yv.sc, <float *>wp, e, <float *>dp, nt)
+    _raise_kernel_error(rc)
+    if sum_out is not None and s_tmp is not None:
+        np.copyto(sum_out, s_tmp)
+        s_arr = sum_out
+    if out is not None and y_tmp is not None:
+        np.copyto(out, y_tmp)
+        y_arr = out
+    if not return_stats:
+        return y_arr, s_arr
+    if centered:
+        return y_arr, s_arr, mean, rstd
+    return y_arr, s_arr, rstd
 
 
 def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, axis=-1,

@@ -201,6 +201,28 @@ cdef extern from "fastnorm_capi.h" nogil:
         const double *x, int64_t ldxs, int64_t ldxc, const double *rstd,
         const double *weight, double *dx, int64_t lddxs, int64_t lddxc, double *dweight,
         int num_threads)
+    int fastnorm_add_layer_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, const float *bias, double eps, float *mean, float *rstd,
+        int num_threads)
+    int fastnorm_add_rms_norm_axis_f32(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_add_layer_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, const double *bias, double eps, double *mean, double *rstd,
+        int num_threads)
+    int fastnorm_add_rms_norm_axis_f64(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, double eps, double *rstd, int num_threads)
     int fastnorm_weight_norm_f32(
         int64_t C, int64_t L, const float *v, const double *g, double eps, float *w,
         int num_threads)
@@ -296,6 +318,17 @@ cdef extern from "fastnorm_capi.h" nogil:
         const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd,
         const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,
         int num_threads)
+    int fastnorm_add_layer_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads)
+    int fastnorm_add_rms_norm_axis_f16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads)
     int fastnorm_channel_sums_scale_f16(
         int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
         const double *mu, double *sum_dy, double *sum_dyx, uint16_t *dx, const double *a,
@@ -380,6 +413,17 @@ cdef extern from "fastnorm_capi.h" nogil:
         const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd,
         const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,
         int num_threads)
+    int fastnorm_add_layer_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads)
+    int fastnorm_add_rms_norm_axis_bf16(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads)
     int fastnorm_channel_sums_scale_bf16(
         int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
         const double *mu, double *sum_dy, double *sum_dyx, uint16_t *dx, const double *a,

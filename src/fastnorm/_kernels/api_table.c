@@ -101,6 +101,14 @@ static const fastnorm_api_table fn_api_table = {
     .channel_sums_scale_bf16 = fastnorm_channel_sums_scale_bf16,
     .weight_norm_bf16 = fastnorm_weight_norm_bf16,
     .weight_norm_backward_bf16 = fastnorm_weight_norm_backward_bf16,
+    .add_layer_norm_axis_f32 = fastnorm_add_layer_norm_axis_f32,
+    .add_rms_norm_axis_f32 = fastnorm_add_rms_norm_axis_f32,
+    .add_layer_norm_axis_f64 = fastnorm_add_layer_norm_axis_f64,
+    .add_rms_norm_axis_f64 = fastnorm_add_rms_norm_axis_f64,
+    .add_layer_norm_axis_f16 = fastnorm_add_layer_norm_axis_f16,
+    .add_rms_norm_axis_f16 = fastnorm_add_rms_norm_axis_f16,
+    .add_layer_norm_axis_bf16 = fastnorm_add_layer_norm_axis_bf16,
+    .add_rms_norm_axis_bf16 = fastnorm_add_rms_norm_axis_bf16,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

@@ -32,6 +32,12 @@ typedef struct {
     double eps;
     int centered;
     A *part_w, *part_b; /* backward: one row of C per group, or NULL */
+    /* fused residual add (res == NULL: none): s = x + res + res_bias[c] is
+     * written to sum and normalized in place of x */
+    const T *res;
+    const W *res_bias;
+    T *sum;
+    int64_t rss, rsc, sss, ssc; /* strides of res and sum */
     int failed;
 } LOCAL(axis_ctx);
 
@@ -91,13 +97,14 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
         int64_t s, l0, n;
         LOCAL(axis_item)(k, it, &s, &l0, &n);
         const T *x0 = k->x + s * k->xs + l0;
+        const int64_t xc = k->xc;
         T *y0 = k->y + s * k->ys + l0;
         if (k->centered) {
-            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, NULL);
+            LOCAL(axis_col_sums)(P, x0, xc, C, n, NULL, acc_d, acc_d2, tot, NULL);
             for (int64_t i = 0; i < n; i++) mu[i] = (A)(tot[i] / (double)C);
-            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, mu, acc_d, acc_d2, tot, tot + BL);
+            LOCAL(axis_col_sums)(P, x0, xc, C, n, mu, acc_d, acc_d2, tot, tot + BL);
         } else {
-            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, tot + BL);
+            LOCAL(axis_col_sums)(P, x0, xc, C, n, NULL, acc_d, acc_d2, tot, tot + BL);
         }
         int64_t nex = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -115,7 +122,7 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
                     }
                 }
                 T *col = ex + nex * C;
-                for (int64_t c = 0; c < C; c++) col[c] = x0[c * k->xc + i];
+                for (int64_t c = 0; c < C; c++) col[c] = x0[c * xc + i];
                 const fn_exact_stats st = LOCAL(exact_moments)(col, C, k->centered, k->eps);
                 LOCAL(exact_normalize)(col, col, C, st, k->weight, k->bias);
                 exi[nex++] = i;
@@ -150,7 +157,7 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
             nx = k->x + s1 * k->xs + l1;
             ny = k->y + s1 * k->ys + l1;
         }
-        P->normalize_cols(x0, k->xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
+        P->normalize_cols(x0, xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
         for (int64_t e = 0; e < nex; e++)
             for (int64_t c = 0; c < C; c++) y0[c * k->yc + exi[e]] = ex[e * C + c];
     }
@@ -160,9 +167,44 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
     fn_scratch_free(exi);
 }
 
+/* The fused residual add, s = x + residual + res_bias[c], over the (s, c) rows
+ * [begin, end) of L contiguous elements, FN_AXIS_ADD_RUN at a time (the bias
+ * repeated along a run). */
+#define FN_AXIS_ADD_RUN 2048
+static void LOCAL(axis_add_rows)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
+    const PRIMS_TYPE *P = k->P;
+    const int64_t L = k->L;
+    FN_ALIGNED_SCRATCH(W, brun, FN_AXIS_ADD_RUN);
+    int64_t filled_c = -1;
+    for (int64_t row = begin; row < end; row++) {
+        const int64_t s = row / k->C, c = row % k->C;
+        const T *xr = k->x + s * k->xs + c * k->xc;
+        const T *rr = k->res + s * k->rss + c * k->rsc;
+        T *sr = k->sum + s * k->sss + c * k->ssc;
+        if (k->res_bias && c != filled_c) {
+            const int64_t m = L < FN_AXIS_ADD_RUN ? L : FN_AXIS_ADD_RUN;
+            for (int64_t i = 0; i < m; i++) brun[i] = k->res_bias[c];
+            filled_c = c;
+        }
+        for (int64_t i = 0; i < L; i += FN_AXIS_ADD_RUN) {
+            const int64_t m = L - i < FN_AXIS_ADD_RUN ? L - i : FN_AXIS_ADD_RUN;
+            P->residual_add(xr + i, rr + i, k->res_bias ? brun : NULL, sr + i, m, NULL, NULL);
+        }
+    }
+}
+#undef FN_AXIS_ADD_RUN
+
 static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
     const int64_t S = k->S, C = k->C, L = k->L;
     if (S <= 0 || L <= 0) return FASTNORM_OK;
+    if (k->res && C > 0) {
+        /* the fused add first, streaming over whole rows, then s normalized
+         * as x would be (a block-by-block add measured 2-3x slower) */
+        const int nt = fn_threads_for(num_threads, S * C, 3 * S * C * L * (int64_t)sizeof(T));
+        fn_parallel_ranges(nt, S * C, LOCAL(axis_add_rows), k);
+        k->x = k->sum, k->xs = k->sss, k->xc = k->ssc;
+    }
     if (C <= 0) { /* statistics of empty groups */
         for (int64_t i = 0; i < S * L; i++) {
             if (k->mean) k->mean[i] = (ST)NAN;
@@ -192,6 +234,36 @@ int NAME(rms_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldx
     LOCAL(axis_ctx) k;
     LOCAL(axis_setup)(&k, S, C, L);
     k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
+    k.weight = weight, k.eps = eps, k.rstd = rstd;
+    k.centered = 0;
+    return LOCAL(axis_forward)(&k, num_threads);
+}
+
+int NAME(add_layer_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
+                              int64_t ldxc, const T *residual, int64_t ldrs, int64_t ldrc,
+                              const W *residual_bias, T *sum_out, int64_t ldss, int64_t ldsc,
+                              T *y, int64_t ldys, int64_t ldyc, const W *weight, const W *bias,
+                              double eps, ST *mean, ST *rstd, int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
+    k.res = residual, k.rss = ldrs, k.rsc = ldrc, k.res_bias = residual_bias;
+    k.sum = sum_out, k.sss = ldss, k.ssc = ldsc;
+    k.weight = weight, k.bias = bias, k.eps = eps, k.mean = mean, k.rstd = rstd;
+    k.centered = 1;
+    return LOCAL(axis_forward)(&k, num_threads);
+}
+
+int NAME(add_rms_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
+                            int64_t ldxc, const T *residual, int64_t ldrs, int64_t ldrc,
+                            const W *residual_bias, T *sum_out, int64_t ldss, int64_t ldsc, T *y,
+                            int64_t ldys, int64_t ldyc, const W *weight, double eps, ST *rstd,
+                            int num_threads) {
+    LOCAL(axis_ctx) k;
+    LOCAL(axis_setup)(&k, S, C, L);
+    k.x = x, k.xs = ldxs, k.xc = ldxc, k.y = y, k.ys = ldys, k.yc = ldyc;
+    k.res = residual, k.rss = ldrs, k.rsc = ldrc, k.res_bias = residual_bias;
+    k.sum = sum_out, k.sss = ldss, k.ssc = ldsc;
     k.weight = weight, k.eps = eps, k.rstd = rstd;
     k.centered = 0;
     return LOCAL(axis_forward)(&k, num_threads);

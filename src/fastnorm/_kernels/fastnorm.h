@@ -440,6 +440,34 @@ FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
     const double *x, int64_t ldxs, int64_t ldxc, const double *rstd, const double *weight,
     double *dx, int64_t lddxs, int64_t lddxc, double *dweight, int num_threads);
 
+/* The fused residual add of add_layer_norm / add_rms_norm over a non-last
+ * axis: s = x + residual (+ residual_bias[c]) is written to sum_out (strides
+ * ldss, ldsc) and normalized as by fastnorm_layer_norm_axis /
+ * fastnorm_rms_norm_axis; residual_bias has C elements or is NULL. sum_out
+ * may be x or residual (same strides); y must not overlap sum_out. */
+FASTNORM_API int fastnorm_add_layer_norm_axis_f32(
+    int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+    const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+    float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+    const float *weight, const float *bias, double eps, float *mean, float *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_add_layer_norm_axis_f64(
+    int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+    const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+    double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+    const double *weight, const double *bias, double eps, double *mean, double *rstd,
+    int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_axis_f32(
+    int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+    const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+    float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+    const float *weight, double eps, float *rstd, int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_axis_f64(
+    int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+    const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+    double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+    const double *weight, double eps, double *rstd, int num_threads);
+
 /* ---- 16-bit data: float16 and bfloat16 -------------------------------------
  * Every normalizer above also comes as _f16 (IEEE 754 binary16 data) and
  * _bf16 (bfloat16 data: the upper 16 bits of a float32), with the same
@@ -528,6 +556,18 @@ FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
         const uint16_t *x, int64_t ldxs, int64_t ldxc, const float *rstd,                 \
         const float *weight, uint16_t *dx, int64_t lddxs, int64_t lddxc, float *dweight,  \
         int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_add_layer_norm_axis_##SUF(                                 \
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,  \
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc,                            \
+        const float *residual_bias, uint16_t *sum_out, int64_t ldss, int64_t ldsc,       \
+        uint16_t *y, int64_t ldys, int64_t ldyc, const float *weight,                    \
+        const float *bias, double eps, float *mean, float *rstd, int num_threads);       \
+    FASTNORM_API int fastnorm_add_rms_norm_axis_##SUF(                                   \
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,  \
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc,                            \
+        const float *residual_bias, uint16_t *sum_out, int64_t ldss, int64_t ldsc,       \
+        uint16_t *y, int64_t ldys, int64_t ldyc, const float *weight, double eps,        \
+        float *rstd, int num_threads);                                                   \
     FASTNORM_API int fastnorm_channel_sums_scale_##SUF(                                  \
         int64_t S, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x, \
         const double *mu, double *sum_dy, double *sum_dyx, uint16_t *dx, const double *a,  \
@@ -854,6 +894,51 @@ typedef struct fastnorm_api_table {
     int (*weight_norm_backward_bf16)(int64_t C, int64_t L, const uint16_t *dw,
                                      const uint16_t *v, const double *g, double eps,
                                      uint16_t *dv, double *dg, int num_threads);
+    /* appended: the fused residual add over a non-last axis */
+    int (*add_layer_norm_axis_f32)(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, const float *bias, double eps, float *mean, float *rstd,
+        int num_threads);
+    int (*add_rms_norm_axis_f32)(
+        int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
+        const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        float *sum_out, int64_t ldss, int64_t ldsc, float *y, int64_t ldys, int64_t ldyc,
+        const float *weight, double eps, float *rstd, int num_threads);
+    int (*add_layer_norm_axis_f64)(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, const double *bias, double eps, double *mean, double *rstd,
+        int num_threads);
+    int (*add_rms_norm_axis_f64)(
+        int64_t S, int64_t C, int64_t L, const double *x, int64_t ldxs, int64_t ldxc,
+        const double *residual, int64_t ldrs, int64_t ldrc, const double *residual_bias,
+        double *sum_out, int64_t ldss, int64_t ldsc, double *y, int64_t ldys, int64_t ldyc,
+        const double *weight, double eps, double *rstd, int num_threads);
+    int (*add_layer_norm_axis_f16)(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads);
+    int (*add_rms_norm_axis_f16)(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads);
+    int (*add_layer_norm_axis_bf16)(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, const float *bias, double eps, float *mean,
+        float *rstd, int num_threads);
+    int (*add_rms_norm_axis_bf16)(
+        int64_t S, int64_t C, int64_t L, const uint16_t *x, int64_t ldxs, int64_t ldxc,
+        const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
+        uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
+        int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

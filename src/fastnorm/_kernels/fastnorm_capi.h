@@ -161,5 +161,13 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_channel_sums_scale_bf16 (fastnorm_capi()->channel_sums_scale_bf16)
 #define fastnorm_weight_norm_bf16 (fastnorm_capi()->weight_norm_bf16)
 #define fastnorm_weight_norm_backward_bf16 (fastnorm_capi()->weight_norm_backward_bf16)
+#define fastnorm_add_layer_norm_axis_f32 (fastnorm_capi()->add_layer_norm_axis_f32)
+#define fastnorm_add_rms_norm_axis_f32 (fastnorm_capi()->add_rms_norm_axis_f32)
+#define fastnorm_add_layer_norm_axis_f64 (fastnorm_capi()->add_layer_norm_axis_f64)
+#define fastnorm_add_rms_norm_axis_f64 (fastnorm_capi()->add_rms_norm_axis_f64)
+#define fastnorm_add_layer_norm_axis_f16 (fastnorm_capi()->add_layer_norm_axis_f16)
+#define fastnorm_add_rms_norm_axis_f16 (fastnorm_capi()->add_rms_norm_axis_f16)
+#define fastnorm_add_layer_norm_axis_bf16 (fastnorm_capi()->add_layer_norm_axis_bf16)
+#define fastnorm_add_rms_norm_axis_bf16 (fastnorm_capi()->add_rms_norm_axis_bf16)
 
 #endif /* FASTNORM_CAPI_H */

@@ -233,11 +233,20 @@ static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *b
                                               int64_t n, const T *next_r, T *next_s,
                                               const int has_bias) {
     int64_t i = 0;
-    for (; i + VN <= n; i += VN) {
+    for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next_r && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_r + i);
             PREFETCH_W(next_s + i);
         }
+        V v0 = VADD(VLOAD(x + i), VLOAD(r + i));
+        V v1 = VADD(VLOAD(x + i + VN), VLOAD(r + i + VN));
+        if (has_bias) {
+            v0 = VADD(v0, WLOAD(bias + i));
+            v1 = VADD(v1, WLOAD(bias + i + VN));
+        }
+        VSTORE2(s + i, v0, v1);
+    }
+    for (; i + VN <= n; i += VN) {
         V v = VADD(VLOAD(x + i), VLOAD(r + i));
         if (has_bias) v = VADD(v, WLOAD(bias + i));
         VSTORE(s + i, v);
