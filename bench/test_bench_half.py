@@ -1,13 +1,17 @@
-"""16-bit data against float32: layer_norm and rms_norm forward at (4096, 768).
+"""16-bit data against float32: layer_norm and rms_norm, forward and backward, at (4096, 768).
 
 One benchmark per op x dtype x threads x implementation, grouped as
 ``op|4096x768|dtype|tN`` like the main suite (report.py reads the same
 extra_info). fastnorm: float32 weight and bias, ``out=`` preallocated.
 PyTorch: ``F.layer_norm`` / ``F.rms_norm`` on tensors sharing memory with the
 NumPy arrays, parameters in the data's dtype (its CPU kernels take float16
-and bfloat16), under ``torch.inference_mode()``. bytes_moved: read x and
-write y, so GB/s compare across dtypes: a 16-bit call that keeps the float32
-bytes per second takes half the time.
+and bfloat16), under ``torch.inference_mode()``. The backward ops take dy and the
+forward's statistics: fastnorm ``layer_norm_backward`` / ``rms_norm_backward``
+(float32 parameter gradients); PyTorch ``torch.autograd.grad`` through a
+graph built once (``retain_graph=True``), as in the main suite. bytes_moved:
+read x and write y (backward: read x, dy and write dx), so GB/s compare
+across dtypes: a 16-bit call that keeps the float32 bytes per second takes
+half the time.
 """
 import numpy as np
 import pytest
@@ -39,11 +43,12 @@ def _dtype(name):
 
 
 def _params():
-    for op in ("layer_norm", "rms_norm"):
+    for op in ("layer_norm", "rms_norm", "layer_norm_backward", "rms_norm_backward"):
         for dt in DTYPES:
             for threads in (1, 2):
                 for impl in ("fastnorm", "torch"):
-                    marks = [pytest.mark.bench_forward]
+                    marks = [pytest.mark.bench_backward if op.endswith("_backward")
+                             else pytest.mark.bench_forward]
                     if threads == 2:
                         marks.append(pytest.mark.quick)
                     yield pytest.param(op, dt, threads, impl, marks=marks,
@@ -64,7 +69,15 @@ def test_half(benchmark, op, dtype, threads, impl):
     w = rng.uniform(0.5, 1.5, SHAPE[-1]).astype(np.float32)
     b = rng.uniform(-0.5, 0.5, SHAPE[-1]).astype(np.float32)
     out = np.empty_like(x)
-    if impl == "fastnorm":
+    dy = rng.standard_normal(SHAPE).astype(np.float32).astype(dt)
+    moved = 2 * x.nbytes
+    if op.endswith("_backward"):
+        moved = 3 * x.nbytes
+        if impl == "fastnorm":
+            call = _fastnorm_backward(op, x, dy, w, threads)
+        else:
+            call = _torch_backward(op, x, dy, w, b, dt, threads)
+    elif impl == "fastnorm":
         if op == "layer_norm":
             def call():
                 fastnorm.layer_norm(x, w, b, out=out, num_threads=threads)
@@ -94,5 +107,33 @@ def test_half(benchmark, op, dtype, threads, impl):
     # named as in the main suite, so that report.py tabulates both alike
     name = f"fastnorm-{fastnorm.get_config()['isa']}" if impl == "fastnorm" else impl
     benchmark.extra_info.update(op=op, impl=name, shape=list(SHAPE), dtype=dtype,
-                                threads=threads, bytes_moved=2 * x.nbytes)
+                                threads=threads, bytes_moved=moved)
     benchmark(call)
+
+
+def _fastnorm_backward(op, x, dy, w, threads):
+    if op == "layer_norm_backward":
+        _, mean, rstd = fastnorm.layer_norm(x, w, return_stats=True)
+        return lambda: fastnorm.layer_norm_backward(dy, x, mean, rstd, w, num_threads=threads)
+    _, rstd = fastnorm.rms_norm(x, w, return_stats=True)
+    return lambda: fastnorm.rms_norm_backward(dy, x, rstd, w, num_threads=threads)
+
+
+def _torch_backward(op, x, dy, w, b, dt, threads):
+    if torch is None:
+        pytest.skip("torch is not installed")
+    F = torch.nn.functional
+    torch.set_num_threads(threads)
+    xg = _torch_view(x).clone().requires_grad_()
+    wg = _torch_view(w.astype(dt)).clone().requires_grad_()
+    dyt = _torch_view(dy)
+    if op == "layer_norm_backward":
+        bg = _torch_view(b.astype(dt)).clone().requires_grad_()
+        leaves = (xg, wg, bg)
+        y = F.layer_norm(xg, (SHAPE[-1],), wg, bg, 1e-5)
+    else:
+        if not hasattr(F, "rms_norm"):
+            pytest.skip("this torch has no F.rms_norm")
+        leaves = (xg, wg)
+        y = F.rms_norm(xg, (SHAPE[-1],), wg)
+    return lambda: torch.autograd.grad(y, leaves, grad_outputs=dyt, retain_graph=True)
