@@ -716,3 +716,21 @@ def test_parameter_gradients_keep_the_parameters_dtype(rng):
         _, st = fn.switch_norm(x, return_stats=True)
         g = fn.switch_norm_backward(dy, x, st)
         assert g[3].dtype == xdt and g[4].dtype == xdt
+
+
+@pytest.mark.parametrize("vdt", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("vshape,axis,gshape", [((3, 5), 0, (3, 1)), ((3, 5), 1, (5,)),
+                                                 ((0, 5), 0, (0,))],
+                         ids=["rows", "columns", "empty"])
+def test_weight_norm_gradient_of_a_list_g_in_the_computing_dtype(vdt, vshape, axis, gshape,
+                                                                  rng):
+    """g given as a (nested) list has no dtype of its own: dg comes back in v's
+    computing dtype (float32 for 16-bit v), with the values of g as such an array."""
+    cdt = np.float32 if vdt == np.float16 else vdt
+    v = make_array(vshape, vdt, rng)
+    dw = make_array(vshape, vdt, rng)
+    ga = rng.uniform(0.5, 2.0, gshape).astype(cdt)
+    dv, dg = fn.weight_norm_backward(dw, v, ga.tolist(), axis=axis)
+    dv2, dg2 = fn.weight_norm_backward(dw, v, ga, axis=axis)
+    assert dg.dtype == cdt and dg.shape == gshape
+    assert np.array_equal(dv, dv2) and np.array_equal(dg, dg2)

@@ -1175,6 +1175,16 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
     return o.dest, rstd
 
 
+cdef object _grad_as(object g, object param):
+    """A parameter gradient g, computed in the computing dtype, in the floating
+    dtype of the ndarray param; as it is for a param given as a list (or
+    None), which has no dtype of its own."""
+    if g is None or not isinstance(param, np.ndarray) or not _is_float(<cnp.ndarray>param):
+        return g
+    dt = (<cnp.ndarray>param).dtype
+    return g if g.dtype == dt else g.astype(dt)
+
+
 cdef tuple _norm_backward(bint centered, object dy, object x, object mean, object rstd,
                           object weight, object axis, object num_threads):
     """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None)."""
@@ -1196,13 +1206,8 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
         dyw = L.rows_of(dya, &dyv)
         o = _output(L, None, NULL, 0)
         dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt)
-    if weight is not None:  # parameter gradients in the weight's own dtype
-        wdt = np.asarray(weight).dtype
-        if wdt != dw.dtype:
-            dw = dw.astype(wdt)
-            if db is not None:
-                db = db.astype(wdt)
-    return dxa, dw, db
+    # parameter gradients in the weight's own floating dtype
+    return dxa, _grad_as(dw, weight), _grad_as(db, weight)
 
 
 cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, object m,
@@ -1306,9 +1311,10 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
 
     Returns ``(dx, dweight, dbias)``: dx has x's shape; dweight = sum of
     dy * xhat and dbias = sum of dy over every non-normalized axis, with the
-    shape of the normalized axes (in weight's dtype when a weight is given,
-    else in x's dtype). They are computed whether or not the forward had the
-    parameters.
+    shape of the normalized axes, in the weight's floating dtype when the
+    weight is an array, else (no weight, or a list) in the computing dtype:
+    x's, float32 for 16-bit x. They are computed whether or not the forward
+    had the parameters.
     """
     return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
 
@@ -1345,7 +1351,8 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     Takes ``dy`` (x's shape and dtype), the forward's input ``x``, the
     ``rstd`` it returned with ``return_stats=True`` and its ``weight``.
     Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
-    non-normalized axis, with the shape of the normalized axes.
+    non-normalized axis, with the shape of the normalized axes, in the dtype
+    :func:`layer_norm_backward` gives it.
     """
     dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
     return dx, dw
@@ -1641,7 +1648,10 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
 
     Returns ``(dsum, dweight, dbias, dresidual_bias)``: dsum = NB(dy * weight)
     + ds is the gradient of x and of residual alike (s = x + residual);
-    dresidual_bias is dsum summed over every non-normalized axis.
+    dresidual_bias is dsum summed over every non-normalized axis. dweight
+    and dbias have the dtype :func:`layer_norm_backward` gives them;
+    dresidual_bias (residual_bias is not an argument) the computing dtype,
+    x's or float32 for 16-bit data.
     """
     dsum, dw, db = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis,
                                        num_threads=num_threads)

@@ -929,8 +929,9 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
 
 
 def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
-    """Gradients of weight_norm: (dv, dg), dg in g's shape:
-    dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
+    """Gradients of weight_norm: (dv, dg), dg in g's shape and g's floating
+    dtype (v's computing dtype -- float32 for 16-bit v -- for a g given as a
+    list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     dw = _dy_like(dw, v, "dw")
@@ -939,12 +940,12 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     C = dims[2]
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
-        return dv, np.zeros(ga.shape, ga.dtype)
+        return dv, _grad_like(np.zeros(ga.shape), g, v)
     gg = _carr(ga.reshape(-1), np.float64)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         dg = np.empty(C)
         _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3], gg, e, dg, nt)
-        return dv, dg.reshape(ga.shape).astype(ga.dtype)
+        return dv, _grad_like(dg.reshape(ga.shape), g, v)
     norm = _wn_norms(vc, dims, e, nt)
     sum_dw = np.empty(C)
     sum_dwv = np.empty(C)
@@ -956,4 +957,4 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
         b = -gg * dg / norm ** 2
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
                                           False, nt)
-    return dv, dg.reshape(ga.shape).astype(ga.dtype)
+    return dv, _grad_like(dg.reshape(ga.shape), g, v)
