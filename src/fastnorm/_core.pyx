@@ -1177,11 +1177,11 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
 
 cdef object _grad_as(object g, object param):
     """A parameter gradient g, computed in the computing dtype, in the floating
-    dtype of the ndarray param; as it is for a param given as a list (or
-    None), which has no dtype of its own."""
+    dtype of the ndarray param (native byte order); as it is for a param given
+    as a list (or None), which has no dtype of its own."""
     if g is None or not isinstance(param, np.ndarray) or not _is_float(<cnp.ndarray>param):
         return g
-    dt = (<cnp.ndarray>param).dtype
+    dt = (<cnp.ndarray>param).dtype.newbyteorder("=")
     return g if g.dtype == dt else g.astype(dt)
 
 
@@ -1712,8 +1712,9 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
 
     Parameters
     ----------
-    x : array of float32 or float64, (N, T, D)
-    shift, scale : arrays of shape (N, D), converted to x's dtype
+    x : array of float32, float64, float16 or bfloat16, (N, T, D)
+    shift, scale : arrays of shape (N, D), converted to the computing dtype
+        (x's, float32 for 16-bit x)
     eps : float >= 0, default 1e-6
     out : ndarray of x's shape and dtype, optional (may be x)
     return_stats : bool
@@ -1779,8 +1780,12 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
 
     Takes ``dy`` (x's shape and dtype), the forward's ``x``, the ``mean`` and
     ``rstd`` it returned and its ``scale``. Returns ``(dx, dshift, dscale)``:
-    dx = NB(dy * (1 + scale)); dshift[n] = sum over T of dy; dscale[n] = sum
-    over T of dy * xhat; both of shape (N, D) in x's dtype.
+    dx = NB(dy * (1 + scale)) in x's dtype; dshift[n] = sum over T of dy;
+    dscale[n] = sum over T of dy * xhat. dshift and dscale have shape (N, D);
+    they are computed in the computing dtype (x's, float32 for 16-bit x) and
+    returned in scale's floating dtype when scale is an array (a float16
+    scale gives float16, a float64 scale with float32 x float64), else (a
+    list) in the computing dtype.
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
@@ -1829,7 +1834,7 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
                 <float *>rp, <float *>wp, n, <uint16_t *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
     _raise_kernel_error(rc)
     o.finish()
-    return o.dest, dshift, dscale
+    return o.dest, _grad_as(dshift, scale), _grad_as(dscale, scale)
 
 
 # --------------------------------------------------------------------------

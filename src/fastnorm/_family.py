@@ -205,12 +205,15 @@ def _update_running(running_mean, running_var, mean, var, count, momentum):
 
 
 def _grad_like(grad, param, x):
-    """A parameter's gradient in the parameter's own floating dtype (x's
-    computing dtype -- float32 for 16-bit x -- for a parameter given as a list
-    or in a non-float dtype); None stays None."""
+    """A parameter's gradient in the parameter's own floating dtype, in native
+    byte order (x's computing dtype -- float32 for 16-bit x -- for a parameter
+    given as a list or in a non-float dtype); None stays None."""
     if grad is None or param is None:
         return None
-    dt = param.dtype if isinstance(param, np.ndarray) and _is_float(param.dtype) else _calc(x)
+    if isinstance(param, np.ndarray) and _is_float(param.dtype):
+        dt = param.dtype.newbyteorder("=")
+    else:
+        dt = _calc(x)
     return np.asarray(grad).astype(dt, copy=False)
 
 
