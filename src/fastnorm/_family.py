@@ -348,8 +348,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
     channels-last) over every other axis. training=True normalizes with the
     batch statistics and updates running_mean / running_var in place (when
-    given; momentum is the weight of the new value, the variance is stored
-    unbiased); training=False normalizes with the running statistics.
+    given: both or neither; momentum is the weight of the new value, the
+    variance is stored unbiased); training=False normalizes with the running
+    statistics.
     Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
     running statistics.
     """
@@ -362,6 +363,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     rm = _running(running_mean, C, x, "running_mean")
     rv = _running(running_var, C, x, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError("running_mean and running_var must be given together")
     m = _momentum(momentum)
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
