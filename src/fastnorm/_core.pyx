@@ -860,17 +860,14 @@ cdef inline void _raise_kernel_error(int rc) except *:
 # --------------------------------------------------------------------------
 
 cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
-    """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
-    cdef int k
+    """RMSNorm's eps: None is the machine epsilon of the computing dtype -- x's
+    for float32 and float64, float32's for 16-bit x -- as torch's RMSNorm on
+    the CPU, which computes half and bfloat16 in float32 with float32's
+    epsilon."""
     if eps is None:
-        k = _kind(x)
-        if k == K_F32:
-            return 1.1920928955078125e-07
-        if k == K_F16:
-            return 0.0009765625
-        if k == K_BF16:
-            return 0.0078125
-        return 2.220446049250313e-16
+        if _kind(x) == K_F64:
+            return 2.220446049250313e-16
+        return 1.1920928955078125e-07
     return _check_eps(eps)
 
 
@@ -1330,8 +1327,9 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     x : array of float32 or float64
     weight : array of shape ``x.shape[axis]``, optional. Converted to x's dtype.
     axis : int or tuple of ints, default -1
-    eps : float >= 0 or None, default None: the machine epsilon of x's dtype,
-        as ``torch.nn.RMSNorm``.
+    eps : float >= 0 or None, default None: the machine epsilon of the
+        computing dtype (x's; float32's for float16 and bfloat16 x), as
+        ``torch.nn.RMSNorm``.
     out : ndarray of x's shape and dtype, optional. Written in place; may be x.
     return_stats : bool
         Also return ``rstd`` = 1/sqrt(mean(x**2) + eps), the shape of x without
@@ -1618,7 +1616,8 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
     """Residual add fused with RMS normalization.
 
     s = x + residual (+ residual_bias); y = rms_norm(s, weight). Arguments as
-    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of x's dtype.
+    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of the
+    computing dtype, as in :func:`rms_norm`.
 
     Returns
     -------

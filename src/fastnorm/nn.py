@@ -294,7 +294,8 @@ class LayerNorm(_Norm):
 class RMSNorm(_Norm):
     """Root-mean-square normalization over ``normalized_shape`` (as ``torch.nn.RMSNorm``).
 
-    ``eps=None`` uses the machine epsilon of the input's dtype. Holds
+    ``eps=None`` uses the machine epsilon of the input's computing dtype (the
+    input's for float32 and float64, float32's for 16-bit input). Holds
     ``weight`` (ones) when ``elementwise_affine``.
     """
 
