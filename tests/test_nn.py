@@ -296,6 +296,24 @@ def test_constructor_errors(cls):
         cls(4, dtype=np.int32)
 
 
+@pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm])
+def test_bad_eps_is_refused_at_construction(cls):
+    """eps is checked by the constructor, as by the channel layers, with the
+    functions' errors naming it; RMSNorm's eps=None (the default) stays allowed."""
+    for bad, exc in ((-1, ValueError), (-1e-5, ValueError), (float("nan"), ValueError),
+                     (float("inf"), ValueError), ("a", TypeError), (True, TypeError),
+                     ([1e-5], TypeError)):
+        with pytest.raises(exc, match="eps"):
+            cls(4, eps=bad)
+    if cls is nn.LayerNorm:
+        with pytest.raises(TypeError, match="eps"):
+            cls(4, eps=None)
+    else:
+        assert cls(4, eps=None).eps is None and cls(4).eps is None
+    # valid values are kept as given
+    assert cls(4, eps=0).eps == 0 and cls(4, eps=np.float32(1e-3)).eps == np.float32(1e-3)
+
+
 @pytest.mark.parametrize("bad", ["abc", (4.5,), (4, 2.5)], ids=["str", "float", "float2"])
 @pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm])
 def test_non_integer_normalized_shape(cls, bad):

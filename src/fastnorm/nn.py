@@ -233,9 +233,10 @@ class _Module:
 class _Norm(_Module):
     """Normalization over the trailing ``normalized_shape`` axes."""
 
-    def __init__(self, normalized_shape, eps, dtype):
+    def __init__(self, normalized_shape, eps, dtype, eps_none=False):
         self.normalized_shape = _shape_tuple(normalized_shape)
-        self.eps = eps
+        # checked here, as by the channel layers (eps_none: None is a valid eps)
+        self.eps = None if eps is None and eps_none else _eps(eps)
         self.dtype = _float_dtype(dtype)
         self._axis = tuple(range(-len(self.normalized_shape), 0))
         self._saved = None
@@ -302,7 +303,7 @@ class RMSNorm(_Norm):
     _param_names = ("weight",)
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32):
-        super().__init__(normalized_shape, eps, dtype)
+        super().__init__(normalized_shape, eps, dtype, eps_none=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.weight = np.ones(self.normalized_shape, self.dtype) if elementwise_affine else None
         self.grad_weight = None
