@@ -3,6 +3,7 @@
 errors that leave the running statistics untouched, determinism across
 thread counts and accuracy over long channels."""
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -559,6 +560,32 @@ def test_error_messages():
         fn.batch_norm(x, rm, None, training=True)
     with pytest.raises(TypeError, match="momentum"):
         fn.batch_norm(x, rm, rv, training=True, momentum=None)
+
+
+def test_batch_axis_is_not_a_channel_axis():
+    """axis 0 is the batch, as in group_norm, instance_norm and the layers: refused
+    (the message shows x's shape), in training, eval and the backward; a 1-d x has
+    no channel axis."""
+    x = make_array((4, 3, 5), np.float32, np.random.default_rng(0))
+    msg = re.escape("axis is the channel axis and cannot be the batch axis 0 "
+                    "(x has shape (4, 3, 5))")
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    for axis in (0, -3):
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, None, None, training=True, axis=axis)
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, rm, rv, training=True, axis=axis)
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, rm, rv, training=False, axis=axis)
+        assert np.all(rm == 0) and np.all(rv == 1)
+        for training in (True, False):
+            with pytest.raises(ValueError, match=msg):
+                fn.batch_norm_backward(x, x, rm, rv, training=training, axis=axis)
+    with pytest.raises(ValueError, match="batch axis and a channel axis"):
+        fn.batch_norm(np.ones(5, np.float32), None, None, training=True)
+    with pytest.raises(ValueError, match="batch axis and a channel axis"):
+        fn.batch_norm_backward(np.ones(5, np.float32), np.ones(5, np.float32),
+                               np.zeros(5, np.float32), np.ones(5, np.float32))
 
 
 def test_backward_bad_arguments():

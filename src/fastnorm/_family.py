@@ -51,13 +51,15 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _channel_axis(axis, ndim, name="axis", per_sample=True):
+def _channel_axis(axis, shape, name="axis"):
+    """The channel axis of an x of this shape, as a non-negative int: any axis
+    but the batch axis 0."""
     if not _is_int(axis):
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), ndim)
-    if per_sample and k == 0:
+    (k,) = _core._axes_arg(int(axis), len(shape))
+    if k == 0:
         raise ValueError(
-            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {ndim}-d)"
+            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {shape})"
         )
     return k
 
@@ -255,7 +257,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     G = _group_count(num_groups, x.shape[k])
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
@@ -297,7 +299,7 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     ms = np.shape(mean)
     if len(ms) != 2 or ms[0] != x.shape[0]:
         raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
@@ -355,9 +357,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     running statistics.
     """
     x = _core._data_arg(x, "x")
-    if x.ndim < 1:
-        raise ValueError("x must have at least one axis")
-    k = _channel_axis(axis, x.ndim, per_sample=False)
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
@@ -405,7 +407,9 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     the NB formula per channel; with running statistics dx = dy * weight *
     rstd. dweight (dbias) is None when weight (bias) is None."""
     x = _core._data_arg(x, "x")
-    k = _channel_axis(axis, x.ndim, per_sample=False)
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     _param(bias, C, x, "bias")
     if training:
@@ -438,7 +442,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
@@ -489,7 +493,7 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     _param(bias, C, x, "bias")
     if np.ndim(mean) == 2:
@@ -747,7 +751,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
@@ -811,7 +815,7 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
         raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     B = _Block(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
