@@ -724,6 +724,11 @@ def test_bad_arguments(func):
         call(x, eps=-1.0)
     with pytest.raises(TypeError, match="eps"):
         call(x, eps=None)
+    if func == "instance_norm":  # one value per (sample, channel): no statistics to train on
+        with pytest.raises(ValueError, match=re.escape(
+                "x must have more than 1 spatial element per channel when training, "
+                "got shape (2, 4, 1)")):
+            call(np.ones((2, 4, 1), np.float32), training=True)
 
 
 @pytest.mark.parametrize("func", ["group_norm", "instance_norm"])

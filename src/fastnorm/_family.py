@@ -378,7 +378,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     if training:
         if M == 1:
             raise ValueError(
-                f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+                f"x must have more than 1 value per channel when training, got shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
@@ -462,7 +462,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         L = B.R * B.L
         if training and L == 1:
             raise ValueError(
-                f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
+                f"x must have more than 1 spatial element per channel when training, "
+                f"got shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
@@ -771,7 +772,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     N, L = B.S, B.R * B.L
     if training and N * L == 1:
         raise ValueError(
-            f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+            f"x must have more than 1 value per channel when training, got shape {x.shape}"
         )
     if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
         y = _empty_result(out, x)
