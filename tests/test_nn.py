@@ -1,5 +1,7 @@
 """fastnorm.nn: the layer classes against the functions, gradients,
 state_dict round trips, modes and errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -260,11 +262,22 @@ def test_load_state_dict_errors_leave_layer_unchanged(cls, rng):
         bad_states.append(({"weight": state["weight"]}, KeyError))
         # the first parameter is fine, the second is not: nothing is loaded
         bad_states.append(({"weight": np.zeros(4), "bias": np.zeros(3)}, ValueError))
+    # not real numbers: a TypeError naming the key, no ComplexWarning
+    bad_states += [({**state, "weight": ["a"] * 4}, TypeError),
+                   ({**state, "weight": np.ones(4, np.complex128)}, TypeError),
+                   ({**state, "weight": "abcd"}, TypeError)]
     for bad, exc in bad_states:
-        with pytest.raises(exc):
-            layer.load_state_dict(bad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(exc) as info:
+                layer.load_state_dict(bad)
+        if exc is TypeError:
+            assert "weight" in str(info.value)
         for k in state:
             assert np.array_equal(getattr(layer, k), state[k])
+    # integer and bool arrays are real numbers: converted
+    layer.load_state_dict({k: np.arange(4) for k in state})
+    assert layer.weight.dtype == np.float32 and np.array_equal(layer.weight, np.arange(4))
 
 
 def test_zero_grad(rng):
