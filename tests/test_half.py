@@ -528,6 +528,45 @@ def test_batch_norm(isa, dt):
 
 
 @pytest.mark.parametrize("dt", HALF)
+def test_16bit_running_statistics_are_refused(dt):
+    """Running statistics are updated in place in the computing dtype, so for
+    16-bit data they must be float32: one of x's own dtype (or float64) is a
+    TypeError naming it and saying why, in training and in eval, for every
+    function that takes them; nothing is written."""
+    x = data((6, 8, 3), dt)
+    rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
+    calls = {
+        "batch_norm": lambda m, v, t: fastnorm.batch_norm(x, m, v, training=t),
+        "instance_norm": lambda m, v, t: fastnorm.instance_norm(x, None, None, m, v, training=t),
+        "switch_norm": lambda m, v, t: fastnorm.switch_norm(x, running_mean=m, running_var=v,
+                                                            training=t),
+    }
+    xl = data((6, 3, 8), dt)
+    for bad_dt in (dt, np.float64):
+        bad = np.zeros(8, bad_dt)
+        for name, call in calls.items():
+            for training in (True, False):
+                for m, v, arg in ((bad, rv, "running_mean"), (rm, bad.copy(), "running_var")):
+                    before = bad.copy()
+                    with pytest.raises(TypeError) as info:
+                        call(m, v, training)
+                    msg = str(info.value)
+                    assert msg.startswith(arg) and "float32" in msg, (name, msg)
+                    assert "updated in place" in msg, (name, msg)
+                    assert f"got {np.dtype(bad_dt).name}" in msg, (name, msg)
+                    assert np.array_equal(rm, np.zeros(8)) and np.array_equal(rv, np.ones(8))
+        badl = np.zeros((3, 8), bad_dt)
+        with pytest.raises(TypeError, match="running_mean must have dtype float32.*updated "
+                                            "in place"):
+            fastnorm.batch_layer_norm(xl, running_mean=badl,
+                                      running_var=np.ones((3, 8), np.float32))
+    # float32 and float64 data: the statistics have x's dtype, also said plainly
+    x32 = x.astype(np.float32)
+    with pytest.raises(TypeError, match="running_mean must have dtype float32 like x"):
+        fastnorm.batch_norm(x32, rm.astype(np.float64), rv, training=True)
+
+
+@pytest.mark.parametrize("dt", HALF)
 def test_batch_layer_switch_weight_norm(isa, dt):
     xl = data((4, 6, 16), dt)
     w, b = params(16)

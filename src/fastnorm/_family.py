@@ -189,11 +189,25 @@ def _running(a, C, x, name):
                         f"got {type(a).__name__}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
-    if a.dtype != _calc(x):
-        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
+    _running_dtype(a, x, name)
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
+
+
+def _running_dtype(a, x, name):
+    """A running statistic is updated in place in the computing dtype, so it
+    must have that dtype: it cannot be converted (a copy would not be updated)."""
+    if a.dtype == _calc(x):
+        return
+    if x.dtype.itemsize == 2:
+        raise TypeError(
+            f"{name} must have dtype float32 for {x.dtype} x, got {a.dtype}: running "
+            "statistics are updated in place in the computing dtype, float32 for 16-bit "
+            "data, so they cannot be converted"
+        )
+    raise TypeError(f"{name} must have dtype {x.dtype} like x (it is updated in place), "
+                    f"got {a.dtype}")
 
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):
@@ -632,8 +646,7 @@ def _running_shaped(a, shape, x, name):
                         f"got {type(a).__name__}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    if a.dtype != _calc(x):
-        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
+    _running_dtype(a, x, name)
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
