@@ -1279,15 +1279,15 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
 
     Parameters
     ----------
-    x : array of float32 or float64
+    x : array of float32, float64, float16 or bfloat16
     weight, bias : arrays of shape ``x.shape[axis]`` (the normalized axes), optional.
-        Converted to x's dtype.
+        Converted to the computing dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
     eps : float >= 0, default 1e-5 (inside the square root)
     out : ndarray of x's shape and dtype, optional. Written in place; may be x.
     return_stats : bool
         Also return ``mean`` and ``rstd`` = 1/sqrt(var + eps), with the shape of
-        x without the normalized axes and x's dtype: the inputs of
+        x without the normalized axes and the computing dtype: the inputs of
         :func:`layer_norm_backward`.
     num_threads : int, optional
         Upper bound on threads (default :func:`get_num_threads`; negative counts back).
@@ -1324,8 +1324,9 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
 
     Parameters
     ----------
-    x : array of float32 or float64
-    weight : array of shape ``x.shape[axis]``, optional. Converted to x's dtype.
+    x : array of float32, float64, float16 or bfloat16
+    weight : array of shape ``x.shape[axis]``, optional. Converted to the computing
+        dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
     eps : float >= 0 or None, default None: the machine epsilon of the
         computing dtype (x's; float32's for float16 and bfloat16 x), as
@@ -1594,7 +1595,8 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, a
 
     Parameters
     ----------
-    x, residual : arrays of the same shape and dtype (float32 or float64)
+    x, residual : arrays of the same shape and dtype (float32, float64, float16 or
+        bfloat16)
     weight, bias, residual_bias : arrays of the normalized axes' shape, optional
     axis, eps, num_threads : as in :func:`layer_norm`
     out : ndarray for y, optional (may be x)
