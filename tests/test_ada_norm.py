@@ -312,8 +312,40 @@ def test_parameter_dtypes(isa, rng):
     # lists are arrays too
     assert np.array_equal(fn.ada_layer_norm(x, sh.tolist(), sc.tolist()), y)
     _, mean, rstd = fn.ada_layer_norm(x, sh, sc, return_stats=True)
+    dx, dsh, dsc = fn.ada_layer_norm_backward(x, x, mean, rstd, sc)
+    # dshift and dscale in scale's floating dtype, with the values of the
+    # computation in x's dtype; dx in x's dtype
     g = fn.ada_layer_norm_backward(x, x, mean, rstd, sc64)
+    assert g[0].dtype == np.float32 and g[1].dtype == g[2].dtype == np.float64
+    assert np.array_equal(g[0], dx)
+    assert np.array_equal(g[1], dsh.astype(np.float64))
+    assert np.array_equal(g[2], dsc.astype(np.float64))
+    # a byte-swapped scale: its dtype in native byte order
+    g = fn.ada_layer_norm_backward(x, x, mean, rstd, sc.astype(sc.dtype.newbyteorder()))
+    assert g[1].dtype == g[2].dtype == np.float32
+    assert np.array_equal(g[1], dsh) and np.array_equal(g[2], dsc)
+    # a list has no dtype of its own: the computing dtype
+    g = fn.ada_layer_norm_backward(x, x, mean, rstd, sc.tolist())
     assert all(a.dtype == np.float32 for a in g)
+    assert np.array_equal(g[1], dsh) and np.array_equal(g[2], dsc)
+
+
+def test_16bit_parameter_gradients(isa, rng):
+    """16-bit x computes in float32: dshift and dscale are float32 sums, rounded
+    once to a 16-bit scale's dtype; float32 for a float32 scale or a list."""
+    x = make_array((2, 4, 16), np.float16, rng)
+    sh = (0.5 * rng.standard_normal((2, 16))).astype(np.float16)
+    sc = (0.5 * rng.standard_normal((2, 16))).astype(np.float16)
+    _, mean, rstd = fn.ada_layer_norm(x, sh, sc, return_stats=True)
+    dx, dsh, dsc = fn.ada_layer_norm_backward(x, x, mean, rstd, sc.astype(np.float32))
+    assert dx.dtype == np.float16 and dsh.dtype == dsc.dtype == np.float32
+    g = fn.ada_layer_norm_backward(x, x, mean, rstd, sc)
+    assert g[0].dtype == g[1].dtype == g[2].dtype == np.float16
+    assert np.array_equal(g[0], dx)
+    assert np.array_equal(g[1], dsh.astype(np.float16))
+    assert np.array_equal(g[2], dsc.astype(np.float16))
+    g = fn.ada_layer_norm_backward(x, x, mean, rstd, sc.tolist())
+    assert g[1].dtype == g[2].dtype == np.float32
 
 
 # --------------------------------------------------------------------------

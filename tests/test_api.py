@@ -285,6 +285,39 @@ def test_parameter_gradients_in_x_dtype_without_weight():
         assert dw.dtype == dt
 
 
+@pytest.mark.parametrize("xdt", [F32, F64, np.float16])
+def test_parameter_gradients_of_a_list_weight_in_the_computing_dtype(xdt):
+    """A weight given as a list has no dtype of its own: its gradients come back
+    in the computing dtype (x's, float32 for 16-bit x), with the values of the
+    same call given the weight as an array of that dtype."""
+    cdt = np.float32 if xdt == np.float16 else xdt
+    x = _x((4, 5), xdt)
+    dy = _x((4, 5), xdt, seed=1)
+    wl = [1.0, 0.5, 2.0, -1.0, 1.5]
+    wa = np.array(wl, cdt)
+    _, m, r = fn.layer_norm(x, wl, return_stats=True)
+    got = fn.layer_norm_backward(dy, x, m, r, wl)
+    want = fn.layer_norm_backward(dy, x, m, r, wa)
+    assert got[1].dtype == cdt and got[2].dtype == cdt
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+    _, r2 = fn.rms_norm(x, wl, return_stats=True)
+    got = fn.rms_norm_backward(dy, x, r2, wl)
+    assert got[1].dtype == cdt
+    assert np.array_equal(got[1], fn.rms_norm_backward(dy, x, r2, wa)[1])
+    _, s, m, r = fn.add_layer_norm(x, x, wl, return_stats=True)
+    got = fn.add_layer_norm_backward(dy, s, m, r, wl)
+    assert all(g.dtype == cdt for g in got[1:])
+    _, s, r2 = fn.add_rms_norm(x, x, wl, return_stats=True)
+    got = fn.add_rms_norm_backward(dy, s, r2, wl)
+    assert all(g.dtype == cdt for g in got[1:])
+    # over a middle axis too (the axis kernels)
+    x3 = _x((2, 5, 3), xdt)
+    _, m, r = fn.layer_norm(x3, wl, axis=1, return_stats=True)
+    got = fn.layer_norm_backward(x3, x3, m, r, wl, axis=1)
+    assert got[1].dtype == cdt and got[2].dtype == cdt
+
+
 def test_statistics_of_another_float_dtype_are_converted():
     x = _x(dtype=F32)
     dy = _x(dtype=F32, seed=1)

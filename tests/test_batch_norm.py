@@ -3,6 +3,7 @@
 errors that leave the running statistics untouched, determinism across
 thread counts and accuracy over long channels."""
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -229,8 +230,8 @@ def test_momentum_zero_leaves_running_stats(isa, dtype, rng):
     assert np.array_equal(rm, rm0) and np.array_equal(rv, rv0)
 
 
-def test_running_stats_views_and_one_of_two(isa, rng):
-    """Non-contiguous running statistics are updated in place; either one may be None."""
+def test_running_stats_views(isa, rng):
+    """Non-contiguous running statistics are updated in place."""
     x = make_array((6, 3, 4), np.float64, rng)
     store = np.zeros((2, 6))
     store[1] = 1.0
@@ -240,12 +241,20 @@ def test_running_stats_views_and_one_of_two(isa, rng):
     assert_close(store[0, ::2], want[3], np.float64)
     assert_close(store[1, ::2], want[4], np.float64)
     assert np.all(store[0, 1::2] == 0) and np.all(store[1, 1::2] == 1)
-    rm2 = np.zeros(3)
-    fn.batch_norm(x, rm2, None, training=True, momentum=0.5)
-    assert_close(rm2, want[3], np.float64)
-    rv2 = np.ones(3)
-    fn.batch_norm(x, None, rv2, training=True, momentum=0.5)
-    assert_close(rv2, want[4], np.float64)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_one_running_statistic_without_the_other_is_refused(training, rng):
+    """As torch: running_mean and running_var come together or not at all; the
+    one given is left as it was."""
+    x = make_array((6, 3, 4), np.float64, rng)
+    for rm, rv in ((np.zeros(3), None), (None, np.ones(3))):
+        given = rm if rm is not None else rv
+        before = given.copy()
+        with pytest.raises(ValueError, match="running_mean and running_var must be given "
+                                             "together"):
+            fn.batch_norm(x, rm, rv, training=training, momentum=0.5)
+        assert np.array_equal(given, before)
 
 
 def test_cumulative_average_via_momentum(isa, rng):
@@ -493,6 +502,8 @@ def _bad_calls(x, rm, rv, out=None):
         "running-var-dtype": lambda: bn(x, rm, np.ones(3), training=True),
         "running-var-readonly": lambda: bn(x, rm, rv_ro, training=True),
         "running-var-list": lambda: bn(x, rm, [1.0, 1.0, 1.0], training=True),
+        "running-var-missing": lambda: bn(x, rm, None, training=True),
+        "running-mean-missing": lambda: bn(x, None, rv, training=True),
         "x-int": lambda: bn(x.astype(np.int32), rm, rv, training=True),
         "x-longdouble": lambda: bn(x.astype(np.longdouble), rm, rv, training=True),
     }
@@ -524,9 +535,11 @@ def test_errors_leave_running_stats_and_out_untouched(name):
 def test_error_messages():
     x = make_array((4, 3, 5), np.float32, np.random.default_rng(0))
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ValueError, match=re.escape(
+            "x must have more than 1 value per channel when training, got shape (1, 3)")):
         fn.batch_norm(np.ones((1, 3), np.float32), rm, rv, training=True)
-    with pytest.raises(ValueError, match="more than 1 value per channel"):
+    with pytest.raises(ValueError, match=re.escape(
+            "x must have more than 1 value per channel when training, got shape (1, 3, 1, 1)")):
         fn.batch_norm(np.ones((1, 3, 1, 1), np.float32), None, None, training=True)
     # one value per channel is fine in eval
     assert fn.batch_norm(np.ones((1, 3), np.float32), rm, rv).shape == (1, 3)
@@ -541,12 +554,40 @@ def test_error_messages():
     # eval needs both running statistics
     with pytest.raises(ValueError, match="running"):
         fn.batch_norm(x, None, None)
-    with pytest.raises(ValueError, match="running"):
+    with pytest.raises(ValueError, match="must be given together"):
         fn.batch_norm(x, rm, None)
-    with pytest.raises(ValueError, match="running"):
+    with pytest.raises(ValueError, match="must be given together"):
         fn.batch_norm(x, None, rv, training=False)
+    with pytest.raises(ValueError, match="must be given together"):
+        fn.batch_norm(x, rm, None, training=True)
     with pytest.raises(TypeError, match="momentum"):
         fn.batch_norm(x, rm, rv, training=True, momentum=None)
+
+
+def test_batch_axis_is_not_a_channel_axis():
+    """axis 0 is the batch, as in group_norm, instance_norm and the layers: refused
+    (the message shows x's shape), in training, eval and the backward; a 1-d x has
+    no channel axis."""
+    x = make_array((4, 3, 5), np.float32, np.random.default_rng(0))
+    msg = re.escape("axis is the channel axis and cannot be the batch axis 0 "
+                    "(x has shape (4, 3, 5))")
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    for axis in (0, -3):
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, None, None, training=True, axis=axis)
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, rm, rv, training=True, axis=axis)
+        with pytest.raises(ValueError, match=msg):
+            fn.batch_norm(x, rm, rv, training=False, axis=axis)
+        assert np.all(rm == 0) and np.all(rv == 1)
+        for training in (True, False):
+            with pytest.raises(ValueError, match=msg):
+                fn.batch_norm_backward(x, x, rm, rv, training=training, axis=axis)
+    with pytest.raises(ValueError, match="batch axis and a channel axis"):
+        fn.batch_norm(np.ones(5, np.float32), None, None, training=True)
+    with pytest.raises(ValueError, match="batch axis and a channel axis"):
+        fn.batch_norm_backward(np.ones(5, np.float32), np.ones(5, np.float32),
+                               np.zeros(5, np.float32), np.ones(5, np.float32))
 
 
 def test_backward_bad_arguments():

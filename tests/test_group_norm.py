@@ -1,6 +1,7 @@
 """fastnorm.group_norm / instance_norm and their backward against the float64
 reference (NORMS.md sections 0, 5, 6 and 11), both kernel tables, both dtypes."""
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -707,7 +708,9 @@ def test_bad_arguments(func):
         call(np.ones((2, 4, 3), np.int64))
     with pytest.raises(TypeError, match="x"):
         call(np.ones((2, 4, 3), np.longdouble))
-    with pytest.raises(ValueError, match="axis"):
+    # the message shows x's shape
+    with pytest.raises(ValueError, match=re.escape(
+            f"axis is the channel axis and cannot be the batch axis 0 (x has shape {x.shape})")):
         call(x, axis=0)
     with pytest.raises(ValueError, match="axis"):
         call(x, axis=-3)
@@ -721,6 +724,11 @@ def test_bad_arguments(func):
         call(x, eps=-1.0)
     with pytest.raises(TypeError, match="eps"):
         call(x, eps=None)
+    if func == "instance_norm":  # one value per (sample, channel): no statistics to train on
+        with pytest.raises(ValueError, match=re.escape(
+                "x must have more than 1 spatial element per channel when training, "
+                "got shape (2, 4, 1)")):
+            call(np.ones((2, 4, 1), np.float32), training=True)
 
 
 @pytest.mark.parametrize("func", ["group_norm", "instance_norm"])

@@ -33,8 +33,9 @@ HALF = [
     pytest.param(BF16, id="bfloat16",
                  marks=pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")),
 ]
-# the machine epsilon of each type: RMSNorm's default eps
-EPS = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+# RMSNorm's default eps for 16-bit data: the machine epsilon of the computing
+# dtype, float32 (as torch on the CPU), not that of the 16-bit type
+RMS_EPS = 2.0 ** -23
 # bits of significand, for the unit in the last place
 MANT = {"float16": 11, "bfloat16": 8}
 # float32 rounding of the computation, relative to the scale of the result
@@ -217,7 +218,7 @@ def test_rms_norm(isa, dt, shape):
     x = data(shape, dt)
     w, _ = params(shape[-1])
     y, rstd = fastnorm.rms_norm(x, w, return_stats=True)
-    ry, rr = ref.rms_norm(x, w, eps=EPS[dt.name])
+    ry, rr = ref.rms_norm(x, w, eps=RMS_EPS)
     assert_rounded(y, ry, dt, what="y")
     assert_f32_close(rstd, rr, what="rstd", factor=2)
     dy = data(shape, dt, seed=3, loc=0.0, scale=1.0)
@@ -246,7 +247,7 @@ def test_row_lengths_around_the_widened_copy(isa, dt, n):
     assert_f32_close(dw, rdw, what="dweight")
     assert_f32_close(db, rdb, what="dbias")
     y, rstd = fastnorm.rms_norm(x, w, return_stats=True)
-    assert_rounded(y, ref.rms_norm(x, w, eps=EPS[dt.name])[0], dt, what="rms y")
+    assert_rounded(y, ref.rms_norm(x, w, eps=RMS_EPS)[0], dt, what="rms y")
     dx, dw = fastnorm.rms_norm_backward(dy, x, rstd, w)
     rdx, rdw = ref.rms_norm_backward(dy, x, rstd, w)
     assert_rounded(dx, rdx, dt, what="rms dx")
@@ -267,7 +268,7 @@ def test_add_norms(isa, dt):
     assert_f32_close(mean, rm, what="mean")
     y2, s2, rstd2 = fastnorm.add_rms_norm(x, r, w, residual_bias=rb, return_stats=True)
     assert np.array_equal(s2.view(np.uint16), s.view(np.uint16))
-    assert_rounded(y2, ref.rms_norm(s2, w, eps=EPS[dt.name])[0], dt, what="rms y")
+    assert_rounded(y2, ref.rms_norm(s2, w, eps=RMS_EPS)[0], dt, what="rms y")
     dy, ds = data(shape, dt, seed=11), data(shape, dt, seed=12)
     dsum, dw, db, drb = fastnorm.add_layer_norm_backward(dy, s, mean, rstd, w, ds=ds)
     rdx, rdw, rdb = ref.layer_norm_backward(dy, s, mean, rstd, w)
@@ -337,7 +338,7 @@ def test_axis_path(isa, dt, centered):
         assert_f32_close(db, rdb, what="dbias")
     else:
         y, rstd = fastnorm.rms_norm(x, w, axis=1, return_stats=True)
-        ry, rr = ref.rms_norm(x, w, axis=1, eps=EPS[dt.name])
+        ry, rr = ref.rms_norm(x, w, axis=1, eps=RMS_EPS)
         dx, dw = fastnorm.rms_norm_backward(dy, x, rstd, w, axis=1)
         rdx, rdw = ref.rms_norm_backward(dy, x, rstd, w, axis=1)
     assert_rounded(y, ry, dt, what="y")
@@ -450,11 +451,27 @@ def test_bad_dtype_mixes(dt):
         fastnorm.layer_norm(np.ones((4, 8), np.longdouble))
 
 
-def test_rms_default_eps_follows_dtype():
-    x = np.full((1, 4), 1e-3, np.float16)
-    _, r = fastnorm.rms_norm(x, return_stats=True)
-    ms = float(np.float16(1e-3)) ** 2
-    assert np.isclose(r[0], 1 / np.sqrt(ms + 2.0 ** -10), rtol=1e-6)
+@pytest.mark.parametrize("dt", HALF)
+def test_rms_default_eps_follows_dtype(dt):
+    """eps=None is the machine epsilon of the computing dtype: float32's for
+    16-bit data (torch's F.rms_norm and nn.RMSNorm give 1.995 on this row;
+    the 16-bit type's epsilon would give 0.32 for float16, 0.11 for bfloat16),
+    in rms_norm, add_rms_norm and nn.RMSNorm alike."""
+    x = np.array([[1e-2, 0, 0, 0]], dt)
+    ms = float(x[0, 0]) ** 2 / 4
+    y, r = fastnorm.rms_norm(x, return_stats=True)
+    assert np.isclose(r[0], 1 / np.sqrt(ms + 2.0 ** -23), rtol=1e-6)
+    assert same_bits(y, fastnorm.rms_norm(x, eps=2.0 ** -23))
+    assert abs(float(y[0, 0]) - 1.995) < 0.01
+    ya, _, ra = fastnorm.add_rms_norm(x, np.zeros_like(x), return_stats=True)
+    assert same_bits(ya, y) and np.array_equal(ra, r)
+    assert same_bits(nn.RMSNorm(4, dtype=dt)(x), y)
+    assert same_bits(nn.RMSNorm(4)(x), y)  # a float32 layer: the input decides
+    # float32 and float64 data keep their own machine epsilon
+    for xdt in (np.float32, np.float64):
+        x2 = x.astype(xdt)
+        assert np.array_equal(fastnorm.rms_norm(x2),
+                              fastnorm.rms_norm(x2, eps=float(np.finfo(xdt).eps)))
 
 
 # --------------------------------------------------------------------------
@@ -508,6 +525,45 @@ def test_batch_norm(isa, dt):
     assert_rounded(dx, rdx, dt, what="eval dx")
     assert_f32_close(dw, rdw, what="eval dweight")
     assert_f32_close(db, rdb, what="eval dbias")
+
+
+@pytest.mark.parametrize("dt", HALF)
+def test_16bit_running_statistics_are_refused(dt):
+    """Running statistics are updated in place in the computing dtype, so for
+    16-bit data they must be float32: one of x's own dtype (or float64) is a
+    TypeError naming it and saying why, in training and in eval, for every
+    function that takes them; nothing is written."""
+    x = data((6, 8, 3), dt)
+    rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
+    calls = {
+        "batch_norm": lambda m, v, t: fastnorm.batch_norm(x, m, v, training=t),
+        "instance_norm": lambda m, v, t: fastnorm.instance_norm(x, None, None, m, v, training=t),
+        "switch_norm": lambda m, v, t: fastnorm.switch_norm(x, running_mean=m, running_var=v,
+                                                            training=t),
+    }
+    xl = data((6, 3, 8), dt)
+    for bad_dt in (dt, np.float64):
+        bad = np.zeros(8, bad_dt)
+        for name, call in calls.items():
+            for training in (True, False):
+                for m, v, arg in ((bad, rv, "running_mean"), (rm, bad.copy(), "running_var")):
+                    before = bad.copy()
+                    with pytest.raises(TypeError) as info:
+                        call(m, v, training)
+                    msg = str(info.value)
+                    assert msg.startswith(arg) and "float32" in msg, (name, msg)
+                    assert "updated in place" in msg, (name, msg)
+                    assert f"got {np.dtype(bad_dt).name}" in msg, (name, msg)
+                    assert np.array_equal(rm, np.zeros(8)) and np.array_equal(rv, np.ones(8))
+        badl = np.zeros((3, 8), bad_dt)
+        with pytest.raises(TypeError, match="running_mean must have dtype float32.*updated "
+                                            "in place"):
+            fastnorm.batch_layer_norm(xl, running_mean=badl,
+                                      running_var=np.ones((3, 8), np.float32))
+    # float32 and float64 data: the statistics have x's dtype, also said plainly
+    x32 = x.astype(np.float32)
+    with pytest.raises(TypeError, match="running_mean must have dtype float32 like x"):
+        fastnorm.batch_norm(x32, rm.astype(np.float64), rv, training=True)
 
 
 @pytest.mark.parametrize("dt", HALF)
@@ -736,13 +792,13 @@ def test_16bit_row_layers_match_functions_and_float64(isa, dt):
     assert_half_close(ln.grad_weight, rdw, dt, what="LayerNorm grad_weight")
     assert_half_close(ln.grad_bias, rdb, dt, what="LayerNorm grad_bias")
 
-    # eps=None: the machine epsilon of the input's dtype (bfloat16's too)
+    # eps=None: the machine epsilon of the computing dtype, float32
     rms = nn.RMSNorm(16, dtype=dt)
     rms.load_state_dict(half_state(rms, dt))
     y = rms(x)
-    want, rstd = fastnorm.rms_norm(x, rms.weight, eps=EPS[dt.name], return_stats=True)
+    want, rstd = fastnorm.rms_norm(x, rms.weight, eps=RMS_EPS, return_stats=True)
     assert same_bits(y, want)
-    assert_rounded(y, ref.rms_norm(x, rms.weight, eps=EPS[dt.name])[0], dt, what="RMSNorm y")
+    assert_rounded(y, ref.rms_norm(x, rms.weight, eps=RMS_EPS)[0], dt, what="RMSNorm y")
     dx = rms.backward(dy)
     wdx, wdw = fastnorm.rms_norm_backward(dy, x, rstd, rms.weight)
     assert same_bits(dx, wdx) and same_bits(rms.grad_weight, wdw)

@@ -1,5 +1,7 @@
 """fastnorm.nn: the layer classes against the functions, gradients,
 state_dict round trips, modes and errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -260,11 +262,22 @@ def test_load_state_dict_errors_leave_layer_unchanged(cls, rng):
         bad_states.append(({"weight": state["weight"]}, KeyError))
         # the first parameter is fine, the second is not: nothing is loaded
         bad_states.append(({"weight": np.zeros(4), "bias": np.zeros(3)}, ValueError))
+    # not real numbers: a TypeError naming the key, no ComplexWarning
+    bad_states += [({**state, "weight": ["a"] * 4}, TypeError),
+                   ({**state, "weight": np.ones(4, np.complex128)}, TypeError),
+                   ({**state, "weight": "abcd"}, TypeError)]
     for bad, exc in bad_states:
-        with pytest.raises(exc):
-            layer.load_state_dict(bad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(exc) as info:
+                layer.load_state_dict(bad)
+        if exc is TypeError:
+            assert "weight" in str(info.value)
         for k in state:
             assert np.array_equal(getattr(layer, k), state[k])
+    # integer and bool arrays are real numbers: converted
+    layer.load_state_dict({k: np.arange(4) for k in state})
+    assert layer.weight.dtype == np.float32 and np.array_equal(layer.weight, np.arange(4))
 
 
 def test_zero_grad(rng):
@@ -294,6 +307,24 @@ def test_constructor_errors(cls):
         cls(4, dtype=np.complex64)
     with pytest.raises(TypeError):
         cls(4, dtype=np.int32)
+
+
+@pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm])
+def test_bad_eps_is_refused_at_construction(cls):
+    """eps is checked by the constructor, as by the channel layers, with the
+    functions' errors naming it; RMSNorm's eps=None (the default) stays allowed."""
+    for bad, exc in ((-1, ValueError), (-1e-5, ValueError), (float("nan"), ValueError),
+                     (float("inf"), ValueError), ("a", TypeError), (True, TypeError),
+                     ([1e-5], TypeError)):
+        with pytest.raises(exc, match="eps"):
+            cls(4, eps=bad)
+    if cls is nn.LayerNorm:
+        with pytest.raises(TypeError, match="eps"):
+            cls(4, eps=None)
+    else:
+        assert cls(4, eps=None).eps is None and cls(4).eps is None
+    # valid values are kept as given
+    assert cls(4, eps=0).eps == 0 and cls(4, eps=np.float32(1e-3)).eps == np.float32(1e-3)
 
 
 @pytest.mark.parametrize("bad", ["abc", (4.5,), (4, 2.5)], ids=["str", "float", "float2"])

@@ -482,9 +482,21 @@ def test_load_state_dict_errors_leave_layer_unchanged(kind, rng):
                        ({**state, "num_batches_tracked": np.array([2])}, TypeError)]
     if "running_mean" in state:
         bad_states.append(({**state, "running_mean": state["running_mean"][None]}, ValueError))
-    for bad, exc in bad_states:
-        with pytest.raises(exc):
-            layer.load_state_dict(bad)
+    # values that are not real numbers: a TypeError naming the key, before anything
+    # is loaded (a complex array would lose its imaginary part)
+    last = [k for k in state if k != "num_batches_tracked"][-1]
+    shape = np.shape(state[last])
+    bad_states += [
+        ({**state, last: np.full(shape, "a")}, TypeError, last),
+        ({**state, last: np.full(shape, "1.5")}, TypeError, last),
+        ({**state, last: np.ones(shape, np.complex64)}, TypeError, last),
+        ({**state, last: np.full(shape, None, object)}, TypeError, last),
+    ]
+    for bad, exc, *name in bad_states:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(exc, match=name[0] if name else None):
+                layer.load_state_dict(bad)
         assert _same_state(_snapshot(layer), before)
     layer.load_state_dict({**state, **({"num_batches_tracked": 4}
                                        if "num_batches_tracked" in state else {})})

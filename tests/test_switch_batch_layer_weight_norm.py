@@ -2,6 +2,7 @@
 against the float64 reference and central finite differences (NORMS.md
 sections 8, 9, 10 and 11)."""
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -201,7 +202,8 @@ def test_switch_norm_bad_input():
         fn.switch_norm(x, var_weight=np.ones((3, 1)))
     with pytest.raises(TypeError, match="mean_weight"):
         fn.switch_norm(x, mean_weight=np.ones(3, bool))
-    with pytest.raises(ValueError, match="more than 1"):
+    with pytest.raises(ValueError, match=re.escape(
+            "x must have more than 1 value per channel when training, got shape (1, 3, 1)")):
         fn.switch_norm(np.ones((1, 3, 1)))
     with pytest.raises(TypeError, match="stats"):
         fn.switch_norm_backward(x, x, (1, 2))
@@ -716,3 +718,21 @@ def test_parameter_gradients_keep_the_parameters_dtype(rng):
         _, st = fn.switch_norm(x, return_stats=True)
         g = fn.switch_norm_backward(dy, x, st)
         assert g[3].dtype == xdt and g[4].dtype == xdt
+
+
+@pytest.mark.parametrize("vdt", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("vshape,axis,gshape", [((3, 5), 0, (3, 1)), ((3, 5), 1, (5,)),
+                                                 ((0, 5), 0, (0,))],
+                         ids=["rows", "columns", "empty"])
+def test_weight_norm_gradient_of_a_list_g_in_the_computing_dtype(vdt, vshape, axis, gshape,
+                                                                  rng):
+    """g given as a (nested) list has no dtype of its own: dg comes back in v's
+    computing dtype (float32 for 16-bit v), with the values of g as such an array."""
+    cdt = np.float32 if vdt == np.float16 else vdt
+    v = make_array(vshape, vdt, rng)
+    dw = make_array(vshape, vdt, rng)
+    ga = rng.uniform(0.5, 2.0, gshape).astype(cdt)
+    dv, dg = fn.weight_norm_backward(dw, v, ga.tolist(), axis=axis)
+    dv2, dg2 = fn.weight_norm_backward(dw, v, ga, axis=axis)
+    assert dg.dtype == cdt and dg.shape == gshape
+    assert np.array_equal(dv, dv2) and np.array_equal(dg, dg2)

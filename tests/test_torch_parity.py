@@ -94,6 +94,47 @@ def test_rms_norm_default_eps_matches_torch(dtype, rng):
     assert np.max(np.abs(fn.rms_norm(x, eps=0.0) - yt)) > 1e-3
 
 
+def _half_dtypes():
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - the bf16 extra is not installed
+        bf16 = None
+    else:
+        bf16 = np.dtype(ml_dtypes.bfloat16)
+    return [
+        pytest.param(np.dtype(np.float16), torch.float16, id="float16"),
+        pytest.param(bf16, torch.bfloat16, id="bfloat16",
+                     marks=pytest.mark.skipif(bf16 is None, reason="ml_dtypes is not installed")),
+    ]
+
+
+@pytest.mark.parametrize("dt,tdt", _half_dtypes())
+def test_rms_norm_default_eps_16bit_matches_torch(dt, tdt, rng):
+    """For float16 and bfloat16 data torch's default eps is float32's machine
+    epsilon (the computing dtype's), not the 16-bit type's: rows small enough
+    for eps to matter give torch's values, by F.rms_norm and by nn.RMSNorm."""
+    x = (rng.standard_normal((6, 16)) * np.array([1e-2, 3e-3, 1e-3, 1e-1, 1.0, 3e-2])[:, None])
+    x = x.astype(dt)
+    x[0] = 0
+    x[0, 0] = 1e-2
+    xt = torch.from_numpy(x.astype(np.float32)).to(tdt)  # exact
+    yt = F.rms_norm(xt, (16,), None, eps=None).float().numpy()
+    y = fn.rms_norm(x)
+    assert y.dtype == dt
+    # each result is the float32 computation rounded once: torch's within one 16-bit ulp
+    ulp = np.spacing(np.abs(yt).astype(dt)).astype(np.float64)
+    assert np.all(np.abs(y.astype(np.float64) - yt) <= ulp), (y, yt)
+    v = float(x[0, 0])
+    want = v / np.sqrt(v * v / 16 + 2.0 ** -23)  # 3.96; 0.32 (float16) or 0.11 with 16-bit eps
+    assert abs(float(y[0, 0]) - want) < 0.01 * want
+    tl = torch.nn.RMSNorm(16, dtype=tdt)
+    with torch.no_grad():
+        yl = tl(xt).float().numpy()
+    assert np.array_equal(yl, yt)
+    assert np.array_equal(nn.RMSNorm(16, dtype=dt)(x).astype(np.float32),
+                          y.astype(np.float32))
+
+
 @pytest.mark.parametrize("value", [1234.0, 1e6])
 def test_adversarial_rows_match_torch_float64(value, rng):
     """Constant and large-mean rows: fastnorm in float32 against torch in float64."""

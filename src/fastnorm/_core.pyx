@@ -860,17 +860,14 @@ cdef inline void _raise_kernel_error(int rc) except *:
 # --------------------------------------------------------------------------
 
 cdef double _rms_eps(object eps, cnp.ndarray x) except -1.0:
-    """RMSNorm's eps: None is the machine epsilon of x's dtype (torch.nn.RMSNorm)."""
-    cdef int k
+    """RMSNorm's eps: None is the machine epsilon of the computing dtype -- x's
+    for float32 and float64, float32's for 16-bit x -- as torch's RMSNorm on
+    the CPU, which computes half and bfloat16 in float32 with float32's
+    epsilon."""
     if eps is None:
-        k = _kind(x)
-        if k == K_F32:
-            return 1.1920928955078125e-07
-        if k == K_F16:
-            return 0.0009765625
-        if k == K_BF16:
-            return 0.0078125
-        return 2.220446049250313e-16
+        if _kind(x) == K_F64:
+            return 2.220446049250313e-16
+        return 1.1920928955078125e-07
     return _check_eps(eps)
 
 
@@ -1175,6 +1172,16 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
     return o.dest, rstd
 
 
+cdef object _grad_as(object g, object param):
+    """A parameter gradient g, computed in the computing dtype, in the floating
+    dtype of the ndarray param (native byte order); as it is for a param given
+    as a list (or None), which has no dtype of its own."""
+    if g is None or not isinstance(param, np.ndarray) or not _is_float(<cnp.ndarray>param):
+        return g
+    dt = (<cnp.ndarray>param).dtype.newbyteorder("=")
+    return g if g.dtype == dt else g.astype(dt)
+
+
 cdef tuple _norm_backward(bint centered, object dy, object x, object mean, object rstd,
                           object weight, object axis, object num_threads):
     """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None)."""
@@ -1196,13 +1203,8 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
         dyw = L.rows_of(dya, &dyv)
         o = _output(L, None, NULL, 0)
         dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt)
-    if weight is not None:  # parameter gradients in the weight's own dtype
-        wdt = np.asarray(weight).dtype
-        if wdt != dw.dtype:
-            dw = dw.astype(wdt)
-            if db is not None:
-                db = db.astype(wdt)
-    return dxa, dw, db
+    # parameter gradients in the weight's own floating dtype
+    return dxa, _grad_as(dw, weight), _grad_as(db, weight)
 
 
 cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, object m,
@@ -1277,15 +1279,15 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
 
     Parameters
     ----------
-    x : array of float32 or float64
+    x : array of float32, float64, float16 or bfloat16
     weight, bias : arrays of shape ``x.shape[axis]`` (the normalized axes), optional.
-        Converted to x's dtype.
+        Converted to the computing dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
     eps : float >= 0, default 1e-5 (inside the square root)
     out : ndarray of x's shape and dtype, optional. Written in place; may be x.
     return_stats : bool
         Also return ``mean`` and ``rstd`` = 1/sqrt(var + eps), with the shape of
-        x without the normalized axes and x's dtype: the inputs of
+        x without the normalized axes and the computing dtype: the inputs of
         :func:`layer_norm_backward`.
     num_threads : int, optional
         Upper bound on threads (default :func:`get_num_threads`; negative counts back).
@@ -1306,9 +1308,10 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
 
     Returns ``(dx, dweight, dbias)``: dx has x's shape; dweight = sum of
     dy * xhat and dbias = sum of dy over every non-normalized axis, with the
-    shape of the normalized axes (in weight's dtype when a weight is given,
-    else in x's dtype). They are computed whether or not the forward had the
-    parameters.
+    shape of the normalized axes, in the weight's floating dtype when the
+    weight is an array, else (no weight, or a list) in the computing dtype:
+    x's, float32 for 16-bit x. They are computed whether or not the forward
+    had the parameters.
     """
     return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
 
@@ -1321,11 +1324,13 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
 
     Parameters
     ----------
-    x : array of float32 or float64
-    weight : array of shape ``x.shape[axis]``, optional. Converted to x's dtype.
+    x : array of float32, float64, float16 or bfloat16
+    weight : array of shape ``x.shape[axis]``, optional. Converted to the computing
+        dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
-    eps : float >= 0 or None, default None: the machine epsilon of x's dtype,
-        as ``torch.nn.RMSNorm``.
+    eps : float >= 0 or None, default None: the machine epsilon of the
+        computing dtype (x's; float32's for float16 and bfloat16 x), as
+        ``torch.nn.RMSNorm``.
     out : ndarray of x's shape and dtype, optional. Written in place; may be x.
     return_stats : bool
         Also return ``rstd`` = 1/sqrt(mean(x**2) + eps), the shape of x without
@@ -1345,7 +1350,8 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     Takes ``dy`` (x's shape and dtype), the forward's input ``x``, the
     ``rstd`` it returned with ``return_stats=True`` and its ``weight``.
     Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
-    non-normalized axis, with the shape of the normalized axes.
+    non-normalized axis, with the shape of the normalized axes, in the dtype
+    :func:`layer_norm_backward` gives it.
     """
     dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
     return dx, dw
@@ -1589,7 +1595,8 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, a
 
     Parameters
     ----------
-    x, residual : arrays of the same shape and dtype (float32 or float64)
+    x, residual : arrays of the same shape and dtype (float32, float64, float16 or
+        bfloat16)
     weight, bias, residual_bias : arrays of the normalized axes' shape, optional
     axis, eps, num_threads : as in :func:`layer_norm`
     out : ndarray for y, optional (may be x)
@@ -1611,7 +1618,8 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
     """Residual add fused with RMS normalization.
 
     s = x + residual (+ residual_bias); y = rms_norm(s, weight). Arguments as
-    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of x's dtype.
+    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of the
+    computing dtype, as in :func:`rms_norm`.
 
     Returns
     -------
@@ -1641,7 +1649,10 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
 
     Returns ``(dsum, dweight, dbias, dresidual_bias)``: dsum = NB(dy * weight)
     + ds is the gradient of x and of residual alike (s = x + residual);
-    dresidual_bias is dsum summed over every non-normalized axis.
+    dresidual_bias is dsum summed over every non-normalized axis. dweight
+    and dbias have the dtype :func:`layer_norm_backward` gives them;
+    dresidual_bias (residual_bias is not an argument) the computing dtype,
+    x's or float32 for 16-bit data.
     """
     dsum, dw, db = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis,
                                        num_threads=num_threads)
@@ -1702,8 +1713,9 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
 
     Parameters
     ----------
-    x : array of float32 or float64, (N, T, D)
-    shift, scale : arrays of shape (N, D), converted to x's dtype
+    x : array of float32, float64, float16 or bfloat16, (N, T, D)
+    shift, scale : arrays of shape (N, D), converted to the computing dtype
+        (x's, float32 for 16-bit x)
     eps : float >= 0, default 1e-6
     out : ndarray of x's shape and dtype, optional (may be x)
     return_stats : bool
@@ -1769,8 +1781,12 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
 
     Takes ``dy`` (x's shape and dtype), the forward's ``x``, the ``mean`` and
     ``rstd`` it returned and its ``scale``. Returns ``(dx, dshift, dscale)``:
-    dx = NB(dy * (1 + scale)); dshift[n] = sum over T of dy; dscale[n] = sum
-    over T of dy * xhat; both of shape (N, D) in x's dtype.
+    dx = NB(dy * (1 + scale)) in x's dtype; dshift[n] = sum over T of dy;
+    dscale[n] = sum over T of dy * xhat. dshift and dscale have shape (N, D);
+    they are computed in the computing dtype (x's, float32 for 16-bit x) and
+    returned in scale's floating dtype when scale is an array (a float16
+    scale gives float16, a float64 scale with float32 x float64), else (a
+    list) in the computing dtype.
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
@@ -1819,7 +1835,7 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
                 <float *>rp, <float *>wp, n, <uint16_t *>dxp, lddx, <float *>dsp, <float *>dhp, nt)
     _raise_kernel_error(rc)
     o.finish()
-    return o.dest, dshift, dscale
+    return o.dest, _grad_as(dshift, scale), _grad_as(dscale, scale)
 
 
 # --------------------------------------------------------------------------

@@ -51,13 +51,15 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _channel_axis(axis, ndim, name="axis", per_sample=True):
+def _channel_axis(axis, shape, name="axis"):
+    """The channel axis of an x of this shape, as a non-negative int: any axis
+    but the batch axis 0."""
     if not _is_int(axis):
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), ndim)
-    if per_sample and k == 0:
+    (k,) = _core._axes_arg(int(axis), len(shape))
+    if k == 0:
         raise ValueError(
-            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {ndim}-d)"
+            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {shape})"
         )
     return k
 
@@ -187,11 +189,25 @@ def _running(a, C, x, name):
                         f"got {type(a).__name__}")
     if a.shape != (C,):
         raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
-    if a.dtype != _calc(x):
-        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
+    _running_dtype(a, x, name)
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
+
+
+def _running_dtype(a, x, name):
+    """A running statistic is updated in place in the computing dtype, so it
+    must have that dtype: it cannot be converted (a copy would not be updated)."""
+    if a.dtype == _calc(x):
+        return
+    if x.dtype.itemsize == 2:
+        raise TypeError(
+            f"{name} must have dtype float32 for {x.dtype} x, got {a.dtype}: running "
+            "statistics are updated in place in the computing dtype, float32 for 16-bit "
+            "data, so they cannot be converted"
+        )
+    raise TypeError(f"{name} must have dtype {x.dtype} like x (it is updated in place), "
+                    f"got {a.dtype}")
 
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):
@@ -205,12 +221,15 @@ def _update_running(running_mean, running_var, mean, var, count, momentum):
 
 
 def _grad_like(grad, param, x):
-    """A parameter's gradient in the parameter's own floating dtype (x's
-    computing dtype -- float32 for 16-bit x -- for a parameter given as a list
-    or in a non-float dtype); None stays None."""
+    """A parameter's gradient in the parameter's own floating dtype, in native
+    byte order (x's computing dtype -- float32 for 16-bit x -- for a parameter
+    given as a list or in a non-float dtype); None stays None."""
     if grad is None or param is None:
         return None
-    dt = param.dtype if isinstance(param, np.ndarray) and _is_float(param.dtype) else _calc(x)
+    if isinstance(param, np.ndarray) and _is_float(param.dtype):
+        dt = param.dtype.newbyteorder("=")
+    else:
+        dt = _calc(x)
     return np.asarray(grad).astype(dt, copy=False)
 
 
@@ -252,7 +271,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     G = _group_count(num_groups, x.shape[k])
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
@@ -294,7 +313,7 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     ms = np.shape(mean)
     if len(ms) != 2 or ms[0] != x.shape[0]:
         raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
@@ -345,20 +364,23 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
     channels-last) over every other axis. training=True normalizes with the
     batch statistics and updates running_mean / running_var in place (when
-    given; momentum is the weight of the new value, the variance is stored
-    unbiased); training=False normalizes with the running statistics.
+    given: both or neither; momentum is the weight of the new value, the
+    variance is stored unbiased); training=False normalizes with the running
+    statistics.
     Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
     running statistics.
     """
     x = _core._data_arg(x, "x")
-    if x.ndim < 1:
-        raise ValueError("x must have at least one axis")
-    k = _channel_axis(axis, x.ndim, per_sample=False)
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
     rm = _running(running_mean, C, x, "running_mean")
     rv = _running(running_var, C, x, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError("running_mean and running_var must be given together")
     m = _momentum(momentum)
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
@@ -370,7 +392,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     if training:
         if M == 1:
             raise ValueError(
-                f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+                f"x must have more than 1 value per channel when training, got shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
@@ -399,7 +421,9 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     the NB formula per channel; with running statistics dx = dy * weight *
     rstd. dweight (dbias) is None when weight (bias) is None."""
     x = _core._data_arg(x, "x")
-    k = _channel_axis(axis, x.ndim, per_sample=False)
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     _param(bias, C, x, "bias")
     if training:
@@ -432,7 +456,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
@@ -452,7 +476,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         L = B.R * B.L
         if training and L == 1:
             raise ValueError(
-                f"Expected more than 1 spatial element when training, got input of shape {x.shape}"
+                f"x must have more than 1 spatial element per channel when training, "
+                f"got shape {x.shape}"
             )
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
@@ -483,7 +508,7 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     _param(bias, C, x, "bias")
     if np.ndim(mean) == 2:
@@ -621,8 +646,7 @@ def _running_shaped(a, shape, x, name):
                         f"got {type(a).__name__}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    if a.dtype != _calc(x):
-        raise TypeError(f"{name} must have dtype {_calc(x)} like x, got {a.dtype}")
+    _running_dtype(a, x, name)
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -741,7 +765,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"training must be a bool, got {type(training).__name__}")
@@ -761,7 +785,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     N, L = B.S, B.R * B.L
     if training and N * L == 1:
         raise ValueError(
-            f"Expected more than 1 value per channel when training, got input of shape {x.shape}"
+            f"x must have more than 1 value per channel when training, got shape {x.shape}"
         )
     if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
         y = _empty_result(out, x)
@@ -805,7 +829,7 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
         raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.ndim)
+    k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     B = _Block(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
@@ -929,8 +953,9 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
 
 
 def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
-    """Gradients of weight_norm: (dv, dg), dg in g's shape:
-    dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
+    """Gradients of weight_norm: (dv, dg), dg in g's shape and g's floating
+    dtype (v's computing dtype -- float32 for 16-bit v -- for a g given as a
+    list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     dw = _dy_like(dw, v, "dw")
@@ -939,12 +964,12 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     C = dims[2]
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
-        return dv, np.zeros(ga.shape, ga.dtype)
+        return dv, _grad_like(np.zeros(ga.shape), g, v)
     gg = _carr(ga.reshape(-1), np.float64)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         dg = np.empty(C)
         _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3], gg, e, dg, nt)
-        return dv, dg.reshape(ga.shape).astype(ga.dtype)
+        return dv, _grad_like(dg.reshape(ga.shape), g, v)
     norm = _wn_norms(vc, dims, e, nt)
     sum_dw = np.empty(C)
     sum_dwv = np.empty(C)
@@ -956,4 +981,4 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
         b = -gg * dg / norm ** 2
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
                                           False, nt)
-    return dv, dg.reshape(ga.shape).astype(ga.dtype)
+    return dv, _grad_like(dg.reshape(ga.shape), g, v)

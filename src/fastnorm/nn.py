@@ -145,6 +145,26 @@ def _state_value(name, value):
     return int(a)
 
 
+def _state_array(name, value, shape, dtype):
+    """A parameter or running statistic from a state dict: an array of real
+    numbers (float, bfloat16, int or bool) of this shape, copied to dtype;
+    anything else (strings, complex numbers, objects) is a TypeError naming
+    the key."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got "
+                        f"{type(value).__name__} that is not one") from exc
+    if a.dtype.kind == "c":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype} "
+                        "(its imaginary part would be lost)")
+    if a.dtype.kind not in "biuf" and a.dtype.name != "bfloat16":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return np.array(a, dtype=dtype, copy=True)
+
+
 class _Module:
     """Common machinery: parameters and buffers by name, state_dict, modes,
     the saved context."""
@@ -199,8 +219,10 @@ class _Module:
 
     def load_state_dict(self, state):
         """Loads copies converted to the layer's dtype (running statistics: to
-        float32 for a 16-bit layer); checks every key and shape, and converts
-        every value, before changing anything."""
+        float32 for a 16-bit layer); checks every key, dtype and shape, and
+        converts every value, before changing anything. A value that is not an
+        array of real numbers (strings, complex numbers) is a TypeError naming
+        its key."""
         names = self._state_names()
         expected = set(names)
         missing = expected - set(state)
@@ -214,12 +236,8 @@ class _Module:
             if n == "num_batches_tracked":
                 new[n] = _state_value(n, state[n])
                 continue
-            v = np.asarray(state[n])
-            shape = getattr(self, n).shape
-            if v.shape != shape:
-                raise ValueError(f"{n} must have shape {shape}, got {v.shape}")
             dt = self.dtype if n in self._param_names else _running_dtype(self.dtype)
-            new[n] = np.array(v, dtype=dt, copy=True)
+            new[n] = _state_array(n, state[n], getattr(self, n).shape, dt)
         for n, v in new.items():
             setattr(self, n, v)
 
@@ -233,9 +251,10 @@ class _Module:
 class _Norm(_Module):
     """Normalization over the trailing ``normalized_shape`` axes."""
 
-    def __init__(self, normalized_shape, eps, dtype):
+    def __init__(self, normalized_shape, eps, dtype, eps_none=False):
         self.normalized_shape = _shape_tuple(normalized_shape)
-        self.eps = eps
+        # checked here, as by the channel layers (eps_none: None is a valid eps)
+        self.eps = None if eps is None and eps_none else _eps(eps)
         self.dtype = _float_dtype(dtype)
         self._axis = tuple(range(-len(self.normalized_shape), 0))
         self._saved = None
@@ -294,14 +313,15 @@ class LayerNorm(_Norm):
 class RMSNorm(_Norm):
     """Root-mean-square normalization over ``normalized_shape`` (as ``torch.nn.RMSNorm``).
 
-    ``eps=None`` uses the machine epsilon of the input's dtype. Holds
+    ``eps=None`` uses the machine epsilon of the input's computing dtype (the
+    input's for float32 and float64, float32's for 16-bit input). Holds
     ``weight`` (ones) when ``elementwise_affine``.
     """
 
     _param_names = ("weight",)
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32):
-        super().__init__(normalized_shape, eps, dtype)
+        super().__init__(normalized_shape, eps, dtype, eps_none=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.weight = np.ones(self.normalized_shape, self.dtype) if elementwise_affine else None
         self.grad_weight = None

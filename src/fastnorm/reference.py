@@ -62,11 +62,19 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, axis=-1):
     return dx, dweight, dbias
 
 
+def _rms_eps(dtype):
+    """RMSNorm's default eps: the machine epsilon of the computing dtype (float64
+    for float64 data, float32 for float32 and 16-bit data)."""
+    f64 = np.dtype(dtype).newbyteorder("=") == np.float64
+    return float(np.finfo(np.float64 if f64 else np.float32).eps)
+
+
 def rms_norm(x, weight=None, axis=-1, eps=None):
-    """Returns (y, rstd) in float64. eps=None: the machine epsilon of x's dtype."""
+    """Returns (y, rstd) in float64. eps=None: the machine epsilon of the
+    computing dtype (float32's for float16 and bfloat16 x)."""
     x_in = np.asarray(x)
     if eps is None:
-        eps = float(np.finfo(x_in.dtype).eps)
+        eps = _rms_eps(x_in.dtype)
     x = x_in.astype(np.float64)
     axes = _axes(axis, x.ndim)
     rstd = 1.0 / np.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
@@ -100,9 +108,9 @@ def add_layer_norm(x, residual, weight=None, bias=None, residual_bias=None, axis
 
 
 def add_rms_norm(x, residual, weight=None, residual_bias=None, axis=-1, eps=None):
-    """Returns (y, s, rstd) in float64. eps=None: the machine epsilon of x's dtype."""
+    """Returns (y, s, rstd) in float64. eps=None: as in rms_norm, from x's dtype."""
     if eps is None:
-        eps = float(np.finfo(np.asarray(x).dtype).eps)
+        eps = _rms_eps(np.asarray(x).dtype)
     s = np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
     if residual_bias is not None:
         s = s + _param(residual_bias, s, _axes(axis, s.ndim))
