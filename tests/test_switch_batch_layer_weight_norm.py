@@ -196,6 +196,12 @@ def test_switch_norm_bad_input():
     rm, rv = np.full(4, 0.5), np.full(4, 2.0)
     with pytest.raises(ValueError, match="running"):
         fn.switch_norm(x, training=False)
+    # one running statistic without the other: refused (as batch_norm), nothing updated
+    for kw in (dict(running_mean=rm), dict(running_var=rv)):
+        for training in (True, False):
+            with pytest.raises(ValueError, match="must be given together"):
+                fn.switch_norm(x, training=training, **kw)
+            assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
     with pytest.raises(ValueError, match="mean_weight"):
         fn.switch_norm(x, mean_weight=np.ones(2))
     with pytest.raises(ValueError, match="var_weight"):

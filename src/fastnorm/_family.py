@@ -775,7 +775,9 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     b = _param(bias, C, x, "bias")
     rm = _running(running_mean, C, x, "running_mean")
     rv = _running(running_var, C, x, "running_var")
-    if not training and (rm is None or rv is None):
+    if (rm is None) != (rv is None):
+        raise ValueError("running_mean and running_var must be given together")
+    if not training and rm is None:
         raise ValueError("running_mean and running_var are required when training=False")
     m = _momentum(momentum)
     e = _core._eps_arg(eps)
