@@ -73,6 +73,28 @@ int main(void) {
 """
 
 
+# The AVX-512 BF16 rounding of bfloat16 results, compiled into the AVX2 kernels
+# for the functions kernels_avx2.c marks (used only where the CPU has it)
+BF16_CVT_PROBE = r"""
+#include <immintrin.h>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bf16"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bf16")
+#endif
+int probe(float *x, unsigned short *y) {
+    __m512 v = _mm512_loadu_ps(x);
+    _mm256_storeu_si256((__m256i *)y, (__m256i)_mm512_cvtneps_pbh(v));
+    return (int)_mm256_fpclass_ps_mask(_mm256_loadu_ps(x), 0x20);
+}
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+int main(void) { return 0; }
+"""
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
@@ -98,12 +120,17 @@ class BuildExt(build_ext):
             self.compiler, AVX2_PROBE, self._avx2_flags, link=False
         ):
             self._avx2_flags = None
+        self._bf16_cvt = bool(self._avx2_flags) and not _env_flag(
+            "FASTNORM_DISABLE_BF16_CONVERT") and _compiles(
+            self.compiler, BF16_CVT_PROBE, self._avx2_flags, link=False)
         print(
             f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
-            f"avx2 kernels={'on' if self._avx2_flags else 'off'}",
+            f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
+            f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}",
             file=sys.stderr,
         )
-        if _env_flag("FASTNORM_DISABLE_OPENMP") or _env_flag("FASTNORM_DISABLE_AVX2"):
+        if any(_env_flag(v) for v in ("FASTNORM_DISABLE_OPENMP", "FASTNORM_DISABLE_AVX2",
+                                      "FASTNORM_DISABLE_BF16_CONVERT")):
             self.force = True  # objects of an earlier build may have other flags
         for ext in self.extensions:
             ext.extra_compile_args = self._base + (openmp_compile if self._openmp else [])
@@ -114,15 +141,19 @@ class BuildExt(build_ext):
         if self._avx2_flags:
             # The AVX2 kernels get their own flags: compile them apart and
             # link the object in.
+            macros = [("FASTNORM_HAVE_AVX2", "1")]
+            if self._bf16_cvt:
+                macros.append(("FASTNORM_HAVE_BF16_CVT", "1"))
             objects = self.compiler.compile(
                 [AVX2_SOURCE],
                 output_dir=self.build_temp,
+                macros=macros,
                 include_dirs=[KERNELS],
                 extra_postargs=self._base + self._avx2_flags,
                 depends=HEADERS,
             )
             ext.extra_objects = list(ext.extra_objects or []) + objects
-            ext.define_macros = list(ext.define_macros or []) + [("FASTNORM_HAVE_AVX2", "1")]
+            ext.define_macros = list(ext.define_macros or []) + macros
         super().build_extension(ext)
 
 

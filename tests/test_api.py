@@ -400,8 +400,8 @@ def test_zero_rows_results(dt):
 
 def test_get_config():
     cfg = fn.get_config()
-    assert set(cfg) == {"version", "isa", "isas_available", "cpu_features", "machine",
-                        "openmp", "num_threads", "num_procs"}
+    assert set(cfg) == {"version", "isa", "isas_available", "bf16_rounding", "cpu_features",
+                        "machine", "openmp", "num_threads", "num_procs"}
     assert cfg["version"] == fn.__version__
     assert cfg["isa"] == _core._get_isa()
     assert cfg["isa"] in cfg["isas_available"]
@@ -411,10 +411,17 @@ def test_get_config():
     assert cfg["num_threads"] == fn.get_num_threads() >= 1
     assert cfg["num_procs"] >= 1
     feats = cfg["cpu_features"]
-    assert set(feats) == {"avx", "avx2", "fma", "f16c", "os_avx"}
+    assert set(feats) == {"avx", "avx2", "fma", "f16c", "os_avx", "avx512f", "avx512vl",
+                          "avx512dq", "avx512_bf16", "os_avx512"}
     assert all(isinstance(v, bool) for v in feats.values())
     if "avx2" in cfg["isas_available"]:
         assert feats["avx2"] and feats["fma"] and feats["avx"] and feats["os_avx"]
+    # the AVX-512 BF16 rounding only with the AVX2 kernels, on a CPU that has it
+    assert cfg["bf16_rounding"] in ("integer", "avx512_bf16")
+    if cfg["bf16_rounding"] == "avx512_bf16":
+        assert cfg["isa"] == "avx2"
+        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512_bf16",
+                                      "os_avx512"))
     assert isinstance(cfg["machine"], str)
 
 
@@ -424,6 +431,7 @@ def test_get_config_follows_settings():
     _core._set_isa("scalar")
     try:
         assert fn.get_config()["isa"] == "scalar"
+        assert fn.get_config()["bf16_rounding"] == "integer"  # the scalar kernels' own
     finally:
         _core._set_isa("auto")
     assert fn.get_config()["isa"] == fn.get_config()["isas_available"][-1]

@@ -1109,3 +1109,72 @@ def test_16bit_weight_norm(isa, dt):
         v64 = v.astype(np.float64)
         assert same_bits(wn.g, np.array(np.sqrt((v64 * v64).sum()), dt))
     assert nn.WeightNorm(w, dtype=np.float32).v.dtype == np.float32
+
+
+# --------------------------------------------------------------------------
+# bfloat16 rounding by the AVX-512 BF16 instruction
+# --------------------------------------------------------------------------
+
+def _bf16_ops(x, dy, r, w, b):
+    """bfloat16 results of every normalizer, forward and backward."""
+    out = []
+    y, m, s = fastnorm.layer_norm(x, w, b, return_stats=True)
+    out += [y, *fastnorm.layer_norm_backward(dy, x, m, s, w)]
+    y, s = fastnorm.rms_norm(x, w, return_stats=True)
+    out += [y, *fastnorm.rms_norm_backward(dy, x, s, w)]
+    y, sm, m, s = fastnorm.add_layer_norm(x, r, w, b, residual_bias=b, return_stats=True)
+    out += [y, sm, *fastnorm.add_layer_norm_backward(dy, sm, m, s, w, ds=dy)]
+    x4 = x.reshape(2, 12, 5, -1)
+    y, m, s = fastnorm.layer_norm(x4, w[:12], b[:12], axis=1, return_stats=True)
+    out += [y, *fastnorm.layer_norm_backward(dy.reshape(x4.shape), x4, m, s, w[:12], axis=1)]
+    y, m, s = fastnorm.group_norm(x4, 4, w[:12], b[:12], return_stats=True)
+    out += [y, *fastnorm.group_norm_backward(dy.reshape(x4.shape), x4, m, s, w[:12], b[:12])]
+    rm, rv = np.zeros(12, np.float32), np.ones(12, np.float32)
+    y, m, s = fastnorm.batch_norm(x4, rm, rv, w[:12], b[:12], training=True, return_stats=True)
+    out += [y, rm, rv, *fastnorm.batch_norm_backward(dy.reshape(x4.shape), x4, m, s, w[:12],
+                                                     b[:12], training=True)]
+    out.append(fastnorm.batch_layer_norm(x, w, b, training=True))
+    out.append(fastnorm.switch_norm(x4, w[:12], b[:12]))
+    out.append(fastnorm.weight_norm(x, np.linspace(0.5, 2.0, x.shape[0]).astype(np.float32)))
+    return out
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+def test_bf16_rounding_instruction_gives_the_same_bits():
+    """Where the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction,
+    every result has the bits of the integer rounding: ties to even, NaN
+    quieted, and float32 subnormals (which the instruction flushes) rounded
+    like any other value; every 16-bit pattern and the rounding cases are
+    checked against ml_dtypes' conversion with each rounding."""
+    from fastnorm import _core
+    if "avx2" not in fastnorm.get_config()["isas_available"] or not _core._bf16_convert():
+        pytest.skip("the AVX-512 BF16 rounding is not available here")
+    x = data((24, 5 * 16), BF16)
+    x[3, :8] = np.float32(1e-39)  # subnormal results in a vector of their own
+    x[4, 17] = np.nan
+    dy = data(x.shape, BF16, seed=3, loc=0.0, scale=1.0)
+    r = data(x.shape, BF16, seed=5)
+    w, b = params(x.shape[-1])
+    w[:40] *= np.float32(1e-38)  # y = xhat * w: float32 subnormals in the first columns
+    vals = float_cases(BF16)
+    vals = np.resize(vals, (-(-vals.size // 64), 64))
+    zero = np.full((1, 64), -0.0, np.float32).astype(BF16)
+    with np.errstate(over="ignore"):
+        want = vals.astype(BF16)
+    results = {}
+    try:
+        for cvt in (False, True):
+            assert _core._bf16_convert(cvt) == cvt
+            results[cvt] = _bf16_ops(x, dy, r, w, b)
+            got = np.stack([fastnorm.add_rms_norm(zero, zero, residual_bias=v)[1][0]
+                            for v in vals])
+            assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), cvt
+    finally:
+        _core._bf16_convert(True)
+    assert len(results[False]) == len(results[True])
+    for i, (a, c) in enumerate(zip(results[False], results[True])):
+        assert a.dtype == c.dtype and np.array_equal(
+            np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(c).view(np.uint8)), i
+    assert any(r.dtype == BF16 and np.any((r.astype(np.float32) != 0)
+                                          & (np.abs(r.astype(np.float32)) < 1.17549435e-38))
+               for r in results[True]), "no subnormal result was produced"

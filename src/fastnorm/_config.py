@@ -12,12 +12,20 @@ def get_config():
         "version": __version__,
         "isa": _core._get_isa(),
         "isas_available": _core._available_isas(),
+        "bf16_rounding": _bf16_rounding(),
         "cpu_features": _core._cpu_features(),
         "machine": platform.machine(),
         "openmp": _core._has_openmp(),
         "num_threads": _core.get_num_threads(),
         "num_procs": _core._num_procs(),
     }
+
+
+def _bf16_rounding():
+    """How the kernels in use round float32 results to bfloat16."""
+    if _core._bf16_convert():
+        return "avx512_bf16"
+    return "integer"
 
 
 def show_config():
@@ -27,6 +35,7 @@ def show_config():
     seen = [name for name, on in feats.items() if on]
     print(f"fastnorm {cfg['version']}")
     print(f"  kernels in use : {cfg['isa']} (available: {', '.join(cfg['isas_available'])})")
+    print(f"  bf16 rounding  : {cfg['bf16_rounding']}")
     print(f"  machine        : {cfg['machine']}")
     print(f"  cpu features   : {', '.join(seen) if seen else 'none of avx/avx2/fma/f16c'}")
     print(f"  openmp         : {'on' if cfg['openmp'] else 'off (single-threaded build)'}")

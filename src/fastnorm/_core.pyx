@@ -30,11 +30,17 @@ cdef extern from "fastnorm.h" nogil:
     unsigned FASTNORM_CPU_FMA
     unsigned FASTNORM_CPU_F16C
     unsigned FASTNORM_CPU_OS_AVX
+    unsigned FASTNORM_CPU_AVX512F
+    unsigned FASTNORM_CPU_AVX512VL
+    unsigned FASTNORM_CPU_AVX512DQ
+    unsigned FASTNORM_CPU_AVX512_BF16
+    unsigned FASTNORM_CPU_OS_AVX512
 
     unsigned fastnorm_cpu_features()
     int fastnorm_isa_available(int isa)
     int fastnorm_set_isa(int isa)
     int fastnorm_get_isa()
+    int fastnorm_bf16_convert_in_use()
     int fastnorm_has_openmp()
     int fastnorm_max_threads()
     int fastnorm_num_procs()
@@ -340,7 +346,28 @@ def _cpu_features():
         "fma": bool(f & FASTNORM_CPU_FMA),
         "f16c": bool(f & FASTNORM_CPU_F16C),
         "os_avx": bool(f & FASTNORM_CPU_OS_AVX),
+        "avx512f": bool(f & FASTNORM_CPU_AVX512F),
+        "avx512vl": bool(f & FASTNORM_CPU_AVX512VL),
+        "avx512dq": bool(f & FASTNORM_CPU_AVX512DQ),
+        "avx512_bf16": bool(f & FASTNORM_CPU_AVX512_BF16),
+        "os_avx512": bool(f & FASTNORM_CPU_OS_AVX512),
     }
+
+
+cdef extern from "dispatch.h":
+    int fn_set_bf16_convert(int on) nogil
+
+
+def _bf16_convert(on=None):
+    """Whether the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction.
+
+    on=None asks; True / False allows / forbids it (it is used only where the
+    build and the CPU have it; both roundings give the same bits). For tests
+    that compare the two. Returns whether it is in use.
+    """
+    if on is None:
+        return bool(fastnorm_bf16_convert_in_use())
+    return bool(fn_set_bf16_convert(1 if on else 0))
 
 
 def _has_openmp():

@@ -47,9 +47,19 @@ unsigned fastnorm_cpu_features(void) {
     /* OSXSAVE set and XCR0 enabling both the SSE (bit 1) and AVX (bit 2)
      * state: the OS saves YMM registers across context switches. */
     if ((ecx1 & (1u << 27)) && (fn_xgetbv0() & 6u) == 6u) f |= FASTNORM_CPU_OS_AVX;
+    /* XCR0 bits 5-7: the opmask and ZMM state, besides SSE and AVX */
+    if ((ecx1 & (1u << 27)) && (fn_xgetbv0() & 0xe6u) == 0xe6u) f |= FASTNORM_CPU_OS_AVX512;
     if (max_leaf >= 7) {
         fn_cpuid(7, 0, r);
-        if (r[1] & (1u << 5)) f |= FASTNORM_CPU_AVX2;
+        const unsigned ebx7 = r[1], max_sub7 = r[0];
+        if (ebx7 & (1u << 5)) f |= FASTNORM_CPU_AVX2;
+        if (ebx7 & (1u << 16)) f |= FASTNORM_CPU_AVX512F;
+        if (ebx7 & (1u << 17)) f |= FASTNORM_CPU_AVX512DQ;
+        if (ebx7 & (1u << 31)) f |= FASTNORM_CPU_AVX512VL;
+        if (max_sub7 >= 1) {
+            fn_cpuid(7, 1, r);
+            if (r[0] & (1u << 5)) f |= FASTNORM_CPU_AVX512_BF16;
+        }
     }
 #endif
     return f;
@@ -71,12 +81,27 @@ int fastnorm_isa_available(int isa) {
 /* The table in use. NULL until the first call, which picks the best one. */
 static const fn_prims *fn_table = NULL;
 static int fn_isa = FASTNORM_ISA_SCALAR;
+static int fn_bf16_cvt_wanted = 1; /* fn_set_bf16_convert */
+
+/* Whether the AVX2 kernels may round bfloat16 with the AVX-512 BF16 instruction. */
+static int fn_bf16_cvt_available(void) {
+#if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_BF16_CVT)
+    const unsigned need = FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |
+                          FASTNORM_CPU_AVX512_BF16 | FASTNORM_CPU_OS_AVX512;
+    return (fastnorm_cpu_features() & need) == need;
+#else
+    return 0;
+#endif
+}
 
 int fastnorm_set_isa(int isa) {
 #ifdef FASTNORM_HAVE_AVX2
     if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
         fn_isa = FASTNORM_ISA_AVX2;
         fn_table = &fn_prims_avx2;
+#ifdef FASTNORM_HAVE_BF16_CVT
+        if (fn_bf16_cvt_wanted && fn_bf16_cvt_available()) fn_table = &fn_prims_avx2_bf16cvt;
+#endif
         return fn_isa;
     }
 #else
@@ -95,6 +120,21 @@ static void fn_select_best(void) {
 int fastnorm_get_isa(void) {
     if (!fn_table) fn_select_best();
     return fn_isa;
+}
+
+int fastnorm_bf16_convert_in_use(void) {
+    if (!fn_table) fn_select_best();
+#ifdef FASTNORM_HAVE_BF16_CVT
+    return fn_table == &fn_prims_avx2_bf16cvt;
+#else
+    return 0;
+#endif
+}
+
+int fn_set_bf16_convert(int on) {
+    fn_bf16_cvt_wanted = on != 0;
+    fastnorm_set_isa(fastnorm_get_isa()); /* the same ISA, its bfloat16 table chosen again */
+    return fastnorm_bf16_convert_in_use();
 }
 
 const fn_prims *fn_active_prims(void) {

@@ -8,6 +8,12 @@
 
 const fn_prims *fn_active_prims(void);
 
+/* Whether the AVX2 kernels may use the AVX-512 BF16 conversion (on = 1, the
+ * default where available) or must round bfloat16 with integer instructions
+ * (0): for tests that compare the two. Returns whether it is in use now.
+ * Process-wide, like fastnorm_set_isa. */
+int fn_set_bf16_convert(int on);
+
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */
 #define FN_PARALLEL_MIN_BYTES (128 * 1024)

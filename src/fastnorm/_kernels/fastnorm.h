@@ -101,6 +101,11 @@ extern "C" {
 #define FASTNORM_CPU_FMA 4u
 #define FASTNORM_CPU_F16C 8u
 #define FASTNORM_CPU_OS_AVX 16u /* the OS saves the AVX (YMM) state */
+#define FASTNORM_CPU_AVX512F 32u
+#define FASTNORM_CPU_AVX512VL 64u
+#define FASTNORM_CPU_AVX512DQ 128u
+#define FASTNORM_CPU_AVX512_BF16 256u
+#define FASTNORM_CPU_OS_AVX512 512u /* the OS saves the AVX-512 (ZMM, opmask) state */
 
 /* ---- version, dispatch, threads ------------------------------------------ */
 
@@ -120,6 +125,13 @@ FASTNORM_API int fastnorm_isa_available(int isa);
 FASTNORM_API int fastnorm_set_isa(int isa);
 /* The ISA in use (selecting the best available if none was chosen yet). */
 FASTNORM_API int fastnorm_get_isa(void);
+/* Within the AVX2 kernels, bfloat16 results are rounded by the AVX-512 BF16
+ * conversion instruction where the build and the CPU have it (AVX-512 F, VL,
+ * DQ and BF16 with the OS's ZMM support), else by integer instructions; both
+ * give the same bits (vectors holding a float32 subnormal, which the
+ * instruction would flush, take the integer rounding). 1 when the
+ * instruction is in use for the AVX2 kernels. */
+FASTNORM_API int fastnorm_bf16_convert_in_use(void);
 
 /* 1 when the kernels were built with OpenMP, else 0 (then every call runs
  * on the calling thread). */
@@ -939,6 +951,7 @@ typedef struct fastnorm_api_table {
         const uint16_t *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,
         uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
         int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads);
+    int (*bf16_convert_in_use)(void);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

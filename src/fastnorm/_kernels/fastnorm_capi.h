@@ -169,5 +169,6 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_add_rms_norm_axis_f16 (fastnorm_capi()->add_rms_norm_axis_f16)
 #define fastnorm_add_layer_norm_axis_bf16 (fastnorm_capi()->add_layer_norm_axis_bf16)
 #define fastnorm_add_rms_norm_axis_bf16 (fastnorm_capi()->add_rms_norm_axis_bf16)
+#define fastnorm_bf16_convert_in_use (fastnorm_capi()->bf16_convert_in_use)
 
 #endif /* FASTNORM_CAPI_H */

@@ -218,6 +218,59 @@ static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const in
 #define PRIMS_TYPE fn_prims_bf16
 #define NAME(f) fn_##f##_bf16_avx2
 #include "prims_impl.h"
+#undef VSTORE
+#undef VSTORE2
+#undef VSTORE2_NONAN
+#undef NAME
 
 const fn_prims fn_prims_avx2 = {&fn_table_f32_avx2, &fn_table_f64_avx2, &fn_table_f16_avx2,
                                 &fn_table_bf16_avx2};
+
+#ifdef FASTNORM_HAVE_BF16_CVT
+/* The bfloat16 primitives once more, rounding with AVX-512 BF16's VCVTNEPS2BF16
+ * (round to nearest even, NaN quieted: the integer rounding's bits). The
+ * instruction flushes float32 subnormals to zero, so a vector holding one
+ * takes the integer rounding instead (VFPCLASSPS finds it). Used only where
+ * dispatch.c has seen the CPU and OS support; compiled for AVX-512 here only. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bf16"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bf16")
+#endif
+
+#define FN_FPCLASS_SUBNORMAL 0x20
+
+static FN_INLINE void fn_store_bf16_cvt(uint16_t *p, __m256 v) {
+    if (_mm256_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) {
+        fn_store_bf16(p, v);
+        return;
+    }
+    _mm_storeu_si128((__m128i *)p, (__m128i)_mm256_cvtneps_pbh(v));
+}
+
+static FN_INLINE void fn_store2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
+    const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(v0), v1, 1);
+    if (_mm512_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) {
+        fn_store2_bf16(p, v0, v1, 0);
+        return;
+    }
+    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
+}
+
+#define VSTORE(p, v) fn_store_bf16_cvt(p, v)
+#define VSTORE2(p, v0, v1) fn_store2_bf16_cvt(p, v0, v1)
+#define VSTORE2_NONAN(p, v0, v1) fn_store2_bf16_cvt(p, v0, v1)
+#define NAME(f) fn_##f##_bf16_avx2cvt
+#include "prims_impl.h"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+const fn_prims fn_prims_avx2_bf16cvt = {&fn_table_f32_avx2, &fn_table_f64_avx2,
+                                        &fn_table_f16_avx2, &fn_table_bf16_avx2cvt};
+#endif /* FASTNORM_HAVE_BF16_CVT */

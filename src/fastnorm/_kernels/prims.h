@@ -127,6 +127,11 @@ typedef struct {
 extern const fn_prims fn_prims_scalar;
 #ifdef FASTNORM_HAVE_AVX2
 extern const fn_prims fn_prims_avx2;
+#ifdef FASTNORM_HAVE_BF16_CVT
+/* fn_prims_avx2 with the bfloat16 table that rounds with the AVX-512 BF16
+ * instruction (see fastnorm_bf16_convert_in_use) */
+extern const fn_prims fn_prims_avx2_bf16cvt;
+#endif
 #endif
 
 #endif /* FASTNORM_PRIMS_H */
