@@ -193,16 +193,42 @@ static void LOCAL(axis_add_rows)(void *vctx, int64_t begin, int64_t end) {
         }
     }
 }
-#undef FN_AXIS_ADD_RUN
+
+/* Without a residual bias, x, residual and s that are each one dense (S, C, L)
+ * block are added as one run, FN_AXIS_FLAT_RUN elements per work item. */
+#define FN_AXIS_FLAT_RUN (16 * 1024)
+static void LOCAL(axis_add_flat)(void *vctx, int64_t begin, int64_t end) {
+    LOCAL(axis_ctx) *k = (LOCAL(axis_ctx) *)vctx;
+    const int64_t total = k->S * k->C * k->L;
+    for (int64_t it = begin; it < end; it++) {
+        const int64_t i = it * FN_AXIS_FLAT_RUN;
+        const int64_t m = total - i < FN_AXIS_FLAT_RUN ? total - i : FN_AXIS_FLAT_RUN;
+        k->P->residual_add(k->x + i, k->res + i, NULL, k->sum + i, m, NULL, NULL);
+    }
+}
+
+/* Whether strides (ls, lc) lay an (S, C, L) array out densely. */
+static int LOCAL(axis_dense)(const LOCAL(axis_ctx) *k, int64_t ls, int64_t lc) {
+    return (k->C == 1 || lc == k->L) && (k->S == 1 || ls == k->C * k->L);
+}
 
 static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
     const int64_t S = k->S, C = k->C, L = k->L;
     if (S <= 0 || L <= 0) return FASTNORM_OK;
     if (k->res && C > 0) {
-        /* the fused add first, streaming over whole rows, then s normalized
-         * as x would be (a block-by-block add measured 2-3x slower) */
-        const int nt = fn_threads_for(num_threads, S * C, 3 * S * C * L * (int64_t)sizeof(T));
-        fn_parallel_ranges(nt, S * C, LOCAL(axis_add_rows), k);
+        /* the fused add first, streaming over whole rows (or the whole array),
+         * then s normalized as x would be (a block-by-block add measured 2-3x
+         * slower) */
+        const int64_t bytes = 3 * S * C * L * (int64_t)sizeof(T);
+        if (!k->res_bias && LOCAL(axis_dense)(k, k->xs, k->xc) &&
+            LOCAL(axis_dense)(k, k->rss, k->rsc) && LOCAL(axis_dense)(k, k->sss, k->ssc)) {
+            const int64_t runs = (S * C * L + FN_AXIS_FLAT_RUN - 1) / FN_AXIS_FLAT_RUN;
+            fn_parallel_ranges(fn_threads_for(num_threads, runs, bytes), runs,
+                               LOCAL(axis_add_flat), k);
+        } else {
+            fn_parallel_ranges(fn_threads_for(num_threads, S * C, bytes), S * C,
+                               LOCAL(axis_add_rows), k);
+        }
         k->x = k->sum, k->xs = k->sss, k->xc = k->ssc;
     }
     if (C <= 0) { /* statistics of empty groups */
@@ -216,6 +242,9 @@ static int LOCAL(axis_forward)(LOCAL(axis_ctx) *k, int num_threads) {
     fn_parallel_ranges(nt, k->items, LOCAL(axis_forward_items), k);
     return k->failed ? FASTNORM_ENOMEM : FASTNORM_OK;
 }
+
+#undef FN_AXIS_ADD_RUN
+#undef FN_AXIS_FLAT_RUN
 
 int NAME(layer_norm_axis)(int64_t S, int64_t C, int64_t L, const T *x, int64_t ldxs,
                           int64_t ldxc, T *y, int64_t ldys, int64_t ldyc, const W *weight,
