@@ -500,6 +500,26 @@ def test_group_and_instance_norm(isa, dt, axis):
 
 
 @pytest.mark.parametrize("dt", HALF)
+@pytest.mark.parametrize("shape, groups", [((2, 8, 60, 60), 2), ((1, 2, 260, 260), 2),
+                                           ((4, 4, 9, 9), 4)])
+def test_group_norm_units_widened_or_not(isa, dt, shape, groups):
+    """The per-group NCHW path widens a group's channels once into a float32
+    copy when it holds up to 65536 elements ((2, 8, 60, 60) with 2 groups: 14400,
+    (4, 4, 9, 9) with 4: 81), and converts at each pass beyond ((1, 2, 260, 260):
+    67600): every case against the reference, on one and on two threads (the
+    same bits)."""
+    x = data(shape, dt)
+    w, b = params(shape[1])
+    y, mean, rstd = fastnorm.group_norm(x, groups, w, b, return_stats=True, num_threads=1)
+    assert_rounded(y, ref.group_norm(x, groups, w, b)[0], dt, what="y")
+    y2 = fastnorm.group_norm(x, groups, w, b, num_threads=2)
+    assert np.array_equal(y.view(np.uint16), y2.view(np.uint16))
+    dy = data(shape, dt, seed=4, loc=0, scale=1)
+    dx = fastnorm.group_norm_backward(dy, x, mean, rstd, w, b, num_threads=1)[0]
+    assert_rounded(dx, ref.group_norm_backward(dy, x, mean, rstd, w)[0], dt, what="dx")
+
+
+@pytest.mark.parametrize("dt", HALF)
 def test_batch_norm(isa, dt):
     x = data((6, 8, 3, 5), dt)
     w, b = params(8)

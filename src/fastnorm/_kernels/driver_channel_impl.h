@@ -438,6 +438,10 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         fn_scratch_free(co);
         return;
     }
+    /* 16-bit data: the unit widened once into this thread's float copy, which
+     * the centered sums and the normalization read (the same results) */
+    A *xa = NULL;
+    if (FN_WIDE && cpg * L <= FN_WIDE_MAX) xa = (A *)fn_scratch_alloc((size_t)(cpg * L) * sizeof(A));
     LOCAL(chan_ctx) one; /* the unit as a one-unit, one-row channel block */
     LOCAL(chan_setup)(&one, 1, 1, cpg, L);
     one.part = e;
@@ -447,10 +451,16 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         T *yu = k->out + (s * C + c0) * L;
         for (int64_t c = 0; c < cpg; c++) {
             const T *seg = xu + c * L;
-            const A mu = P->sum(seg, L) / (A)L;
             A sd, sd2;
-            P->centered_sums(seg, L, mu, &sd, &sd2);
-            LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
+            if (xa) {
+                const A mu = P->widen_sum(seg, xa + c * L, L) / (A)L;
+                P->centered_sums_wide(xa + c * L, L, mu, &sd, &sd2);
+                LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
+            } else {
+                const A mu = P->sum(seg, L) / (A)L;
+                P->centered_sums(seg, L, mu, &sd, &sd2);
+                LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
+            }
         }
         double mean, var;
         LOCAL(merge_ctx) m = {&one, 1, &mean, &var};
@@ -461,9 +471,15 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         if (k->var) k->var[u] = (ST)var;
         LOCAL(forward_coefficients)(1, cpg, cpg, &mean, &rs, k->weight ? k->weight + c0 : NULL,
                                     k->bias ? k->bias + c0 : NULL, co, co + cpg, co + 2 * cpg);
-        for (int64_t c = 0; c < cpg; c++)
-            P->scale_shift(xu + c * L, yu + c * L, L, co[c], co[cpg + c], co[2 * cpg + c], 0);
+        for (int64_t c = 0; c < cpg; c++) {
+            if (xa)
+                P->scale_shift_wide(xa + c * L, yu + c * L, L, co[c], co[cpg + c],
+                                    co[2 * cpg + c]);
+            else
+                P->scale_shift(xu + c * L, yu + c * L, L, co[c], co[cpg + c], co[2 * cpg + c], 0);
+        }
     }
+    fn_scratch_free(xa);
     fn_scratch_free(e);
     fn_scratch_free(co);
 }
@@ -480,6 +496,8 @@ static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
         fn_scratch_free(co);
         return;
     }
+    /* (widening dy and x once, as the row backward does for bfloat16, measured
+     * 0.9-1.15x here: the segments are converted at each pass) */
     for (int64_t u = begin; u < end; u++) {
         const int64_t s = u / G, c0 = (u % G) * cpg, o = (s * C + c0) * L;
         const A mu = (A)k->mean_in[u], r = (A)k->rstd_in[u];

@@ -109,6 +109,8 @@
                                     A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,     \
                                     A *db_acc, const T *next_dy, const T *next_x,        \
                                     T *next_dx);                                         \
+        /* scale_shift (accumulate = 0) reading x's widened copy xa */                    \
+        void (*scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b);           \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

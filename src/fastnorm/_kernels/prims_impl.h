@@ -536,36 +536,60 @@ static void NAME(add)(A *dst, const A *src, int64_t n) {
 
 /* Segments (channels-first): scalar coefficients over contiguous elements. */
 
-static FN_INLINE void NAME(scale_shift_body)(const T *x, T *y, int64_t n, A mu, A a, A b,
-                                             const int acc) {
+/* x as T, or (wide) its widened copy xa */
+static FN_INLINE void NAME(scale_shift_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A a,
+                                             A b, const int acc, const int wide) {
     const V vmu = VSET1(mu), va = VSET1(a), vb = VSET1(b);
     int64_t i = 0;
+    if (!acc) {
+        for (; i + 2 * VN <= n; i += 2 * VN) {
+            const V v0 = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), va, vb);
+            const V v1 = VFMA(VSUB(FN_LOAD(x, xa, i + VN, wide), vmu), va, vb);
+            VSTORE2(y + i, v0, v1);
+        }
+    }
     for (; i + VN <= n; i += VN) {
-        V v = VFMA(VSUB(VLOAD(x + i), vmu), va, vb);
+        V v = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), va, vb);
         if (acc) v = VADD(v, VLOAD(y + i));
         VSTORE(y + i, v);
     }
     for (; i < n; i++) {
-        A v = (SLOAD(x + i) - mu) * a + b;
+        A v = (FN_SLOAD(x, xa, i, wide) - mu) * a + b;
         if (acc) v += SLOAD(y + i);
         SSTORE(y + i, v);
     }
 }
 
 static void NAME(scale_shift)(const T *x, T *y, int64_t n, A mu, A a, A b, int accumulate) {
-    if (accumulate) NAME(scale_shift_body)(x, y, n, mu, a, b, 1);
-    else NAME(scale_shift_body)(x, y, n, mu, a, b, 0);
+    if (accumulate) NAME(scale_shift_body)(x, NULL, y, n, mu, a, b, 1, 0);
+    else NAME(scale_shift_body)(x, NULL, y, n, mu, a, b, 0, 0);
+}
+
+static void NAME(scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b) {
+    NAME(scale_shift_body)(NULL, xa, y, n, mu, a, b, 0, 1);
+}
+
+static FN_INLINE V NAME(affine_backward_at)(const T *dy, const T *x, int64_t i, V vmu, V vr,
+                                            V va, V vb, V vk) {
+    /* (x - mu) * r first: the normalized value, which neither overflows nor
+     * underflows where b * r or (x - mu) * b could */
+    const V xh = VMUL(VSUB(VLOAD(x + i), vmu), vr);
+    return VFMA(va, VLOAD(dy + i), VFMA(vb, xh, vk));
 }
 
 static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
                                                  A r, A a, A b, A k, const int acc) {
     const V vmu = VSET1(mu), vr = VSET1(r), va = VSET1(a), vb = VSET1(b), vk = VSET1(k);
     int64_t i = 0;
+    if (!acc) {
+        for (; i + 2 * VN <= n; i += 2 * VN) {
+            const V v0 = NAME(affine_backward_at)(dy, x, i, vmu, vr, va, vb, vk);
+            const V v1 = NAME(affine_backward_at)(dy, x, i + VN, vmu, vr, va, vb, vk);
+            VSTORE2(dx + i, v0, v1);
+        }
+    }
     for (; i + VN <= n; i += VN) {
-        /* (x - mu) * r first: the normalized value, which neither overflows nor
-         * underflows where b * r or (x - mu) * b could */
-        V xh = VMUL(VSUB(VLOAD(x + i), vmu), vr);
-        V v = VFMA(va, VLOAD(dy + i), VFMA(vb, xh, vk));
+        V v = NAME(affine_backward_at)(dy, x, i, vmu, vr, va, vb, vk);
         if (acc) v = VADD(v, VLOAD(dx + i));
         VSTORE(dx + i, v);
     }
@@ -978,7 +1002,7 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(affine_backward_cols), NAME(col_moments_acc), NAME(col_backward_acc),
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
-    NAME(backward_sums_wide), NAME(backward_apply_wide),
+    NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
 };
 
 #undef FN_LINE_ELEMS
