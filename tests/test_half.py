@@ -721,6 +721,18 @@ def param_names(layer):
     return [k for k in layer.state_dict() if k not in RUNNING + ("num_batches_tracked",)]
 
 
+def check_layer_backward(name, layer, dt, dx, want, reference):
+    """A 16-bit layer's dx and grad_weight / grad_bias (as many as `want` has
+    after dx) are the function's `want` bit for bit, and within 16-bit rounding
+    of the float64 `reference`."""
+    assert same_bits(dx, want[0])
+    assert_rounded(dx, reference[0], dt, what=f"{name} dx")
+    for pname, g, r in zip(("weight", "bias"), want[1:], reference[1:]):
+        got = getattr(layer, "grad_" + pname)
+        assert same_bits(got, g), f"{name} grad_{pname}"
+        assert_half_close(got, r, dt, what=f"{name} grad_{pname}")
+
+
 def half_state(layer, dt, seed=2):
     """A state of non-trivial values: parameters of dt (16-bit values), running
     statistics float32, num_batches_tracked 3."""
@@ -803,14 +815,9 @@ def test_16bit_row_layers_match_functions_and_float64(isa, dt):
     want, mean, rstd = fastnorm.layer_norm(x, ln.weight, ln.bias, return_stats=True)
     assert same_bits(y, want)
     assert_rounded(y, ref.layer_norm(x, ln.weight, ln.bias)[0], dt, what="LayerNorm y")
-    dx = ln.backward(dy)
-    wdx, wdw, wdb = fastnorm.layer_norm_backward(dy, x, mean, rstd, ln.weight)
-    assert same_bits(dx, wdx) and same_bits(ln.grad_weight, wdw)
-    assert same_bits(ln.grad_bias, wdb)
-    rdx, rdw, rdb = ref.layer_norm_backward(dy, x, mean, rstd, ln.weight)
-    assert_rounded(dx, rdx, dt, what="LayerNorm dx")
-    assert_half_close(ln.grad_weight, rdw, dt, what="LayerNorm grad_weight")
-    assert_half_close(ln.grad_bias, rdb, dt, what="LayerNorm grad_bias")
+    check_layer_backward("LayerNorm", ln, dt, ln.backward(dy),
+                         fastnorm.layer_norm_backward(dy, x, mean, rstd, ln.weight),
+                         ref.layer_norm_backward(dy, x, mean, rstd, ln.weight))
 
     # eps=None: the machine epsilon of the computing dtype, float32
     rms = nn.RMSNorm(16, dtype=dt)
@@ -819,12 +826,9 @@ def test_16bit_row_layers_match_functions_and_float64(isa, dt):
     want, rstd = fastnorm.rms_norm(x, rms.weight, eps=RMS_EPS, return_stats=True)
     assert same_bits(y, want)
     assert_rounded(y, ref.rms_norm(x, rms.weight, eps=RMS_EPS)[0], dt, what="RMSNorm y")
-    dx = rms.backward(dy)
-    wdx, wdw = fastnorm.rms_norm_backward(dy, x, rstd, rms.weight)
-    assert same_bits(dx, wdx) and same_bits(rms.grad_weight, wdw)
-    rdx, rdw = ref.rms_norm_backward(dy, x, rstd, rms.weight)
-    assert_rounded(dx, rdx, dt, what="RMSNorm dx")
-    assert_half_close(rms.grad_weight, rdw, dt, what="RMSNorm grad_weight")
+    check_layer_backward("RMSNorm", rms, dt, rms.backward(dy),
+                         fastnorm.rms_norm_backward(dy, x, rstd, rms.weight),
+                         ref.rms_norm_backward(dy, x, rstd, rms.weight))
 
 
 @pytest.mark.parametrize("dt", HALF)
@@ -841,14 +845,9 @@ def test_16bit_channel_layers_match_functions_and_float64(isa, dt):
     want, mean, rstd = fastnorm.group_norm(x, 3, gn.weight, gn.bias, return_stats=True)
     assert same_bits(y, want)
     assert_rounded(y, ref.group_norm(x, 3, gn.weight, gn.bias)[0], dt, what="GroupNorm y")
-    dx = gn.backward(dy)
-    wdx, wdw, wdb = fastnorm.group_norm_backward(dy, x, mean, rstd, gn.weight, gn.bias)
-    assert same_bits(dx, wdx) and same_bits(gn.grad_weight, wdw)
-    assert same_bits(gn.grad_bias, wdb)
-    rdx, rdw, rdb = ref.group_norm_backward(dy, x, mean, rstd, gn.weight)
-    assert_rounded(dx, rdx, dt, what="GroupNorm dx")
-    assert_half_close(gn.grad_weight, rdw, dt, what="GroupNorm grad_weight")
-    assert_half_close(gn.grad_bias, rdb, dt, what="GroupNorm grad_bias")
+    check_layer_backward("GroupNorm", gn, dt, gn.backward(dy),
+                         fastnorm.group_norm_backward(dy, x, mean, rstd, gn.weight, gn.bias),
+                         ref.group_norm_backward(dy, x, mean, rstd, gn.weight))
 
     bn = nn.BatchNorm2d(6, dtype=dt)
     state = half_state(bn, dt)
@@ -864,15 +863,10 @@ def test_16bit_channel_layers_match_functions_and_float64(isa, dt):
     assert_rounded(y, ry, dt, what="BatchNorm y")
     assert_f32_close(bn.running_mean, rrm, what="running_mean")
     assert_f32_close(bn.running_var, rrv, what="running_var")
-    dx = bn.backward(dy)
-    wdx, wdw, wdb = fastnorm.batch_norm_backward(dy, x, mean, rstd, bn.weight, bn.bias,
-                                                 training=True)
-    assert same_bits(dx, wdx) and same_bits(bn.grad_weight, wdw)
-    assert same_bits(bn.grad_bias, wdb)
-    rdx, rdw, rdb = ref.batch_norm_backward(dy, x, mean, rstd, bn.weight, training=True)
-    assert_rounded(dx, rdx, dt, what="BatchNorm dx")
-    assert_half_close(bn.grad_weight, rdw, dt, what="BatchNorm grad_weight")
-    assert_half_close(bn.grad_bias, rdb, dt, what="BatchNorm grad_bias")
+    check_layer_backward("BatchNorm", bn, dt, bn.backward(dy),
+                         fastnorm.batch_norm_backward(dy, x, mean, rstd, bn.weight, bn.bias,
+                                                      training=True),
+                         ref.batch_norm_backward(dy, x, mean, rstd, bn.weight, training=True))
     bn.eval()
     y = bn(x)
     assert same_bits(y, fastnorm.batch_norm(x, rm, rv, bn.weight, bn.bias))
