@@ -78,10 +78,10 @@ int main(void) {
 BF16_CVT_PROBE = r"""
 #include <immintrin.h>
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bf16"))), \
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16"))), \
                              apply_to = function)
 #elif defined(__GNUC__)
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bf16")
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16")
 #endif
 int probe(float *x, unsigned short *y) {
     __m512 v = _mm512_loadu_ps(x);

@@ -412,7 +412,7 @@ def test_get_config():
     assert cfg["num_procs"] >= 1
     feats = cfg["cpu_features"]
     assert set(feats) == {"avx", "avx2", "fma", "f16c", "os_avx", "avx512f", "avx512vl",
-                          "avx512dq", "avx512_bf16", "os_avx512"}
+                          "avx512dq", "avx512bw", "avx512_bf16", "os_avx512"}
     assert all(isinstance(v, bool) for v in feats.values())
     if "avx2" in cfg["isas_available"]:
         assert feats["avx2"] and feats["fma"] and feats["avx"] and feats["os_avx"]
@@ -420,8 +420,8 @@ def test_get_config():
     assert cfg["bf16_rounding"] in ("integer", "avx512_bf16")
     if cfg["bf16_rounding"] == "avx512_bf16":
         assert cfg["isa"] == "avx2"
-        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512_bf16",
-                                      "os_avx512"))
+        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
+                                      "avx512_bf16", "os_avx512"))
     assert isinstance(cfg["machine"], str)
 
 

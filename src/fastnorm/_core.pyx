@@ -35,6 +35,7 @@ cdef extern from "fastnorm.h" nogil:
     unsigned FASTNORM_CPU_AVX512DQ
     unsigned FASTNORM_CPU_AVX512_BF16
     unsigned FASTNORM_CPU_OS_AVX512
+    unsigned FASTNORM_CPU_AVX512BW
 
     unsigned fastnorm_cpu_features()
     int fastnorm_isa_available(int isa)
@@ -349,6 +350,7 @@ def _cpu_features():
         "avx512f": bool(f & FASTNORM_CPU_AVX512F),
         "avx512vl": bool(f & FASTNORM_CPU_AVX512VL),
         "avx512dq": bool(f & FASTNORM_CPU_AVX512DQ),
+        "avx512bw": bool(f & FASTNORM_CPU_AVX512BW),
         "avx512_bf16": bool(f & FASTNORM_CPU_AVX512_BF16),
         "os_avx512": bool(f & FASTNORM_CPU_OS_AVX512),
     }

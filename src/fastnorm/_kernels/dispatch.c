@@ -55,6 +55,7 @@ unsigned fastnorm_cpu_features(void) {
         if (ebx7 & (1u << 5)) f |= FASTNORM_CPU_AVX2;
         if (ebx7 & (1u << 16)) f |= FASTNORM_CPU_AVX512F;
         if (ebx7 & (1u << 17)) f |= FASTNORM_CPU_AVX512DQ;
+        if (ebx7 & (1u << 30)) f |= FASTNORM_CPU_AVX512BW;
         if (ebx7 & (1u << 31)) f |= FASTNORM_CPU_AVX512VL;
         if (max_sub7 >= 1) {
             fn_cpuid(7, 1, r);
@@ -86,8 +87,11 @@ static int fn_bf16_cvt_wanted = 1; /* fn_set_bf16_convert */
 /* Whether the AVX2 kernels may round bfloat16 with the AVX-512 BF16 instruction. */
 static int fn_bf16_cvt_available(void) {
 #if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_BF16_CVT)
+    /* every extension the kernels' target pragma enables (the compiler may
+     * use BW instructions, which BF16 implies for it, anywhere in them) */
     const unsigned need = FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |
-                          FASTNORM_CPU_AVX512_BF16 | FASTNORM_CPU_OS_AVX512;
+                          FASTNORM_CPU_AVX512BW | FASTNORM_CPU_AVX512_BF16 |
+                          FASTNORM_CPU_OS_AVX512;
     return (fastnorm_cpu_features() & need) == need;
 #else
     return 0;

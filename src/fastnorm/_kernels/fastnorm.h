@@ -106,6 +106,7 @@ extern "C" {
 #define FASTNORM_CPU_AVX512DQ 128u
 #define FASTNORM_CPU_AVX512_BF16 256u
 #define FASTNORM_CPU_OS_AVX512 512u /* the OS saves the AVX-512 (ZMM, opmask) state */
+#define FASTNORM_CPU_AVX512BW 1024u
 
 /* ---- version, dispatch, threads ------------------------------------------ */
 
@@ -127,7 +128,7 @@ FASTNORM_API int fastnorm_set_isa(int isa);
 FASTNORM_API int fastnorm_get_isa(void);
 /* Within the AVX2 kernels, bfloat16 results are rounded by the AVX-512 BF16
  * conversion instruction where the build and the CPU have it (AVX-512 F, VL,
- * DQ and BF16 with the OS's ZMM support), else by integer instructions; both
+ * DQ, BW and BF16 with the OS's ZMM support), else by integer instructions; both
  * give the same bits (vectors holding a float32 subnormal, which the
  * instruction would flush, take the integer rounding). 1 when the
  * instruction is in use for the AVX2 kernels. */
@@ -454,9 +455,10 @@ FASTNORM_API int fastnorm_rms_norm_axis_backward_f64(
 
 /* The fused residual add of add_layer_norm / add_rms_norm over a non-last
  * axis: s = x + residual (+ residual_bias[c]) is written to sum_out (strides
- * ldss, ldsc) and normalized as by fastnorm_layer_norm_axis /
- * fastnorm_rms_norm_axis; residual_bias has C elements or is NULL. sum_out
- * may be x or residual (same strides); y must not overlap sum_out. */
+ * ldss, ldsc), all of it, and then normalized as by fastnorm_layer_norm_axis /
+ * fastnorm_rms_norm_axis; residual_bias has C elements or is NULL. sum_out may
+ * be x or residual (the same memory and strides) but must not overlap them
+ * otherwise; y may be x or residual likewise, and must not overlap sum_out. */
 FASTNORM_API int fastnorm_add_layer_norm_axis_f32(
     int64_t S, int64_t C, int64_t L, const float *x, int64_t ldxs, int64_t ldxc,
     const float *residual, int64_t ldrs, int64_t ldrc, const float *residual_bias,

@@ -233,11 +233,11 @@ const fn_prims fn_prims_avx2 = {&fn_table_f32_avx2, &fn_table_f64_avx2, &fn_tabl
  * takes the integer rounding instead (VFPCLASSPS finds it). Used only where
  * dispatch.c has seen the CPU and OS support; compiled for AVX-512 here only. */
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bf16"))), \
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16"))), \
                              apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bf16")
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16")
 #endif
 
 #define FN_FPCLASS_SUBNORMAL 0x20
