@@ -101,11 +101,12 @@ static int fn_bf16_cvt_available(void) {
 int fastnorm_set_isa(int isa) {
 #ifdef FASTNORM_HAVE_AVX2
     if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
-        fn_isa = FASTNORM_ISA_AVX2;
-        fn_table = &fn_prims_avx2;
+        const fn_prims *table = &fn_prims_avx2;
 #ifdef FASTNORM_HAVE_BF16_CVT
-        if (fn_bf16_cvt_wanted && fn_bf16_cvt_available()) fn_table = &fn_prims_avx2_bf16cvt;
+        if (fn_bf16_cvt_wanted && fn_bf16_cvt_available()) table = &fn_prims_avx2_bf16cvt;
 #endif
+        fn_isa = FASTNORM_ISA_AVX2;
+        fn_table = table; /* one store: a call reading it sees one table or the other */
         return fn_isa;
     }
 #else
