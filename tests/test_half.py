@@ -274,12 +274,38 @@ def test_add_norms(isa, dt):
     rdx, rdw, rdb = ref.layer_norm_backward(dy, s, mean, rstd, w)
     dx = fastnorm.layer_norm_backward(dy, s, mean, rstd, w)[0]
     assert_rounded(dx, rdx, dt, what="dx")
-    # dsum = dx + ds, each rounded to dt
-    assert np.array_equal(dsum.view(np.uint16), np.add(dx, ds).view(np.uint16))
+    # dsum = dx + ds added in float32 and rounded to dt once
+    assert_rounded(dsum, rdx + ds.astype(np.float64), dt, what="dsum")
     assert_f32_close(dw, rdw, what="dweight")
     assert_f32_close(db, rdb, what="dbias")
     assert drb.dtype == np.float32
     assert_f32_close(drb, dsum.astype(np.float64).sum(axis=0), what="dresidual_bias")
+
+
+@pytest.mark.parametrize("dt", HALF)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_add_norms_backward_with_ds_round_once(isa, dt, axis):
+    """dsum = dx + ds is the float32 path's sum rounded once to 16 bits (not dx
+    rounded, then the sum rounded again); dresidual_bias is dsum summed."""
+    shape = (3, 6, 40)
+    s, dy, ds = data(shape, dt), data(shape, dt, seed=3), data(shape, dt, seed=4)
+    w = params(shape[axis])[0]
+    _, mean, rstd = fastnorm.layer_norm(s, w, axis=axis, return_stats=True)
+    f32 = [a.astype(np.float32) for a in (dy, s, ds)]
+    others = tuple(i for i in range(3) if i != axis % 3)
+    for got, want in [
+            (fastnorm.add_layer_norm_backward(dy, s, mean, rstd, w, ds=ds, axis=axis),
+             fastnorm.add_layer_norm_backward(f32[0], f32[1], mean, rstd, w, ds=f32[2],
+                                              axis=axis)),
+            (fastnorm.add_rms_norm_backward(dy, s, rstd, w, ds=ds, axis=axis),
+             fastnorm.add_rms_norm_backward(f32[0], f32[1], rstd, w, ds=f32[2], axis=axis))]:
+        assert got[0].dtype == dt
+        assert np.array_equal(got[0].view(np.uint16), want[0].astype(dt).view(np.uint16))
+        for g, wg in zip(got[1:-1], want[1:-1]):
+            assert np.array_equal(g, wg)
+        drb = got[-1]
+        assert drb.dtype == np.float32
+        assert np.array_equal(drb, got[0].astype(np.float64).sum(axis=others).astype(np.float32))
 
 
 @pytest.mark.parametrize("dt", HALF)

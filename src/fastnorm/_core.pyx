@@ -1668,6 +1668,31 @@ cdef object _sum_rows(cnp.ndarray a, _Layout L):
         cnp.PyArray_DescrFromType(_calc_type(a)))
 
 
+cdef tuple _add_backward_inputs(object dy, object s, object ds):
+    """(dy, s, ds, dtype) for the backward of the fused add. With ds and 16-bit
+    data: dy, s and ds widened to float32 and dtype the data's, so that dx + ds
+    is added in float32 and rounded to 16 bits once (the 16-bit kernels' dx is
+    the float32 path's on the widened data, before its rounding); else the
+    arguments as they are and dtype None."""
+    if ds is None:
+        return dy, s, None, None
+    cdef cnp.ndarray sa = _as_data(s, "s")
+    cdef cnp.ndarray dya = _check_like(dy, sa, "dy")
+    cdef cnp.ndarray da = _check_like(ds, sa, "ds")
+    if _calc_type(sa) == cnp.PyArray_TYPE(sa):
+        return dya, sa, da, None
+    f32 = np.float32
+    return dya.astype(f32), sa.astype(f32), da.astype(f32), sa.dtype
+
+
+cdef object _plus_ds(object dsum, object ds, object dtype):
+    """dsum + ds, rounded to dtype (None: dsum's own) once."""
+    if ds is None:
+        return dsum
+    np.add(dsum, ds, out=dsum)
+    return dsum if dtype is None else dsum.astype(dtype)
+
+
 def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
                             num_threads=None):
     """Gradients of :func:`add_layer_norm`.
@@ -1683,13 +1708,11 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
     dresidual_bias (residual_bias is not an argument) the computing dtype,
     x's or float32 for 16-bit data.
     """
+    dy, s, ds, dtype = _add_backward_inputs(dy, s, ds)
     dsum, dw, db = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis,
                                        num_threads=num_threads)
-    cdef cnp.ndarray da = <cnp.ndarray>dsum
-    if ds is not None:
-        np.add(da, _check_like(ds, da, "ds"), out=da)
-    cdef _Layout L = _layout(da, axis, False)
-    return dsum, dw, db, _sum_rows(da, L)
+    dsum = _plus_ds(dsum, ds, dtype)
+    return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False))
 
 
 def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_threads=None):
@@ -1697,12 +1720,10 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
 
     Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
     """
+    dy, s, ds, dtype = _add_backward_inputs(dy, s, ds)
     dsum, dw = rms_norm_backward(dy, s, rstd, weight, axis=axis, num_threads=num_threads)
-    cdef cnp.ndarray da = <cnp.ndarray>dsum
-    if ds is not None:
-        np.add(da, _check_like(ds, da, "ds"), out=da)
-    cdef _Layout L = _layout(da, axis, False)
-    return dsum, dw, _sum_rows(da, L)
+    dsum = _plus_ds(dsum, ds, dtype)
+    return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False))
 
 
 # --------------------------------------------------------------------------
