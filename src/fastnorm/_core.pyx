@@ -94,6 +94,25 @@ cdef extern from "fastnorm.h" nogil:
                                   const double *residual_bias, double *sum_out, int64_t lds,
                                   double *y, int64_t ldy, const double *weight, double eps,
                                   double *rstd, int num_threads)
+    int fastnorm_add_layer_norm_backward_f32(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s,
+        int64_t lds, const float *ds, int64_t ldds, const float *mean, const float *rstd,
+        const float *weight, float *dsum, int64_t lddsum, float *dweight, float *dbias,
+        int num_threads)
+    int fastnorm_add_rms_norm_backward_f32(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s,
+        int64_t lds, const float *ds, int64_t ldds, const float *rstd, const float *weight,
+        float *dsum, int64_t lddsum, float *dweight, int num_threads)
+    int fastnorm_add_layer_norm_backward_f64(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *mean,
+        const double *rstd, const double *weight, double *dsum, int64_t lddsum,
+        double *dweight, double *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_f64(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *rstd,
+        const double *weight, double *dsum, int64_t lddsum, double *dweight,
+        int num_threads)
     int fastnorm_layer_norm_per_sample_f32(
         int64_t samples, int64_t rows_per_sample, int64_t n, const float *x, int64_t ldx,
         float *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
@@ -196,6 +215,16 @@ cdef extern from "fastnorm.h" nogil:
                                   const uint16_t *residual, int64_t ldr, const float *residual_bias,
                                   uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
                                   const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_add_layer_norm_backward_f16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean,
+        const float *rstd, const float *weight, uint16_t *dsum, int64_t lddsum,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_f16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight,
+        int num_threads)
     int fastnorm_layer_norm_per_sample_f16(
         int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x, int64_t ldx,
         uint16_t *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
@@ -257,6 +286,16 @@ cdef extern from "fastnorm.h" nogil:
                                   const uint16_t *residual, int64_t ldr, const float *residual_bias,
                                   uint16_t *sum_out, int64_t lds, uint16_t *y, int64_t ldy,
                                   const float *weight, double eps, float *rstd, int num_threads)
+    int fastnorm_add_layer_norm_backward_bf16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean,
+        const float *rstd, const float *weight, uint16_t *dsum, int64_t lddsum,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_bf16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight,
+        int num_threads)
     int fastnorm_layer_norm_per_sample_bf16(
         int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x, int64_t ldx,
         uint16_t *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp, double eps,
@@ -1212,33 +1251,91 @@ cdef object _grad_as(object g, object param):
 
 
 cdef tuple _norm_backward(bint centered, object dy, object x, object mean, object rstd,
-                          object weight, object axis, object num_threads):
-    """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None)."""
-    cdef cnp.ndarray xa = _as_data(x, "x")
+                          object weight, object axis, object num_threads, object ds=None,
+                          str xname="x"):
+    """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None).
+    ds (the fused add's backward): added to dx before its rounding."""
+    cdef cnp.ndarray xa = _as_data(x, xname)
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
+    cdef cnp.ndarray dsa = None if ds is None else _check_like(ds, xa, "ds")
     cdef _Layout L = _layout(xa, axis, False)
     cdef int nt = _resolve_threads(num_threads)
     m = _as_stats(mean, L, "mean") if centered else None
     cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
     w = _as_param(weight, L, "weight")
     cdef int mid = _mid_axis(L)
-    cdef Rows dyv
-    cdef cnp.ndarray dyw
+    cdef Rows dyv, dsv
+    cdef cnp.ndarray dyw, dsw
     cdef _Output o
-    if mid >= 0:
+    if mid >= 0 and dsa is not None and _calc_type(xa) != cnp.PyArray_TYPE(xa):
+        # 16-bit data over a non-last axis: dx + ds from the float32 path on the
+        # widened data (the same dx before its rounding), rounded once
+        f32 = np.float32
+        dxa, dw, db = _norm_backward(centered, dya.astype(f32), xa.astype(f32), m, r, w, axis,
+                                     nt, dsa.astype(f32))
+        dxa = dxa.astype(xa.dtype)
+    elif mid >= 0:
         dxa, dw, db = _axis_norm_backward(centered, dya, xa, L, mid, m, r, w, nt)
+        if dsa is not None:
+            np.add(dxa, dsa, out=dxa)
     else:
         L.work = L.rows_of(xa, &L.xv)
         dyw = L.rows_of(dya, &dyv)
         o = _output(L, None, NULL, 0)
-        dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt)
+        if dsa is None:
+            dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt, NULL)
+        else:
+            dsw = L.rows_of(dsa, &dsv)
+            dxa, dw, db = _rows_norm_backward(centered, L, dyv, o, m, r, w, nt, &dsv)
     # parameter gradients in the weight's own floating dtype
     return dxa, _grad_as(dw, weight), _grad_as(db, weight)
 
 
+cdef int _rows_add_backward(bint centered, int kind, int64_t rows, int64_t n, char *dyp,
+                            int64_t lddy, char *sp, int64_t lds, char *dsp, int64_t ldds,
+                            char *mp, char *rp, char *wp, char *dxp, int64_t lddx, char *dwp,
+                            char *dbp, int nt) nogil:
+    """The backward of the fused add with ds, over rows, for each dtype."""
+    if centered:
+        if kind == K_F32:
+            return fastnorm_add_layer_norm_backward_f32(
+                rows, n, <float *>dyp, lddy, <float *>sp, lds, <float *>dsp, ldds, <float *>mp,
+                <float *>rp, <float *>wp, <float *>dxp, lddx, <float *>dwp, <float *>dbp, nt)
+        if kind == K_F64:
+            return fastnorm_add_layer_norm_backward_f64(
+                rows, n, <double *>dyp, lddy, <double *>sp, lds, <double *>dsp, ldds,
+                <double *>mp, <double *>rp, <double *>wp, <double *>dxp, lddx, <double *>dwp,
+                <double *>dbp, nt)
+        if kind == K_F16:
+            return fastnorm_add_layer_norm_backward_f16(
+                rows, n, <uint16_t *>dyp, lddy, <uint16_t *>sp, lds, <uint16_t *>dsp, ldds,
+                <float *>mp, <float *>rp, <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp,
+                <float *>dbp, nt)
+        return fastnorm_add_layer_norm_backward_bf16(
+            rows, n, <uint16_t *>dyp, lddy, <uint16_t *>sp, lds, <uint16_t *>dsp, ldds,
+            <float *>mp, <float *>rp, <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp,
+            <float *>dbp, nt)
+    if kind == K_F32:
+        return fastnorm_add_rms_norm_backward_f32(
+            rows, n, <float *>dyp, lddy, <float *>sp, lds, <float *>dsp, ldds, <float *>rp,
+            <float *>wp, <float *>dxp, lddx, <float *>dwp, nt)
+    if kind == K_F64:
+        return fastnorm_add_rms_norm_backward_f64(
+            rows, n, <double *>dyp, lddy, <double *>sp, lds, <double *>dsp, ldds, <double *>rp,
+            <double *>wp, <double *>dxp, lddx, <double *>dwp, nt)
+    if kind == K_F16:
+        return fastnorm_add_rms_norm_backward_f16(
+            rows, n, <uint16_t *>dyp, lddy, <uint16_t *>sp, lds, <uint16_t *>dsp, ldds,
+            <float *>rp, <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp, nt)
+    return fastnorm_add_rms_norm_backward_bf16(
+        rows, n, <uint16_t *>dyp, lddy, <uint16_t *>sp, lds, <uint16_t *>dsp, ldds,
+        <float *>rp, <float *>wp, <uint16_t *>dxp, lddx, <float *>dwp, nt)
+
+
 cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, object m,
-                               cnp.ndarray r, object w, int nt):
-    """The row-wise backward kernels: (dx, dweight, dbias or None) in x's dtype."""
+                               cnp.ndarray r, object w, int nt, Rows *dsv):
+    """The row-wise backward kernels: (dx, dweight, dbias or None) in x's dtype; dsv
+    (NULL: none) the rows of ds, added to dx before its rounding."""
     cdef cnp.ndarray xa = L.x
     dw = L.empty_params()
     db = L.empty_params() if centered else None
@@ -1254,6 +1351,17 @@ cdef tuple _rows_norm_backward(bint centered, _Layout L, Rows dyv, _Output o, ob
     cdef int64_t ldx = L.xv.ld, lddy = dyv.ld, lddx = o.v.ld
     cdef int rc
     cdef int kind = _kind(xa)
+    cdef char *dsp = NULL
+    cdef int64_t ldds = 0
+    if dsv != NULL:
+        dsp = dsv.data
+        ldds = dsv.ld
+        with nogil:
+            rc = _rows_add_backward(centered, kind, rows, n, dyp, lddy, xp, ldx, dsp, ldds, mp,
+                                    rp, wp, dxp, lddx, dwp, dbp, nt)
+        _raise_kernel_error(rc)
+        o.finish()
+        return o.dest, dw, db
     with nogil:
         if centered:
             if kind == K_F32:
@@ -1668,31 +1776,6 @@ cdef object _sum_rows(cnp.ndarray a, _Layout L):
         cnp.PyArray_DescrFromType(_calc_type(a)))
 
 
-cdef tuple _add_backward_inputs(object dy, object s, object ds):
-    """(dy, s, ds, dtype) for the backward of the fused add. With ds and 16-bit
-    data: dy, s and ds widened to float32 and dtype the data's, so that dx + ds
-    is added in float32 and rounded to 16 bits once (the 16-bit kernels' dx is
-    the float32 path's on the widened data, before its rounding); else the
-    arguments as they are and dtype None."""
-    if ds is None:
-        return dy, s, None, None
-    cdef cnp.ndarray sa = _as_data(s, "s")
-    cdef cnp.ndarray dya = _check_like(dy, sa, "dy")
-    cdef cnp.ndarray da = _check_like(ds, sa, "ds")
-    if _calc_type(sa) == cnp.PyArray_TYPE(sa):
-        return dya, sa, da, None
-    f32 = np.float32
-    return dya.astype(f32), sa.astype(f32), da.astype(f32), sa.dtype
-
-
-cdef object _plus_ds(object dsum, object ds, object dtype):
-    """dsum + ds, rounded to dtype (None: dsum's own) once."""
-    if ds is None:
-        return dsum
-    np.add(dsum, ds, out=dsum)
-    return dsum if dtype is None else dsum.astype(dtype)
-
-
 def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
                             num_threads=None):
     """Gradients of :func:`add_layer_norm`.
@@ -1708,10 +1791,7 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
     dresidual_bias (residual_bias is not an argument) the computing dtype,
     x's or float32 for 16-bit data.
     """
-    dy, s, ds, dtype = _add_backward_inputs(dy, s, ds)
-    dsum, dw, db = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis,
-                                       num_threads=num_threads)
-    dsum = _plus_ds(dsum, ds, dtype)
+    dsum, dw, db = _norm_backward(True, dy, s, mean, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False))
 
 
@@ -1720,9 +1800,7 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
 
     Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
     """
-    dy, s, ds, dtype = _add_backward_inputs(dy, s, ds)
-    dsum, dw = rms_norm_backward(dy, s, rstd, weight, axis=axis, num_threads=num_threads)
-    dsum = _plus_ds(dsum, ds, dtype)
+    dsum, dw, _ = _norm_backward(False, dy, s, None, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False))
 
 

@@ -103,6 +103,25 @@ cdef extern from "fastnorm_capi.h" nogil:
         int64_t rows, int64_t n, const double *x, int64_t ldx, const double *residual,
         int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
         int64_t ldy, const double *weight, double eps, double *rstd, int num_threads)
+    int fastnorm_add_layer_norm_backward_f32(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s,
+        int64_t lds, const float *ds, int64_t ldds, const float *mean, const float *rstd,
+        const float *weight, float *dsum, int64_t lddsum, float *dweight, float *dbias,
+        int num_threads)
+    int fastnorm_add_rms_norm_backward_f32(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s,
+        int64_t lds, const float *ds, int64_t ldds, const float *rstd, const float *weight,
+        float *dsum, int64_t lddsum, float *dweight, int num_threads)
+    int fastnorm_add_layer_norm_backward_f64(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *mean,
+        const double *rstd, const double *weight, double *dsum, int64_t lddsum,
+        double *dweight, double *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_f64(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *rstd,
+        const double *weight, double *dsum, int64_t lddsum, double *dweight,
+        int num_threads)
     int fastnorm_layer_norm_per_sample_f32(
         int64_t samples, int64_t rows_per_sample, int64_t n, const float *x, int64_t ldx,
         float *y, int64_t ldy, const float *weight, const float *bias, int64_t ldp,
@@ -270,6 +289,16 @@ cdef extern from "fastnorm_capi.h" nogil:
         int64_t ldr, const float *residual_bias, uint16_t *sum_out, int64_t lds,
         uint16_t *y, int64_t ldy, const float *weight, double eps, float *rstd,
         int num_threads)
+    int fastnorm_add_layer_norm_backward_f16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean,
+        const float *rstd, const float *weight, uint16_t *dsum, int64_t lddsum,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_f16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight,
+        int num_threads)
     int fastnorm_layer_norm_per_sample_f16(
         int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x,
         int64_t ldx, uint16_t *y, int64_t ldy, const float *weight, const float *bias,
@@ -364,6 +393,16 @@ cdef extern from "fastnorm_capi.h" nogil:
         int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, const uint16_t *residual,
         int64_t ldr, const float *residual_bias, uint16_t *sum_out, int64_t lds,
         uint16_t *y, int64_t ldy, const float *weight, double eps, float *rstd,
+        int num_threads)
+    int fastnorm_add_layer_norm_backward_bf16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean,
+        const float *rstd, const float *weight, uint16_t *dsum, int64_t lddsum,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_add_rms_norm_backward_bf16(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight,
         int num_threads)
     int fastnorm_layer_norm_per_sample_bf16(
         int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x,

@@ -110,6 +110,14 @@ static const fastnorm_api_table fn_api_table = {
     .add_layer_norm_axis_bf16 = fastnorm_add_layer_norm_axis_bf16,
     .add_rms_norm_axis_bf16 = fastnorm_add_rms_norm_axis_bf16,
     .bf16_convert_in_use = fastnorm_bf16_convert_in_use,
+    .add_layer_norm_backward_f32 = fastnorm_add_layer_norm_backward_f32,
+    .add_rms_norm_backward_f32 = fastnorm_add_rms_norm_backward_f32,
+    .add_layer_norm_backward_f64 = fastnorm_add_layer_norm_backward_f64,
+    .add_rms_norm_backward_f64 = fastnorm_add_rms_norm_backward_f64,
+    .add_layer_norm_backward_f16 = fastnorm_add_layer_norm_backward_f16,
+    .add_rms_norm_backward_f16 = fastnorm_add_rms_norm_backward_f16,
+    .add_layer_norm_backward_bf16 = fastnorm_add_layer_norm_backward_bf16,
+    .add_rms_norm_backward_bf16 = fastnorm_add_rms_norm_backward_bf16,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

@@ -267,6 +267,8 @@ typedef struct {
     T *dx;
     A *part_w, *part_b; /* nblocks x n partial sums, or NULL */
     int centered;       /* 1: LayerNorm; 0: RMSNorm (no mean, no mean(g)) */
+    const T *ds;        /* added to dx before its rounding (fused residual add), or NULL */
+    int64_t ldds;
 } LOCAL(backward_ctx);
 
 /* The backward of one normalized group (NORMS.md, NB) for every row of the
@@ -308,12 +310,13 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             T *dxr = k->dx + i * k->lddx;
             const T *ndy = more ? dyr + k->lddy : NULL, *nx = more ? xr + k->ldx : NULL;
             T *ndx = more ? dxr + k->lddx : NULL;
+            const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
             if (xa)
                 P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w,
-                                       acc_b, ndy, nx, ndx);
+                                       acc_b, dsr, ndy, nx, ndx);
             else
                 P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b,
-                                  ndy, nx, ndx);
+                                  dsr, ndy, nx, ndx);
         }
     }
     fn_scratch_free(heap_wide);
@@ -383,7 +386,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1};
+                             dx, NULL, NULL, 1, NULL, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -391,7 +394,25 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0};
+                             dx, NULL, NULL, 0, NULL, 0};
+    return LOCAL(backward)(&k, dweight, NULL, num_threads);
+}
+
+int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy,
+                                  const T *s, int64_t lds, const T *ds, int64_t ldds,
+                                  const ST *mean, const ST *rstd, const W *weight, T *dsum,
+                                  int64_t lddsum, W *dweight, W *dbias, int num_threads) {
+    LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
+                             dsum, NULL, NULL, 1, ds, ldds};
+    return LOCAL(backward)(&k, dweight, dbias, num_threads);
+}
+
+int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, const T *s,
+                                int64_t lds, const T *ds, int64_t ldds, const ST *rstd,
+                                const W *weight, T *dsum, int64_t lddsum, W *dweight,
+                                int num_threads) {
+    LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
+                             dsum, NULL, NULL, 0, ds, ldds};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 

@@ -239,6 +239,29 @@ FASTNORM_API int fastnorm_add_rms_norm_f64(
     int64_t ldr, const double *residual_bias, double *sum_out, int64_t lds, double *y,
     int64_t ldy, const double *weight, double eps, double *rstd, int num_threads);
 
+/* The backward of add_layer_norm / add_rms_norm over the last axis, with ds,
+ * the gradient that reaches s = x + residual from later blocks: dsum = the
+ * norm's dx + ds, added before the one rounding to T (for 16-bit data, dx + ds
+ * in float32 then rounded), in rows lddsum apart; dweight and dbias as in
+ * fastnorm_layer_norm_backward. dsum must not overlap dy, s or ds. */
+FASTNORM_API int fastnorm_add_layer_norm_backward_f32(
+    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s, int64_t lds,
+    const float *ds, int64_t ldds, const float *mean, const float *rstd, const float *weight,
+    float *dsum, int64_t lddsum, float *dweight, float *dbias, int num_threads);
+FASTNORM_API int fastnorm_add_layer_norm_backward_f64(
+    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s, int64_t lds,
+    const double *ds, int64_t ldds, const double *mean, const double *rstd,
+    const double *weight, double *dsum, int64_t lddsum, double *dweight, double *dbias,
+    int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_backward_f32(
+    int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s, int64_t lds,
+    const float *ds, int64_t ldds, const float *rstd, const float *weight, float *dsum,
+    int64_t lddsum, float *dweight, int num_threads);
+FASTNORM_API int fastnorm_add_rms_norm_backward_f64(
+    int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s, int64_t lds,
+    const double *ds, int64_t ldds, const double *rstd, const double *weight, double *dsum,
+    int64_t lddsum, double *dweight, int num_threads);
+
 /* LayerNorm with per-sample affine parameters (AdaLN of diffusion
  * transformers): x has samples * rows_per_sample rows (ldx apart), sample s
  * being rows s * rows_per_sample ... (s + 1) * rows_per_sample - 1, and
@@ -521,6 +544,16 @@ FASTNORM_API int fastnorm_add_rms_norm_axis_f64(
         int64_t ldr, const float *residual_bias, uint16_t *sum_out, int64_t lds,          \
         uint16_t *y, int64_t ldy, const float *weight, double eps, float *rstd,           \
         int num_threads);                                                                 \
+    FASTNORM_API int fastnorm_add_layer_norm_backward_##SUF(                             \
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,    \
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean,                \
+        const float *rstd, const float *weight, uint16_t *dsum, int64_t lddsum,          \
+        float *dweight, float *dbias, int num_threads);                                  \
+    FASTNORM_API int fastnorm_add_rms_norm_backward_##SUF(                               \
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,    \
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,                \
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight,             \
+        int num_threads);                                                                \
     FASTNORM_API int fastnorm_layer_norm_per_sample_##SUF(                               \
         int64_t samples, int64_t rows_per_sample, int64_t n, const uint16_t *x,           \
         int64_t ldx, uint16_t *y, int64_t ldy, const float *weight, const float *bias,    \
@@ -954,6 +987,43 @@ typedef struct fastnorm_api_table {
         uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys,
         int64_t ldyc, const float *weight, double eps, float *rstd, int num_threads);
     int (*bf16_convert_in_use)(void);
+    /* appended: the fused residual add's backward with ds */
+    int (*add_layer_norm_backward_f32)(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s, int64_t lds,
+        const float *ds, int64_t ldds, const float *mean, const float *rstd,
+        const float *weight, float *dsum, int64_t lddsum, float *dweight, float *dbias,
+        int num_threads);
+    int (*add_rms_norm_backward_f32)(
+        int64_t rows, int64_t n, const float *dy, int64_t lddy, const float *s, int64_t lds,
+        const float *ds, int64_t ldds, const float *rstd, const float *weight, float *dsum,
+        int64_t lddsum, float *dweight, int num_threads);
+    int (*add_layer_norm_backward_f64)(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *mean, const double *rstd,
+        const double *weight, double *dsum, int64_t lddsum, double *dweight, double *dbias,
+        int num_threads);
+    int (*add_rms_norm_backward_f64)(
+        int64_t rows, int64_t n, const double *dy, int64_t lddy, const double *s,
+        int64_t lds, const double *ds, int64_t ldds, const double *rstd,
+        const double *weight, double *dsum, int64_t lddsum, double *dweight, int num_threads);
+    int (*add_layer_norm_backward_f16)(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight, float *dbias,
+        int num_threads);
+    int (*add_rms_norm_backward_f16)(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight, int num_threads);
+    int (*add_layer_norm_backward_bf16)(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *mean, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight, float *dbias,
+        int num_threads);
+    int (*add_rms_norm_backward_bf16)(
+        int64_t rows, int64_t n, const uint16_t *dy, int64_t lddy, const uint16_t *s,
+        int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd,
+        const float *weight, uint16_t *dsum, int64_t lddsum, float *dweight, int num_threads);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

@@ -170,5 +170,13 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_add_layer_norm_axis_bf16 (fastnorm_capi()->add_layer_norm_axis_bf16)
 #define fastnorm_add_rms_norm_axis_bf16 (fastnorm_capi()->add_rms_norm_axis_bf16)
 #define fastnorm_bf16_convert_in_use (fastnorm_capi()->bf16_convert_in_use)
+#define fastnorm_add_layer_norm_backward_f32 (fastnorm_capi()->add_layer_norm_backward_f32)
+#define fastnorm_add_rms_norm_backward_f32 (fastnorm_capi()->add_rms_norm_backward_f32)
+#define fastnorm_add_layer_norm_backward_f64 (fastnorm_capi()->add_layer_norm_backward_f64)
+#define fastnorm_add_rms_norm_backward_f64 (fastnorm_capi()->add_rms_norm_backward_f64)
+#define fastnorm_add_layer_norm_backward_f16 (fastnorm_capi()->add_layer_norm_backward_f16)
+#define fastnorm_add_rms_norm_backward_f16 (fastnorm_capi()->add_rms_norm_backward_f16)
+#define fastnorm_add_layer_norm_backward_bf16 (fastnorm_capi()->add_layer_norm_backward_bf16)
+#define fastnorm_add_rms_norm_backward_bf16 (fastnorm_capi()->add_rms_norm_backward_bf16)
 
 #endif /* FASTNORM_CAPI_H */

@@ -38,12 +38,14 @@
         void (*backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd,         \
                               const W *w, A sums[3]);                                   \
         /* with xh = (x - mu) * rstd - c and g = dy * w:                                \
-         * dx = rstd * (g - mg - xh * mgx); dw_acc += dy * xh; db_acc += dy.            \
-         * w, dw_acc and db_acc may be NULL; next_dy, next_x and next_dx (all or none \
-         * NULL) are the rows used after these, prefetched meanwhile. */               \
+         * dx = rstd * (g - mg - xh * mgx) (+ ds); dw_acc += dy * xh; db_acc += dy.    \
+         * w, dw_acc, db_acc and ds may be NULL (ds: a gradient added to dx before  \
+         * its rounding, the fused residual add's); next_dy, next_x and next_dx (all  \
+         * or none NULL) are the rows used after these, prefetched meanwhile. */      \
         void (*backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c,    \
                                A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,   \
-                               const T *next_dy, const T *next_x, T *next_dx);          \
+                               const T *ds, const T *next_dy, const T *next_x,          \
+                               T *next_dx);                                             \
         /* dst += src, the step of the partial-sum tree */                              \
         void (*add)(A *dst, const A *src, int64_t n);                                   \
         /* Channel primitives (group, instance, batch norm...). A segment is the run  \
@@ -107,8 +109,8 @@
                                    A mu, A rstd, const W *w, A sums[3]);                 \
         void (*backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu,   \
                                     A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,     \
-                                    A *db_acc, const T *next_dy, const T *next_x,        \
-                                    T *next_dx);                                         \
+                                    A *db_acc, const T *ds, const T *next_dy,            \
+                                    const T *next_x, T *next_dx);                        \
         /* scale_shift (accumulate = 0) reading x's widened copy xa */                    \
         void (*scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b);           \
     } fn_prims_##SUFFIX;

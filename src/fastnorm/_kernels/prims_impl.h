@@ -441,23 +441,26 @@ static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int
 /* dx of one vector of the NB step (element i), returned for the caller to
  * store; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
 static FN_INLINE V NAME(backward_apply_vec)(const T *dy, const T *x, const A *dya, const A *xa,
-                                            int64_t i, const W *w, A *dw_acc, A *db_acc, V vmu,
-                                            V vc, V vr, V vmg, V vmgx, const int has_w,
-                                            const int acc, const int wide) {
+                                            const T *ds, int64_t i, const W *w, A *dw_acc,
+                                            A *db_acc, V vmu, V vc, V vr, V vmg, V vmgx,
+                                            const int has_w, const int acc, const int wide,
+                                            const int has_ds) {
     V xh = VSUB(VMUL(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr), vc);
     V d = FN_LOAD(dy, dya, i, wide);
     V g = has_w ? VMUL(d, WLOAD(w + i)) : d;
     if (acc >= 1) VSTOREA(dw_acc + i, VFMA(d, xh, VLOADA(dw_acc + i)));
     if (acc >= 2) VSTOREA(db_acc + i, VADD(VLOADA(db_acc + i), d));
-    return VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg)));
+    const V r = VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg)));
+    return has_ds ? VADD(r, VLOAD(ds + i)) : r;
 }
 
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
                                                 const A *xa, T *dx, int64_t n, A mu, A c,
                                                 A rstd, const W *w, A mg, A mgx, A *dw_acc,
-                                                A *db_acc, const T *next_dy, const T *next_x,
-                                                T *next_dx, const int has_w, const int acc,
-                                                const int wide) {
+                                                A *db_acc, const T *ds, const T *next_dy,
+                                                const T *next_x, T *next_dx, const int has_w,
+                                                const int acc, const int wide,
+                                                const int has_ds) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     int64_t i = 0;
@@ -468,20 +471,22 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
             PREFETCH(next_dy + i);
             PREFETCH_W(next_dx + i);
         }
-        const V r0 = NAME(backward_apply_vec)(dy, x, dya, xa, i, w, dw_acc, db_acc, vmu, vc, vr,
-                                              vmg, vmgx, has_w, acc, wide);
-        const V r1 = NAME(backward_apply_vec)(dy, x, dya, xa, i + VN, w, dw_acc, db_acc, vmu, vc,
-                                              vr, vmg, vmgx, has_w, acc, wide);
+        const V r0 = NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, dw_acc, db_acc, vmu, vc,
+                                              vr, vmg, vmgx, has_w, acc, wide, has_ds);
+        const V r1 = NAME(backward_apply_vec)(dy, x, dya, xa, ds, i + VN, w, dw_acc, db_acc, vmu,
+                                              vc, vr, vmg, vmgx, has_w, acc, wide, has_ds);
         VSTORE2(dx + i, r0, r1);
     }
     for (; i + VN <= n; i += VN)
-        VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, i, w, dw_acc, db_acc, vmu, vc,
-                                                vr, vmg, vmgx, has_w, acc, wide));
+        VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, dw_acc, db_acc, vmu,
+                                                vc, vr, vmg, vmgx, has_w, acc, wide, has_ds));
     for (; i < n; i++) {
         A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
         A d = FN_SLOAD(dy, dya, i, wide);
         A g = has_w ? d * SWLOAD(w + i) : d;
-        SSTORE(dx + i, rstd * ((g - mg) - xh * mgx));
+        A v = rstd * ((g - mg) - xh * mgx);
+        if (has_ds) v += SLOAD(ds + i);
+        SSTORE(dx + i, v);
         if (acc >= 1) dw_acc[i] += d * xh;
         if (acc >= 2) db_acc[i] += d;
     }
@@ -489,11 +494,19 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
 
 static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, const A *xa, T *dx,
                                      int64_t n, A mu, A c, A rstd, const W *w, A mg, A mgx,
-                                     A *dw_acc, A *db_acc, const T *next_dy, const T *next_x,
-                                     T *next_dx) {
+                                     A *dw_acc, A *db_acc, const T *ds, const T *next_dy,
+                                     const T *next_x, T *next_dx) {
 #define FN_BWD_APPLY(HAS_W, ACC, WIDE)                                                     \
-    NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, \
-                              next_dy, next_x, next_dx, HAS_W, ACC, WIDE)
+    do {                                                                                   \
+        if (ds)                                                                            \
+            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
+                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
+                                      1);                                                  \
+        else                                                                               \
+            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
+                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
+                                      0);                                                  \
+    } while (0)
 #define FN_BWD_APPLY_ACC(HAS_W, WIDE)                                                      \
     do {                                                                                   \
         if (acc == 2) FN_BWD_APPLY(HAS_W, 2, WIDE);                                        \
@@ -513,17 +526,18 @@ static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, cons
 }
 
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
-                                 const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                 const W *w, A mg, A mgx, A *dw_acc, A *db_acc, const T *ds,
                                  const T *next_dy, const T *next_x, T *next_dx) {
     NAME(backward_apply_any)(dy, x, NULL, NULL, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
-                             next_dy, next_x, next_dx);
+                             ds, next_dy, next_x, next_dx);
 }
 
 static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu, A c,
                                       A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
-                                      const T *next_dy, const T *next_x, T *next_dx) {
+                                      const T *ds, const T *next_dy, const T *next_x,
+                                      T *next_dx) {
     NAME(backward_apply_any)(NULL, NULL, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc,
-                             db_acc, next_dy, next_x, next_dx);
+                             db_acc, ds, next_dy, next_x, next_dx);
 }
 
 static void NAME(add)(A *dst, const A *src, int64_t n) {
