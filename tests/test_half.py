@@ -305,7 +305,7 @@ def test_add_norms_backward_with_ds_round_once(isa, dt, axis):
             assert np.array_equal(g, wg)
         drb = got[-1]
         assert drb.dtype == np.float32
-        assert np.array_equal(drb, got[0].astype(np.float64).sum(axis=others).astype(np.float32))
+        assert_f32_close(drb, got[0].astype(np.float64).sum(axis=others), what="dresidual_bias")
 
 
 @pytest.mark.parametrize("dt", HALF)

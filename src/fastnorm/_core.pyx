@@ -1766,14 +1766,26 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
                      return_stats, num_threads)
 
 
-cdef object _sum_rows(cnp.ndarray a, _Layout L):
-    """Sum of a over every non-normalized axis, accumulated in float64, in a's dtype."""
+cdef object _sum_rows(cnp.ndarray a, _Layout L, object num_threads):
+    """Sum of a over every non-normalized axis, in a's computing dtype: by the
+    channel-sums kernel (blocks of rows in the computing dtype, merged in
+    float64) when a is C-contiguous with the normalized axes last, else
+    accumulated in float64 by NumPy."""
+    cdef int64_t n, rows
+    calc = cnp.PyArray_DescrFromType(_calc_type(a))
+    if L.trailing and cnp.PyArray_ISCARRAY_RO(a) and cnp.PyArray_ISNOTSWAPPED(a) and a.size:
+        shape = L.nshape()
+        n = int(np.prod(shape))
+        rows = a.size // n
+        sums = np.empty(n)
+        _channel_sums_kernel(a, a, 1, rows, n, 1, np.zeros(n), sums, np.empty(n),
+                             _resolve_threads(num_threads))
+        return sums.reshape(shape).astype(calc)
     if L.trailing:
         others = tuple(range(L.nd - L.k))
     else:
         others = tuple(i for i in range(L.nd) if i not in L.axes)
-    return a.sum(axis=others, dtype=np.float64).astype(
-        cnp.PyArray_DescrFromType(_calc_type(a)))
+    return a.sum(axis=others, dtype=np.float64).astype(calc)
 
 
 def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
@@ -1792,7 +1804,7 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
     x's or float32 for 16-bit data.
     """
     dsum, dw, db = _norm_backward(True, dy, s, mean, rstd, weight, axis, num_threads, ds, "s")
-    return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False))
+    return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
 
 
 def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_threads=None):
@@ -1801,7 +1813,7 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
     Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
     """
     dsum, dw, _ = _norm_backward(False, dy, s, None, rstd, weight, axis, num_threads, ds, "s")
-    return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False))
+    return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
 
 
 # --------------------------------------------------------------------------
