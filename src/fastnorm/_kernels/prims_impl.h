@@ -583,12 +583,11 @@ static void NAME(scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b)
     NAME(scale_shift_body)(NULL, xa, y, n, mu, a, b, 0, 1);
 }
 
-static FN_INLINE V NAME(affine_backward_at)(const T *dy, const T *x, int64_t i, V vmu, V vr,
-                                            V va, V vb, V vk) {
-    /* (x - mu) * r first: the normalized value, which neither overflows nor
-     * underflows where b * r or (x - mu) * b could */
-    const V xh = VMUL(VSUB(VLOAD(x + i), vmu), vr);
-    return VFMA(va, VLOAD(dy + i), VFMA(vb, xh, vk));
+/* One vector of dx = a * dy + (b * ((x - mu) * r) + k): (x - mu) * r first, the
+ * normalized value, which neither overflows nor underflows where b * r or
+ * (x - mu) * b could. Segments and rows of channels alike. */
+static FN_INLINE V NAME(affine_backward_vec)(V dy, V x, V mu, V r, V a, V b, V k) {
+    return VFMA(a, dy, VFMA(b, VMUL(VSUB(x, mu), r), k));
 }
 
 static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
@@ -597,13 +596,15 @@ static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx,
     int64_t i = 0;
     if (!acc) {
         for (; i + 2 * VN <= n; i += 2 * VN) {
-            const V v0 = NAME(affine_backward_at)(dy, x, i, vmu, vr, va, vb, vk);
-            const V v1 = NAME(affine_backward_at)(dy, x, i + VN, vmu, vr, va, vb, vk);
+            const V v0 =
+                NAME(affine_backward_vec)(VLOAD(dy + i), VLOAD(x + i), vmu, vr, va, vb, vk);
+            const V v1 = NAME(affine_backward_vec)(VLOAD(dy + i + VN), VLOAD(x + i + VN), vmu, vr,
+                                                   va, vb, vk);
             VSTORE2(dx + i, v0, v1);
         }
     }
     for (; i + VN <= n; i += VN) {
-        V v = NAME(affine_backward_at)(dy, x, i, vmu, vr, va, vb, vk);
+        V v = NAME(affine_backward_vec)(VLOAD(dy + i), VLOAD(x + i), vmu, vr, va, vb, vk);
         if (acc) v = VADD(v, VLOAD(dx + i));
         VSTORE(dx + i, v);
     }
@@ -654,11 +655,6 @@ static void NAME(scale_shift_cols)(const T *x, T *y, int64_t rows, int64_t n, co
                                    const A *a, const A *b, int accumulate) {
     if (accumulate) NAME(scale_shift_cols_body)(x, y, rows, n, mu, a, b, 1);
     else NAME(scale_shift_cols_body)(x, y, rows, n, mu, a, b, 0);
-}
-
-/* One vector of dx (+)= a * dy + b * ((x - mu) * r) + k. */
-static FN_INLINE V NAME(affine_backward_vec)(V dy, V x, V mu, V r, V a, V b, V k) {
-    return VFMA(a, dy, VFMA(b, VMUL(VSUB(x, mu), r), k));
 }
 
 static FN_INLINE void NAME(affine_backward_cols_body)(const T *dy, const T *x, T *dx,
