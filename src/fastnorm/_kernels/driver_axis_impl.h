@@ -97,14 +97,13 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
         int64_t s, l0, n;
         LOCAL(axis_item)(k, it, &s, &l0, &n);
         const T *x0 = k->x + s * k->xs + l0;
-        const int64_t xc = k->xc;
         T *y0 = k->y + s * k->ys + l0;
         if (k->centered) {
-            LOCAL(axis_col_sums)(P, x0, xc, C, n, NULL, acc_d, acc_d2, tot, NULL);
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, NULL);
             for (int64_t i = 0; i < n; i++) mu[i] = (A)(tot[i] / (double)C);
-            LOCAL(axis_col_sums)(P, x0, xc, C, n, mu, acc_d, acc_d2, tot, tot + BL);
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, mu, acc_d, acc_d2, tot, tot + BL);
         } else {
-            LOCAL(axis_col_sums)(P, x0, xc, C, n, NULL, acc_d, acc_d2, tot, tot + BL);
+            LOCAL(axis_col_sums)(P, x0, k->xc, C, n, NULL, acc_d, acc_d2, tot, tot + BL);
         }
         int64_t nex = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -122,7 +121,7 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
                     }
                 }
                 T *col = ex + nex * C;
-                for (int64_t c = 0; c < C; c++) col[c] = x0[c * xc + i];
+                for (int64_t c = 0; c < C; c++) col[c] = x0[c * k->xc + i];
                 const fn_exact_stats st = LOCAL(exact_moments)(col, C, k->centered, k->eps);
                 LOCAL(exact_normalize)(col, col, C, st, k->weight, k->bias);
                 exi[nex++] = i;
@@ -157,7 +156,7 @@ static void LOCAL(axis_forward_items)(void *vctx, int64_t begin, int64_t end) {
             nx = k->x + s1 * k->xs + l1;
             ny = k->y + s1 * k->ys + l1;
         }
-        P->normalize_cols(x0, xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
+        P->normalize_cols(x0, k->xc, y0, k->yc, C, n, mu, r, kk, k->weight, k->bias, nx, ny);
         for (int64_t e = 0; e < nex; e++)
             for (int64_t c = 0; c < C; c++) y0[c * k->yc + exi[e]] = ex[e * C + c];
     }

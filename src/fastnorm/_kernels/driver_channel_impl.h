@@ -451,16 +451,15 @@ static void LOCAL(unit_forward_items)(void *vctx, int64_t begin, int64_t end) {
         T *yu = k->out + (s * C + c0) * L;
         for (int64_t c = 0; c < cpg; c++) {
             const T *seg = xu + c * L;
-            A sd, sd2;
+            A mu, sd, sd2;
             if (xa) {
-                const A mu = P->widen_sum(seg, xa + c * L, L) / (A)L;
+                mu = P->widen_sum(seg, xa + c * L, L) / (A)L;
                 P->centered_sums_wide(xa + c * L, L, mu, &sd, &sd2);
-                LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
             } else {
-                const A mu = P->sum(seg, L) / (A)L;
+                mu = P->sum(seg, L) / (A)L;
                 P->centered_sums(seg, L, mu, &sd, &sd2);
-                LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
             }
+            LOCAL(finish_moments)(e + 2 * c, mu, sd, sd2, L, k->eps, seg, 1);
         }
         double mean, var;
         LOCAL(merge_ctx) m = {&one, 1, &mean, &var};
