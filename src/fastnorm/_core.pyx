@@ -1025,27 +1025,38 @@ cdef object _clear_of_array(object p, cnp.ndarray dest):
     return p.copy()
 
 
+cdef bint _axis3_same(Axis3 *a, Axis3 *b):
+    return a.data == b.data and a.ss == b.ss and a.sc == b.sc
+
+
+cdef cnp.ndarray _axis_dest(object arr, cnp.ndarray xa, int k, Axis3 *v,
+                            cnp.ndarray xw, Axis3 *xv, cnp.ndarray rw, Axis3 *rv):
+    """Where an axis kernel writes a result (out, or the fused add's sum_out)
+    while it reads x and residual (the fused add) or x twice (the plain norm):
+    arr itself when it has an (S, C, L) view that is one of theirs exactly or
+    shares no memory with them (each block is read before it is written),
+    else a scratch array (returned; copied into arr afterwards). None: arr is
+    written directly; a fresh array when arr is None."""
+    if arr is not None and _axis3_view(<cnp.ndarray>arr, k, v) and (
+            (_axis3_same(v, xv) or not np.may_share_memory(arr, xw)) and
+            (_axis3_same(v, rv) or not np.may_share_memory(arr, rw))):
+        return None
+    cdef cnp.ndarray d = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa),
+                                           cnp.PyArray_TYPE(xa), 0)
+    _axis3_view(d, k, v)
+    return d
+
+
 cdef object _axis_norm(bint centered, cnp.ndarray xa, _Layout L, int k, object w, object b,
                        double e, object out, bint return_stats, int nt):
     """layer_norm / rms_norm over the middle axis k of xa (checked arguments)."""
     cdef Axis3 xv, yv
     cdef cnp.ndarray xw = _axis3_of(xa, k, &xv)
-    cdef cnp.ndarray dest, scratch = None
-    if out is None:
-        dest = cnp.PyArray_EMPTY(L.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
-    else:
-        dest = _check_out(out, xa, "out")
-    cdef bint direct = _axis3_view(dest, k, &yv)
-    if direct and out is not None:
-        # writing exactly over x is safe (each block is read before it is
-        # written); any other overlap goes through scratch
-        if not (yv.data == xv.data and yv.ss == xv.ss and yv.sc == xv.sc) and (
-                np.may_share_memory(dest, xw)):
-            direct = False
-    if not direct:
-        scratch = cnp.PyArray_EMPTY(L.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
-        _axis3_view(scratch, k, &yv)
-    elif out is not None:
+    cdef cnp.ndarray dest = None if out is None else _check_out(out, xa, "out")
+    cdef cnp.ndarray scratch = _axis_dest(dest, xa, k, &yv, xw, &xv, xw, &xv)
+    if dest is None:  # a fresh array, written directly
+        dest, scratch = scratch, None
+    elif scratch is None:
         w = _clear_of_array(w, dest)
         b = _clear_of_array(b, dest)
     mean = rstd = None
@@ -1595,32 +1606,6 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     if centered:
         return oy.dest, os.dest, mean, rstd
     return oy.dest, os.dest, rstd
-
-
-cdef bint _axis3_same(Axis3 *a, Axis3 *b):
-    return a.data == b.data and a.ss == b.ss and a.sc == b.sc
-
-
-cdef cnp.ndarray _axis_dest(object arr, cnp.ndarray xa, int k, Axis3 *v,
-                            cnp.ndarray xw, Axis3 *xv, cnp.ndarray rw, Axis3 *rv):
-    """Where the fused axis kernel writes one of its results (sum_out or out):
-    arr itself when it has an (S, C, L) view that is x's or residual's exactly
-    or shares no memory with them (each block is read before it is written),
-    else a scratch array (returned; copied into arr afterwards). None: arr is
-    written directly; a fresh array when arr is None."""
-    cdef cnp.ndarray d
-    if arr is None:
-        d = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
-        _axis3_view(d, k, v)
-        return d
-    d = <cnp.ndarray>arr
-    if _axis3_view(d, k, v):
-        if ((_axis3_same(v, xv) or not np.may_share_memory(d, xw)) and
-                (_axis3_same(v, rv) or not np.may_share_memory(d, rw))):
-            return None
-    d = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
-    _axis3_view(d, k, v)
-    return d
 
 
 cdef tuple _axis_add_norm(bint centered, cnp.ndarray xa, cnp.ndarray ra, _Layout L, int k,
