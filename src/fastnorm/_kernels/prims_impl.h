@@ -49,7 +49,11 @@
 #define FN_LOAD(x, xa, i, wide) ((wide) ? VLOADA((xa) + (i)) : VLOAD((x) + (i)))
 #define FN_SLOAD(x, xa, i, wide) ((wide) ? (xa)[i] : SLOAD((x) + (i)))
 
-static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen) {
+/* The sum of x (sq = 0) or of x^2 (sq = 1) over one chunk of up to FN_CHUNK
+ * elements; `widen` also writes the chunk, widened to A, to xa. */
+static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen,
+                                        const int sq) {
+#define FN_SUM_STEP(a, v) ((sq) ? VFMA(v, v, a) : VADD(a, v))
     V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
@@ -61,29 +65,24 @@ static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int 
             VSTOREA(xa + i + 2 * VN, v2);
             VSTOREA(xa + i + 3 * VN, v3);
         }
-        a0 = VADD(a0, v0);
-        a1 = VADD(a1, v1);
-        a2 = VADD(a2, v2);
-        a3 = VADD(a3, v3);
+        a0 = FN_SUM_STEP(a0, v0);
+        a1 = FN_SUM_STEP(a1, v1);
+        a2 = FN_SUM_STEP(a2, v2);
+        a3 = FN_SUM_STEP(a3, v3);
     }
     for (; i + VN <= n; i += VN) {
         V v = VLOAD(x + i);
         if (widen) VSTOREA(xa + i, v);
-        a0 = VADD(a0, v);
+        a0 = FN_SUM_STEP(a0, v);
     }
+#undef FN_SUM_STEP
     A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
     for (; i < n; i++) {
         A v = SLOAD(x + i);
         if (widen) xa[i] = v;
-        s += v;
+        s += sq ? v * v : v;
     }
     return s;
-}
-
-static A NAME(sum_chunk)(const T *x, int64_t n) { return NAME(sum_chunk_body)(x, NULL, n, 0); }
-
-static A NAME(widen_sum_chunk)(const T *x, A *xa, int64_t n) {
-    return NAME(sum_chunk_body)(x, xa, n, 1);
 }
 
 static FN_INLINE void NAME(centered_sums_chunk_body)(const T *x, const A *xa, int64_t n, A mu,
@@ -128,62 +127,26 @@ static void NAME(centered_sums_chunk)(const T *x, const A *xa, int64_t n, A mu, 
     else NAME(centered_sums_chunk_body)(x, xa, n, mu, sum_d, sum_d2, 0);
 }
 
-static FN_INLINE A NAME(sum_sq_chunk_body)(const T *x, A *xa, int64_t n, const int widen) {
-    V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
-    int64_t i = 0;
-    for (; i + 4 * VN <= n; i += 4 * VN) {
-        V v0 = VLOAD(x + i), v1 = VLOAD(x + i + VN);
-        V v2 = VLOAD(x + i + 2 * VN), v3 = VLOAD(x + i + 3 * VN);
-        if (widen) {
-            VSTOREA(xa + i, v0);
-            VSTOREA(xa + i + VN, v1);
-            VSTOREA(xa + i + 2 * VN, v2);
-            VSTOREA(xa + i + 3 * VN, v3);
-        }
-        a0 = VFMA(v0, v0, a0);
-        a1 = VFMA(v1, v1, a1);
-        a2 = VFMA(v2, v2, a2);
-        a3 = VFMA(v3, v3, a3);
-    }
-    for (; i + VN <= n; i += VN) {
-        V v = VLOAD(x + i);
-        if (widen) VSTOREA(xa + i, v);
-        a0 = VFMA(v, v, a0);
-    }
-    A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
-    for (; i < n; i++) {
-        A v = SLOAD(x + i);
-        if (widen) xa[i] = v;
-        s += v * v;
-    }
-    return s;
-}
-
-static A NAME(sum_sq_chunk)(const T *x, int64_t n) {
-    return NAME(sum_sq_chunk_body)(x, NULL, n, 0);
-}
-
-static A NAME(widen_sum_sq_chunk)(const T *x, A *xa, int64_t n) {
-    return NAME(sum_sq_chunk_body)(x, xa, n, 1);
-}
-
 /* Whole rows: FN_CHUNK elements at a time with the vector accumulators above,
  * the chunk results added in double, so that the error of a long row (a
  * LayerNorm over (C, H, W), say) does not grow with its length. */
-static A NAME(sum)(const T *x, int64_t n) {
-    if (n <= FN_CHUNK) return NAME(sum_chunk)(x, n); /* the same value, sooner */
+static FN_INLINE A NAME(sum_rows)(const T *x, A *xa, int64_t n, const int widen, const int sq) {
+    if (n <= FN_CHUNK) return NAME(sum_chunk_body)(x, xa, n, widen, sq); /* the same, sooner */
     double total = 0;
     for (int64_t i = 0; i < n; i += FN_CHUNK)
-        total += NAME(sum_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
+        total += NAME(sum_chunk_body)(x + i, widen ? xa + i : NULL,
+                                      n - i < FN_CHUNK ? n - i : FN_CHUNK, widen, sq);
     return (A)total;
 }
 
-static A NAME(widen_sum)(const T *x, A *xa, int64_t n) {
-    if (n <= FN_CHUNK) return NAME(widen_sum_chunk)(x, xa, n);
-    double total = 0;
-    for (int64_t i = 0; i < n; i += FN_CHUNK)
-        total += NAME(widen_sum_chunk)(x + i, xa + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
-    return (A)total;
+static A NAME(sum)(const T *x, int64_t n) { return NAME(sum_rows)(x, NULL, n, 0, 0); }
+
+static A NAME(widen_sum)(const T *x, A *xa, int64_t n) { return NAME(sum_rows)(x, xa, n, 1, 0); }
+
+static A NAME(sum_sq)(const T *x, int64_t n) { return NAME(sum_rows)(x, NULL, n, 0, 1); }
+
+static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
+    return NAME(sum_rows)(x, xa, n, 1, 1);
 }
 
 /* x as T (xa NULL) or its widened copy xa (x unused) */
@@ -211,22 +174,6 @@ static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2
 
 static void NAME(centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *sum_d2) {
     NAME(centered_sums_any)(NULL, xa, n, mu, sum_d, sum_d2);
-}
-
-static A NAME(sum_sq)(const T *x, int64_t n) {
-    if (n <= FN_CHUNK) return NAME(sum_sq_chunk)(x, n);
-    double total = 0;
-    for (int64_t i = 0; i < n; i += FN_CHUNK)
-        total += NAME(sum_sq_chunk)(x + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
-    return (A)total;
-}
-
-static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
-    if (n <= FN_CHUNK) return NAME(widen_sum_sq_chunk)(x, xa, n);
-    double total = 0;
-    for (int64_t i = 0; i < n; i += FN_CHUNK)
-        total += NAME(widen_sum_sq_chunk)(x + i, xa + i, n - i < FN_CHUNK ? n - i : FN_CHUNK);
-    return (A)total;
 }
 
 static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *bias, T *s,
