@@ -44,11 +44,12 @@ unsigned fastnorm_cpu_features(void) {
     if (ecx1 & (1u << 28)) f |= FASTNORM_CPU_AVX;
     if (ecx1 & (1u << 12)) f |= FASTNORM_CPU_FMA;
     if (ecx1 & (1u << 29)) f |= FASTNORM_CPU_F16C;
-    /* OSXSAVE set and XCR0 enabling both the SSE (bit 1) and AVX (bit 2)
-     * state: the OS saves YMM registers across context switches. */
-    if ((ecx1 & (1u << 27)) && (fn_xgetbv0() & 6u) == 6u) f |= FASTNORM_CPU_OS_AVX;
-    /* XCR0 bits 5-7: the opmask and ZMM state, besides SSE and AVX */
-    if ((ecx1 & (1u << 27)) && (fn_xgetbv0() & 0xe6u) == 0xe6u) f |= FASTNORM_CPU_OS_AVX512;
+    /* XCR0 (readable when OSXSAVE is set) enabling both the SSE (bit 1) and AVX
+     * (bit 2) state: the OS saves YMM registers across context switches; bits
+     * 5-7 besides: the opmask and ZMM state too. */
+    const unsigned long long xcr0 = (ecx1 & (1u << 27)) ? fn_xgetbv0() : 0;
+    if ((xcr0 & 6u) == 6u) f |= FASTNORM_CPU_OS_AVX;
+    if ((xcr0 & 0xe6u) == 0xe6u) f |= FASTNORM_CPU_OS_AVX512;
     if (max_leaf >= 7) {
         fn_cpuid(7, 0, r);
         const unsigned ebx7 = r[1], max_sub7 = r[0];
