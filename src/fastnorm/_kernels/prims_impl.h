@@ -36,6 +36,62 @@
 #define FN_DEFAULT_VSTORE2_NONAN
 #endif
 
+/* The main loops step over two vectors (2 VN elements) at a time, through the
+ * pair type P and its operations (PLOAD, PADD, ...; the same names as V's,
+ * with PWLOAD for WLOAD, PLO / PHI for its halves). By default P is a struct
+ * of two V, each operation done on both; an instantiation that has a vector
+ * of 2 VN lanes (AVX-512 for AVX2's 8) defines P as that vector instead.
+ * Either way every lane gets the same operations in the same order, so the
+ * results are the same bits. */
+#ifndef P
+typedef struct {
+    V lo, hi;
+} NAME(pair);
+#define P NAME(pair)
+#define FN_DEFAULT_PAIR
+static FN_INLINE P NAME(p_join)(V lo, V hi) {
+    P r;
+    r.lo = lo;
+    r.hi = hi;
+    return r;
+}
+static FN_INLINE P NAME(p_load)(const T *p) { return NAME(p_join)(VLOAD(p), VLOAD(p + VN)); }
+static FN_INLINE P NAME(p_loada)(const A *p) { return NAME(p_join)(VLOADA(p), VLOADA(p + VN)); }
+static FN_INLINE P NAME(p_wload)(const W *p) { return NAME(p_join)(WLOAD(p), WLOAD(p + VN)); }
+static FN_INLINE void NAME(p_store)(T *p, P v) { VSTORE2(p, v.lo, v.hi); }
+static FN_INLINE void NAME(p_store_nonan)(T *p, P v) { VSTORE2_NONAN(p, v.lo, v.hi); }
+static FN_INLINE void NAME(p_storea)(A *p, P v) {
+    VSTOREA(p, v.lo);
+    VSTOREA(p + VN, v.hi);
+}
+static FN_INLINE P NAME(p_add)(P a, P b) { return NAME(p_join)(VADD(a.lo, b.lo), VADD(a.hi, b.hi)); }
+static FN_INLINE P NAME(p_sub)(P a, P b) { return NAME(p_join)(VSUB(a.lo, b.lo), VSUB(a.hi, b.hi)); }
+static FN_INLINE P NAME(p_mul)(P a, P b) { return NAME(p_join)(VMUL(a.lo, b.lo), VMUL(a.hi, b.hi)); }
+static FN_INLINE P NAME(p_fma)(P a, P b, P c) {
+    return NAME(p_join)(VFMA(a.lo, b.lo, c.lo), VFMA(a.hi, b.hi, c.hi));
+}
+static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
+    return NAME(p_join)(VFNMA(a.lo, b.lo, c.lo), VFNMA(a.hi, b.hi, c.hi));
+}
+#define PLO(v) ((v).lo)
+#define PHI(v) ((v).hi)
+#define PLOAD(p) NAME(p_load)(p)
+#define PLOADA(p) NAME(p_loada)(p)
+#define PWLOAD(p) NAME(p_wload)(p)
+#define PSTORE(p, v) NAME(p_store)(p, v)
+#define PSTORE_NONAN(p, v) NAME(p_store_nonan)(p, v)
+#define PSTOREA(p, v) NAME(p_storea)(p, v)
+#define PSET1(a) NAME(p_join)(VSET1(a), VSET1(a))
+#define PZERO() NAME(p_join)(VZERO(), VZERO())
+#define PADD(a, b) NAME(p_add)(a, b)
+#define PSUB(a, b) NAME(p_sub)(a, b)
+#define PMUL(a, b) NAME(p_mul)(a, b)
+#define PFMA(a, b, c) NAME(p_fma)(a, b, c)
+#define PFNMA(a, b, c) NAME(p_fnma)(a, b, c)
+#endif
+/* V's parameter load under the name the Q##-generic bodies below use */
+#define VWLOAD(p) WLOAD(p)
+
 /* elements of T in a 64-byte cache line: the prefetch stride */
 #define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
 /* elements reduced in registers before a partial sum is added in double */
@@ -47,33 +103,32 @@
  * and add them in the same order. `widen` (sum, sum_sq) also writes the
  * widened row to xa while summing it. */
 #define FN_LOAD(x, xa, i, wide) ((wide) ? VLOADA((xa) + (i)) : VLOAD((x) + (i)))
+#define FN_PLOAD(x, xa, i, wide) ((wide) ? PLOADA((xa) + (i)) : PLOAD((x) + (i)))
 #define FN_SLOAD(x, xa, i, wide) ((wide) ? (xa)[i] : SLOAD((x) + (i)))
 
 /* The sum of x (sq = 0) or of x^2 (sq = 1) over one chunk of up to FN_CHUNK
  * elements; `widen` also writes the chunk, widened to A, to xa. */
 static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen,
                                         const int sq) {
-#define FN_SUM_STEP(a, v) ((sq) ? VFMA(v, v, a) : VADD(a, v))
-    V a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+#define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
+    /* four accumulators of VN lanes: a01 holds a0 and a1, a23 a2 and a3 */
+    P a01 = PZERO(), a23 = PZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
-        V v0 = VLOAD(x + i), v1 = VLOAD(x + i + VN);
-        V v2 = VLOAD(x + i + 2 * VN), v3 = VLOAD(x + i + 3 * VN);
+        const P v01 = PLOAD(x + i), v23 = PLOAD(x + i + 2 * VN);
         if (widen) {
-            VSTOREA(xa + i, v0);
-            VSTOREA(xa + i + VN, v1);
-            VSTOREA(xa + i + 2 * VN, v2);
-            VSTOREA(xa + i + 3 * VN, v3);
+            PSTOREA(xa + i, v01);
+            PSTOREA(xa + i + 2 * VN, v23);
         }
-        a0 = FN_SUM_STEP(a0, v0);
-        a1 = FN_SUM_STEP(a1, v1);
-        a2 = FN_SUM_STEP(a2, v2);
-        a3 = FN_SUM_STEP(a3, v3);
+        a01 = FN_SUM_STEP(P, a01, v01);
+        a23 = FN_SUM_STEP(P, a23, v23);
     }
+    V a0 = PLO(a01);
+    const V a1 = PHI(a01), a2 = PLO(a23), a3 = PHI(a23);
     for (; i + VN <= n; i += VN) {
         V v = VLOAD(x + i);
         if (widen) VSTOREA(xa + i, v);
-        a0 = FN_SUM_STEP(a0, v);
+        a0 = FN_SUM_STEP(V, a0, v);
     }
 #undef FN_SUM_STEP
     A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
@@ -88,23 +143,21 @@ static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int 
 static FN_INLINE void NAME(centered_sums_chunk_body)(const T *x, const A *xa, int64_t n, A mu,
                                                      A *sum_d, A *sum_d2, const int wide) {
     const V vmu = VSET1(mu);
-    V s0 = VZERO(), s1 = VZERO(), s2 = VZERO(), s3 = VZERO();
-    V q0 = VZERO(), q1 = VZERO(), q2 = VZERO(), q3 = VZERO();
+    const P pmu = PSET1(mu);
+    /* s01 holds the accumulators s0 and s1, and so on */
+    P s01 = PZERO(), s23 = PZERO(), q01 = PZERO(), q23 = PZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
-        V d0 = VSUB(FN_LOAD(x, xa, i, wide), vmu);
-        V d1 = VSUB(FN_LOAD(x, xa, i + VN, wide), vmu);
-        V d2 = VSUB(FN_LOAD(x, xa, i + 2 * VN, wide), vmu);
-        V d3 = VSUB(FN_LOAD(x, xa, i + 3 * VN, wide), vmu);
-        s0 = VADD(s0, d0);
-        s1 = VADD(s1, d1);
-        s2 = VADD(s2, d2);
-        s3 = VADD(s3, d3);
-        q0 = VFMA(d0, d0, q0);
-        q1 = VFMA(d1, d1, q1);
-        q2 = VFMA(d2, d2, q2);
-        q3 = VFMA(d3, d3, q3);
+        const P d01 = PSUB(FN_PLOAD(x, xa, i, wide), pmu);
+        const P d23 = PSUB(FN_PLOAD(x, xa, i + 2 * VN, wide), pmu);
+        s01 = PADD(s01, d01);
+        s23 = PADD(s23, d23);
+        q01 = PFMA(d01, d01, q01);
+        q23 = PFMA(d23, d23, q23);
     }
+    V s0 = PLO(s01), q0 = PLO(q01);
+    const V s1 = PHI(s01), s2 = PLO(s23), s3 = PHI(s23);
+    const V q1 = PHI(q01), q2 = PLO(q23), q3 = PHI(q23);
     for (; i + VN <= n; i += VN) {
         V d = VSUB(FN_LOAD(x, xa, i, wide), vmu);
         s0 = VADD(s0, d);
@@ -185,13 +238,9 @@ static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *b
             PREFETCH(next_r + i);
             PREFETCH_W(next_s + i);
         }
-        V v0 = VADD(VLOAD(x + i), VLOAD(r + i));
-        V v1 = VADD(VLOAD(x + i + VN), VLOAD(r + i + VN));
-        if (has_bias) {
-            v0 = VADD(v0, WLOAD(bias + i));
-            v1 = VADD(v1, WLOAD(bias + i + VN));
-        }
-        VSTORE2(s + i, v0, v1);
+        P v = PADD(PLOAD(x + i), PLOAD(r + i));
+        if (has_bias) v = PADD(v, PWLOAD(bias + i));
+        PSTORE(s + i, v);
     }
     for (; i + VN <= n; i += VN) {
         V v = VADD(VLOAD(x + i), VLOAD(r + i));
@@ -215,12 +264,17 @@ static void NAME(residual_add)(const T *x, const T *r, const W *bias, T *s, int6
  * each caller passes constants, so every combination becomes its own
  * branch-free loop. */
 
-static FN_INLINE V NAME(affine)(V t, const W *w, const W *b, const int has_w, const int has_b) {
-    if (has_w && has_b) return VFMA(t, WLOAD(w), WLOAD(b));
-    if (has_w) return VMUL(t, WLOAD(w));
-    if (has_b) return VADD(t, WLOAD(b));
-    return t;
-}
+/* t * w + b for a vector (Q = V) or a pair (Q = P) t of normalized values */
+#define FN_DEFINE_AFFINE(FNAME, Q)                                                          \
+    static FN_INLINE Q FNAME(Q t, const W *w, const W *b, const int has_w, const int has_b) { \
+        if (has_w && has_b) return Q##FMA(t, Q##WLOAD(w), Q##WLOAD(b));                      \
+        if (has_w) return Q##MUL(t, Q##WLOAD(w));                                             \
+        if (has_b) return Q##ADD(t, Q##WLOAD(b));                                             \
+        return t;                                                                             \
+    }
+FN_DEFINE_AFFINE(NAME(affine), V)
+FN_DEFINE_AFFINE(NAME(affine_pair), P)
+#undef FN_DEFINE_AFFINE
 
 static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
                                            A rstd, const W *w, const W *b, const T *next,
@@ -230,6 +284,7 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
     const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
+    const P pmu = PSET1(mu), pr = PSET1(rstd), pcr = PSET1(-cr);
     int64_t i = 0;
     /* one cache line of the next rows of x and y is fetched per 64 bytes of
      * this one: the next row's loads and its stores' line fills (read for
@@ -239,12 +294,10 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
             PREFETCH(next + i);
             PREFETCH_W(next_y + i);
         }
-        V t0 = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
-        V t1 = VFMA(VSUB(FN_LOAD(x, xa, i + VN, wide), vmu), vr, vcr);
-        t0 = NAME(affine)(t0, w + i, b + i, has_w, has_b);
-        t1 = NAME(affine)(t1, w + i + VN, b + i + VN, has_w, has_b);
-        if (nonan) VSTORE2_NONAN(y + i, t0, t1);
-        else VSTORE2(y + i, t0, t1);
+        P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);
+        t = NAME(affine_pair)(t, w + i, b + i, has_w, has_b);
+        if (nonan) PSTORE_NONAN(y + i, t);
+        else PSTORE(y + i, t);
     }
     for (; i + VN <= n; i += VN) {
         V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
@@ -298,32 +351,25 @@ static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, A *dya, A *xa,
                                                int64_t n, A mu, A rstd, const W *w, A sums[3],
                                                const int has_w, const int widen) {
-    const V vmu = VSET1(mu), vr = VSET1(rstd);
-    V g0 = VZERO(), g1 = VZERO(), p0 = VZERO(), p1 = VZERO(), h0 = VZERO(), h1 = VZERO();
+    const P pmu = PSET1(mu), pr = PSET1(rstd);
+    /* two accumulators of VN lanes per sum, as one pair */
+    P g = PZERO(), pp = PZERO(), h = PZERO();
     int64_t i = 0;
     for (; i + 2 * VN <= n; i += 2 * VN) {
-        const V vx0 = VLOAD(x + i), vx1 = VLOAD(x + i + VN);
-        V gg0 = VLOAD(dy + i), gg1 = VLOAD(dy + i + VN);
+        const P vx = PLOAD(x + i);
+        P gg = PLOAD(dy + i);
         if (widen) {
-            VSTOREA(xa + i, vx0);
-            VSTOREA(xa + i + VN, vx1);
-            VSTOREA(dya + i, gg0);
-            VSTOREA(dya + i + VN, gg1);
+            PSTOREA(xa + i, vx);
+            PSTOREA(dya + i, gg);
         }
-        V xh0 = VMUL(VSUB(vx0, vmu), vr);
-        V xh1 = VMUL(VSUB(vx1, vmu), vr);
-        if (has_w) {
-            gg0 = VMUL(gg0, WLOAD(w + i));
-            gg1 = VMUL(gg1, WLOAD(w + i + VN));
-        }
-        g0 = VADD(g0, gg0);
-        g1 = VADD(g1, gg1);
-        p0 = VFMA(gg0, xh0, p0);
-        p1 = VFMA(gg1, xh1, p1);
-        h0 = VADD(h0, xh0);
-        h1 = VADD(h1, xh1);
+        const P xh = PMUL(PSUB(vx, pmu), pr);
+        if (has_w) gg = PMUL(gg, PWLOAD(w + i));
+        g = PADD(g, gg);
+        pp = PFMA(gg, xh, pp);
+        h = PADD(h, xh);
     }
-    A sg = VHSUM(VADD(g0, g1)), sp = VHSUM(VADD(p0, p1)), sh = VHSUM(VADD(h0, h1));
+    A sg = VHSUM(VADD(PLO(g), PHI(g))), sp = VHSUM(VADD(PLO(pp), PHI(pp))),
+      sh = VHSUM(VADD(PLO(h), PHI(h)));
     for (; i < n; i++) {
         const A xv = SLOAD(x + i);
         A g = SLOAD(dy + i);
@@ -387,19 +433,24 @@ static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int
 
 /* dx of one vector of the NB step (element i), returned for the caller to
  * store; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
-static FN_INLINE V NAME(backward_apply_vec)(const T *dy, const T *x, const A *dya, const A *xa,
-                                            const T *ds, int64_t i, const W *w, A *dw_acc,
-                                            A *db_acc, V vmu, V vc, V vr, V vmg, V vmgx,
-                                            const int has_w, const int acc, const int wide,
-                                            const int has_ds) {
-    V xh = VSUB(VMUL(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr), vc);
-    V d = FN_LOAD(dy, dya, i, wide);
-    V g = has_w ? VMUL(d, WLOAD(w + i)) : d;
-    if (acc >= 1) VSTOREA(dw_acc + i, VFMA(d, xh, VLOADA(dw_acc + i)));
-    if (acc >= 2) VSTOREA(db_acc + i, VADD(VLOADA(db_acc + i), d));
-    const V r = VMUL(vr, VFNMA(xh, vmgx, VSUB(g, vmg)));
-    return has_ds ? VADD(r, VLOAD(ds + i)) : r;
-}
+#define FN_DEFINE_BACKWARD_APPLY_VEC(FNAME, Q)                                              \
+    static FN_INLINE Q FNAME(const T *dy, const T *x, const A *dya, const A *xa, const T *ds,  \
+                             int64_t i, const W *w, A *dw_acc, A *db_acc, Q vmu, Q vc, Q vr, \
+                             Q vmg, Q vmgx, const int has_w, const int acc, const int wide,  \
+                             const int has_ds) {                                             \
+        const Q vx = wide ? Q##LOADA(xa + i) : Q##LOAD(x + i);                               \
+        const Q d = wide ? Q##LOADA(dya + i) : Q##LOAD(dy + i);                              \
+        const Q xh = Q##SUB(Q##MUL(Q##SUB(vx, vmu), vr), vc);                                \
+        Q g = has_w ? Q##MUL(d, Q##WLOAD(w + i)) : d;                                        \
+        if (acc >= 1) Q##STOREA(dw_acc + i, Q##FMA(d, xh, Q##LOADA(dw_acc + i)));            \
+        if (acc >= 2) Q##STOREA(db_acc + i, Q##ADD(Q##LOADA(db_acc + i), d));                \
+        const Q r = Q##MUL(vr, Q##FNMA(xh, vmgx, Q##SUB(g, vmg)));                           \
+        return has_ds ? Q##ADD(r, Q##LOAD(ds + i)) : r;                                      \
+    }
+FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_vec), V)
+/* the same for the pair at element i */
+FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_pair), P)
+#undef FN_DEFINE_BACKWARD_APPLY_VEC
 
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
                                                 const A *xa, T *dx, int64_t n, A mu, A c,
@@ -410,6 +461,8 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
                                                 const int has_ds) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
+    const P pmu = PSET1(mu), pc = PSET1(c), pr = PSET1(rstd), pmg = PSET1(mg),
+            pmgx = PSET1(mgx);
     int64_t i = 0;
     /* one cache line of the next rows of dy, x and dx per 64 bytes of these */
     for (; i + 2 * VN <= n; i += 2 * VN) {
@@ -418,11 +471,8 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
             PREFETCH(next_dy + i);
             PREFETCH_W(next_dx + i);
         }
-        const V r0 = NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, dw_acc, db_acc, vmu, vc,
-                                              vr, vmg, vmgx, has_w, acc, wide, has_ds);
-        const V r1 = NAME(backward_apply_vec)(dy, x, dya, xa, ds, i + VN, w, dw_acc, db_acc, vmu,
-                                              vc, vr, vmg, vmgx, has_w, acc, wide, has_ds);
-        VSTORE2(dx + i, r0, r1);
+        PSTORE(dx + i, NAME(backward_apply_pair)(dy, x, dya, xa, ds, i, w, dw_acc, db_acc, pmu,
+                                                 pc, pr, pmg, pmgx, has_w, acc, wide, has_ds));
     }
     for (; i + VN <= n; i += VN)
         VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, dw_acc, db_acc, vmu,
@@ -503,11 +553,9 @@ static FN_INLINE void NAME(scale_shift_body)(const T *x, const A *xa, T *y, int6
     const V vmu = VSET1(mu), va = VSET1(a), vb = VSET1(b);
     int64_t i = 0;
     if (!acc) {
-        for (; i + 2 * VN <= n; i += 2 * VN) {
-            const V v0 = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), va, vb);
-            const V v1 = VFMA(VSUB(FN_LOAD(x, xa, i + VN, wide), vmu), va, vb);
-            VSTORE2(y + i, v0, v1);
-        }
+        const P pmu = PSET1(mu), pa = PSET1(a), pb = PSET1(b);
+        for (; i + 2 * VN <= n; i += 2 * VN)
+            PSTORE(y + i, PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pa, pb));
     }
     for (; i + VN <= n; i += VN) {
         V v = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), va, vb);
@@ -533,22 +581,23 @@ static void NAME(scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b)
 /* One vector of dx = a * dy + (b * ((x - mu) * r) + k): (x - mu) * r first, the
  * normalized value, which neither overflows nor underflows where b * r or
  * (x - mu) * b could. Segments and rows of channels alike. */
-static FN_INLINE V NAME(affine_backward_vec)(V dy, V x, V mu, V r, V a, V b, V k) {
-    return VFMA(a, dy, VFMA(b, VMUL(VSUB(x, mu), r), k));
-}
+#define FN_DEFINE_AFFINE_BACKWARD_VEC(FNAME, Q)                                            \
+    static FN_INLINE Q FNAME(Q dy, Q x, Q mu, Q r, Q a, Q b, Q k) {                           \
+        return Q##FMA(a, dy, Q##FMA(b, Q##MUL(Q##SUB(x, mu), r), k));                         \
+    }
+FN_DEFINE_AFFINE_BACKWARD_VEC(NAME(affine_backward_vec), V)
+FN_DEFINE_AFFINE_BACKWARD_VEC(NAME(affine_backward_pair), P)
+#undef FN_DEFINE_AFFINE_BACKWARD_VEC
 
 static FN_INLINE void NAME(affine_backward_body)(const T *dy, const T *x, T *dx, int64_t n, A mu,
                                                  A r, A a, A b, A k, const int acc) {
     const V vmu = VSET1(mu), vr = VSET1(r), va = VSET1(a), vb = VSET1(b), vk = VSET1(k);
     int64_t i = 0;
     if (!acc) {
-        for (; i + 2 * VN <= n; i += 2 * VN) {
-            const V v0 =
-                NAME(affine_backward_vec)(VLOAD(dy + i), VLOAD(x + i), vmu, vr, va, vb, vk);
-            const V v1 = NAME(affine_backward_vec)(VLOAD(dy + i + VN), VLOAD(x + i + VN), vmu, vr,
-                                                   va, vb, vk);
-            VSTORE2(dx + i, v0, v1);
-        }
+        const P pmu = PSET1(mu), pr = PSET1(r), pa = PSET1(a), pb = PSET1(b), pk = PSET1(k);
+        for (; i + 2 * VN <= n; i += 2 * VN)
+            PSTORE(dx + i, NAME(affine_backward_pair)(PLOAD(dy + i), PLOAD(x + i), pmu, pr, pa,
+                                                       pb, pk));
     }
     for (; i + VN <= n; i += VN) {
         V v = NAME(affine_backward_vec)(VLOAD(dy + i), VLOAD(x + i), vmu, vr, va, vb, vk);
@@ -964,6 +1013,27 @@ static const PRIMS_TYPE NAME(table) = {
 
 #undef FN_LINE_ELEMS
 #undef FN_LOAD
+#undef FN_PLOAD
+#undef VWLOAD
+#ifdef FN_DEFAULT_PAIR
+#undef P
+#undef PLO
+#undef PHI
+#undef PLOAD
+#undef PLOADA
+#undef PWLOAD
+#undef PSTORE
+#undef PSTORE_NONAN
+#undef PSTOREA
+#undef PSET1
+#undef PZERO
+#undef PADD
+#undef PSUB
+#undef PMUL
+#undef PFMA
+#undef PFNMA
+#undef FN_DEFAULT_PAIR
+#endif
 #ifdef FN_DEFAULT_VSTORE2
 #undef VSTORE2
 #undef FN_DEFAULT_VSTORE2
