@@ -73,6 +73,30 @@ int main(void) {
 """
 
 
+# The AVX2 kernels' vector pairs in AVX-512 registers, compiled for the
+# functions kernels_avx2.c marks (used only where the CPU has AVX-512)
+AVX512_PROBE = r"""
+#include <immintrin.h>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw")
+#endif
+int probe(const float *x, unsigned short *y) {
+    __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(x), _mm512_setzero_ps());
+    _mm256_storeu_si256((__m256i *)y, _mm512_cvtps_ph(v, 0));
+    _mm256_storeu_si256((__m256i *)y, _mm512_cvtepi32_epi16(_mm512_castps_si512(v)));
+    __m256 h = _mm512_extractf32x8_ps(v, 1);
+    return (int)_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) + (int)_mm256_cvtss_f32(h);
+}
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+int main(void) { return 0; }
+"""
+
+
 # The AVX-512 BF16 rounding of bfloat16 results, compiled into the AVX2 kernels
 # for the functions kernels_avx2.c marks (used only where the CPU has it)
 BF16_CVT_PROBE = r"""
@@ -120,16 +144,21 @@ class BuildExt(build_ext):
             self.compiler, AVX2_PROBE, self._avx2_flags, link=False
         ):
             self._avx2_flags = None
+        self._avx512 = bool(self._avx2_flags) and not _env_flag(
+            "FASTNORM_DISABLE_AVX512") and _compiles(
+            self.compiler, AVX512_PROBE, self._avx2_flags, link=False)
         self._bf16_cvt = bool(self._avx2_flags) and not _env_flag(
             "FASTNORM_DISABLE_BF16_CONVERT") and _compiles(
             self.compiler, BF16_CVT_PROBE, self._avx2_flags, link=False)
         print(
             f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
             f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
+            f"avx512 vector pairs={'on' if self._avx512 else 'off'}, "
             f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}",
             file=sys.stderr,
         )
         if any(_env_flag(v) for v in ("FASTNORM_DISABLE_OPENMP", "FASTNORM_DISABLE_AVX2",
+                                      "FASTNORM_DISABLE_AVX512",
                                       "FASTNORM_DISABLE_BF16_CONVERT")):
             self.force = True  # objects of an earlier build may have other flags
         for ext in self.extensions:
@@ -142,6 +171,8 @@ class BuildExt(build_ext):
             # The AVX2 kernels get their own flags: compile them apart and
             # link the object in.
             macros = [("FASTNORM_HAVE_AVX2", "1")]
+            if self._avx512:
+                macros.append(("FASTNORM_HAVE_AVX512", "1"))
             if self._bf16_cvt:
                 macros.append(("FASTNORM_HAVE_BF16_CVT", "1"))
             objects = self.compiler.compile(

@@ -400,8 +400,8 @@ def test_zero_rows_results(dt):
 
 def test_get_config():
     cfg = fn.get_config()
-    assert set(cfg) == {"version", "isa", "isas_available", "bf16_rounding", "cpu_features",
-                        "machine", "openmp", "num_threads", "num_procs"}
+    assert set(cfg) == {"version", "isa", "isas_available", "bf16_rounding", "avx512_pairs",
+                        "cpu_features", "machine", "openmp", "num_threads", "num_procs"}
     assert cfg["version"] == fn.__version__
     assert cfg["isa"] == _core._get_isa()
     assert cfg["isa"] in cfg["isas_available"]
@@ -422,6 +422,12 @@ def test_get_config():
         assert cfg["isa"] == "avx2"
         assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
                                       "avx512_bf16", "os_avx512"))
+    # the AVX-512 pairs likewise, without BF16
+    assert isinstance(cfg["avx512_pairs"], bool)
+    if cfg["avx512_pairs"]:
+        assert cfg["isa"] == "avx2"
+        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
+                                      "os_avx512"))
     assert isinstance(cfg["machine"], str)
 
 
@@ -432,6 +438,7 @@ def test_get_config_follows_settings():
     try:
         assert fn.get_config()["isa"] == "scalar"
         assert fn.get_config()["bf16_rounding"] == "integer"  # the scalar kernels' own
+        assert fn.get_config()["avx512_pairs"] is False
     finally:
         _core._set_isa("auto")
     assert fn.get_config()["isa"] == fn.get_config()["isas_available"][-1]

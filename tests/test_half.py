@@ -1132,8 +1132,8 @@ def test_16bit_weight_norm(isa, dt):
 # bfloat16 rounding by the AVX-512 BF16 instruction
 # --------------------------------------------------------------------------
 
-def _bf16_ops(x, dy, r, w, b):
-    """bfloat16 results of every normalizer, forward and backward."""
+def _half_ops(x, dy, r, w, b):
+    """16-bit results of every normalizer, forward and backward."""
     out = []
     y, m, s = fastnorm.layer_norm(x, w, b, return_stats=True)
     out += [y, *fastnorm.layer_norm_backward(dy, x, m, s, w)]
@@ -1182,7 +1182,7 @@ def test_bf16_rounding_instruction_gives_the_same_bits():
     try:
         for cvt in (False, True):
             assert _core._bf16_convert(cvt) == cvt
-            results[cvt] = _bf16_ops(x, dy, r, w, b)
+            results[cvt] = _half_ops(x, dy, r, w, b)
             got = np.stack([fastnorm.add_rms_norm(zero, zero, residual_bias=v)[1][0]
                             for v in vals])
             assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), cvt
@@ -1195,3 +1195,72 @@ def test_bf16_rounding_instruction_gives_the_same_bits():
     assert any(r.dtype == BF16 and np.any((r.astype(np.float32) != 0)
                                           & (np.abs(r.astype(np.float32)) < 1.17549435e-38))
                for r in results[True]), "no subnormal result was produced"
+
+
+# --------------------------------------------------------------------------
+# The AVX2 kernels' vector pairs in AVX-512 registers
+# --------------------------------------------------------------------------
+
+def _same_results(a, b):
+    assert len(a) == len(b)
+    for i, (p, q) in enumerate(zip(a, b)):
+        assert p.dtype == q.dtype and np.array_equal(
+            np.ascontiguousarray(p).view(np.uint8), np.ascontiguousarray(q).view(np.uint8)), i
+
+
+def _row_ops(dt, n, threads):
+    """Row normalizers at row length n, forward and backward."""
+    x = data((5, n), dt)
+    x[1, n // 2] = np.nan
+    dy = data(x.shape, dt, seed=3, loc=0.0, scale=1.0)
+    r = data(x.shape, dt, seed=5)
+    w, b = params(n)
+    out = []
+    y, m, s = fastnorm.layer_norm(x, w, b, return_stats=True, num_threads=threads)
+    out += [y, m, s, *fastnorm.layer_norm_backward(dy, x, m, s, w, num_threads=threads)]
+    out += list(fastnorm.layer_norm_backward(dy, x, m, s, num_threads=threads))
+    y, s = fastnorm.rms_norm(x, w, return_stats=True, num_threads=threads)
+    out += [y, s, *fastnorm.rms_norm_backward(dy, x, s, w, num_threads=threads)]
+    y, sm, m, s = fastnorm.add_layer_norm(x, r, w, b, residual_bias=b, return_stats=True,
+                                          num_threads=threads)
+    out += [y, sm, *fastnorm.add_layer_norm_backward(dy, sm, m, s, w, ds=dy,
+                                                       num_threads=threads)]
+    out += list(fastnorm.add_rms_norm(x, r, w, num_threads=threads))
+    out += list(fastnorm.ada_layer_norm(x, w[None] + x * 0, b[None] + x * 0,
+                                        return_stats=True, num_threads=threads))
+    return out
+
+
+@pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
+def test_avx512_pairs_give_the_same_bits(dt):
+    """Where the AVX2 kernels hold their loops' vector pairs in AVX-512 registers
+    (16-bit data), every result has the bits of the 8-lane loops: the rows at
+    every tail length, the row lengths around where the row drivers go back to
+    8-lane loops, every normalizer, 1 and 2 threads, both bfloat16 roundings."""
+    from fastnorm import _core
+    if "avx2" not in fastnorm.get_config()["isas_available"] or not _core._avx512():
+        pytest.skip("the AVX-512 pairs are not available here")
+    x = data((24, 5 * 16), dt)
+    x[4, 17] = np.nan
+    dy = data(x.shape, dt, seed=3, loc=0.0, scale=1.0)
+    r = data(x.shape, dt, seed=5)
+    w, b = params(x.shape[-1])
+    lengths = list(range(1, 70)) + [767, 768, 1535, 1536, 1537, 3071, 3072, 3073, 4100]
+    roundings = (False, True) if dt == BF16 and _core._bf16_convert() else (None,)
+    try:
+        for cvt in roundings:
+            if cvt is not None:
+                _core._bf16_convert(cvt)
+            results = {}
+            for pairs in (False, True):
+                assert _core._avx512(pairs) == pairs
+                assert fastnorm.get_config()["avx512_pairs"] == pairs
+                out = _half_ops(x, dy, r, w, b)
+                for threads in (1, 2):
+                    for n in lengths:
+                        out += _row_ops(dt, n, threads)
+                results[pairs] = out
+            _same_results(results[False], results[True])
+    finally:
+        _core._avx512(True)
+        _core._bf16_convert(True)

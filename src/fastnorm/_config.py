@@ -13,6 +13,7 @@ def get_config():
         "isa": _core._get_isa(),
         "isas_available": _core._available_isas(),
         "bf16_rounding": _bf16_rounding(),
+        "avx512_pairs": _core._avx512(),
         "cpu_features": _core._cpu_features(),
         "machine": platform.machine(),
         "openmp": _core._has_openmp(),
@@ -36,6 +37,7 @@ def show_config():
     print(f"fastnorm {cfg['version']}")
     print(f"  kernels in use : {cfg['isa']} (available: {', '.join(cfg['isas_available'])})")
     print(f"  bf16 rounding  : {cfg['bf16_rounding']}")
+    print(f"  avx512 pairs   : {'on (16-bit data)' if cfg['avx512_pairs'] else 'off'}")
     print(f"  machine        : {cfg['machine']}")
     print(f"  cpu features   : {', '.join(seen) if seen else 'none of avx/avx2/fma/f16c'}")
     print(f"  openmp         : {'on' if cfg['openmp'] else 'off (single-threaded build)'}")

@@ -42,6 +42,7 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_set_isa(int isa)
     int fastnorm_get_isa()
     int fastnorm_bf16_convert_in_use()
+    int fastnorm_avx512_in_use()
     int fastnorm_has_openmp()
     int fastnorm_max_threads()
     int fastnorm_num_procs()
@@ -397,6 +398,7 @@ def _cpu_features():
 
 cdef extern from "dispatch.h":
     int fn_set_bf16_convert(int on) nogil
+    int fn_set_avx512(int on) nogil
 
 
 def _bf16_convert(on=None):
@@ -409,6 +411,18 @@ def _bf16_convert(on=None):
     if on is None:
         return bool(fastnorm_bf16_convert_in_use())
     return bool(fn_set_bf16_convert(1 if on else 0))
+
+
+def _avx512(on=None):
+    """Whether the AVX2 kernels hold their loops' vector pairs in AVX-512 registers.
+
+    on=None asks; True / False allows / forbids it (it is used only where the
+    build and the CPU have it; both give the same bits). For tests and
+    benchmarks that compare the two. Returns whether it is in use.
+    """
+    if on is None:
+        return bool(fastnorm_avx512_in_use())
+    return bool(fn_set_avx512(1 if on else 0))
 
 
 def _has_openmp():

@@ -49,6 +49,7 @@ cdef extern from "fastnorm_capi.h" nogil:
     int fastnorm_set_isa(int isa)
     int fastnorm_get_isa()
     int fastnorm_bf16_convert_in_use()
+    int fastnorm_avx512_in_use()
     int fastnorm_has_openmp()
     int fastnorm_max_threads()
     int fastnorm_num_procs()

@@ -178,6 +178,10 @@ int main(int argc, char **argv) {
           "header version %d, kernels %d", FASTNORM_VERSION_NUMBER, fastnorm_version_number());
     CHECK(fastnorm_get_api_table()->layer_norm_f32 == fastnorm_layer_norm_f32,
           "the table's layer_norm_f32 is not the entry point");
+    CHECK(fastnorm_get_api_table()->avx512_in_use == fastnorm_avx512_in_use,
+          "the table's avx512_in_use is not the entry point");
+    /* built here without FASTNORM_HAVE_AVX512: the 8-lane loops only */
+    CHECK(fastnorm_avx512_in_use() == 0, "avx512_in_use() = %d", fastnorm_avx512_in_use());
     const int64_t C = arg(argv[8]), G = arg(argv[10]);
     if (C % G != 0) {
         fprintf(stderr, "G must divide C\n");

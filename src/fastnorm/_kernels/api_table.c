@@ -118,6 +118,7 @@ static const fastnorm_api_table fn_api_table = {
     .add_rms_norm_backward_f16 = fastnorm_add_rms_norm_backward_f16,
     .add_layer_norm_backward_bf16 = fastnorm_add_layer_norm_backward_bf16,
     .add_rms_norm_backward_bf16 = fastnorm_add_rms_norm_backward_bf16,
+    .avx512_in_use = fastnorm_avx512_in_use,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

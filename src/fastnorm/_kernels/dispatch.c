@@ -82,8 +82,22 @@ int fastnorm_isa_available(int isa) {
 
 /* The table in use. NULL until the first call, which picks the best one. */
 static const fn_prims *fn_table = NULL;
+/* The same ISA's table without the AVX-512 pairs (fn_table where it has none) */
+static const fn_prims *fn_table_narrow = NULL;
 static int fn_isa = FASTNORM_ISA_SCALAR;
 static int fn_bf16_cvt_wanted = 1; /* fn_set_bf16_convert */
+static int fn_avx512_wanted = 1;   /* fn_set_avx512 */
+
+/* Whether the AVX2 kernels may hold their loops' vector pairs in AVX-512 registers. */
+static int fn_avx512_available(void) {
+#if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_AVX512)
+    const unsigned need = FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |
+                          FASTNORM_CPU_AVX512BW | FASTNORM_CPU_OS_AVX512;
+    return (fastnorm_cpu_features() & need) == need;
+#else
+    return 0;
+#endif
+}
 
 /* Whether the AVX2 kernels may round bfloat16 with the AVX-512 BF16 instruction. */
 static int fn_bf16_cvt_available(void) {
@@ -102,11 +116,23 @@ static int fn_bf16_cvt_available(void) {
 int fastnorm_set_isa(int isa) {
 #ifdef FASTNORM_HAVE_AVX2
     if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
-        const fn_prims *table = &fn_prims_avx2;
+        const fn_prims *table = &fn_prims_avx2, *narrow;
+        const int cvt = fn_bf16_cvt_wanted && fn_bf16_cvt_available();
+        const int wide = fn_avx512_wanted && fn_avx512_available();
+        (void)cvt;
+        (void)wide;
 #ifdef FASTNORM_HAVE_BF16_CVT
-        if (fn_bf16_cvt_wanted && fn_bf16_cvt_available()) table = &fn_prims_avx2_bf16cvt;
+        if (cvt) table = &fn_prims_avx2_bf16cvt;
+#endif
+        narrow = table;
+#ifdef FASTNORM_HAVE_AVX512
+        if (wide) table = &fn_prims_avx512;
+#ifdef FASTNORM_HAVE_BF16_CVT
+        if (wide && cvt) table = &fn_prims_avx512_bf16cvt;
+#endif
 #endif
         fn_isa = FASTNORM_ISA_AVX2;
+        fn_table_narrow = narrow;
         fn_table = table; /* one store: a call reading it sees one table or the other */
         return fn_isa;
     }
@@ -114,6 +140,7 @@ int fastnorm_set_isa(int isa) {
     (void)isa;
 #endif
     fn_isa = FASTNORM_ISA_SCALAR;
+    fn_table_narrow = &fn_prims_scalar;
     fn_table = &fn_prims_scalar;
     return fn_isa;
 }
@@ -131,10 +158,29 @@ int fastnorm_get_isa(void) {
 int fastnorm_bf16_convert_in_use(void) {
     if (!fn_table) fn_select_best();
 #ifdef FASTNORM_HAVE_BF16_CVT
-    return fn_table == &fn_prims_avx2_bf16cvt;
-#else
-    return 0;
+    if (fn_table == &fn_prims_avx2_bf16cvt) return 1;
+#ifdef FASTNORM_HAVE_AVX512
+    if (fn_table == &fn_prims_avx512_bf16cvt) return 1;
 #endif
+#endif
+    return 0;
+}
+
+int fastnorm_avx512_in_use(void) {
+    if (!fn_table) fn_select_best();
+#ifdef FASTNORM_HAVE_AVX512
+    if (fn_table == &fn_prims_avx512) return 1;
+#ifdef FASTNORM_HAVE_BF16_CVT
+    if (fn_table == &fn_prims_avx512_bf16cvt) return 1;
+#endif
+#endif
+    return 0;
+}
+
+int fn_set_avx512(int on) {
+    fn_avx512_wanted = on != 0;
+    fastnorm_set_isa(fastnorm_get_isa()); /* the same ISA, its table chosen again */
+    return fastnorm_avx512_in_use();
 }
 
 int fn_set_bf16_convert(int on) {
@@ -146,6 +192,11 @@ int fn_set_bf16_convert(int on) {
 const fn_prims *fn_active_prims(void) {
     if (!fn_table) fn_select_best();
     return fn_table;
+}
+
+const fn_prims *fn_active_prims_narrow(void) {
+    if (!fn_table) fn_select_best();
+    return fn_table_narrow;
 }
 
 int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }

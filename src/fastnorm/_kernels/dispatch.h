@@ -7,12 +7,20 @@
 #include "prims.h"
 
 const fn_prims *fn_active_prims(void);
+/* The table in use, without the AVX-512 pairs (fn_set_avx512): the same
+ * results. For the calls where those measured slower. */
+const fn_prims *fn_active_prims_narrow(void);
 
 /* Whether the AVX2 kernels may use the AVX-512 BF16 conversion (on = 1, the
  * default where available) or must round bfloat16 with integer instructions
  * (0): for tests that compare the two. Returns whether it is in use now.
  * Process-wide, like fastnorm_set_isa. */
 int fn_set_bf16_convert(int on);
+
+/* Whether the AVX2 kernels may hold their loops' vector pairs in AVX-512
+ * registers (on = 1, the default where available; the same results either
+ * way): for tests that compare the two. Returns whether they do now. */
+int fn_set_avx512(int on);
 
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */

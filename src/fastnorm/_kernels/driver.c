@@ -188,17 +188,21 @@ static int64_t fn_axis_group_items(int64_t items) {
  * over few rows of many channels). So blocks from FN_SCRATCH_KEEP bytes up
  * to FN_SCRATCH_MAX are kept after use, a few per thread, and handed out
  * again to a later request they fit; a thread's blocks are freed when it
- * exits. Each block carries its size in a header before the pointer. */
-#define FN_SCRATCH_HEAD ((size_t)64)
+ * exits. Each block starts on a 64-byte boundary (a cache line: no vector
+ * load or store of the partial sums splits one) and carries its size and the
+ * address malloc gave in the 16 bytes before it. */
+#define FN_SCRATCH_ALIGN ((size_t)64)
 #define FN_SCRATCH_KEEP ((size_t)64 * 1024)
 #define FN_SCRATCH_MAX ((size_t)64 * 1024 * 1024)
 #define FN_SCRATCH_SLOTS 8
 
 typedef struct {
-    char *block[FN_SCRATCH_SLOTS]; /* headers of kept blocks, or NULL */
+    char *block[FN_SCRATCH_SLOTS]; /* kept blocks, or NULL */
 } fn_scratch_cache;
 
-static size_t fn_scratch_size(const char *block) { return *(const size_t *)block; }
+static size_t fn_scratch_size(const char *block) { return ((const size_t *)block)[-2]; }
+
+static void fn_scratch_release(char *block) { free(((void **)block)[-1]); }
 
 #ifdef FN_PTHREADS
 static pthread_key_t fn_scratch_key;
@@ -207,7 +211,8 @@ static int fn_scratch_ready = 0;
 
 static void fn_scratch_destroy(void *vc) {
     fn_scratch_cache *c = (fn_scratch_cache *)vc;
-    for (int i = 0; i < FN_SCRATCH_SLOTS; i++) free(c->block[i]);
+    for (int i = 0; i < FN_SCRATCH_SLOTS; i++)
+        if (c->block[i]) fn_scratch_release(c->block[i]);
     free(c);
 }
 
@@ -236,7 +241,7 @@ static int fn_scratch_kept(size_t bytes) {
     return bytes >= FN_SCRATCH_KEEP && bytes <= FN_SCRATCH_MAX;
 }
 
-/* malloc for the drivers: NULL when out of memory. */
+/* malloc for the drivers, 64-byte aligned: NULL when out of memory. */
 static void *fn_scratch_alloc(size_t bytes) {
     fn_scratch_cache *c = fn_scratch_kept(bytes) ? fn_scratch_cache_get() : NULL;
     if (c) { /* the smallest kept block that fits */
@@ -248,19 +253,23 @@ static void *fn_scratch_alloc(size_t bytes) {
         if (best >= 0) {
             char *block = c->block[best];
             c->block[best] = NULL;
-            return block + FN_SCRATCH_HEAD;
+            return block;
         }
     }
-    char *block = (char *)malloc(bytes + FN_SCRATCH_HEAD);
-    if (!block) return NULL;
-    *(size_t *)block = bytes;
-    return block + FN_SCRATCH_HEAD;
+    /* room for the 16-byte header and the alignment */
+    char *raw = (char *)malloc(bytes + 16 + FN_SCRATCH_ALIGN);
+    if (!raw) return NULL;
+    char *block = raw + 16;
+    block += (FN_SCRATCH_ALIGN - (uintptr_t)block % FN_SCRATCH_ALIGN) % FN_SCRATCH_ALIGN;
+    ((size_t *)block)[-2] = bytes;
+    ((void **)block)[-1] = raw;
+    return block;
 }
 
 /* free for fn_scratch_alloc's blocks (NULL is ignored). */
 static void fn_scratch_free(void *p) {
     if (!p) return;
-    char *block = (char *)p - FN_SCRATCH_HEAD;
+    char *block = (char *)p;
     const size_t bytes = fn_scratch_size(block);
     fn_scratch_cache *c = fn_scratch_kept(bytes) ? fn_scratch_cache_get() : NULL;
     if (c) { /* an empty slot, or in place of the smallest kept block if that is smaller */
@@ -272,15 +281,15 @@ static void fn_scratch_free(void *p) {
             for (int i = 1; i < FN_SCRATCH_SLOTS; i++)
                 if (fn_scratch_size(c->block[i]) < fn_scratch_size(c->block[slot])) slot = i;
             if (fn_scratch_size(c->block[slot]) >= bytes) {
-                free(block);
+                fn_scratch_release(block);
                 return;
             }
-            free(c->block[slot]);
+            fn_scratch_release(c->block[slot]);
         }
         c->block[slot] = block;
         return;
     }
-    free(block);
+    fn_scratch_release(block);
 }
 
 /* Rows of the axis path's column sums reduced in the accumulation type

@@ -178,5 +178,6 @@ static inline const fastnorm_api_table *fastnorm_capi(void) {
 #define fastnorm_add_rms_norm_backward_f16 (fastnorm_capi()->add_rms_norm_backward_f16)
 #define fastnorm_add_layer_norm_backward_bf16 (fastnorm_capi()->add_layer_norm_backward_bf16)
 #define fastnorm_add_rms_norm_backward_bf16 (fastnorm_capi()->add_rms_norm_backward_bf16)
+#define fastnorm_avx512_in_use (fastnorm_capi()->avx512_in_use)
 
 #endif /* FASTNORM_CAPI_H */

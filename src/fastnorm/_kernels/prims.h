@@ -136,6 +136,15 @@ extern const fn_prims fn_prims_avx2;
  * instruction (see fastnorm_bf16_convert_in_use) */
 extern const fn_prims fn_prims_avx2_bf16cvt;
 #endif
+#ifdef FASTNORM_HAVE_AVX512
+/* fn_prims_avx2's results (the same bits) with each main loop's two vectors
+ * held in one 512-bit vector (see fastnorm_avx512_in_use), for float16 and
+ * bfloat16; float32 and float64 keep fn_prims_avx2's tables */
+extern const fn_prims fn_prims_avx512;
+#ifdef FASTNORM_HAVE_BF16_CVT
+extern const fn_prims fn_prims_avx512_bf16cvt;
+#endif
+#endif
 #endif
 
 #endif /* FASTNORM_PRIMS_H */
