@@ -40,22 +40,10 @@ static inline __m256 fn_load_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-static inline void fn_store_bf16(uint16_t *p, __m256 v) {
-    const __m256i u = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
-    const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x400000));
-    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    r = _mm256_srli_epi32(_mm256_blendv_epi8(r, quiet, nan), 16);
-    /* the eight 16-bit results, in order (each fits: packus does not saturate) */
-    _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(r),
-                                                    _mm256_extracti128_si256(r, 1)));
-}
-
-/* Sixteen elements at once: v0 to p[0..7], v1 to p[8..15]. The same bits as two
- * fn_store_bf16, with one 256-bit pack, reorder and store instead of two
- * extracts, packs and 128-bit stores. nonan = 1: the caller guarantees that
- * no lane is a NaN, and the NaN blend is left out. */
+/* Eight floats rounded to bfloat16, each in the low 16 bits of its lane: add
+ * half an ulp less one, plus the lowest kept bit (ties to even), and drop the
+ * low half; a NaN is quieted instead. nonan = 1: the caller guarantees that no
+ * lane is a NaN, and the NaN blend is left out. */
 static FN_INLINE __m256i fn_round_bf16(__m256 v, const int nonan) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -68,6 +56,16 @@ static FN_INLINE __m256i fn_round_bf16(__m256 v, const int nonan) {
     return _mm256_srli_epi32(r, 16);
 }
 
+static inline void fn_store_bf16(uint16_t *p, __m256 v) {
+    const __m256i r = fn_round_bf16(v, 0);
+    /* the eight 16-bit results, in order (each fits: packus does not saturate) */
+    _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(r),
+                                                    _mm256_extracti128_si256(r, 1)));
+}
+
+/* Sixteen elements at once: v0 to p[0..7], v1 to p[8..15]. The same bits as two
+ * fn_store_bf16, with one 256-bit pack, reorder and store instead of two
+ * extracts, packs and 128-bit stores. */
 static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const int nonan) {
     /* packus interleaves the two vectors' 128-bit halves; vpermq restores the order */
     const __m256i h = _mm256_packus_epi32(fn_round_bf16(v0, nonan), fn_round_bf16(v1, nonan));
