@@ -82,8 +82,6 @@ int fastnorm_isa_available(int isa) {
 
 /* The table in use. NULL until the first call, which picks the best one. */
 static const fn_prims *fn_table = NULL;
-/* The same ISA's table without the AVX-512 pairs (fn_table where it has none) */
-static const fn_prims *fn_table_narrow = NULL;
 static int fn_isa = FASTNORM_ISA_SCALAR;
 static int fn_bf16_cvt_wanted = 1; /* fn_set_bf16_convert */
 static int fn_avx512_wanted = 1;   /* fn_set_avx512 */
@@ -116,7 +114,7 @@ static int fn_bf16_cvt_available(void) {
 int fastnorm_set_isa(int isa) {
 #ifdef FASTNORM_HAVE_AVX2
     if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
-        const fn_prims *table = &fn_prims_avx2, *narrow;
+        const fn_prims *table = &fn_prims_avx2;
         const int cvt = fn_bf16_cvt_wanted && fn_bf16_cvt_available();
         const int wide = fn_avx512_wanted && fn_avx512_available();
         (void)cvt;
@@ -124,7 +122,6 @@ int fastnorm_set_isa(int isa) {
 #ifdef FASTNORM_HAVE_BF16_CVT
         if (cvt) table = &fn_prims_avx2_bf16cvt;
 #endif
-        narrow = table;
 #ifdef FASTNORM_HAVE_AVX512
         if (wide) table = &fn_prims_avx512;
 #ifdef FASTNORM_HAVE_BF16_CVT
@@ -132,7 +129,6 @@ int fastnorm_set_isa(int isa) {
 #endif
 #endif
         fn_isa = FASTNORM_ISA_AVX2;
-        fn_table_narrow = narrow;
         fn_table = table; /* one store: a call reading it sees one table or the other */
         return fn_isa;
     }
@@ -140,7 +136,6 @@ int fastnorm_set_isa(int isa) {
     (void)isa;
 #endif
     fn_isa = FASTNORM_ISA_SCALAR;
-    fn_table_narrow = &fn_prims_scalar;
     fn_table = &fn_prims_scalar;
     return fn_isa;
 }
@@ -195,8 +190,14 @@ const fn_prims *fn_active_prims(void) {
 }
 
 const fn_prims *fn_active_prims_narrow(void) {
-    if (!fn_table) fn_select_best();
-    return fn_table_narrow;
+    const fn_prims *table = fn_active_prims(); /* read once: the pair stays consistent */
+#ifdef FASTNORM_HAVE_AVX512
+    if (table == &fn_prims_avx512) return &fn_prims_avx2;
+#ifdef FASTNORM_HAVE_BF16_CVT
+    if (table == &fn_prims_avx512_bf16cvt) return &fn_prims_avx2_bf16cvt;
+#endif
+#endif
+    return table;
 }
 
 int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }

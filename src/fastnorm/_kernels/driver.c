@@ -188,9 +188,10 @@ static int64_t fn_axis_group_items(int64_t items) {
  * over few rows of many channels). So blocks from FN_SCRATCH_KEEP bytes up
  * to FN_SCRATCH_MAX are kept after use, a few per thread, and handed out
  * again to a later request they fit; a thread's blocks are freed when it
- * exits. Each block starts on a 64-byte boundary (a cache line: no vector
- * load or store of the partial sums splits one) and carries its size and the
- * address malloc gave in the 16 bytes before it. */
+ * exits. Each block starts on a 64-byte boundary (a cache line: vector
+ * loads and stores of its start, and of rows of a multiple of 16 floats, split
+ * none) and carries its size and the address malloc gave in the 16 bytes
+ * before it. */
 #define FN_SCRATCH_ALIGN ((size_t)64)
 #define FN_SCRATCH_KEEP ((size_t)64 * 1024)
 #define FN_SCRATCH_MAX ((size_t)64 * 1024 * 1024)

@@ -133,11 +133,13 @@ FASTNORM_API int fastnorm_get_isa(void);
  * instruction would flush, take the integer rounding). 1 when the
  * instruction is in use for the AVX2 kernels. */
 FASTNORM_API int fastnorm_bf16_convert_in_use(void);
-/* Within the AVX2 kernels, each loop that steps over two vectors of 8 floats
- * holds them in one AVX-512 register where the build and the CPU have it
- * (AVX-512 F, VL, DQ and BW with the OS's ZMM support): the same operations
- * on every element, so the same bits, in fewer instructions (16-bit data
- * gains most). 1 when that is in use for the AVX2 kernels. */
+/* Within the AVX2 kernels, the float16 and bfloat16 loops that step over two
+ * vectors of 8 floats hold them in one AVX-512 register where the build and
+ * the CPU have it (AVX-512 F, VL, DQ and BW with the OS's ZMM support): the
+ * same operations on every element, so the same results, converting 16
+ * elements per instruction. Rows of more than 3072 elements (1536 for the
+ * bfloat16 backward) keep the 8-float loops, faster there. 1 when this is in
+ * use for the AVX2 kernels. */
 FASTNORM_API int fastnorm_avx512_in_use(void);
 
 /* 1 when the kernels were built with OpenMP, else 0 (then every call runs

@@ -240,14 +240,12 @@ static FN_INLINE void fn_store2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
 #define PRIMS_TYPE fn_prims_bf16
 #define VSTORE(p, v) fn_store_bf16_cvt(p, v)
 #define VSTORE2(p, v0, v1) fn_store2_bf16_cvt(p, v0, v1)
-#define VSTORE2_NONAN(p, v0, v1) fn_store2_bf16_cvt(p, v0, v1)
 #define NAME(f) fn_##f##_bf16_avx2cvt
 #include "prims_impl.h"
 #undef T
 #undef VLOAD
 #undef VSTORE
 #undef VSTORE2
-#undef VSTORE2_NONAN
 #undef SLOAD
 #undef SSTORE
 #undef PRIMS_TYPE
@@ -266,12 +264,14 @@ const fn_prims fn_prims_avx2_bf16cvt = {&fn_table_f32_avx2, &fn_table_f64_avx2,
 #ifdef FASTNORM_HAVE_AVX512
 /* The 16-bit primitives once more, each main loop's two vectors of 8 floats
  * held in one 512-bit vector (prims_impl.h's pair type P). Every lane gets the
- * same operations as in fn_prims_avx2, so the results are the same bits, and
- * 16 elements are converted per instruction instead of 8. (float32 data stays
- * on the 8-lane loops: with them in 512-bit registers its backward measured
- * up to 1.15x slower at rows of 768, its forward 0-10% faster.) Used only
- * where dispatch.c has seen AVX-512 F, VL, DQ and BW and the OS's support for
- * the ZMM state; these functions alone are compiled for AVX-512. */
+ * same operations as in fn_prims_avx2, so the results are the same bits (but
+ * for the sign and payload of a NaN, which also differ between the compiler's
+ * versions of a scalar tail), and 16 elements are converted per instruction
+ * instead of 8. float32 data stays on the 8-lane loops: with them in 512-bit
+ * registers its backward measured up to 1.15x slower at rows of 768, its
+ * forward 0-10% faster. Used only where dispatch.c has seen AVX-512 F, VL, DQ
+ * and BW and the OS's support for the ZMM state; these functions alone are
+ * compiled for AVX-512. */
 #define P __m512
 #define PLO(v) _mm512_castps512_ps256(v)
 #define PHI(v) _mm512_extractf32x8_ps(v, 1)
@@ -327,7 +327,6 @@ static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
 #define SSTORE(p, a) (*(p) = fn_f32_to_f16(a))
 #define PLOAD(p) fn_load16_f16(p)
 #define PSTORE(p, v) fn_store16_f16(p, v)
-#define PSTORE_NONAN(p, v) fn_store16_f16(p, v)
 #define PRIMS_TYPE fn_prims_f16
 #define NAME(f) fn_##f##_f16_avx512
 #include "prims_impl.h"
@@ -337,7 +336,6 @@ static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
 #undef SSTORE
 #undef PLOAD
 #undef PSTORE
-#undef PSTORE_NONAN
 #undef PRIMS_TYPE
 #undef NAME
 
@@ -352,6 +350,7 @@ static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
 #define NAME(f) fn_##f##_bf16_avx512
 #include "prims_impl.h"
 #undef VSTORE
+#undef PLOAD
 #undef PSTORE
 #undef PSTORE_NONAN
 #undef NAME
@@ -396,10 +395,18 @@ static FN_INLINE void fn_store16_bf16_cvt(uint16_t *p, __m512 v) {
 #define SSTORE(p, a) (*(p) = fn_f32_to_bf16(a))
 #define PLOAD(p) fn_load16_bf16(p)
 #define PSTORE(p, v) fn_store16_bf16_cvt(p, v)
-#define PSTORE_NONAN(p, v) fn_store16_bf16_cvt(p, v)
 #define PRIMS_TYPE fn_prims_bf16
 #define NAME(f) fn_##f##_bf16_avx512cvt
 #include "prims_impl.h"
+#undef T
+#undef VLOAD
+#undef VSTORE
+#undef SLOAD
+#undef SSTORE
+#undef PLOAD
+#undef PSTORE
+#undef PRIMS_TYPE
+#undef NAME
 
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -409,4 +416,20 @@ static FN_INLINE void fn_store16_bf16_cvt(uint16_t *p, __m512 v) {
 
 const fn_prims fn_prims_avx512_bf16cvt = {&fn_table_f32_avx2, &fn_table_f64_avx2,
                                           &fn_table_f16_avx512, &fn_table_bf16_avx512cvt};
+#endif
+
+#ifdef FASTNORM_HAVE_AVX512
+#undef P
+#undef PLO
+#undef PHI
+#undef PLOADA
+#undef PSTOREA
+#undef PWLOAD
+#undef PSET1
+#undef PZERO
+#undef PADD
+#undef PSUB
+#undef PMUL
+#undef PFMA
+#undef PFNMA
 #endif

@@ -88,6 +88,16 @@ static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
 #define PMUL(a, b) NAME(p_mul)(a, b)
 #define PFMA(a, b, c) NAME(p_fma)(a, b, c)
 #define PFNMA(a, b, c) NAME(p_fnma)(a, b, c)
+#ifdef FN_DEFAULT_VSTORE2_NONAN
+#define FN_DEFAULT_PSTORE_NONAN /* no store of its own for values that are not NaN */
+#endif
+#endif
+/* PSTORE_NONAN: PSTORE for values that are not NaN; an instantiation with its
+ * own P may leave it out (then it is PSTORE). */
+#ifndef PSTORE_NONAN
+#define PSTORE_NONAN(p, v) PSTORE(p, v)
+#define FN_DEFAULT_PSTORE_NONAN
+#define FN_PSTORE_NONAN_IS_PSTORE
 #endif
 /* V's parameter load under the name the Q##-generic bodies below use */
 #define VWLOAD(p) WLOAD(p)
@@ -333,7 +343,7 @@ static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd
         else if (b) FN_NORM(0, 1, NONAN);                                                   \
         else FN_NORM(0, 0, NONAN);                                                          \
     } while (0)
-#ifdef FN_DEFAULT_VSTORE2_NONAN
+#ifdef FN_DEFAULT_PSTORE_NONAN
     (void)nonan; /* the same store either way */
     FN_NORM_WB(0);
 #else
@@ -431,8 +441,8 @@ static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int
     NAME(backward_sums_any)(dy, x, dya, xa, n, mu, rstd, w, sums);
 }
 
-/* dx of one vector of the NB step (element i), returned for the caller to
- * store; acc: 0 = no parameter partials, 1 = dw, 2 = dw and db. */
+/* dx of one vector (Q = V) or pair (Q = P) at element i, returned for the
+ * caller to store, with the dy (d) and normalized x (xh) it used. */
 #define FN_DEFINE_BACKWARD_APPLY_VEC(FNAME, Q)                                              \
     static FN_INLINE Q FNAME(const T *dy, const T *x, const A *dya, const A *xa, const T *ds,  \
                              int64_t i, const W *w, Q vmu, Q vc, Q vr, Q vmg, Q vmgx, Q *d,  \
@@ -444,7 +454,6 @@ static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int
         const Q r = Q##MUL(vr, Q##FNMA(*xh, vmgx, Q##SUB(g, vmg)));                          \
         return has_ds ? Q##ADD(r, Q##LOAD(ds + i)) : r;                                      \
     }
-/* dx at element i (returned), with dy (d) and the normalized x (xh) it used */
 FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_vec), V)
 FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_pair), P)
 #undef FN_DEFINE_BACKWARD_APPLY_VEC
@@ -458,8 +467,8 @@ static FN_INLINE void NAME(backward_acc_vec)(A *dw_acc, A *db_acc, V d, V xh, co
 
 /* The same for a pair, as one vector, or (split) as its two halves: where the
  * partials do not stay in the L1 cache next to the rows, their read-modify-
- * write in 512-bit halves measured 1.3x slower than in 256-bit quarters, and
- * faster where they do. The same sums either way. */
+ * write as one 512-bit vector measured 1.3x slower than as two 256-bit halves,
+ * and faster where they do stay. The same sums either way. */
 static FN_INLINE void NAME(backward_acc_pair)(A *dw_acc, A *db_acc, P d, P xh, const int acc,
                                               const int split) {
     if (split) {
@@ -1078,6 +1087,13 @@ static const PRIMS_TYPE NAME(table) = {
 #ifdef FN_DEFAULT_VSTORE2
 #undef VSTORE2
 #undef FN_DEFAULT_VSTORE2
+#endif
+#ifdef FN_DEFAULT_PSTORE_NONAN
+#undef FN_DEFAULT_PSTORE_NONAN
+#endif
+#ifdef FN_PSTORE_NONAN_IS_PSTORE
+#undef PSTORE_NONAN
+#undef FN_PSTORE_NONAN_IS_PSTORE
 #endif
 #ifdef FN_DEFAULT_VSTORE2_NONAN
 #undef VSTORE2_NONAN
