@@ -505,6 +505,22 @@ def test_environment_selects_scalar():
     assert cfg2["isa"] == cfg2["isas_available"][-1]
 
 
+def test_environment_turns_avx512_pairs_off():
+    code = ("import warnings; warnings.simplefilter('always'); import fastnorm; "
+            "print(fastnorm.get_config()['avx512_pairs'])")
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    default = proc.stdout.split()[-1]
+    for value, want in (("0", "False"), ("off", "False"), ("1", default), ("", default)):
+        proc = run_python(code, {"FASTNORM_AVX512": value})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split()[-1] == want, value
+        assert "FASTNORM_AVX512" not in proc.stderr
+    proc = run_python(code, {"FASTNORM_AVX512": "maybe"})
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == default
+    assert "FASTNORM_AVX512" in proc.stderr
+
+
 def test_environment_bad_value_warns_and_uses_auto():
     code = ("import warnings; warnings.simplefilter('always'); import fastnorm; "
             "print(fastnorm.get_config()['isa'], fastnorm.get_config()['isas_available'][-1])")

@@ -438,7 +438,21 @@ def _select_isa_from_environment():
         return _set_isa("auto")
 
 
+def _select_avx512_from_environment():
+    """FASTNORM_AVX512=0 keeps the AVX2 kernels' 16-bit loops off AVX-512 registers
+    (the same results; for a CPU where they measure slower)."""
+    requested = os.environ.get("FASTNORM_AVX512", "").strip().lower()
+    if requested in ("", "1", "on", "true", "yes", "auto"):
+        return _avx512()
+    if requested in ("0", "off", "false", "no"):
+        return _avx512(False)
+    warnings.warn(f"FASTNORM_AVX512={requested!r} ignored: expected 0 or 1", RuntimeWarning,
+                  stacklevel=2)
+    return _avx512()
+
+
 _select_isa_from_environment()
+_select_avx512_from_environment()
 
 cdef int _user_threads = 0  # 0: not set, follow OpenMP's default; < 0: count back from it
 
