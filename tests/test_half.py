@@ -1239,6 +1239,12 @@ def _row_ops(dt, n, threads):
     out += list(fastnorm.add_rms_norm(x, r, w, num_threads=threads))
     out += list(fastnorm.ada_layer_norm(x, np.tile(w, (5, 1)), np.tile(b, (5, 1)),
                                         return_stats=True, num_threads=threads))
+    # a constant row with eps=0 takes the exact-range path, next to a row that does not
+    xc = x.copy()
+    xc[2] = xc[2, 0]
+    out += list(fastnorm.layer_norm(xc, w, b, eps=0.0, return_stats=True, num_threads=threads))
+    out += list(fastnorm.rms_norm(np.zeros_like(x), w, eps=0.0, return_stats=True,
+                                  num_threads=threads))
     return out
 
 
@@ -1248,7 +1254,9 @@ def test_avx512_pairs_give_the_same_bits(dt):
     (16-bit data), every result has the bits of the 8-lane loops (NaN aside:
     NaN is NaN): the rows at every tail length, the row lengths around where
     the row drivers go back to 8-lane loops, every normalizer, 1 and 2
-    threads, both bfloat16 roundings."""
+    threads, both bfloat16 roundings. With them the forward takes two rows at
+    a time through its statistics: odd row counts, rows on the exact-range
+    path next to others."""
     from fastnorm import _core
     if "avx2" not in fastnorm.get_config()["isas_available"] or not _core._avx512():
         pytest.skip("the AVX-512 pairs are not available here")

@@ -73,13 +73,9 @@ static void LOCAL(exact_normalize)(const T *x, T *y, int64_t n, fn_exact_stats s
  * c = mean(d) is the rounding error of mu; var = mean(d^2) - c^2. The row is
  * normalized by (x - mu) - c, which keeps the digits that mu + c would lose.
  * Returns 0, or 1 when the row needs the exact-range path (*exact filled). */
-static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, const A *xa, int64_t n,
-                                       A sum, double eps, A *mu_out, A *c_out, A *rstd_out,
-                                       A *sq_out, fn_exact_stats *exact) {
-    const A mu = sum / (A)n;
-    A sd, sq;
-    if (xa) P->centered_sums_wide(xa, n, mu, &sd, &sq); /* the same sums, from x widened */
-    else P->centered_sums(x, n, mu, &sd, &sq);
+static int LOCAL(layer_norm_row_finish)(const T *x, int64_t n, A mu, A sd, A sq, double eps,
+                                        A *mu_out, A *c_out, A *rstd_out, A *sq_out,
+                                        fn_exact_stats *exact) {
     if (!isfinite(sq) || (sq < (A)(FN_TINY * (double)n) && eps < FN_EPS_NEGLIGIBLE)) {
         *exact = FN_EXACT(x, n, 1, eps);
         return 1;
@@ -92,6 +88,17 @@ static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, const A 
     *sq_out = sq;
     *rstd_out = (A)(1.0 / sqrt((double)var + eps));
     return 0;
+}
+
+static int LOCAL(layer_norm_row_stats)(const PRIMS_TYPE *P, const T *x, const A *xa, int64_t n,
+                                       A sum, double eps, A *mu_out, A *c_out, A *rstd_out,
+                                       A *sq_out, fn_exact_stats *exact) {
+    const A mu = sum / (A)n;
+    A sd, sq;
+    if (xa) P->centered_sums_wide(xa, n, mu, &sd, &sq); /* the same sums, from x widened */
+    else P->centered_sums(x, n, mu, &sd, &sq);
+    return LOCAL(layer_norm_row_finish)(x, n, mu, sd, sq, eps, mu_out, c_out, rstd_out, sq_out,
+                                        exact);
 }
 
 /* rstd of one RMSNorm row from its sum of squares; 1 when the row needs the
@@ -147,62 +154,123 @@ static int LOCAL(row_nonan)(const LOCAL(forward_ctx) *k, A sq, A c, A r) {
     return (double)sq * rr * rr < 1e58 && fabs((double)c * rr) < 1e29; /* false for NaN */
 }
 
+/* One row's statistics: what its normalization needs. */
+typedef struct {
+    const T *src; /* the row normalized: x, or s = x + residual */
+    A mu, c, r, sq;
+    int exact_path;
+    fn_exact_stats exact;
+} LOCAL(row_stats);
+
+/* The row normalized: x, or s = x + residual (written, then read back from
+ * L1 by the same statistics as an unfused call would use). */
+static FN_DRIVER_INLINE const T *LOCAL(row_source)(const LOCAL(forward_ctx) *k, int64_t i,
+                                                   int64_t end) {
+    const T *xr = k->x + i * k->ldx;
+    if (!k->res) return xr;
+    const int more = i + 1 < end;
+    const T *rr = k->res + i * k->ldr;
+    T *sr = k->s + i * k->lds;
+    k->P->residual_add(xr, rr, k->res_bias, sr, k->n, more ? rr + k->ldr : NULL,
+                       more ? sr + k->lds : NULL);
+    return sr;
+}
+
+/* mean and rstd (or the exact path) from the row's first sum: sum for
+ * LayerNorm (its centered sums then computed, or given in sd_sq), the sum of
+ * squares for RMSNorm */
+static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, const A *xa, A sum,
+                                               const A *sd_sq, LOCAL(row_stats) *st) {
+    const int64_t n = k->n;
+    st->mu = st->c = st->r = 0;
+    st->sq = sum;
+    if (!k->centered)
+        st->exact_path = LOCAL(rms_norm_row_rstd)(st->src, n, sum, k->eps, &st->r, &st->exact);
+    else if (sd_sq)
+        st->exact_path = LOCAL(layer_norm_row_finish)(st->src, n, sum / (A)n, sd_sq[0],
+                                                      sd_sq[1], k->eps, &st->mu, &st->c,
+                                                      &st->r, &st->sq, &st->exact);
+    else
+        st->exact_path = LOCAL(layer_norm_row_stats)(k->P, st->src, xa, n, sum, k->eps, &st->mu,
+                                                     &st->c, &st->r, &st->sq, &st->exact);
+}
+
+/* Row i normalized with its statistics (from xa where not NULL); the x and
+ * y rows `fetch` are prefetched meanwhile (none beyond the block). */
+static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
+                                              int64_t fetch, int64_t end, const A *xa,
+                                              const LOCAL(row_stats) *st) {
+    const PRIMS_TYPE *P = k->P;
+    const int64_t n = k->n;
+    const int more = fetch < end;
+    T *yr = k->y + i * k->ldy;
+    const T *next = more ? k->x + fetch * k->ldx : NULL;
+    T *next_y = more ? k->y + fetch * k->ldy : NULL;
+    const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
+    const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
+    A mu = st->mu, r = st->r;
+    if (st->exact_path) {
+        FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
+        mu = (A)(st->exact.mean_scaled * st->exact.scale);
+        r = (A)st->exact.rstd;
+    } else if (xa) {
+        P->normalize_wide(xa, yr, n, st->mu, st->c, st->r, w, b, next, next_y,
+                          LOCAL(row_nonan)(k, st->sq, st->c, st->r));
+    } else {
+        P->normalize(st->src, yr, n, st->mu, st->c, st->r, w, b, next, next_y);
+    }
+    if (k->mean) k->mean[i] = (ST)(mu + st->c);
+    if (k->rstd) k->rstd[i] = (ST)r;
+}
+
 static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     /* 16-bit data: each row is widened once into this thread's copy, which the
-     * later passes read instead of converting the row again (same results) */
-    FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? FN_WIDE_STACK : 1);
-    A *xa = NULL, *heap_xa = NULL;
+     * later passes read instead of converting the row again (same results).
+     * Where the table has them, rows then go two at a time through their
+     * statistics (widen_sums2, centered_sums_wide2): those passes are chains
+     * of dependent additions, and two rows' chains interleave. */
+    const int two = FN_WIDE && P->widen_sums2 && end - begin > 1;
+    FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? 2 * FN_WIDE_STACK : 1);
+    A *xa = NULL, *xa1 = NULL, *heap_xa = NULL;
     if (FN_WIDE && n <= FN_WIDE_STACK) {
         xa = stack_xa;
+        xa1 = stack_xa + FN_WIDE_STACK;
     } else if (FN_WIDE && n <= FN_WIDE_MAX) {
-        xa = heap_xa = (A *)fn_scratch_alloc((size_t)n * sizeof(A));
+        xa = heap_xa = (A *)fn_scratch_alloc((size_t)(two ? 2 * n : n) * sizeof(A));
+        xa1 = xa ? xa + n : NULL;
     }
-    for (int64_t i = begin; i < end; i++) {
-        const int more = i + 1 < end;
-        const T *xr = k->x + i * k->ldx;
-        /* the row that is normalized: x, or s = x + residual (written, then read
-         * back from L1 by the same statistics as an unfused call would use) */
-        const T *src = xr;
-        if (k->res) {
-            const T *rr = k->res + i * k->ldr;
-            T *sr = k->s + i * k->lds;
-            P->residual_add(xr, rr, k->res_bias, sr, n, more ? rr + k->ldr : NULL,
-                            more ? sr + k->lds : NULL);
-            src = sr;
+    LOCAL(row_stats) st[2];
+    int64_t i = begin;
+    if (two && xa) {
+        for (; i + 1 < end; i += 2) {
+            st[0].src = LOCAL(row_source)(k, i, end);
+            st[1].src = LOCAL(row_source)(k, i + 1, end);
+            A sums[2];
+            P->widen_sums2(st[0].src, st[1].src, xa, xa1, n, !k->centered, sums);
+            if (k->centered) {
+                A mu[2] = {sums[0] / (A)n, sums[1] / (A)n}, sd[2], sq[2];
+                P->centered_sums_wide2(xa, xa1, n, mu, sd, sq);
+                A g0[2] = {sd[0], sq[0]}, g1[2] = {sd[1], sq[1]};
+                LOCAL(row_finish)(k, xa, sums[0], g0, &st[0]);
+                LOCAL(row_finish)(k, xa1, sums[1], g1, &st[1]);
+            } else {
+                LOCAL(row_finish)(k, xa, sums[0], NULL, &st[0]);
+                LOCAL(row_finish)(k, xa1, sums[1], NULL, &st[1]);
+            }
+            LOCAL(row_apply)(k, i, i + 2, end, xa, &st[0]);
+            LOCAL(row_apply)(k, i + 1, i + 3, end, xa1, &st[1]);
         }
-        A sum = 0, sum_sq = 0;
-        if (xa) {
-            if (k->centered) sum = P->widen_sum(src, xa, n);
-            else sum_sq = P->widen_sum_sq(src, xa, n);
-        } else {
-            if (k->centered) sum = P->sum(src, n);
-            else sum_sq = P->sum_sq(src, n);
-        }
-        A mu = 0, c = 0, r = 0, sq = sum_sq;
-        fn_exact_stats exact;
-        const int exact_path =
-            k->centered ? LOCAL(layer_norm_row_stats)(P, src, xa, n, sum, k->eps, &mu, &c, &r,
-                                                      &sq, &exact)
-                        : LOCAL(rms_norm_row_rstd)(src, n, sum_sq, k->eps, &r, &exact);
-        T *yr = k->y + i * k->ldy;
-        const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
-        const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
-        if (exact_path) {
-            FN_EXACT_NORMALIZE(src, yr, n, exact, w, b);
-            mu = (A)(exact.mean_scaled * exact.scale);
-            r = (A)exact.rstd;
-        } else if (xa) {
-            P->normalize_wide(xa, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
-                              more ? yr + k->ldy : NULL, LOCAL(row_nonan)(k, sq, c, r));
-        } else {
-            P->normalize(src, yr, n, mu, c, r, w, b, more ? xr + k->ldx : NULL,
-                         more ? yr + k->ldy : NULL);
-        }
-        if (k->mean) k->mean[i] = (ST)(mu + c);
-        if (k->rstd) k->rstd[i] = (ST)r;
+    }
+    for (; i < end; i++) {
+        st[0].src = LOCAL(row_source)(k, i, end);
+        A sum;
+        if (xa) sum = k->centered ? P->widen_sum(st[0].src, xa, n) : P->widen_sum_sq(st[0].src, xa, n);
+        else sum = k->centered ? P->sum(st[0].src, n) : P->sum_sq(st[0].src, n);
+        LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
+        LOCAL(row_apply)(k, i, i + 1, end, xa, &st[0]);
     }
     fn_scratch_free(heap_xa);
 }

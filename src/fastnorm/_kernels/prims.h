@@ -113,6 +113,13 @@
                                     const T *next_x, T *next_dx);                        \
         /* scale_shift (accumulate = 0) reading x's widened copy xa */                    \
         void (*scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b);           \
+        /* widen_sum (sq = 0) or widen_sum_sq (sq = 1) of two rows at once, and       \
+         * centered_sums_wide of two rows: each row's results the same as alone      \
+         * (NULL in the tables without them) */                                      \
+        void (*widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq, \
+                            A out[2]);                                                   \
+        void (*centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2], \
+                                    A sum_d[2], A sum_d2[2]);                            \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -117,71 +117,104 @@ static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
 #define FN_SLOAD(x, xa, i, wide) ((wide) ? (xa)[i] : SLOAD((x) + (i)))
 
 /* The sum of x (sq = 0) or of x^2 (sq = 1) over one chunk of up to FN_CHUNK
- * elements; `widen` also writes the chunk, widened to A, to xa. */
-static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen,
-                                        const int sq) {
+ * elements, of R rows at once (R = 1 or 2: out[k] for the row x[k]); `widen`
+ * also writes each row, widened to A, to xa[k]. The rows share the loop, not
+ * their accumulators: each row's sum is the same as alone. Two rows give the
+ * processor two independent chains of additions to interleave. */
+static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int64_t n,
+                                           const int widen, const int sq, const int R,
+                                           A *out) {
 #define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
-    /* four accumulators of VN lanes: a01 holds a0 and a1, a23 a2 and a3 */
-    P a01 = PZERO(), a23 = PZERO();
+    /* four accumulators of VN lanes per row: a01 holds a0 and a1, a23 a2 and a3 */
+    P a01[2], a23[2];
+    for (int k = 0; k < R; k++) a01[k] = a23[k] = PZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
-        const P v01 = PLOAD(x + i), v23 = PLOAD(x + i + 2 * VN);
-        if (widen) {
-            PSTOREA(xa + i, v01);
-            PSTOREA(xa + i + 2 * VN, v23);
+        for (int k = 0; k < R; k++) {
+            const P v01 = PLOAD(x[k] + i), v23 = PLOAD(x[k] + i + 2 * VN);
+            if (widen) {
+                PSTOREA(xa[k] + i, v01);
+                PSTOREA(xa[k] + i + 2 * VN, v23);
+            }
+            a01[k] = FN_SUM_STEP(P, a01[k], v01);
+            a23[k] = FN_SUM_STEP(P, a23[k], v23);
         }
-        a01 = FN_SUM_STEP(P, a01, v01);
-        a23 = FN_SUM_STEP(P, a23, v23);
     }
-    V a0 = PLO(a01);
-    const V a1 = PHI(a01), a2 = PLO(a23), a3 = PHI(a23);
-    for (; i + VN <= n; i += VN) {
-        V v = VLOAD(x + i);
-        if (widen) VSTOREA(xa + i, v);
-        a0 = FN_SUM_STEP(V, a0, v);
+    for (int k = 0; k < R; k++) {
+        int64_t j = i;
+        V a0 = PLO(a01[k]);
+        const V a1 = PHI(a01[k]), a2 = PLO(a23[k]), a3 = PHI(a23[k]);
+        for (; j + VN <= n; j += VN) {
+            V v = VLOAD(x[k] + j);
+            if (widen) VSTOREA(xa[k] + j, v);
+            a0 = FN_SUM_STEP(V, a0, v);
+        }
+        A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+        for (; j < n; j++) {
+            A v = SLOAD(x[k] + j);
+            if (widen) xa[k][j] = v;
+            s += sq ? v * v : v;
+        }
+        out[k] = s;
     }
 #undef FN_SUM_STEP
-    A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
-    for (; i < n; i++) {
-        A v = SLOAD(x + i);
-        if (widen) xa[i] = v;
-        s += sq ? v * v : v;
-    }
+}
+
+static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen,
+                                        const int sq) {
+    A s;
+    NAME(sum_chunk_rows)(&x, &xa, n, widen, sq, 1, &s);
     return s;
+}
+
+/* The sums of d = x - mu[k] and of d^2 over one chunk of R rows at once (as
+ * sum_chunk_rows), reading x[k] or (wide) its widened copy xa[k]. */
+static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *const *xa,
+                                                int64_t n, const A *mu, A *sum_d, A *sum_d2,
+                                                const int wide, const int R) {
+    /* s01 holds the accumulators s0 and s1, and so on */
+    P s01[2], s23[2], q01[2], q23[2], pmu[2];
+    for (int k = 0; k < R; k++) {
+        s01[k] = s23[k] = q01[k] = q23[k] = PZERO();
+        pmu[k] = PSET1(mu[k]);
+    }
+    int64_t i = 0;
+    for (; i + 4 * VN <= n; i += 4 * VN) {
+        for (int k = 0; k < R; k++) {
+            const P d01 = PSUB(FN_PLOAD(x[k], xa[k], i, wide), pmu[k]);
+            const P d23 = PSUB(FN_PLOAD(x[k], xa[k], i + 2 * VN, wide), pmu[k]);
+            s01[k] = PADD(s01[k], d01);
+            s23[k] = PADD(s23[k], d23);
+            q01[k] = PFMA(d01, d01, q01[k]);
+            q23[k] = PFMA(d23, d23, q23[k]);
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        const V vmu = VSET1(mu[k]);
+        int64_t j = i;
+        V s0 = PLO(s01[k]), q0 = PLO(q01[k]);
+        const V s1 = PHI(s01[k]), s2 = PLO(s23[k]), s3 = PHI(s23[k]);
+        const V q1 = PHI(q01[k]), q2 = PLO(q23[k]), q3 = PHI(q23[k]);
+        for (; j + VN <= n; j += VN) {
+            V d = VSUB(FN_LOAD(x[k], xa[k], j, wide), vmu);
+            s0 = VADD(s0, d);
+            q0 = VFMA(d, d, q0);
+        }
+        A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
+        A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
+        for (; j < n; j++) {
+            A d = FN_SLOAD(x[k], xa[k], j, wide) - mu[k];
+            s += d;
+            q += d * d;
+        }
+        sum_d[k] = s;
+        sum_d2[k] = q;
+    }
 }
 
 static FN_INLINE void NAME(centered_sums_chunk_body)(const T *x, const A *xa, int64_t n, A mu,
                                                      A *sum_d, A *sum_d2, const int wide) {
-    const V vmu = VSET1(mu);
-    const P pmu = PSET1(mu);
-    /* s01 holds the accumulators s0 and s1, and so on */
-    P s01 = PZERO(), s23 = PZERO(), q01 = PZERO(), q23 = PZERO();
-    int64_t i = 0;
-    for (; i + 4 * VN <= n; i += 4 * VN) {
-        const P d01 = PSUB(FN_PLOAD(x, xa, i, wide), pmu);
-        const P d23 = PSUB(FN_PLOAD(x, xa, i + 2 * VN, wide), pmu);
-        s01 = PADD(s01, d01);
-        s23 = PADD(s23, d23);
-        q01 = PFMA(d01, d01, q01);
-        q23 = PFMA(d23, d23, q23);
-    }
-    V s0 = PLO(s01), q0 = PLO(q01);
-    const V s1 = PHI(s01), s2 = PLO(s23), s3 = PHI(s23);
-    const V q1 = PHI(q01), q2 = PLO(q23), q3 = PHI(q23);
-    for (; i + VN <= n; i += VN) {
-        V d = VSUB(FN_LOAD(x, xa, i, wide), vmu);
-        s0 = VADD(s0, d);
-        q0 = VFMA(d, d, q0);
-    }
-    A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
-    A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
-    for (; i < n; i++) {
-        A d = FN_SLOAD(x, xa, i, wide) - mu;
-        s += d;
-        q += d * d;
-    }
-    *sum_d = s;
-    *sum_d2 = q;
+    NAME(centered_chunk_rows)(&x, &xa, n, &mu, sum_d, sum_d2, wide, 1);
 }
 
 static void NAME(centered_sums_chunk)(const T *x, const A *xa, int64_t n, A mu, A *sum_d,
@@ -230,6 +263,69 @@ static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A 
     *sum_d = (A)total_d;
     *sum_d2 = (A)total_d2;
 }
+
+#ifndef FN_DEFAULT_PAIR
+/* Two rows widened and summed at once: the sums and the copies widen_sum
+ * (sq = 0) or widen_sum_sq (sq = 1) give each row alone. Only where a pair is
+ * one vector: two rows' accumulators as pairs of 8-lane vectors (the default
+ * pair) do not fit in AVX2's 16 registers, and LayerNorm measured slower. */
+static void NAME(widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq,
+                              A out[2]) {
+    const T *x[2] = {x0, x1};
+    A *xa[2] = {xa0, xa1};
+#define FN_ROWS2(SQ)                                                                        \
+    do {                                                                                    \
+        if (n <= FN_CHUNK) {                                                                \
+            NAME(sum_chunk_rows)(x, xa, n, 1, SQ, 2, out);                                  \
+            break;                                                                          \
+        }                                                                                   \
+        double total[2] = {0, 0};                                                           \
+        for (int64_t i = 0; i < n; i += FN_CHUNK) {                                         \
+            const T *xc[2] = {x0 + i, x1 + i};                                              \
+            A *xac[2] = {xa0 + i, xa1 + i}, part[2];                                        \
+            NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, 1, SQ, 2, part); \
+            total[0] += part[0];                                                            \
+            total[1] += part[1];                                                            \
+        }                                                                                   \
+        out[0] = (A)total[0];                                                               \
+        out[1] = (A)total[1];                                                               \
+    } while (0)
+    if (sq) FN_ROWS2(1);
+    else FN_ROWS2(0);
+#undef FN_ROWS2
+}
+
+/* centered_sums_wide of two rows at once (row k: xa_k, mu[k], into sum_d[k]
+ * and sum_d2[k]), each the same as alone */
+static void NAME(centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2],
+                                      A sum_d[2], A sum_d2[2]) {
+    const T *x[2] = {NULL, NULL};
+    const A *xa[2] = {xa0, xa1};
+    if (n <= FN_CHUNK) {
+        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, 1, 2);
+        return;
+    }
+    double td[2] = {0, 0}, tq[2] = {0, 0};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const A *xac[2] = {xa0 + i, xa1 + i};
+        A d[2], q[2];
+        NAME(centered_chunk_rows)(x, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, 1, 2);
+        for (int k = 0; k < 2; k++) {
+            td[k] += d[k];
+            tq[k] += q[k];
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        sum_d[k] = (A)td[k];
+        sum_d2[k] = (A)tq[k];
+    }
+}
+#define FN_WIDEN_SUMS2 NAME(widen_sums2)
+#define FN_CENTERED_SUMS_WIDE2 NAME(centered_sums_wide2)
+#else
+#define FN_WIDEN_SUMS2 NULL
+#define FN_CENTERED_SUMS_WIDE2 NULL
+#endif
 
 static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
     NAME(centered_sums_any)(x, NULL, n, mu, sum_d, sum_d2);
@@ -1058,7 +1154,10 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
+    FN_WIDEN_SUMS2, FN_CENTERED_SUMS_WIDE2,
 };
+#undef FN_WIDEN_SUMS2
+#undef FN_CENTERED_SUMS_WIDE2
 
 #undef FN_LINE_ELEMS
 #undef FN_ACC_SPLIT_BYTES
