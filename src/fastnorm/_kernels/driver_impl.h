@@ -354,6 +354,34 @@ typedef struct {
     int64_t ldds;
 } LOCAL(backward_ctx);
 
+/* dx of row i from its sums s (backward_sums), with its parameter partials
+ * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
+ * NULL. The rows `fetch` (none at or beyond `last`) are prefetched meanwhile. */
+static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
+                                                       int64_t fetch, int64_t last,
+                                                       const A s[3], const A *dya,
+                                                       const A *xa, A *acc_w, A *acc_b) {
+    const PRIMS_TYPE *P = k->P;
+    const int64_t n = k->n;
+    const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
+    /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
+    const A c = k->centered ? s[2] / (A)n : 0;
+    const A mg = k->centered ? s[0] / (A)n : 0;
+    const A mgx = s[1] / (A)n - c * mg;
+    const int more = fetch < last;
+    const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
+    T *dxr = k->dx + i * k->lddx;
+    const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
+    T *ndx = more ? k->dx + fetch * k->lddx : NULL;
+    const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
+    if (xa)
+        P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b, dsr,
+                               ndy, nx, ndx);
+    else
+        P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b, dsr, ndy,
+                          nx, ndx);
+}
+
 /* The backward of one normalized group (NORMS.md, NB) for every row of the
  * blocks [begin, end), each block's parameter partials in its own row of
  * part_w / part_b. */
@@ -361,10 +389,16 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(backward_ctx) *k = (const LOCAL(backward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
+    /* Where the table has backward_sums2, rows go two at a time through their
+     * sums (as the forward's statistics, and within the same limits); each
+     * row's dx and partials are then added in row order, as one at a time. */
+    const int two = P->backward_sums2 != NULL && n <= FN_TWO_ROWS_MAX_N &&
+                    k->rows * n * (int64_t)sizeof(T) <= FN_TWO_ROWS_MAX_BYTES;
     /* bfloat16 data (FN_WIDE_BACKWARD): the sums widen dy and x once into this
-     * thread's copies (dya, then xa), which the second pass reads instead of
-     * converting again */
-    FN_ALIGNED_SCRATCH(A, stack_wide, FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK : 1);
+     * thread's copies (dya, then xa; a second pair for two rows), which the
+     * second pass reads instead of converting again */
+    FN_ALIGNED_SCRATCH(A, stack_wide,
+                       FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_TWO_ROWS_MAX_N : 1);
     A *dya = NULL, *heap_wide = NULL;
     if (FN_WIDE_BACKWARD && n <= FN_WIDE_STACK) {
         dya = stack_wide;
@@ -372,6 +406,9 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
         dya = heap_wide = (A *)fn_scratch_alloc((size_t)(2 * n) * sizeof(A));
     }
     A *const xa = dya ? dya + n : NULL;
+    /* two implies n <= FN_TWO_ROWS_MAX_N: the stack copies */
+    A *const dya1 = dya && two ? stack_wide + 2 * FN_WIDE_STACK : NULL;
+    A *const xa1 = dya1 ? dya1 + FN_TWO_ROWS_MAX_N : NULL;
     for (int64_t blk = begin; blk < end; blk++) {
         A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
         A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
@@ -379,27 +416,27 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
         if (acc_b) memset(acc_b, 0, (size_t)n * sizeof(A));
         const int64_t first = blk * k->block_rows;
         const int64_t last = first + k->block_rows < k->rows ? first + k->block_rows : k->rows;
-        for (int64_t i = first; i < last; i++) {
+        int64_t i = first;
+        if (two) {
+            for (; i + 1 < last; i += 2) {
+                const A mu[2] = {k->centered ? (A)k->mean[i] : 0,
+                                 k->centered ? (A)k->mean[i + 1] : 0};
+                const A r[2] = {(A)k->rstd[i], (A)k->rstd[i + 1]};
+                A s[2][3];
+                P->backward_sums2(k->dy + i * k->lddy, k->x + i * k->ldx,
+                                  k->dy + (i + 1) * k->lddy, k->x + (i + 1) * k->ldx, dya, xa,
+                                  dya1, xa1, n, mu, r, k->weight, s);
+                LOCAL(backward_row_apply)(k, i, i + 2, last, s[0], dya, xa, acc_w, acc_b);
+                LOCAL(backward_row_apply)(k, i + 1, i + 3, last, s[1], dya1, xa1, acc_w, acc_b);
+            }
+        }
+        for (; i < last; i++) {
             const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
             const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
             A s[3];
             if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
-            const A c = k->centered ? s[2] / (A)n : 0;
-            const A mg = k->centered ? s[0] / (A)n : 0;
-            const A mgx = s[1] / (A)n - c * mg;
-            const int more = i + 1 < last;
-            T *dxr = k->dx + i * k->lddx;
-            const T *ndy = more ? dyr + k->lddy : NULL, *nx = more ? xr + k->ldx : NULL;
-            T *ndx = more ? dxr + k->lddx : NULL;
-            const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
-            if (xa)
-                P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w,
-                                       acc_b, dsr, ndy, nx, ndx);
-            else
-                P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b,
-                                  dsr, ndy, nx, ndx);
+            LOCAL(backward_row_apply)(k, i, i + 1, last, s, dya, xa, acc_w, acc_b);
         }
     }
     fn_scratch_free(heap_wide);

@@ -120,6 +120,10 @@
                             A out[2]);                                                   \
         void (*centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2], \
                                     A sum_d[2], A sum_d2[2]);                            \
+        /* backward_sums (dya0 NULL) or backward_sums_wide of two rows at once */        \
+        void (*backward_sums2)(const T *dy0, const T *x0, const T *dy1, const T *x1,     \
+                               A *dya0, A *xa0, A *dya1, A *xa1, int64_t n,              \
+                               const A mu[2], const A rstd[2], const W *w, A sums[2][3]); \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -322,9 +322,11 @@ static void NAME(centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, con
 }
 #define FN_WIDEN_SUMS2 NAME(widen_sums2)
 #define FN_CENTERED_SUMS_WIDE2 NAME(centered_sums_wide2)
+#define FN_BACKWARD_SUMS2 NAME(backward_sums2)
 #else
 #define FN_WIDEN_SUMS2 NULL
 #define FN_CENTERED_SUMS_WIDE2 NULL
+#define FN_BACKWARD_SUMS2 NULL
 #endif
 
 static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
@@ -454,44 +456,62 @@ static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd
  * (dy and x unused); `widen` (backward_sums_wide) also writes those copies
  * while summing. The widened values are those VLOAD gives: the same sums and
  * the same dx either way. */
+static FN_INLINE void NAME(backward_sums_rows)(const T *const *dy, const T *const *x,
+                                               A *const *dya, A *const *xa, int64_t n,
+                                               const A *mu, const A *rstd, const W *w,
+                                               A (*sums)[3], const int has_w, const int widen,
+                                               const int R) {
+    /* per row, two accumulators of VN lanes per sum, as one pair; R = 2 rows
+     * share the loop (as sum_chunk_rows), each with its own sums */
+    P pmu[2], pr[2], g[2], pp[2], h[2];
+    for (int k = 0; k < R; k++) {
+        pmu[k] = PSET1(mu[k]);
+        pr[k] = PSET1(rstd[k]);
+        g[k] = pp[k] = h[k] = PZERO();
+    }
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        for (int k = 0; k < R; k++) {
+            const P vx = PLOAD(x[k] + i);
+            P gg = PLOAD(dy[k] + i);
+            if (widen) {
+                PSTOREA(xa[k] + i, vx);
+                PSTOREA(dya[k] + i, gg);
+            }
+            const P xh = PMUL(PSUB(vx, pmu[k]), pr[k]);
+            if (has_w) gg = PMUL(gg, PWLOAD(w + i));
+            g[k] = PADD(g[k], gg);
+            pp[k] = PFMA(gg, xh, pp[k]);
+            h[k] = PADD(h[k], xh);
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        A sg = VHSUM(VADD(PLO(g[k]), PHI(g[k]))), sp = VHSUM(VADD(PLO(pp[k]), PHI(pp[k]))),
+          sh = VHSUM(VADD(PLO(h[k]), PHI(h[k])));
+        for (int64_t j = i; j < n; j++) {
+            const A xv = SLOAD(x[k] + j);
+            A gj = SLOAD(dy[k] + j);
+            if (widen) {
+                xa[k][j] = xv;
+                dya[k][j] = gj;
+            }
+            A xh = (xv - mu[k]) * rstd[k];
+            if (has_w) gj *= SWLOAD(w + j);
+            sg += gj;
+            sp += gj * xh;
+            sh += xh;
+        }
+        sums[k][0] = sg;
+        sums[k][1] = sp;
+        sums[k][2] = sh;
+    }
+}
+
 static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, A *dya, A *xa,
                                                int64_t n, A mu, A rstd, const W *w, A sums[3],
                                                const int has_w, const int widen) {
-    const P pmu = PSET1(mu), pr = PSET1(rstd);
-    /* two accumulators of VN lanes per sum, as one pair */
-    P g = PZERO(), pp = PZERO(), h = PZERO();
-    int64_t i = 0;
-    for (; i + 2 * VN <= n; i += 2 * VN) {
-        const P vx = PLOAD(x + i);
-        P gg = PLOAD(dy + i);
-        if (widen) {
-            PSTOREA(xa + i, vx);
-            PSTOREA(dya + i, gg);
-        }
-        const P xh = PMUL(PSUB(vx, pmu), pr);
-        if (has_w) gg = PMUL(gg, PWLOAD(w + i));
-        g = PADD(g, gg);
-        pp = PFMA(gg, xh, pp);
-        h = PADD(h, xh);
-    }
-    A sg = VHSUM(VADD(PLO(g), PHI(g))), sp = VHSUM(VADD(PLO(pp), PHI(pp))),
-      sh = VHSUM(VADD(PLO(h), PHI(h)));
-    for (; i < n; i++) {
-        const A xv = SLOAD(x + i);
-        A g = SLOAD(dy + i);
-        if (widen) {
-            xa[i] = xv;
-            dya[i] = g;
-        }
-        A xh = (xv - mu) * rstd;
-        if (has_w) g *= SWLOAD(w + i);
-        sg += g;
-        sp += g * xh;
-        sh += xh;
-    }
-    sums[0] = sg;
-    sums[1] = sp;
-    sums[2] = sh;
+    NAME(backward_sums_rows)(&dy, &x, &dya, &xa, n, &mu, &rstd, w, (A(*)[3])sums, has_w, widen,
+                             1);
 }
 
 static void NAME(backward_sums_any)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
@@ -526,6 +546,44 @@ static void NAME(backward_sums_any)(const T *dy, const T *x, A *dya, A *xa, int6
     for (int j = 0; j < 3; j++) sums[j] = (A)total[j];
 #undef FN_BWD_SUMS
 }
+
+#ifndef FN_DEFAULT_PAIR
+/* backward_sums (dya0 NULL) or backward_sums_wide of two rows at once, each
+ * row's sums (and copies) the same as alone */
+static void NAME(backward_sums2)(const T *dy0, const T *x0, const T *dy1, const T *x1, A *dya0,
+                                 A *xa0, A *dya1, A *xa1, int64_t n, const A mu[2],
+                                 const A rstd[2], const W *w, A sums[2][3]) {
+#define FN_BWD_SUMS2(OFF, LEN, OUT)                                                        \
+    do {                                                                                   \
+        const T *dyo[2] = {dy0 + (OFF), dy1 + (OFF)}, *xo[2] = {x0 + (OFF), x1 + (OFF)};   \
+        const W *wo = w ? w + (OFF) : NULL;                                                \
+        if (dya0) {                                                                        \
+            A *dyao[2] = {dya0 + (OFF), dya1 + (OFF)}, *xao[2] = {xa0 + (OFF), xa1 + (OFF)}; \
+            if (w) NAME(backward_sums_rows)(dyo, xo, dyao, xao, LEN, mu, rstd, wo, OUT, 1, 1, 2); \
+            else NAME(backward_sums_rows)(dyo, xo, dyao, xao, LEN, mu, rstd, wo, OUT, 0, 1, 2); \
+        } else {                                                                           \
+            A *none[2] = {NULL, NULL};                                                     \
+            if (w) NAME(backward_sums_rows)(dyo, xo, none, none, LEN, mu, rstd, wo, OUT, 1, 0, 2); \
+            else NAME(backward_sums_rows)(dyo, xo, none, none, LEN, mu, rstd, wo, OUT, 0, 0, 2); \
+        }                                                                                  \
+    } while (0)
+    if (n <= FN_CHUNK) {
+        FN_BWD_SUMS2(0, n, sums);
+        return;
+    }
+    double total[2][3] = {{0, 0, 0}, {0, 0, 0}};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
+        A part[2][3];
+        FN_BWD_SUMS2(i, len, part);
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 3; j++) total[k][j] += part[k][j];
+    }
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 3; j++) sums[k][j] = (A)total[k][j];
+#undef FN_BWD_SUMS2
+}
+#endif
 
 static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
                                 A sums[3]) {
@@ -1154,10 +1212,11 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
-    FN_WIDEN_SUMS2, FN_CENTERED_SUMS_WIDE2,
+    FN_WIDEN_SUMS2, FN_CENTERED_SUMS_WIDE2, FN_BACKWARD_SUMS2,
 };
 #undef FN_WIDEN_SUMS2
 #undef FN_CENTERED_SUMS_WIDE2
+#undef FN_BACKWARD_SUMS2
 
 #undef FN_LINE_ELEMS
 #undef FN_ACC_SPLIT_BYTES
