@@ -1265,7 +1265,8 @@ def test_avx512_pairs_give_the_same_bits(dt):
     dy = data(x.shape, dt, seed=3, loc=0.0, scale=1.0)
     r = data(x.shape, dt, seed=5)
     w, b = params(x.shape[-1])
-    lengths = list(range(1, 70)) + [767, 768, 1535, 1536, 1537, 3071, 3072, 3073, 4100]
+    lengths = list(range(1, 70)) + [767, 768, 1023, 1024, 1025, 1535, 1536, 1537, 3071, 3072,
+                                    3073, 4100]
     roundings = (False, True) if dt == BF16 and _core._bf16_convert() else (None,)
     try:
         for cvt in roundings:
@@ -1285,3 +1286,21 @@ def test_avx512_pairs_give_the_same_bits(dt):
     finally:
         _core._avx512(True)
         _core._bf16_convert(True)
+
+
+@pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
+def test_add_norm_sum_out_with_overlapping_rows(dt):
+    """A sum_out whose rows overlap (stride 0: every row of s in one place)
+    holds the last row's s; y is still each row's own normalization, as with
+    a plain sum_out (the rows' statistics are read before the next row's s is
+    written, whichever way the kernels group the rows)."""
+    x = data((6, 40), dt)
+    r = data(x.shape, dt, seed=5)
+    w, b = params(x.shape[-1])
+    want_y, want_s = fastnorm.add_layer_norm(x, r, w, b)
+    buf = np.zeros(x.shape[-1], dt)
+    s_out = np.lib.stride_tricks.as_strided(buf, x.shape, (0, buf.itemsize), writeable=True)
+    y, s = fastnorm.add_layer_norm(x, r, w, b, sum_out=s_out)
+    assert s is s_out
+    assert same_bits(y, want_y)
+    assert same_bits(buf, want_s[-1])

@@ -7,7 +7,10 @@
 
 #define FN_TABLE() (fn_active_prims()->SUF)
 /* the limits of the forward's two rows at a time (see forward_rows) */
-#define FN_TWO_ROWS_MAX_N ((int64_t)1024)
+#define FN_TWO_ROWS_MAX_N 1024 /* their second widened copies are on the stack: */
+#if FN_TWO_ROWS_MAX_N > FN_WIDE_STACK
+#error "FN_TWO_ROWS_MAX_N must not exceed FN_WIDE_STACK"
+#endif
 #define FN_TWO_ROWS_MAX_BYTES ((int64_t)8 * 1024 * 1024)
 /* The row drivers' table for rows of n elements: the AVX-512 pairs (where in
  * use) only up to FN_PAIR_ROW_MAX elements. Beyond, a row's working set
@@ -199,7 +202,7 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
 }
 
 /* Row i normalized with its statistics (from xa where not NULL); the x and
- * y rows `fetch` are prefetched meanwhile (none beyond the block). */
+ * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
 static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
                                               int64_t fetch, int64_t end, const A *xa,
                                               const LOCAL(row_stats) *st) {
@@ -238,8 +241,11 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * 10-20% faster on data that stays in the cache (float16, one thread,
      * rows of 384 to 1024, 4-8 MiB) and 5-15% slower on longer rows (3072)
      * or more data (16 MiB and beyond), hence the limits. */
+    /* (and not where the rows of s overlap each other: a row's sums must be
+     * read before the next row's residual add writes s) */
     const int two = FN_WIDE && P->widen_sums2 && end - begin > 1 && n <= FN_TWO_ROWS_MAX_N &&
-                    k->rows * n * (int64_t)sizeof(T) <= FN_TWO_ROWS_MAX_BYTES;
+                    k->rows * n * (int64_t)sizeof(T) <= FN_TWO_ROWS_MAX_BYTES &&
+                    (!k->res || k->lds >= n);
     FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? FN_WIDE_STACK + FN_TWO_ROWS_MAX_N : 1);
     A *xa = NULL, *xa1 = NULL, *heap_xa = NULL;
     if (FN_WIDE && n <= FN_WIDE_STACK) {

@@ -267,8 +267,10 @@ static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A 
 #ifndef FN_DEFAULT_PAIR
 /* Two rows widened and summed at once: the sums and the copies widen_sum
  * (sq = 0) or widen_sum_sq (sq = 1) give each row alone. Only where a pair is
- * one vector: two rows' accumulators as pairs of 8-lane vectors (the default
- * pair) do not fit in AVX2's 16 registers, and LayerNorm measured slower. */
+ * one vector: with pairs of 8-lane vectors (the default pair) two rows'
+ * centered sums need 16 accumulators, all of AVX2's registers, and the
+ * float16 LayerNorm measured slower. The drivers use these for rows of up to
+ * FN_CHUNK elements today; longer rows are summed by chunks as sum_rows does. */
 static void NAME(widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq,
                               A out[2]) {
     const T *x[2] = {x0, x1};
