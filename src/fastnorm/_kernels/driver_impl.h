@@ -235,12 +235,13 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const int64_t n = k->n;
     /* 16-bit data: each row is widened once into this thread's copy, which the
      * later passes read instead of converting the row again (same results).
-     * Where the table has them, rows then go two at a time through their
-     * statistics (widen_sums2, centered_sums_wide2): those passes are chains
-     * of dependent additions, and two rows' chains interleave. That measured
+     * Rows then go two at a time through their statistics (widen_sums2, and
+     * centered_sums_wide2 where the table has it): those passes are chains of
+     * dependent additions, and two rows' chains interleave. That measured
      * 10-20% faster on data that stays in the cache (float16, one thread,
-     * rows of 384 to 1024, 4-8 MiB) and 5-15% slower on longer rows (3072)
-     * or more data (16 MiB and beyond), hence the limits. */
+     * rows of 384 to 1024, 4-8 MiB; 5-15% with the AVX2 tables, which have
+     * only the first) and 5-15% slower on longer rows (3072) or more data
+     * (16 MiB and beyond), hence the limits. */
     /* (and not where the rows of s overlap each other: a row's sums must be
      * read before the next row's residual add writes s) */
     const int two = FN_WIDE && P->widen_sums2 && end - begin > 1 && n <= FN_TWO_ROWS_MAX_N &&
@@ -262,7 +263,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             st[1].src = LOCAL(row_source)(k, i + 1, end);
             A sums[2];
             P->widen_sums2(st[0].src, st[1].src, xa, xa1, n, !k->centered, sums);
-            if (k->centered) {
+            if (k->centered && P->centered_sums_wide2) {
                 A mu[2] = {sums[0] / (A)n, sums[1] / (A)n}, sd[2], sq[2];
                 P->centered_sums_wide2(xa, xa1, n, mu, sd, sq);
                 A g0[2] = {sd[0], sq[0]}, g1[2] = {sd[1], sq[1]};

@@ -264,13 +264,10 @@ static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A 
     *sum_d2 = (A)total_d2;
 }
 
-#ifndef FN_DEFAULT_PAIR
 /* Two rows widened and summed at once: the sums and the copies widen_sum
- * (sq = 0) or widen_sum_sq (sq = 1) give each row alone. Only where a pair is
- * one vector: with pairs of 8-lane vectors (the default pair) two rows'
- * centered sums need 16 accumulators, all of AVX2's registers, and the
- * float16 LayerNorm measured slower. The drivers use these for rows of up to
- * FN_CHUNK elements today; longer rows are summed by chunks as sum_rows does. */
+ * (sq = 0) or widen_sum_sq (sq = 1) give each row alone. The drivers use this
+ * and the two below for rows of up to FN_CHUNK elements today; longer rows are
+ * summed by chunks as sum_rows does. */
 static void NAME(widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq,
                               A out[2]) {
     const T *x[2] = {x0, x1};
@@ -297,8 +294,12 @@ static void NAME(widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t 
 #undef FN_ROWS2
 }
 
+#ifndef FN_DEFAULT_PAIR
 /* centered_sums_wide of two rows at once (row k: xa_k, mu[k], into sum_d[k]
- * and sum_d2[k]), each the same as alone */
+ * and sum_d2[k]), each the same as alone. Only where a pair is one vector:
+ * with pairs of 8-lane vectors (the default pair) two rows' centered sums need
+ * 16 accumulators, all of AVX2's registers, and the float16 LayerNorm measured
+ * slower; so do backward_sums2's six. */
 static void NAME(centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2],
                                       A sum_d[2], A sum_d2[2]) {
     const T *x[2] = {NULL, NULL};
@@ -322,11 +323,9 @@ static void NAME(centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, con
         sum_d2[k] = (A)tq[k];
     }
 }
-#define FN_WIDEN_SUMS2 NAME(widen_sums2)
 #define FN_CENTERED_SUMS_WIDE2 NAME(centered_sums_wide2)
 #define FN_BACKWARD_SUMS2 NAME(backward_sums2)
 #else
-#define FN_WIDEN_SUMS2 NULL
 #define FN_CENTERED_SUMS_WIDE2 NULL
 #define FN_BACKWARD_SUMS2 NULL
 #endif
@@ -1214,9 +1213,8 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
-    FN_WIDEN_SUMS2, FN_CENTERED_SUMS_WIDE2, FN_BACKWARD_SUMS2,
+    NAME(widen_sums2), FN_CENTERED_SUMS_WIDE2, FN_BACKWARD_SUMS2,
 };
-#undef FN_WIDEN_SUMS2
 #undef FN_CENTERED_SUMS_WIDE2
 #undef FN_BACKWARD_SUMS2
 
