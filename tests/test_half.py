@@ -1219,8 +1219,9 @@ def _same_results(a, b):
 
 
 def _row_ops(dt, n, threads):
-    """Row normalizers at row length n, forward and backward."""
-    x = data((5, n), dt)
+    """Row normalizers at row length n, forward and backward; 7 rows (the
+    forward takes them 4, 2 and 1 at a time)."""
+    x = data((7, n), dt)
     x[1, n // 2] = np.nan
     x[3, (n - 1) // 3] = np.inf  # inf * 0 in the backward: NaN of either sign
     dy = data(x.shape, dt, seed=3, loc=0.0, scale=1.0)
@@ -1237,7 +1238,7 @@ def _row_ops(dt, n, threads):
     out += [y, sm, *fastnorm.add_layer_norm_backward(dy, sm, m, s, w, ds=dy,
                                                        num_threads=threads)]
     out += list(fastnorm.add_rms_norm(x, r, w, num_threads=threads))
-    out += list(fastnorm.ada_layer_norm(x, np.tile(w, (5, 1)), np.tile(b, (5, 1)),
+    out += list(fastnorm.ada_layer_norm(x, np.tile(w, (7, 1)), np.tile(b, (7, 1)),
                                         return_stats=True, num_threads=threads))
     # a constant row with eps=0 takes the exact-range path, next to a row that does not
     xc = x.copy()

@@ -6,12 +6,12 @@
  */
 
 #define FN_TABLE() (fn_active_prims()->SUF)
-/* the limits of the forward's two rows at a time (see forward_rows) */
-#define FN_TWO_ROWS_MAX_N 1024 /* their second widened copies are on the stack: */
-#if FN_TWO_ROWS_MAX_N > FN_WIDE_STACK
-#error "FN_TWO_ROWS_MAX_N must not exceed FN_WIDE_STACK"
+/* the limits of the rows taken several at a time (see forward_rows) */
+#define FN_STAT_ROWS_MAX_N 1024 /* their other widened copies are on the stack: */
+#if FN_STAT_ROWS_MAX_N > FN_WIDE_STACK
+#error "FN_STAT_ROWS_MAX_N must not exceed FN_WIDE_STACK"
 #endif
-#define FN_TWO_ROWS_MAX_BYTES ((int64_t)8 * 1024 * 1024)
+#define FN_STAT_ROWS_MAX_BYTES ((int64_t)8 * 1024 * 1024)
 /* The row drivers' table for rows of n elements: the AVX-512 pairs (where in
  * use) only up to FN_PAIR_ROW_MAX elements. Beyond, a row's working set
  * (the row, its widened copy, the parameters, the next row prefetched, the
@@ -235,47 +235,52 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const int64_t n = k->n;
     /* 16-bit data: each row is widened once into this thread's copy, which the
      * later passes read instead of converting the row again (same results).
-     * Rows then go two at a time through their statistics (widen_sums2, and
-     * centered_sums_wide2 where the table has it): those passes are chains of
-     * dependent additions, and two rows' chains interleave. That measured
-     * 10-20% faster on data that stays in the cache (float16, one thread,
-     * rows of 384 to 1024, 4-8 MiB; 5-15% with the AVX2 tables, which have
-     * only the first) and 5-15% slower on longer rows (3072) or more data
-     * (16 MiB and beyond), hence the limits. */
-    /* (and not where the rows of s overlap each other: a row's sums must be
-     * read before the next row's residual add writes s) */
-    const int two = FN_WIDE && P->widen_sums2 && end - begin > 1 && n <= FN_TWO_ROWS_MAX_N &&
-                    k->rows * n * (int64_t)sizeof(T) <= FN_TWO_ROWS_MAX_BYTES &&
-                    (!k->res || k->lds >= n);
-    FN_ALIGNED_SCRATCH(A, stack_xa, FN_WIDE ? FN_WIDE_STACK + FN_TWO_ROWS_MAX_N : 1);
-    A *xa = NULL, *xa1 = NULL, *heap_xa = NULL;
+     * Rows then go several at a time through their statistics: stat_rows of
+     * them (4 with AVX-512 pairs, 2 otherwise), then 2, then one. Those passes
+     * are chains of dependent additions, and the rows' chains interleave.
+     * Two rows measured 10-20% faster on data that stays in the cache
+     * (float16, one thread, rows of 384 to 1024, 4-8 MiB; 5-15% with the AVX2
+     * tables, which take only the first pass so) and four another 5-10%; both
+     * measured 5-15% slower on longer rows (3072) or more data (16 MiB and
+     * beyond), hence the limits. (Not where the rows of s overlap each other
+     * either: a row's sums must be read before the next row's residual add
+     * writes s.) */
+    const int group = FN_WIDE && end - begin > 1 && n <= FN_STAT_ROWS_MAX_N &&
+                      k->rows * n * (int64_t)sizeof(T) <= FN_STAT_ROWS_MAX_BYTES &&
+                      (!k->res || k->lds >= n);
+    FN_ALIGNED_SCRATCH(A, stack_xa,
+                       FN_WIDE ? FN_WIDE_STACK + (FN_MAX_ROWS - 1) * FN_STAT_ROWS_MAX_N : 1);
+    A *xa = NULL, *heap_xa = NULL;
     if (FN_WIDE && n <= FN_WIDE_STACK) {
         xa = stack_xa;
-        xa1 = stack_xa + FN_WIDE_STACK;
     } else if (FN_WIDE && n <= FN_WIDE_MAX) {
         xa = heap_xa = (A *)fn_scratch_alloc((size_t)n * sizeof(A));
     }
-    LOCAL(row_stats) st[2];
+    /* the rows' copies: xa, then FN_STAT_ROWS_MAX_N apart past the first */
+    A *xas[FN_MAX_ROWS] = {xa};
+    for (int q = 1; q < FN_MAX_ROWS; q++)
+        xas[q] = group ? stack_xa + FN_WIDE_STACK + (q - 1) * FN_STAT_ROWS_MAX_N : NULL;
+    LOCAL(row_stats) st[FN_MAX_ROWS];
     int64_t i = begin;
-    if (two) {
-        for (; i + 1 < end; i += 2) {
-            st[0].src = LOCAL(row_source)(k, i, end);
-            st[1].src = LOCAL(row_source)(k, i + 1, end);
-            A sums[2];
-            P->widen_sums2(st[0].src, st[1].src, xa, xa1, n, !k->centered, sums);
-            if (k->centered && P->centered_sums_wide2) {
-                A mu[2] = {sums[0] / (A)n, sums[1] / (A)n}, sd[2], sq[2];
-                P->centered_sums_wide2(xa, xa1, n, mu, sd, sq);
-                A g0[2] = {sd[0], sq[0]}, g1[2] = {sd[1], sq[1]};
-                LOCAL(row_finish)(k, xa, sums[0], g0, &st[0]);
-                LOCAL(row_finish)(k, xa1, sums[1], g1, &st[1]);
-            } else {
-                LOCAL(row_finish)(k, xa, sums[0], NULL, &st[0]);
-                LOCAL(row_finish)(k, xa1, sums[1], NULL, &st[1]);
+    while (group && end - i >= 2) {
+        const int g = end - i >= P->stat_rows ? P->stat_rows : 2;
+        const T *srcs[FN_MAX_ROWS];
+        for (int q = 0; q < g; q++) srcs[q] = st[q].src = LOCAL(row_source)(k, i + q, end);
+        A sums[FN_MAX_ROWS];
+        P->widen_sums_rows(srcs, xas, g, n, !k->centered, sums);
+        if (k->centered && P->centered_sums_wide_rows) {
+            A mu[FN_MAX_ROWS], sd[FN_MAX_ROWS], sq[FN_MAX_ROWS];
+            for (int q = 0; q < g; q++) mu[q] = sums[q] / (A)n;
+            P->centered_sums_wide_rows((const A *const *)xas, g, n, mu, sd, sq);
+            for (int q = 0; q < g; q++) {
+                const A sd_sq[2] = {sd[q], sq[q]};
+                LOCAL(row_finish)(k, xas[q], sums[q], sd_sq, &st[q]);
             }
-            LOCAL(row_apply)(k, i, i + 2, end, xa, &st[0]);
-            LOCAL(row_apply)(k, i + 1, i + 3, end, xa1, &st[1]);
+        } else {
+            for (int q = 0; q < g; q++) LOCAL(row_finish)(k, xas[q], sums[q], NULL, &st[q]);
         }
+        for (int q = 0; q < g; q++) LOCAL(row_apply)(k, i + q, i + q + g, end, xas[q], &st[q]);
+        i += g;
     }
     for (; i < end; i++) {
         st[0].src = LOCAL(row_source)(k, i, end);
@@ -399,13 +404,13 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     /* Where the table has backward_sums2, rows go two at a time through their
      * sums (as the forward's statistics, and within the same limits); each
      * row's dx and partials are then added in row order, as one at a time. */
-    const int two = P->backward_sums2 != NULL && n <= FN_TWO_ROWS_MAX_N &&
-                    k->rows * n * (int64_t)sizeof(T) <= FN_TWO_ROWS_MAX_BYTES;
+    const int two = P->backward_sums2 != NULL && n <= FN_STAT_ROWS_MAX_N &&
+                    k->rows * n * (int64_t)sizeof(T) <= FN_STAT_ROWS_MAX_BYTES;
     /* bfloat16 data (FN_WIDE_BACKWARD): the sums widen dy and x once into this
      * thread's copies (dya, then xa; a second pair for two rows), which the
      * second pass reads instead of converting again */
     FN_ALIGNED_SCRATCH(A, stack_wide,
-                       FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_TWO_ROWS_MAX_N : 1);
+                       FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_STAT_ROWS_MAX_N : 1);
     A *dya = NULL, *heap_wide = NULL;
     if (FN_WIDE_BACKWARD && n <= FN_WIDE_STACK) {
         dya = stack_wide;
@@ -413,9 +418,9 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
         dya = heap_wide = (A *)fn_scratch_alloc((size_t)(2 * n) * sizeof(A));
     }
     A *const xa = dya ? dya + n : NULL;
-    /* two implies n <= FN_TWO_ROWS_MAX_N: the stack copies */
+    /* two implies n <= FN_STAT_ROWS_MAX_N: the stack copies */
     A *const dya1 = dya && two ? stack_wide + 2 * FN_WIDE_STACK : NULL;
-    A *const xa1 = dya1 ? dya1 + FN_TWO_ROWS_MAX_N : NULL;
+    A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
     for (int64_t blk = begin; blk < end; blk++) {
         A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
         A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
@@ -577,7 +582,7 @@ int NAME(layer_norm_per_sample_backward)(int64_t samples, int64_t rows_per_sampl
 #undef FN_TABLE
 #undef FN_ROW_TABLE
 #undef FN_PAIR_ROW_MAX
-#undef FN_TWO_ROWS_MAX_N
-#undef FN_TWO_ROWS_MAX_BYTES
+#undef FN_STAT_ROWS_MAX_N
+#undef FN_STAT_ROWS_MAX_BYTES
 #undef FN_EXACT
 #undef FN_EXACT_NORMALIZE

@@ -17,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the most rows the statistics primitives take at once (stat_rows) */
+#define FN_MAX_ROWS 4
+
 #define FN_DECLARE_PRIMS(SUFFIX, T, A, W)                                                  \
     typedef struct {                                                                    \
         /* sum of x */                                                                  \
@@ -113,17 +116,20 @@
                                     const T *next_x, T *next_dx);                        \
         /* scale_shift (accumulate = 0) reading x's widened copy xa */                    \
         void (*scale_shift_wide)(const A *xa, T *y, int64_t n, A mu, A a, A b);           \
-        /* widen_sum (sq = 0) or widen_sum_sq (sq = 1) of two rows at once, and       \
-         * centered_sums_wide of two rows: each row's results the same as alone      \
-         * (NULL in the tables without them) */                                      \
-        void (*widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq, \
-                            A out[2]);                                                   \
-        void (*centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2], \
-                                    A sum_d[2], A sum_d2[2]);                            \
+        /* widen_sum (sq = 0) or widen_sum_sq (sq = 1) of `rows` rows at once (2 or  \
+         * stat_rows: x[k] into xa[k] and out[k]), and centered_sums_wide of `rows`  \
+         * rows (NULL in the tables without it): each row's results the same as     \
+         * alone */                                                                   \
+        void (*widen_sums_rows)(const T *const *x, A *const *xa, int rows, int64_t n,    \
+                                int sq, A *out);                                         \
+        void (*centered_sums_wide_rows)(const A *const *xa, int rows, int64_t n,         \
+                                        const A *mu, A *sum_d, A *sum_d2);               \
         /* backward_sums (dya0 NULL) or backward_sums_wide of two rows at once */        \
         void (*backward_sums2)(const T *dy0, const T *x0, const T *dy1, const T *x1,     \
                                A *dya0, A *xa0, A *dya1, A *xa1, int64_t n,              \
                                const A mu[2], const A rstd[2], const W *w, A sums[2][3]); \
+        /* the most rows widen_sums_rows and centered_sums_wide_rows take at once */    \
+        int stat_rows;                                                                  \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -126,7 +126,7 @@ static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int6
                                            A *out) {
 #define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
     /* four accumulators of VN lanes per row: a01 holds a0 and a1, a23 a2 and a3 */
-    P a01[2], a23[2];
+    P a01[FN_MAX_ROWS], a23[FN_MAX_ROWS];
     for (int k = 0; k < R; k++) a01[k] = a23[k] = PZERO();
     int64_t i = 0;
     for (; i + 4 * VN <= n; i += 4 * VN) {
@@ -173,7 +173,7 @@ static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *cons
                                                 int64_t n, const A *mu, A *sum_d, A *sum_d2,
                                                 const int wide, const int R) {
     /* s01 holds the accumulators s0 and s1, and so on */
-    P s01[2], s23[2], q01[2], q23[2], pmu[2];
+    P s01[FN_MAX_ROWS], s23[FN_MAX_ROWS], q01[FN_MAX_ROWS], q23[FN_MAX_ROWS], pmu[FN_MAX_ROWS];
     for (int k = 0; k < R; k++) {
         s01[k] = s23[k] = q01[k] = q23[k] = PZERO();
         pmu[k] = PSET1(mu[k]);
@@ -264,69 +264,82 @@ static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A 
     *sum_d2 = (A)total_d2;
 }
 
-/* Two rows widened and summed at once: the sums and the copies widen_sum
- * (sq = 0) or widen_sum_sq (sq = 1) give each row alone. The drivers use this
- * and the two below for rows of up to FN_CHUNK elements today; longer rows are
- * summed by chunks as sum_rows does. */
-static void NAME(widen_sums2)(const T *x0, const T *x1, A *xa0, A *xa1, int64_t n, int sq,
-                              A out[2]) {
-    const T *x[2] = {x0, x1};
-    A *xa[2] = {xa0, xa1};
-#define FN_ROWS2(SQ)                                                                        \
-    do {                                                                                    \
-        if (n <= FN_CHUNK) {                                                                \
-            NAME(sum_chunk_rows)(x, xa, n, 1, SQ, 2, out);                                  \
-            break;                                                                          \
-        }                                                                                   \
-        double total[2] = {0, 0};                                                           \
-        for (int64_t i = 0; i < n; i += FN_CHUNK) {                                         \
-            const T *xc[2] = {x0 + i, x1 + i};                                              \
-            A *xac[2] = {xa0 + i, xa1 + i}, part[2];                                        \
-            NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, 1, SQ, 2, part); \
-            total[0] += part[0];                                                            \
-            total[1] += part[1];                                                            \
-        }                                                                                   \
-        out[0] = (A)total[0];                                                               \
-        out[1] = (A)total[1];                                                               \
-    } while (0)
-    if (sq) FN_ROWS2(1);
-    else FN_ROWS2(0);
-#undef FN_ROWS2
+/* `rows` rows (2 or FN_MAX_ROWS) widened and summed at once: the sums and the
+ * copies widen_sum (sq = 0) or widen_sum_sq (sq = 1) give each row alone. The
+ * drivers use this and the two below for rows of up to FN_CHUNK elements
+ * today; longer rows are summed by chunks as sum_rows does. */
+static FN_INLINE void NAME(widen_sums_r)(const T *const *x, A *const *xa, int64_t n,
+                                         const int sq, const int R, A *out) {
+    if (n <= FN_CHUNK) {
+        NAME(sum_chunk_rows)(x, xa, n, 1, sq, R, out);
+        return;
+    }
+    double total[FN_MAX_ROWS] = {0};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const T *xc[FN_MAX_ROWS];
+        A *xac[FN_MAX_ROWS], part[FN_MAX_ROWS];
+        for (int k = 0; k < R; k++) {
+            xc[k] = x[k] + i;
+            xac[k] = xa[k] + i;
+        }
+        NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, 1, sq, R, part);
+        for (int k = 0; k < R; k++) total[k] += part[k];
+    }
+    for (int k = 0; k < R; k++) out[k] = (A)total[k];
+}
+
+static void NAME(widen_sums_rows)(const T *const *x, A *const *xa, int rows, int64_t n, int sq,
+                                  A *out) {
+    if (rows == FN_MAX_ROWS) {
+        if (sq) NAME(widen_sums_r)(x, xa, n, 1, FN_MAX_ROWS, out);
+        else NAME(widen_sums_r)(x, xa, n, 0, FN_MAX_ROWS, out);
+    } else {
+        if (sq) NAME(widen_sums_r)(x, xa, n, 1, 2, out);
+        else NAME(widen_sums_r)(x, xa, n, 0, 2, out);
+    }
 }
 
 #ifndef FN_DEFAULT_PAIR
-/* centered_sums_wide of two rows at once (row k: xa_k, mu[k], into sum_d[k]
- * and sum_d2[k]), each the same as alone. Only where a pair is one vector:
- * with pairs of 8-lane vectors (the default pair) two rows' centered sums need
- * 16 accumulators, all of AVX2's registers, and the float16 LayerNorm measured
- * slower; so do backward_sums2's six. */
-static void NAME(centered_sums_wide2)(const A *xa0, const A *xa1, int64_t n, const A mu[2],
-                                      A sum_d[2], A sum_d2[2]) {
-    const T *x[2] = {NULL, NULL};
-    const A *xa[2] = {xa0, xa1};
+/* centered_sums_wide of `rows` rows at once (2 or FN_MAX_ROWS; row k: xa[k],
+ * mu[k], into sum_d[k] and sum_d2[k]), each the same as alone. Only where a
+ * pair is one vector: with pairs of 8-lane vectors (the default pair) two
+ * rows' centered sums need 16 accumulators, all of AVX2's registers, and the
+ * float16 LayerNorm measured slower; so do backward_sums2's six. */
+static FN_INLINE void NAME(centered_sums_wide_r)(const A *const *xa, int64_t n, const A *mu,
+                                                 A *sum_d, A *sum_d2, const int R) {
+    const T *const x[FN_MAX_ROWS] = {NULL};
     if (n <= FN_CHUNK) {
-        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, 1, 2);
+        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, 1, R);
         return;
     }
-    double td[2] = {0, 0}, tq[2] = {0, 0};
+    double td[FN_MAX_ROWS] = {0}, tq[FN_MAX_ROWS] = {0};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
-        const A *xac[2] = {xa0 + i, xa1 + i};
-        A d[2], q[2];
-        NAME(centered_chunk_rows)(x, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, 1, 2);
-        for (int k = 0; k < 2; k++) {
+        const A *xac[FN_MAX_ROWS];
+        A d[FN_MAX_ROWS], q[FN_MAX_ROWS];
+        for (int k = 0; k < R; k++) xac[k] = xa[k] + i;
+        NAME(centered_chunk_rows)(x, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, 1, R);
+        for (int k = 0; k < R; k++) {
             td[k] += d[k];
             tq[k] += q[k];
         }
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < R; k++) {
         sum_d[k] = (A)td[k];
         sum_d2[k] = (A)tq[k];
     }
 }
-#define FN_CENTERED_SUMS_WIDE2 NAME(centered_sums_wide2)
+
+static void NAME(centered_sums_wide_rows)(const A *const *xa, int rows, int64_t n, const A *mu,
+                                          A *sum_d, A *sum_d2) {
+    if (rows == FN_MAX_ROWS) NAME(centered_sums_wide_r)(xa, n, mu, sum_d, sum_d2, FN_MAX_ROWS);
+    else NAME(centered_sums_wide_r)(xa, n, mu, sum_d, sum_d2, 2);
+}
+#define FN_CENTERED_SUMS_WIDE_ROWS NAME(centered_sums_wide_rows)
+#define FN_STAT_ROWS FN_MAX_ROWS
 #define FN_BACKWARD_SUMS2 NAME(backward_sums2)
 #else
-#define FN_CENTERED_SUMS_WIDE2 NULL
+#define FN_CENTERED_SUMS_WIDE_ROWS NULL
+#define FN_STAT_ROWS 2
 #define FN_BACKWARD_SUMS2 NULL
 #endif
 
@@ -1213,9 +1226,10 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(normalize_cols), NAME(backward_apply_cols), NAME(widen_sum),
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
-    NAME(widen_sums2), FN_CENTERED_SUMS_WIDE2, FN_BACKWARD_SUMS2,
+    NAME(widen_sums_rows), FN_CENTERED_SUMS_WIDE_ROWS, FN_BACKWARD_SUMS2, FN_STAT_ROWS,
 };
-#undef FN_CENTERED_SUMS_WIDE2
+#undef FN_CENTERED_SUMS_WIDE_ROWS
+#undef FN_STAT_ROWS
 #undef FN_BACKWARD_SUMS2
 
 #undef FN_LINE_ELEMS
