@@ -160,13 +160,6 @@ static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int6
 #undef FN_SUM_STEP
 }
 
-static FN_INLINE A NAME(sum_chunk_body)(const T *x, A *xa, int64_t n, const int widen,
-                                        const int sq) {
-    A s;
-    NAME(sum_chunk_rows)(&x, &xa, n, widen, sq, 1, &s);
-    return s;
-}
-
 /* The sums of d = x - mu[k] and of d^2 over one chunk of R rows at once (as
  * sum_chunk_rows), reading x[k] or (wide) its widened copy xa[k]. */
 static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *const *xa,
@@ -212,112 +205,67 @@ static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *cons
     }
 }
 
-static FN_INLINE void NAME(centered_sums_chunk_body)(const T *x, const A *xa, int64_t n, A mu,
-                                                     A *sum_d, A *sum_d2, const int wide) {
-    NAME(centered_chunk_rows)(&x, &xa, n, &mu, sum_d, sum_d2, wide, 1);
-}
+/* Chunk k of R rows' pointers, i elements on (a NULL row stays NULL) */
+#define FN_ROWS_AT(dst, src, i, R)                                                          \
+    for (int k_ = 0; k_ < (R); k_++) (dst)[k_] = (src)[k_] ? (src)[k_] + (i) : NULL
 
-static void NAME(centered_sums_chunk)(const T *x, const A *xa, int64_t n, A mu, A *sum_d,
-                                      A *sum_d2) {
-    if (xa) NAME(centered_sums_chunk_body)(x, xa, n, mu, sum_d, sum_d2, 1);
-    else NAME(centered_sums_chunk_body)(x, xa, n, mu, sum_d, sum_d2, 0);
-}
-
-/* Whole rows: FN_CHUNK elements at a time with the vector accumulators above,
- * the chunk results added in double, so that the error of a long row (a
- * LayerNorm over (C, H, W), say) does not grow with its length. */
-static FN_INLINE A NAME(sum_rows)(const T *x, A *xa, int64_t n, const int widen, const int sq) {
-    if (n <= FN_CHUNK) return NAME(sum_chunk_body)(x, xa, n, widen, sq); /* the same, sooner */
-    double total = 0;
-    for (int64_t i = 0; i < n; i += FN_CHUNK)
-        total += NAME(sum_chunk_body)(x + i, widen ? xa + i : NULL,
-                                      n - i < FN_CHUNK ? n - i : FN_CHUNK, widen, sq);
-    return (A)total;
-}
-
-static A NAME(sum)(const T *x, int64_t n) { return NAME(sum_rows)(x, NULL, n, 0, 0); }
-
-static A NAME(widen_sum)(const T *x, A *xa, int64_t n) { return NAME(sum_rows)(x, xa, n, 1, 0); }
-
-static A NAME(sum_sq)(const T *x, int64_t n) { return NAME(sum_rows)(x, NULL, n, 0, 1); }
-
-static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
-    return NAME(sum_rows)(x, xa, n, 1, 1);
-}
-
-/* x as T (xa NULL) or its widened copy xa (x unused) */
-static void NAME(centered_sums_any)(const T *x, const A *xa, int64_t n, A mu, A *sum_d,
-                                    A *sum_d2) {
-    if (n <= FN_CHUNK) {
-        NAME(centered_sums_chunk)(x, xa, n, mu, sum_d, sum_d2);
-        return;
-    }
-    double total_d = 0, total_d2 = 0;
-    for (int64_t i = 0; i < n; i += FN_CHUNK) {
-        A d, d2;
-        NAME(centered_sums_chunk)(x + i, xa ? xa + i : NULL, n - i < FN_CHUNK ? n - i : FN_CHUNK,
-                                  mu, &d, &d2);
-        total_d += d;
-        total_d2 += d2;
-    }
-    *sum_d = (A)total_d;
-    *sum_d2 = (A)total_d2;
-}
-
-/* `rows` rows (2 or FN_MAX_ROWS) widened and summed at once: the sums and the
- * copies widen_sum (sq = 0) or widen_sum_sq (sq = 1) give each row alone. The
- * drivers use this and the two below for rows of up to FN_CHUNK elements
- * today; longer rows are summed by chunks as sum_rows does. */
-static FN_INLINE void NAME(widen_sums_r)(const T *const *x, A *const *xa, int64_t n,
-                                         const int sq, const int R, A *out) {
-    if (n <= FN_CHUNK) {
-        NAME(sum_chunk_rows)(x, xa, n, 1, sq, R, out);
+/* Whole rows, R at once (out[k] for the row x[k]): FN_CHUNK elements at a time
+ * with the vector accumulators above, the chunk results added in double, so
+ * that the error of a long row (a LayerNorm over (C, H, W), say) does not grow
+ * with its length. A row's sums are the same whatever R. */
+static FN_INLINE void NAME(sum_rows_r)(const T *const *x, A *const *xa, int64_t n,
+                                       const int widen, const int sq, const int R, A *out) {
+    if (n <= FN_CHUNK) { /* the same, sooner */
+        NAME(sum_chunk_rows)(x, xa, n, widen, sq, R, out);
         return;
     }
     double total[FN_MAX_ROWS] = {0};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         const T *xc[FN_MAX_ROWS];
         A *xac[FN_MAX_ROWS], part[FN_MAX_ROWS];
-        for (int k = 0; k < R; k++) {
-            xc[k] = x[k] + i;
-            xac[k] = xa[k] + i;
-        }
-        NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, 1, sq, R, part);
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, widen, sq, R, part);
         for (int k = 0; k < R; k++) total[k] += part[k];
     }
     for (int k = 0; k < R; k++) out[k] = (A)total[k];
 }
 
-static void NAME(widen_sums_rows)(const T *const *x, A *const *xa, int rows, int64_t n, int sq,
-                                  A *out) {
-    if (rows == FN_MAX_ROWS) {
-        if (sq) NAME(widen_sums_r)(x, xa, n, 1, FN_MAX_ROWS, out);
-        else NAME(widen_sums_r)(x, xa, n, 0, FN_MAX_ROWS, out);
-    } else {
-        if (sq) NAME(widen_sums_r)(x, xa, n, 1, 2, out);
-        else NAME(widen_sums_r)(x, xa, n, 0, 2, out);
-    }
+static FN_INLINE A NAME(sum_row)(const T *x, A *xa, const int64_t n, const int widen,
+                                 const int sq) {
+    A s;
+    NAME(sum_rows_r)(&x, &xa, n, widen, sq, 1, &s);
+    return s;
 }
 
-#ifndef FN_DEFAULT_PAIR
-/* centered_sums_wide of `rows` rows at once (2 or FN_MAX_ROWS; row k: xa[k],
- * mu[k], into sum_d[k] and sum_d2[k]), each the same as alone. Only where a
- * pair is one vector: with pairs of 8-lane vectors (the default pair) two
- * rows' centered sums need 16 accumulators, all of AVX2's registers, and the
- * float16 LayerNorm measured slower; so do backward_sums2's six. */
-static FN_INLINE void NAME(centered_sums_wide_r)(const A *const *xa, int64_t n, const A *mu,
-                                                 A *sum_d, A *sum_d2, const int R) {
-    const T *const x[FN_MAX_ROWS] = {NULL};
+static A NAME(sum)(const T *x, int64_t n) { return NAME(sum_row)(x, NULL, n, 0, 0); }
+
+static A NAME(widen_sum)(const T *x, A *xa, int64_t n) { return NAME(sum_row)(x, xa, n, 1, 0); }
+
+static A NAME(sum_sq)(const T *x, int64_t n) { return NAME(sum_row)(x, NULL, n, 0, 1); }
+
+static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
+    return NAME(sum_row)(x, xa, n, 1, 1);
+}
+
+/* centered sums of whole rows, R at once, as sum_rows_r: x[k] as T or (wide)
+ * its widened copy xa[k] */
+static FN_INLINE void NAME(centered_rows_r)(const T *const *x, const A *const *xa, int64_t n,
+                                            const A *mu, A *sum_d, A *sum_d2, const int wide,
+                                            const int R) {
     if (n <= FN_CHUNK) {
-        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, 1, R);
+        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, wide, R);
         return;
     }
     double td[FN_MAX_ROWS] = {0}, tq[FN_MAX_ROWS] = {0};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const T *xc[FN_MAX_ROWS];
         const A *xac[FN_MAX_ROWS];
         A d[FN_MAX_ROWS], q[FN_MAX_ROWS];
-        for (int k = 0; k < R; k++) xac[k] = xa[k] + i;
-        NAME(centered_chunk_rows)(x, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, 1, R);
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        NAME(centered_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, wide,
+                                  R);
         for (int k = 0; k < R; k++) {
             td[k] += d[k];
             tq[k] += q[k];
@@ -329,10 +277,31 @@ static FN_INLINE void NAME(centered_sums_wide_r)(const A *const *xa, int64_t n, 
     }
 }
 
+/* `rows` rows (2 or FN_MAX_ROWS) widened and summed at once: the sums and the
+ * copies widen_sum (sq = 0) or widen_sum_sq (sq = 1) give each row alone. */
+static void NAME(widen_sums_rows)(const T *const *x, A *const *xa, int rows, int64_t n, int sq,
+                                  A *out) {
+    if (rows == FN_MAX_ROWS) {
+        if (sq) NAME(sum_rows_r)(x, xa, n, 1, 1, FN_MAX_ROWS, out);
+        else NAME(sum_rows_r)(x, xa, n, 1, 0, FN_MAX_ROWS, out);
+    } else {
+        if (sq) NAME(sum_rows_r)(x, xa, n, 1, 1, 2, out);
+        else NAME(sum_rows_r)(x, xa, n, 1, 0, 2, out);
+    }
+}
+
+#ifndef FN_DEFAULT_PAIR
+/* centered_sums_wide of `rows` rows at once (2 or FN_MAX_ROWS; row k: xa[k],
+ * mu[k], into sum_d[k] and sum_d2[k]), each the same as alone. Only where a
+ * pair is one vector: with pairs of 8-lane vectors (the default pair) two
+ * rows' centered sums need 16 accumulators, all of AVX2's registers, and the
+ * float16 LayerNorm measured slower; so do backward_sums2's six. */
 static void NAME(centered_sums_wide_rows)(const A *const *xa, int rows, int64_t n, const A *mu,
                                           A *sum_d, A *sum_d2) {
-    if (rows == FN_MAX_ROWS) NAME(centered_sums_wide_r)(xa, n, mu, sum_d, sum_d2, FN_MAX_ROWS);
-    else NAME(centered_sums_wide_r)(xa, n, mu, sum_d, sum_d2, 2);
+    const T *const x[FN_MAX_ROWS] = {NULL};
+    if (rows == FN_MAX_ROWS)
+        NAME(centered_rows_r)(x, xa, n, mu, sum_d, sum_d2, 1, FN_MAX_ROWS);
+    else NAME(centered_rows_r)(x, xa, n, mu, sum_d, sum_d2, 1, 2);
 }
 #define FN_CENTERED_SUMS_WIDE_ROWS NAME(centered_sums_wide_rows)
 #define FN_STAT_ROWS FN_MAX_ROWS
@@ -344,11 +313,13 @@ static void NAME(centered_sums_wide_rows)(const A *const *xa, int rows, int64_t 
 #endif
 
 static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
-    NAME(centered_sums_any)(x, NULL, n, mu, sum_d, sum_d2);
+    const A *none = NULL;
+    NAME(centered_rows_r)(&x, &none, n, &mu, sum_d, sum_d2, 0, 1);
 }
 
 static void NAME(centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *sum_d2) {
-    NAME(centered_sums_any)(NULL, xa, n, mu, sum_d, sum_d2);
+    const T *none = NULL;
+    NAME(centered_rows_r)(&none, &xa, n, &mu, sum_d, sum_d2, 1, 1);
 }
 
 static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *bias, T *s,
@@ -521,43 +492,42 @@ static FN_INLINE void NAME(backward_sums_rows)(const T *const *dy, const T *cons
     }
 }
 
-static FN_INLINE void NAME(backward_sums_body)(const T *dy, const T *x, A *dya, A *xa,
-                                               int64_t n, A mu, A rstd, const W *w, A sums[3],
-                                               const int has_w, const int widen) {
-    NAME(backward_sums_rows)(&dy, &x, &dya, &xa, n, &mu, &rstd, w, (A(*)[3])sums, has_w, widen,
-                             1);
-}
-
-static void NAME(backward_sums_any)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
-                                    A rstd, const W *w, A sums[3]) {
-#define FN_BWD_SUMS(OFF, LEN, OUT)                                                         \
+/* backward_sums of whole rows, R at once, by chunks as sum_rows_r; dya[0]
+ * not NULL: also the widened copies (backward_sums_wide) */
+static FN_INLINE void NAME(backward_sums_r)(const T *const *dy, const T *const *x,
+                                            A *const *dya, A *const *xa, int64_t n,
+                                            const A *mu, const A *rstd, const W *w,
+                                            A (*sums)[3], const int R) {
+#define FN_BWD_SUMS(DY, X, DYA, XA, LEN, WO, OUT)                                          \
     do {                                                                                   \
-        const W *wo = w ? w + (OFF) : NULL;                                                \
-        if (xa && w)                                                                       \
-            NAME(backward_sums_body)(dy + (OFF), x + (OFF), dya + (OFF), xa + (OFF), LEN, mu, \
-                                     rstd, wo, OUT, 1, 1);                                 \
-        else if (xa)                                                                       \
-            NAME(backward_sums_body)(dy + (OFF), x + (OFF), dya + (OFF), xa + (OFF), LEN, mu, \
-                                     rstd, wo, OUT, 0, 1);                                 \
-        else if (w)                                                                        \
-            NAME(backward_sums_body)(dy + (OFF), x + (OFF), NULL, NULL, LEN, mu, rstd, wo, OUT, \
-                                     1, 0);                                                \
+        if (dya[0] && (WO))                                                                \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 1, 1, R);      \
+        else if (dya[0])                                                                   \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 0, 1, R);      \
+        else if (WO)                                                                       \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 1, 0, R);      \
         else                                                                               \
-            NAME(backward_sums_body)(dy + (OFF), x + (OFF), NULL, NULL, LEN, mu, rstd, wo, OUT, \
-                                     0, 0);                                                \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 0, 0, R);      \
     } while (0)
     if (n <= FN_CHUNK) {
-        FN_BWD_SUMS(0, n, sums);
+        FN_BWD_SUMS(dy, x, dya, xa, n, w, sums);
         return;
     }
-    double total[3] = {0, 0, 0};
+    double total[2][3] = {{0, 0, 0}, {0, 0, 0}};
     for (int64_t i = 0; i < n; i += FN_CHUNK) {
         const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
-        A part[3];
-        FN_BWD_SUMS(i, len, part);
-        for (int j = 0; j < 3; j++) total[j] += part[j];
+        const T *dyc[2], *xc[2];
+        A *dyac[2], *xac[2], part[2][3];
+        FN_ROWS_AT(dyc, dy, i, R);
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(dyac, dya, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        FN_BWD_SUMS(dyc, xc, dyac, xac, len, w ? w + i : NULL, part);
+        for (int k = 0; k < R; k++)
+            for (int j = 0; j < 3; j++) total[k][j] += part[k][j];
     }
-    for (int j = 0; j < 3; j++) sums[j] = (A)total[j];
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < 3; j++) sums[k][j] = (A)total[k][j];
 #undef FN_BWD_SUMS
 }
 
@@ -567,46 +537,21 @@ static void NAME(backward_sums_any)(const T *dy, const T *x, A *dya, A *xa, int6
 static void NAME(backward_sums2)(const T *dy0, const T *x0, const T *dy1, const T *x1, A *dya0,
                                  A *xa0, A *dya1, A *xa1, int64_t n, const A mu[2],
                                  const A rstd[2], const W *w, A sums[2][3]) {
-#define FN_BWD_SUMS2(OFF, LEN, OUT)                                                        \
-    do {                                                                                   \
-        const T *dyo[2] = {dy0 + (OFF), dy1 + (OFF)}, *xo[2] = {x0 + (OFF), x1 + (OFF)};   \
-        const W *wo = w ? w + (OFF) : NULL;                                                \
-        if (dya0) {                                                                        \
-            A *dyao[2] = {dya0 + (OFF), dya1 + (OFF)}, *xao[2] = {xa0 + (OFF), xa1 + (OFF)}; \
-            if (w) NAME(backward_sums_rows)(dyo, xo, dyao, xao, LEN, mu, rstd, wo, OUT, 1, 1, 2); \
-            else NAME(backward_sums_rows)(dyo, xo, dyao, xao, LEN, mu, rstd, wo, OUT, 0, 1, 2); \
-        } else {                                                                           \
-            A *none[2] = {NULL, NULL};                                                     \
-            if (w) NAME(backward_sums_rows)(dyo, xo, none, none, LEN, mu, rstd, wo, OUT, 1, 0, 2); \
-            else NAME(backward_sums_rows)(dyo, xo, none, none, LEN, mu, rstd, wo, OUT, 0, 0, 2); \
-        }                                                                                  \
-    } while (0)
-    if (n <= FN_CHUNK) {
-        FN_BWD_SUMS2(0, n, sums);
-        return;
-    }
-    double total[2][3] = {{0, 0, 0}, {0, 0, 0}};
-    for (int64_t i = 0; i < n; i += FN_CHUNK) {
-        const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
-        A part[2][3];
-        FN_BWD_SUMS2(i, len, part);
-        for (int k = 0; k < 2; k++)
-            for (int j = 0; j < 3; j++) total[k][j] += part[k][j];
-    }
-    for (int k = 0; k < 2; k++)
-        for (int j = 0; j < 3; j++) sums[k][j] = (A)total[k][j];
-#undef FN_BWD_SUMS2
+    const T *dy[2] = {dy0, dy1}, *x[2] = {x0, x1};
+    A *dya[2] = {dya0, dya1}, *xa[2] = {xa0, xa1};
+    NAME(backward_sums_r)(dy, x, dya, xa, n, mu, rstd, w, sums, 2);
 }
 #endif
 
 static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
                                 A sums[3]) {
-    NAME(backward_sums_any)(dy, x, NULL, NULL, n, mu, rstd, w, sums);
+    A *none = NULL;
+    NAME(backward_sums_r)(&dy, &x, &none, &none, n, &mu, &rstd, w, (A(*)[3])sums, 1);
 }
 
 static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
                                      A rstd, const W *w, A sums[3]) {
-    NAME(backward_sums_any)(dy, x, dya, xa, n, mu, rstd, w, sums);
+    NAME(backward_sums_r)(&dy, &x, &dya, &xa, n, &mu, &rstd, w, (A(*)[3])sums, 1);
 }
 
 /* dx of one vector (Q = V) or pair (Q = P) at element i, returned for the
@@ -1233,6 +1178,7 @@ static const PRIMS_TYPE NAME(table) = {
 #undef FN_BACKWARD_SUMS2
 
 #undef FN_LINE_ELEMS
+#undef FN_ROWS_AT
 #undef FN_ACC_SPLIT_BYTES
 #undef FN_LOAD
 #undef FN_PLOAD
