@@ -150,26 +150,39 @@ int fastnorm_get_isa(void) {
     return fn_isa;
 }
 
-int fastnorm_bf16_convert_in_use(void) {
+const fn_prims *fn_active_prims(void) {
     if (!fn_table) fn_select_best();
-#ifdef FASTNORM_HAVE_BF16_CVT
-    if (fn_table == &fn_prims_avx2_bf16cvt) return 1;
+    return fn_table;
+}
+
+/* The table without the AVX-512 pairs that a table in use stands for (itself
+ * where it has none) */
+static const fn_prims *fn_narrow_of(const fn_prims *table) {
 #ifdef FASTNORM_HAVE_AVX512
-    if (fn_table == &fn_prims_avx512_bf16cvt) return 1;
+    if (table == &fn_prims_avx512) return &fn_prims_avx2;
+#ifdef FASTNORM_HAVE_BF16_CVT
+    if (table == &fn_prims_avx512_bf16cvt) return &fn_prims_avx2_bf16cvt;
 #endif
 #endif
+    return table;
+}
+
+const fn_prims *fn_active_prims_narrow(void) {
+    return fn_narrow_of(fn_active_prims()); /* read once: the pair stays consistent */
+}
+
+int fastnorm_bf16_convert_in_use(void) {
+#ifdef FASTNORM_HAVE_BF16_CVT
+    return fn_active_prims_narrow() == &fn_prims_avx2_bf16cvt;
+#else
+    (void)fn_active_prims();
     return 0;
+#endif
 }
 
 int fastnorm_avx512_in_use(void) {
-    if (!fn_table) fn_select_best();
-#ifdef FASTNORM_HAVE_AVX512
-    if (fn_table == &fn_prims_avx512) return 1;
-#ifdef FASTNORM_HAVE_BF16_CVT
-    if (fn_table == &fn_prims_avx512_bf16cvt) return 1;
-#endif
-#endif
-    return 0;
+    const fn_prims *table = fn_active_prims();
+    return fn_narrow_of(table) != table;
 }
 
 int fn_set_avx512(int on) {
@@ -182,22 +195,6 @@ int fn_set_bf16_convert(int on) {
     fn_bf16_cvt_wanted = on != 0;
     fastnorm_set_isa(fastnorm_get_isa()); /* the same ISA, its bfloat16 table chosen again */
     return fastnorm_bf16_convert_in_use();
-}
-
-const fn_prims *fn_active_prims(void) {
-    if (!fn_table) fn_select_best();
-    return fn_table;
-}
-
-const fn_prims *fn_active_prims_narrow(void) {
-    const fn_prims *table = fn_active_prims(); /* read once: the pair stays consistent */
-#ifdef FASTNORM_HAVE_AVX512
-    if (table == &fn_prims_avx512) return &fn_prims_avx2;
-#ifdef FASTNORM_HAVE_BF16_CVT
-    if (table == &fn_prims_avx512_bf16cvt) return &fn_prims_avx2_bf16cvt;
-#endif
-#endif
-    return table;
 }
 
 int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }
