@@ -140,6 +140,7 @@ typedef struct {
      * i / rows_per_param, ldp elements apart; rows_per_param = 0: one row */
     int64_t rows_per_param, ldp;
     int params_finite; /* every weight and bias element is finite */
+    int64_t ahead;     /* rows between a row and the row prefetched meanwhile */
 } LOCAL(forward_ctx);
 
 /* Whether the n elements of p (NULL: none) are all finite. */
@@ -279,7 +280,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         } else {
             for (int q = 0; q < g; q++) LOCAL(row_finish)(k, xas[q], sums[q], NULL, &st[q]);
         }
-        for (int q = 0; q < g; q++) LOCAL(row_apply)(k, i + q, i + q + g, end, xas[q], &st[q]);
+        const int64_t ahead = k->ahead > g ? k->ahead : g; /* not a row of this group */
+        for (int q = 0; q < g; q++)
+            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q]);
         i += g;
     }
     for (; i < end; i++) {
@@ -288,7 +291,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (xa) sum = k->centered ? P->widen_sum(st[0].src, xa, n) : P->widen_sum_sq(st[0].src, xa, n);
         else sum = k->centered ? P->sum(st[0].src, n) : P->sum_sq(st[0].src, n);
         LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
-        LOCAL(row_apply)(k, i, i + 1, end, xa, &st[0]);
+        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0]);
     }
     fn_scratch_free(heap_xa);
 }
@@ -303,6 +306,7 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
         return FASTNORM_OK;
     }
     k->P = FN_ROW_TABLE(k->n, FN_PAIR_ROW_MAX);
+    k->ahead = fn_fetch_rows(k->n * (int64_t)sizeof(T));
     k->params_finite = 0;
     if (FN_WIDE) {
         const int64_t prows = k->rows_per_param ? (k->rows - 1) / k->rows_per_param + 1 : 1;
@@ -364,13 +368,14 @@ typedef struct {
     int centered;       /* 1: LayerNorm; 0: RMSNorm (no mean, no mean(g)) */
     const T *ds;        /* added to dx before its rounding (fused residual add), or NULL */
     int64_t ldds;
+    int64_t ahead; /* rows between a row and the row prefetched meanwhile */
 } LOCAL(backward_ctx);
 
 /* dx of row i from its sums s (backward_sums), with its parameter partials
  * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
- * NULL. The rows `fetch` (none at or beyond `last`) are prefetched meanwhile. */
+ * NULL. The rows `fetch` (none at or beyond `stop`) are prefetched meanwhile. */
 static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
-                                                       int64_t fetch, int64_t last,
+                                                       int64_t fetch, int64_t stop,
                                                        const A s[3], const A *dya,
                                                        const A *xa, A *acc_w, A *acc_b) {
     const PRIMS_TYPE *P = k->P;
@@ -380,7 +385,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     const A c = k->centered ? s[2] / (A)n : 0;
     const A mg = k->centered ? s[0] / (A)n : 0;
     const A mgx = s[1] / (A)n - c * mg;
-    const int more = fetch < last;
+    const int more = fetch < stop;
     const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
     T *dxr = k->dx + i * k->lddx;
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
@@ -421,6 +426,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     /* two implies n <= FN_STAT_ROWS_MAX_N: the stack copies */
     A *const dya1 = dya && two ? stack_wide + 2 * FN_WIDE_STACK : NULL;
     A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
+    /* the prefetches run on into the next block, up to this thread's last row */
+    const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
     for (int64_t blk = begin; blk < end; blk++) {
         A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
         A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
@@ -438,8 +445,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                 P->backward_sums2(k->dy + i * k->lddy, k->x + i * k->ldx,
                                   k->dy + (i + 1) * k->lddy, k->x + (i + 1) * k->ldx, dya, xa,
                                   dya1, xa1, n, mu, r, k->weight, s);
-                LOCAL(backward_row_apply)(k, i, i + 2, last, s[0], dya, xa, acc_w, acc_b);
-                LOCAL(backward_row_apply)(k, i + 1, i + 3, last, s[1], dya1, xa1, acc_w, acc_b);
+                const int64_t ahead = k->ahead > 2 ? k->ahead : 2;
+                LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b);
+                LOCAL(backward_row_apply)(k, i + 1, i + 1 + ahead, stop, s[1], dya1, xa1, acc_w,
+                                          acc_b);
             }
         }
         for (; i < last; i++) {
@@ -448,7 +457,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             A s[3];
             if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            LOCAL(backward_row_apply)(k, i, i + 1, last, s, dya, xa, acc_w, acc_b);
+            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b);
         }
     }
     fn_scratch_free(heap_wide);
@@ -492,6 +501,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     }
     k->P = FN_ROW_TABLE(n, FN_WIDE_BACKWARD ? FN_PAIR_ROW_MAX / 2 : FN_PAIR_ROW_MAX);
     k->block_rows = fn_grad_block_rows(rows);
+    k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
     if (dweight || dbias) {
