@@ -130,25 +130,6 @@ static int64_t fn_grad_block_rows(int64_t rows) {
     return r;
 }
 
-/* How many rows ahead the row drivers prefetch. While a row is normalized,
- * the x and y rows (backward: dy, x and dx) that many rows on are fetched,
- * one cache line per line of this row: about FN_FETCH_BYTES of each array
- * ahead, at least the next row and at most FN_FETCH_ROWS_MAX rows. The next
- * row alone is too close: its fetch starts in the last of a row's passes,
- * and the loads of the next row's first pass then wait for the memory.
- * Measured, one thread, against the next row alone: float32 (4096, 768),
- * data in L3, 0.8x the time forward and 0.7x backward; (16384, 1024), data
- * in DRAM, 0.75x forward (LayerNorm) and 0.95x backward; float16 (16384,
- * 1024) 0.82-0.88x, and (16384, 2048) 0.7-0.9x. More than a row ahead was
- * slower for rows of 8 KiB (float32, 1.04-1.1x at two rows), and more than
- * 8 rows ahead for rows of 256 bytes (float16 backward, 1.17x at 32). */
-#define FN_FETCH_BYTES ((int64_t)8192)
-#define FN_FETCH_ROWS_MAX ((int64_t)8)
-static int64_t fn_fetch_rows(int64_t row_bytes) {
-    const int64_t r = row_bytes > 0 ? FN_FETCH_BYTES / row_bytes : 1;
-    return r < 1 ? 1 : r > FN_FETCH_ROWS_MAX ? FN_FETCH_ROWS_MAX : r;
-}
-
 /* Rows per block of the channel normalizers' column path (channels-last
  * data): about 256 KiB of data, so that the block's two passes run from L2;
  * a function of the shape alone, like the gradient blocks. */

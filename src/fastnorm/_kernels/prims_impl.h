@@ -792,11 +792,16 @@ static FN_INLINE void NAME(scale_shift_cols_body)(const T *x, T *y, int64_t rows
                                                   const A *mu, const A *a, const A *b,
                                                   const int acc) {
     int64_t r = 0;
+    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
     for (; r < rows; r++) {
         const T *x0 = x + r * n;
         T *y0 = y + r * n;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
+            if (i % FN_LINE_ELEMS == 0) {
+                PREFETCH(x0 + D * n + i);
+                PREFETCH_W(y0 + D * n + i);
+            }
             V v0 = VFMA(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(a + i), VLOADA(b + i));
             if (acc) v0 = VADD(v0, VLOAD(y0 + i));
             VSTORE(y0 + i, v0);
@@ -820,11 +825,17 @@ static FN_INLINE void NAME(affine_backward_cols_body)(const T *dy, const T *x, T
                                                       const A *rs, const A *a, const A *b,
                                                       const A *k, const int acc) {
     int64_t r = 0;
+    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
     for (; r < rows; r++) {
         const T *x0 = x + r * n, *g0 = dy + r * n;
         T *d0 = dx + r * n;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
+            if (i % FN_LINE_ELEMS == 0) {
+                PREFETCH(x0 + D * n + i);
+                PREFETCH(g0 + D * n + i);
+                PREFETCH_W(d0 + D * n + i);
+            }
             V v0 = NAME(affine_backward_vec)(VLOAD(g0 + i), VLOAD(x0 + i), VLOADA(mu + i),
                                              VLOADA(rs + i), VLOADA(a + i), VLOADA(b + i),
                                              VLOADA(k + i));
@@ -853,10 +864,19 @@ static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t ld, int64_t
                                                  const A *mu, A *acc_d, A *acc_d2,
                                                  const int has_mu, const int has_d2) {
     int64_t r = 0;
+    /* rows D on are fetched meanwhile (fn_fetch_rows); prefetches never fault,
+     * so the last rows fetch past the block, or past the data, harmlessly */
+    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
     for (; r + 4 <= rows; r += 4) {
         const T *x0 = x + r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
+            if (i % FN_LINE_ELEMS == 0) {
+                PREFETCH(x0 + D * ld + i);
+                PREFETCH(x1 + D * ld + i);
+                PREFETCH(x2 + D * ld + i);
+                PREFETCH(x3 + D * ld + i);
+            }
             V d0 = VLOAD(x0 + i), d1 = VLOAD(x1 + i), d2 = VLOAD(x2 + i), d3 = VLOAD(x3 + i);
             if (has_mu) {
                 const V vmu = VLOADA(mu + i);
@@ -907,12 +927,19 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, con
                                                   A *acc_dy, A *acc_dyd, A *acc_d,
                                                   const int has_d, const int has_w) {
     int64_t r = 0;
+    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
         const A w0 = has_w ? SWLOAD(w + r) : 1, w1 = has_w ? SWLOAD(w + r + 1) : 1;
         const V vw0 = VSET1(w0), vw1 = VSET1(w1);
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
+            if (i % FN_LINE_ELEMS == 0) {
+                PREFETCH(x0 + D * ldx + i);
+                PREFETCH(x1 + D * ldx + i);
+                PREFETCH(g0 + D * lddy + i);
+                PREFETCH(g1 + D * lddy + i);
+            }
             const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i);
             V gg0 = VLOAD(g0 + i), gg1 = VLOAD(g1 + i);
             if (has_w) gg0 = VMUL(gg0, vw0), gg1 = VMUL(gg1, vw1);
