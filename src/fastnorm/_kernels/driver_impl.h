@@ -184,11 +184,11 @@ static FN_DRIVER_INLINE const T *LOCAL(row_source)(const LOCAL(forward_ctx) *k, 
                                                    int64_t end) {
     const T *xr = k->x + i * k->ldx;
     if (!k->res) return xr;
-    const int more = i + 1 < end;
-    const T *rr = k->res + i * k->ldr;
+    const int64_t fetch = i + k->ahead; /* its residual and s rows fetched meanwhile */
+    const int more = fetch < end;
     T *sr = k->s + i * k->lds;
-    k->P->residual_add(xr, rr, k->res_bias, sr, k->n, more ? rr + k->ldr : NULL,
-                       more ? sr + k->lds : NULL);
+    k->P->residual_add(xr, k->res + i * k->ldr, k->res_bias, sr, k->n,
+                       more ? k->res + fetch * k->ldr : NULL, more ? k->s + fetch * k->lds : NULL);
     return sr;
 }
 
