@@ -23,7 +23,7 @@
      ((n) <= FN_STAT_ROWS_ANY_N || (bytes) <= FN_STAT_ROWS_MAX_BYTES))
 /* The row drivers' table for rows of n elements: the AVX-512 pairs (where in
  * use) only up to FN_PAIR_ROW_MAX elements. Beyond, a row's working set
- * (the row, its widened copy, the parameters, the next row prefetched, the
+ * (the row, its widened copy, the parameters, the rows prefetched, the
  * parameter partials) outgrows the L1 cache, and the same loops measured up
  * to 1.3x slower with 512-bit accesses than with 256-bit ones (float16 and
  * bfloat16, one thread, rows of 768 to 8192). The widened bfloat16 backward
@@ -252,7 +252,8 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * (float16, one thread, rows of 384 to 1024, 4-8 MiB; 5-15% with the AVX2
      * tables, which take only the first pass so) and four another 5-10%; both
      * measured 5-15% slower on longer rows (3072) or more data (16 MiB and
-     * beyond, rows of 768 and more), hence the limits. (Not where the rows of s overlap each other
+     * beyond, rows of 768 and more; rows of 513 to 767 not measured there and
+     * kept with the longer ones), hence the limits. (Not where the rows of s overlap each other
      * either: a row's sums must be read before the next row's residual add
      * writes s.) */
     const int group = FN_WIDE && end - begin > 1 &&
@@ -336,14 +337,14 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
                      const W *weight, const W *bias, double eps, ST *mean, ST *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -352,7 +353,7 @@ int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const
                          int64_t ldy, const W *weight, const W *bias, double eps, ST *mean,
                          ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -360,7 +361,7 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
                        int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
                        int64_t ldy, const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -537,7 +538,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1, NULL, 0};
+                             dx, NULL, NULL, 1, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -545,7 +546,7 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0, NULL, 0};
+                             dx, NULL, NULL, 0, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -554,7 +555,7 @@ int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t 
                                   const ST *mean, const ST *rstd, const W *weight, T *dsum,
                                   int64_t lddsum, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
-                             dsum, NULL, NULL, 1, ds, ldds};
+                             dsum, NULL, NULL, 1, ds, ldds, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -563,7 +564,7 @@ int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
                                 const W *weight, T *dsum, int64_t lddsum, W *dweight,
                                 int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
-                             dsum, NULL, NULL, 0, ds, ldds};
+                             dsum, NULL, NULL, 0, ds, ldds, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -575,7 +576,7 @@ int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_
                                 int num_threads) {
     LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
                             mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp,
-                            0};
+                            0, 0};
     if (rows_per_sample <= 0) return FASTNORM_OK;
     return LOCAL(forward)(&k, num_threads);
 }

@@ -168,8 +168,9 @@ extern const fn_prims fn_prims_avx512_bf16cvt;
  * is processed, the rows that many rows on are fetched, one cache line per
  * line of this row. About FN_FETCH_BYTES of each array ahead, at least the
  * next row and at most FN_FETCH_ROWS_MAX rows. (The row drivers pass the
- * rows to fetch to the primitives; the column primitives fetch rows of
- * their own block, and past its end those of the next.) The next row alone
+ * rows to fetch to the primitives, never beyond a thread's rows; the column
+ * primitives fetch the rows that far on at the columns they work on, past
+ * their block's end too.) The next row alone
  * is too close: its fetch starts in the last of a row's passes, and the
  * loads of the next row's first pass then wait for the memory. Measured,
  * one thread, against the next row alone:

@@ -104,6 +104,13 @@ static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
 
 /* elements of T in a 64-byte cache line: the prefetch stride */
 #define FN_LINE_ELEMS ((int64_t)(64 / sizeof(T)))
+/* The address `off` elements of T from p, for a prefetch only: the column
+ * primitives fetch rows ahead of the one they work on, which near the end of
+ * the data (or before its start, for a negative stride) lie outside it. The
+ * address is formed in integers, where that is defined, and a prefetch of
+ * any address never faults. */
+#define FN_AHEAD(p, off)                                                                    \
+    ((const void *)((uintptr_t)(p) + (uintptr_t)((off) * (int64_t)sizeof(T))))
 /* elements reduced in registers before a partial sum is added in double */
 #define FN_CHUNK ((int64_t)1024)
 
@@ -379,9 +386,9 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
     const P pmu = PSET1(mu), pr = PSET1(rstd), pcr = PSET1(-cr);
     int64_t i = 0;
-    /* one cache line of the next rows of x and y is fetched per 64 bytes of
-     * this one: the next row's loads and its stores' line fills (read for
-     * ownership) overlap this row's arithmetic */
+    /* one cache line of the rows `next` and `next_y` (some rows ahead, see
+     * fn_fetch_rows) is fetched per 64 bytes of this one: their loads and their
+     * stores' line fills (read for ownership) overlap this row's arithmetic */
     for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next + i);
@@ -608,7 +615,8 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
     const P pmu = PSET1(mu), pc = PSET1(c), pr = PSET1(rstd), pmg = PSET1(mg),
             pmgx = PSET1(mgx);
     int64_t i = 0;
-    /* one cache line of the next rows of dy, x and dx per 64 bytes of these */
+    /* one cache line of the rows next_dy, next_x and next_dx (some rows ahead)
+     * per 64 bytes of these */
     for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next_x && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_x + i);
@@ -792,15 +800,17 @@ static FN_INLINE void NAME(scale_shift_cols_body)(const T *x, T *y, int64_t rows
                                                   const A *mu, const A *a, const A *b,
                                                   const int acc) {
     int64_t r = 0;
-    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    /* rows D on fetched meanwhile (see col_moments_acc_body); none for a single
+     * row, which may be a part of a wider one */
+    const int64_t D = rows > 1 ? fn_fetch_rows(n * (int64_t)sizeof(T)) : 0;
     for (; r < rows; r++) {
         const T *x0 = x + r * n;
         T *y0 = y + r * n;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
-            if (i % FN_LINE_ELEMS == 0) {
-                PREFETCH(x0 + D * n + i);
-                PREFETCH_W(y0 + D * n + i);
+            if (D && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(FN_AHEAD(x0, D * n + i));
+                PREFETCH_W(FN_AHEAD(y0, D * n + i));
             }
             V v0 = VFMA(VSUB(VLOAD(x0 + i), VLOADA(mu + i)), VLOADA(a + i), VLOADA(b + i));
             if (acc) v0 = VADD(v0, VLOAD(y0 + i));
@@ -825,16 +835,17 @@ static FN_INLINE void NAME(affine_backward_cols_body)(const T *dy, const T *x, T
                                                       const A *rs, const A *a, const A *b,
                                                       const A *k, const int acc) {
     int64_t r = 0;
-    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    /* rows D on fetched meanwhile (see col_moments_acc_body) */
+    const int64_t D = rows > 1 ? fn_fetch_rows(n * (int64_t)sizeof(T)) : 0;
     for (; r < rows; r++) {
         const T *x0 = x + r * n, *g0 = dy + r * n;
         T *d0 = dx + r * n;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
-            if (i % FN_LINE_ELEMS == 0) {
-                PREFETCH(x0 + D * n + i);
-                PREFETCH(g0 + D * n + i);
-                PREFETCH_W(d0 + D * n + i);
+            if (D && i % FN_LINE_ELEMS == 0) {
+                PREFETCH(FN_AHEAD(x0, D * n + i));
+                PREFETCH(FN_AHEAD(g0, D * n + i));
+                PREFETCH_W(FN_AHEAD(d0, D * n + i));
             }
             V v0 = NAME(affine_backward_vec)(VLOAD(g0 + i), VLOAD(x0 + i), VLOADA(mu + i),
                                              VLOADA(rs + i), VLOADA(a + i), VLOADA(b + i),
@@ -864,18 +875,21 @@ static FN_INLINE void NAME(col_moments_acc_body)(const T *x, int64_t ld, int64_t
                                                  const A *mu, A *acc_d, A *acc_d2,
                                                  const int has_mu, const int has_d2) {
     int64_t r = 0;
-    /* rows D on are fetched meanwhile (fn_fetch_rows); prefetches never fault,
-     * so the last rows fetch past the block, or past the data, harmlessly */
-    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    /* Rows D on (fn_fetch_rows, at least the 4 rows of a step: none of this
+     * step's) are fetched meanwhile. The last rows of the block fetch past its
+     * end: the next block's rows where the block spans whole rows, otherwise
+     * lines that may go unused, and past the data nothing (FN_AHEAD). */
+    int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    if (D < 4) D = 4;
     for (; r + 4 <= rows; r += 4) {
         const T *x0 = x + r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             if (i % FN_LINE_ELEMS == 0) {
-                PREFETCH(x0 + D * ld + i);
-                PREFETCH(x1 + D * ld + i);
-                PREFETCH(x2 + D * ld + i);
-                PREFETCH(x3 + D * ld + i);
+                PREFETCH(FN_AHEAD(x0, D * ld + i));
+                PREFETCH(FN_AHEAD(x1, D * ld + i));
+                PREFETCH(FN_AHEAD(x2, D * ld + i));
+                PREFETCH(FN_AHEAD(x3, D * ld + i));
             }
             V d0 = VLOAD(x0 + i), d1 = VLOAD(x1 + i), d2 = VLOAD(x2 + i), d3 = VLOAD(x3 + i);
             if (has_mu) {
@@ -927,7 +941,9 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, con
                                                   A *acc_dy, A *acc_dyd, A *acc_d,
                                                   const int has_d, const int has_w) {
     int64_t r = 0;
-    const int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    /* rows D on fetched meanwhile, as in col_moments_acc_body (2 rows a step) */
+    int64_t D = fn_fetch_rows(n * (int64_t)sizeof(T));
+    if (D < 2) D = 2;
     for (; r + 2 <= rows; r += 2) {
         const T *x0 = x + r * ldx, *x1 = x0 + ldx, *g0 = dy + r * lddy, *g1 = g0 + lddy;
         const A w0 = has_w ? SWLOAD(w + r) : 1, w1 = has_w ? SWLOAD(w + r + 1) : 1;
@@ -935,10 +951,10 @@ static FN_INLINE void NAME(col_backward_acc_body)(const T *dy, int64_t lddy, con
         int64_t i = 0;
         for (; i + VN <= n; i += VN) {
             if (i % FN_LINE_ELEMS == 0) {
-                PREFETCH(x0 + D * ldx + i);
-                PREFETCH(x1 + D * ldx + i);
-                PREFETCH(g0 + D * lddy + i);
-                PREFETCH(g1 + D * lddy + i);
+                PREFETCH(FN_AHEAD(x0, D * ldx + i));
+                PREFETCH(FN_AHEAD(x1, D * ldx + i));
+                PREFETCH(FN_AHEAD(g0, D * lddy + i));
+                PREFETCH(FN_AHEAD(g1, D * lddy + i));
             }
             const V vmu = VLOADA(mu + i), vr = VLOADA(rs + i);
             V gg0 = VLOAD(g0 + i), gg1 = VLOAD(g1 + i);
@@ -1205,6 +1221,7 @@ static const PRIMS_TYPE NAME(table) = {
 #undef FN_BACKWARD_SUMS2
 
 #undef FN_LINE_ELEMS
+#undef FN_AHEAD
 #undef FN_ROWS_AT
 #undef FN_ACC_SPLIT_BYTES
 #undef FN_LOAD
