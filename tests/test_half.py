@@ -420,6 +420,40 @@ def test_parameters_in_data_type(dt):
 
 
 @pytest.mark.parametrize("dt", HALF)
+@pytest.mark.parametrize("n", [512, 513])
+def test_rows_taken_together_at_any_size_give_each_rows_bits(isa, dt, n):
+    """Rows of up to 512 elements go several at a time through their statistics
+    whatever the size of the call (longer rows only in calls of up to 8 MiB):
+    each row's results are those of the row normalized alone, forward and
+    backward, fused or not, up to the last rows of the call."""
+    rows = 8300  # over 8 MiB of 16-bit data at n = 512
+    x = data((rows, n), dt)
+    r = data((rows, n), dt, seed=4)
+    w, b = params(n)
+    dy = data(x.shape, dt, seed=2, loc=0.0, scale=1.0)
+    y, m, rs = fastnorm.layer_norm(x, w, b, return_stats=True, num_threads=1)
+    dx, _, _ = fastnorm.layer_norm_backward(dy, x, m, rs, w, num_threads=1)
+    yr, rr = fastnorm.rms_norm(x, w, return_stats=True, num_threads=1)
+    dxr, _ = fastnorm.rms_norm_backward(dy, x, rr, w, num_threads=1)
+    ya, sa = fastnorm.add_layer_norm(x, r, w, b, num_threads=1)
+    pick = np.r_[0:6, np.random.default_rng(5).integers(0, rows, 40), rows - 6:rows]
+    for i in pick:
+        s = slice(i, i + 1)
+        y1, m1, rs1 = fastnorm.layer_norm(x[s], w, b, return_stats=True)
+        assert np.array_equal(y[s].view(np.uint16), y1.view(np.uint16)), i
+        assert np.array_equal(m[s], m1) and np.array_equal(rs[s], rs1), i
+        dx1, _, _ = fastnorm.layer_norm_backward(dy[s], x[s], m1, rs1, w)
+        assert np.array_equal(dx[s].view(np.uint16), dx1.view(np.uint16)), i
+        yr1, rr1 = fastnorm.rms_norm(x[s], w, return_stats=True)
+        assert np.array_equal(yr[s].view(np.uint16), yr1.view(np.uint16)), i
+        dxr1, _ = fastnorm.rms_norm_backward(dy[s], x[s], rr1, w)
+        assert np.array_equal(dxr[s].view(np.uint16), dxr1.view(np.uint16)), i
+        ya1, sa1 = fastnorm.add_layer_norm(x[s], r[s], w, b)
+        assert np.array_equal(ya[s].view(np.uint16), ya1.view(np.uint16)), i
+        assert np.array_equal(sa[s].view(np.uint16), sa1.view(np.uint16)), i
+
+
+@pytest.mark.parametrize("dt", HALF)
 def test_thread_count_does_not_change_bits(dt):
     if fastnorm.get_num_threads() < 2 and not fastnorm._core._has_openmp():
         pytest.skip("no OpenMP")
