@@ -253,9 +253,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * tables, which take only the first pass so) and four another 5-10%; both
      * measured 5-15% slower on longer rows (3072) or more data (16 MiB and
      * beyond, rows of 768 and more; rows of 513 to 767 not measured there and
-     * kept with the longer ones), hence the limits. (Not where the rows of s overlap each other
-     * either: a row's sums must be read before the next row's residual add
-     * writes s.) */
+     * kept with the longer ones), hence the limits. (Not where the rows of s
+     * overlap each other either: a row's sums must be read before the next
+     * row's residual add writes s.) */
     const int group = FN_WIDE && end - begin > 1 &&
                       FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T)) &&
                       (!k->res || k->lds >= n);
@@ -298,8 +298,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     for (; i < end; i++) {
         st[0].src = LOCAL(row_source)(k, i, end);
         A sum;
-        if (xa) sum = k->centered ? P->widen_sum(st[0].src, xa, n) : P->widen_sum_sq(st[0].src, xa, n);
-        else sum = k->centered ? P->sum(st[0].src, n) : P->sum_sq(st[0].src, n);
+        const T *src = st[0].src;
+        if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
+        else sum = k->centered ? P->sum(src, n) : P->sum_sq(src, n);
         LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
         LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0]);
     }

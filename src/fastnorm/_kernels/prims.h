@@ -170,10 +170,10 @@ extern const fn_prims fn_prims_avx512_bf16cvt;
  * next row and at most FN_FETCH_ROWS_MAX rows. (The row drivers pass the
  * rows to fetch to the primitives, never beyond a thread's rows; the column
  * primitives fetch the rows that far on at the columns they work on, past
- * their block's end too.) The next row alone
- * is too close: its fetch starts in the last of a row's passes, and the
- * loads of the next row's first pass then wait for the memory. Measured,
- * one thread, against the next row alone:
+ * their block's end too.) The next row alone is too close: its fetch starts
+ * in the last of a row's passes, and the loads of the next row's first pass
+ * then wait for the memory. Measured, one thread, against the next row
+ * alone:
  * - float32 (4096, 768), data in L3: 0.8x the time forward, 0.7x backward;
  *   (16384, 1024), data in DRAM: 0.75x LayerNorm forward, 0.9x backward;
  * - float16 (16384, 1024): 0.7-0.85x; (16384, 2048): 0.7-0.9x;

@@ -124,10 +124,11 @@ static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
 #define FN_SLOAD(x, xa, i, wide) ((wide) ? (xa)[i] : SLOAD((x) + (i)))
 
 /* The sum of x (sq = 0) or of x^2 (sq = 1) over one chunk of up to FN_CHUNK
- * elements, of R rows at once (R = 1 or 2: out[k] for the row x[k]); `widen`
- * also writes each row, widened to A, to xa[k]. The rows share the loop, not
- * their accumulators: each row's sum is the same as alone. Two rows give the
- * processor two independent chains of additions to interleave. */
+ * elements, of R rows at once (R = 1, 2 or FN_MAX_ROWS: out[k] for the row
+ * x[k]); `widen` also writes each row, widened to A, to xa[k]. The rows share
+ * the loop, not their accumulators: each row's sum is the same as alone.
+ * Several rows give the processor independent chains of additions to
+ * interleave. */
 static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int64_t n,
                                            const int widen, const int sq, const int R,
                                            A *out) {
