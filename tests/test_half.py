@@ -1339,3 +1339,71 @@ def test_add_norm_sum_out_with_overlapping_rows(dt):
     assert s is s_out
     assert same_bits(y, want_y)
     assert same_bits(buf, want_s[-1])
+
+
+
+@pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "add_layer_norm", "ada_layer_norm"])
+@pytest.mark.parametrize("where", ["inside", "between_rows", "apart"])
+def test_float32_parameters_in_the_memory_of_a_16bit_out(dt, op, where):
+    """A float32 parameter whose bytes lie in the buffer of a 16-bit out is
+    read as it was before the call. 'inside' shares bytes with the rows out
+    writes, 'between_rows' lies in the gaps of a strided out, 'apart' in the
+    same buffer past it: the results are the same bits as with a copy."""
+    n, N = 32, 6
+    x = data((N, n), dt)
+    r = data(x.shape, dt, seed=5)
+    w, b = params(n)
+    buf = np.zeros((12, 3 * n), dt)
+    flat = buf.reshape(-1)
+    dest = buf[:N, :n]  # rows 3n elements apart
+    if op == "ada_layer_norm" and where == "between_rows":
+        pytest.skip("an (N, D) float32 shift does not fit in one row's gap")
+    count = N * n if op == "ada_layer_norm" else n  # float32 values
+    start = {"inside": 2 * 3 * n, "between_rows": 2 * 3 * n + n, "apart": 6 * 3 * n}[where]
+    if op == "ada_layer_norm" and where == "inside":
+        start = 0  # shift row 3 shares bytes with out's row 2, written before it is read
+    p = flat[start:start + 2 * count].view(np.float32)
+    if op == "ada_layer_norm":
+        p = p.reshape(N, n)
+        p[...] = np.random.default_rng(7).standard_normal(p.shape)
+    else:
+        p[...] = w
+    before = p.copy()
+    if op == "layer_norm":
+        want = fastnorm.layer_norm(x, before, b)
+        got = fastnorm.layer_norm(x, p, b, out=dest)
+    elif op == "rms_norm":
+        want = fastnorm.rms_norm(x, before)
+        got = fastnorm.rms_norm(x, p, out=dest)
+    elif op == "add_layer_norm":
+        want = fastnorm.add_layer_norm(x, r, before, b)[0]
+        got = fastnorm.add_layer_norm(x, r, p, b, out=dest)[0]
+    else:
+        scale = params(n, seed=3)[0][None, :].repeat(N, axis=0)
+        want = fastnorm.ada_layer_norm(x, before, scale)
+        got = fastnorm.ada_layer_norm(x, p, scale, out=dest)
+    assert got is dest
+    assert same_bits(dest, want)
+
+
+@pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
+@pytest.mark.parametrize("other", ["float8_e4m3fn", "int4", "float8_e5m2"])
+def test_other_user_dtypes_refused_around_bfloat16(other):
+    """bfloat16 is told from NumPy's other user dtypes (ml_dtypes' float8 and
+    int4) however often either has been seen: a TypeError naming the argument."""
+    odt = np.dtype(getattr(ml_dtypes, other))
+    w, _ = params(8)
+    for _ in range(2):
+        xb = data((4, 8), BF16)
+        assert fastnorm.layer_norm(xb, w).dtype == BF16
+        assert fastnorm.group_norm(xb.reshape(4, 8, 1), 2).dtype == BF16
+        xo = data((4, 8), np.float32).astype(odt)
+        with pytest.raises(TypeError, match="x must have dtype"):
+            fastnorm.layer_norm(xo, w)
+        with pytest.raises(TypeError, match="x"):
+            fastnorm.group_norm(xo.reshape(4, 8, 1), 2)
+        with pytest.raises(TypeError, match="weight"):
+            fastnorm.layer_norm(xb, w.astype(odt))
+        with pytest.raises(TypeError, match="out"):
+            fastnorm.layer_norm(xb, w, out=np.empty(xb.shape, odt))

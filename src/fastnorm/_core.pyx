@@ -570,8 +570,15 @@ cdef extern from "numpy/arrayobject.h":
     int _NPY_USERDEF "NPY_USERDEF"
 
 
+# The type number NumPy gave the first bfloat16 dtype seen: a user type's
+# number stays the same for the process, and asking a dtype its name costs
+# about half a microsecond, several times a call otherwise.
+cdef int _bf16_typenum = -1
+
+
 cdef int _kind(cnp.ndarray a):
     """The data kind (K_*) of a's dtype, or -1 for any other dtype."""
+    global _bf16_typenum
     cdef int t = cnp.PyArray_TYPE(a)
     if t == cnp.NPY_FLOAT:
         return K_F32
@@ -579,7 +586,13 @@ cdef int _kind(cnp.ndarray a):
         return K_F64
     if t == _NPY_HALF:
         return K_F16
-    if t >= _NPY_USERDEF and a.dtype.name == "bfloat16":
+    if t < _NPY_USERDEF:
+        return -1
+    if t == _bf16_typenum:
+        return K_BF16
+    if a.dtype.name == "bfloat16":  # any other package's bfloat16 too, by name
+        if _bf16_typenum < 0:
+            _bf16_typenum = t
         return K_BF16
     return -1
 
@@ -929,10 +942,18 @@ cdef object _clear_of(object p, _Output o, cnp.ndarray x):
     """p, or a copy of it when it lies in memory the output will overwrite:
     every parameter must be read as it was before the call (out= semantics)."""
     cdef Rows pv
+    cdef uintptr_t dlo, dhi, plo
     if p is None or o.scratch is not None:
         return p
     if cnp.PyArray_ITEMSIZE(<cnp.ndarray>p) != cnp.PyArray_ITEMSIZE(x):  # 16-bit data
-        return p.copy() if np.may_share_memory(p, o.dest) else p
+        # p is C-contiguous: any byte in common with the rows written is a clash
+        if o.v.rows == 0 or o.v.n == 0:
+            return p
+        _extent(&o.v, cnp.PyArray_ITEMSIZE(x), &dlo, &dhi)
+        plo = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p)
+        if plo < dhi and dlo < plo + <uintptr_t>cnp.PyArray_NBYTES(<cnp.ndarray>p):
+            return p.copy()
+        return p
     pv.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>p)
     pv.rows = 1
     pv.n = cnp.PyArray_SIZE(<cnp.ndarray>p)

@@ -91,8 +91,16 @@ def _calc(x):
     return x.dtype if x.dtype.itemsize > 2 else np.dtype(np.float32)
 
 
+_BF16_SEEN = set()  # bfloat16 dtypes met: a dtype's name is built anew on each ask
+
+
 def _is_float(dt):
-    return dt.kind == "f" or dt.name == "bfloat16"
+    if dt.kind == "f" or dt in _BF16_SEEN:
+        return True
+    if dt.name == "bfloat16":
+        _BF16_SEEN.add(dt)
+        return True
+    return False
 
 
 def _param(p, C, x, name):
