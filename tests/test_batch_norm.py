@@ -243,6 +243,79 @@ def test_running_stats_views(isa, rng):
     assert np.all(store[0, 1::2] == 0) and np.all(store[1, 1::2] == 1)
 
 
+def _odd_layout(a, how):
+    """a's values in a strided or an unaligned array (writeable)."""
+    if how == "strided":
+        v = np.zeros(2 * a.size, a.dtype)[::2]
+    else:
+        buf = np.zeros(a.nbytes + 1, np.uint8)
+        v = buf[1:].view(a.dtype)
+        assert not v.flags.aligned
+    v[...] = a
+    return v
+
+
+@pytest.mark.parametrize("how", ["strided", "unaligned"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_running_stats_any_layout_same_bits(isa, dtype, how, training, rng):
+    """Strided and unaligned running statistics give the bits of contiguous
+    ones, in y, in the statistics returned and in the update; the update is
+    the float64 formula rounded once, the frozen rstd 1 / sqrt(var + eps) in
+    float64 rounded once."""
+    x = make_array((6, 5, 4), dtype, rng)
+    w, b = random_params((5,), dtype, rng, True, True)
+    rm, rv = _running(5, dtype, rng)
+    om, ov = _odd_layout(rm, how), _odd_layout(rv, how)
+    want = fn.batch_norm(x, rm, rv, w, b, training=training, momentum=0.3, eps=1e-3,
+                         return_stats=True)
+    got = fn.batch_norm(x, om, ov, w, b, training=training, momentum=0.3, eps=1e-3,
+                        return_stats=True)
+    for g, e in zip(got, want):
+        assert g.dtype == e.dtype and np.array_equal(g, e)
+    assert np.array_equal(om, rm) and np.array_equal(ov, rv)
+    if training:
+        m0 = _running(5, dtype, np.random.default_rng(rng.integers(1 << 30)))[0]
+        m1 = m0.copy()
+        fn.batch_norm(x, m1, np.ones(5, dtype), training=True, momentum=0.3)
+        mean = want[1].astype(np.float64)
+        assert np.array_equal(m1, (0.7 * m0.astype(np.float64) + 0.3 * mean).astype(dtype))
+    else:
+        assert np.array_equal(want[1], om)
+        r64 = 1.0 / np.sqrt(ov.astype(np.float64) + 1e-3)
+        assert np.array_equal(want[2], r64.astype(dtype))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_running_stats_inside_out(isa, dtype, training, rng):
+    """Running statistics that are reversed views into out's memory: read (and
+    updated) as if out were a separate array."""
+    x = make_array((4, 5, 6), dtype, rng)
+    rm, rv = _running(5, dtype, rng)
+    out = np.zeros_like(x)
+    flat = out.reshape(-1)
+    om, ov = flat[14:9:-1], flat[61:51:-2]  # negative strides, inside out's bytes
+    om[...], ov[...] = rm, rv
+    want = fn.batch_norm(x, rm, rv, training=training, momentum=0.5, return_stats=True)
+    got = fn.batch_norm(x, om, ov, training=training, momentum=0.5, out=out,
+                        return_stats=True)
+    assert got[0] is out
+    for g, e in zip(got, want):
+        assert np.array_equal(g, e)
+
+
+def test_eval_zero_variance_and_eps():
+    """running_var 0 with eps=0: rstd is inf (no error), as 1 / sqrt(0), and y
+    not finite."""
+    x = np.ones((2, 3), np.float32)
+    y, m, r = fn.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32), eps=0.0,
+                            return_stats=True)
+    assert np.all(np.isinf(r)) and np.all(np.isnan(y))
+    y, m, r = fn.instance_norm(x[:, :, None], running_mean=np.zeros(3, np.float32),
+                               running_var=np.zeros(3, np.float32), training=False, eps=0.0,
+                               return_stats=True)
+    assert np.all(np.isinf(r)) and not np.isfinite(y).any()
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_one_running_statistic_without_the_other_is_refused(training, rng):
     """As torch: running_mean and running_var come together or not at all; the

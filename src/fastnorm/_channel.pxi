@@ -517,3 +517,138 @@ def _axes_arg(axis, int ndim):
 def _same_data(cnp.ndarray a, cnp.ndarray b):
     """Whether a and b start at the same address (an in-place call)."""
     return cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b)
+
+
+cdef void _bounds(cnp.ndarray a, uintptr_t *lo, uintptr_t *hi):
+    """The bytes a's elements span, [lo, hi); empty (lo == hi) with no elements."""
+    cdef int j
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef cnp.npy_intp neg = 0, pos = 0, step
+    lo[0] = hi[0] = <uintptr_t>cnp.PyArray_DATA(a)
+    for j in range(cnp.PyArray_NDIM(a)):
+        if shape[j] == 0:
+            return
+        step = (shape[j] - 1) * strides[j]
+        if step < 0:
+            neg += step
+        else:
+            pos += step
+    lo[0] = <uintptr_t>(<char *>cnp.PyArray_DATA(a) + neg)
+    hi[0] = <uintptr_t>(<char *>cnp.PyArray_DATA(a) + pos + cnp.PyArray_ITEMSIZE(a))
+
+
+def _bounds_overlap(cnp.ndarray out, tuple sources, cnp.ndarray skip=None):
+    """Whether the bytes out spans meet those of any array in sources (None
+    entries and `skip` left out): np.may_share_memory's bounds test, without
+    its cost per call."""
+    cdef uintptr_t olo, ohi, lo, hi
+    _bounds(out, &olo, &ohi)
+    if olo == ohi:
+        return False
+    for s in sources:
+        if s is None or s is skip:
+            continue
+        _bounds(<cnp.ndarray?>s, &lo, &hi)
+        if lo < ohi and olo < hi:
+            return True
+    return False
+
+
+def _frozen_stats(cnp.ndarray running_mean, cnp.ndarray running_var, double eps):
+    """Frozen per-channel statistics in float64 from float32 or float64 running
+    statistics of shape (C,), any stride: (mean, 1 / sqrt(var + eps))."""
+    cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
+    if (cnp.PyArray_NDIM(running_mean) != 1 or cnp.PyArray_NDIM(running_var) != 1
+            or cnp.PyArray_DIM(running_var, 0) != C
+            or cnp.PyArray_TYPE(running_mean) != cnp.PyArray_TYPE(running_var)
+            or cnp.PyArray_TYPE(running_mean) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
+            or not cnp.PyArray_ISNOTSWAPPED(running_mean)
+            or not cnp.PyArray_ISNOTSWAPPED(running_var)):
+        raise ValueError("running statistics of one float dtype and shape (C,) are required")
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
+    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
+    cdef double *m = <double *>cnp.PyArray_DATA(mean)
+    cdef double *r = <double *>cnp.PyArray_DATA(rstd)
+    cdef char *pm = <char *>cnp.PyArray_DATA(running_mean)
+    cdef char *pv = <char *>cnp.PyArray_DATA(running_var)
+    cdef cnp.npy_intp sm = cnp.PyArray_STRIDE(running_mean, 0)
+    cdef cnp.npy_intp sv = cnp.PyArray_STRIDE(running_var, 0)
+    cdef bint f32 = cnp.PyArray_TYPE(running_mean) == cnp.NPY_FLOAT
+    cdef float fm, fv
+    cdef double dm, dv
+    for c in range(C):  # memcpy: the running statistics may be unaligned
+        if f32:
+            memcpy(&fm, pm + c * sm, sizeof(float))
+            memcpy(&fv, pv + c * sv, sizeof(float))
+            dm = fm
+            dv = fv
+        else:
+            memcpy(&dm, pm + c * sm, sizeof(double))
+            memcpy(&dv, pv + c * sv, sizeof(double))
+        m[c] = dm
+        r[c] = 1.0 / sqrt(dv + eps)
+    return mean, rstd
+
+
+cdef inline double _load_real(char *p, bint f32) noexcept nogil:
+    """One float32 or float64 value, at any alignment, as a double."""
+    cdef float f
+    cdef double d
+    if f32:
+        memcpy(&f, p, sizeof(float))
+        return f
+    memcpy(&d, p, sizeof(double))
+    return d
+
+
+cdef inline void _store_real(char *p, bint f32, double v) noexcept nogil:
+    """v rounded to float32 (nearest even) or kept as float64, at any alignment."""
+    cdef float f
+    if f32:
+        f = <float>v
+        memcpy(p, &f, sizeof(float))
+    else:
+        memcpy(p, &v, sizeof(double))
+
+
+cdef bint _is_real_vector(cnp.ndarray a, cnp.npy_intp C):
+    return (cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_DIM(a, 0) == C
+            and cnp.PyArray_TYPE(a) in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+def _running_update(cnp.ndarray running_mean, cnp.ndarray running_var, cnp.ndarray mean,
+                    cnp.ndarray var, double count, double momentum):
+    """In place: running = (1 - momentum) * running + momentum * batch, in
+    float64 and rounded once to the running statistics' dtype, the batch
+    variance made unbiased (var * count / (count - 1); NaN for one value).
+    All four arrays of shape (C,), float32 or float64, any stride."""
+    cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
+    if not (_is_real_vector(running_mean, C) and _is_real_vector(running_var, C)
+            and _is_real_vector(mean, C) and _is_real_vector(var, C)
+            and cnp.PyArray_ISWRITEABLE(running_mean) and cnp.PyArray_ISWRITEABLE(running_var)):
+        raise ValueError("running and batch statistics of shape (C,) and a float dtype "
+                         "are required")
+    cdef char *pm = <char *>cnp.PyArray_DATA(running_mean)
+    cdef char *pv = <char *>cnp.PyArray_DATA(running_var)
+    cdef char *bm = <char *>cnp.PyArray_DATA(mean)
+    cdef char *bv = <char *>cnp.PyArray_DATA(var)
+    cdef cnp.npy_intp spm = cnp.PyArray_STRIDE(running_mean, 0)
+    cdef cnp.npy_intp spv = cnp.PyArray_STRIDE(running_var, 0)
+    cdef cnp.npy_intp sbm = cnp.PyArray_STRIDE(mean, 0)
+    cdef cnp.npy_intp sbv = cnp.PyArray_STRIDE(var, 0)
+    cdef bint fpm = cnp.PyArray_TYPE(running_mean) == cnp.NPY_FLOAT
+    cdef bint fpv = cnp.PyArray_TYPE(running_var) == cnp.NPY_FLOAT
+    cdef bint fbm = cnp.PyArray_TYPE(mean) == cnp.NPY_FLOAT
+    cdef bint fbv = cnp.PyArray_TYPE(var) == cnp.NPY_FLOAT
+    cdef double keep = 1.0 - momentum, unbias = NAN, vm, vv
+    if count > 1:
+        unbias = count / (count - 1.0)
+    for c in range(C):  # the means, then the variances (as two whole-array updates)
+        vm = keep * _load_real(pm + c * spm, fpm) + momentum * _load_real(bm + c * sbm, fbm)
+        _store_real(pm + c * spm, fpm, vm)
+    for c in range(C):
+        vv = keep * _load_real(pv + c * spv, fpv) + momentum * (
+            _load_real(bv + c * sbv, fbv) * unbias)
+        _store_real(pv + c * spv, fpv, vv)

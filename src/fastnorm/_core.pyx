@@ -12,8 +12,9 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport isinf
+from libc.math cimport NAN, isinf, sqrt
 from libc.stdint cimport int64_t, uint16_t, uintptr_t
+from libc.string cimport memcpy
 
 cimport cython
 from cpython.pycapsule cimport PyCapsule_New

@@ -54,9 +54,13 @@ def _is_int(v):
 def _channel_axis(axis, shape, name="axis"):
     """The channel axis of an x of this shape, as a non-negative int: any axis
     but the batch axis 0."""
-    if not _is_int(axis):
-        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), len(shape))
+    nd = len(shape)
+    if type(axis) is int and -nd <= axis < nd:  # the common case, without the checks' cost
+        k = axis + nd if axis < 0 else axis
+    else:
+        if not _is_int(axis):
+            raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+        (k,) = _core._axes_arg(int(axis), nd)
     if k == 0:
         raise ValueError(
             f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {shape})"
@@ -67,17 +71,18 @@ def _channel_axis(axis, shape, name="axis"):
 class _Block:
     """x as a C-contiguous (S, R, C, L) block around channel axis k."""
 
+    __slots__ = ("x", "shape", "k", "C", "L", "S", "R", "dims")
+
     def __init__(self, x, k, per_sample):
         self.x = _carr(x)
-        self.shape = x.shape
+        self.shape = shape = x.shape
         self.k = k
-        shape = x.shape
         self.C = shape[k]
-        self.L = math.prod(shape[k + 1:])
+        self.L = math.prod(shape[k + 1:]) if k + 1 < len(shape) else 1
         if per_sample:
-            self.S, self.R = shape[0], math.prod(shape[1:k])
+            self.S, self.R = shape[0], (shape[1] if k == 2 else math.prod(shape[1:k]))
         else:
-            self.S, self.R = 1, math.prod(shape[:k])
+            self.S, self.R = 1, (shape[0] if k == 1 else math.prod(shape[:k]))
         self.dims = (self.S, self.R, self.C, self.L)
 
     @property
@@ -108,6 +113,10 @@ def _param(p, C, x, name):
     parameter dtype of x (x's, float32 for 16-bit data)."""
     if p is None:
         return None
+    if type(p) is np.ndarray and p.dtype is _calc(x) and p.shape == (C,):
+        f = p.flags  # the common case: already what the kernels read
+        if f.c_contiguous and f.aligned:
+            return p
     a = np.asarray(p)
     if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
@@ -141,9 +150,8 @@ def _target(out, x, sources):
         # in place over x itself is fine (each element is read before it is
         # written); any other overlap (a shifted x, parameters or running
         # statistics living in out) goes through scratch
-        in_place = _core._same_data(out, x)
-        if not any(np.may_share_memory(out, s) for s in sources
-                   if s is not None and not (in_place and s is x)):
+        skip = x if _core._same_data(out, x) else None
+        if not _core._bounds_overlap(out, sources, skip):
             return out
     return np.empty(x.shape, x.dtype)
 
@@ -220,12 +228,8 @@ def _running_dtype(a, x, name):
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):
     """PyTorch's convention: new = (1 - m) * old + m * batch, variance unbiased."""
-    m = momentum
-    if running_mean is not None:
-        running_mean[...] = (1.0 - m) * running_mean.astype(np.float64) + m * mean
-    if running_var is not None:
-        unbiased = var * (count / (count - 1.0)) if count > 1 else np.full_like(var, np.nan)
-        running_var[...] = (1.0 - m) * running_var.astype(np.float64) + m * unbiased
+    if running_mean is not None and running_var is not None:
+        _core._running_update(running_mean, running_var, mean, var, count, momentum)
 
 
 def _grad_like(grad, param, x):
@@ -410,15 +414,16 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         rstd = np.empty(C, _calc(x))
         var = np.empty(C, _calc(x))
         _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
-        _update_running(rm, rv, mean.astype(np.float64), var.astype(np.float64), M, m)
+        _update_running(rm, rv, mean, var, M, m)  # in float64 from the float32 statistics
     else:
         if rm is None or rv is None:
             raise ValueError("running_mean and running_var are required when training=False")
         y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean64 = rm.astype(np.float64)
-        rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
+        mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
+        mean = rstd = None
+        if return_stats:
+            mean, rstd = mean64.astype(_calc(x)), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -501,10 +506,11 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     else:
         B = _Block(x, k, per_sample=False)
         y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean64 = rm.astype(np.float64)
-        rstd64 = 1.0 / np.sqrt(rv.astype(np.float64) + e)
+        mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean, rstd = rm.copy(), rstd64.astype(_calc(x))
+        mean = rstd = None
+        if return_stats:
+            mean, rstd = mean64.astype(_calc(x)), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
