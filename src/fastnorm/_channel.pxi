@@ -652,3 +652,57 @@ def _running_update(cnp.ndarray running_mean, cnp.ndarray running_var, cnp.ndarr
         vv = keep * _load_real(pv + c * spv, fpv) + momentum * (
             _load_real(bv + c * sbv, fbv) * unbias)
         _store_real(pv + c * spv, fpv, vv)
+
+
+def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, int64_t C,
+                            int64_t L, cnp.ndarray mean, cnp.ndarray rstd, weight,
+                            cnp.ndarray dx, bint want_dw, bint want_db, int num_threads):
+    """The backward with frozen per-channel statistics (mean, rstd of shape
+    (C,) in the parameter type): dx = dy * weight * rstd, and dweight =
+    rstd * sum(dy * (x - mean)), dbias = sum(dy), summed in float64 and
+    rounded once to the parameter type (None where not wanted)."""
+    cdef _Block B = _Block(x, S, R, C, L)
+    cdef char *mp = B.typed(mean, C, "mean")
+    cdef char *rp = B.typed(rstd, C, "rstd")
+    cdef char *wp = B.typed(weight, C, "weight")
+    if mp == NULL or rp == NULL:
+        raise ValueError("mean and rstd are required")
+    cdef cnp.npy_intp nc = C
+    cdef cnp.ndarray mu = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_DOUBLE, 0)
+    cdef cnp.ndarray coef = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_DOUBLE, 0)
+    cdef cnp.ndarray sum_dy = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_DOUBLE, 0)
+    cdef cnp.ndarray sum_dyx = cnp.PyArray_EMPTY(1, &nc, cnp.NPY_DOUBLE, 0)
+    cdef double *m64 = <double *>cnp.PyArray_DATA(mu)
+    cdef double *c64 = <double *>cnp.PyArray_DATA(coef)
+    cdef bint f32 = B.ptype == cnp.NPY_FLOAT
+    cdef int64_t c
+    cdef double r
+    for c in range(C):
+        if f32:
+            m64[c] = (<float *>mp)[c]
+            r = (<float *>rp)[c]
+            c64[c] = r if wp == NULL else <double>(<float *>wp)[c] * r
+        else:
+            m64[c] = (<double *>mp)[c]
+            r = (<double *>rp)[c]
+            c64[c] = r if wp == NULL else (<double *>wp)[c] * r
+    _channel_sums_scale_kernel(dy, x, S, R, C, L, mu, sum_dy, sum_dyx, dx, coef, num_threads)
+    cdef cnp.ndarray dw = None, db = None
+    cdef double *sdy = <double *>cnp.PyArray_DATA(sum_dy)
+    cdef double *sdx = <double *>cnp.PyArray_DATA(sum_dyx)
+    if want_dw:
+        dw = cnp.PyArray_EMPTY(1, &nc, B.ptype, 0)
+        for c in range(C):
+            r = (<float *>rp)[c] if f32 else (<double *>rp)[c]
+            if f32:
+                (<float *>cnp.PyArray_DATA(dw))[c] = <float>(sdx[c] * r)
+            else:
+                (<double *>cnp.PyArray_DATA(dw))[c] = sdx[c] * r
+    if want_db:
+        db = cnp.PyArray_EMPTY(1, &nc, B.ptype, 0)
+        for c in range(C):
+            if f32:
+                (<float *>cnp.PyArray_DATA(db))[c] = <float>sdy[c]
+            else:
+                (<double *>cnp.PyArray_DATA(db))[c] = sdy[c]
+    return dw, db

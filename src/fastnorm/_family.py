@@ -173,6 +173,10 @@ def _dy_like(dy, x, name="dy"):
 
 
 def _stats(a, shape, x, name):
+    if type(a) is np.ndarray and a.dtype is _calc(x) and a.shape == tuple(shape):
+        f = a.flags  # the common case: the forward's own statistics
+        if f.c_contiguous and f.aligned:
+            return a
     a = np.asarray(a) if a is not None else None
     if a is None:
         raise TypeError(f"{name} is required (the statistics the forward returned)")
@@ -239,6 +243,8 @@ def _grad_like(grad, param, x):
     if grad is None or param is None:
         return None
     if isinstance(param, np.ndarray) and _is_float(param.dtype):
+        if type(grad) is np.ndarray and grad.dtype is param.dtype:
+            return grad  # the common case: nothing to convert
         dt = param.dtype.newbyteorder("=")
     else:
         dt = _calc(x)
@@ -348,18 +354,10 @@ def _normalize_frozen(B, y, mean, rstd, w, b, nt):
 def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
     """dx = dy * weight * rstd; dweight = sum(dy * xhat); dbias = sum(dy), with
     per-channel statistics (batch norm / instance norm in eval mode)."""
-    C = B.C
-    mean = np.asarray(mean, np.float64)
-    rstd = np.asarray(rstd, np.float64)
-    sum_dy = np.empty(C)
-    sum_dyx = np.empty(C)
-    wd = np.ones(C) if weight is None else weight.astype(np.float64)
     dx = np.empty(B.shape, B.dtype)
     # the sums and dx = dy * weight * rstd in one pass over dy
-    _core._channel_sums_scale_kernel(dy, B.x, *B.dims, _carr(mean), sum_dy, sum_dyx, dx,
-                                     _carr(wd * rstd), nt)
-    dw = (sum_dyx * rstd).astype(_calc(B.x)) if weight is not None else None
-    db = sum_dy.astype(_calc(B.x)) if bias is not None else None
+    dw, db = _core._frozen_backward_kernel(dy, B.x, *B.dims, mean, rstd, weight, dx,
+                                           weight is not None, bias is not None, nt)
     return dx, _grad_like(dw, weight_param, B.x), _grad_like(db, bias, B.x)
 
 
