@@ -256,7 +256,9 @@ class _Norm(_Module):
         # checked here, as by the channel layers (eps_none: None is a valid eps)
         self.eps = None if eps is None and eps_none else _eps(eps)
         self.dtype = _float_dtype(dtype)
-        self._axis = tuple(range(-len(self.normalized_shape), 0))
+        k = len(self.normalized_shape)
+        # the last axis as the int -1, which the functions take without parsing
+        self._axis = -1 if k == 1 else tuple(range(-k, 0))
         self._saved = None
         self.training = True
 
@@ -410,7 +412,11 @@ class _ChannelNorm(_Module):
     def _check_input(self, x):
         x = _core._data_arg(x, "x")
         self._check_ndim(x)
-        (k,) = _core._axes_arg(self.axis, x.ndim)
+        nd, k = x.ndim, self.axis
+        if not -nd <= k < nd:
+            (k,) = _core._axes_arg(k, nd)  # the AxisError naming x's dimensions
+        elif k < 0:
+            k += nd
         if k == 0:
             raise ValueError(f"axis={self.axis} is the batch axis of x with shape {x.shape}")
         if x.shape[k] != self._C:
