@@ -915,3 +915,21 @@ def test_matches_torch(isa, dtype, op, flags, shape, nshape, rng):
     if rbt is not None:
         assert_close(drb, rbt.grad.numpy(), dtype, factor=8 * int(np.prod(shape[:len(others)])),
                      scale=max(1.0, float(np.max(np.abs(dsum)))), what="dresidual_bias")
+
+
+@pytest.mark.parametrize("op", ["layer", "rms"])
+def test_backward_errors_name_s(op):
+    """The fused backward takes s, not x: its messages say s."""
+    s = np.zeros((4, 16), np.float32)
+    r = np.ones(4, np.float32)
+    bw = ((lambda dy, s_, st, ds=None: fn.add_layer_norm_backward(dy, s_, st, r, ds=ds))
+          if op == "layer" else
+          (lambda dy, s_, st, ds=None: fn.add_rms_norm_backward(dy, s_, st, ds=ds)))
+    with pytest.raises(ValueError, match=r"dy must have the shape of s \(4, 16\)"):
+        bw(s[:2], s, r)
+    with pytest.raises(ValueError, match=r"ds must have the shape of s"):
+        bw(s, s, r, ds=s[:2])
+    with pytest.raises(TypeError, match=r"dy must have dtype float32 like s"):
+        bw(s.astype(np.float64), s, r)
+    with pytest.raises(ValueError, match=r"\(s without its normalized axes\)"):
+        bw(s, s, r[:2])

@@ -786,7 +786,7 @@ def test_instance_norm_running_stats_errors_leave_them_untouched():
     with pytest.raises(ValueError, match="running_var"):
         fn.instance_norm(x, None, None, rm, np.ones(3, np.float32))
     with pytest.raises(TypeError, match="running_mean"):
-        fn.instance_norm(x, None, None, rm.astype(np.float64), rv)
+        fn.instance_norm(x, None, None, rm.astype(np.float16), rv)
     with pytest.raises(ValueError, match="spatial"):
         fn.instance_norm(np.ones((2, 4, 1), np.float32), None, None, rm, rv)
     assert np.all(rm == 0.5) and np.all(rv == 2.0)

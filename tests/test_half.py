@@ -569,7 +569,7 @@ def test_batch_norm(isa, dt):
     assert_f32_close(rm, new_rm, what="running_mean")
     assert_f32_close(rv, new_rv, what="running_var")
     with pytest.raises(TypeError, match="running_mean"):
-        fastnorm.batch_norm(x, rm.astype(np.float64), rv, training=True)
+        fastnorm.batch_norm(x, rm.astype(dt), rv, training=True)
     dy = data(x.shape, dt, seed=4, loc=0, scale=1)
     dx, dw, db = fastnorm.batch_norm_backward(dy, x, mean, rstd, w, b, training=True)
     rdx, rdw, rdb = ref.batch_norm_backward(dy, x, mean, rstd, w, training=True)
@@ -586,10 +586,10 @@ def test_batch_norm(isa, dt):
 
 @pytest.mark.parametrize("dt", HALF)
 def test_16bit_running_statistics_are_refused(dt):
-    """Running statistics are updated in place in the computing dtype, so for
-    16-bit data they must be float32: one of x's own dtype (or float64) is a
-    TypeError naming it and saying why, in training and in eval, for every
-    function that takes them; nothing is written."""
+    """Running statistics are updated in place in the computing dtype (or in
+    float64), so for 16-bit data they must be float32 or float64: one of x's
+    own dtype is a TypeError naming it and saying why, in training and in
+    eval, for every function that takes them; nothing is written."""
     x = data((6, 8, 3), dt)
     rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
     calls = {
@@ -599,7 +599,7 @@ def test_16bit_running_statistics_are_refused(dt):
                                                             training=t),
     }
     xl = data((6, 3, 8), dt)
-    for bad_dt in (dt, np.float64):
+    for bad_dt in (dt,):
         bad = np.zeros(8, bad_dt)
         for name, call in calls.items():
             for training in (True, False):
@@ -620,7 +620,37 @@ def test_16bit_running_statistics_are_refused(dt):
     # float32 and float64 data: the statistics have x's dtype, also said plainly
     x32 = x.astype(np.float32)
     with pytest.raises(TypeError, match="running_mean must have dtype float32 like x"):
-        fastnorm.batch_norm(x32, rm.astype(np.float64), rv, training=True)
+        fastnorm.batch_norm(x32, rm.astype(np.float16), rv, training=True)
+
+
+@pytest.mark.parametrize("dt", [np.dtype(np.float32)] + HALF, ids=lambda d: np.dtype(d).name)
+def test_float64_running_statistics_kept_in_float64(dt):
+    """float64 running statistics of float32 or 16-bit data are updated in
+    float64 (never rounded to float32) and used as they are in eval; y and
+    the returned statistics are those of float32 running statistics holding
+    the same values."""
+    x = data((6, 8, 3), dt)
+    m64 = np.full(8, 0.1)  # not a float32 value
+    v64 = np.full(8, 1.0 + 1e-12)
+    y, mean, rstd = fastnorm.batch_norm(x, m64, v64, training=True, momentum=0.25,
+                                        return_stats=True)
+    xf = x.astype(np.float64).transpose(1, 0, 2).reshape(8, -1)
+    want_m = 0.75 * 0.1 + 0.25 * mean.astype(np.float64)
+    assert np.array_equal(m64, want_m)  # the float64 formula, not rounded to float32
+    assert m64.dtype == np.float64 and not np.array_equal(m64, m64.astype(np.float32))
+    np.testing.assert_allclose(v64, 0.75 * (1 + 1e-12) + 0.25 * xf.var(axis=1, ddof=1),
+                               rtol=1e-5)
+    y32, mean32, rstd32 = fastnorm.batch_norm(x, np.full(8, 0.1, np.float32),
+                                              np.ones(8, np.float32), training=True,
+                                              return_stats=True)
+    assert same_bits(y, y32) and same_bits(mean, mean32) and same_bits(rstd, rstd32)
+    ye, me, re = fastnorm.batch_norm(x, m64, v64, return_stats=True)
+    assert me.dtype == np.float32 and np.array_equal(me, m64.astype(np.float32))
+    assert np.array_equal(re, (1 / np.sqrt(v64 + 1e-5)).astype(np.float32))
+    yi = fastnorm.instance_norm(x, running_mean=m64, running_var=v64, training=False)
+    assert same_bits(ye, yi)
+    ys = fastnorm.switch_norm(x, running_mean=m64.copy(), running_var=v64.copy())
+    assert ys.dtype == x.dtype
 
 
 @pytest.mark.parametrize("dt", HALF)

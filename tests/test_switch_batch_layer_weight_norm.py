@@ -742,3 +742,71 @@ def test_weight_norm_gradient_of_a_list_g_in_the_computing_dtype(vdt, vshape, ax
     dv2, dg2 = fn.weight_norm_backward(dw, v, ga, axis=axis)
     assert dg.dtype == cdt and dg.shape == gshape
     assert np.array_equal(dv, dv2) and np.array_equal(dg, dg2)
+
+
+# --------------------------------------------------------------------------
+# Edge cases found by trying the functions as a new user would
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(0, 8), (0, 3, 8), (2, 3, 0)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_layer_norm_backward_zero_size(shape, affine):
+    """Zero-size x: an empty dx and zero parameter gradients, as every other
+    backward, through the function and the layer."""
+    x = np.zeros(shape, np.float32)
+    D = shape[-1]
+    w = np.ones(D, np.float32) if affine else None
+    b = np.zeros(D, np.float32) if affine else None
+    y, st = fn.batch_layer_norm(x, w, b, return_stats=True)
+    dx, dw, db = fn.batch_layer_norm_backward(np.zeros_like(y), x, st, w, b)
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+    if affine:
+        assert dw.shape == (D,) and not dw.any() and db.shape == (D,) and not db.any()
+    else:
+        assert dw is None and db is None
+    if D:  # a layer needs features
+        layer = fn.nn.BatchLayerNorm(D, feature_shape=shape[1:])
+        assert layer.backward(np.zeros_like(layer(x))).shape == x.shape
+
+
+def test_batch_layer_norm_backward_names_stats(rng):
+    x = make_array((4, 3, 8), np.float32, rng)
+    _, st = fn.batch_layer_norm(x, return_stats=True)
+    with pytest.raises(ValueError, match="stats do not match x"):
+        fn.batch_layer_norm_backward(x[:2], x[:2], st)
+
+
+def test_batch_layer_norm_checks_inference_choices_in_training(rng):
+    """inference_mean / inference_var are checked in training too (the layer
+    checks them when it is built), though only eval uses them."""
+    x = make_array((4, 8), np.float32, rng)
+    for arg in ("inference_mean", "inference_var"):
+        with pytest.raises(ValueError, match=arg):
+            fn.batch_layer_norm(x, training=True, **{arg: "bogus"})
+
+
+def test_batch_norm_backward_training_must_be_bool(rng):
+    x = make_array((4, 3), np.float32, rng)
+    _, m, r = fn.batch_norm(x, None, None, training=True, return_stats=True)
+    with pytest.raises(TypeError, match="training must be a bool"):
+        fn.batch_norm_backward(x, x, m, r, training=1)
+
+
+def test_group_norm_backward_without_mean(rng):
+    x = make_array((2, 4, 3), np.float32, rng)
+    _, m, r = fn.group_norm(x, 2, return_stats=True)
+    with pytest.raises(TypeError, match="mean is required"):
+        fn.group_norm_backward(x, x, None, r)
+
+
+def test_weight_norm_errors_name_v(rng):
+    v = make_array((3, 4, 2), np.float32, rng)
+    g = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="shape of v"):
+        fn.weight_norm_backward(v[:2], v, g)
+    with pytest.raises(TypeError, match="like v"):
+        fn.weight_norm_backward(v.astype(np.float64), v, g)
+    with pytest.raises(np.exceptions.AxisError, match="for v with 3"):
+        fn.weight_norm(v, g, axis=3)
+    with pytest.raises(ValueError, match="out must have the shape of v"):
+        fn.weight_norm(v, g, out=np.empty((3, 4), np.float32))

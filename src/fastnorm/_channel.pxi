@@ -550,45 +550,9 @@ def _bounds_overlap(cnp.ndarray out, tuple sources, cnp.ndarray skip=None):
         if s is None or s is skip:
             continue
         _bounds(<cnp.ndarray?>s, &lo, &hi)
-        if lo < ohi and olo < hi:
+        if lo < hi and lo < ohi and olo < hi:
             return True
     return False
-
-
-def _frozen_stats(cnp.ndarray running_mean, cnp.ndarray running_var, double eps):
-    """Frozen per-channel statistics in float64 from float32 or float64 running
-    statistics of shape (C,), any stride: (mean, 1 / sqrt(var + eps))."""
-    cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
-    if (cnp.PyArray_NDIM(running_mean) != 1 or cnp.PyArray_NDIM(running_var) != 1
-            or cnp.PyArray_DIM(running_var, 0) != C
-            or cnp.PyArray_TYPE(running_mean) != cnp.PyArray_TYPE(running_var)
-            or cnp.PyArray_TYPE(running_mean) not in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
-            or not cnp.PyArray_ISNOTSWAPPED(running_mean)
-            or not cnp.PyArray_ISNOTSWAPPED(running_var)):
-        raise ValueError("running statistics of one float dtype and shape (C,) are required")
-    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
-    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
-    cdef double *m = <double *>cnp.PyArray_DATA(mean)
-    cdef double *r = <double *>cnp.PyArray_DATA(rstd)
-    cdef char *pm = <char *>cnp.PyArray_DATA(running_mean)
-    cdef char *pv = <char *>cnp.PyArray_DATA(running_var)
-    cdef cnp.npy_intp sm = cnp.PyArray_STRIDE(running_mean, 0)
-    cdef cnp.npy_intp sv = cnp.PyArray_STRIDE(running_var, 0)
-    cdef bint f32 = cnp.PyArray_TYPE(running_mean) == cnp.NPY_FLOAT
-    cdef float fm, fv
-    cdef double dm, dv
-    for c in range(C):  # memcpy: the running statistics may be unaligned
-        if f32:
-            memcpy(&fm, pm + c * sm, sizeof(float))
-            memcpy(&fv, pv + c * sv, sizeof(float))
-            dm = fm
-            dv = fv
-        else:
-            memcpy(&dm, pm + c * sm, sizeof(double))
-            memcpy(&dv, pv + c * sv, sizeof(double))
-        m[c] = dm
-        r[c] = 1.0 / sqrt(dv + eps)
-    return mean, rstd
 
 
 cdef inline double _load_real(char *p, bint f32) noexcept nogil:
@@ -616,6 +580,28 @@ cdef bint _is_real_vector(cnp.ndarray a, cnp.npy_intp C):
     return (cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_DIM(a, 0) == C
             and cnp.PyArray_TYPE(a) in (cnp.NPY_FLOAT, cnp.NPY_DOUBLE)
             and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+def _frozen_stats(cnp.ndarray running_mean, cnp.ndarray running_var, double eps):
+    """Frozen per-channel statistics in float64 from float32 or float64 running
+    statistics of shape (C,), any stride: (mean, 1 / sqrt(var + eps))."""
+    cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
+    if not (_is_real_vector(running_mean, C) and _is_real_vector(running_var, C)):
+        raise ValueError("running statistics of a float dtype and shape (C,) are required")
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
+    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
+    cdef double *m = <double *>cnp.PyArray_DATA(mean)
+    cdef double *r = <double *>cnp.PyArray_DATA(rstd)
+    cdef char *pm = <char *>cnp.PyArray_DATA(running_mean)
+    cdef char *pv = <char *>cnp.PyArray_DATA(running_var)
+    cdef cnp.npy_intp sm = cnp.PyArray_STRIDE(running_mean, 0)
+    cdef cnp.npy_intp sv = cnp.PyArray_STRIDE(running_var, 0)
+    cdef bint fm = cnp.PyArray_TYPE(running_mean) == cnp.NPY_FLOAT
+    cdef bint fv = cnp.PyArray_TYPE(running_var) == cnp.NPY_FLOAT
+    for c in range(C):  # at any alignment: the running statistics may be unaligned
+        m[c] = _load_real(pm + c * sm, fm)
+        r[c] = 1.0 / sqrt(_load_real(pv + c * sv, fv) + eps)
+    return mean, rstd
 
 
 def _running_update(cnp.ndarray running_mean, cnp.ndarray running_var, cnp.ndarray mean,

@@ -700,24 +700,25 @@ cdef cnp.ndarray _as_typed(cnp.ndarray a, cnp.ndarray like, str name):
     return np.array(a, dtype=cnp.PyArray_DescrFromType(t), order="C", copy=True)
 
 
-cdef object _as_param(object p, _Layout L, str name):
+cdef object _as_param(object p, _Layout L, str name, str xname="x"):
     """A parameter (weight, bias): the normalized axes' shape, x's dtype, C order."""
     if p is None:
         return None
     cdef cnp.ndarray a = _as_float_array(p, name)
     if _is_float(a) and not _has_dims(a, L.dims + L.nd - L.k, L.k):
         raise ValueError(
-            f"{name} must have shape {L.nshape()} (the normalized axes of x), got {_shape(a)}"
+            f"{name} must have shape {L.nshape()} (the normalized axes of {xname}), "
+            f"got {_shape(a)}"
         )
     return _as_typed(a, L.x, name)
 
 
-cdef cnp.ndarray _as_stats(object s, _Layout L, str name):
+cdef cnp.ndarray _as_stats(object s, _Layout L, str name, str xname="x"):
     """Per-row statistics (mean, rstd): x's shape without the normalized axes."""
     cdef cnp.ndarray a = _as_float_array(s, name)
     if _is_float(a) and not _has_dims(a, L.dims, L.nd - L.k):
         raise ValueError(
-            f"{name} must have shape {L.stats_shape()} (x without its normalized axes), "
+            f"{name} must have shape {L.stats_shape()} ({xname} without its normalized axes), "
             f"got {_shape(a)}"
         )
     return _as_typed(a, L.x, name)
@@ -738,13 +739,13 @@ cdef cnp.ndarray _check_out(object out, cnp.ndarray x, str name):
     return o
 
 
-cdef cnp.ndarray _check_like(object arr, cnp.ndarray x, str name):
-    """An array that must match x in shape and dtype (dy)."""
+cdef cnp.ndarray _check_like(object arr, cnp.ndarray x, str name, str xname="x"):
+    """An array that must match x (named xname) in shape and dtype (dy)."""
     cdef cnp.ndarray a = _as_data(arr, name)
     if not _same_shape(a, x):
-        raise ValueError(f"{name} must have the shape of x {_shape(x)}, got {_shape(a)}")
+        raise ValueError(f"{name} must have the shape of {xname} {_shape(x)}, got {_shape(a)}")
     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(x):
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
+        raise TypeError(f"{name} must have dtype {x.dtype} like {xname}, got {a.dtype}")
     return a
 
 
@@ -1317,13 +1318,13 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
     """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None).
     ds (the fused add's backward): added to dx before its rounding."""
     cdef cnp.ndarray xa = _as_data(x, xname)
-    cdef cnp.ndarray dya = _check_like(dy, xa, "dy")
-    cdef cnp.ndarray dsa = None if ds is None else _check_like(ds, xa, "ds")
+    cdef cnp.ndarray dya = _check_like(dy, xa, "dy", xname)
+    cdef cnp.ndarray dsa = None if ds is None else _check_like(ds, xa, "ds", xname)
     cdef _Layout L = _layout(xa, axis, False)
     cdef int nt = _resolve_threads(num_threads)
-    m = _as_stats(mean, L, "mean") if centered else None
-    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd")
-    w = _as_param(weight, L, "weight")
+    m = _as_stats(mean, L, "mean", xname) if centered else None
+    cdef cnp.ndarray r = _as_stats(rstd, L, "rstd", xname)
+    w = _as_param(weight, L, "weight", xname)
     cdef int mid = _mid_axis(L)
     cdef Rows dyv, dsv
     cdef cnp.ndarray dyw, dsw

@@ -125,15 +125,16 @@ def _param(p, C, x, name):
     return _carr(a, _calc(x))
 
 
-def _out(out, x, name="out"):
+def _out(out, x, name="out", xname="x"):
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != x.shape:
-        raise ValueError(f"{name} must have the shape of x {x.shape}, got {out.shape}")
+        raise ValueError(f"{name} must have the shape of {xname} {x.shape}, got {out.shape}")
     if out.dtype != x.dtype or not out.dtype.isnative:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x (native byte order), got {out.dtype}")
+        raise TypeError(f"{name} must have dtype {x.dtype} like {xname} (native byte order), "
+                        f"got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return out
@@ -163,12 +164,12 @@ def _finish(target, out):
     return out
 
 
-def _dy_like(dy, x, name="dy"):
+def _dy_like(dy, x, name="dy", xname="x"):
     dy = _core._data_arg(dy, name)
     if dy.shape != x.shape:
-        raise ValueError(f"{name} must have the shape of x {x.shape}, got {dy.shape}")
+        raise ValueError(f"{name} must have the shape of {xname} {x.shape}, got {dy.shape}")
     if dy.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {dy.dtype}")
+        raise TypeError(f"{name} must have dtype {x.dtype} like {xname}, got {dy.dtype}")
     return dy
 
 
@@ -216,18 +217,20 @@ def _running(a, C, x, name):
 
 
 def _running_dtype(a, x, name):
-    """A running statistic is updated in place in the computing dtype, so it
-    must have that dtype: it cannot be converted (a copy would not be updated)."""
-    if a.dtype == _calc(x):
+    """A running statistic is updated in place, so it cannot be converted (a
+    copy would not be updated): it must have the computing dtype, or float64,
+    which holds every value of it (the update is computed in float64 and
+    rounded once to the statistic's dtype)."""
+    if a.dtype == _calc(x) or a.dtype == np.float64:
         return
     if x.dtype.itemsize == 2:
         raise TypeError(
-            f"{name} must have dtype float32 for {x.dtype} x, got {a.dtype}: running "
-            "statistics are updated in place in the computing dtype, float32 for 16-bit "
-            "data, so they cannot be converted"
+            f"{name} must have dtype float32 (or float64) for {x.dtype} x, got {a.dtype}: "
+            "running statistics are updated in place, in the computing dtype, float32 for "
+            "16-bit data, or in float64, so they cannot be converted"
         )
-    raise TypeError(f"{name} must have dtype {x.dtype} like x (it is updated in place), "
-                    f"got {a.dtype}")
+    raise TypeError(f"{name} must have dtype {x.dtype} like x (or float64; it is updated in "
+                    f"place), got {a.dtype}")
 
 
 def _update_running(running_mean, running_var, mean, var, count, momentum):
@@ -332,6 +335,8 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
     k = _channel_axis(axis, x.shape)
+    if mean is None:
+        raise TypeError("mean is required (the statistics the forward returned)")
     ms = np.shape(mean)
     if len(ms) != 2 or ms[0] != x.shape[0]:
         raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
@@ -434,6 +439,8 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
     k = _channel_axis(axis, x.shape)
     C = x.shape[k]
     _param(bias, C, x, "bias")
@@ -603,10 +610,12 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     m = _momentum(momentum)
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
+    # checked in training too (as the layer checks them when built), used only in eval
+    pop_mean = _stat_source(inference_mean, "inference_mean")
+    pop_var = _stat_source(inference_var, "inference_var")
     frozen_mean = frozen_var = False
     if not training:
-        frozen_mean = _stat_source(inference_mean, "inference_mean")
-        frozen_var = _stat_source(inference_var, "inference_var")
+        frozen_mean, frozen_var = pop_mean, pop_var
         if frozen_mean and rm is None:
             raise ValueError("inference_mean='population' needs running_mean")
         if frozen_var and rv is None:
@@ -686,8 +695,16 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     mu = np.asarray(stats.batch_mean, np.float64).reshape(-1)
     r = np.asarray(stats.batch_rstd, np.float64).reshape(-1)
     center = np.asarray(stats.batch_center, np.float64).reshape(-1)
-    if mu.size != F or r.size != F or center.size != F:
-        raise ValueError("stats do not match x's shape")
+    if (mu.size != F or r.size != F or center.size != F
+            or np.shape(stats.feature_mean) != x.shape[:-1]
+            or np.shape(stats.feature_rstd) != x.shape[:-1]):
+        raise ValueError(f"stats do not match x of shape {x.shape} (batch_layer_norm's stats "
+                         f"of the same x are needed)")
+    if x.size == 0:  # as the other backward functions: empty dx, zero parameter gradients
+        zero = np.zeros(D, _calc(x))
+        return (np.empty(x.shape, x.dtype),
+                _grad_like(zero if weight is not None else None, weight, x),
+                _grad_like(zero.copy() if bias is not None else None, bias, x))
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
     xc = _carr(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
@@ -915,7 +932,10 @@ def _wn_layout(v, g, axis, eps):
             raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
         if v.ndim == 0:
             raise ValueError("v must have at least one axis when axis is not None")
-        (k,) = _core._axes_arg(int(axis), v.ndim)
+        if not -v.ndim <= int(axis) < v.ndim:
+            raise np.exceptions.AxisError(
+                f"axis {int(axis)} is out of bounds for v with {v.ndim} dimension(s)")
+        k = int(axis) % v.ndim
         dims = (1, math.prod(v.shape[:k]), v.shape[k], math.prod(v.shape[k + 1:]))
         count = v.shape[k]
     ga = np.asarray(g) if g is not None else None
@@ -950,7 +970,7 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     into ``out`` when given (which may be v itself)."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
-    out = _out(out, v)
+    out = _out(out, v, xname="v")
     vc = _carr(v)
     gg = _carr(ga.reshape(-1), np.float64)
     w = _target(out, vc, (vc, gg))
@@ -972,7 +992,7 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
-    dw = _dy_like(dw, v, "dw")
+    dw = _dy_like(dw, v, "dw", xname="v")
     vc = _carr(v)
     dwc = _carr(dw)
     C = dims[2]
