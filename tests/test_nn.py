@@ -337,6 +337,38 @@ def test_non_integer_normalized_shape(cls, bad):
     assert "normalized_shape" in str(info.value)
 
 
+@pytest.mark.parametrize("shape", [np.array([2, 5]), range(2, 6, 3), (np.int64(2), 5),
+                                   [2, 5]], ids=["ndarray", "range", "np-int", "list"])
+@pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm])
+def test_normalized_shape_from_any_iterable_of_ints(cls, shape):
+    """As torch.nn: any iterable of ints is a shape (a 1-d integer array, a range)."""
+    layer = cls(shape)
+    assert layer.normalized_shape == (2, 5) and layer.weight.shape == (2, 5)
+    with pytest.raises(TypeError, match="normalized_shape"):
+        cls(np.array([[2, 5]]))
+
+
+@pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm, nn.BatchNorm1d])
+def test_load_state_dict_copies_into_the_layers_arrays(cls, rng):
+    """As torch's load_state_dict (copy_ into the tensors): arrays taken from
+    parameters() before the load hold the loaded values afterwards."""
+    layer = cls(4)
+    held = layer.parameters()
+    buffers = [layer.running_mean, layer.running_var] if cls is nn.BatchNorm1d else []
+    state = {k: rng.standard_normal(v.shape).astype(np.float64)
+             for k, v in layer.state_dict().items() if k != "num_batches_tracked"}
+    if cls is nn.BatchNorm1d:
+        state["running_var"] = np.abs(state["running_var"])
+        state["num_batches_tracked"] = np.array(7)
+    layer.load_state_dict(state)
+    for a, name in zip(held + buffers,
+                       list(layer._param_names) + ["running_mean", "running_var"]):
+        assert a is getattr(layer, name)
+        assert np.array_equal(a, state[name].astype(a.dtype))
+    if cls is nn.BatchNorm1d:
+        assert layer.num_batches_tracked == 7
+
+
 @pytest.mark.parametrize("cls", [nn.LayerNorm, nn.RMSNorm])
 def test_forward_backward_errors(cls, rng):
     layer = cls((3, 4))

@@ -680,3 +680,21 @@ def test_weight_norm_matches_torch(axis, rng):
     gg, gv = wn.backward(dw)
     np.testing.assert_allclose(gg, tg.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gv, tv.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [nn.BatchNorm1d, nn.InstanceNorm1d])
+def test_float64_layer_keeps_float64_running_stats_for_float32_input(cls):
+    """A float64 layer given float32 data updates its float64 running
+    statistics in float64: momentum 0 leaves 0.1 exactly (no float32 rounding
+    at each step), and a step is the float64 formula."""
+    kw = {"track_running_stats": True} if cls is nn.InstanceNorm1d else {}
+    layer = cls(2, momentum=0.0, dtype=np.float64, **kw)
+    layer.running_mean[:] = 0.1
+    x = np.random.default_rng(0).standard_normal((4, 2, 5)).astype(np.float32)
+    layer(x)
+    assert layer.running_mean.dtype == np.float64 and np.all(layer.running_mean == 0.1)
+    layer.momentum = 0.5
+    held = layer.running_mean
+    layer(x)
+    assert layer.running_mean is held and not np.array_equal(
+        held, held.astype(np.float32).astype(np.float64))

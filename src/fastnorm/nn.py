@@ -59,14 +59,25 @@ def _is_int(v):
 
 
 def _shape_tuple(normalized_shape):
+    """An int, or any iterable of ints (a tuple, a list, a range, a 1-d integer
+    array, a torch.Size), as a tuple of ints."""
     if _is_int(normalized_shape):
         shape = (int(normalized_shape),)
-    elif isinstance(normalized_shape, (tuple, list)) and all(_is_int(s) for s in normalized_shape):
-        shape = tuple(int(s) for s in normalized_shape)
     else:
-        raise TypeError(
-            f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
-        )
+        items = None
+        if not isinstance(normalized_shape, (str, bytes)):
+            if isinstance(normalized_shape, np.ndarray) and normalized_shape.ndim != 1:
+                items = None
+            else:
+                try:
+                    items = tuple(normalized_shape)
+                except TypeError:
+                    items = None
+        if items is None or not all(_is_int(s) for s in items):
+            raise TypeError(
+                f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+            )
+        shape = tuple(int(s) for s in items)
     if not shape or any(s < 0 for s in shape):
         raise ValueError(f"normalized_shape must be non-empty and non-negative, got {shape}")
     return shape
@@ -218,8 +229,10 @@ class _Module:
         return state
 
     def load_state_dict(self, state):
-        """Loads copies converted to the layer's dtype (running statistics: to
-        float32 for a 16-bit layer); checks every key, dtype and shape, and
+        """Loads the values, converted to the layer's dtype (running statistics:
+        to float32 for a 16-bit layer), into the arrays the layer holds, as
+        torch copies into its tensors: arrays taken from parameters() before
+        the load see the loaded values. Checks every key, dtype and shape, and
         converts every value, before changing anything. A value that is not an
         array of real numbers (strings, complex numbers) is a TypeError naming
         its key."""
@@ -238,8 +251,13 @@ class _Module:
                 continue
             dt = self.dtype if n in self._param_names else _running_dtype(self.dtype)
             new[n] = _state_array(n, state[n], getattr(self, n).shape, dt)
-        for n, v in new.items():
-            setattr(self, n, v)
+        for n, v in new.items():  # into the arrays the layer holds, as torch copies
+            cur = getattr(self, n)  # (whoever holds parameters() sees the loaded values)
+            if (isinstance(cur, np.ndarray) and cur.shape == v.shape and cur.dtype == v.dtype
+                    and cur.flags.writeable):
+                np.copyto(cur, v)
+            else:
+                setattr(self, n, v)
 
     def extra_repr(self):
         return ""
@@ -433,7 +451,7 @@ class _ChannelNorm(_Module):
         if rm is None:
             return None, None
         dt = _family._calc(x)
-        if rm.dtype != dt:
+        if rm.dtype != dt and rm.dtype != np.float64:  # float64 ones are updated as they are
             rm, rv = rm.astype(dt), rv.astype(dt)
         return rm, rv
 
