@@ -303,6 +303,32 @@ def test_running_stats_inside_out(isa, dtype, training, rng):
         assert np.array_equal(g, e)
 
 
+def test_degenerate_running_stats_follow_numpy_errstate(rng):
+    """A zero or negative running variance, or an infinite running mean, warn
+    (or raise under np.errstate) as NumPy's ufuncs do on the same formulas."""
+    x = make_array((4, 3), np.float32, rng)
+    with np.errstate(divide="raise"), pytest.raises(FloatingPointError):
+        fn.batch_norm(x, np.zeros(3, np.float32), np.zeros(3, np.float32), eps=0.0)
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        fn.batch_norm(x, np.zeros(3, np.float32), -np.ones(3, np.float32), eps=0.0)
+    rm = np.array([np.inf, 0, 0], np.float32)
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        fn.batch_norm(x, rm, np.ones(3, np.float32), training=True, momentum=1.0)
+    assert rm[0] == np.inf  # untouched by the failed update
+
+
+def test_self_overlapping_running_stats_update_as_one_assignment(rng):
+    """A running statistic whose elements share memory (stride 0) gets the
+    update of one whole-array assignment: every new value computed from the
+    old ones, then stored in order (the last wins)."""
+    x = make_array((4, 3), np.float32, rng)
+    a = np.ones(1, np.float32)
+    z = np.lib.stride_tricks.as_strided(a, (3,), (0,), writeable=True)
+    _, mean, _ = fn.batch_norm(x, z, np.ones(3, np.float32), training=True, momentum=0.5,
+                               return_stats=True)
+    assert a[0] == np.float32(0.5 * 1.0 + 0.5 * np.float64(mean[2]))
+
+
 def test_eval_zero_variance_and_eps():
     """running_var 0 with eps=0: rstd is inf (no error), as 1 / sqrt(0), and y
     not finite."""

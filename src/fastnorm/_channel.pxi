@@ -582,9 +582,14 @@ cdef bint _is_real_vector(cnp.ndarray a, cnp.npy_intp C):
             and cnp.PyArray_ISNOTSWAPPED(a))
 
 
-def _frozen_stats(cnp.ndarray running_mean, cnp.ndarray running_var, double eps):
+def _frozen_stats(cnp.ndarray running_mean not None, cnp.ndarray running_var not None,
+                  double eps):
     """Frozen per-channel statistics in float64 from float32 or float64 running
-    statistics of shape (C,), any stride: (mean, 1 / sqrt(var + eps))."""
+    statistics of shape (C,), any stride: (mean, 1 / sqrt(var + eps)). Where
+    some var + eps is not positive, rstd comes from NumPy's ufuncs instead
+    (the same values, with NumPy's warnings and np.errstate)."""
+    if cnp.PyArray_NDIM(running_mean) != 1:
+        raise ValueError("running statistics of a float dtype and shape (C,) are required")
     cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
     if not (_is_real_vector(running_mean, C) and _is_real_vector(running_var, C)):
         raise ValueError("running statistics of a float dtype and shape (C,) are required")
@@ -598,18 +603,32 @@ def _frozen_stats(cnp.ndarray running_mean, cnp.ndarray running_var, double eps)
     cdef cnp.npy_intp sv = cnp.PyArray_STRIDE(running_var, 0)
     cdef bint fm = cnp.PyArray_TYPE(running_mean) == cnp.NPY_FLOAT
     cdef bint fv = cnp.PyArray_TYPE(running_var) == cnp.NPY_FLOAT
+    cdef double d
+    cdef bint plain = True
     for c in range(C):  # at any alignment: the running statistics may be unaligned
         m[c] = _load_real(pm + c * sm, fm)
-        r[c] = 1.0 / sqrt(_load_real(pv + c * sv, fv) + eps)
+        d = _load_real(pv + c * sv, fv) + eps
+        plain = plain and d > 0
+        r[c] = 1.0 / sqrt(d)
+    if not plain:  # a zero, negative or NaN variance
+        rstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     return mean, rstd
 
 
-def _running_update(cnp.ndarray running_mean, cnp.ndarray running_var, cnp.ndarray mean,
-                    cnp.ndarray var, double count, double momentum):
+def _running_update(cnp.ndarray running_mean not None, cnp.ndarray running_var not None,
+                    cnp.ndarray mean not None, cnp.ndarray var not None, double count,
+                    double momentum):
     """In place: running = (1 - momentum) * running + momentum * batch, in
     float64 and rounded once to the running statistics' dtype, the batch
     variance made unbiased (var * count / (count - 1); NaN for one value).
-    All four arrays of shape (C,), float32 or float64, any stride."""
+    All four arrays of shape (C,), float32 or float64, any stride. The new
+    means are all computed before any is stored, then the variances (as two
+    whole-array assignments, whatever the arrays' overlaps); where a value is
+    infinite, NumPy's ufuncs do it (the same values, with NumPy's warnings and
+    np.errstate)."""
+    if cnp.PyArray_NDIM(running_mean) != 1:
+        raise ValueError("running and batch statistics of shape (C,) and a float dtype "
+                         "are required")
     cdef cnp.npy_intp C = cnp.PyArray_DIM(running_mean, 0), c
     if not (_is_real_vector(running_mean, C) and _is_real_vector(running_var, C)
             and _is_real_vector(mean, C) and _is_real_vector(var, C)
@@ -628,16 +647,32 @@ def _running_update(cnp.ndarray running_mean, cnp.ndarray running_var, cnp.ndarr
     cdef bint fpv = cnp.PyArray_TYPE(running_var) == cnp.NPY_FLOAT
     cdef bint fbm = cnp.PyArray_TYPE(mean) == cnp.NPY_FLOAT
     cdef bint fbv = cnp.PyArray_TYPE(var) == cnp.NPY_FLOAT
-    cdef double keep = 1.0 - momentum, unbias = NAN, vm, vv
+    cdef double keep = 1.0 - momentum, unbias = NAN
     if count > 1:
         unbias = count / (count - 1.0)
-    for c in range(C):  # the means, then the variances (as two whole-array updates)
-        vm = keep * _load_real(pm + c * spm, fpm) + momentum * _load_real(bm + c * sbm, fbm)
-        _store_real(pm + c * spm, fpm, vm)
+    cdef bint finite = True
     for c in range(C):
-        vv = keep * _load_real(pv + c * spv, fpv) + momentum * (
+        finite = (finite and isfinite(_load_real(pm + c * spm, fpm))
+                  and isfinite(_load_real(pv + c * spv, fpv))
+                  and isfinite(_load_real(bm + c * sbm, fbm))
+                  and isfinite(_load_real(bv + c * sbv, fbv)))
+    if not finite:
+        running_mean[...] = (keep * running_mean.astype(np.float64)
+                             + momentum * mean.astype(np.float64))
+        unbiased = var.astype(np.float64) * unbias if count > 1 else np.full(C, np.nan)
+        running_var[...] = keep * running_var.astype(np.float64) + momentum * unbiased
+        return
+    cdef cnp.ndarray tmp = cnp.PyArray_EMPTY(1, &C, cnp.NPY_DOUBLE, 0)
+    cdef double *t = <double *>cnp.PyArray_DATA(tmp)
+    for c in range(C):
+        t[c] = keep * _load_real(pm + c * spm, fpm) + momentum * _load_real(bm + c * sbm, fbm)
+    for c in range(C):
+        _store_real(pm + c * spm, fpm, t[c])
+    for c in range(C):
+        t[c] = keep * _load_real(pv + c * spv, fpv) + momentum * (
             _load_real(bv + c * sbv, fbv) * unbias)
-        _store_real(pv + c * spv, fpv, vv)
+    for c in range(C):
+        _store_real(pv + c * spv, fpv, t[c])
 
 
 def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R, int64_t C,

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport NAN, isinf, sqrt
+from libc.math cimport NAN, isfinite, isinf, sqrt
 from libc.stdint cimport int64_t, uint16_t, uintptr_t
 from libc.string cimport memcpy
 
