@@ -329,9 +329,10 @@ def test_self_overlapping_running_stats_update_as_one_assignment(rng):
     assert a[0] == np.float32(0.5 * 1.0 + 0.5 * np.float64(mean[2]))
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
 def test_eval_zero_variance_and_eps():
-    """running_var 0 with eps=0: rstd is inf (no error), as 1 / sqrt(0), and y
-    not finite."""
+    """running_var 0 with eps=0: rstd is inf (NumPy's divide-by-zero warning,
+    no error), as 1 / sqrt(0), and y not finite."""
     x = np.ones((2, 3), np.float32)
     y, m, r = fn.batch_norm(x, np.ones(3, np.float32), np.zeros(3, np.float32), eps=0.0,
                             return_stats=True)
