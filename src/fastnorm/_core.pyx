@@ -1479,7 +1479,7 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     Parameters
     ----------
     x : array of float32, float64, float16 or bfloat16
-    weight, bias : arrays of shape ``x.shape[axis]`` (the normalized axes), optional.
+    weight, bias : arrays of the shape of the normalized axes, in x's order, optional.
         Converted to the computing dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
     eps : float >= 0, default 1e-5 (inside the square root)
@@ -1524,8 +1524,8 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     Parameters
     ----------
     x : array of float32, float64, float16 or bfloat16
-    weight : array of shape ``x.shape[axis]``, optional. Converted to the computing
-        dtype: x's, float32 for 16-bit x.
+    weight : array of the shape of the normalized axes, in x's order, optional.
+        Converted to the computing dtype: x's, float32 for 16-bit x.
     axis : int or tuple of ints, default -1
     eps : float >= 0 or None, default None: the machine epsilon of the
         computing dtype (x's; float32's for float16 and bfloat16 x), as
