@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastnorm as fn
+from fastnorm import _core
 from fastnorm import reference as ref
 from conftest import (
     LAYOUTS,
@@ -746,3 +747,70 @@ def test_zero_size_training(shape):
     y = fn.batch_norm(x, rm, rv, training=True)
     assert y.shape == shape
     assert np.all(rm == 0) and np.all(rv == 1)
+
+
+# --------------------------------------------------------------------------
+# The eval fast path (the common inference call, checked in Cython)
+# --------------------------------------------------------------------------
+
+def _fast(x, rm, rv, w=None, b=None, *, training=False, momentum=0.1, eps=1e-5, axis=1,
+          out=None, return_stats=False, num_threads=None):
+    return _core._batch_norm_eval_fast(x, rm, rv, w, b, training, momentum, eps, axis, out,
+                                       return_stats, num_threads)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (4, 5, 6), (2, 3, 4, 5), (1, 7, 1, 1)])
+@pytest.mark.parametrize("affine", AFFINE)
+@pytest.mark.parametrize("stats64", [False, True])
+def test_eval_fast_path_gives_the_general_paths_bits(isa, dtype, shape, affine, stats64, rng):
+    """The eval fast path is taken for the common call and gives the bits of
+    the general path (reached here with a NumPy integer axis)."""
+    x = make_array(shape, dtype, rng)
+    C = shape[1]
+    rm, rv = _running(C, dtype, rng)
+    if stats64:
+        rm, rv = rm.astype(np.float64), rv.astype(np.float64)
+    w, b = random_params((C,), dtype, rng, *affine)
+    assert _fast(x, rm, rv, w, b) is not None
+    for rs in (False, True):
+        got = fn.batch_norm(x, rm, rv, w, b, return_stats=rs)
+        want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1), return_stats=rs)
+        for g, e in zip(got if rs else (got,), want if rs else (want,)):
+            assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+
+
+def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
+    """Anything but the common call goes the general way (which checks and
+    names every argument): the fast path answers None, never an error of its
+    own, except for num_threads once all else is valid."""
+    x = make_array((4, 3, 5), np.float32, rng)
+    rm, rv = _running(3, np.float32, rng)
+    w = np.ones(3, np.float32)
+    ro = rv.copy()
+    ro.flags.writeable = False
+    others = [
+        dict(training=True), dict(training=np.bool_(False)), dict(out=np.empty_like(x)),
+        dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
+        dict(momentum=1), dict(momentum=1.5), dict(momentum=float("nan")),
+    ]
+    for kw in others:
+        assert _fast(x, rm, rv, w, **kw) is None, kw
+    assert _fast(np.asfortranarray(x), rm, rv, w) is None
+    assert _fast(x[:, :, ::2], rm, rv, w) is None
+    assert _fast(x.astype(">f4"), rm, rv, w) is None
+    assert _fast(x[:0], rm, rv, w) is None
+    assert _fast(x.reshape(-1), rm, rv) is None
+    assert _fast(x.tolist(), rm, rv, w) is None
+    assert _fast(x, rm, ro, w) is None
+    assert _fast(x, rm.astype(np.float16), rv, w) is None
+    assert _fast(x, rm[:2], rv, w) is None
+    assert _fast(x, None, rv, w) is None
+    assert _fast(x, rm, rv, w.astype(np.float64)) is None
+    assert _fast(x, rm, rv, np.ones(6, np.float32)[::2]) is None
+    assert _fast(x, rm, rv, w[:2]) is None
+    assert _fast(x, rm, rv, [1.0, 1.0, 1.0]) is None
+    assert _fast(x.astype(np.int32), rm, rv, w) is None
+    with pytest.raises(ValueError, match="num_threads"):
+        _fast(x, rm, rv, w, num_threads=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        fn.batch_norm(x, rm, rv, w, num_threads=0)

@@ -1437,3 +1437,22 @@ def test_other_user_dtypes_refused_around_bfloat16(other):
             fastnorm.layer_norm(xb, w.astype(odt))
         with pytest.raises(TypeError, match="out"):
             fastnorm.layer_norm(xb, w, out=np.empty(xb.shape, odt))
+
+
+@pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
+def test_batch_norm_eval_fast_path_bits(dt):
+    """16-bit batch_norm eval through the fast path (float32 or float64
+    running statistics, float32 parameters) gives the general path's bits."""
+    from fastnorm import _core
+    x = data((4, 6, 5, 3), dt)
+    w, b = params(6)
+    for sdt in (np.float32, np.float64):
+        rm = np.linspace(-1, 1, 6).astype(sdt)
+        rv = np.linspace(0.5, 2, 6).astype(sdt)
+        assert _core._batch_norm_eval_fast(x, rm, rv, w, b, False, 0.1, 1e-5, 1, None,
+                                           False, None) is not None
+        for rs in (False, True):
+            got = fastnorm.batch_norm(x, rm, rv, w, b, return_stats=rs)
+            want = fastnorm.batch_norm(x, rm, rv, w, b, axis=np.int64(1), return_stats=rs)
+            for g, e in zip(got if rs else (got,), want if rs else (want,)):
+                assert same_bits(g, e)

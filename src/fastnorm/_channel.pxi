@@ -727,3 +727,56 @@ def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R,
             else:
                 (<double *>cnp.PyArray_DATA(db))[c] = sdy[c]
     return dw, db
+
+
+def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, momentum,
+                          eps, axis, out, bint return_stats, num_threads):
+    """fastnorm.batch_norm in eval mode for the common inference call, with
+    no Python step between the checks and the kernel: x a C-contiguous,
+    aligned, native (N, C, ...) array, axis=1, training=False, no out, float
+    eps and momentum, running statistics of shape (C,) (the computing dtype
+    or float64, native, writeable), weight and bias None or C-contiguous
+    (C,) arrays of the computing dtype. Anything else returns None, and the
+    caller's general path (which checks and names every argument) runs
+    instead; what this computes is what that path computes."""
+    if (training is not False or out is not None or type(axis) is not int or axis != 1
+            or type(x) is not np.ndarray or type(eps) is not float
+            or type(momentum) is not float or type(running_mean) is not np.ndarray
+            or type(running_var) is not np.ndarray):
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray rm = <cnp.ndarray>running_mean
+    cdef cnp.ndarray rv = <cnp.ndarray>running_var
+    cdef int nd = cnp.PyArray_NDIM(xa), j
+    if (nd < 2 or _kind(xa) < 0 or not cnp.PyArray_ISCARRAY_RO(xa)
+            or not cnp.PyArray_ISNOTSWAPPED(xa) or cnp.PyArray_SIZE(xa) == 0):
+        return None
+    cdef double e = <double>eps, m = <double>momentum
+    if not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0):
+        return None
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(xa)
+    cdef int64_t R = dims[0], C = dims[1], L = 1
+    for j in range(2, nd):
+        L *= dims[j]
+    cdef int ptype = _calc_type(xa)
+    for a in (rm, rv):
+        if (not _is_real_vector(<cnp.ndarray>a, C) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)
+                or (cnp.PyArray_TYPE(<cnp.ndarray>a) != ptype
+                    and cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_DOUBLE)):
+            return None
+    for p in (weight, bias):
+        if p is not None and (type(p) is not np.ndarray
+                              or cnp.PyArray_NDIM(<cnp.ndarray>p) != 1
+                              or cnp.PyArray_DIM(<cnp.ndarray>p, 0) != C
+                              or cnp.PyArray_TYPE(<cnp.ndarray>p) != ptype
+                              or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)
+                              or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>p)):
+            return None
+    cdef int nt = _resolve_threads(num_threads)
+    mean64, rstd64 = _frozen_stats(rm, rv, e)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(nd, dims, cnp.PyArray_TYPE(xa), 0)
+    _channel_normalize_kernel(xa, y, 1, R, C, L, mean64, rstd64, weight, bias, False, nt)
+    if return_stats:
+        dt = cnp.PyArray_DescrFromType(ptype)
+        return y, mean64.astype(dt), rstd64.astype(dt)
+    return y

@@ -385,6 +385,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
     running statistics.
     """
+    # the common inference call (eval, NCHW, no out) without the Python checks
+    fast = _core._batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training,
+                                       momentum, eps, axis, out, return_stats, num_threads)
+    if fast is not None:
+        return fast
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
