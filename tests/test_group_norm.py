@@ -816,3 +816,46 @@ def test_backward_bad_arguments():
         fn.instance_norm_backward(dy, x, np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="mean"):
         fn.instance_norm_backward(dy, x, np.zeros(3, np.float32), np.ones(3, np.float32))
+
+
+# --------------------------------------------------------------------------
+# The fast path (the common call, checked in Cython)
+# --------------------------------------------------------------------------
+
+def _gn_fast(x, G, w=None, b=None, *, eps=1e-5, axis=1, out=None, return_stats=False,
+             num_threads=None):
+    from fastnorm import _core
+    return _core._group_norm_fast(x, G, w, b, eps, axis, out, return_stats, num_threads)
+
+
+@pytest.mark.parametrize("shape", [(2, 6), (3, 6, 5), (2, 6, 4, 3), (1, 6, 1, 1)])
+@pytest.mark.parametrize("G", [1, 2, 6])
+@pytest.mark.parametrize("affine", AFFINE)
+def test_fast_path_gives_the_general_paths_bits(isa, dtype, shape, G, affine, rng):
+    """The common call takes the fast path and gives the bits of the general
+    path (reached here with a NumPy integer axis)."""
+    x = make_array(shape, dtype, rng)
+    w, b = random_params((6,), dtype, rng, *affine)
+    assert _gn_fast(x, G, w, b) is not None
+    for rs in (False, True):
+        got = fn.group_norm(x, G, w, b, return_stats=rs)
+        want = fn.group_norm(x, G, w, b, axis=np.int64(1), return_stats=rs)
+        for g, e in zip(got if rs else (got,), want if rs else (want,)):
+            assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+
+
+def test_fast_path_leaves_other_calls_to_the_general_path(rng):
+    x = make_array((4, 6, 5), np.float32, rng)
+    w = np.ones(6, np.float32)
+    for kw in (dict(out=np.empty_like(x)), dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1),
+               dict(eps=-1.0), dict(eps=np.inf)):
+        assert _gn_fast(x, 2, w, **kw) is None, kw
+    for G in (0, -2, 4, np.int64(2), 2.0):
+        assert _gn_fast(x, G, w) is None, G
+    for bad_x in (np.asfortranarray(x), x[:, :, ::2], x.astype(">f4"), x[:0], x.reshape(-1),
+                  x.tolist(), x.astype(np.int32)):
+        assert _gn_fast(bad_x, 2, w) is None
+    for bad_w in (w.astype(np.float64), np.ones(12, np.float32)[::2], w[:3], [1.0] * 6):
+        assert _gn_fast(x, 2, bad_w) is None
+    with pytest.raises(ValueError, match="num_threads"):
+        _gn_fast(x, 2, w, num_threads=0)

@@ -1456,3 +1456,17 @@ def test_batch_norm_eval_fast_path_bits(dt):
             want = fastnorm.batch_norm(x, rm, rv, w, b, axis=np.int64(1), return_stats=rs)
             for g, e in zip(got if rs else (got,), want if rs else (want,)):
                 assert same_bits(g, e)
+
+
+@pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
+def test_group_norm_fast_path_bits(dt):
+    """16-bit group_norm through the fast path gives the general path's bits."""
+    from fastnorm import _core
+    x = data((3, 8, 5, 2), dt)
+    w, b = params(8)
+    assert _core._group_norm_fast(x, 4, w, b, 1e-5, 1, None, False, None) is not None
+    for rs in (False, True):
+        got = fastnorm.group_norm(x, 4, w, b, return_stats=rs)
+        want = fastnorm.group_norm(x, 4, w, b, axis=np.int64(1), return_stats=rs)
+        for g, e in zip(got if rs else (got,), want if rs else (want,)):
+            assert same_bits(g, e)

@@ -729,6 +729,74 @@ def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R,
     return dw, db
 
 
+cdef cnp.ndarray _fast_data(object x):
+    """x for the channel fast paths -- an exact ndarray of a data dtype,
+    C-contiguous, aligned, native, of two or more axes and some elements --
+    or None."""
+    if type(x) is not np.ndarray:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if (cnp.PyArray_NDIM(xa) < 2 or _kind(xa) < 0 or not cnp.PyArray_ISCARRAY_RO(xa)
+            or not cnp.PyArray_ISNOTSWAPPED(xa) or cnp.PyArray_SIZE(xa) == 0):
+        return None
+    return xa
+
+
+cdef bint _fast_param(object p, int64_t C, int ptype):
+    """Whether a parameter (None, or an exact C-contiguous native ndarray of
+    shape (C,) in the computing dtype) needs none of the general path's work."""
+    if p is None:
+        return True
+    if type(p) is not np.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>p
+    return (cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_DIM(a, 0) == C
+            and cnp.PyArray_TYPE(a) == ptype and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+cdef int64_t _trailing(cnp.ndarray a, int first):
+    """The product of a's dimensions from `first` on."""
+    cdef int64_t n = 1
+    cdef int j
+    for j in range(first, cnp.PyArray_NDIM(a)):
+        n *= cnp.PyArray_DIMS(a)[j]
+    return n
+
+
+def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_stats,
+                     num_threads):
+    """fastnorm.group_norm for the common call, with no Python step between
+    the checks and the kernel: x as _fast_data takes it, channels on axis 1,
+    an int num_groups dividing them, no out, a float eps, weight and bias as
+    _fast_param takes them. Anything else returns None, and the caller's
+    general path (which checks and names every argument) runs instead; what
+    this computes is what that path computes."""
+    if (out is not None or type(axis) is not int or axis != 1 or type(eps) is not float
+            or type(num_groups) is not int):
+        return None
+    cdef cnp.ndarray xa = _fast_data(x)
+    if xa is None:
+        return None
+    cdef double e = <double>eps
+    cdef int64_t G = <int64_t>num_groups, S = cnp.PyArray_DIMS(xa)[0]
+    cdef int64_t C = cnp.PyArray_DIMS(xa)[1], L = _trailing(xa, 2)
+    cdef int ptype = _calc_type(xa)
+    if (not (e >= 0.0) or isinf(e) or G <= 0 or C % G != 0
+            or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
+        return None
+    cdef int nt = _resolve_threads(num_threads)
+    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa),
+                                           cnp.PyArray_TYPE(xa), 0)
+    cdef cnp.npy_intp sdims[2]
+    sdims[0] = S
+    sdims[1] = G
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
+    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
+    _group_norm_kernel(xa, y, S, 1, C, L, G, weight, bias, e, mean, rstd, None, nt)
+    return (y, mean, rstd) if return_stats else y
+
+
 def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, momentum,
                           eps, axis, out, bint return_stats, num_threads):
     """fastnorm.batch_norm in eval mode for the common inference call, with
@@ -740,38 +808,28 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
     caller's general path (which checks and names every argument) runs
     instead; what this computes is what that path computes."""
     if (training is not False or out is not None or type(axis) is not int or axis != 1
-            or type(x) is not np.ndarray or type(eps) is not float
-            or type(momentum) is not float or type(running_mean) is not np.ndarray
-            or type(running_var) is not np.ndarray):
+            or type(eps) is not float or type(momentum) is not float
+            or type(running_mean) is not np.ndarray or type(running_var) is not np.ndarray):
         return None
-    cdef cnp.ndarray xa = <cnp.ndarray>x
+    cdef cnp.ndarray xa = _fast_data(x)
+    if xa is None:
+        return None
     cdef cnp.ndarray rm = <cnp.ndarray>running_mean
     cdef cnp.ndarray rv = <cnp.ndarray>running_var
-    cdef int nd = cnp.PyArray_NDIM(xa), j
-    if (nd < 2 or _kind(xa) < 0 or not cnp.PyArray_ISCARRAY_RO(xa)
-            or not cnp.PyArray_ISNOTSWAPPED(xa) or cnp.PyArray_SIZE(xa) == 0):
-        return None
     cdef double e = <double>eps, m = <double>momentum
     if not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0):
         return None
+    cdef int nd = cnp.PyArray_NDIM(xa)
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(xa)
-    cdef int64_t R = dims[0], C = dims[1], L = 1
-    for j in range(2, nd):
-        L *= dims[j]
+    cdef int64_t R = dims[0], C = dims[1], L = _trailing(xa, 2)
     cdef int ptype = _calc_type(xa)
     for a in (rm, rv):
         if (not _is_real_vector(<cnp.ndarray>a, C) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)
                 or (cnp.PyArray_TYPE(<cnp.ndarray>a) != ptype
                     and cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_DOUBLE)):
             return None
-    for p in (weight, bias):
-        if p is not None and (type(p) is not np.ndarray
-                              or cnp.PyArray_NDIM(<cnp.ndarray>p) != 1
-                              or cnp.PyArray_DIM(<cnp.ndarray>p, 0) != C
-                              or cnp.PyArray_TYPE(<cnp.ndarray>p) != ptype
-                              or not cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>p)
-                              or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>p)):
-            return None
+    if not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype):
+        return None
     cdef int nt = _resolve_threads(num_threads)
     mean64, rstd64 = _frozen_stats(rm, rv, e)
     cdef cnp.ndarray y = cnp.PyArray_EMPTY(nd, dims, cnp.PyArray_TYPE(xa), 0)

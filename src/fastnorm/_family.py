@@ -289,6 +289,11 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
     are per channel. Returns y, or (y, mean, rstd) with mean and rstd of
     shape (N, num_groups).
     """
+    # the common call (NCHW, no out) without the Python checks
+    fast = _core._group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats,
+                                  num_threads)
+    if fast is not None:
+        return fast
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
