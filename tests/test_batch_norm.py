@@ -777,6 +777,42 @@ def test_eval_fast_path_gives_the_general_paths_bits(isa, dtype, shape, affine, 
         want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1), return_stats=rs)
         for g, e in zip(got if rs else (got,), want if rs else (want,)):
             assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+    # out: a separate array, and x itself (in place)
+    out = np.empty_like(x)
+    assert _fast(x, rm, rv, w, b, out=out) is out
+    want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1))
+    assert np.array_equal(out, want, equal_nan=True)
+    xc = x.copy()
+    assert _fast(xc, rm, rv, w, b, out=xc) is xc and np.array_equal(xc, want, equal_nan=True)
+
+
+def test_eval_fast_path_out_sharing_memory(rng):
+    """An out that shares bytes with x (not x itself) or with weight or bias
+    goes the general way; one holding the running statistics is written after
+    they are read: the results are those of separate arrays."""
+    buf = make_array((5, 3, 4), np.float32, rng)
+    rm, rv = _running(3, np.float32, rng)
+    w = np.ones(3, np.float32)
+    x, out = buf[:4], buf[1:]
+    want = fn.batch_norm(x.copy(), rm, rv, w)
+    assert _fast(x, rm, rv, w, out=out) is None
+    assert np.array_equal(fn.batch_norm(x, rm, rv, w, out=out), want)
+    x = make_array((4, 3, 4), np.float32, rng)
+    out = np.zeros_like(x)
+    flat = out.reshape(-1)
+    flat[3:6] = 1.0
+    assert _fast(x, rm, rv, flat[3:6], out=out) is None
+    assert np.array_equal(fn.batch_norm(x, rm, rv, flat[3:6], out=out),
+                          fn.batch_norm(x, rm, rv, np.ones(3, np.float32)))
+    out = np.zeros_like(x)
+    flat = out.reshape(-1)
+    sm, sv = flat[:3], flat[3:6]
+    sm[...], sv[...] = rm, rv
+    want = fn.batch_norm(x, rm, rv, w, return_stats=True)
+    got = fn.batch_norm(x, sm, sv, w, out=out, return_stats=True)
+    assert got[0] is out
+    for g, e in zip(got, want):
+        assert np.array_equal(g, e)
 
 
 def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
@@ -789,8 +825,9 @@ def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
     ro = rv.copy()
     ro.flags.writeable = False
     others = [
-        dict(training=True), dict(training=np.bool_(False)), dict(out=np.empty_like(x)),
-        dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
+        dict(training=True), dict(training=np.bool_(False)),
+        dict(out=np.asfortranarray(x)), dict(out=np.empty(x.shape, np.float64)),
+        dict(out=np.empty((4, 3, 4), np.float32)), dict(out=list(x)), dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
         dict(momentum=1), dict(momentum=1.5), dict(momentum=float("nan")),
     ]
     for kw in others:

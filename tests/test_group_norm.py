@@ -842,12 +842,26 @@ def test_fast_path_gives_the_general_paths_bits(isa, dtype, shape, G, affine, rn
         want = fn.group_norm(x, G, w, b, axis=np.int64(1), return_stats=rs)
         for g, e in zip(got if rs else (got,), want if rs else (want,)):
             assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+    want = fn.group_norm(x, G, w, b, axis=np.int64(1))
+    out = np.empty_like(x)
+    assert _gn_fast(x, G, w, b, out=out) is out and np.array_equal(out, want, equal_nan=True)
+    xc = x.copy()
+    assert _gn_fast(xc, G, w, b, out=xc) is xc and np.array_equal(xc, want, equal_nan=True)
+    if w is not None:  # an out holding the weight: the general path, the same result
+        big = np.zeros(x.size + 6, x.dtype)
+        out = big[6:].reshape(x.shape)
+        big[6:12] = w
+        wv = big[6:12]
+        assert _gn_fast(x, G, wv, b, out=out) is None
+        assert np.array_equal(fn.group_norm(x, G, wv, b, out=out), want, equal_nan=True)
 
 
 def test_fast_path_leaves_other_calls_to_the_general_path(rng):
     x = make_array((4, 6, 5), np.float32, rng)
     w = np.ones(6, np.float32)
-    for kw in (dict(out=np.empty_like(x)), dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1),
+    for kw in (dict(out=np.asfortranarray(x)), dict(out=np.empty(x.shape, np.float64)),
+               dict(out=x[:, :, ::-1].copy()[:, :, ::-1]), dict(out=list(x)),
+               dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1),
                dict(eps=-1.0), dict(eps=np.inf)):
         assert _gn_fast(x, 2, w, **kw) is None, kw
     for G in (0, -2, 4, np.int64(2), 2.0):

@@ -755,6 +755,37 @@ cdef bint _fast_param(object p, int64_t C, int ptype):
             and cnp.PyArray_ISNOTSWAPPED(a))
 
 
+cdef bint _meets(cnp.ndarray a, object b):
+    """Whether the bytes of a and of b (an ndarray, or None: no) meet."""
+    if b is None:
+        return False
+    cdef uintptr_t alo, ahi, blo, bhi
+    _bounds(a, &alo, &ahi)
+    _bounds(<cnp.ndarray>b, &blo, &bhi)
+    return alo < ahi and blo < bhi and alo < bhi and blo < ahi
+
+
+cdef object _fast_target(object out, cnp.ndarray xa, object weight, object bias):
+    """The array a fast path writes: a new one without out; out itself where it
+    is a C-contiguous, aligned, native, writeable array of x's shape and dtype
+    that is x itself or shares no byte with x, weight or bias; else None (the
+    general path then handles out)."""
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa),
+                                 cnp.PyArray_TYPE(xa), 0)
+    if type(out) is not np.ndarray:
+        return None
+    cdef cnp.ndarray o = <cnp.ndarray>out
+    if (not cnp.PyArray_ISCARRAY(o) or not cnp.PyArray_ISNOTSWAPPED(o)
+            or cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(xa) or not _same_shape(o, xa)):
+        return None
+    if cnp.PyArray_DATA(o) != cnp.PyArray_DATA(xa) and _meets(o, xa):
+        return None
+    if _meets(o, weight) or _meets(o, bias):
+        return None
+    return o
+
+
 cdef int64_t _trailing(cnp.ndarray a, int first):
     """The product of a's dimensions from `first` on."""
     cdef int64_t n = 1
@@ -768,12 +799,11 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_st
                      num_threads):
     """fastnorm.group_norm for the common call, with no Python step between
     the checks and the kernel: x as _fast_data takes it, channels on axis 1,
-    an int num_groups dividing them, no out, a float eps, weight and bias as
-    _fast_param takes them. Anything else returns None, and the caller's
+    an int num_groups dividing them, no out or one _fast_target takes, a float
+    eps, weight and bias as _fast_param takes them. Anything else returns None, and the caller's
     general path (which checks and names every argument) runs instead; what
     this computes is what that path computes."""
-    if (out is not None or type(axis) is not int or axis != 1 or type(eps) is not float
-            or type(num_groups) is not int):
+    if type(axis) is not int or axis != 1 or type(eps) is not float or type(num_groups) is not int:
         return None
     cdef cnp.ndarray xa = _fast_data(x)
     if xa is None:
@@ -785,9 +815,10 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_st
     if (not (e >= 0.0) or isinf(e) or G <= 0 or C % G != 0
             or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
         return None
+    y = _fast_target(out, xa, weight, bias)
+    if y is None:
+        return None
     cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa),
-                                           cnp.PyArray_TYPE(xa), 0)
     cdef cnp.npy_intp sdims[2]
     sdims[0] = S
     sdims[1] = G
@@ -801,13 +832,13 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
                           eps, axis, out, bint return_stats, num_threads):
     """fastnorm.batch_norm in eval mode for the common inference call, with
     no Python step between the checks and the kernel: x a C-contiguous,
-    aligned, native (N, C, ...) array, axis=1, training=False, no out, float
-    eps and momentum, running statistics of shape (C,) (the computing dtype
+    aligned, native (N, C, ...) array, axis=1, training=False, no out or one
+    _fast_target takes, float eps and momentum, running statistics of shape (C,) (the computing dtype
     or float64, native, writeable), weight and bias None or C-contiguous
     (C,) arrays of the computing dtype. Anything else returns None, and the
     caller's general path (which checks and names every argument) runs
     instead; what this computes is what that path computes."""
-    if (training is not False or out is not None or type(axis) is not int or axis != 1
+    if (training is not False or type(axis) is not int or axis != 1
             or type(eps) is not float or type(momentum) is not float
             or type(running_mean) is not np.ndarray or type(running_var) is not np.ndarray):
         return None
@@ -819,7 +850,6 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
     cdef double e = <double>eps, m = <double>momentum
     if not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0):
         return None
-    cdef int nd = cnp.PyArray_NDIM(xa)
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(xa)
     cdef int64_t R = dims[0], C = dims[1], L = _trailing(xa, 2)
     cdef int ptype = _calc_type(xa)
@@ -830,9 +860,11 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
             return None
     if not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype):
         return None
+    y = _fast_target(out, xa, weight, bias)
+    if y is None:
+        return None
     cdef int nt = _resolve_threads(num_threads)
-    mean64, rstd64 = _frozen_stats(rm, rv, e)
-    cdef cnp.ndarray y = cnp.PyArray_EMPTY(nd, dims, cnp.PyArray_TYPE(xa), 0)
+    mean64, rstd64 = _frozen_stats(rm, rv, e)  # read before y is written (out may hold them)
     _channel_normalize_kernel(xa, y, 1, R, C, L, mean64, rstd64, weight, bias, False, nt)
     if return_stats:
         dt = cnp.PyArray_DescrFromType(ptype)
