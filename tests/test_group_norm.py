@@ -873,3 +873,47 @@ def test_fast_path_leaves_other_calls_to_the_general_path(rng):
         assert _gn_fast(x, 2, bad_w) is None
     with pytest.raises(ValueError, match="num_threads"):
         _gn_fast(x, 2, w, num_threads=0)
+
+
+def _in_fast(x, w=None, b=None, rm=None, rv=None, *, training=True, momentum=0.1, eps=1e-5,
+             axis=1, out=None, return_stats=False, num_threads=None):
+    from fastnorm import _core
+    return _core._instance_norm_fast(x, w, b, rm, rv, training, momentum, eps, axis, out,
+                                     return_stats, num_threads)
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 5), (2, 6, 4, 3), (3, 6, 1, 1)])
+@pytest.mark.parametrize("affine", AFFINE)
+@pytest.mark.parametrize("training", [True, False])
+def test_instance_norm_fast_path_gives_the_general_paths_bits(isa, dtype, shape, affine,
+                                                              training, rng):
+    x = make_array(shape, dtype, rng)
+    w, b = random_params((6,), dtype, rng, *affine)
+    one = int(np.prod(shape[2:])) == 1
+    if training and one:
+        assert _in_fast(x, w, b, training=True) is None  # the general path's error
+        with pytest.raises(ValueError, match="spatial"):
+            fn.instance_norm(x, w, b)
+        return
+    assert _in_fast(x, w, b, training=training) is not None
+    for rs in (False, True):
+        got = fn.instance_norm(x, w, b, training=training, return_stats=rs)
+        want = fn.instance_norm(x, w, b, training=training, axis=np.int64(1), return_stats=rs)
+        for g, e in zip(got if rs else (got,), want if rs else (want,)):
+            assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
+    out = np.empty_like(x)
+    assert _in_fast(x, w, b, training=training, out=out) is out
+    assert np.array_equal(out, want if not isinstance(want, tuple) else want[0], equal_nan=True)
+
+
+def test_instance_norm_fast_path_leaves_other_calls_to_the_general_path(rng):
+    x = make_array((4, 6, 5), np.float32, rng)
+    w = np.ones(6, np.float32)
+    rm, rv = np.zeros(6, np.float32), np.ones(6, np.float32)
+    for kw in (dict(rm=rm, rv=rv), dict(rm=rm), dict(training=1), dict(training=np.bool_(True)),
+               dict(momentum=1), dict(momentum=2.0), dict(eps=1), dict(eps=-1.0),
+               dict(axis=-1), dict(out=np.asfortranarray(x))):
+        assert _in_fast(x, w, **kw) is None, kw
+    for bad_x in (np.asfortranarray(x), x[:0], x.astype(np.int32), x.tolist()):
+        assert _in_fast(bad_x, w) is None
+    assert _in_fast(x, w.astype(np.float64)) is None

@@ -828,6 +828,43 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_st
     return (y, mean, rstd) if return_stats else y
 
 
+def _instance_norm_fast(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                        axis, out, bint return_stats, num_threads):
+    """fastnorm.instance_norm with the input's statistics and no running
+    statistics, for the common call: x as _fast_data takes it, channels on
+    axis 1 (more than one element each when training), training an exact
+    bool, float eps and momentum, no out or one _fast_target takes, weight and
+    bias as _fast_param takes them. Anything else returns None, and the
+    caller's general path (which checks and names every argument) runs
+    instead; what this computes is what that path computes."""
+    if (running_mean is not None or running_var is not None
+            or (training is not True and training is not False)
+            or type(axis) is not int or axis != 1 or type(eps) is not float
+            or type(momentum) is not float):
+        return None
+    cdef cnp.ndarray xa = _fast_data(x)
+    if xa is None:
+        return None
+    cdef double e = <double>eps, m = <double>momentum
+    cdef int64_t S = cnp.PyArray_DIMS(xa)[0], C = cnp.PyArray_DIMS(xa)[1]
+    cdef int64_t L = _trailing(xa, 2)
+    cdef int ptype = _calc_type(xa)
+    if (not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0) or (training and L == 1)
+            or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
+        return None
+    y = _fast_target(out, xa, weight, bias)
+    if y is None:
+        return None
+    cdef int nt = _resolve_threads(num_threads)
+    cdef cnp.npy_intp sdims[2]
+    sdims[0] = S
+    sdims[1] = C
+    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
+    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
+    _group_norm_kernel(xa, y, S, 1, C, L, C, weight, bias, e, mean, rstd, None, nt)
+    return (y, mean, rstd) if return_stats else y
+
+
 def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, momentum,
                           eps, axis, out, bint return_stats, num_threads):
     """fastnorm.batch_norm in eval mode for the common inference call, with

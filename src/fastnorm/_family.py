@@ -481,6 +481,11 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     Returns y, or (y, mean, rstd): shape (N, C) for instance statistics,
     (C,) for running ones.
     """
+    # the common call (input statistics, NCHW) without the Python checks
+    fast = _core._instance_norm_fast(x, weight, bias, running_mean, running_var, training,
+                                     momentum, eps, axis, out, return_stats, num_threads)
+    if fast is not None:
+        return fast
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
