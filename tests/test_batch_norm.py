@@ -851,3 +851,15 @@ def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
         _fast(x, rm, rv, w, num_threads=0)
     with pytest.raises(ValueError, match="num_threads"):
         fn.batch_norm(x, rm, rv, w, num_threads=0)
+
+
+def test_eval_returns_the_running_mean_as_it_is(rng):
+    """The eval mean is the running mean's own bits (a signalling NaN stays
+    one), through the fast path and the general one."""
+    x = make_array((2, 4, 3), np.float32, rng)
+    rm = np.zeros(4, np.float32)
+    rm.view(np.uint32)[0] = 0x7F800001
+    rv = np.ones(4, np.float32)
+    for axis in (1, np.int64(1)):
+        mean = fn.batch_norm(x, rm, rv, axis=axis, return_stats=True)[1]
+        assert np.array_equal(mean.view(np.uint32), rm.view(np.uint32))

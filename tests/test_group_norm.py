@@ -917,3 +917,22 @@ def test_instance_norm_fast_path_leaves_other_calls_to_the_general_path(rng):
     for bad_x in (np.asfortranarray(x), x[:0], x.astype(np.int32), x.tolist()):
         assert _in_fast(bad_x, w) is None
     assert _in_fast(x, w.astype(np.float64)) is None
+
+
+def test_fast_path_corner_arguments():
+    """Arguments the fast path leaves alone behave as in the general path: a
+    num_groups beyond any C integer is the general ValueError, a dtype with
+    metadata keeps it, and return_stats is asked only after the work (an
+    ambiguous one fails after out is written, as the general path does)."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+    for G in (2**64, -2**70):
+        with pytest.raises(ValueError, match="num_groups"):
+            fn.group_norm(x, G)
+    dt = np.dtype(np.float32, metadata={"unit": "m"})
+    xm = x.astype(dt)
+    for y in (fn.group_norm(xm, 2, return_stats=True)[0], fn.instance_norm(xm)):
+        assert y.dtype.metadata == {"unit": "m"}
+    out = np.zeros_like(x)
+    with pytest.raises(ValueError):
+        fn.group_norm(x, 2, out=out, return_stats=np.array([1, 1]))
+    assert np.array_equal(out, fn.group_norm(x, 2))

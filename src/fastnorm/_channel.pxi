@@ -152,7 +152,7 @@ cdef class _Block:
     cdef int typenum, ptype  # data; parameters and statistics
     cdef int kind
 
-    def __init__(self, cnp.ndarray x, int64_t S, int64_t R, int64_t C, int64_t L):
+    def __init__(self, cnp.ndarray x not None, int64_t S, int64_t R, int64_t C, int64_t L):
         if S < 0 or R < 0 or C < 0 or L < 0:
             raise ValueError("negative block dimension")
         self.S, self.R, self.C, self.L = S, R, C, L
@@ -514,7 +514,7 @@ def _axes_arg(axis, int ndim):
     return _normalize_axes(axis, ndim)
 
 
-def _same_data(cnp.ndarray a, cnp.ndarray b):
+def _same_data(cnp.ndarray a not None, cnp.ndarray b not None):
     """Whether a and b start at the same address (an in-place call)."""
     return cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b)
 
@@ -538,7 +538,7 @@ cdef void _bounds(cnp.ndarray a, uintptr_t *lo, uintptr_t *hi):
     hi[0] = <uintptr_t>(<char *>cnp.PyArray_DATA(a) + pos + cnp.PyArray_ITEMSIZE(a))
 
 
-def _bounds_overlap(cnp.ndarray out, tuple sources, cnp.ndarray skip=None):
+def _bounds_overlap(cnp.ndarray out not None, tuple sources, cnp.ndarray skip=None):
     """Whether the bytes out spans meet those of any array in sources (None
     entries and `skip` left out): np.may_share_memory's bounds test, without
     its cost per call."""
@@ -739,6 +739,10 @@ cdef cnp.ndarray _fast_data(object x):
     if (cnp.PyArray_NDIM(xa) < 2 or _kind(xa) < 0 or not cnp.PyArray_ISCARRAY_RO(xa)
             or not cnp.PyArray_ISNOTSWAPPED(xa) or cnp.PyArray_SIZE(xa) == 0):
         return None
+    # the plain dtype of its type number (not one carrying metadata, which the
+    # general path's results keep and arrays made from the number would not)
+    if <object>cnp.PyArray_DESCR(xa) is not <object>cnp.PyArray_DescrFromType(cnp.PyArray_TYPE(xa)):
+        return None
     return xa
 
 
@@ -795,8 +799,7 @@ cdef int64_t _trailing(cnp.ndarray a, int first):
     return n
 
 
-def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_stats,
-                     num_threads):
+def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats, num_threads):
     """fastnorm.group_norm for the common call, with no Python step between
     the checks and the kernel: x as _fast_data takes it, channels on axis 1,
     an int num_groups dividing them, no out or one _fast_target takes, a float
@@ -809,10 +812,12 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_st
     if xa is None:
         return None
     cdef double e = <double>eps
-    cdef int64_t G = <int64_t>num_groups, S = cnp.PyArray_DIMS(xa)[0]
-    cdef int64_t C = cnp.PyArray_DIMS(xa)[1], L = _trailing(xa, 2)
+    cdef int64_t S = cnp.PyArray_DIMS(xa)[0], C = cnp.PyArray_DIMS(xa)[1]
+    if not 0 < num_groups <= C:  # on the Python int, before it meets a C type
+        return None
+    cdef int64_t G = <int64_t>num_groups, L = _trailing(xa, 2)
     cdef int ptype = _calc_type(xa)
-    if (not (e >= 0.0) or isinf(e) or G <= 0 or C % G != 0
+    if (not (e >= 0.0) or isinf(e) or C % G != 0
             or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
         return None
     y = _fast_target(out, xa, weight, bias)
@@ -829,7 +834,7 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, bint return_st
 
 
 def _instance_norm_fast(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                        axis, out, bint return_stats, num_threads):
+                        axis, out, return_stats, num_threads):
     """fastnorm.instance_norm with the input's statistics and no running
     statistics, for the common call: x as _fast_data takes it, channels on
     axis 1 (more than one element each when training), training an exact
@@ -866,7 +871,7 @@ def _instance_norm_fast(x, weight, bias, running_mean, running_var, training, mo
 
 
 def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, momentum,
-                          eps, axis, out, bint return_stats, num_threads):
+                          eps, axis, out, return_stats, num_threads):
     """fastnorm.batch_norm in eval mode for the common inference call, with
     no Python step between the checks and the kernel: x a C-contiguous,
     aligned, native (N, C, ...) array, axis=1, training=False, no out or one
@@ -898,12 +903,12 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
     if not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype):
         return None
     y = _fast_target(out, xa, weight, bias)
-    if y is None:
-        return None
+    if y is None or (out is not None and (_meets(<cnp.ndarray>y, rm) or _meets(<cnp.ndarray>y, rv))):
+        return None  # (an out holding the running statistics: the general path)
     cdef int nt = _resolve_threads(num_threads)
-    mean64, rstd64 = _frozen_stats(rm, rv, e)  # read before y is written (out may hold them)
+    mean64, rstd64 = _frozen_stats(rm, rv, e)
     _channel_normalize_kernel(xa, y, 1, R, C, L, mean64, rstd64, weight, bias, False, nt)
-    if return_stats:
+    if return_stats:  # asked only now, as the general path does
         dt = cnp.PyArray_DescrFromType(ptype)
-        return y, mean64.astype(dt), rstd64.astype(dt)
+        return y, rm.astype(dt), rstd64.astype(dt)
     return y

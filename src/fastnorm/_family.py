@@ -435,8 +435,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
         mean = rstd = None
-        if return_stats:
-            mean, rstd = mean64.astype(_calc(x)), rstd64.astype(_calc(x))
+        if return_stats:  # y is scratch where out holds rm: rm is as it was
+            mean, rstd = rm.astype(_calc(x)), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -529,8 +529,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
         mean = rstd = None
-        if return_stats:
-            mean, rstd = mean64.astype(_calc(x)), rstd64.astype(_calc(x))
+        if return_stats:  # y is scratch where out holds rm: rm is as it was
+            mean, rstd = rm.astype(_calc(x)), rstd64.astype(_calc(x))
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
