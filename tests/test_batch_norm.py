@@ -827,7 +827,8 @@ def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
     others = [
         dict(training=True), dict(training=np.bool_(False)),
         dict(out=np.asfortranarray(x)), dict(out=np.empty(x.shape, np.float64)),
-        dict(out=np.empty((4, 3, 4), np.float32)), dict(out=list(x)), dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
+        dict(out=np.empty((4, 3, 4), np.float32)), dict(out=list(x)),
+        dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
         dict(momentum=1), dict(momentum=1.5), dict(momentum=float("nan")),
     ]
     for kw in others:

@@ -510,8 +510,8 @@ def _threads_arg(num_threads):
     return _resolve_threads(num_threads)
 
 
-def _axes_arg(axis, int ndim):
-    return _normalize_axes(axis, ndim)
+def _axes_arg(axis, int ndim, str xname="x"):
+    return _normalize_axes(axis, ndim, xname)
 
 
 def _same_data(cnp.ndarray a not None, cnp.ndarray b not None):
@@ -538,19 +538,22 @@ cdef void _bounds(cnp.ndarray a, uintptr_t *lo, uintptr_t *hi):
     hi[0] = <uintptr_t>(<char *>cnp.PyArray_DATA(a) + pos + cnp.PyArray_ITEMSIZE(a))
 
 
+cdef bint _meets(cnp.ndarray a, object b):
+    """Whether the bytes of a and of b (an ndarray, or None: no) meet."""
+    if b is None:
+        return False
+    cdef uintptr_t alo, ahi, blo, bhi
+    _bounds(a, &alo, &ahi)
+    _bounds(<cnp.ndarray>b, &blo, &bhi)
+    return alo < ahi and blo < bhi and alo < bhi and blo < ahi
+
+
 def _bounds_overlap(cnp.ndarray out not None, tuple sources, cnp.ndarray skip=None):
     """Whether the bytes out spans meet those of any array in sources (None
     entries and `skip` left out): np.may_share_memory's bounds test, without
     its cost per call."""
-    cdef uintptr_t olo, ohi, lo, hi
-    _bounds(out, &olo, &ohi)
-    if olo == ohi:
-        return False
     for s in sources:
-        if s is None or s is skip:
-            continue
-        _bounds(<cnp.ndarray?>s, &lo, &hi)
-        if lo < hi and lo < ohi and olo < hi:
+        if s is not None and s is not skip and _meets(out, <cnp.ndarray?>s):
             return True
     return False
 
@@ -696,17 +699,12 @@ def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R,
     cdef double *m64 = <double *>cnp.PyArray_DATA(mu)
     cdef double *c64 = <double *>cnp.PyArray_DATA(coef)
     cdef bint f32 = B.ptype == cnp.NPY_FLOAT
-    cdef int64_t c
-    cdef double r
+    cdef int64_t c, isz = sizeof(float) if f32 else sizeof(double)
     for c in range(C):
-        if f32:
-            m64[c] = (<float *>mp)[c]
-            r = (<float *>rp)[c]
-            c64[c] = r if wp == NULL else <double>(<float *>wp)[c] * r
-        else:
-            m64[c] = (<double *>mp)[c]
-            r = (<double *>rp)[c]
-            c64[c] = r if wp == NULL else (<double *>wp)[c] * r
+        m64[c] = _load_real(mp + c * isz, f32)
+        c64[c] = _load_real(rp + c * isz, f32)
+        if wp != NULL:
+            c64[c] = _load_real(wp + c * isz, f32) * c64[c]
     _channel_sums_scale_kernel(dy, x, S, R, C, L, mu, sum_dy, sum_dyx, dx, coef, num_threads)
     cdef cnp.ndarray dw = None, db = None
     cdef double *sdy = <double *>cnp.PyArray_DATA(sum_dy)
@@ -714,18 +712,12 @@ def _frozen_backward_kernel(cnp.ndarray dy, cnp.ndarray x, int64_t S, int64_t R,
     if want_dw:
         dw = cnp.PyArray_EMPTY(1, &nc, B.ptype, 0)
         for c in range(C):
-            r = (<float *>rp)[c] if f32 else (<double *>rp)[c]
-            if f32:
-                (<float *>cnp.PyArray_DATA(dw))[c] = <float>(sdx[c] * r)
-            else:
-                (<double *>cnp.PyArray_DATA(dw))[c] = sdx[c] * r
+            _store_real(<char *>cnp.PyArray_DATA(dw) + c * isz, f32,
+                        sdx[c] * _load_real(rp + c * isz, f32))
     if want_db:
         db = cnp.PyArray_EMPTY(1, &nc, B.ptype, 0)
         for c in range(C):
-            if f32:
-                (<float *>cnp.PyArray_DATA(db))[c] = <float>sdy[c]
-            else:
-                (<double *>cnp.PyArray_DATA(db))[c] = sdy[c]
+            _store_real(<char *>cnp.PyArray_DATA(db) + c * isz, f32, sdy[c])
     return dw, db
 
 
@@ -741,7 +733,8 @@ cdef cnp.ndarray _fast_data(object x):
         return None
     # the plain dtype of its type number (not one carrying metadata, which the
     # general path's results keep and arrays made from the number would not)
-    if <object>cnp.PyArray_DESCR(xa) is not <object>cnp.PyArray_DescrFromType(cnp.PyArray_TYPE(xa)):
+    plain = cnp.PyArray_DescrFromType(cnp.PyArray_TYPE(xa))
+    if <object>cnp.PyArray_DESCR(xa) is not plain:
         return None
     return xa
 
@@ -757,16 +750,6 @@ cdef bint _fast_param(object p, int64_t C, int ptype):
     return (cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_DIM(a, 0) == C
             and cnp.PyArray_TYPE(a) == ptype and cnp.PyArray_ISCARRAY_RO(a)
             and cnp.PyArray_ISNOTSWAPPED(a))
-
-
-cdef bint _meets(cnp.ndarray a, object b):
-    """Whether the bytes of a and of b (an ndarray, or None: no) meet."""
-    if b is None:
-        return False
-    cdef uintptr_t alo, ahi, blo, bhi
-    _bounds(a, &alo, &ahi)
-    _bounds(<cnp.ndarray>b, &blo, &bhi)
-    return alo < ahi and blo < bhi and alo < bhi and blo < ahi
 
 
 cdef object _fast_target(object out, cnp.ndarray xa, object weight, object bias):
@@ -799,26 +782,15 @@ cdef int64_t _trailing(cnp.ndarray a, int first):
     return n
 
 
-def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats, num_threads):
-    """fastnorm.group_norm for the common call, with no Python step between
-    the checks and the kernel: x as _fast_data takes it, channels on axis 1,
-    an int num_groups dividing them, no out or one _fast_target takes, a float
-    eps, weight and bias as _fast_param takes them. Anything else returns None, and the caller's
-    general path (which checks and names every argument) runs instead; what
-    this computes is what that path computes."""
-    if type(axis) is not int or axis != 1 or type(eps) is not float or type(num_groups) is not int:
-        return None
-    cdef cnp.ndarray xa = _fast_data(x)
-    if xa is None:
-        return None
-    cdef double e = <double>eps
+cdef object _groups_fast(cnp.ndarray xa, int64_t G, object weight, object bias, double eps,
+                         object out, object return_stats, object num_threads):
+    """The end of the group_norm and instance_norm fast paths, after their own
+    checks: G groups per sample of x (NCHW, as _fast_data takes it), weight
+    and bias as _fast_param takes them, out as _fast_target takes it; else
+    None."""
     cdef int64_t S = cnp.PyArray_DIMS(xa)[0], C = cnp.PyArray_DIMS(xa)[1]
-    if not 0 < num_groups <= C:  # on the Python int, before it meets a C type
-        return None
-    cdef int64_t G = <int64_t>num_groups, L = _trailing(xa, 2)
     cdef int ptype = _calc_type(xa)
-    if (not (e >= 0.0) or isinf(e) or C % G != 0
-            or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
+    if not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype):
         return None
     y = _fast_target(out, xa, weight, bias)
     if y is None:
@@ -829,8 +801,31 @@ def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats, 
     sdims[1] = G
     cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
     cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
-    _group_norm_kernel(xa, y, S, 1, C, L, G, weight, bias, e, mean, rstd, None, nt)
+    _group_norm_kernel(xa, y, S, 1, C, _trailing(xa, 2), G, weight, bias, eps, mean, rstd,
+                       None, nt)
     return (y, mean, rstd) if return_stats else y
+
+
+def _group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats, num_threads):
+    """fastnorm.group_norm for the common call, with no Python step between
+    the checks and the kernel: x as _fast_data takes it, channels on axis 1,
+    an int num_groups dividing them, no out or one _fast_target takes, a float
+    eps, weight and bias as _fast_param takes them. Anything else returns
+    None, and the caller's general path (which checks and names every
+    argument) runs instead; what this computes is what that path computes."""
+    if type(axis) is not int or axis != 1 or type(eps) is not float or type(num_groups) is not int:
+        return None
+    cdef cnp.ndarray xa = _fast_data(x)
+    if xa is None:
+        return None
+    cdef double e = <double>eps
+    cdef int64_t C = cnp.PyArray_DIMS(xa)[1]
+    if not 0 < num_groups <= C:  # on the Python int, before it meets a C type
+        return None
+    cdef int64_t G = <int64_t>num_groups
+    if not (e >= 0.0) or isinf(e) or C % G != 0:
+        return None
+    return _groups_fast(xa, G, weight, bias, e, out, return_stats, num_threads)
 
 
 def _instance_norm_fast(x, weight, bias, running_mean, running_var, training, momentum, eps,
@@ -851,23 +846,12 @@ def _instance_norm_fast(x, weight, bias, running_mean, running_var, training, mo
     if xa is None:
         return None
     cdef double e = <double>eps, m = <double>momentum
-    cdef int64_t S = cnp.PyArray_DIMS(xa)[0], C = cnp.PyArray_DIMS(xa)[1]
-    cdef int64_t L = _trailing(xa, 2)
-    cdef int ptype = _calc_type(xa)
-    if (not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0) or (training and L == 1)
-            or not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype)):
+    if (not (e >= 0.0) or isinf(e) or not (0.0 <= m <= 1.0)
+            or (training and _trailing(xa, 2) == 1)):
         return None
-    y = _fast_target(out, xa, weight, bias)
-    if y is None:
-        return None
-    cdef int nt = _resolve_threads(num_threads)
-    cdef cnp.npy_intp sdims[2]
-    sdims[0] = S
-    sdims[1] = C
-    cdef cnp.ndarray mean = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
-    cdef cnp.ndarray rstd = cnp.PyArray_EMPTY(2, sdims, ptype, 0)
-    _group_norm_kernel(xa, y, S, 1, C, L, C, weight, bias, e, mean, rstd, None, nt)
-    return (y, mean, rstd) if return_stats else y
+    # one group per channel
+    return _groups_fast(xa, cnp.PyArray_DIMS(xa)[1], weight, bias, e, out, return_stats,
+                        num_threads)
 
 
 def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, momentum,
@@ -875,9 +859,9 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
     """fastnorm.batch_norm in eval mode for the common inference call, with
     no Python step between the checks and the kernel: x a C-contiguous,
     aligned, native (N, C, ...) array, axis=1, training=False, no out or one
-    _fast_target takes, float eps and momentum, running statistics of shape (C,) (the computing dtype
-    or float64, native, writeable), weight and bias None or C-contiguous
-    (C,) arrays of the computing dtype. Anything else returns None, and the
+    _fast_target takes, float eps and momentum, running statistics of shape
+    (C,) (the computing dtype or float64, native, writeable), weight and bias
+    as _fast_param takes them. Anything else returns None, and the
     caller's general path (which checks and names every argument) runs
     instead; what this computes is what that path computes."""
     if (training is not False or type(axis) is not int or axis != 1
@@ -903,8 +887,10 @@ def _batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training, 
     if not _fast_param(weight, C, ptype) or not _fast_param(bias, C, ptype):
         return None
     y = _fast_target(out, xa, weight, bias)
-    if y is None or (out is not None and (_meets(<cnp.ndarray>y, rm) or _meets(<cnp.ndarray>y, rv))):
-        return None  # (an out holding the running statistics: the general path)
+    if y is None:
+        return None
+    if out is not None and (_meets(<cnp.ndarray>y, rm) or _meets(<cnp.ndarray>y, rv)):
+        return None  # an out holding the running statistics: the general path
     cdef int nt = _resolve_threads(num_threads)
     mean64, rstd64 = _frozen_stats(rm, rv, e)
     _channel_normalize_kernel(xa, y, 1, R, C, L, mean64, rstd64, weight, bias, False, nt)

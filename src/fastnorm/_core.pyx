@@ -631,8 +631,11 @@ cdef cnp.ndarray _as_data(object obj, str name):
     return a
 
 
-cdef tuple _normalize_axes(object axis, int ndim):
-    """Sorted, non-negative, distinct axes of an array of ndim dimensions."""
+cdef tuple _normalize_axes(object axis, int ndim, str xname="x"):
+    """Sorted, non-negative, distinct axes of an array of ndim dimensions (the
+    array named xname in messages)."""
+    if type(axis) is int and -ndim <= axis < ndim:  # one axis in range: the common call
+        return (axis + ndim if axis < 0 else axis,)
     cdef list axes
     if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
         axes = [axis]
@@ -649,7 +652,7 @@ cdef tuple _normalize_axes(object axis, int ndim):
         v = int(a)
         if v < -ndim or v >= ndim:
             raise np.exceptions.AxisError(
-                f"axis {v} is out of bounds for x with {ndim} dimension(s)"
+                f"axis {v} is out of bounds for {xname} with {ndim} dimension(s)"
             )
         out.append(v + ndim if v < 0 else v)
     out.sort()
@@ -944,23 +947,16 @@ cdef object _clear_of(object p, _Output o, cnp.ndarray x):
     """p, or a copy of it when it lies in memory the output will overwrite:
     every parameter must be read as it was before the call (out= semantics)."""
     cdef Rows pv
-    cdef uintptr_t dlo, dhi, plo
+    cdef cnp.npy_intp isz = cnp.PyArray_ITEMSIZE(x)
     if p is None or o.scratch is not None:
         return p
-    if cnp.PyArray_ITEMSIZE(<cnp.ndarray>p) != cnp.PyArray_ITEMSIZE(x):  # 16-bit data
-        # p is C-contiguous: any byte in common with the rows written is a clash
-        if o.v.rows == 0 or o.v.n == 0:
-            return p
-        _extent(&o.v, cnp.PyArray_ITEMSIZE(x), &dlo, &dhi)
-        plo = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>p)
-        if plo < dhi and dlo < plo + <uintptr_t>cnp.PyArray_NBYTES(<cnp.ndarray>p):
-            return p.copy()
-        return p
+    # p (C-contiguous) as one row of elements of x's size: float32 parameters
+    # of 16-bit data span twice their count
     pv.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>p)
     pv.rows = 1
-    pv.n = cnp.PyArray_SIZE(<cnp.ndarray>p)
+    pv.n = cnp.PyArray_NBYTES(<cnp.ndarray>p) // isz
     pv.ld = pv.n
-    if _unsafe_overlap(&o.v, &pv, cnp.PyArray_ITEMSIZE(x)) or pv.data == o.v.data:
+    if _unsafe_overlap(&o.v, &pv, isz) or pv.data == o.v.data:
         return p.copy()
     return p
 

@@ -54,13 +54,9 @@ def _is_int(v):
 def _channel_axis(axis, shape, name="axis"):
     """The channel axis of an x of this shape, as a non-negative int: any axis
     but the batch axis 0."""
-    nd = len(shape)
-    if type(axis) is int and -nd <= axis < nd:  # the common case, without the checks' cost
-        k = axis + nd if axis < 0 else axis
-    else:
-        if not _is_int(axis):
-            raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
-        (k,) = _core._axes_arg(int(axis), nd)
+    if not _is_int(axis):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    (k,) = _core._axes_arg(int(axis), len(shape))
     if k == 0:
         raise ValueError(
             f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {shape})"
@@ -78,11 +74,11 @@ class _Block:
         self.shape = shape = x.shape
         self.k = k
         self.C = shape[k]
-        self.L = math.prod(shape[k + 1:]) if k + 1 < len(shape) else 1
+        self.L = math.prod(shape[k + 1:])
         if per_sample:
-            self.S, self.R = shape[0], (shape[1] if k == 2 else math.prod(shape[1:k]))
+            self.S, self.R = shape[0], math.prod(shape[1:k])
         else:
-            self.S, self.R = 1, (shape[0] if k == 1 else math.prod(shape[:k]))
+            self.S, self.R = 1, math.prod(shape[:k])
         self.dims = (self.S, self.R, self.C, self.L)
 
     @property
@@ -108,15 +104,22 @@ def _is_float(dt):
     return False
 
 
+def _ready(a, shape, dt):
+    """Whether a is already what the kernels read: an exact ndarray of this
+    shape and dtype (the dtype object itself), C-contiguous and aligned."""
+    if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape:
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned
+
+
 def _param(p, C, x, name):
     """A per-channel parameter (weight, bias) as a C-contiguous array of the
     parameter dtype of x (x's, float32 for 16-bit data)."""
     if p is None:
         return None
-    if type(p) is np.ndarray and p.dtype is _calc(x) and p.shape == (C,):
-        f = p.flags  # the common case: already what the kernels read
-        if f.c_contiguous and f.aligned:
-            return p
+    if _ready(p, (C,), _calc(x)):
+        return p
     a = np.asarray(p)
     if not _is_float(a.dtype):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
@@ -174,10 +177,8 @@ def _dy_like(dy, x, name="dy", xname="x"):
 
 
 def _stats(a, shape, x, name):
-    if type(a) is np.ndarray and a.dtype is _calc(x) and a.shape == tuple(shape):
-        f = a.flags  # the common case: the forward's own statistics
-        if f.c_contiguous and f.aligned:
-            return a
+    if _ready(a, tuple(shape), _calc(x)):  # the forward's own statistics
+        return a
     a = np.asarray(a) if a is not None else None
     if a is None:
         raise TypeError(f"{name} is required (the statistics the forward returned)")
@@ -357,8 +358,17 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
 # Frozen statistics (batch norm and instance norm in eval mode)
 # --------------------------------------------------------------------------
 
-def _normalize_frozen(B, y, mean, rstd, w, b, nt):
-    _core._channel_normalize_kernel(B.x, y, *B.dims, mean, rstd, w, b, False, nt)
+def _frozen_forward(B, out, w, b, rm, rv, eps, nt, return_stats):
+    """y normalized per channel with the running statistics (batch norm and
+    instance norm in eval mode), written to out when given; with the stats
+    (rm as it was, rstd) when return_stats."""
+    y = _target(out, B.x, (B.x, w, b, rm, rv))
+    mean64, rstd64 = _core._frozen_stats(rm, rv, eps)
+    _core._channel_normalize_kernel(B.x, y, *B.dims, mean64, rstd64, w, b, False, nt)
+    mean = rstd = None
+    if return_stats:  # y is scratch where out holds rm: rm is as it was
+        mean, rstd = rm.astype(_calc(B.x)), rstd64.astype(_calc(B.x))
+    return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
 def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
@@ -431,12 +441,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     else:
         if rm is None or rv is None:
             raise ValueError("running_mean and running_var are required when training=False")
-        y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean64, rstd64 = _core._frozen_stats(rm, rv, e)
-        _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean = rstd = None
-        if return_stats:  # y is scratch where out holds rm: rm is as it was
-            mean, rstd = rm.astype(_calc(x)), rstd64.astype(_calc(x))
+        return _frozen_forward(B, out, w, b, rm, rv, e, nt, return_stats)
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -525,12 +530,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                             var.astype(np.float64).mean(axis=0), L, m)
     else:
         B = _Block(x, k, per_sample=False)
-        y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean64, rstd64 = _core._frozen_stats(rm, rv, e)
-        _normalize_frozen(B, y, mean64, rstd64, w, b, nt)
-        mean = rstd = None
-        if return_stats:  # y is scratch where out holds rm: rm is as it was
-            mean, rstd = rm.astype(_calc(x)), rstd64.astype(_calc(x))
+        return _frozen_forward(B, out, w, b, rm, rv, e, nt, return_stats)
     return _return(_finish(y, out), (mean, rstd), return_stats)
 
 
@@ -947,10 +947,7 @@ def _wn_layout(v, g, axis, eps):
             raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
         if v.ndim == 0:
             raise ValueError("v must have at least one axis when axis is not None")
-        if not -v.ndim <= int(axis) < v.ndim:
-            raise np.exceptions.AxisError(
-                f"axis {int(axis)} is out of bounds for v with {v.ndim} dimension(s)")
-        k = int(axis) % v.ndim
+        (k,) = _core._axes_arg(int(axis), v.ndim, "v")
         dims = (1, math.prod(v.shape[:k]), v.shape[k], math.prod(v.shape[k + 1:]))
         count = v.shape[k]
     ga = np.asarray(g) if g is not None else None

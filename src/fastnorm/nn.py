@@ -65,14 +65,13 @@ def _shape_tuple(normalized_shape):
         shape = (int(normalized_shape),)
     else:
         items = None
-        if not isinstance(normalized_shape, (str, bytes)):
-            if isinstance(normalized_shape, np.ndarray) and normalized_shape.ndim != 1:
-                items = None
-            else:
-                try:
-                    items = tuple(normalized_shape)
-                except TypeError:
-                    items = None
+        # not a string, nor an array of more than one dimension (rows of ints)
+        if (not isinstance(normalized_shape, (str, bytes))
+                and getattr(normalized_shape, "ndim", 1) <= 1):
+            try:
+                items = tuple(normalized_shape)
+            except TypeError:
+                pass
         if items is None or not all(_is_int(s) for s in items):
             raise TypeError(
                 f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
@@ -430,11 +429,7 @@ class _ChannelNorm(_Module):
     def _check_input(self, x):
         x = _core._data_arg(x, "x")
         self._check_ndim(x)
-        nd, k = x.ndim, self.axis
-        if not -nd <= k < nd:
-            (k,) = _core._axes_arg(k, nd)  # the AxisError naming x's dimensions
-        elif k < 0:
-            k += nd
+        (k,) = _core._axes_arg(self.axis, x.ndim)
         if k == 0:
             raise ValueError(f"axis={self.axis} is the batch axis of x with shape {x.shape}")
         if x.shape[k] != self._C:
