@@ -82,7 +82,8 @@ def test_set_num_threads_gives_the_same_bits(isa):
     results = []
     for nt in THREADS:
         fn.set_num_threads(nt)
-        assert fn.get_num_threads() == (nt if fn.get_config()["openmp"] else 1)
+        cfg = fn.get_config()
+        assert fn.get_num_threads() == (min(nt, cfg["num_procs"]) if cfg["openmp"] else 1)
         results.append((nt, _layer_norm_all(x, dy, w, b, -1, None)))
     _assert_same_bits(results, "set_num_threads")
 
@@ -124,9 +125,9 @@ def test_threadpoolctl_limits_are_respected():
         limited = _layer_norm_all(x, dy, w, b, -1, None)
         # an explicit count still applies inside the limits
         assert fn.layer_norm(x, num_threads=2).shape == x.shape
-        # set_num_threads overrides
+        # set_num_threads overrides (up to the processors there are)
         fn.set_num_threads(2)
-        assert fn.get_num_threads() == 2
+        assert fn.get_num_threads() == min(2, fn.get_config()["num_procs"])
         fn.set_num_threads(None)
         assert fn.get_num_threads() == 1
     assert fn.get_num_threads() == before

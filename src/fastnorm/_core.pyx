@@ -471,12 +471,17 @@ cdef int _check_threads(object n, str name) except 0:
 
 
 cdef inline int _effective_threads(int request):
-    """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it."""
+    """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it.
+
+    Never more than the processors this process may run on (the CPU
+    affinity): more threads than cores only wait for each other, and each
+    costs an OS thread."""
     if not fastnorm_has_openmp() or fastnorm_serial_after_fork():
         return 1
+    cdef int cap = max(1, fastnorm_num_procs())
     if request > 0:
-        return request
-    cdef int available = fastnorm_max_threads()
+        return min(request, cap)
+    cdef int available = min(max(1, fastnorm_max_threads()), cap)
     if request == 0:
         return available
     return max(1, available + 1 + request)
@@ -494,7 +499,9 @@ def set_num_threads(n):
     ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
     threads at each call (``-1``: all); ``None`` returns to the default, which
     follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
-    affinity). A build without OpenMP always uses one thread.
+    affinity). No call uses more threads than the processors this process may
+    run on: a larger count runs with that many. A build without OpenMP always
+    uses one thread.
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")

@@ -53,6 +53,18 @@ int fastnorm_num_procs(void) {
 #endif
 }
 
+/* The most threads one call uses: the processors this process may run on,
+ * read once (a call never starts more threads than there are cores to run
+ * them: more would only wait for each other, and each is an OS thread). */
+static int fn_thread_cap(void) {
+    static int cap = 0; /* benign race: every thread computes the same value */
+    if (cap <= 0) {
+        const int procs = fastnorm_num_procs();
+        cap = procs > 0 ? procs : 1;
+    }
+    return cap;
+}
+
 /* fork() after OpenMP threads ran: the child has one thread, but the OpenMP
  * runtime (libgomp at least) still counts the parent's pool as its own, and a
  * parallel region entered in the child can wait forever for threads that do
@@ -85,6 +97,7 @@ int fn_threads_for(int requested, int64_t units, int64_t bytes) {
     if (fn_serial_after_fork) return 1;
 #endif
     if (requested <= 1 || units <= 1 || bytes < FN_PARALLEL_MIN_BYTES) return 1;
+    if (requested > fn_thread_cap()) requested = fn_thread_cap();
     return units < requested ? (int)units : requested;
 #else
     (void)requested, (void)units, (void)bytes;

@@ -45,7 +45,9 @@
  *
  * Threads. `num_threads` is an upper bound on the OpenMP threads one call
  * uses: <= 1 runs on the calling thread, and so does any call on less than
- * 128 KiB of data; work is split by whole rows (or channels, groups). The
+ * 128 KiB of data, and no call uses more threads than fastnorm_num_procs()
+ * (larger requests are capped there); work is split by whole rows (or
+ * channels, groups). The
  * results are bitwise identical for any `num_threads`: row results never
  * depend on the split, and gradient sums over rows are made per fixed block
  * of rows and added in a fixed order. A build without OpenMP always runs on
