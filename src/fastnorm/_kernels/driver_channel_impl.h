@@ -517,9 +517,17 @@ static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
     fn_scratch_free(co);
 }
 
-/* Whether the fused per-unit path applies, and has work for every thread. */
-static int LOCAL(use_units)(int64_t S, int64_t R, int64_t L, int64_t G, int num_threads) {
-    return R == 1 && L > 1 && (num_threads <= 1 || S * G >= 4 * (int64_t)num_threads);
+/* Whether the fused per-unit path applies: contiguous channel segments and
+ * enough units (sample, group) to share among threads. A function of the
+ * shape alone, never of the thread count: the two paths give the same bits
+ * for finite data, but not the same sign of a NaN (one path forms it from a
+ * NaN input, the other from an invalid operation), and results must not
+ * depend on the thread count, NaN bits included. */
+#ifndef FN_UNITS_MIN
+#define FN_UNITS_MIN 8
+#endif
+static int LOCAL(use_units)(int64_t S, int64_t R, int64_t L, int64_t G) {
+    return R == 1 && L > 1 && S * G >= FN_UNITS_MIN;
 }
 
 int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, const T *x, T *y,
@@ -535,7 +543,7 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
         }
         return FASTNORM_OK;
     }
-    if (LOCAL(use_units)(S, R, L, G, num_threads)) {
+    if (LOCAL(use_units)(S, R, L, G)) {
         LOCAL(unit_ctx) k = {FN_CTABLE(), S, C, L, G, x, NULL, y, weight, bias, eps,
                              mean, rstd, var, NULL, NULL, NULL, 0};
         const int nt = fn_threads_for(num_threads, units, S * C * L * (int64_t)sizeof(T));
@@ -584,7 +592,7 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
     }
     const int64_t cpg = C / G, SC = S * C;
     const double M = (double)(cpg * R * L);
-    if (LOCAL(use_units)(S, R, L, G, num_threads)) {
+    if (LOCAL(use_units)(S, R, L, G)) {
         double *part = (double *)fn_scratch_alloc((size_t)(2 * SC) * sizeof(double));
         if (!part) return FASTNORM_ENOMEM;
         LOCAL(unit_ctx) k = {FN_CTABLE(), S, C, L, G, x, dy, dx, weight, NULL, 0.0,
