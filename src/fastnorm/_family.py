@@ -143,6 +143,14 @@ def _out(out, x, name="out", xname="x"):
     return out
 
 
+def _out_apart(out, running_mean, running_var):
+    """A call that updates running statistics in place refuses an out that
+    overlaps them: the statistics would end up holding values of y."""
+    if out is not None and _core._bounds_overlap(out, (running_mean, running_var)):
+        raise ValueError("out must not overlap running_mean or running_var (they are "
+                         "updated in place by the same call)")
+
+
 def _target(out, x, sources):
     """The array the kernel writes for data x (C-contiguous, what the kernel
     reads): out itself when it is C-contiguous and either is x or shares no
@@ -268,14 +276,17 @@ def _return(y, stats, return_stats):
 # --------------------------------------------------------------------------
 
 def _group_count(num_groups, C):
+    """num_groups checked against C channels: an int in [1, C] that divides C.
+    With no channels (C = 0) only one group, an empty one, is accepted."""
     if not _is_int(num_groups):
         raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
     G = int(num_groups)
     if G <= 0:
         raise ValueError(f"num_groups must be positive, got {G}")
-    if C % G:
+    if G > max(C, 1) or C % G:
         raise ValueError(
-            f"num_groups={G} must divide the number of channels C={C}"
+            f"num_groups={G} must divide the number of channels C={C} and be at most C"
+            + (" (with no channels, num_groups must be 1)" if C == 0 else "")
         )
     return G
 
@@ -286,9 +297,10 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
 
     x has the batch on axis 0 and channels on ``axis`` (1 for (N, C, *spatial),
     -1 for channels-last); statistics per (sample, group of C/num_groups
-    channels) over the group's channels and every other axis. weight and bias
-    are per channel. Returns y, or (y, mean, rstd) with mean and rstd of
-    shape (N, num_groups).
+    channels) over the group's channels and every other axis; num_groups is
+    an int from 1 to C dividing C (1 when C = 0). weight and bias are per
+    channel. Returns y, or (y, mean, rstd) with mean and rstd of shape
+    (N, num_groups).
     """
     # the common call (NCHW, no out) without the Python checks
     fast = _core._group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats,
@@ -346,9 +358,11 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     ms = np.shape(mean)
     if len(ms) != 2 or ms[0] != x.shape[0]:
         raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
-    G = _group_count(ms[1], x.shape[k]) if ms[1] > 0 else 0
-    if G == 0:
-        raise ValueError("mean must have at least one group")
+    C = x.shape[k]
+    G = ms[1]
+    if G <= 0 or G > max(C, 1) or C % G:
+        raise ValueError(f"mean must have shape (N, num_groups) with num_groups in [1, C] "
+                         f"dividing C={C}, got {ms}")
     _param(bias, x.shape[k], x, "bias")
     return _group_backward(dy, x, mean, rstd, weight, bias, G, k, True, num_threads,
                            (x.shape[0], G))
@@ -429,6 +443,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
             raise ValueError(
                 f"x must have more than 1 value per channel when training, got shape {x.shape}"
             )
+        _out_apart(out, rm, rv)
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
                            return_stats)
@@ -517,6 +532,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                 f"x must have more than 1 spatial element per channel when training, "
                 f"got shape {x.shape}"
             )
+        if training:
+            _out_apart(out, rm, rv)
         if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
             return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
                            return_stats)
@@ -573,6 +590,26 @@ x's dtype. batch_mean, batch_rstd: the batch branch's statistics as used
 batch_center: the mini-batch mean. frozen_mean / frozen_var: whether the
 batch branch used population statistics (constants for the backward).
 batch_size: the B of the mixing constants."""
+
+
+def _stats_field(stats, field, shape, dtype):
+    """One array field of a stats tuple, checked (a real floating array of
+    this shape) and returned as a C-contiguous array of dtype; messages name
+    stats.<field>."""
+    a = np.asarray(getattr(stats, field))
+    if not _is_float(a.dtype):
+        raise TypeError(f"stats.{field} must be a floating-point array, got dtype {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"stats.{field} must have shape {tuple(shape)} for x of this shape, "
+                         f"got {a.shape} (the stats of the forward on the same x are needed)")
+    return _carr(a, dtype)
+
+
+def _stats_flag(stats, field):
+    v = getattr(stats, field)
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"stats.{field} must be a bool, got {type(v).__name__}")
+    return bool(v)
 
 
 def _bln_constants(batch_size, B):
@@ -636,6 +673,8 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
         if frozen_var and rv is None:
             raise ValueError("inference_var='population' needs running_var")
     out = _out(out, x)
+    if training:
+        _out_apart(out, rm, rv)
     xc = _carr(x)
     blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)  # (1, B, F, 1)
     y = out if (out is not None and out.flags.c_contiguous and out.flags.aligned
@@ -705,16 +744,19 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     w = _param(weight, D, x, "weight")
     _param(bias, D, x, "bias")
     nt = _core._threads_arg(num_threads)
+    if not _is_int(stats.batch_size):
+        raise TypeError(f"stats.batch_size must be an int, got {type(stats.batch_size).__name__}")
+    if stats.batch_size < 0 or (stats.batch_size == 0 and Bn > 0):
+        raise ValueError(f"stats.batch_size must be positive, got {stats.batch_size!r}")
     a_mix, b_mix = _bln_constants(None if stats.batch_size == Bn else stats.batch_size, Bn)
     fshape = x.shape[1:]
-    mu = np.asarray(stats.batch_mean, np.float64).reshape(-1)
-    r = np.asarray(stats.batch_rstd, np.float64).reshape(-1)
-    center = np.asarray(stats.batch_center, np.float64).reshape(-1)
-    if (mu.size != F or r.size != F or center.size != F
-            or np.shape(stats.feature_mean) != x.shape[:-1]
-            or np.shape(stats.feature_rstd) != x.shape[:-1]):
-        raise ValueError(f"stats do not match x of shape {x.shape} (batch_layer_norm's stats "
-                         f"of the same x are needed)")
+    fmean = _stats_field(stats, "feature_mean", x.shape[:-1], _calc(x))
+    frstd = _stats_field(stats, "feature_rstd", x.shape[:-1], _calc(x))
+    mu = _stats_field(stats, "batch_mean", fshape, np.float64).reshape(-1)
+    r = _stats_field(stats, "batch_rstd", fshape, np.float64).reshape(-1)
+    center = _stats_field(stats, "batch_center", fshape, np.float64).reshape(-1)
+    frozen_mean = _stats_flag(stats, "frozen_mean")
+    frozen_var = _stats_flag(stats, "frozen_var")
     if x.size == 0:  # as the other backward functions: empty dx, zero parameter gradients
         zero = np.zeros(D, _calc(x))
         return (np.empty(x.shape, x.dtype),
@@ -723,7 +765,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
     xc = _carr(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
-    dx, dwf, db = _core.layer_norm_backward(dy, xc, stats.feature_mean, stats.feature_rstd,
+    dx, dwf, db = _core.layer_norm_backward(dy, xc, fmean, frstd,
                                             (a_mix * gd).astype(_calc(x)), axis=-1,
                                             num_threads=num_threads)
     # batch branch, added into dx
@@ -733,12 +775,15 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     dy2 = dy.reshape(Bn, F)
     _core._channel_sums_kernel(dy2, blk.x, *blk.dims, mu, sum_dy, sum_dyx, nt)
     # per column, with g = weight / sqrt(D) and the batch branch's weight b_mix:
-    #   A = b_mix r g,  Bc = -(vb / n) A r sum_dyx,
-    #   K = -(mb / n) A sum_dy + Bc r (mu - center)
-    # (vb, mb: whether the variance / mean are the mini-batch's), in place: these
-    # arrays have one element per feature, as many as x has per sample
-    vb = 0.0 if stats.frozen_var else 1.0
-    mb = 0.0 if stats.frozen_mean else 1.0
+    #   dx += A dy + Bc r (x - center) + K,
+    #   A = b_mix r g,  Bc = -(vb / n) A r sum_dyx,  K = -(mb / n) A sum_dy
+    # (vb, mb: whether the variance / mean are the mini-batch's). The variance
+    # term is centered on the mini-batch mean, the center of the variance, so
+    # that no two terms of the size of (x - mu) r cancel when mu is the
+    # population mean (docs: the gradients are formed from centered values).
+    # In place: these arrays have one element per feature.
+    vb = 0.0 if frozen_var else 1.0
+    mb = 0.0 if frozen_mean else 1.0
     n = float(Bn)
     A = np.tile(gd, F // D if D else 0)
     A *= r
@@ -746,13 +791,10 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     rsx = r * sum_dyx                 # also the batch branch's dweight terms
     Bc = A * rsx
     Bc *= -vb / n
-    K = mu - center
-    K *= r
-    K *= Bc
-    if mb:
-        K -= (mb / n) * (A * sum_dy)
-    _core._channel_affine_backward_kernel(dy2, blk.x, dx.reshape(Bn, F), *blk.dims, mu, r, A,
-                                          Bc, K, True, nt)
+    K = A * sum_dy
+    K *= -mb / n
+    _core._channel_affine_backward_kernel(dy2, blk.x, dx.reshape(Bn, F), *blk.dims, center, r,
+                                          A, Bc, K, True, nt)
     dwb = rsx.reshape(-1, D).sum(axis=0)
     dweight = None
     if weight is not None:
@@ -833,6 +875,8 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
         raise ValueError(
             f"x must have more than 1 value per channel when training, got shape {x.shape}"
         )
+    if training:
+        _out_apart(out, rm, rv)
     if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
         y = _empty_result(out, x)
         if not return_stats:
@@ -885,35 +929,41 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     wm = _softmax(_logits(mean_weight, "mean_weight"))
     wv = _softmax(_logits(var_weight, "var_weight"))
     nt = _core._threads_arg(num_threads)
-    mu = np.asarray(stats.mean, np.float64)
-    rstd = np.asarray(stats.rstd, np.float64)
-    if mu.shape != (N, C) or rstd.shape != (N, C):
-        raise ValueError(f"stats must be those of an x with N={N}, C={C}")
-    m_in, v_in = np.asarray(stats.in_mean), np.asarray(stats.in_var)
-    m_ln, v_ln = np.asarray(stats.ln_mean), np.asarray(stats.ln_var)
-    m_bn, v_bn = np.asarray(stats.bn_mean), np.asarray(stats.bn_var)
+    f64 = np.float64
+    mu = _stats_field(stats, "mean", (N, C), f64)
+    rstd = _stats_field(stats, "rstd", (N, C), f64)
+    m_in = _stats_field(stats, "in_mean", (N, C), f64)
+    v_in = _stats_field(stats, "in_var", (N, C), f64)
+    m_ln = _stats_field(stats, "ln_mean", (N,), f64)
+    v_ln = _stats_field(stats, "ln_var", (N,), f64)
+    m_bn = _stats_field(stats, "bn_mean", (C,), f64)
+    v_bn = _stats_field(stats, "bn_var", (C,), f64)
+    batch_stats = _stats_flag(stats, "batch_stats")
     if x.size == 0:  # nothing flows back: zero parameter gradients
         zc = np.zeros(C)
         return (np.empty(B.shape, x.dtype), _grad_like(zc, weight, x), _grad_like(zc, bias, x),
                 _logit_grad(np.zeros(3), mean_weight, x), _logit_grad(np.zeros(3), var_weight, x))
     sum_dy = np.empty((N, C))
     sum_dyx = np.empty((N, C))
-    _core._channel_sums_kernel(dy, B.x, *B.dims, _carr(mu), sum_dy, sum_dyx, nt)
+    _core._channel_sums_kernel(dy, B.x, *B.dims, mu, sum_dy, sum_dyx, nt)
     gamma = np.ones(C) if w is None else w.astype(np.float64)
     dmu = -rstd * gamma * sum_dy                 # dL/dmu per (n, c)
     dvar = -0.5 * rstd ** 3 * gamma * sum_dyx    # dL/dvar per (n, c)
-    bn = 1.0 if stats.batch_stats else 0.0       # running BN statistics are constants
+    bn = 1.0 if batch_stats else 0.0             # running BN statistics are constants
     dmu_in, dmu_ln, dmu_bn = wm[0] * dmu, wm[1] * dmu.sum(axis=1), bn * wm[2] * dmu.sum(axis=0)
     dv_in, dv_ln, dv_bn = wv[0] * dvar, wv[1] * dvar.sum(axis=1), bn * wv[2] * dvar.sum(axis=0)
     cin, cln, cbn = 1.0 / L, 1.0 / (C * L), 1.0 / (N * L)
-    # dx = gamma * rstd * dy + Q * (x - mu) + K per (n, c)
+    # dx = gamma * rstd * dy + Q * (x - m_in) + K per (n, c). Each variance's
+    # term 2 dv_k c_k (x - m_k) is centered on the instance mean, the center of
+    # the (n, c) values, as 2 dv_k c_k ((x - m_in) + (m_in - m_k)): the
+    # differences of means are spreads of the data, never its offset, so no two
+    # large terms cancel (docs: the gradients are formed from centered values).
     Q = 2.0 * (dv_in * cin + dv_ln[:, None] * cln + dv_bn * cbn)
     K = (dmu_in * cin + dmu_ln[:, None] * cln + dmu_bn * cbn
-         + 2.0 * (dv_in * (mu - m_in) * cin + dv_ln[:, None] * (mu - m_ln[:, None]) * cln
-                  + dv_bn * (mu - m_bn) * cbn))
+         + 2.0 * (dv_ln[:, None] * (m_in - m_ln[:, None]) * cln + dv_bn * (m_in - m_bn) * cbn))
     dx = np.empty(B.shape, x.dtype)
-    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, mu, rstd, gamma * rstd,
-                                          Q / rstd, K, False, nt)
+    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, m_in, rstd,
+                                          gamma * rstd, Q / rstd, K, False, nt)
     dweight = (rstd * sum_dyx).sum(axis=0).astype(_calc(x)) if weight is not None else None
     dbias = sum_dy.sum(axis=0).astype(_calc(x)) if bias is not None else None
     gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
