@@ -32,15 +32,13 @@ onnxruntime
     preallocated NumPy buffers, so a timed call is ``run_with_iobinding``.
     Forward only (inference runtime).
 copy
-    The memory floor of a forward pass: read x, write y. ``np.copyto(y, x)``
-    with 1 thread; with t threads, rows are split into t chunks copied by a
-    ``ThreadPoolExecutor`` (``np.copyto`` releases the GIL). Arrays under
-    COPY_PARALLEL_MIN_BYTES are copied by the calling thread alone: handing
-    work to a Python thread pool costs tens of microseconds, more than such a
-    copy, and the floor should be the best a copy can do. Timed in the forward
-    groups only; the report uses it as the floor of the backward ops too.
-    For add_layer_norm it moves the fused op's bytes: x copied to s and the
-    residual to y (two arrays read, two written).
+    The memory floor (``floor.py``): in the forward groups the best copy this
+    machine can do, y = x with streaming stores for destinations beyond the
+    cache and ordinary stores below, split over the same thread count; in the
+    row backward groups the pass that reads x and dy and writes dx (dx = x ^
+    dy). The report uses the forward copy as the floor of the channel backward
+    ops. For add_layer_norm it moves the fused op's bytes: x copied to s and
+    the residual to y (two arrays read, two written).
 
 The fused residual add (op ``add_layer_norm``: s = x + residual, y =
 layer_norm(s, w, b); float32 only, shapes FUSED_SHAPES_FLOAT32)
@@ -147,7 +145,6 @@ reference formula: their expected gradients are fastnorm's own backward run in
 float64 on the same values (:func:`_fastnorm64_backward`), so the torch
 composition must agree with fastnorm to be timed.
 """
-import concurrent.futures
 import contextlib
 import functools
 import os
@@ -157,6 +154,11 @@ import numpy as np
 
 import fastnorm
 import fastnorm.reference as reference
+
+try:  # run as part of the bench folder (pytest puts it on sys.path) or imported as bench.*
+    import floor
+except ImportError:  # pragma: no cover
+    from . import floor
 
 FUSED_OPS = ("add_layer_norm",)  # residual add + norm: two inputs (x, residual), two outputs (s, y)
 ADA_OPS = ("ada_layer_norm",)  # per-sample shift and scale: x (N, T, D), shift, scale (N, D)
@@ -265,9 +267,6 @@ BLN_EPS = 1e-3  # fastnorm.batch_layer_norm's default (the paper's)
 SN_MEAN_LOGITS = (0.4, -0.3, 0.1)
 SN_VAR_LOGITS = (-0.2, 0.5, 0.0)
 
-# The threaded copy splits arrays from this size on; smaller ones are copied serially.
-COPY_PARALLEL_MIN_BYTES = 4 * 1024 * 1024
-
 # Where every implementation is checked once: tails (n % 8 != 0) and enough
 # bytes (1 MB in float32) for fastnorm's threaded path.
 CHECK_SHAPE = (257, 1000)
@@ -361,8 +360,10 @@ def applies(impl, op, threads):
         return False  # the unfused composition of a fused op
     if impl == "numpy" and threads != 1:
         return False  # NumPy has no threads: its time would be the 1-thread time again
-    if impl in ("onnxruntime", "copy") and op not in FORWARD_OPS:
+    if impl == "onnxruntime" and op not in FORWARD_OPS:
         return False
+    if impl == "copy" and op not in FORWARD_OPS + ROW_BACKWARD_OPS:
+        return False  # the read-two-write-one floor runs in the row backward groups
     if impl == "onnxruntime" and op in ADA_OPS:
         return False  # ONNX has no AdaLN node
     if impl in ("numpy", "onnxruntime") and op in AXIS_OPS:
@@ -658,34 +659,10 @@ def numpy_rms_norm_backward(dy, x, rstd, weight):
 # Copy: the memory floor
 # --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _copy_pool(threads):
-    return concurrent.futures.ThreadPoolExecutor(max_workers=threads,
-                                                 thread_name_prefix="bench-copy")
-
-
-def make_copy(x, y, threads, x2=None, y2=None):
-    """np.copyto(y, x) (and np.copyto(y2, x2): the two arrays of a fused op),
-    rows split over `threads` from COPY_PARALLEL_MIN_BYTES on; returns y (or (y, y2))."""
-    pairs = [(y, x)] if x2 is None else [(y, x), (y2, x2)]
-    result = y if x2 is None else (y, y2)
-    chunks = min(threads, x.shape[0]) if x.nbytes >= COPY_PARALLEL_MIN_BYTES else 1
-    if chunks <= 1:
-        def serial():
-            for dst, src in pairs:
-                np.copyto(dst, src)
-            return result
-        return serial
-    bounds = np.linspace(0, x.shape[0], chunks + 1).astype(int)
-    parts = [(dst[lo:hi], src[lo:hi]) for dst, src in pairs
-             for lo, hi in zip(bounds[:-1], bounds[1:])]
-    pool = _copy_pool(threads)
-
-    def run():
-        for f in [pool.submit(np.copyto, dst, src) for dst, src in parts]:
-            f.result()
-        return result
-    return run
+# floor.make_copy: y = x by the best copy (streaming stores for destinations
+# beyond the cache); floor.make_read2_write1: the backward's floor, dx = x ^ dy.
+make_copy = floor.make_copy
+make_read2_write1 = floor.make_read2_write1
 
 
 # --------------------------------------------------------------------------
@@ -934,6 +911,9 @@ def make_runner(impl, op, inp, threads):
         return _make_channel_runner(impl, op, inp, threads, stack)
     if op in AXIS_OPS:
         return _make_axis_runner(impl, op, inp, threads, stack)
+
+    if impl == "copy" and op in ROW_BACKWARD_OPS:
+        return make_read2_write1(x, dy, np.zeros_like(x), threads), stack
 
     if impl in FASTNORM_IMPLS:
         stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
@@ -1514,6 +1494,10 @@ def check(impl, op, dtype, threads, shape=None):
         if post is not None:  # back to x's layout (torch's channels-last outputs)
             got = post(got)
         got = tuple(_as_numpy(g) for g in got)
+    if impl == "copy" and op in ROW_BACKWARD_OPS:
+        want = np.bitwise_xor(inp.x.view(np.uint8), inp.dy.view(np.uint8))
+        ok = len(got) == 1 and np.array_equal(got[0].view(np.uint8), want)
+        return None if ok else "the read-two-write-one floor did not give x ^ dy"
     if impl == "copy":
         sources = (inp.x, inp.residual) if op in FUSED_OPS else (inp.x,)
         if len(got) != len(sources) or not all(np.array_equal(g, src)

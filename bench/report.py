@@ -18,9 +18,11 @@ layer norm, weight norm).
 Effective GB/s = bytes that must move (forward: read x + write y; fused
 add_layer_norm: read x, residual + write s, y; backward: read x, dy + write dx)
 / median time. The copy floor of a shape, dtype and thread count is the fastest
-copy measured for it (copy runs in the forward groups; the backward rows use
-the same floor); the fused op's rows use the copy of its own groups, which
-moves its four arrays. Its table also has "fastnorm-unfused / fastnorm": what
+"copy" measured for it (floor.py: the best copy, with streaming stores beyond
+the cache); the row backward ops use the pass measured in their own groups,
+which reads two arrays and writes one, the channel backward ops the forward
+copy; the fused op's rows use the copy of its own groups, which moves its four
+arrays. Its table also has "fastnorm-unfused / fastnorm": what
 the fusion saves over np.add + fastnorm.layer_norm.
 
 The channel normalizers' ops: group_norm (32 groups, NCHW), group_norm_nhwc
@@ -147,9 +149,15 @@ def combine(runs):
     return out
 
 
+ROW_BACKWARD_OPS = ("layer_norm_backward", "rms_norm_backward")
+
+
 def floor_kind(op):
-    """Which copy is an op's floor: the fused ops' own (four arrays), else the plain one."""
-    return "fused" if op in FUSED_OPS else "plain"
+    """Which copy is an op's floor: the fused ops' own (four arrays), the row
+    backward ops' own (read two, write one), else the plain one."""
+    if op in FUSED_OPS:
+        return "fused"
+    return "backward" if op in ROW_BACKWARD_OPS else "plain"
 
 
 def copy_floor(results):
@@ -428,13 +436,13 @@ def main(argv=None):
     md.append(f"{args.stat.capitalize()} time per call. Ratios are peer time / fastnorm time (above 1: fastnorm "
               "is faster); fastnorm is fastnorm-avx2 where it ran. GB/s counts the bytes that "
               "must move (forward: read x + write y; add_layer_norm: read x, residual + write s, "
-              "y; backward: read x, dy + write dx); the copy floor is np.copyto of x (threaded "
-              "from 4 MiB on), measured in the forward groups (for add_layer_norm, x and the "
-              "residual copied to two buffers). fastnorm-unfused (add_layer_norm only) is "
-              "np.add(x, r, out=s) then fastnorm.layer_norm(s, out=y). A share of the copy above "
-              "100% can happen with several threads below 4 MiB, where the copy runs serially (a "
-              "Python thread-pool hand-off costs more than the copy) but fastnorm's OpenMP "
-              "threads pay off.")
+              "y; backward: read x, dy + write dx); the copy floor is the best copy of x "
+              "(bench/floor.py: C, the same thread count, streaming stores for destinations "
+              "from half the last-level cache on), measured in the forward groups (for "
+              "add_layer_norm, x and the residual copied to two buffers); the row backward ops' "
+              "floor reads x and dy and writes dx, measured in their own groups. "
+              "fastnorm-unfused (add_layer_norm only) is np.add(x, r, out=s) then "
+              "fastnorm.layer_norm(s, out=y).")
     if any(k[0] in NORM_CHANNEL_OPS for k in results):
         md += ["", "Channel normalizers (x (N, C, H, W) with per-channel weight and bias; "
                "(4096, 1024) is BatchNorm1d): group_norm has 32 groups; the _nhwc ops take "
