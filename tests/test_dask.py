@@ -148,6 +148,15 @@ def test_split_rows_raise_or_rechunk():
         check(g, g0)
 
 
+def test_numpy_input_is_wrapped_with_whole_rows():
+    x = data((300, 40), F32, seed=15)
+    y = fd.rms_norm(x)
+    assert isinstance(y, da.Array) and y.chunks[1] == (40,)
+    check(y, fn.rms_norm(x))
+    with pytest.raises(TypeError, match="rechunk"):
+        fd.rms_norm(x, rechunk="yes")
+
+
 def test_parameter_gradients_are_the_same_bits_for_the_same_chunking():
     x = data((64, 8), F32, seed=10, loc=5.0)
     dy = data((64, 8), F32, seed=11)

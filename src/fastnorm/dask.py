@@ -74,19 +74,26 @@ _F64 = np.dtype(np.float64)
 # Arguments
 # --------------------------------------------------------------------------
 
-def _array(a, name, like=None):
-    """a as a dask array (NumPy arrays wrapped; chunked like `like` when given)."""
+def _array(a, name):
+    """a as a dask array: NumPy arrays are wrapped in chunks of dask's
+    default size, except that an array of fewer than two axes is one chunk."""
     if isinstance(a, da.Array):
         return a
     if a is None or not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise TypeError(f"{name} must be a dask or NumPy array, got {type(a).__name__}")
-    if like is not None and np.shape(a) == like.shape:
-        return da.from_array(a, chunks=like.chunks)
-    return da.from_array(a)
+    return da.from_array(a, chunks=-1 if np.ndim(a) < 2 else "auto")
 
 
-def _data(a, name):
-    """A data array (float16, float32, float64 or bfloat16) as a dask array."""
+def _data(a, name, whole=None):
+    """A data array (float16, float32, float64 or bfloat16) as a dask array;
+    a NumPy one is wrapped with the axes of `whole` (an axis argument) in one
+    chunk each."""
+    if whole is not None and not isinstance(a, da.Array) and hasattr(a, "ndim"):
+        try:
+            axes = _row_axes(whole, a.ndim)
+        except (TypeError, ValueError):
+            axes = ()
+        a = da.from_array(a, chunks={i: (-1 if i in axes else "auto") for i in range(a.ndim)})
     a = _array(a, name)
     dt = a.dtype
     if not ((dt.kind == "f" and dt.itemsize in (2, 4, 8)) or dt.name == "bfloat16"):
@@ -177,6 +184,8 @@ def _row_axes(axis, ndim):
 def _whole_rows(x, axes, rechunk, name="x"):
     """x with every normalized axis in one chunk: as it is, rechunked when
     rechunk is true, or a ValueError naming the chunking and the fix."""
+    if not isinstance(rechunk, (bool, np.bool_)):
+        raise TypeError(f"rechunk must be a bool, got {type(rechunk).__name__}")
     split = [a for a in axes if len(x.chunks[a]) > 1]
     if not split:
         return x
@@ -187,8 +196,6 @@ def _whole_rows(x, axes, rechunk, name="x"):
             f"{x.chunks[split[0]]}; each row must lie whole in one chunk. Rechunk first, "
             f"{name}.rechunk({{{spec}}}), or pass rechunk=True"
         )
-    if not isinstance(rechunk, (bool, np.bool_)):
-        raise TypeError(f"rechunk must be a bool, got {type(rechunk).__name__}")
     return x.rechunk({a: (-1 if a in axes else "auto") for a in range(x.ndim)})
 
 
@@ -200,18 +207,6 @@ def _like(a, x, name):
     if a.dtype != x.dtype:
         raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
     return a.rechunk(x.chunks) if a.chunks != x.chunks else a
-
-
-def _row_stats(a, x, axes, name):
-    """Per-row statistics (x's shape without the normalized axes), chunked as x's rows."""
-    rows = [i for i in range(x.ndim) if i not in axes]
-    shape = tuple(x.shape[i] for i in rows)
-    a = _array(a, name)
-    if a.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (x's without the normalized axes), "
-                         f"got {a.shape}")
-    chunks = tuple(x.chunks[i] for i in rows)
-    return (a.rechunk(chunks) if a.chunks != chunks else a), tuple(rows)
 
 
 def _ln_block(xb, *extra, kind, weight, bias, residual_bias, axis, eps, nt):
@@ -229,7 +224,7 @@ def _ln_block(xb, *extra, kind, weight, bias, residual_bias, axis, eps, nt):
 
 def _row_forward(kind, x, residual, weight, bias, residual_bias, axis, eps, return_stats,
                  rechunk, num_threads):
-    x = _data(x, "x")
+    x = _data(x, "x", whole=axis)
     if x.ndim < 1:
         raise ValueError("x must have at least one axis")
     axes = _row_axes(axis, x.ndim)
@@ -323,7 +318,7 @@ def _lnb_block(dyb, xb, *rest, kind, weight, axis, nt, has_ds):
 
 def _row_backward(kind, dy, x, mean, rstd, weight, ds, axis, rechunk, num_threads,
                   split_every, xname="x"):
-    x = _data(x, xname)
+    x = _data(x, xname, whole=axis)
     if x.ndim < 1:
         raise ValueError(f"{xname} must have at least one axis")
     axes = _row_axes(axis, x.ndim)
