@@ -16,6 +16,7 @@ import dask  # noqa: E402
 
 import fastnorm as fn  # noqa: E402
 import fastnorm.dask as fd  # noqa: E402
+from conftest import run_python  # noqa: E402
 
 F32, F64 = np.float32, np.float64
 TOL = {np.dtype(F32): 1e-6, np.dtype(F64): 1e-12}
@@ -52,6 +53,12 @@ def data(shape, dtype, seed=0, loc=0.0, scale=1.0):
 # --------------------------------------------------------------------------
 # The optional dependency
 # --------------------------------------------------------------------------
+
+def test_fastnorm_imports_without_dask():
+    proc = run_python("import sys\nsys.modules['dask'] = None\nimport fastnorm\n"
+                      "assert 'dask' not in dir(fastnorm)\nprint(fastnorm.channel_moments)")
+    assert proc.returncode == 0, proc.stderr
+
 
 def test_import_without_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)  # "import dask" now fails
@@ -348,6 +355,30 @@ def test_instance_norm_matches_in_memory(dtype, chunks):
     for g, g0 in zip(fd.instance_norm_backward(DY, X, m, r, w, b),
                      fn.instance_norm_backward(dy, x, m0, r0, w, b)):
         check(g, g0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sixteen_bit_data(dtype):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    x, dy, w, b, X, DY = _channel_inputs(F32, CH_CHUNKS["split"])
+    x, dy = x.astype(dtype), dy.astype(dtype)
+    X, DY = da.from_array(x, chunks=X.chunks), da.from_array(dy, chunks=X.chunks)
+    rm, rv = np.zeros(6, F32), np.ones(6, F32)
+    rm0, rv0 = rm.copy(), rv.copy()
+    y, m, r = fd.batch_norm(X, rm, rv, w, b, training=True, return_stats=True)
+    y0, m0, r0 = fn.batch_norm(x, rm0, rv0, w, b, training=True, return_stats=True)
+    assert y.dtype == x.dtype and m.dtype == F32
+    # 16-bit results may differ by one rounding of the output (relative 2^-8)
+    np.testing.assert_allclose(y.compute().astype(F64), y0.astype(F64), rtol=0,
+                               atol=2.0 ** -7 * np.abs(y0.astype(F64)).max())
+    check(rv, rv0)
+    dx, dw, db = fd.batch_norm_backward(DY, X, m, r, w, b, training=True)
+    dx0, dw0, db0 = fn.batch_norm_backward(dy, x, m0, r0, w, b, training=True)
+    np.testing.assert_allclose(dx.compute().astype(F64), dx0.astype(F64), rtol=0,
+                               atol=2.0 ** -7 * np.abs(dx0.astype(F64)).max())
+    check(dw, dw0)
+    check(db, db0)
 
 
 def test_channel_bad_arguments_leave_running_statistics_alone():
