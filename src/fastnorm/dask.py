@@ -31,8 +31,6 @@ Each block runs ``num_threads`` fastnorm threads, 1 by default: dask's
 workers provide the parallelism, and more threads per task would compete
 with them for the cores.
 """
-import math
-import operator
 
 try:
     import dask
