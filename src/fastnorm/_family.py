@@ -1078,3 +1078,51 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
                                           False, nt)
     return dv, _grad_like(dg.reshape(ga.shape), g, v)
+
+
+# --------------------------------------------------------------------------
+# Per-channel moments: partial statistics that merge
+# --------------------------------------------------------------------------
+
+def channel_moments(x, axis=1, *, num_threads=None):
+    """Per-channel count, mean and centered sum of squares of x, in float64.
+
+    For each index c of ``axis`` (1 for (N, C, *spatial); -1 for
+    channels-last data or for the features of an (N, features) table), over
+    every other axis of x: ``count``, the number of values; ``mean``; and
+    ``M2`` = sum((x - mean)**2). Each is a float64 array of shape (C,). The
+    variance is M2 / count (M2 / (count - 1) unbiased). A channel with no
+    values has mean NaN and M2 0.
+
+    One pass over x by the channel kernels batch_norm's statistics come from:
+    the sums are centered about a per-block estimate of the mean and merged in
+    float64, so a large offset (a mean of 1e6 with unit spread) costs no
+    accuracy, as it would with sum(x**2) - count * mean**2.
+
+    Moments of disjoint parts a and b of a dataset merge exactly (Chan, Golub
+    and LeVeque's parallel formula)::
+
+        n = na + nb;  d = mean_b - mean_a
+        mean = mean_a + d * nb / n;  M2 = M2_a + M2_b + d * d * na * nb / n
+
+    so statistics of data seen a batch at a time -- a streaming standard
+    scaler, or the chunks of a dask array (``fastnorm.dask``) -- come out as
+    if all of it had been in memory at once.
+    """
+    x = _core._data_arg(x, "x")
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (the channel axis), got shape {x.shape}")
+    if not _is_int(axis):
+        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
+    (k,) = _core._axes_arg(int(axis), x.ndim)
+    nt = _core._threads_arg(num_threads)
+    B = _Block(x, k, per_sample=False)
+    n = B.R * B.L
+    count = np.full(B.C, float(n))
+    mean = np.full(B.C, np.nan)
+    var = np.zeros(B.C)
+    if n > 0 and B.C > 0:
+        # eps 0: sums of squares that underflow the computing dtype are always
+        # computed again in double
+        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
+    return count, mean, var * n
