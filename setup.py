@@ -11,6 +11,7 @@ No flag here ties the binary to the build machine's CPU (no -march=native).
 """
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -42,8 +43,11 @@ def _compiles(compiler, source, compile_args, link_args=(), link=True):
             f.write(source)
         objects = compiler.compile([path], output_dir=tmp, extra_postargs=list(compile_args))
         if link:
+            # the user's LDFLAGS too: the shared library is linked with them
+            # (a sanitized build needs its runtime), executables are not
+            user_ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
             compiler.link_executable(
-                objects, "probe", output_dir=tmp, extra_postargs=list(link_args)
+                objects, "probe", output_dir=tmp, extra_postargs=list(link_args) + user_ldflags
             )
         return True
     except Exception:
