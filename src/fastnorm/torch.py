@@ -73,7 +73,7 @@ __all__ = [
 # Tensors to arrays and back
 # --------------------------------------------------------------------------
 
-_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
 _BF16 = None  # ml_dtypes.bfloat16, imported on the first bfloat16 tensor
 
 
@@ -93,7 +93,7 @@ def _bfloat16():
 def _check_tensor(t, name):
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(
             f"{name} is on device {t.device}: fastnorm computes on the CPU only "
             f"(move it with .cpu(), or use torch.nn.functional on that device)"
@@ -111,10 +111,9 @@ def _array(t, name):
     if t is None:
         return None
     _check_tensor(t, name)
-    t = t.detach()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(_bfloat16())
-    return t.numpy()
+    if t.dtype is torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_bfloat16())
+    return t.detach().numpy()
 
 
 def _tensor(a):
@@ -151,9 +150,9 @@ def _none_if_absent(grad, param):
 
 def _trailing(x, normalized_shape, name="normalized_shape"):
     """The axes of x that normalized_shape names (its last len(...) axes)."""
-    shape = tuple(int(s) for s in normalized_shape)
+    shape = tuple(normalized_shape)
     k = len(shape)
-    if k == 0 or k > x.dim() or tuple(x.shape[x.dim() - k:]) != shape:
+    if k == 0 or k > x.dim() or x.shape[x.dim() - k:] != shape:
         raise ValueError(
             f"{name} {list(shape)} must be the trailing dimensions of x of shape "
             f"{list(x.shape)}"
