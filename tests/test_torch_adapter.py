@@ -221,7 +221,9 @@ def _opcheck_cases():
         "batch_norm_backward": (ops.batch_norm_backward, (dy4, d(x4), bm, br, None, True)),
         "instance_norm": (ops.instance_norm, (x4, None, r(6), rm, rv, True, 0.1, 1e-5)),
         "instance_norm_backward": (ops.instance_norm_backward, (dy4, d(x4), im, ir, d(w6))),
+        "layer_norm_all_axes": (ops.layer_norm, (x, [3, 4, 8], None, None, 1e-5)),
         "weight_norm": (ops.weight_norm, (v, gain, 0)),
+        "weight_norm_all": (ops.weight_norm, (v, r(), None)),
         "weight_norm_backward": (ops.weight_norm_backward, (dys, d(v), d(gain), 0)),
     }
 
@@ -600,6 +602,12 @@ def test_torch_export_sees_the_operators():
     code = ep.graph_module.code
     assert "fastnorm.batch_norm" in code and "fastnorm.group_norm" in code
     torch.testing.assert_close(ep.module()(x), stock(x), rtol=1e-4, atol=1e-5)
+    # in train mode the functional graph updates the running statistics from
+    # the operator's outputs
+    ours.train()
+    mutated = torch.export.export(ours, (x,)).run_decompositions().graph_signature
+    assert {"bn1.running_mean", "bn1.running_var", "bn2.running_mean"} <= set(
+        mutated.buffers_to_mutate.values())
 
 
 def test_docs_examples_run():

@@ -118,7 +118,9 @@ def _array(t, name):
 
 def _tensor(a):
     """A NumPy result as a contiguous CPU tensor over the same memory."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = a.copy(order="C")
     if a.dtype.itemsize == 2 and a.dtype.kind != "f":  # bfloat16 bits
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
