@@ -12,11 +12,11 @@ The functions of this module call those operators with the arguments of
 with a forward that calls them; :func:`replace_norms` swaps the norm modules
 of a model for those classes in place.
 
-Tensors and NumPy arrays share memory: a CPU tensor is handed to the kernels
-as ``tensor.numpy()`` (bfloat16 as an ``ml_dtypes.bfloat16`` view of its
-bits) and results come back through ``torch.from_numpy``, without copies.
-Inputs may be non-contiguous (fastnorm reads strided rows where it can and
-makes a contiguous copy where it cannot); results are always contiguous.
+Tensors and NumPy arrays share memory: a contiguous CPU tensor is handed to
+the kernels as ``tensor.numpy()`` (bfloat16 as an ``ml_dtypes.bfloat16``
+view of its bits) and results come back through ``torch.from_numpy``,
+without copies. A non-contiguous input is made contiguous first (one copy by
+PyTorch); results are always contiguous.
 Only CPU tensors of dtype float32, float64, float16 or bfloat16 are
 accepted: any other tensor raises an error that names the argument. The
 kernels use ``torch.get_num_threads()`` threads, as PyTorch's own operators.
@@ -107,13 +107,21 @@ def _check_tensor(t, name):
 
 
 def _array(t, name):
-    """The CPU tensor t as a NumPy array over the same memory (None stays None)."""
+    """The CPU tensor t as a NumPy array over the same memory, or over a
+    contiguous copy when t is not contiguous (None stays None).
+
+    fastnorm takes strided arrays too, but reads them through slower general
+    paths; PyTorch's own copy is quicker (gradients arriving from a sum or a
+    transpose are often expanded or permuted views)."""
     if t is None:
         return None
     _check_tensor(t, name)
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
     if t.dtype is torch.bfloat16:
-        return t.detach().view(torch.int16).numpy().view(_bfloat16())
-    return t.detach().numpy()
+        return t.view(torch.int16).numpy().view(_bfloat16())
+    return t.numpy()
 
 
 def _tensor(a):
