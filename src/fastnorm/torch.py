@@ -190,6 +190,7 @@ def _layer_norm_op(x: Tensor, normalized_shape: List[int], weight: Optional[Tens
 
 @_layer_norm_op.register_fake
 def _(x, normalized_shape, weight, bias, eps):
+    _trailing(x, normalized_shape)
     stats = x.shape[:x.dim() - len(normalized_shape)]
     return _empty(x.shape, x), _empty(stats, x, _calc(x.dtype)), _empty(stats, x, _calc(x.dtype))
 
@@ -247,6 +248,7 @@ def _rms_norm_op(x: Tensor, normalized_shape: List[int], weight: Optional[Tensor
 
 @_rms_norm_op.register_fake
 def _(x, normalized_shape, weight, eps):
+    _trailing(x, normalized_shape)
     stats = x.shape[:x.dim() - len(normalized_shape)]
     return _empty(x.shape, x), _empty(stats, x, _calc(x.dtype))
 
@@ -312,6 +314,7 @@ def _add_layer_norm_op(x: Tensor, residual: Tensor, normalized_shape: List[int],
 
 @_add_layer_norm_op.register_fake
 def _(x, residual, normalized_shape, weight, bias, residual_bias, eps):
+    _trailing(x, normalized_shape)
     stats = x.shape[:x.dim() - len(normalized_shape)]
     calc = _calc(x.dtype)
     return (_empty(x.shape, x), _empty(x.shape, x), _empty(stats, x, calc),
@@ -387,6 +390,7 @@ def _add_rms_norm_op(x: Tensor, residual: Tensor, normalized_shape: List[int],
 
 @_add_rms_norm_op.register_fake
 def _(x, residual, normalized_shape, weight, residual_bias, eps):
+    _trailing(x, normalized_shape)
     stats = x.shape[:x.dim() - len(normalized_shape)]
     return _empty(x.shape, x), _empty(x.shape, x), _empty(stats, x, _calc(x.dtype))
 
