@@ -525,12 +525,13 @@ def test_replace_norms_reports_what_it_leaves():
         MyNorm(4),
         nn.GroupNorm(2, 4).to(torch.float16),
         nn.Linear(4, 4),
+        nn.SyncBatchNorm(4),
     )
     done, skipped = ft.replace_norms(model)
     assert done == ["0", "4"]
-    assert [n for n, _ in skipped] == ["1", "2", "3"]
+    assert [n for n, _ in skipped] == ["1", "2", "3", "6"]
     assert "meta" in skipped[0][1] and "running_mean" in skipped[1][1]
-    assert "subclass" in skipped[2][1]
+    assert "MyNorm is not one of" in skipped[2][1] and "SyncBatchNorm" in skipped[3][1]
     assert type(model[1]) is nn.LayerNorm and type(model[3]) is MyNorm
     with pytest.raises(TypeError, match="model"):
         ft.replace_norms(object())

@@ -968,6 +968,9 @@ _SWAPS = {
     nn.InstanceNorm3d: InstanceNorm3d,
 }
 
+# every torch.nn norm module, for reporting the ones left alone
+_NORM_BASES = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+
 Replacement = namedtuple("Replacement", ["replaced", "skipped"])
 Replacement.__doc__ = """What :func:`replace_norms` did.
 
@@ -1003,25 +1006,26 @@ def replace_norms(model):
     parameters and buffers (the same objects), its hooks and its
     training/eval mode; only its forward changes. Norm modules fastnorm
     cannot serve are left alone: parameters or buffers off the CPU or of
-    another dtype, 16-bit running statistics, and subclasses of the torch.nn
-    classes (their forward may differ).
+    another dtype, 16-bit running statistics, and other norm classes
+    (subclasses of those, ``SyncBatchNorm``, the lazy variants: their forward
+    may differ).
 
     Returns a :class:`Replacement` ``(replaced, skipped)``: the qualified
     names swapped, and ``(name, reason)`` for each norm module left alone.
+    Modules that already are fastnorm's are in neither list.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     replaced, skipped = [], []
     served = tuple(_SWAPS.values())
-    bases = tuple(_SWAPS)
     for name, module in model.named_modules():
         if isinstance(module, served):
             continue  # already fastnorm's
         target = _SWAPS.get(type(module))
         if target is None:
-            if isinstance(module, bases):
-                skipped.append((name, f"{type(module).__name__} is a subclass of a torch.nn "
-                                      "norm (its forward may differ)"))
+            if isinstance(module, _NORM_BASES):
+                skipped.append((name, f"{type(module).__name__} is not one of the torch.nn "
+                                      "classes fastnorm replaces (its forward may differ)"))
             continue
         reason = _why_not(module)
         if reason is not None:
