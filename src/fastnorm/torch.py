@@ -7,7 +7,13 @@ and a fake implementation gives ``torch.compile`` and ``torch.export`` the
 shapes and dtypes of the results without running the kernels.
 
 The functions of this module call those operators with the arguments of
-``torch.nn.functional``; the classes (:class:`LayerNorm`, :class:`RMSNorm`,
+``torch.nn.functional``. In plain eager code (no ``torch.compile`` or
+``torch.export`` tracing, no functorch transform, no dispatch mode, plain
+tensors) they skip PyTorch's operator dispatch, which costs tens of
+microseconds per call, and run the operator's own implementation directly,
+under a ``torch.autograd.Function`` with the same backward when a gradient is
+needed; under the profiler the call is recorded with the operator's name. The
+results are the same bits either way; the classes (:class:`LayerNorm`, :class:`RMSNorm`,
 :class:`GroupNorm`, :class:`BatchNorm1d` ...) are the ``torch.nn`` modules
 with a forward that calls them; :func:`replace_norms` swaps the norm modules
 of a model for those classes in place.
@@ -175,6 +181,62 @@ def _axes(k):
 
 
 # --------------------------------------------------------------------------
+# Eager calls without the operator dispatch
+# --------------------------------------------------------------------------
+
+_EAGER = {}  # operator -> its torch.autograd.Function for eager calls
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _register_autograd(op, grad, setup):
+    """op.register_autograd(grad, setup), and the same formula as an
+    autograd.Function for eager calls (see _call)."""
+    op.register_autograd(grad, setup_context=setup)
+    impl = op._init_fn
+
+    # forward(ctx, ...): a Function with a separate setup_context binds its
+    # arguments to forward's signature at every call, which costs more than a
+    # small kernel
+    class Eager(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            output = impl(*args)
+            setup(ctx, args, output)
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return grad(ctx, *grads)
+
+    Eager.__name__ = Eager.__qualname__ = f"{op._name}_eager"
+    _EAGER[op] = Eager
+
+
+def _eager(args):
+    """Whether a call may skip the operator dispatch: plain eager code on
+    plain tensors, where the operator would only call its implementation."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._are_functorch_transforms_active()
+            or torch._C._len_torch_dispatch_stack() > 0):
+        return False
+    return all(type(a) in _PLAIN for a in args if isinstance(a, Tensor))
+
+
+def _call(op, *args):
+    """op(*args): directly in eager code (through its autograd.Function when a
+    gradient is needed), through the operator dispatch otherwise."""
+    if not _eager(args):
+        return op(*args)
+    grad = torch.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+    run = _EAGER[op].apply if grad and op in _EAGER else op._init_fn
+    if torch.autograd._profiler_enabled():
+        with torch.profiler.record_function(op._qualname):
+            return run(*args)
+    return run(*args)
+
+
+# --------------------------------------------------------------------------
 # LayerNorm and RMSNorm
 # --------------------------------------------------------------------------
 
@@ -223,18 +285,18 @@ def _layer_norm_setup(ctx, inputs, output):
 
 def _layer_norm_grad(ctx, dy, _dmean, _drstd):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _layer_norm_backward_op(dy, x, mean, rstd, weight, ctx.normalized_ndim)
+    dx, dw, db = _call(_layer_norm_backward_op, dy, x, mean, rstd, weight, ctx.normalized_ndim)
     return dx, None, _none_if_absent(dw, weight), db if ctx.has_bias else None, None
 
 
-_layer_norm_op.register_autograd(_layer_norm_grad, setup_context=_layer_norm_setup)
+_register_autograd(_layer_norm_op, _layer_norm_grad, _layer_norm_setup)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """``torch.nn.functional.layer_norm`` on fastnorm's kernels (op ``fastnorm::layer_norm``)."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
-    return _layer_norm_op(x, list(normalized_shape), weight, bias, float(eps))[0]
+    return _call(_layer_norm_op, x, list(normalized_shape), weight, bias, float(eps))[0]
 
 
 @torch.library.custom_op("fastnorm::rms_norm", mutates_args=())
@@ -277,11 +339,11 @@ def _rms_norm_setup(ctx, inputs, output):
 
 def _rms_norm_grad(ctx, dy, _drstd):
     x, weight, rstd = ctx.saved_tensors
-    dx, dw = _rms_norm_backward_op(dy, x, rstd, weight, ctx.normalized_ndim)
+    dx, dw = _call(_rms_norm_backward_op, dy, x, rstd, weight, ctx.normalized_ndim)
     return dx, None, _none_if_absent(dw, weight), None
 
 
-_rms_norm_op.register_autograd(_rms_norm_grad, setup_context=_rms_norm_setup)
+_register_autograd(_rms_norm_op, _rms_norm_grad, _rms_norm_setup)
 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None):
@@ -291,7 +353,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     16-bit x)."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
-    return _rms_norm_op(x, list(normalized_shape), weight,
+    return _call(_rms_norm_op, x, list(normalized_shape), weight,
                         None if eps is None else float(eps))[0]
 
 
@@ -352,7 +414,7 @@ def _add_layer_norm_setup(ctx, inputs, output):
 
 def _add_layer_norm_grad(ctx, dy, ds, _dmean, _drstd):
     s, weight, mean, rstd, residual_bias = ctx.saved_tensors
-    dsum, dw, db, drb = _add_layer_norm_backward_op(dy, ds, s, mean, rstd, weight,
+    dsum, dw, db, drb = _call(_add_layer_norm_backward_op, dy, ds, s, mean, rstd, weight,
                                                     ctx.normalized_ndim)
     if residual_bias is not None:
         drb = drb.to(residual_bias.dtype)
@@ -360,7 +422,7 @@ def _add_layer_norm_grad(ctx, dy, ds, _dmean, _drstd):
             _none_if_absent(drb, residual_bias), None)
 
 
-_add_layer_norm_op.register_autograd(_add_layer_norm_grad, setup_context=_add_layer_norm_setup)
+_register_autograd(_add_layer_norm_op, _add_layer_norm_grad, _add_layer_norm_setup)
 
 
 def add_layer_norm(x, residual, normalized_shape, weight=None, bias=None, residual_bias=None,
@@ -371,7 +433,7 @@ def add_layer_norm(x, residual, normalized_shape, weight=None, bias=None, residu
     the same shape and dtype; both get the gradient of s."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
-    y, s, _, _ = _add_layer_norm_op(x, residual, list(normalized_shape), weight, bias,
+    y, s, _, _ = _call(_add_layer_norm_op, x, residual, list(normalized_shape), weight, bias,
                                     residual_bias, float(eps))
     return y, s
 
@@ -422,14 +484,14 @@ def _add_rms_norm_setup(ctx, inputs, output):
 
 def _add_rms_norm_grad(ctx, dy, ds, _drstd):
     s, weight, rstd, residual_bias = ctx.saved_tensors
-    dsum, dw, drb = _add_rms_norm_backward_op(dy, ds, s, rstd, weight, ctx.normalized_ndim)
+    dsum, dw, drb = _call(_add_rms_norm_backward_op, dy, ds, s, rstd, weight, ctx.normalized_ndim)
     if residual_bias is not None:
         drb = drb.to(residual_bias.dtype)
     return (dsum, dsum, None, _none_if_absent(dw, weight),
             _none_if_absent(drb, residual_bias), None)
 
 
-_add_rms_norm_op.register_autograd(_add_rms_norm_grad, setup_context=_add_rms_norm_setup)
+_register_autograd(_add_rms_norm_op, _add_rms_norm_grad, _add_rms_norm_setup)
 
 
 def add_rms_norm(x, residual, normalized_shape, weight=None, residual_bias=None, eps=None):
@@ -437,7 +499,7 @@ def add_rms_norm(x, residual, normalized_shape, weight=None, residual_bias=None,
     (op ``fastnorm::add_rms_norm``)."""
     if isinstance(normalized_shape, int):
         normalized_shape = (normalized_shape,)
-    y, s, _ = _add_rms_norm_op(x, residual, list(normalized_shape), weight, residual_bias,
+    y, s, _ = _call(_add_rms_norm_op, x, residual, list(normalized_shape), weight, residual_bias,
                                None if eps is None else float(eps))
     return y, s
 
@@ -485,18 +547,18 @@ def _ada_layer_norm_setup(ctx, inputs, output):
 
 def _ada_layer_norm_grad(ctx, dy, _dmean, _drstd):
     x, scale, mean, rstd = ctx.saved_tensors
-    dx, dshift, dscale = _ada_layer_norm_backward_op(dy, x, mean, rstd, scale)
+    dx, dshift, dscale = _call(_ada_layer_norm_backward_op, dy, x, mean, rstd, scale)
     return dx, dshift.to(ctx.shift_dtype), dscale, None
 
 
-_ada_layer_norm_op.register_autograd(_ada_layer_norm_grad, setup_context=_ada_layer_norm_setup)
+_register_autograd(_ada_layer_norm_op, _ada_layer_norm_grad, _ada_layer_norm_setup)
 
 
 def ada_layer_norm(x, shift, scale, eps=1e-6):
     """Adaptive LayerNorm: layer_norm(x) * (1 + scale[:, None]) + shift[:, None]
     for x of shape (N, T, D) or (N, D), shift and scale (N, D) (op
     ``fastnorm::ada_layer_norm``)."""
-    return _ada_layer_norm_op(x, shift, scale, float(eps))[0]
+    return _call(_ada_layer_norm_op, x, shift, scale, float(eps))[0]
 
 
 # --------------------------------------------------------------------------
@@ -547,18 +609,18 @@ def _group_norm_setup(ctx, inputs, output):
 
 def _group_norm_grad(ctx, dy, _dmean, _drstd):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _group_norm_backward_op(dy, x, mean, rstd, weight)
+    dx, dw, db = _call(_group_norm_backward_op, dy, x, mean, rstd, weight)
     db = db.to(ctx.bias_dtype) if ctx.bias_dtype is not None else None
     return dx, None, _none_if_absent(dw, weight), db, None
 
 
-_group_norm_op.register_autograd(_group_norm_grad, setup_context=_group_norm_setup)
+_register_autograd(_group_norm_op, _group_norm_grad, _group_norm_setup)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     """``torch.nn.functional.group_norm`` on fastnorm's kernels (op
     ``fastnorm::group_norm``): x of shape (N, C, *)."""
-    return _group_norm_op(x, int(num_groups), weight, bias, float(eps))[0]
+    return _call(_group_norm_op, x, int(num_groups), weight, bias, float(eps))[0]
 
 
 # --------------------------------------------------------------------------
@@ -667,12 +729,12 @@ def _batch_norm_setup(ctx, inputs, output):
 
 def _batch_norm_grad(ctx, dy, *_):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _batch_norm_backward_op(dy, x, mean, rstd, weight, ctx.training)
+    dx, dw, db = _call(_batch_norm_backward_op, dy, x, mean, rstd, weight, ctx.training)
     db = db.to(ctx.bias_dtype) if ctx.bias_dtype is not None else None
     return dx, None, None, _none_if_absent(dw, weight), db, None, None, None
 
 
-_batch_norm_op.register_autograd(_batch_norm_grad, setup_context=_batch_norm_setup)
+_register_autograd(_batch_norm_op, _batch_norm_grad, _batch_norm_setup)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -687,7 +749,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     for 16-bit x) or float64.
     """
     training = bool(training)
-    y, _, _, new_mean, new_var = _batch_norm_op(x, running_mean, running_var, weight, bias,
+    y, _, _, new_mean, new_var = _call(_batch_norm_op, x, running_mean, running_var, weight, bias,
                                                 training, float(momentum), float(eps))
     _copy_running(running_mean, running_var, new_mean, new_var)
     return y
@@ -753,12 +815,12 @@ def _instance_norm_setup(ctx, inputs, output):
 
 def _instance_norm_grad(ctx, dy, *_):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _instance_norm_backward_op(dy, x, mean, rstd, weight)
+    dx, dw, db = _call(_instance_norm_backward_op, dy, x, mean, rstd, weight)
     db = db.to(ctx.bias_dtype) if ctx.bias_dtype is not None else None
     return dx, _none_if_absent(dw, weight), db, None, None, None, None, None
 
 
-_instance_norm_op.register_autograd(_instance_norm_grad, setup_context=_instance_norm_setup)
+_register_autograd(_instance_norm_op, _instance_norm_grad, _instance_norm_setup)
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -771,7 +833,7 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     running_var, when given, are updated in place with their batch average;
     otherwise the running statistics normalize x."""
     use_input_stats = bool(use_input_stats)
-    y, _, _, new_mean, new_var = _instance_norm_op(x, weight, bias, running_mean, running_var,
+    y, _, _, new_mean, new_var = _call(_instance_norm_op, x, weight, bias, running_mean, running_var,
                                                    use_input_stats, float(momentum),
                                                    float(eps))
     _copy_running(running_mean, running_var, new_mean, new_var)
@@ -814,11 +876,11 @@ def _weight_norm_setup(ctx, inputs, output):
 
 def _weight_norm_grad(ctx, dw):
     v, g = ctx.saved_tensors
-    dv, dg = _weight_norm_backward_op(dw, v, g, ctx.dim)
+    dv, dg = _call(_weight_norm_backward_op, dw, v, g, ctx.dim)
     return dv, dg, None
 
 
-_weight_norm_op.register_autograd(_weight_norm_grad, setup_context=_weight_norm_setup)
+_register_autograd(_weight_norm_op, _weight_norm_grad, _weight_norm_setup)
 
 
 def weight_norm(v, g, dim=0):
@@ -828,7 +890,7 @@ def weight_norm(v, g, dim=0):
     g has one value per index of ``dim`` in any shape of that size (PyTorch
     keeps it as (out, 1, ...)). PyTorch writes "all dimensions" as dim=-1;
     here it is dim=None, and -1 is the last dimension."""
-    return _weight_norm_op(v, g, None if dim is None else int(dim))
+    return _call(_weight_norm_op, v, g, None if dim is None else int(dim))
 
 
 # --------------------------------------------------------------------------
