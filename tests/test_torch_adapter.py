@@ -625,3 +625,33 @@ def test_docs_examples_run():
     assert len(blocks) == 2
     for block in blocks:
         exec(compile(block, str(doc), "exec"), {})
+
+
+def test_eager_calls_and_operator_calls_give_the_same_bits():
+    """Eager code skips the operator dispatch; forcing the operators (as
+    tracing does) must give the same outputs and gradients, bit for bit."""
+    g = _gen(11)
+    x = _rand((6, 40), torch.float32, g, requires_grad=True)
+    w = _rand((40,), torch.float32, g, requires_grad=True)
+    b = _rand((40,), torch.float32, g, requires_grad=True)
+    dy = _rand((6, 40), torch.float32, g)
+
+    def run():
+        y = ft.layer_norm(x, (40,), w, b)
+        return (y, *torch.autograd.grad(y, (x, w, b), dy))
+
+    eager = run()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ft, "_eager", lambda args: False)
+        dispatched = run()
+    for e, d in zip(eager, dispatched):
+        assert torch.equal(e.view(torch.int32), d.view(torch.int32))
+    assert ft._eager((x, w))
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Passthrough(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Passthrough():
+        assert not ft._eager((x, w))  # a dispatch mode sees the operators
