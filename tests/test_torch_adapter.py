@@ -655,3 +655,35 @@ def test_eager_calls_and_operator_calls_give_the_same_bits():
 
     with Passthrough():
         assert not ft._eager((x, w))  # a dispatch mode sees the operators
+
+
+def test_double_backward_is_refused_not_wrong():
+    """fastnorm's backward has no gradient of its own: a second-order gradient
+    raises instead of silently treating the first gradient as a constant."""
+    g = _gen(12)
+    x = _rand((4, 8), torch.float64, g, requires_grad=True)
+    w = _rand((8,), torch.float64, g, requires_grad=True)
+    (gx,) = torch.autograd.grad(ft.layer_norm(x, (8,), w).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        (gx.square().sum() + x.sum()).backward()
+
+
+def test_module_refuses_mixed_float32_float64_as_torch_does():
+    for dt in (torch.float64, torch.float32):
+        other = torch.float32 if dt == torch.float64 else torch.float64
+        x = torch.randn(2, 6, dtype=dt)
+        with pytest.raises(RuntimeError) as stock:
+            torch.nn.LayerNorm(6, dtype=other)(x)
+        with pytest.raises(type(stock.value)):
+            ft.LayerNorm(6, dtype=other)(x)
+
+
+def test_weight_norm_dim_minus_one_is_all_dimensions_as_torch():
+    g = _gen(13)
+    v = _rand((3, 4, 5), torch.float64, g)
+    gain = _rand((1, 1, 1), torch.float64, g)
+    want = torch._weight_norm(v, gain, -1)
+    assert torch.allclose(ft.weight_norm(v, gain, -1), want, rtol=1e-12, atol=0)
+    assert torch.allclose(ft.weight_norm(v, gain, None), want, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="dim"):
+        ft.weight_norm(v, _rand((5,), torch.float64, g), -2)

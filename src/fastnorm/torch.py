@@ -205,7 +205,8 @@ def _register_autograd(op, grad, setup):
             return output
 
         @staticmethod
-        def backward(ctx, *grads):
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, *grads):  # fastnorm's backward has no gradient of its own
             return grad(ctx, *grads)
 
     Eager.__name__ = Eager.__qualname__ = f"{op._name}_eager"
@@ -888,9 +889,14 @@ def weight_norm(v, g, dim=0):
     all of v), as ``torch._weight_norm`` (op ``fastnorm::weight_norm``).
 
     g has one value per index of ``dim`` in any shape of that size (PyTorch
-    keeps it as (out, 1, ...)). PyTorch writes "all dimensions" as dim=-1;
-    here it is dim=None, and -1 is the last dimension."""
-    return _call(_weight_norm_op, v, g, None if dim is None else int(dim))
+    keeps it as (out, 1, ...)). dim=-1 means all dimensions, as in
+    ``torch._weight_norm``; dim=None too. Other negative dims are refused."""
+    if dim is not None:
+        dim = int(dim)
+        if dim < -1:
+            raise ValueError(f"dim must be a dimension of v (0 or more), or -1 or None for all "
+                             f"of them (as torch._weight_norm), got {dim}")
+    return _call(_weight_norm_op, v, g, None if dim in (None, -1) else dim)
 
 
 # --------------------------------------------------------------------------
@@ -899,13 +905,19 @@ def weight_norm(v, g, dim=0):
 
 def _served(x, *tensors):
     """Whether fastnorm computes this call: x and every given parameter and
-    buffer are CPU tensors of a dtype fastnorm has."""
+    buffer are CPU tensors of a dtype fastnorm has, and float32 or float64 x
+    has their dtype (torch.nn refuses mixed float32/float64 calls: they go
+    to its forward, which raises as it always does; 16-bit x with float32
+    parameters is served, as torch.nn serves it)."""
     if not isinstance(x, Tensor) or x.device.type != "cpu" or x.dtype not in _DTYPES:
         return False
     if x.layout != torch.strided or x.is_nested:
         return False
+    wide = x.dtype in (torch.float32, torch.float64)
     for t in tensors:
-        if t is not None and (t.device.type != "cpu" or t.dtype not in _DTYPES):
+        if t is None:
+            continue
+        if t.device.type != "cpu" or t.dtype not in _DTYPES or (wide and t.dtype != x.dtype):
             return False
     return True
 
