@@ -400,6 +400,19 @@ def _cpu_features():
 cdef extern from "dispatch.h":
     int fn_set_bf16_convert(int on) nogil
     int fn_set_avx512(int on) nogil
+    int64_t fn_stream_min_bytes() nogil
+    int64_t fn_set_stream_min_bytes(int64_t nbytes) nogil
+
+
+def _stream_bytes(nbytes=None):
+    """The output size (bytes) from which the row normalizers write y and dx
+    with streaming stores (-1: never). nbytes=None asks; an int sets it
+    (negative: never) and returns the value before. For tests that compare
+    the two stores (the same bits), and for measuring; FASTNORM_STREAM_BYTES
+    in the environment sets it at the first call."""
+    if nbytes is None:
+        return fn_stream_min_bytes()
+    return fn_set_stream_min_bytes(int(nbytes))
 
 
 def _bf16_convert(on=None):

@@ -22,6 +22,22 @@ int fn_set_bf16_convert(int on);
  * way): for tests that compare the two. Returns whether they do now. */
 int fn_set_avx512(int on);
 
+/* Row outputs (y, dx) of at least this many bytes are written with
+ * streaming stores where the kernel table has them (the same values: only
+ * the store instruction differs): such an output will not be read from the
+ * cache before it is evicted, so an ordinary store's read of each
+ * destination line is wasted memory traffic. The default depends on the CPU
+ * (see fn_stream_default in dispatch.c; -1, never, on most);
+ * FASTNORM_STREAM_BYTES in the environment sets it at the first call (0:
+ * every output; a negative number or anything but an integer: none).
+ * fn_set_stream_min_bytes sets it (a negative value: none) and returns the
+ * value before. */
+int64_t fn_stream_min_bytes(void);
+int64_t fn_set_stream_min_bytes(int64_t bytes);
+/* The streaming copy for an output of this many bytes: the active table's,
+ * or NULL for ordinary stores. */
+void (*fn_stream_for(const fn_prims *table, int64_t bytes))(void *, const void *, size_t);
+
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */
 #define FN_PARALLEL_MIN_BYTES (128 * 1024)

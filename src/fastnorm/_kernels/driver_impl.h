@@ -150,7 +150,17 @@ typedef struct {
     int64_t rows_per_param, ldp;
     int params_finite; /* every weight and bias element is finite */
     int64_t ahead;     /* rows between a row and the row prefetched meanwhile */
+    /* y written with streaming stores through this copy (see fn_stream_for),
+     * or NULL: ordinary stores */
+    void (*stream)(void *dst, const void *src, size_t n);
 } LOCAL(forward_ctx);
+
+/* Rows written with streaming stores are computed FN_STREAM_CHUNK elements
+ * at a time into a buffer in L1 and copied out from there. The chunks start
+ * at multiples of every table's step (2 VN elements), so each element goes
+ * through the same loop (pair, vector or scalar tail) as in a whole-row call:
+ * the same arithmetic, the same bits. */
+#define FN_STREAM_CHUNK ((int64_t)1024)
 
 /* Whether the n elements of p (NULL: none) are all finite. */
 static int LOCAL(all_finite)(const W *p, int64_t n) {
@@ -215,7 +225,7 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
  * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
 static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
                                               int64_t fetch, int64_t end, const A *xa,
-                                              const LOCAL(row_stats) *st) {
+                                              const LOCAL(row_stats) *st, T *tmp) {
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const int more = fetch < end;
@@ -229,6 +239,23 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
         FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
         mu = (A)(st->exact.mean_scaled * st->exact.scale);
         r = (A)st->exact.rstd;
+    } else if (k->stream) {
+        /* chunks into tmp, streamed out; the next x row fetched meanwhile,
+         * not the next y row (it is never read: its lines stay out of the
+         * cache) */
+        const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
+        for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
+            const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
+            const W *wo = w ? w + o : NULL, *bo = b ? b + o : NULL;
+            const T *no = next ? next + o : NULL;
+            if (xa)
+                P->normalize_wide(xa + o, tmp, len, st->mu, st->c, st->r, wo, bo, no,
+                                  no ? tmp : NULL, nonan);
+            else
+                P->normalize(st->src + o, tmp, len, st->mu, st->c, st->r, wo, bo, no,
+                             no ? tmp : NULL);
+            k->stream(yr + o, tmp, (size_t)len * sizeof(T));
+        }
     } else if (xa) {
         P->normalize_wide(xa, yr, n, st->mu, st->c, st->r, w, b, next, next_y,
                           LOCAL(row_nonan)(k, st->sq, st->c, st->r));
@@ -272,6 +299,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     for (int q = 1; q < FN_MAX_ROWS; q++)
         xas[q] = group ? stack_xa + FN_WIDE_STACK + (q - 1) * FN_STAT_ROWS_MAX_N : NULL;
     LOCAL(row_stats) st[FN_MAX_ROWS];
+    FN_ALIGNED_SCRATCH(T, tmp, FN_STREAM_CHUNK); /* the streamed rows' chunks */
     int64_t i = begin;
     while (group && end - i >= 2) {
         const int g = end - i >= P->stat_rows ? P->stat_rows : 2;
@@ -292,7 +320,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         }
         const int64_t ahead = k->ahead > g ? k->ahead : g; /* not a row of this group */
         for (int q = 0; q < g; q++)
-            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q]);
+            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], tmp);
         i += g;
     }
     for (; i < end; i++) {
@@ -302,8 +330,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
         else sum = k->centered ? P->sum(src, n) : P->sum_sq(src, n);
         LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
-        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0]);
+        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], tmp);
     }
+    if (k->stream) fn_active_prims()->stream_fence();
     fn_scratch_free(heap_xa);
 }
 
@@ -318,6 +347,7 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
     }
     k->P = FN_ROW_TABLE(k->n, FN_PAIR_ROW_MAX);
     k->ahead = fn_fetch_rows(k->n * (int64_t)sizeof(T));
+    k->stream = fn_stream_for(fn_active_prims(), k->rows * k->n * (int64_t)sizeof(T));
     k->params_finite = 0;
     if (FN_WIDE) {
         const int64_t prows = k->rows_per_param ? (k->rows - 1) / k->rows_per_param + 1 : 1;
@@ -338,14 +368,14 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
                      const W *weight, const W *bias, double eps, ST *mean, ST *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -354,7 +384,7 @@ int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const
                          int64_t ldy, const W *weight, const W *bias, double eps, ST *mean,
                          ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -362,7 +392,7 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
                        int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
                        int64_t ldy, const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -380,6 +410,9 @@ typedef struct {
     const T *ds;        /* added to dx before its rounding (fused residual add), or NULL */
     int64_t ldds;
     int64_t ahead; /* rows between a row and the row prefetched meanwhile */
+    /* dx written with streaming stores through this copy, or NULL (as the
+     * forward's y, FN_STREAM_CHUNK elements at a time) */
+    void (*stream)(void *dst, const void *src, size_t n);
 } LOCAL(backward_ctx);
 
 /* dx of row i from its sums s (backward_sums), with its parameter partials
@@ -388,7 +421,8 @@ typedef struct {
 static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
                                                        int64_t fetch, int64_t stop,
                                                        const A s[3], const A *dya,
-                                                       const A *xa, A *acc_w, A *acc_b) {
+                                                       const A *xa, A *acc_w, A *acc_b,
+                                                       T *tmp) {
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
@@ -402,6 +436,25 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
     T *ndx = more ? k->dx + fetch * k->lddx : NULL;
     const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
+    if (k->stream) {
+        /* chunks into tmp, streamed out; the next dy and x rows fetched
+         * meanwhile, not the next dx row */
+        for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
+            const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
+            const W *wo = k->weight ? k->weight + o : NULL;
+            A *awo = acc_w ? acc_w + o : NULL, *abo = acc_b ? acc_b + o : NULL;
+            const T *dso = dsr ? dsr + o : NULL;
+            const T *ndyo = ndy ? ndy + o : NULL, *nxo = ndy ? nx + o : NULL;
+            if (xa)
+                P->backward_apply_wide(dya + o, xa + o, tmp, len, mu, c, r, wo, mg, mgx, awo, abo,
+                                       dso, ndyo, nxo, ndyo ? tmp : NULL);
+            else
+                P->backward_apply(dyr + o, xr + o, tmp, len, mu, c, r, wo, mg, mgx, awo, abo, dso,
+                                  ndyo, nxo, ndyo ? tmp : NULL);
+            k->stream(dxr + o, tmp, (size_t)len * sizeof(T));
+        }
+        return;
+    }
     if (xa)
         P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b, dsr,
                                ndy, nx, ndx);
@@ -437,6 +490,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     /* two implies n <= FN_STAT_ROWS_MAX_N: the stack copies */
     A *const dya1 = dya && two ? stack_wide + 2 * FN_WIDE_STACK : NULL;
     A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
+    FN_ALIGNED_SCRATCH(T, tmp, FN_STREAM_CHUNK); /* the streamed rows' chunks */
     /* the prefetches run on into the next block, up to this thread's last row */
     const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
     for (int64_t blk = begin; blk < end; blk++) {
@@ -457,9 +511,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                   k->dy + (i + 1) * k->lddy, k->x + (i + 1) * k->ldx, dya, xa,
                                   dya1, xa1, n, mu, r, k->weight, s);
                 const int64_t ahead = k->ahead > 2 ? k->ahead : 2;
-                LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b);
+                LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b,
+                                          tmp);
                 LOCAL(backward_row_apply)(k, i + 1, i + 1 + ahead, stop, s[1], dya1, xa1, acc_w,
-                                          acc_b);
+                                          acc_b, tmp);
             }
         }
         for (; i < last; i++) {
@@ -468,9 +523,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             A s[3];
             if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b);
+            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, tmp);
         }
     }
+    if (k->stream) fn_active_prims()->stream_fence();
     fn_scratch_free(heap_wide);
 }
 
@@ -513,6 +569,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->P = FN_ROW_TABLE(n, FN_WIDE_BACKWARD ? FN_PAIR_ROW_MAX / 2 : FN_PAIR_ROW_MAX);
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
+    k->stream = fn_stream_for(fn_active_prims(), rows * n * (int64_t)sizeof(T));
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
     if (dweight || dbias) {
@@ -539,7 +596,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1, NULL, 0, 0};
+                             dx, NULL, NULL, 1, NULL, 0, 0, NULL};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -547,7 +604,7 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0, NULL, 0, 0};
+                             dx, NULL, NULL, 0, NULL, 0, 0, NULL};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -556,7 +613,7 @@ int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t 
                                   const ST *mean, const ST *rstd, const W *weight, T *dsum,
                                   int64_t lddsum, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
-                             dsum, NULL, NULL, 1, ds, ldds, 0};
+                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -565,7 +622,7 @@ int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
                                 const W *weight, T *dsum, int64_t lddsum, W *dweight,
                                 int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
-                             dsum, NULL, NULL, 0, ds, ldds, 0};
+                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -577,7 +634,7 @@ int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_
                                 int num_threads) {
     LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
                             mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp,
-                            0, 0};
+                            0, 0, NULL};
     if (rows_per_sample <= 0) return FASTNORM_OK;
     return LOCAL(forward)(&k, num_threads);
 }

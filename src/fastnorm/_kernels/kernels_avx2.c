@@ -6,6 +6,7 @@
  * the YMM state, so the same binary still runs on older CPUs.
  */
 #include <immintrin.h>
+#include <string.h>
 
 #include "fp16.h"
 #include "prims.h"
@@ -192,8 +193,30 @@ static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const in
 #undef VSTORE2_NONAN
 #undef NAME
 
+/* Streaming stores of whole 32-byte blocks, from the first 32-byte boundary
+ * of dst; the unaligned head and the tail with ordinary stores. */
+static void fn_stream_copy_avx2(void *dst, const void *src, size_t n) {
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    size_t head = (size_t)(-(uintptr_t)d & 31);
+    if (head > n) head = n;
+    memcpy(d, s, head);
+    d += head, s += head, n -= head;
+    for (; n >= 64; n -= 64, d += 64, s += 64) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)s);
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(s + 32));
+        _mm256_stream_si256((__m256i *)d, a);
+        _mm256_stream_si256((__m256i *)(d + 32), b);
+    }
+    memcpy(d, s, n);
+}
+
+static void fn_stream_fence_avx2(void) { _mm_sfence(); }
+
+#define FN_STREAM_AVX2 fn_stream_copy_avx2, fn_stream_fence_avx2
+
 const fn_prims fn_prims_avx2 = {&fn_table_f32_avx2, &fn_table_f64_avx2, &fn_table_f16_avx2,
-                                &fn_table_bf16_avx2};
+                                &fn_table_bf16_avx2, FN_STREAM_AVX2};
 #undef T
 #undef VLOAD
 #undef SLOAD
@@ -258,7 +281,8 @@ static FN_INLINE void fn_store2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
 #endif
 
 const fn_prims fn_prims_avx2_bf16cvt = {&fn_table_f32_avx2, &fn_table_f64_avx2,
-                                        &fn_table_f16_avx2, &fn_table_bf16_avx2cvt};
+                                        &fn_table_f16_avx2, &fn_table_bf16_avx2cvt,
+                                        FN_STREAM_AVX2};
 #endif /* FASTNORM_HAVE_BF16_CVT */
 
 #ifdef FASTNORM_HAVE_AVX512
@@ -362,7 +386,7 @@ static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
 #endif
 
 const fn_prims fn_prims_avx512 = {&fn_table_f32_avx2, &fn_table_f64_avx2,
-                                  &fn_table_f16_avx512, &fn_table_bf16_avx512};
+                                  &fn_table_f16_avx512, &fn_table_bf16_avx512, FN_STREAM_AVX2};
 #undef T
 #undef VLOAD
 #undef SLOAD
@@ -415,7 +439,8 @@ static FN_INLINE void fn_store16_bf16_cvt(uint16_t *p, __m512 v) {
 #endif
 
 const fn_prims fn_prims_avx512_bf16cvt = {&fn_table_f32_avx2, &fn_table_f64_avx2,
-                                          &fn_table_f16_avx512, &fn_table_bf16_avx512cvt};
+                                          &fn_table_f16_avx512, &fn_table_bf16_avx512cvt,
+                                          FN_STREAM_AVX2};
 #endif
 
 #ifdef FASTNORM_HAVE_AVX512

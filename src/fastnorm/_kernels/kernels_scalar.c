@@ -81,4 +81,4 @@
 #include "prims_impl.h"
 
 const fn_prims fn_prims_scalar = {&fn_table_f32_scalar, &fn_table_f64_scalar,
-                                  &fn_table_f16_scalar, &fn_table_bf16_scalar};
+                                  &fn_table_f16_scalar, &fn_table_bf16_scalar, NULL, NULL};

@@ -143,6 +143,12 @@ typedef struct {
     const fn_prims_f64 *f64;
     const fn_prims_f16 *f16;
     const fn_prims_bf16 *bf16;
+    /* dst = src, n bytes, written with streaming (non-temporal) stores, which
+     * skip the read of each destination line that an ordinary store of data
+     * beyond the cache costs; NULL where the instruction set has none.
+     * stream_fence orders them before later stores of the thread. */
+    void (*stream_copy)(void *dst, const void *src, size_t n);
+    void (*stream_fence)(void);
 } fn_prims;
 
 extern const fn_prims fn_prims_scalar;

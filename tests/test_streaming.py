@@ -1,0 +1,113 @@
+"""Outputs written with streaming stores (large calls) carry the same bits as
+with ordinary stores: only the store instruction differs. The threshold is
+lowered to 0 here so that small arrays take the streaming path."""
+import numpy as np
+import pytest
+
+import fastnorm as fn
+from fastnorm import _core
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+DTYPES = [np.float32, np.float64, np.float16, ml_dtypes.bfloat16]
+# rows shorter than, equal to and longer than one streamed chunk (1024), odd
+# lengths (tails), and a row of a few elements
+SHAPES = [(37, 5), (9, 1024), (5, 1031), (3, 2500), (64, 96), (2, 3077)]
+
+
+@pytest.fixture
+def streaming():
+    """A function that runs a call with streaming stores on, then off."""
+    before = _core._stream_bytes()
+
+    def both(call):
+        try:
+            _core._stream_bytes(0)
+            on = call()
+            _core._stream_bytes(-1)
+            off = call()
+        finally:
+            _core._stream_bytes(before)
+        return on, off
+
+    yield both
+    _core._stream_bytes(before)
+
+
+def _bits(result):
+    arrays = result if isinstance(result, tuple) else (result,)
+    return [np.asarray(a).view(np.uint8).tobytes() for a in arrays if a is not None]
+
+
+def _data(shape, dt, seed, offset=0.0):
+    rng = np.random.default_rng(seed)
+    return (offset + rng.standard_normal(shape)).astype(dt)
+
+
+def _param_dtype(dt):
+    return np.float32 if np.dtype(dt).itemsize == 2 else dt
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_row_normalizers_same_bits_streamed(isa, streaming, shape, dt):
+    x = _data(shape, dt, 1, offset=3.0)
+    r = _data(shape, dt, 2)
+    dy = _data(shape, dt, 3)
+    pd = _param_dtype(dt)
+    w = _data(shape[-1:], pd, 4)
+    b = _data(shape[-1:], pd, 5)
+    _, m, rs = fn.layer_norm(x, w, b, return_stats=True)
+    _, rr = fn.rms_norm(x, w, return_stats=True)
+    calls = {
+        "layer_norm": lambda: fn.layer_norm(x, w, b, return_stats=True),
+        "rms_norm": lambda: fn.rms_norm(x, w, return_stats=True),
+        "layer_norm no params": lambda: fn.layer_norm(x),
+        "add_layer_norm": lambda: fn.add_layer_norm(x, r, w, b, return_stats=True),
+        "add_rms_norm": lambda: fn.add_rms_norm(x, r, w, return_stats=True),
+        "layer_norm_backward": lambda: fn.layer_norm_backward(dy, x, m, rs, w),
+        "rms_norm_backward": lambda: fn.rms_norm_backward(dy, x, rr, w),
+        "add_layer_norm_backward": lambda: fn.add_layer_norm_backward(dy, x, m, rs, w, ds=r),
+    }
+    for name, call in calls.items():
+        on, off = streaming(call)
+        assert _bits(on) == _bits(off), name
+
+
+def test_ada_layer_norm_and_strided_rows_same_bits_streamed(isa, streaming):
+    x = _data((3, 7, 1100), np.float32, 6)
+    shift, scale = _data((3, 1100), np.float32, 7), _data((3, 1100), np.float32, 8)
+    on, off = streaming(lambda: fn.ada_layer_norm(x, shift, scale, return_stats=True))
+    assert _bits(on) == _bits(off)
+    # rows apart in memory (y's rows not contiguous with each other), unaligned out
+    big = _data((40, 1300), np.float32, 9)
+    xs = big[::2, 3:1290]
+    buf = np.zeros(20 * 1287 + 1, np.float32)
+    out = buf[1:].reshape(20, 1287)
+
+    def strided():
+        fn.layer_norm(xs, out=out)
+        return out.copy()
+    on, off = streaming(strided)
+    assert _bits(on) == _bits(off)
+    assert buf[0] == 0  # nothing written before out
+
+
+def test_nan_and_inf_rows_same_bits_streamed(streaming):
+    x = _data((6, 2050), np.float32, 10)
+    x[1, 7] = np.nan
+    x[2, 2049] = np.inf
+    x[3] = 1e30  # exact-range path
+    on, off = streaming(lambda: fn.layer_norm(x, return_stats=True))
+    assert _bits(on) == _bits(off)
+
+
+def test_threshold_setting_round_trips():
+    before = _core._stream_bytes()
+    try:
+        assert _core._stream_bytes(12345) == before
+        assert _core._stream_bytes() == 12345
+        _core._stream_bytes(-7)
+        assert _core._stream_bytes() == -1
+    finally:
+        _core._stream_bytes(before)
