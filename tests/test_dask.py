@@ -258,6 +258,24 @@ def test_dask_channel_moments_any_chunking(chunks):
     np.testing.assert_allclose(got[2], m20, rtol=1e-9)
 
 
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_dask_channel_moments_of_one_chunk_are_the_in_memory_bits(axis):
+    x = data((5, 4, 3), F32, seed=15, loc=3.0)
+    got = dask.compute(*fd.channel_moments(da.from_array(x, chunks=-1), axis=axis))
+    for g, e in zip(got, fn.channel_moments(x, axis=axis)):
+        assert g.tobytes() == e.tobytes()
+
+
+@pytest.mark.parametrize("axis, error", [("1", TypeError), (1.0, TypeError), (3, ValueError)])
+def test_dask_channel_moments_arguments_are_the_in_memory_ones(axis, error):
+    x = data((4, 3, 2), F64)
+    with pytest.raises(error) as mem:
+        fn.channel_moments(x, axis=axis)
+    with pytest.raises(error) as lazy:
+        fd.channel_moments(da.from_array(x), axis=axis)
+    assert str(lazy.value) == str(mem.value)
+
+
 # --------------------------------------------------------------------------
 # Channel normalizers
 # --------------------------------------------------------------------------

@@ -450,17 +450,17 @@ def _moments_block(xb, *, k, per_sample, nt):
     """(count, mean, M2) per channel (and per sample when per_sample) of one
     block, shaped (3, ...) with x's axes: 1 for every reduced axis."""
     B = _family._Block(xb, k, per_sample)
-    n = B.R * B.L
-    shape = [1] * xb.ndim
-    shape[k] = B.C
+    return _stack_part(_family._block_moments(B, nt), B, per_sample)
+
+
+def _stack_part(vectors, B, per_sample):
+    """Three per-(sample,) channel vectors of block B stacked into one block
+    of a partial array: shape (3, ...) with x's axes, 1 for every reduced one."""
+    shape = [1] * len(B.shape)
+    shape[B.k] = B.C
     if per_sample:
         shape[0] = B.S
-    mean = np.full(B.S * B.C, np.nan)
-    var = np.zeros(B.S * B.C)
-    if n > 0 and B.S * B.C > 0:
-        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
-    out = np.stack([np.full(B.S * B.C, float(n)), mean, var * n])
-    return out.reshape([3] + shape)
+    return np.stack(vectors).reshape([3] + shape)
 
 
 def _reduced_axes(ndim, k, per_sample):
@@ -491,11 +491,7 @@ def channel_moments(x, axis=1, *, num_threads=1, split_every=None):
     (``split_every`` as in dask's reductions), the same tree for the same
     chunking."""
     x = _data(x, "x")
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (the channel axis), got shape {x.shape}")
-    if not _family._is_int(axis):
-        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), x.ndim)
+    k = _family._moments_axis(axis, x.shape)
     nt = _threads(num_threads)
     m = _moments(x, k, False, nt, split_every)
     return m[0], m[1], m[2]
@@ -517,15 +513,8 @@ def _sums_block(dyb, xb, mu, *, k, per_sample, nt):
     if n > 0 and SC > 0:
         _core._channel_sums_kernel(dy, B.x, *B.dims, mu, s_dy, s_dyx, nt)
         # the rounding of a stored mean: sum(x - mu) from the block's own mean
-        mean = np.empty(SC)
-        var = np.empty(SC)
-        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
-        s_x = n * (mean - mu)
-    shape = [1] * xb.ndim
-    shape[k] = B.C
-    if per_sample:
-        shape[0] = B.S
-    return np.stack([s_dy, s_dyx, s_x]).reshape([3] + shape)
+        s_x = n * (_family._block_moments(B, nt)[1] - mu)
+    return _stack_part([s_dy, s_dyx, s_x], B, per_sample)
 
 
 def _sums(dy, x, mu, k, per_sample, nt, split_every):
