@@ -417,6 +417,26 @@ def test_channel_bad_arguments_leave_running_statistics_alone():
         fd.batch_norm(da.zeros((1, 6), dtype=F32, chunks=1), rm, rv, training=True)
 
 
+@pytest.mark.parametrize("chunks", ["samples", "split"])
+def test_group_backward_names_the_statistic_of_the_wrong_shape(chunks):
+    x, dy, w, b, X, DY = _channel_inputs(F64, CH_CHUNKS[chunks])
+    _, m, r = fn.group_norm(x, 2, w, b, return_stats=True)
+    with pytest.raises(ValueError, match=r"rstd must have shape .*\(7, 2\), got shape \(7, 3\)"):
+        fd.group_norm_backward(DY, X, m, np.ones((7, 3)), w, b)
+    with pytest.raises(ValueError, match=r"rstd must have shape .*got shape \(2,\)"):
+        fd.group_norm_backward(DY, X, m, r[0], w, b)
+    with pytest.raises(ValueError, match=r"mean must have shape .*got shape \(6, 2\)"):
+        fd.group_norm_backward(DY, X, m[:6], r, w, b)
+    with pytest.raises(TypeError, match="rstd is required"):
+        fd.group_norm_backward(DY, X, m, None, w, b)
+    _, m, r = fn.instance_norm(x, w, b, return_stats=True)
+    with pytest.raises(ValueError, match=r"rstd must have shape \(N, C\) = \(7, 6\), got shape "
+                                         r"\(7, 5\)"):
+        fd.instance_norm_backward(DY, X, m, da.from_array(r[:, :5]), w, b)
+    with pytest.raises(ValueError, match=r"mean must have shape .*got shape \(7, 5\)"):
+        fd.instance_norm_backward(DY, X, m[:, :5], r, w, b)
+
+
 def test_threads_per_task_do_not_change_results():
     x, dy, w, b, X, DY = _channel_inputs(F64, CH_CHUNKS["split"])
     a = fd.group_norm(X, 2, w, b, num_threads=1).compute()

@@ -171,6 +171,13 @@ def _token(*parts):
     return dask.base.tokenize(*parts)
 
 
+def _same_shape(a, b):
+    """Whether two shapes (or chunks of one axis) are equal, an unknown (NaN)
+    size matching an unknown one."""
+    return len(a) == len(b) and all(
+        p == q or (p != p and q != q) for p, q in zip(a, b))
+
+
 # --------------------------------------------------------------------------
 # Row normalizers
 # --------------------------------------------------------------------------
@@ -923,17 +930,34 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     dy, x, k, nt = _channel_backward_setup(dy, x, axis, num_threads)
     N, C = x.shape[0], x.shape[k]
     p = _probe(x.dtype, _probe_shape(x.shape, (k,)))
-    ms = np.shape(mean) if mean is not None else None
-    if ms is None or len(ms) != 2 or ms[0] != N:
-        raise ValueError(f"mean must have shape (N, num_groups) = ({N}, G), got {ms}")
-    G = _family._group_count(ms[1], C) if ms[1] > 0 else 0
-    if G == 0:
-        raise ValueError("mean must have at least one group")
-    return _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every)
+    ms = _stat_shape(mean, "mean")
+    if len(ms) != 2 or not _same_shape(ms[:1], (N,)) or ms[1] < 1:
+        raise ValueError(f"mean must have shape (N, num_groups) = ({N}, G) with G >= 1, "
+                         f"got shape {ms}")
+    G = _family._group_count(ms[1], C)
+    return _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every,
+                            "(N, num_groups)")
 
 
-def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
+def _stat_shape(a, name):
+    """The shape of a statistic argument (a NumPy or dask array), or a
+    TypeError naming it when it is missing."""
+    if a is None:
+        raise TypeError(f"{name} is required (the statistics the forward returned)")
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+
+
+def _check_stats(mean, rstd, shape, what):
+    """A ValueError naming mean or rstd when either does not have this shape."""
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        got = _stat_shape(a, name)
+        if not _same_shape(got, shape):
+            raise ValueError(f"{name} must have shape {what} = {shape}, got shape {got}")
+
+
+def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every, what):
     N, C = x.shape[0], x.shape[k]
+    _check_stats(mean, rstd, (N, G), what)
     pm = np.ones((p.shape[0], G), _calc(p))
     with np.errstate(all="ignore"):
         _family.group_norm_backward(_probe(x.dtype, p.shape), p, pm, pm, weight, bias, axis=k,
@@ -942,8 +966,6 @@ def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
     if _samples_whole(x, k):
         mean = _array(mean, "mean")
         rstd = _array(rstd, "rstd")
-        if mean.shape != (N, G) or rstd.shape != (N, G):
-            raise ValueError(f"mean and rstd must have shape ({N}, {G})")
         sch = (x.chunks[0], (G,))
         mean = mean.rechunk(sch) if mean.chunks != sch else mean
         rstd = rstd.rechunk(sch) if rstd.chunks != sch else rstd
@@ -961,8 +983,6 @@ def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
                          split_every=split_every, dtype=_F64) for i in (1, 2))
         return (dx, *_grads_out(dw, db, weight, bias, p, C, lazy=True))
     mean, rstd = _small(mean, "mean"), _small(rstd, "rstd")
-    if mean.shape != (N, G) or rstd.shape != (N, G):
-        raise ValueError(f"mean and rstd must have shape ({N}, {G})")
     dx, dw, db = _nb_backward(dy, x, k, G, mean, rstd, w, True, nt, split_every)
     return (dx, *_grads_out(dw, db, weight, bias, p, C))
 
@@ -976,10 +996,13 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     dy, x, k, nt = _channel_backward_setup(dy, x, axis, num_threads)
     N, C = x.shape[0], x.shape[k]
     p = _probe(x.dtype, _probe_shape(x.shape, (k,)))
-    if np.ndim(mean) == 2:
-        if np.shape(mean) != (N, C):
-            raise ValueError(f"mean must have shape ({N}, {C}) or ({C},), got {np.shape(mean)}")
-        return _groups_backward(dy, x, k, C, mean, rstd, weight, bias, p, nt, split_every)
+    ms = _stat_shape(mean, "mean")
+    if len(ms) == 2:
+        if not _same_shape(ms, (N, C)):
+            raise ValueError(f"mean must have shape (N, C) = {(N, C)} (instance statistics) or "
+                             f"(C,) = ({C},) (running ones), got shape {ms}")
+        return _groups_backward(dy, x, k, C, mean, rstd, weight, bias, p, nt, split_every,
+                                "(N, C)")
     mean, rstd = _small(mean, "mean"), _small(rstd, "rstd")
     with np.errstate(all="ignore"):
         _family.instance_norm_backward(_probe(x.dtype, p.shape), p, mean, rstd, weight, bias,
