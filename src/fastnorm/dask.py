@@ -27,6 +27,12 @@ reduction (a lazy graph would keep every block of x in memory between the
 two passes). The backward of these takes its two per-channel sums (of dy and
 of dy * xhat) the same way, then computes dx block by block.
 
+Arrays whose chunk sizes are unknown (NaN, as boolean indexing makes them)
+work wherever only the known axes matter: row normalizers with known
+normalized axes, channel_moments, batch_norm and its backward, group_norm and
+instance_norm over whole samples. Elsewhere a ValueError asks for
+``x.compute_chunk_sizes()``.
+
 Each block runs ``num_threads`` fastnorm threads, 1 by default: dask's
 workers provide the parallelism, and more threads per task would compete
 with them for the cores.
