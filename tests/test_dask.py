@@ -164,13 +164,70 @@ def test_numpy_input_is_wrapped_with_whole_rows():
         fd.rms_norm(x, rechunk="yes")
 
 
-def test_parameter_gradients_are_the_same_bits_for_the_same_chunking():
-    x = data((64, 8), F32, seed=10, loc=5.0)
-    dy = data((64, 8), F32, seed=11)
+def _masked(a, mask, chunks):
+    """a[mask] as dask makes it: rows selected by a boolean dask array, chunk
+    sizes along axis 0 unknown (NaN)."""
+    return da.from_array(a, chunks=chunks)[da.from_array(mask, chunks=chunks[0])]
+
+
+def test_row_norms_with_unknown_chunk_sizes():
+    x = da.ones((12, 6), chunks=(4, 6))
+    y = fd.layer_norm(x[x[:, 0] > 0])
+    assert np.isnan(y.shape[0])
+    check(y, np.zeros((12, 6)))
+    a, dya = data((30, 8), F64, seed=40, loc=2.0), data((30, 8), F64, seed=41)
+    mask = a[:, 0] > 2.0
+    X, DY = _masked(a, mask, (7, 8)), _masked(dya, mask, (7, 8))
+    x, dy, w = a[mask], dya[mask], data(8, F64, seed=42)
+    got = fd.layer_norm(X, w, w, return_stats=True)
+    for g, e in zip(got, fn.layer_norm(x, w, w, return_stats=True)):
+        check(g, e)
+    grads = fd.layer_norm_backward(DY, X, got[1], got[2], w)
+    for g, e in zip(grads, fn.layer_norm_backward(dy, x, *fn.layer_norm(x, w, w,
+                                                  return_stats=True)[1:], w)):
+        check(g, e)
+    got = fd.add_rms_norm(X, DY, w, return_stats=True)
+    for g, e in zip(got, fn.add_rms_norm(x, dy, w, return_stats=True)):
+        check(g, e)
+    grads = fd.add_rms_norm_backward(DY, got[1], got[2], w, ds=DY)
+    _, s0, r0 = fn.add_rms_norm(x, dy, w, return_stats=True)
+    for g, e in zip(grads, fn.add_rms_norm_backward(dy, s0, r0, w, ds=dy)):
+        check(g, e)
+    # a split row is merged on request; the unknown axis keeps its chunks
+    y = fd.rms_norm(_masked(a, mask, (7, 3)), rechunk=True)
+    assert y.chunks[1] == (8,) and len(y.chunks[0]) == 5
+    check(y, fn.rms_norm(x))
+
+
+def test_row_norms_need_the_normalized_axes_known():
+    a = data((12, 6), F32, seed=43)
+    X = _masked(a, a[:, 0] > 0, (4, 6))
+    for call in (lambda: fd.layer_norm(X, axis=0), lambda: fd.rms_norm(X.T, rechunk=True),
+                 lambda: fd.layer_norm(X, axis=(0, 1)),
+                 lambda: fd.layer_norm_backward(X, X, X[:, 0], X[:, 0], axis=0)):
+        with pytest.raises(ValueError, match=r"x has unknown chunk sizes along axis \d, a "
+                                             r"normalized axis; call x.compute_chunk_sizes\(\)"):
+            call()
+    with pytest.raises(ValueError, match=r"residual must have the shape of x \(nan, 6\), got "
+                                         r"\(12, 6\) \(x has unknown chunk sizes: call "
+                                         r"x.compute_chunk_sizes\(\) first\)"):
+        fd.add_layer_norm(X, da.from_array(a, chunks=(4, 6)))
+
+
+def _layer_norm_grads(seed):
+    x = data((64, 8), F32, seed=seed, loc=5.0)
+    dy = data((64, 8), F32, seed=seed + 1)
     X, DY = da.from_array(x, chunks=(3, 8)), da.from_array(dy, chunks=(3, 8))
     _, m, r = fd.layer_norm(X, return_stats=True)
-    first = dask.compute(*fd.layer_norm_backward(DY, X, m, r, split_every=3)[1:])
-    again = dask.compute(*fd.layer_norm_backward(DY, X, m, r, split_every=3)[1:])
+    return fd.layer_norm_backward(DY, X, m, r, np.ones(8, F32), split_every=3)[1:]
+
+
+def test_parameter_gradients_are_the_same_bits_for_the_same_chunking():
+    # the tasks finish in a different order on two threads than on one: the
+    # tree, not the order, fixes the sums
+    grads = _layer_norm_grads(10)
+    first = dask.compute(*grads, scheduler="synchronous")
+    again = dask.compute(*grads, scheduler="threads", num_workers=2)
     for a, b in zip(first, again):
         assert a.tobytes() == b.tobytes()
 
@@ -256,6 +313,24 @@ def test_dask_channel_moments_any_chunking(chunks):
     np.testing.assert_array_equal(got[0], c0)
     np.testing.assert_allclose(got[1], mean0, rtol=1e-15)
     np.testing.assert_allclose(got[2], m20, rtol=1e-9)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_dask_channel_moments_of_one_chunk_are_the_in_memory_bits(axis):
+    x = data((5, 4, 3), F32, seed=15, loc=3.0)
+    got = dask.compute(*fd.channel_moments(da.from_array(x, chunks=-1), axis=axis))
+    for g, e in zip(got, fn.channel_moments(x, axis=axis)):
+        assert g.tobytes() == e.tobytes()
+
+
+@pytest.mark.parametrize("axis, error", [("1", TypeError), (1.0, TypeError), (3, ValueError)])
+def test_dask_channel_moments_arguments_are_the_in_memory_ones(axis, error):
+    x = data((4, 3, 2), F64)
+    with pytest.raises(error) as mem:
+        fn.channel_moments(x, axis=axis)
+    with pytest.raises(error) as lazy:
+        fd.channel_moments(da.from_array(x), axis=axis)
+    assert str(lazy.value) == str(mem.value)
 
 
 # --------------------------------------------------------------------------
@@ -381,6 +456,63 @@ def test_sixteen_bit_data(dtype):
     check(db, db0)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_channel_norms_with_an_unknown_batch_size(dtype):
+    # whole samples per chunk, the number of samples in each unknown
+    a, dya = data((20, 6, 5, 3), dtype, seed=44, loc=3.0), data((20, 6, 5, 3), dtype, seed=45)
+    mask = a[:, 0, 0, 0] > 2.5
+    X, DY = _masked(a, mask, (6, 6, 5, 3)), _masked(dya, mask, (6, 6, 5, 3))
+    x, dy = a[mask], dya[mask]
+    w, b = data(6, dtype, seed=46, loc=1.0), data(6, dtype, seed=47)
+    for g, e in zip(dask.compute(*fd.channel_moments(X)), fn.channel_moments(x)):
+        np.testing.assert_allclose(g, e, rtol=1e-12 if dtype == F64 else 1e-6)
+    for training in (True, False):
+        rm, rv = np.zeros(6, dtype), np.ones(6, dtype)
+        rm0, rv0 = rm.copy(), rv.copy()
+        y, m, r = fd.batch_norm(X, rm, rv, w, b, training=training, return_stats=True)
+        y0, m0, r0 = fn.batch_norm(x, rm0, rv0, w, b, training=training, return_stats=True)
+        for g, e in ((y, y0), (m, m0), (r, r0), (rm, rm0), (rv, rv0)):
+            check(g, e)
+        grads = fd.batch_norm_backward(DY, X, m, r, w, b, training=training)
+        for g, e in zip(grads, fn.batch_norm_backward(dy, x, m0, r0, w, b, training=training)):
+            check(g, e)
+    for kind, args in (("group_norm", (3, w, b)), ("instance_norm", (w, b))):
+        y, m, r = getattr(fd, kind)(X, *args, return_stats=True)
+        y0, m0, r0 = getattr(fn, kind)(x, *args, return_stats=True)
+        for g, e in ((y, y0), (m, m0), (r, r0)):
+            check(g, e)
+        grads = getattr(fd, kind + "_backward")(DY, X, m, r, w, b)
+        for g, e in zip(grads, getattr(fn, kind + "_backward")(dy, x, m0, r0, w, b)):
+            check(g, e)
+
+
+def test_channel_norms_that_need_the_sizes_say_so():
+    a = data((20, 6, 5, 3), F32, seed=48, loc=3.0)
+    mask = a[:, 0, 0, 0] > 2.5
+    split = _masked(a, mask, (6, 3, 5, 3))  # samples split: per-sample statistics over chunks
+    unknown = r"x has unknown chunk sizes along axis 0, .*; call x.compute_chunk_sizes\(\) first"
+    rm, rv = np.zeros(6, F32), np.ones(6, F32)
+    with pytest.raises(ValueError, match=unknown):
+        fd.group_norm(split, 3)
+    with pytest.raises(ValueError, match=unknown):
+        fd.instance_norm(split)
+    m = np.zeros((int(mask.sum()), 3), F32)
+    with pytest.raises(ValueError, match=r"mean must have shape .*x has unknown chunk sizes"):
+        fd.group_norm_backward(split, split, m, m)
+    whole = _masked(a, mask, (6, 6, 5, 3))
+    with pytest.raises(ValueError, match=unknown):
+        fd.instance_norm(whole, running_mean=rm, running_var=rv, training=True)
+    # a channel axis of unknown size
+    channels = da.from_array(a, chunks=(6, 3, 5, 3))[:, da.from_array(a[0, :, 0, 0] > 3)]
+    with pytest.raises(ValueError, match=r"unknown chunk sizes along axis 1, the channel axis"):
+        fd.batch_norm(channels, None, None, training=True)
+    # known only once computed: one value per channel
+    one = _masked(a[:, :, :1, :1], a[:, 0, 0, 0] == a[0, 0, 0, 0], (6, 6, 1, 1))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        fd.batch_norm(one, rm, rv, training=True)
+    assert np.all(rm == 0) and np.all(rv == 1)
+
+
 def test_channel_bad_arguments_leave_running_statistics_alone():
     X = da.from_array(data(CH_SHAPE, F32), chunks=(2, 3, 5, 3))
     rm, rv = np.zeros(6, F32), np.ones(6, F32)
@@ -399,11 +531,42 @@ def test_channel_bad_arguments_leave_running_statistics_alone():
         fd.batch_norm(da.zeros((1, 6), dtype=F32, chunks=1), rm, rv, training=True)
 
 
+@pytest.mark.parametrize("chunks", ["samples", "split"])
+def test_group_backward_names_the_statistic_of_the_wrong_shape(chunks):
+    x, dy, w, b, X, DY = _channel_inputs(F64, CH_CHUNKS[chunks])
+    _, m, r = fn.group_norm(x, 2, w, b, return_stats=True)
+    with pytest.raises(ValueError, match=r"rstd must have shape .*\(7, 2\), got shape \(7, 3\)"):
+        fd.group_norm_backward(DY, X, m, np.ones((7, 3)), w, b)
+    with pytest.raises(ValueError, match=r"rstd must have shape .*got shape \(2,\)"):
+        fd.group_norm_backward(DY, X, m, r[0], w, b)
+    with pytest.raises(ValueError, match=r"mean must have shape .*got shape \(6, 2\)"):
+        fd.group_norm_backward(DY, X, m[:6], r, w, b)
+    with pytest.raises(TypeError, match="rstd is required"):
+        fd.group_norm_backward(DY, X, m, None, w, b)
+    _, m, r = fn.instance_norm(x, w, b, return_stats=True)
+    with pytest.raises(ValueError, match=r"rstd must have shape \(N, C\) = \(7, 6\), got shape "
+                                         r"\(7, 5\)"):
+        fd.instance_norm_backward(DY, X, m, da.from_array(r[:, :5]), w, b)
+    with pytest.raises(ValueError, match=r"mean must have shape .*got shape \(7, 5\)"):
+        fd.instance_norm_backward(DY, X, m[:, :5], r, w, b)
+
+
 def test_threads_per_task_do_not_change_results():
-    x, dy, w, b, X, DY = _channel_inputs(F64, CH_CHUNKS["split"])
-    a = fd.group_norm(X, 2, w, b, num_threads=1).compute()
-    c = fd.group_norm(X, 2, w, b, num_threads=2).compute()
-    assert a.tobytes() == c.tobytes()
+    # blocks of 256 KiB: fastnorm runs a call on less than 128 KiB on one thread
+    shape, chunks = (4, 8, 64, 64), (2, 4, 64, 64)
+    x = data(shape, F64, seed=24, loc=3.0)
+    dy = data(shape, F64, seed=25)
+    w, b = data(8, F64, seed=26), data(8, F64, seed=27)
+    X, DY = da.from_array(x, chunks=chunks), da.from_array(dy, chunks=chunks)
+    assert X.blocks[0, 0].nbytes >= 2 * 128 * 1024
+    results = []
+    for nt in (1, 2):
+        y, m, r = fd.group_norm(X, 4, w, b, return_stats=True, num_threads=nt)
+        grads = fd.group_norm_backward(DY, X, m, r, w, b, num_threads=nt)
+        rows = fd.layer_norm(X.rechunk((2, 4, 64, -1)), axis=(2, 3), num_threads=nt)
+        results.append(dask.compute(y, *grads, rows))
+    for a, c in zip(*results):
+        assert a.tobytes() == c.tobytes()
 
 
 # --------------------------------------------------------------------------
@@ -430,6 +593,13 @@ def test_cluster_layer_norm_forward_and_backward(client):
     y0, m0, r0 = fn.layer_norm(x, w, w, return_stats=True)
     for g, g0 in zip(got, (y0, *fn.layer_norm_backward(dy, x, m0, r0, w))):
         check(g, g0)
+
+
+def test_cluster_parameter_gradients_are_the_same_bits_as_in_process(client):
+    grads = _layer_norm_grads(33)
+    local = dask.compute(*grads, scheduler="synchronous")
+    for a, b in zip(local, client.compute(list(grads), sync=True)):
+        assert a.tobytes() == b.tobytes()
 
 
 def test_cluster_batch_norm_training(client):

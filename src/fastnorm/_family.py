@@ -1110,18 +1110,31 @@ def channel_moments(x, axis=1, *, num_threads=None):
     if all of it had been in memory at once.
     """
     x = _core._data_arg(x, "x")
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (the channel axis), got shape {x.shape}")
+    k = _moments_axis(axis, x.shape)
+    nt = _core._threads_arg(num_threads)
+    return _block_moments(_Block(x, k, per_sample=False), nt)
+
+
+def _moments_axis(axis, shape):
+    """channel_moments' channel axis for an x of this shape, as a
+    non-negative int (any axis of an x of one axis or more)."""
+    if len(shape) < 1:
+        raise ValueError(f"x must have at least one axis (the channel axis), got shape {shape}")
     if not _is_int(axis):
         raise TypeError(f"axis must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), x.ndim)
-    nt = _core._threads_arg(num_threads)
-    B = _Block(x, k, per_sample=False)
+    (k,) = _core._axes_arg(int(axis), len(shape))
+    return k
+
+
+def _block_moments(B, nt):
+    """(count, mean, M2) of block B (a _Block) per channel, or per (sample,
+    channel) for a per-sample block: float64 vectors of length S * C."""
     n = B.R * B.L
-    count = np.full(B.C, float(n))
-    mean = np.full(B.C, np.nan)
-    var = np.zeros(B.C)
-    if n > 0 and B.C > 0:
+    SC = B.S * B.C
+    count = np.full(SC, float(n))
+    mean = np.full(SC, np.nan)
+    var = np.zeros(SC)
+    if n > 0 and SC > 0:
         # eps 0: sums of squares that underflow the computing dtype are always
         # computed again in double
         _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)

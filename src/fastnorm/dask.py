@@ -27,6 +27,12 @@ reduction (a lazy graph would keep every block of x in memory between the
 two passes). The backward of these takes its two per-channel sums (of dy and
 of dy * xhat) the same way, then computes dx block by block.
 
+Arrays whose chunk sizes are unknown (NaN, as boolean indexing makes them)
+work wherever only the known axes matter: row normalizers with known
+normalized axes, channel_moments, batch_norm and its backward, group_norm and
+instance_norm over whole samples. Elsewhere a ValueError asks for
+``x.compute_chunk_sizes()``.
+
 Each block runs ``num_threads`` fastnorm threads, 1 by default: dask's
 workers provide the parallelism, and more threads per task would compete
 with them for the cores.
@@ -107,9 +113,47 @@ def _threads(num_threads):
 
 
 def _probe_shape(shape, keep):
-    """x's shape with the axes in keep whole and every other at most 2 long:
-    a small array that meets the same argument checks as x."""
-    return tuple(n if i in keep else min(n, 2) for i, n in enumerate(shape))
+    """x's shape with the axes in keep whole and every other at most 2 long
+    (2 where its size is unknown): a small array that meets the same
+    argument checks as x. The axes in keep must have known sizes."""
+    return tuple(n if i in keep else (2 if _unknown(n) else min(n, 2))
+                 for i, n in enumerate(shape))
+
+
+def _unknown(n):
+    """Whether a size (or a chunk's size) is dask's unknown one, NaN."""
+    return n != n
+
+
+def _known(x, axes, what, name="x"):
+    """A ValueError naming the fix unless x's axes in `axes` have known sizes
+    (an array made by boolean indexing, for one, does not know its chunks)."""
+    for a in axes:
+        if _unknown(x.shape[a]):
+            raise ValueError(f"{name} has unknown chunk sizes along axis {a}, {what}; "
+                             f"call {name}.compute_chunk_sizes() first")
+
+
+def _hint(shape, xname="x"):
+    """The end of a shape error: how to learn x's unknown sizes, if any."""
+    if any(_unknown(n) for n in shape):
+        return (f" ({xname} has unknown chunk sizes: call {xname}.compute_chunk_sizes() "
+                f"first)")
+    return ""
+
+
+def _rechunk_to(a, chunks, name, xname="x"):
+    """a chunked as chunks (x's, on the same axes): as it is when it already
+    is (an unknown chunk size matching an unknown one), else rechunked, which
+    needs the sizes of both known."""
+    if all(_same_shape(p, q) for p, q in zip(a.chunks, chunks)):
+        return a
+    if any(_unknown(c) for cs in (*a.chunks, *chunks) for c in cs):
+        raise ValueError(
+            f"{name} is chunked {a.chunks}, not as {xname} {chunks}, and chunks of unknown "
+            f"size cannot be rechunked; call {xname}.compute_chunk_sizes() and "
+            f"{name}.compute_chunk_sizes() first")
+    return a.rechunk(chunks)
 
 
 def _probe(dtype, shape):
@@ -171,6 +215,13 @@ def _token(*parts):
     return dask.base.tokenize(*parts)
 
 
+def _same_shape(a, b):
+    """Whether two shapes (or chunks of one axis) are equal, an unknown (NaN)
+    size matching an unknown one."""
+    return len(a) == len(b) and all(
+        p == q or (p != p and q != q) for p, q in zip(a, b))
+
+
 # --------------------------------------------------------------------------
 # Row normalizers
 # --------------------------------------------------------------------------
@@ -194,17 +245,20 @@ def _whole_rows(x, axes, rechunk, name="x"):
             f"{x.chunks[split[0]]}; each row must lie whole in one chunk. Rechunk first, "
             f"{name}.rechunk({{{spec}}}), or pass rechunk=True"
         )
+    if any(_unknown(n) for n in x.shape):  # the unknown axes kept as they are
+        return x.rechunk({a: -1 for a in axes})
     return x.rechunk({a: (-1 if a in axes else "auto") for a in range(x.ndim)})
 
 
-def _like(a, x, name):
+def _like(a, x, name, xname="x"):
     """An array of x's shape and dtype (residual, dy, ds), chunked as x."""
     a = _data(a, name)
-    if a.shape != x.shape:
-        raise ValueError(f"{name} must have the shape of x {x.shape}, got {a.shape}")
+    if not _same_shape(a.shape, x.shape):
+        raise ValueError(f"{name} must have the shape of {xname} {x.shape}, got {a.shape}"
+                         + _hint(x.shape, xname))
     if a.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like x, got {a.dtype}")
-    return a.rechunk(x.chunks) if a.chunks != x.chunks else a
+        raise TypeError(f"{name} must have dtype {x.dtype} like {xname}, got {a.dtype}")
+    return _rechunk_to(a, x.chunks, name, xname)
 
 
 def _ln_block(xb, *extra, kind, weight, bias, residual_bias, axis, eps, nt):
@@ -226,12 +280,14 @@ def _row_forward(kind, x, residual, weight, bias, residual_bias, axis, eps, retu
     if x.ndim < 1:
         raise ValueError("x must have at least one axis")
     axes = _row_axes(axis, x.ndim)
+    _known(x, axes, "a normalized axis")
     nt = _threads(num_threads)
     fused = kind.startswith("add_")
     if fused:
         residual = _data(residual, "residual")
-        if residual.shape != x.shape:
-            raise ValueError(f"residual must have the shape of x {x.shape}, got {residual.shape}")
+        if not _same_shape(residual.shape, x.shape):
+            raise ValueError(f"residual must have the shape of x {x.shape}, got {residual.shape}"
+                             + _hint(x.shape))
     # the arguments checked by the in-memory function on a small array of x's
     # kind: the errors, and the results' dtypes, are the in-memory call's
     p = _probe(x.dtype, _probe_shape(x.shape, axes))
@@ -320,12 +376,13 @@ def _row_backward(kind, dy, x, mean, rstd, weight, ds, axis, rechunk, num_thread
     if x.ndim < 1:
         raise ValueError(f"{xname} must have at least one axis")
     axes = _row_axes(axis, x.ndim)
+    _known(x, axes, "a normalized axis", xname)
     nt = _threads(num_threads)
     centered = kind in ("layer_norm", "add_layer_norm")
-    fused = kind.startswith("add_")
     dy = _data(dy, "dy")
-    if dy.shape != x.shape:
-        raise ValueError(f"dy must have the shape of {xname} {x.shape}, got {dy.shape}")
+    if not _same_shape(dy.shape, x.shape):
+        raise ValueError(f"dy must have the shape of {xname} {x.shape}, got {dy.shape}"
+                         + _hint(x.shape, xname))
     rows = tuple(i for i in range(x.ndim) if i not in axes)
     rshape = tuple(x.shape[i] for i in rows)
     if centered and mean is None:
@@ -339,29 +396,30 @@ def _row_backward(kind, dy, x, mean, rstd, weight, ds, axis, rechunk, num_thread
     st = []
     for nm, a in (("mean", mean), ("rstd", rstd)) if centered else (("rstd", rstd),):
         a = _array(a, nm)
-        if a.shape != rshape:
+        if not _same_shape(a.shape, rshape):
             raise ValueError(f"{nm} must have shape {rshape} ({xname}'s without the normalized "
-                             f"axes), got {a.shape}")
+                             f"axes), got {a.shape}" + _hint(rshape, xname))
         st.append(a)
     kw = dict(kind=kind, weight=weight, axis=axes, nt=1, has_ds=ds is not None)
     pst = [np.ones(prow, a.dtype) for a in st]
     pds = (_probe(x.dtype, pshape),) if ds is not None else ()
     if ds is not None:
         ds = _data(ds, "ds")
-        if ds.shape != x.shape:
-            raise ValueError(f"ds must have the shape of {xname} {x.shape}, got {ds.shape}")
+        if not _same_shape(ds.shape, x.shape):
+            raise ValueError(f"ds must have the shape of {xname} {x.shape}, got {ds.shape}"
+                             + _hint(x.shape, xname))
     with np.errstate(all="ignore"):
         res = _lnb_block(_probe(dy.dtype, pshape), p, *pst, *pds, **kw)
     if weight is not None:
         kw["weight"] = np.ascontiguousarray(np.asarray(weight))
     kw["nt"] = nt
     x = _whole_rows(x, axes, rechunk, xname)
-    dy = _like(dy, x, "dy")
+    dy = _like(dy, x, "dy", xname)
     row_chunks = tuple(x.chunks[i] for i in rows)
-    st = [a.rechunk(row_chunks) if a.chunks != row_chunks else a for a in st]
+    st = [_rechunk_to(a, row_chunks, nm, xname) for a, nm in zip(st, ("mean", "rstd")[-len(st):])]
     args = [(x, tuple(range(x.ndim)))] + [(a, rows) for a in st]
     if ds is not None:
-        args.append((_like(ds, x, "ds"), tuple(range(x.ndim))))
+        args.append((_like(ds, x, "ds", xname), tuple(range(x.ndim))))
     tmp = _tuple_blocks(_lnb_block, dy, args, f"fastnorm-{kind}-backward-" +
                         _token(dy, x, *st, ds, kw), **kw)
     dx = _leaf(tmp, 0, tuple(range(x.ndim)), x.chunks, res[0].dtype)
@@ -450,17 +508,18 @@ def _moments_block(xb, *, k, per_sample, nt):
     """(count, mean, M2) per channel (and per sample when per_sample) of one
     block, shaped (3, ...) with x's axes: 1 for every reduced axis."""
     B = _family._Block(xb, k, per_sample)
-    n = B.R * B.L
-    shape = [1] * xb.ndim
-    shape[k] = B.C
+    return _stack_part(_family._block_moments(B, nt), B, per_sample)
+
+
+def _stack_part(vectors, B, per_sample):
+    """Per-(sample,) channel vectors of block B stacked into one block of a
+    partial array: shape (len(vectors), ...) with x's axes, 1 for every
+    reduced one."""
+    shape = [1] * len(B.shape)
+    shape[B.k] = B.C
     if per_sample:
         shape[0] = B.S
-    mean = np.full(B.S * B.C, np.nan)
-    var = np.zeros(B.S * B.C)
-    if n > 0 and B.S * B.C > 0:
-        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
-    out = np.stack([np.full(B.S * B.C, float(n)), mean, var * n])
-    return out.reshape([3] + shape)
+    return np.stack(vectors).reshape([len(vectors)] + shape)
 
 
 def _reduced_axes(ndim, k, per_sample):
@@ -491,19 +550,16 @@ def channel_moments(x, axis=1, *, num_threads=1, split_every=None):
     (``split_every`` as in dask's reductions), the same tree for the same
     chunking."""
     x = _data(x, "x")
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (the channel axis), got shape {x.shape}")
-    if not _family._is_int(axis):
-        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), x.ndim)
+    k = _family._moments_axis(axis, x.shape)
     nt = _threads(num_threads)
     m = _moments(x, k, False, nt, split_every)
     return m[0], m[1], m[2]
 
 
 def _sums_block(dyb, xb, mu, *, k, per_sample, nt):
-    """Per channel (and sample) of one block: sum(dy), sum(dy * (x - mu)) and
-    sum(x - mu), about the given mean mu, shaped as in _moments_block."""
+    """Per channel (and sample) of one block: sum(dy), sum(dy * (x - mu)),
+    sum(x - mu), about the given mean mu, and the count of values, shaped as
+    in _moments_block."""
     B = _family._Block(xb, k, per_sample)
     dy = _family._carr(dyb)
     SC = B.S * B.C
@@ -517,25 +573,19 @@ def _sums_block(dyb, xb, mu, *, k, per_sample, nt):
     if n > 0 and SC > 0:
         _core._channel_sums_kernel(dy, B.x, *B.dims, mu, s_dy, s_dyx, nt)
         # the rounding of a stored mean: sum(x - mu) from the block's own mean
-        mean = np.empty(SC)
-        var = np.empty(SC)
-        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
-        s_x = n * (mean - mu)
-    shape = [1] * xb.ndim
-    shape[k] = B.C
-    if per_sample:
-        shape[0] = B.S
-    return np.stack([s_dy, s_dyx, s_x]).reshape([3] + shape)
+        s_x = n * (_family._block_moments(B, nt)[1] - mu)
+    return _stack_part([s_dy, s_dyx, s_x, np.full(SC, float(n))], B, per_sample)
 
 
 def _sums(dy, x, mu, k, per_sample, nt, split_every):
-    """sum(dy), sum(dy * (x - mu)), sum(x - mu) per channel (or per (sample,
-    channel)), summed over the blocks by a tree: shape (3, C) or (3, N, C)."""
+    """sum(dy), sum(dy * (x - mu)), sum(x - mu) and the count of values per
+    channel (or per (sample, channel)), summed over the blocks by a tree:
+    shape (4, C) or (4, N, C)."""
     red = _reduced_axes(x.ndim, k, per_sample)
     ind = tuple(range(x.ndim))
     mu_ind = (0, k) if per_sample else (k,)
     part = da.blockwise(_sums_block, (-1,) + ind, dy, ind, x, ind, mu, mu_ind,
-                        new_axes={-1: 3}, adjust_chunks={i: (lambda c: 1) for i in red},
+                        new_axes={-1: 4}, adjust_chunks={i: (lambda c: 1) for i in red},
                         dtype=_F64, meta=np.empty((0,) * (x.ndim + 1), _F64), k=k,
                         per_sample=per_sample, nt=nt)
     return da.sum(part, axis=tuple(i + 1 for i in red), split_every=split_every, dtype=_F64)
@@ -582,6 +632,7 @@ def _channel_setup(x, axis, num_threads):
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
     k = _family._channel_axis(axis, x.shape)
+    _known(x, (k,), "the channel axis")
     nt = _threads(num_threads)
     return x, k, nt
 
@@ -637,7 +688,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1,
 
 
 def _groups_forward(x, k, G, w, b, eps, return_stats, nt, split_every, calc):
-    N, C = x.shape[0], x.shape[k]
+    C = x.shape[k]
     if _samples_whole(x, k):
         args = [(da.from_array(p), (k,)) for p in (w, b) if p is not None]
         tmp = _tuple_blocks(_group_fast_block, x, args, "fastnorm-group_norm-" +
@@ -648,6 +699,7 @@ def _groups_forward(x, k, G, w, b, eps, return_stats, nt, split_every, calc):
             return y
         sch = (x.chunks[0], (G,))
         return (y, _leaf(tmp, 1, (0, k), sch, calc), _leaf(tmp, 2, (0, k), sch, calc))
+    _known(x, range(x.ndim), "needed where a sample is split over chunks")
     e = _core._eps_arg(eps)
     _, mean, var = _group_stats(x, k, G, nt, split_every, e)
     rstd = 1.0 / np.sqrt(var + e)
@@ -705,13 +757,17 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         return (y, da.from_array(nan), da.from_array(nan.copy())) if return_stats else y
     (mom,) = dask.compute(_moments(x, k, False, nt, split_every))
     count, mean, m2 = mom
+    M = int(count[0]) if C else 0  # values per channel, known now where x's sizes were not
+    if M == 1:
+        raise ValueError(
+            f"x must have more than 1 value per channel when training, got shape {x.shape}")
     with np.errstate(invalid="ignore", divide="ignore"):
         var = m2 / count
     rstd = 1.0 / np.sqrt(var + e)
     y = _normalize(x, k, False, mean, rstd, w, b, nt)
-    if rm is not None:  # as fastnorm.batch_norm: from the statistics in the computing dtype
-        _family._update_running(rm, rv, mean.astype(calc), var.astype(calc),
-                                x.size // C, m)
+    if rm is not None and M > 0:
+        # as fastnorm.batch_norm: from the statistics in the computing dtype
+        _family._update_running(rm, rv, mean.astype(calc), var.astype(calc), M, m)
     if not return_stats:
         return y
     ch = (x.chunks[k],)
@@ -728,6 +784,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     rstd): (N, C) instance statistics, or (C,) running ones."""
     x, k, nt = _channel_setup(x, axis, num_threads)
     C = x.shape[k]
+    if training or running_mean is None:  # fastnorm.instance_norm checks the spatial size
+        _known(x, range(1, x.ndim), "needed to normalize with the instance statistics")
     p = _probe(x.dtype, _probe_shape(x.shape, (k,)))
     rm, rv = _check_running(running_mean, running_var, C, p)
     with np.errstate(all="ignore"):
@@ -746,9 +804,10 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
             return y
         return (y, _stats_out(rm, calc, (x.chunks[k],)),
                 _stats_out(rstd64, calc, (x.chunks[k],)))
-    update = training and rm is not None and x.size > 0
+    update = training and rm is not None and not x.size == 0  # NaN: unknown sizes
     if not update:
         return _groups_forward(x, k, C, w, b, e, return_stats, nt, split_every, calc)
+    _known(x, range(x.ndim), "needed to update the running statistics")
     L = x.size // (x.shape[0] * C)
     _, mean, var = _group_stats(x, k, C, nt, split_every, e)
     rstd = 1.0 / np.sqrt(var + e)
@@ -784,6 +843,7 @@ def _nb_backward(dy, x, k, G, mean, rstd, w, per_sample, nt, split_every):
     mean = np.asarray(mean, np.float64)
     rstd = np.asarray(rstd, np.float64)
     if per_sample:
+        _known(x, range(x.ndim), "needed for the gradient where a sample is split over chunks")
         mu = np.repeat(mean.reshape(N, G), cpg, axis=1)
         r = np.repeat(rstd.reshape(N, G), cpg, axis=1)
         schunks = (x.chunks[0], x.chunks[k])
@@ -791,10 +851,11 @@ def _nb_backward(dy, x, k, G, mean, rstd, w, per_sample, nt, split_every):
     else:
         mu, r = mean.reshape(1, C), rstd.reshape(1, C)
         schunks = (x.chunks[k],)
-        M = x.size / C if C else 0.0
     mu_arr = _per_channel(mu if per_sample else mu[0], schunks)
     (s,) = dask.compute(_sums(dy, x, mu_arr, k, per_sample, nt, split_every))
-    s = s.reshape(3, -1, C)  # (3, S, C): S = N per sample, else 1
+    s = s.reshape(4, -1, C)  # (4, S, C): S = N per sample, else 1
+    if not per_sample:  # the count per channel, known now where x's sizes were not
+        M = s[3, 0, 0] if C else 0.0
     wv = np.ones(C) if w is None else np.asarray(w, np.float64)
     e0, e1, e2 = s[0], r * s[1], r * s[2]  # sum dy, sum dy * xh, sum xh
     Su = e0.shape[0]
@@ -839,7 +900,6 @@ def _frozen_block(dyb, xb, mu, a, *, k, nt):
 def _frozen_backward(dy, x, k, mean, rstd, w, nt, split_every):
     """Backward with running statistics: dx = dy * w * rstd; dw = rstd *
     sum(dy * (x - mean)), db = sum(dy), summed by a tree over the blocks."""
-    C = x.shape[k]
     mean = np.asarray(mean, np.float64)
     rstd = np.asarray(rstd, np.float64)
     a = rstd * (1.0 if w is None else np.asarray(w, np.float64))
@@ -872,13 +932,7 @@ def _grads_out(dw, db, weight, bias, p, C, lazy=False):
 
 def _channel_backward_setup(dy, x, axis, num_threads):
     x, k, nt = _channel_setup(x, axis, num_threads)
-    dy = _data(dy, "dy")
-    if dy.shape != x.shape:
-        raise ValueError(f"dy must have the shape of x {x.shape}, got {dy.shape}")
-    if dy.dtype != x.dtype:
-        raise TypeError(f"dy must have dtype {x.dtype} like x, got {dy.dtype}")
-    dy = dy.rechunk(x.chunks) if dy.chunks != x.chunks else dy
-    return dy, x, k, nt
+    return _like(dy, x, "dy"), x, k, nt
 
 
 def _small(a, name):
@@ -934,17 +988,35 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     dy, x, k, nt = _channel_backward_setup(dy, x, axis, num_threads)
     N, C = x.shape[0], x.shape[k]
     p = _probe(x.dtype, _probe_shape(x.shape, (k,)))
-    ms = np.shape(mean) if mean is not None else None
-    if ms is None or len(ms) != 2 or ms[0] != N:
-        raise ValueError(f"mean must have shape (N, num_groups) = ({N}, G), got {ms}")
-    G = _family._group_count(ms[1], C) if ms[1] > 0 else 0
-    if G == 0:
-        raise ValueError("mean must have at least one group")
-    return _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every)
+    ms = _stat_shape(mean, "mean")
+    if len(ms) != 2 or not _same_shape(ms[:1], (N,)) or ms[1] < 1:
+        raise ValueError(f"mean must have shape (N, num_groups) = ({N}, G) with G >= 1, "
+                         f"got shape {ms}" + _hint((N,)))
+    G = _family._group_count(ms[1], C)
+    return _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every,
+                            "(N, num_groups)")
 
 
-def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
+def _stat_shape(a, name):
+    """The shape of a statistic argument (a NumPy or dask array), or a
+    TypeError naming it when it is missing."""
+    if a is None:
+        raise TypeError(f"{name} is required (the statistics the forward returned)")
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+
+
+def _check_stats(mean, rstd, shape, what):
+    """A ValueError naming mean or rstd when either does not have this shape."""
+    for name, a in (("mean", mean), ("rstd", rstd)):
+        got = _stat_shape(a, name)
+        if not _same_shape(got, shape):
+            raise ValueError(f"{name} must have shape {what} = {shape}, got shape {got}"
+                             + _hint(shape))
+
+
+def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every, what):
     N, C = x.shape[0], x.shape[k]
+    _check_stats(mean, rstd, (N, G), what)
     pm = np.ones((p.shape[0], G), _calc(p))
     with np.errstate(all="ignore"):
         _family.group_norm_backward(_probe(x.dtype, p.shape), p, pm, pm, weight, bias, axis=k,
@@ -953,11 +1025,9 @@ def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
     if _samples_whole(x, k):
         mean = _array(mean, "mean")
         rstd = _array(rstd, "rstd")
-        if mean.shape != (N, G) or rstd.shape != (N, G):
-            raise ValueError(f"mean and rstd must have shape ({N}, {G})")
         sch = (x.chunks[0], (G,))
-        mean = mean.rechunk(sch) if mean.chunks != sch else mean
-        rstd = rstd.rechunk(sch) if rstd.chunks != sch else rstd
+        mean = _rechunk_to(mean, sch, "mean")
+        rstd = _rechunk_to(rstd, sch, "rstd")
         # the group axis (-2) is not x's: one chunk, passed whole to every block
         args = [(x, tuple(range(x.ndim))), (mean, (0, -2)), (rstd, (0, -2))]
         if w is not None:
@@ -972,8 +1042,6 @@ def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every):
                          split_every=split_every, dtype=_F64) for i in (1, 2))
         return (dx, *_grads_out(dw, db, weight, bias, p, C, lazy=True))
     mean, rstd = _small(mean, "mean"), _small(rstd, "rstd")
-    if mean.shape != (N, G) or rstd.shape != (N, G):
-        raise ValueError(f"mean and rstd must have shape ({N}, {G})")
     dx, dw, db = _nb_backward(dy, x, k, G, mean, rstd, w, True, nt, split_every)
     return (dx, *_grads_out(dw, db, weight, bias, p, C))
 
@@ -987,10 +1055,13 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     dy, x, k, nt = _channel_backward_setup(dy, x, axis, num_threads)
     N, C = x.shape[0], x.shape[k]
     p = _probe(x.dtype, _probe_shape(x.shape, (k,)))
-    if np.ndim(mean) == 2:
-        if np.shape(mean) != (N, C):
-            raise ValueError(f"mean must have shape ({N}, {C}) or ({C},), got {np.shape(mean)}")
-        return _groups_backward(dy, x, k, C, mean, rstd, weight, bias, p, nt, split_every)
+    ms = _stat_shape(mean, "mean")
+    if len(ms) == 2:
+        if not _same_shape(ms, (N, C)):
+            raise ValueError(f"mean must have shape (N, C) = {(N, C)} (instance statistics) or "
+                             f"(C,) = ({C},) (running ones), got shape {ms}" + _hint((N,)))
+        return _groups_backward(dy, x, k, C, mean, rstd, weight, bias, p, nt, split_every,
+                                "(N, C)")
     mean, rstd = _small(mean, "mean"), _small(rstd, "rstd")
     with np.errstate(all="ignore"):
         _family.instance_norm_backward(_probe(x.dtype, p.shape), p, mean, rstd, weight, bias,
