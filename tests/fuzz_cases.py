@@ -27,8 +27,9 @@ num_threads=2 and compares every result bit for bit (NaN payloads
 included): the kernels promise the same bits for any thread count.
 
 Used by tests/test_fuzz.py and tools/fuzz_campaign.py; ``python
-tests/fuzz_cases.py SEED [SEED...]`` replays cases and prints their
-problems.
+tests/fuzz_cases.py [--huge-threads] SEED [SEED...]`` replays cases and
+prints their problems (--huge-threads: the thread counts of a campaign run
+with that option).
 """
 import math
 import sys
@@ -185,6 +186,8 @@ class Gen:
         # some cases large enough for the kernels to use several threads
         # (they stay on one below about 128 KiB of data)
         self.big = bool(self.rng.random() < 0.06)
+        # with huge thread counts, some long thin arrays: many rows to split
+        self.thin = huge_threads and bool(self.rng.random() < 0.15)
 
     def p(self, prob):
         return bool(self.rng.random() < prob)
@@ -222,6 +225,9 @@ class Gen:
         return self.int(10, 40)
 
     def shape(self, ndim_lo, ndim_hi, cap=2000):
+        if self.thin:
+            ndim = self.int(max(ndim_lo, 2), max(ndim_hi, 2))
+            return (self.int(20000, 60000),) + tuple(self.int(1, 4) for _ in range(ndim - 1))
         if self.big:
             cap = max(cap, 70000)
         shape = [self.dim() for _ in range(self.int(ndim_lo, ndim_hi))]
@@ -1054,6 +1060,8 @@ def _channel_out(g, case, x, xv, sources=()):
 
 def gen_group_norm(g, case):
     dt, shape, axis, k = _channel_common(g)
+    if g.p(0.06):  # no channels: which num_groups are accepted
+        shape = shape[:k] + (0,) + shape[k + 1:]
     comp = comp_dtype(dt)
     C = shape[k]
     xv = g.values(shape, dt)
@@ -2222,32 +2230,39 @@ def wants_threads_check(case):
 def check_seed(seed, threads="sample", huge_threads=False):
     """All problems of one seed, as strings that start with the seed. threads:
     True, False, or "sample" (wants_threads_check) for the determinism re-runs."""
+    return [f"seed {p['seed']} {p['target']} [{p['mode']}]: {p['problem']} -- {p['call']}"
+            for p in seed_problems(seed, threads, huge_threads)]
+
+
+def seed_problems(seed, threads="sample", huge_threads=False):
+    """The problems of one seed as dicts: seed, target, mode, problem, call."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NaN data and empty reductions of the oracle
         with np.errstate(all="ignore"):
-            return _check_seed(seed, threads, huge_threads)
+            return _seed_problems(seed, threads, huge_threads)
 
 
-def _check_seed(seed, threads, huge_threads):
+def _seed_problems(seed, threads, huge_threads):
     try:
         case = make_case(seed, huge_threads=huge_threads)
     except Exception as exc:  # noqa: BLE001 - a forward the case needs, or the generator
-        return [f"seed {seed} {target_of(seed)}: building the case raised "
-                f"{type(exc).__name__}: {exc}"]
+        return [dict(seed=seed, target=target_of(seed), mode="?", call="",
+                     problem=f"building the case raised {type(exc).__name__}: {exc}")]
     problems, _ = run_case(case)
     if threads == "sample":
         threads = wants_threads_check(case)
     if not problems and threads:
         problems = threads_problems(seed, huge_threads=huge_threads)
-    return [f"seed {seed} {case.target} [{case.mode}]: {p} -- {case.describe()}"
-            for p in problems]
+    return [dict(seed=seed, target=case.target, mode=case.mode, problem=p,
+                 call=case.describe()) for p in problems]
 
 
 def main(argv):
-    seeds = [int(s) for s in argv] or [0]
+    huge = "--huge-threads" in argv
+    seeds = [int(s) for s in argv if s != "--huge-threads"] or [0]
     bad = 0
     for s in seeds:
-        probs = check_seed(s, threads=True)
+        probs = check_seed(s, threads=True, huge_threads=huge)
         if not probs:
             print(f"seed {s} {target_of(s)}: ok")
         for p in probs:
