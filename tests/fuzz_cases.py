@@ -180,8 +180,8 @@ class Gen:
         self.huge_threads = huge_threads
         # the data's character for the whole case
         r = self.rng.random()
-        self.mode = ("normal" if r < 0.72 else "offset" if r < 0.79 else "huge" if r < 0.85
-                     else "tiny" if r < 0.90 else "nan" if r < 0.95 else "inf")
+        self.mode = ("normal" if r < 0.68 else "offset" if r < 0.78 else "huge" if r < 0.84
+                     else "tiny" if r < 0.89 else "nan" if r < 0.95 else "inf")
         self.loc = float(self.rng.uniform(-3, 3))
         # some cases large enough for the kernels to use several threads
         # (they stay on one below about 128 KiB of data)
@@ -635,8 +635,8 @@ def gen_layer_norm(g, case, rms=False):
 
 
 def _row_errors(g, case, shape, pshape, comp, rms_eps=False, data=("x",), params=None):
-    """With probability 0.3, one argument of a row normalizer made invalid."""
-    if case.bad is not None or not g.p(0.3):
+    """With probability 0.25, one argument of a row normalizer made invalid."""
+    if case.bad is not None or not g.p(0.25):
         return
     names = list(data) + [n for n in case.argnames if n not in data] + ["axis", "eps",
                                                                           "num_threads"]
@@ -996,8 +996,8 @@ def _running(g, C, comp, shape=None):
 
 
 def _channel_errors(g, case, C, comp, names, data="x"):
-    """With probability 0.3 one argument of a channel function made invalid."""
-    if case.bad is not None or not g.p(0.3):
+    """With probability 0.22 one argument of a channel function made invalid."""
+    if case.bad is not None or not g.p(0.22):
         return
     name = g.pick(list(names))
     ndim = np.ndim(case.args[0]) if case.args else 2
@@ -1273,8 +1273,8 @@ def gen_batch_instance(g, case, kind):
     M = L * N
     one = (M == 1) if kind == "batch" else (L == 1)
     use_batch = training or (kind == "instance" and rm is None)
-    if training and one and case.bad is None:
-        case.bad = ("x",)
+    if training and one:  # refused (naming x), whatever else is wrong
+        case.bad = ("x",) + (case.bad or ())
         case.maybe = None
     if kind == "batch" and not training and rm is None and case.bad is None:
         case.bad = ("running_mean", "running_var")
@@ -1447,8 +1447,8 @@ def gen_switch_norm(g, case):
     if with_running:
         case.mutable |= {"running_mean", "running_var"}
     L = math.prod(s for i, s in enumerate(shape) if i not in (0, k))
-    if training and N * L == 1 and case.bad is None:
-        case.bad, case.maybe = ("x",), None
+    if training and N * L == 1:
+        case.bad, case.maybe = ("x",) + (case.bad or ()), None
     _channel_errors(g, case, C, comp, ["x", "weight", "bias", "mean_weight", "var_weight",
                                        "running_mean", "running_var", "axis", "eps",
                                        "momentum", "training", "num_threads"])

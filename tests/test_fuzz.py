@@ -24,7 +24,7 @@ import pytest
 import fuzz_cases
 
 # about 30 s on two cores; the campaign script runs as many as one likes
-CASES = int(os.environ.get("FASTNORM_FUZZ_CASES", "4000"))
+CASES = int(os.environ.get("FASTNORM_FUZZ_CASES", "6000"))
 SEED = int(os.environ.get("FASTNORM_FUZZ_SEED", "0"))
 
 
