@@ -1168,6 +1168,9 @@ def gen_group_backward(g, case, kind):
         if name in ("dy", "x", "mean", "rstd"):
             i = case.argnames.index(name)
             case.args[i] = bad_array(g, case.args[i], shape_too=(name != "x"))
+            if name in ("mean", "rstd"):
+                # the statistics disagree with each other: either may be named
+                name = ("mean", "rstd")
         elif name in ("weight", "bias"):
             case.args[case.argnames.index(name)] = bad_param(g, None, comp, (C,))
         elif name == "axis":
@@ -1176,7 +1179,7 @@ def gen_group_backward(g, case, kind):
             case.kw["training"] = g.pick(["yes", 1, None])
         else:
             case.kw["num_threads"] = g.pick(BAD_THREADS)
-        case.bad = (name,)
+        case.bad = name if isinstance(name, tuple) else (name,)
         case.maybe = None
     P = dict(x=keep(xv), dy=keep(dyv), w=keep(w), b=keep(b), mean=mean, rstd=rstd)
 
