@@ -393,10 +393,6 @@ class Case:
         return head
 
 
-def _mark_bad(case, names):
-    case.bad = tuple(names)
-
-
 # --------------------------------------------------------------------------
 # Comparison with the oracle
 # --------------------------------------------------------------------------
@@ -515,7 +511,7 @@ def bad_row_axis(g, ndim):
     return g.pick([ndim, -ndim - 1, 1.0, "1", (), (-1, ndim - 1), None])
 
 
-def make_out(g, case, x, like_shape=None, sources=(), name="out"):
+def make_out(g, case, x, like_shape=None, name="out"):
     """An out= argument for data x: None, a fresh array in some layout, x itself,
     a view overlapping x or a parameter; or an invalid one (marks case.bad)."""
     shape = x.shape if like_shape is None else like_shape
@@ -677,7 +673,6 @@ def gen_layer_norm_backward(g, case, rms=False, add=False):
     axes = norm_axes(axis, len(shape))
     others = tuple(a for a in range(len(shape)) if a not in axes)
     pshape = tuple(shape[a] for a in axes)
-    sshape = tuple(shape[a] for a in others)
     xv = g.values(shape, dt)
     x = g.layout(xv)
     dyv = g.values(shape, dt, loc=0.0, scale=1.0, special="grad")
@@ -778,7 +773,6 @@ def gen_add_norm(g, case, rms=False):
     dt, shape, axis = _row_common(g, case)
     comp = comp_dtype(dt)
     axes = norm_axes(axis, len(shape))
-    others = tuple(a for a in range(len(shape)) if a not in axes)
     pshape = tuple(shape[a] for a in axes)
     xv = g.values(shape, dt)
     rv = g.values(shape, dt, loc=0.0, special=False)
@@ -1050,7 +1044,7 @@ def _channel_errors(g, case, C, comp, names, data="x"):
     case.maybe = None
 
 
-def _channel_out(g, case, x, xv, sources=()):
+def _channel_out(g, case, x, xv):
     """out for a channel function; overlapping x, a parameter or a running statistic."""
     out = make_out(g, case, x)
     if isinstance(out, str):
@@ -1234,7 +1228,6 @@ def gen_batch_instance(g, case, kind):
     dt, shape, axis, k = _channel_common(g)
     comp = comp_dtype(dt)
     C, N = shape[k], shape[0]
-    ndim = len(shape)
     xv = g.values(shape, dt)
     x = g.layout(xv)
     training = g.p(0.6)
@@ -1776,13 +1769,6 @@ def gen_weight_norm(g, case, backward=False):
 # Layers
 # --------------------------------------------------------------------------
 
-def _bits(v):
-    if v is None:
-        return None
-    a = np.asarray(v)
-    return (a.dtype.str, a.shape, a.tobytes())
-
-
 def gen_layer(g, case, name):
     """A fastnorm.nn layer: built (possibly with one invalid constructor
     argument), given random state through load_state_dict, run forward and
@@ -1791,7 +1777,6 @@ def gen_layer(g, case, name):
     cls = getattr(nn, name)
     ldt = g.dtype()
     xdt = ldt if g.p(0.7) else g.dtype()
-    comp = comp_dtype(xdt)
     kw = {}
     ctor = []
     bad = None
@@ -1851,10 +1836,7 @@ def gen_layer(g, case, name):
                        [1.5, "1", len(shape)]),
                    "dtype": g.pick([np.int32, np.complex64, "float8", object])}[bad]
     training = g.p(0.6)
-    if name == "WeightNorm":
-        xshape = shape
-    else:
-        xshape = shape
+    xshape = shape
     if name == "WeightNorm":
         xdt = ldt  # dw has the weight's dtype
     xv = g.values(xshape, xdt)
@@ -1884,7 +1866,6 @@ def gen_layer(g, case, name):
     case.args = [x, dy]
     case.notes.append(f"{name}(*{describe(ctor)}, {', '.join(f'{k}={describe(v)}' for k, v in kw.items())})"
                       f" {'train' if training else 'eval'}")
-    holder = {}
 
     def build():
         return cls(*ctor, **kw)
@@ -1920,14 +1901,12 @@ def gen_layer(g, case, name):
         return layer
 
     layer = fresh()
-    holder["layer"] = layer
     case.state = lambda: {f"layer.{kk}": vv for kk, vv in layer.state_dict().items()
                           if isinstance(vv, np.ndarray) and kk != "num_batches_tracked"}
     if x_bad:
         case.bad = ("x",)
         case.invoke = lambda: layer(x)
         case.check = lambda case, res: None
-        case.state_before = {kk: _bits(vv) for kk, vv in layer.state_dict().items()}
         return
 
     def invoke():
@@ -2209,8 +2188,6 @@ def threads_problems(seed, huge_threads=False):
     prints = {}
     for nt in ("as drawn", 1, 2):
         case = make_case(seed, num_threads=nt, huge_threads=huge_threads)
-        if case.bad is not None or case.target.startswith("nn.WeightNorm"):
-            pass
         try:
             with np.errstate(all="ignore"):
                 res = case.call()
