@@ -10,8 +10,10 @@ bisected, in fresh processes, down to the seed that crashes alone (or to
 the smallest range that crashes only as a whole). Failing cases are grouped
 by target and kind of problem.
 
-Writes summary.json (every failure and crash) and summary.md (a readable
-digest with replay commands) to the output folder.
+Writes summary.json (every failure and crash), summary.md (a readable
+digest with replay commands) and campaign.log to the output folder. The
+duration bounds when chunks start: chunks in flight, and the bisection of a
+crash, finish after it. The exit status is 1 when anything failed.
 
     python tools/fuzz_campaign.py --duration 120 --workers 2
     python tools/fuzz_campaign.py --cases 200000 --first-seed 0 --out /tmp/fuzz
