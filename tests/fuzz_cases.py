@@ -1497,6 +1497,9 @@ def gen_switch_norm(g, case):
     case.check = check
 
 
+_MAX = {"float16": 65504.0, "bfloat16": 3.39e38, "float32": 3.4e38, "float64": 1.79e308}
+
+
 def _fd(f, h):
     """d/dt f(t) at 0 by central differences with one Richardson step."""
     with np.errstate(all="ignore"):
@@ -1509,6 +1512,8 @@ def _fd_expect(what, got, u, fwd, dy64, comp, scale, factor=10.0, h=1e-3, linear
     g64 = np.asarray(got, np.float64)
     lhs = float(np.sum(g64 * u))
     if not np.isfinite(lhs):
+        if scale >= _MAX[np.asarray(got).dtype.name] / 16:
+            return  # the gradient can overflow its dtype (a 16-bit parameter's)
         raise AssertionError(f"{what}: non-finite gradient")
     if linear is not None:
         with np.errstate(all="ignore"):
