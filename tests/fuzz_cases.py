@@ -1082,7 +1082,6 @@ def gen_group_norm(g, case):
     x = g.layout(xv)
     if C == 0:
         G = g.pick([1, 3, 2 ** 40])
-        case.maybe = ("num_groups",)
     else:
         divs = [d for d in range(1, C + 1) if C % d == 0]
         G = g.pick(divs)
@@ -1096,6 +1095,9 @@ def gen_group_norm(g, case):
     case.argnames = ("x", "num_groups", "weight", "bias")
     case.args = [x, G, w, b]
     case.kw = dict(eps=eps, axis=axis, out=out, return_stats=rs, num_threads=g.threads())
+    if C == 0 and G != 1:  # with no channels, only one (empty) group is accepted
+        case.bad = ("num_groups",) + tuple(case.bad or ())
+        case.maybe = None
     if C > 1 and g.p(0.05) and case.bad is None:
         case.args[1] = g.pick([d for d in range(2, C + 2) if C % d])  # not a divisor
         case.bad = ("num_groups",)

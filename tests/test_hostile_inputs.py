@@ -259,3 +259,30 @@ def test_group_norm_nan_bits_independent_of_thread_count(shape, G):
         grads = fn.group_norm_backward(dy, x, m, r, w, b, num_threads=nt)
         results.append(b"".join(a.tobytes() for a in (y, m, r, *grads)))
     assert results[0] == results[1] == results[2]
+
+
+# --------------------------------------------------------------------------
+# Weight norm of data whose norm is subnormal
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis,shape", [(0, (3, 5)), (1, (2, 3, 4)), (None, (4, 6))])
+def test_weight_norm_of_subnormal_data(axis, shape):
+    rng = np.random.default_rng(9)
+    v64 = rng.uniform(-1, 1, shape) * 1e-39
+    v = v64.astype(np.float32)  # subnormal float32
+    v64 = v.astype(np.float64)
+    count = 1 if axis is None else shape[axis]
+    g = np.ones(count, np.float32)
+    dw = rng.standard_normal(shape).astype(np.float32)
+    w = fn.weight_norm(v, g, axis=axis)
+    w64 = fn.weight_norm(v64, g.astype(np.float64), axis=axis)
+    assert np.all(np.isfinite(w)) and np.max(np.abs(w - w64)) <= 1e-6
+    dv, dg = fn.weight_norm_backward(dw, v, g, axis=axis)
+    dv64, dg64 = fn.weight_norm_backward(dw.astype(np.float64), v64, g.astype(np.float64),
+                                         axis=axis)
+    assert not np.isnan(dv).any() and not np.isnan(dg).any()
+    assert np.max(np.abs(dg - dg64)) <= 1e-5 * max(1.0, np.max(np.abs(dg64)))
+    # dv is of the size of 1 / norm (about 1e39): float32 holds it, or its infinity
+    fits = np.abs(dv64) <= np.finfo(np.float32).max
+    assert np.allclose(dv[fits], dv64[fits], rtol=1e-5, atol=0)
+    assert np.array_equal(dv[~fits], np.sign(dv64[~fits]) * np.inf)

@@ -1022,6 +1022,20 @@ def _wn_norms(vc, dims, eps, nt):
         return np.sqrt(dims[1] * dims[3] * (var + mean * mean) + eps)
 
 
+def _wn_fits(coef, v):
+    """Whether per-norm coefficients keep their digits in v's computing dtype
+    (finite and, unless 0, normal); otherwise (the norm of subnormal float32
+    or 16-bit data, say) the call is computed in float64."""
+    info = np.finfo(_calc(v))
+    a = np.abs(coef)
+    return bool(np.all((a <= info.max) & ((a == 0) | (a >= info.tiny))))
+
+
+def _per_norm(c):
+    """Per-norm values c (C,) shaped to broadcast against v seen as its dims."""
+    return np.asarray(c).reshape(1, 1, -1, 1)
+
+
 def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
 
@@ -1043,6 +1057,11 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
         return _finish(w, out)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = gg / _wn_norms(vc, dims, e, nt)
+    if not _wn_fits(scale, v):
+        with np.errstate(over="ignore", invalid="ignore"):
+            w64 = vc.astype(np.float64).reshape(dims) * _per_norm(scale)
+        w[...] = w64.reshape(v.shape).astype(v.dtype)
+        return _finish(w, out)
     _core._channel_normalize_kernel(vc, w, *dims, np.zeros(dims[2]), scale, None, None, False,
                                     nt)
     return _finish(w, out)
@@ -1071,10 +1090,18 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     sum_dwv = np.empty(C)
     zeros = np.zeros(C)
     _core._channel_sums_kernel(dwc, vc, *dims, zeros, sum_dw, sum_dwv, nt)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         dg = sum_dwv / norm
         a = gg / norm
         b = -gg * dg / norm ** 2
+        if not (_wn_fits(a, v) and _wn_fits(b, v)):  # in float64: see _wn_fits
+            vn = vc.astype(np.float64).reshape(dims) / _per_norm(norm)
+            d64 = dwc.astype(np.float64).reshape(dims)
+            dg = (d64 * vn).sum(axis=(0, 1, 3))
+            dv64 = (_per_norm(a) * d64
+                    - _per_norm(gg * dg / norm) * vn)
+            dv[...] = dv64.reshape(v.shape).astype(v.dtype)
+            return dv, _grad_like(dg.reshape(ga.shape), g, v)
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
                                           False, nt)
     return dv, _grad_like(dg.reshape(ga.shape), g, v)

@@ -10,6 +10,7 @@
  * size depends on the number of rows only), then the blocks are added by a
  * fixed pairwise tree.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

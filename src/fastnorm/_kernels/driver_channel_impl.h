@@ -787,12 +787,27 @@ static double LOCAL(wn_row_norm)(const PRIMS_TYPE *P, const T *v, int64_t L, dou
     return sqrt(q + eps);
 }
 
+/* Whether a coefficient keeps its digits as an A: finite and, unless 0,
+ * normal. Out of that range (the norm of subnormal float32 or 16-bit data,
+ * say) a row is computed in double instead, where its results are. */
+static int LOCAL(wn_fits)(double a) {
+    const double fa = fabs((double)(A)a);
+    return isfinite(fa) && (a == 0 || fa >= (sizeof(A) == sizeof(float) ? FLT_MIN : DBL_MIN));
+}
+
 static void LOCAL(wn_forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(wn_ctx) *k = (const LOCAL(wn_ctx) *)vctx;
     const int64_t L = k->L;
     for (int64_t c = begin; c < end; c++) {
-        const double norm = LOCAL(wn_row_norm)(k->P, k->v + c * L, L, k->eps);
-        k->P->scale_shift(k->v + c * L, k->out + c * L, L, (A)0, (A)(k->g[c] / norm), (A)0, 0);
+        const T *v = k->v + c * L;
+        T *w = k->out + c * L;
+        const double norm = LOCAL(wn_row_norm)(k->P, v, L, k->eps);
+        const double a = k->g[c] / norm;
+        if (LOCAL(wn_fits)(a)) {
+            k->P->scale_shift(v, w, L, (A)0, (A)a, (A)0, 0);
+        } else {
+            for (int64_t i = 0; i < L; i++) w[i] = FN_FROM_D(FN_TO_D(v[i]) * a);
+        }
     }
 }
 
@@ -804,13 +819,25 @@ static void LOCAL(wn_backward_rows)(void *vctx, int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; c++) {
         const T *v = k->v + c * L, *dw = k->dw + c * L;
         const double norm = LOCAL(wn_row_norm)(k->P, v, L, k->eps);
-        const A r = (A)(1.0 / norm);
-        A s3[3];
-        k->P->backward_sums(dw, v, L, (A)0, r, NULL, s3);
-        const double dg = (double)s3[1];
+        const double rn = 1.0 / norm, a = k->g[c] / norm;
+        if (LOCAL(wn_fits)(rn) && LOCAL(wn_fits)(a)) {
+            const A r = (A)rn;
+            A s3[3];
+            k->P->backward_sums(dw, v, L, (A)0, r, NULL, s3);
+            const double dg = (double)s3[1], b = -k->g[c] * dg / norm;
+            if (LOCAL(wn_fits)(b)) {
+                k->dg[c] = dg;
+                k->P->affine_backward(dw, v, k->out + c * L, L, (A)0, r, (A)a, (A)b, (A)0, 0);
+                continue;
+            }
+        }
+        /* the row in double */
+        double dg = 0;
+        for (int64_t i = 0; i < L; i++) dg += FN_TO_D(dw[i]) * (FN_TO_D(v[i]) * rn);
         k->dg[c] = dg;
-        k->P->affine_backward(dw, v, k->out + c * L, L, (A)0, r, (A)(k->g[c] / norm),
-                              (A)(-k->g[c] * dg / norm), (A)0, 0);
+        const double b = -k->g[c] * dg / norm;
+        for (int64_t i = 0; i < L; i++)
+            k->out[c * L + i] = FN_FROM_D(a * FN_TO_D(dw[i]) + b * (FN_TO_D(v[i]) * rn));
     }
 }
 
