@@ -55,7 +55,7 @@ def get_include():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
 
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "layer_norm",
