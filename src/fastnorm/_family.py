@@ -282,7 +282,7 @@ def _group_count(num_groups, C):
 
 def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=None,
                return_stats=False, num_threads=None):
-    """Group normalization (NORMS.md section 5).
+    """Group normalization (docs/numerics.md §5).
 
     x has the batch on axis 0 and channels on ``axis`` (1 for (N, C, *spatial),
     -1 for channels-last); statistics per (sample, group of C/num_groups
@@ -388,7 +388,7 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training=False,
                momentum=0.1, eps=1e-5, axis=1, out=None, return_stats=False,
                num_threads=None):
-    """Batch normalization (NORMS.md section 7), torch.nn.functional.batch_norm's
+    """Batch normalization (docs/numerics.md §7), torch.nn.functional.batch_norm's
     argument order.
 
     Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
@@ -476,7 +476,7 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
 def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, *,
                   training=True, momentum=0.1, eps=1e-5, axis=1, out=None,
                   return_stats=False, num_threads=None):
-    """Instance normalization (NORMS.md section 6).
+    """Instance normalization (docs/numerics.md §6).
 
     Statistics per (sample, channel) over the other axes. As in PyTorch, the
     input's statistics are used when training or when no running statistics
@@ -597,7 +597,7 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
                      training=True, batch_size=None, momentum=0.1, eps=1e-3,
                      inference_mean="population", inference_var="population", out=None,
                      return_stats=False, num_threads=None):
-    """Batch Layer Normalization (NORMS.md section 8) of channels-last x (B, ..., D).
+    """Batch Layer Normalization (docs/numerics.md §8) of channels-last x (B, ..., D).
 
     y = weight * (a * x_f + b * x_b) / sqrt(D) + bias, x_f normalized over the
     last axis, x_b over the batch axis 0 (one statistic per element of
@@ -691,7 +691,7 @@ def _running_shaped(a, shape, x, name):
 def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threads=None):
     """Gradients of batch_layer_norm: (dx, dweight, dbias), from the stats it returned.
 
-    Mini-batch statistics give the two NB terms of NORMS.md section 8; a
+    Mini-batch statistics give the two NB terms of docs/numerics.md §8; a
     population mean or variance is a constant, and its branch's terms drop
     out accordingly."""
     x = _core._data_arg(x, "x")
@@ -796,7 +796,7 @@ def _logits(v, name):
 def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
                 running_mean=None, running_var=None, *, training=True, momentum=0.1, eps=1e-5,
                 axis=1, out=None, return_stats=False, num_threads=None):
-    """Switchable Normalization (NORMS.md section 9).
+    """Switchable Normalization (docs/numerics.md §9).
 
     mu = sum_k softmax(mean_weight)_k mu_k and var likewise with var_weight,
     over k = (instance, layer, batch) statistics of x (N, C, *spatial), or
@@ -973,7 +973,7 @@ def _wn_norms(vc, dims, eps, nt):
 
 
 def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
-    """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
+    """Weight normalization (docs/numerics.md §10): w = g * v / ||v||.
 
     The norm is over every axis but ``axis`` (None: over all of v), as
     sqrt(sum(v^2) + eps); eps=0 keeps PyTorch's definition, where a zero

@@ -470,7 +470,7 @@ class _ChannelNorm(_Module):
 
 
 class GroupNorm(_ChannelNorm):
-    """Group normalization (as ``torch.nn.GroupNorm``; NORMS.md section 5).
+    """Group normalization (as ``torch.nn.GroupNorm``; docs/numerics.md §5).
 
     Statistics per (sample, group of num_channels / num_groups channels);
     ``weight`` (ones) and ``bias`` (zeros) per channel when ``affine``.
@@ -512,7 +512,7 @@ class GroupNorm(_ChannelNorm):
 
 
 class InstanceNorm(_ChannelNorm):
-    """Instance normalization (as ``torch.nn.InstanceNorm{1,2,3}d``; NORMS.md section 6).
+    """Instance normalization (as ``torch.nn.InstanceNorm{1,2,3}d``; docs/numerics.md §6).
 
     Statistics per (sample, channel) over the other axes. With
     ``track_running_stats``, training forwards update running_mean /
@@ -597,7 +597,7 @@ class InstanceNorm3d(InstanceNorm):
 
 
 class BatchNorm(_ChannelNorm):
-    """Batch normalization (as ``torch.nn.BatchNorm{1,2,3}d``; NORMS.md section 7).
+    """Batch normalization (as ``torch.nn.BatchNorm{1,2,3}d``; docs/numerics.md §7).
 
     Training normalizes with the batch statistics per channel and, with
     ``track_running_stats``, updates running_mean / running_var in place and
@@ -668,7 +668,7 @@ class BatchNorm3d(BatchNorm):
 
 
 class SwitchNorm(_ChannelNorm):
-    """Switchable Normalization (Luo et al., 2018; NORMS.md section 9).
+    """Switchable Normalization (Luo et al., 2018; docs/numerics.md §9).
 
     Mixes instance, layer and batch statistics with softmax(mean_weight) and
     softmax(var_weight) (3 logits each, initialised to ones). Parameters:
@@ -726,7 +726,7 @@ class SwitchNorm(_ChannelNorm):
 
 
 class BatchLayerNorm(_ChannelNorm):
-    """Batch Layer Normalization (Ziaee & Cano, 2022; NORMS.md section 8) of
+    """Batch Layer Normalization (Ziaee & Cano, 2022; docs/numerics.md §8) of
     channels-last x (B, *feature_shape), feature_shape ending with D = num_features.
 
     ``weight`` / ``bias`` of shape (D,) when ``affine``; running_mean /
@@ -809,7 +809,7 @@ class BatchLayerNorm(_ChannelNorm):
 # --------------------------------------------------------------------------
 
 class WeightNorm(_Module):
-    """Weight normalization (Salimans & Kingma, 2016; NORMS.md section 10):
+    """Weight normalization (Salimans & Kingma, 2016; docs/numerics.md §10):
     w = g * v / ||v||, the norm over every axis but ``axis`` (None: over all).
 
     Built from a weight array of float32, float64, float16 or bfloat16, whose

@@ -45,7 +45,7 @@ def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
 
 
 def layer_norm_backward(dy, x, mean, rstd, weight=None, axis=-1):
-    """Returns (dx, dweight, dbias) in float64, by NORMS.md's NB formula."""
+    """Returns (dx, dweight, dbias) in float64, by the NB formula of docs/numerics.md §0."""
     x = np.asarray(x, dtype=np.float64)
     dy = np.asarray(dy, dtype=np.float64)
     axes = _axes(axis, x.ndim)
@@ -150,7 +150,7 @@ def ada_layer_norm(x, shift, scale, eps=1e-6):
 
 
 def ada_layer_norm_backward(dy, x, mean, rstd, scale):
-    """Returns (dx, dshift, dscale) in float64, by NORMS.md section 4."""
+    """Returns (dx, dshift, dscale) in float64, by docs/numerics.md §4."""
     x = np.asarray(x, dtype=np.float64)
     dy = np.asarray(dy, dtype=np.float64)
     per_sample = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
@@ -163,7 +163,7 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale):
 
 
 # --------------------------------------------------------------------------
-# The channel normalizers (NORMS.md sections 5 to 10)
+# The channel normalizers (docs/numerics.md §5 to §10)
 # --------------------------------------------------------------------------
 
 def _channels_first(x, axis):
@@ -334,7 +334,7 @@ def weight_norm(v, g, axis=0, eps=0.0):
 
 
 def weight_norm_backward(dw, v, g, axis=0, eps=0.0):
-    """(dv, dg) by NORMS.md section 10, dg flat (one per index of axis)."""
+    """(dv, dg) by docs/numerics.md §10, dg flat (one per index of axis)."""
     v = np.asarray(v, dtype=np.float64)
     dw = np.asarray(dw, dtype=np.float64)
     if axis is None:
