@@ -41,7 +41,7 @@ from ._config import get_config, show_config
 from . import _family, nn, reference
 
 
-def get_include():
+def get_include() -> str:
     """The folder of fastnorm's C header ``fastnorm.h``, for building against it.
 
     It holds the kernels' C sources too, and ``fastnorm_capi.h``; like
@@ -68,7 +68,20 @@ __all__ = [
     "add_rms_norm_backward",
     "ada_layer_norm",
     "ada_layer_norm_backward",
-    *_family.__all__,
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_layer_norm",
+    "batch_layer_norm_backward",
+    "switch_norm",
+    "switch_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
+    "BatchLayerNormStats",
+    "SwitchNormStats",
     "set_num_threads",
     "get_num_threads",
     "show_config",
