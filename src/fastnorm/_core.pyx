@@ -495,6 +495,14 @@ def set_num_threads(n):
     threads at each call (``-1``: all); ``None`` returns to the default, which
     follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
     affinity). A build without OpenMP always uses one thread.
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> fastnorm.set_num_threads(1)
+    >>> fastnorm.get_num_threads()
+    1
+    >>> fastnorm.set_num_threads(None)  # back to OpenMP's default
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")
@@ -505,6 +513,12 @@ def get_num_threads():
 
     1 in a process forked after fastnorm's threads ran: calls there run on
     one thread whatever they ask for (the same results, see the README).
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> fastnorm.get_num_threads() >= 1
+    True
     """
     return _effective_threads(_user_threads)
 
@@ -1490,6 +1504,28 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     Returns
     -------
     y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 6.0]], dtype=np.float32)
+    >>> y, mean, rstd = fastnorm.layer_norm(x, return_stats=True)
+    >>> y.round(3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-0.577, -0.577, -0.577,  1.732]], dtype=float32)
+    >>> mean, rstd.round(3)
+    (array([2.5, 3. ], dtype=float32), array([0.894, 0.577], dtype=float32))
+
+    A PyTorch ``normalized_shape`` of two axes, with weight and bias, written into
+    a preallocated array:
+
+    >>> x = np.random.default_rng(0).standard_normal((8, 4, 16)).astype(np.float32)
+    >>> w, b = np.ones((4, 16), np.float32), np.zeros((4, 16), np.float32)
+    >>> out = np.empty_like(x)
+    >>> y = fastnorm.layer_norm(x, w, b, axis=(-2, -1), out=out)
+    >>> y is out, y.shape
+    (True, (8, 4, 16))
     """
     return _norm(True, x, weight, bias, axis, eps, out, return_stats, num_threads)
 
@@ -1507,6 +1543,19 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
     weight is an array, else (no weight, or a list) in the computing dtype:
     x's, float32 for 16-bit x. They are computed whether or not the forward
     had the parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    >>> w = np.ones(64, np.float32)
+    >>> y, mean, rstd = fastnorm.layer_norm(x, w, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.layer_norm_backward(np.ones_like(y), x, mean, rstd, w)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((32, 64), (64,), (64,))
+    >>> bool(np.abs(dx).max() < 1e-5)  # a constant dy has no effect through the mean
+    True
     """
     return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
 
@@ -1535,6 +1584,15 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     Returns
     -------
     y, or ``(y, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.array([[3.0, 4.0]], dtype=np.float32)
+    >>> y, rstd = fastnorm.rms_norm(x, eps=0.0, return_stats=True)
+    >>> y.round(4), rstd.round(4)
+    (array([[0.8485, 1.1314]], dtype=float32), array([0.2828], dtype=float32))
     """
     return _norm(False, x, weight, None, axis, eps, out, return_stats, num_threads)
 
@@ -1547,6 +1605,17 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
     non-normalized axis, with the shape of the normalized axes, in the dtype
     :func:`layer_norm_backward` gives it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    >>> w = np.ones(32, np.float32)
+    >>> y, rstd = fastnorm.rms_norm(x, w, return_stats=True)
+    >>> dx, dweight = fastnorm.rms_norm_backward(np.ones_like(y), x, rstd, w)
+    >>> dx.shape, dweight.shape
+    ((16, 32), (32,))
     """
     dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
     return dx, dw
@@ -1777,6 +1846,25 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, a
     Returns
     -------
     ``(y, s)``, or ``(y, s, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> residual = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> y, s = fastnorm.add_layer_norm(x, residual)
+    >>> bool(np.array_equal(s, x + residual))
+    True
+    >>> bool(np.allclose(y, fastnorm.layer_norm(x + residual)))
+    True
+
+    The residual stream updated in place:
+
+    >>> y, s = fastnorm.add_layer_norm(x, residual, sum_out=residual)
+    >>> s is residual
+    True
     """
     return _add_norm(True, x, residual, weight, bias, residual_bias, axis, eps, out, sum_out,
                      return_stats, num_threads)
@@ -1793,6 +1881,18 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
     Returns
     -------
     ``(y, s)``, or ``(y, s, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, rstd = fastnorm.add_rms_norm(x, r, return_stats=True)
+    >>> bool(np.allclose(y, fastnorm.rms_norm(x + r)))
+    True
+    >>> rstd.shape
+    (4,)
     """
     return _add_norm(False, x, residual, weight, None, residual_bias, axis, eps, out, sum_out,
                      return_stats, num_threads)
@@ -1834,6 +1934,19 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
     and dbias have the dtype :func:`layer_norm_backward` gives them;
     dresidual_bias (residual_bias is not an argument) the computing dtype,
     x's or float32 for 16-bit data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, mean, rstd = fastnorm.add_layer_norm(x, r, return_stats=True)
+    >>> dy = rng.standard_normal(y.shape).astype(np.float32)
+    >>> dsum, dweight, dbias, dresidual_bias = fastnorm.add_layer_norm_backward(
+    ...     dy, s, mean, rstd, ds=np.ones_like(s))
+    >>> dsum.shape, dweight.shape, dresidual_bias.shape
+    ((4, 8), (8,), (8,))
     """
     dsum, dw, db = _norm_backward(True, dy, s, mean, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
@@ -1843,6 +1956,17 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_thr
     """Gradients of :func:`add_rms_norm`.
 
     Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, rstd = fastnorm.add_rms_norm(x, r, return_stats=True)
+    >>> dsum, dweight, dresidual_bias = fastnorm.add_rms_norm_backward(np.ones_like(y), s, rstd)
+    >>> dsum.shape, dweight.shape, dresidual_bias.shape
+    ((4, 8), (8,), (8,))
     """
     dsum, dw, _ = _norm_backward(False, dy, s, None, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
@@ -1898,6 +2022,19 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
     Returns
     -------
     y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 16, 8)).astype(np.float32)     # (N, T, D)
+    >>> shift = rng.standard_normal((2, 8)).astype(np.float32)     # (N, D)
+    >>> scale = rng.standard_normal((2, 8)).astype(np.float32)
+    >>> y = fastnorm.ada_layer_norm(x, shift, scale)
+    >>> expected = fastnorm.layer_norm(x, eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
+    >>> bool(np.allclose(y, expected, atol=1e-5))
+    True
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef _Layout L = _ada_layout(xa)
@@ -1959,6 +2096,18 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     returned in scale's floating dtype when scale is an array (a float16
     scale gives float16, a float64 scale with float32 x float64), else (a
     list) in the computing dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 16, 8)).astype(np.float32)
+    >>> shift, scale = rng.standard_normal((2, 2, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.ada_layer_norm(x, shift, scale, return_stats=True)
+    >>> dx, dshift, dscale = fastnorm.ada_layer_norm_backward(np.ones_like(y), x, mean, rstd, scale)
+    >>> dx.shape, dshift.shape, dscale.shape
+    ((2, 16, 8), (2, 8), (2, 8))
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")

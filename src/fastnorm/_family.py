@@ -284,11 +284,29 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=N
                return_stats=False, num_threads=None):
     """Group normalization (docs/numerics.md §5).
 
-    x has the batch on axis 0 and channels on ``axis`` (1 for (N, C, *spatial),
+    x has the batch on axis 0 and channels on ``axis`` (1 for ``(N, C, *spatial)``,
     -1 for channels-last); statistics per (sample, group of C/num_groups
     channels) over the group's channels and every other axis. weight and bias
     are per channel. Returns y, or (y, mean, rstd) with mean and rstd of
     shape (N, num_groups).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.group_norm(x, 4, return_stats=True)
+    >>> y.shape, mean.shape
+    ((2, 8, 4, 4), (2, 4))
+    >>> g = y.reshape(2, 4, -1)  # each group of 2 channels has mean 0, variance 1
+    >>> bool(np.allclose(g.mean(-1), 0, atol=1e-6)), bool(np.allclose(g.var(-1), 1, atol=1e-3))
+    (True, True)
+
+    Channels-last data, normalized in place of its layout:
+
+    >>> y_nhwc = fastnorm.group_norm(np.moveaxis(x, 1, -1), 4, axis=-1)
+    >>> bool(np.allclose(np.moveaxis(y_nhwc, -1, 1), y, atol=1e-6))
+    True
     """
     # the common call (NCHW, no out) without the Python checks
     fast = _core._group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats,
@@ -336,6 +354,17 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     mean and rstd are those group_norm returned (shape (N, num_groups)); the
     number of groups is read from them. weight and bias are those of the
     forward: dweight (dbias) is None when weight (bias) is None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
+    >>> w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    >>> y, mean, rstd = fastnorm.group_norm(x, 4, w, b, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.group_norm_backward(np.ones_like(y), x, mean, rstd, w, b)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((2, 8, 4, 4), (8,), (8,))
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -391,7 +420,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     """Batch normalization (docs/numerics.md §7), torch.nn.functional.batch_norm's
     argument order.
 
-    Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
+    Statistics per channel (``axis``: 1 for ``(N, C, *spatial)``, -1 for
     channels-last) over every other axis. training=True normalizes with the
     batch statistics and updates running_mean / running_var in place (when
     given: both or neither; momentum is the weight of the new value, the
@@ -399,6 +428,19 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
     statistics.
     Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
     running statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    >>> running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    >>> y = fastnorm.batch_norm(x, running_mean, running_var, training=True, momentum=0.1)
+    >>> bool(np.allclose(running_mean, 0.1 * x.mean(axis=(0, 2, 3)), atol=1e-6))
+    True
+    >>> y_eval = fastnorm.batch_norm(x, running_mean, running_var)  # training=False
+    >>> y_eval.shape
+    (16, 3, 4, 4)
     """
     # the common inference call (eval, NCHW, no out) without the Python checks
     fast = _core._batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training,
@@ -450,7 +492,21 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     """Gradients of batch_norm: (dx, dweight, dbias), from the mean and rstd the
     forward returned. training must match the forward: with batch statistics
     the NB formula per channel; with running statistics dx = dy * weight *
-    rstd. dweight (dbias) is None when weight (bias) is None."""
+    rstd. dweight (dbias) is None when weight (bias) is None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    >>> rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    >>> w = np.ones(3, np.float32)
+    >>> y, mean, rstd = fastnorm.batch_norm(x, rm, rv, w, training=True, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.batch_norm_backward(np.ones_like(y), x, mean, rstd, w,
+    ...                                                  training=True)
+    >>> dx.shape, dweight.shape, dbias
+    ((16, 3, 4, 4), (3,), None)
+    """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
@@ -485,6 +541,17 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     unbiased). With training=False and running statistics, those are used.
     Returns y, or (y, mean, rstd): shape (N, C) for instance statistics,
     (C,) for running ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
+    >>> mean.shape
+    (2, 3)
+    >>> bool(np.allclose(y, fastnorm.group_norm(x, 3), atol=1e-6))  # one group per channel
+    True
     """
     # the common call (input statistics, NCHW) without the Python checks
     fast = _core._instance_norm_fast(x, weight, bias, running_mean, running_var, training,
@@ -538,7 +605,18 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
                            num_threads=None):
     """Gradients of instance_norm: (dx, dweight, dbias). mean and rstd of shape
     (N, C) are instance statistics (NB per instance); of shape (C,), running
-    statistics (dx = dy * weight * rstd)."""
+    statistics (dx = dy * weight * rstd).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.instance_norm_backward(np.ones_like(y), x, mean, rstd)
+    >>> dx.shape, dweight, dbias
+    ((2, 3, 8, 8), None, None)
+    """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
@@ -608,6 +686,15 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     inference_var choose, each on its own, 'population' (the running
     statistics) or 'batch' (the current mini-batch) for the batch branch.
     Returns y, or (y, stats) with a BatchLayerNormStats for the backward.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((8, 5, 16)).astype(np.float32)  # (B, T, D)
+    >>> y, stats = fastnorm.batch_layer_norm(x, return_stats=True)
+    >>> y.shape, stats.batch_mean.shape, stats.batch_size
+    ((8, 5, 16), (5, 16), 8)
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -693,7 +780,19 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
 
     Mini-batch statistics give the two NB terms of docs/numerics.md §8; a
     population mean or variance is a constant, and its branch's terms drop
-    out accordingly."""
+    out accordingly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    >>> w, b = np.ones(16, np.float32), np.zeros(16, np.float32)
+    >>> y, stats = fastnorm.batch_layer_norm(x, w, b, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.batch_layer_norm_backward(np.ones_like(y), x, stats, w, b)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((8, 16), (16,), (16,))
+    """
     x = _core._data_arg(x, "x")
     if not isinstance(stats, BatchLayerNormStats):
         raise TypeError("stats must be the BatchLayerNormStats that batch_layer_norm returned")
@@ -799,12 +898,22 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     """Switchable Normalization (docs/numerics.md §9).
 
     mu = sum_k softmax(mean_weight)_k mu_k and var likewise with var_weight,
-    over k = (instance, layer, batch) statistics of x (N, C, *spatial), or
+    over k = (instance, layer, batch) statistics of x ``(N, C, *spatial)``, or
     channels-last with axis=-1. mean_weight and var_weight are the 3 mixing
     logits (None: equal weights). Training uses the batch's BN statistics
     and updates running_mean / running_var (C,) in place; training=False
     uses the running ones for the BN part. Returns y, or (y, stats) with a
     SwitchNormStats for the backward.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    >>> mean_logits = np.array([10.0, -10.0, -10.0])   # all weight on instance statistics
+    >>> y = fastnorm.switch_norm(x, mean_weight=mean_logits, var_weight=mean_logits)
+    >>> bool(np.allclose(y, fastnorm.instance_norm(x), atol=1e-4))
+    True
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -869,7 +978,19 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
 def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
                          var_weight=None, *, axis=1, num_threads=None):
     """Gradients of switch_norm: (dx, dweight, dbias, dmean_weight, dvar_weight),
-    through the three statistic sets and the two softmaxes."""
+    through the three statistic sets and the two softmaxes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    >>> y, stats = fastnorm.switch_norm(x, return_stats=True)
+    >>> dx, dw, db, dmean_weight, dvar_weight = fastnorm.switch_norm_backward(
+    ...     np.ones_like(y), x, stats)
+    >>> dx.shape, dmean_weight.shape, dvar_weight.shape
+    ((4, 3, 5, 5), (3,), (3,))
+    """
     x = _core._data_arg(x, "x")
     if not isinstance(stats, SwitchNormStats):
         raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
@@ -979,7 +1100,17 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     sqrt(sum(v^2) + eps); eps=0 keeps PyTorch's definition, where a zero
     norm gives NaN. g has one value per index of ``axis`` in any shape of
     that size (PyTorch keeps it (out, 1, ...)). Returns w, like v, written
-    into ``out`` when given (which may be v itself)."""
+    into ``out`` when given (which may be v itself).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> v = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    >>> fastnorm.weight_norm(v, np.array([1.0, 10.0], np.float32))
+    array([[ 0.6,  0.8],
+           [ 0. , 10. ]], dtype=float32)
+    """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     out = _out(out, v, xname="v")
@@ -1001,7 +1132,18 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
 def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     """Gradients of weight_norm: (dv, dg), dg in g's shape and g's floating
     dtype (v's computing dtype -- float32 for 16-bit v -- for a g given as a
-    list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
+    list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> v = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    >>> g = np.array([1.0, 10.0], np.float32)
+    >>> dv, dg = fastnorm.weight_norm_backward(np.ones_like(v), v, g)
+    >>> dg.round(4)
+    array([1.4, 1. ], dtype=float32)
+    """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     dw = _dy_like(dw, v, "dw", xname="v")

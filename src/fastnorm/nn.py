@@ -474,7 +474,7 @@ class GroupNorm(_ChannelNorm):
 
     Statistics per (sample, group of num_channels / num_groups channels);
     ``weight`` (ones) and ``bias`` (zeros) per channel when ``affine``.
-    ``axis`` is the channel axis: 1 for (N, C, *spatial), -1 for channels-last.
+    ``axis`` is the channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
     Same computation in training and evaluation.
     """
 
@@ -727,7 +727,7 @@ class SwitchNorm(_ChannelNorm):
 
 class BatchLayerNorm(_ChannelNorm):
     """Batch Layer Normalization (Ziaee & Cano, 2022; docs/numerics.md §8) of
-    channels-last x (B, *feature_shape), feature_shape ending with D = num_features.
+    channels-last x ``(B, *feature_shape)``, feature_shape ending with D = num_features.
 
     ``weight`` / ``bias`` of shape (D,) when ``affine``; running_mean /
     running_var of ``feature_shape`` (default (D,)), updated by training
