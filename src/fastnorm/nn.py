@@ -97,7 +97,7 @@ def _float_dtype(dtype):
             import ml_dtypes
         except ImportError:
             raise TypeError("dtype bfloat16 needs the optional ml_dtypes package "
-                            '(pip install "fastnorm[bf16]")') from None
+                            '(pip install "fastnorm-cpu[bf16]")') from None
         dt = np.dtype(ml_dtypes.bfloat16)
     if dt not in (np.float32, np.float64, np.float16) and dt.name != "bfloat16":
         raise TypeError(f"dtype must be {_LAYER_DTYPES}, got {dt}")
