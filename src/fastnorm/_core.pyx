@@ -491,10 +491,13 @@ cdef inline int _resolve_threads(object num_threads) except -1:
 def set_num_threads(n):
     """Set the default number of threads of fastnorm's kernels.
 
-    ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
-    threads at each call (``-1``: all); ``None`` returns to the default, which
-    follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
-    affinity). A build without OpenMP always uses one thread.
+    Parameters
+    ----------
+    n : int or None
+        ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
+        threads at each call (``-1``: all); ``None`` returns to the default,
+        which follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the
+        CPU affinity). A build without OpenMP always uses one thread.
 
     Examples
     --------
@@ -511,8 +514,11 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads a call with ``num_threads=None`` may use.
 
-    1 in a process forked after fastnorm's threads ran: calls there run on
-    one thread whatever they ask for (the same results, see the README).
+    Returns
+    -------
+    int
+        1 in a process forked after fastnorm's threads ran: calls there run on
+        one thread whatever they ask for (the same results).
 
     Examples
     --------
@@ -1533,16 +1539,34 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
 def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=None):
     """Gradients of :func:`layer_norm`.
 
-    Takes the upstream gradient ``dy`` (x's shape and dtype), the forward's
-    input ``x``, the ``mean`` and ``rstd`` it returned with
-    ``return_stats=True``, and the ``weight`` it used (None: no weight).
+    With ``xhat = (x - mean) * rstd`` and ``g = dy * weight``,
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`` over the normalized
+    axes (docs/numerics.md §0, NB); ``dweight = sum(dy * xhat)`` and
+    ``dbias = sum(dy)`` over every non-normalized axis.
 
-    Returns ``(dx, dweight, dbias)``: dx has x's shape; dweight = sum of
-    dy * xhat and dbias = sum of dy over every non-normalized axis, with the
-    shape of the normalized axes, in the weight's floating dtype when the
-    weight is an array, else (no weight, or a list) in the computing dtype:
-    x's, float32 for 16-bit x. They are computed whether or not the forward
-    had the parameters.
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    mean, rstd : ndarray, shape of x without the normalized axes
+        What :func:`layer_norm` returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight (None: no weight).
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray, shape of the normalized axes
+        Computed whether or not the forward had the parameters; in the
+        weight's floating dtype when the weight is an array, else (no weight,
+        or a list) in the computing dtype: x's, float32 for 16-bit x.
 
     Examples
     --------
@@ -1600,11 +1624,31 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
 def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     """Gradients of :func:`rms_norm`.
 
-    Takes ``dy`` (x's shape and dtype), the forward's input ``x``, the
-    ``rstd`` it returned with ``return_stats=True`` and its ``weight``.
-    Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
-    non-normalized axis, with the shape of the normalized axes, in the dtype
-    :func:`layer_norm_backward` gives it.
+    With ``xhat = x * rstd`` and ``g = dy * weight``,
+    ``dx = rstd * (g - xhat * mean(g * xhat))`` over the normalized axes;
+    ``dweight = sum(dy * xhat)`` over every non-normalized axis.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    rstd : ndarray, shape of x without the normalized axes
+        What :func:`rms_norm` returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight.
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight : ndarray, shape of the normalized axes
+        In the dtype :func:`layer_norm_backward` gives it.
 
     Examples
     --------
@@ -1874,13 +1918,28 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
                  out=None, sum_out=None, bint return_stats=False, num_threads=None):
     """Residual add fused with RMS normalization.
 
-    s = x + residual (+ residual_bias); y = rms_norm(s, weight). Arguments as
-    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of the
-    computing dtype, as in :func:`rms_norm`.
+    ``s = x + residual (+ residual_bias)``; ``y = rms_norm(s, weight)``.
+
+    Parameters
+    ----------
+    x, residual : ndarray
+        The same shape and dtype (float32, float64, float16 or bfloat16).
+    weight, residual_bias : ndarray, shape of the normalized axes, optional
+    axis, num_threads :
+        As in :func:`rms_norm`.
+    eps : float or None, default None
+        The machine epsilon of the computing dtype, as in :func:`rms_norm`.
+    out, sum_out : ndarray, optional
+        Receive y and s, as in :func:`add_layer_norm`.
+    return_stats : bool, default False
+        Also return ``rstd`` of s, for :func:`add_rms_norm_backward`.
 
     Returns
     -------
-    ``(y, s)``, or ``(y, s, rstd)`` when ``return_stats`` is true.
+    y, s : ndarray
+        x's shape and dtype.
+    rstd : ndarray
+        Only with ``return_stats``.
 
     Examples
     --------
@@ -1924,16 +1983,36 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
                             num_threads=None):
     """Gradients of :func:`add_layer_norm`.
 
-    Takes ``dy`` (the gradient of y), the sum ``s`` and the ``mean`` and
-    ``rstd`` the forward returned, the ``weight`` it used, and optionally
-    ``ds``, a gradient arriving at s from later blocks (the residual stream).
+    ``dsum = NB(dy * weight) + ds`` is the gradient of x and of residual alike
+    (``s = x + residual``); ``dresidual_bias`` is dsum summed over every
+    non-normalized axis.
 
-    Returns ``(dsum, dweight, dbias, dresidual_bias)``: dsum = NB(dy * weight)
-    + ds is the gradient of x and of residual alike (s = x + residual);
-    dresidual_bias is dsum summed over every non-normalized axis. dweight
-    and dbias have the dtype :func:`layer_norm_backward` gives them;
-    dresidual_bias (residual_bias is not an argument) the computing dtype,
-    x's or float32 for 16-bit data.
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: s's shape and dtype.
+    s : ndarray
+        The sum the forward returned.
+    mean, rstd : ndarray
+        The statistics the forward returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight.
+    ds : ndarray, optional
+        A gradient arriving at s from later blocks (the residual stream).
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dsum : ndarray
+        s's shape and dtype.
+    dweight, dbias : ndarray, shape of the normalized axes
+        In the dtypes :func:`layer_norm_backward` gives them.
+    dresidual_bias : ndarray, shape of the normalized axes
+        In the computing dtype, x's or float32 for 16-bit data (residual_bias
+        is not an argument).
 
     Examples
     --------
@@ -1953,9 +2032,19 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
 
 
 def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_threads=None):
-    """Gradients of :func:`add_rms_norm`.
+    """Gradients of :func:`add_rms_norm`; see :func:`add_layer_norm_backward`.
 
-    Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
+    Parameters
+    ----------
+    dy, s, rstd, weight, ds, axis, num_threads :
+        As in :func:`add_layer_norm_backward`, with the ``rstd`` that
+        :func:`add_rms_norm` returned.
+
+    Returns
+    -------
+    dsum : ndarray
+        s's shape and dtype.
+    dweight, dresidual_bias : ndarray, shape of the normalized axes
 
     Examples
     --------
@@ -2088,14 +2177,31 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
 def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     """Gradients of :func:`ada_layer_norm`.
 
-    Takes ``dy`` (x's shape and dtype), the forward's ``x``, the ``mean`` and
-    ``rstd`` it returned and its ``scale``. Returns ``(dx, dshift, dscale)``:
-    dx = NB(dy * (1 + scale)) in x's dtype; dshift[n] = sum over T of dy;
-    dscale[n] = sum over T of dy * xhat. dshift and dscale have shape (N, D);
-    they are computed in the computing dtype (x's, float32 for 16-bit x) and
-    returned in scale's floating dtype when scale is an array (a float16
-    scale gives float16, a float64 scale with float32 x float64), else (a
-    list) in the computing dtype.
+    ``dx = NB(dy * (1 + scale))``; ``dshift[n] = sum over T of dy``;
+    ``dscale[n] = sum over T of dy * xhat``.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray, shape ``(N, T, D)``
+        The forward's input.
+    mean, rstd : ndarray, shape ``x.shape[:-1]``
+        What :func:`ada_layer_norm` returned.
+    scale : ndarray, shape ``(N, D)``
+        The forward's scale.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dshift, dscale : ndarray, shape ``(N, D)``
+        Computed in the computing dtype (x's, float32 for 16-bit x) and
+        returned in scale's floating dtype when scale is an array (a float16
+        scale gives float16, a float64 scale with float32 x float64), else (a
+        list) in the computing dtype.
 
     Examples
     --------
