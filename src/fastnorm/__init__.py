@@ -49,6 +49,18 @@ def get_include() -> str:
     includes ``fastnorm.h`` and compiles the sources in; a Cython extension
     does ``from fastnorm cimport kernels`` and links nothing (see
     docs/embedding.md).
+
+    Returns
+    -------
+    str
+        An absolute path.
+
+    Examples
+    --------
+    >>> import os
+    >>> import fastnorm
+    >>> os.path.isfile(os.path.join(fastnorm.get_include(), "fastnorm.h"))
+    True
     """
     import os
 
