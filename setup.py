@@ -1,12 +1,20 @@
 """Build of fastnorm's extension module.
 
-Two things need more than a plain Extension:
-- OpenMP is probed by compiling and linking a small program; without it the
-  package builds single-threaded (and says so in fastnorm.show_config()).
-  FASTNORM_DISABLE_OPENMP=1 skips it on purpose.
+What needs more than a plain Extension:
+- OpenMP is probed by compiling and linking a small program (openmp_flags()).
+  Without it the package builds single-threaded, says so on stderr and in
+  fastnorm.show_config(); FASTNORM_REQUIRE_OPENMP=1 makes that an error and
+  FASTNORM_DISABLE_OPENMP=1 skips OpenMP on purpose.
 - Only kernels_avx2.c is compiled with AVX2/FMA flags, so the binary still
   runs on CPUs without them; dispatch.c picks the kernels at import.
   FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone.
+- The sources compile in parallel, one compiler call per source (the slow
+  kernels_avx2.c beside the others); FASTNORM_BUILD_JOBS sets the number of
+  compilers run at once (default: the number of processors).
+- Release builds carry no debug information and are stripped at link time;
+  FASTNORM_DEBUG=1 keeps the debug information (-g, no stripping).
+- The user's CFLAGS and LDFLAGS come after the project's own flags, so they
+  override them (CFLAGS="-O0 -g" or a sanitizer build works as written).
 No flag here ties the binary to the build machine's CPU (no -march=native).
 """
 import os
@@ -15,6 +23,8 @@ import shlex
 import shutil
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 from Cython.Build import cythonize
@@ -34,8 +44,13 @@ def _env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _compiles(compiler, source, compile_args, link_args=(), link=True):
-    """Whether `source` compiles (and links) with the given flags."""
+def _user_flags(name):
+    """The user's CFLAGS or LDFLAGS as a list, to append after the project's flags."""
+    return shlex.split(os.environ.get(name, ""))
+
+
+def _probe(compiler, source, compile_args, link_args=(), link=True):
+    """None if `source` compiles (and links) with the given flags, else the error."""
     tmp = tempfile.mkdtemp(prefix="fastnorm-probe-")
     try:
         path = os.path.join(tmp, "probe.c")
@@ -43,17 +58,22 @@ def _compiles(compiler, source, compile_args, link_args=(), link=True):
             f.write(source)
         objects = compiler.compile([path], output_dir=tmp, extra_postargs=list(compile_args))
         if link:
-            # the user's LDFLAGS too: the shared library is linked with them
-            # (a sanitized build needs its runtime), executables are not
-            user_ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
+            # The executable's link line has neither CFLAGS nor LDFLAGS of its own:
+            # objects compiled with -fsanitize=... need them to link.
             compiler.link_executable(
-                objects, "probe", output_dir=tmp, extra_postargs=list(link_args) + user_ldflags
+                objects, "probe", output_dir=tmp,
+                extra_postargs=list(link_args) + _user_flags("CFLAGS") + _user_flags("LDFLAGS"),
             )
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compiles(compiler, source, compile_args, link_args=(), link=True):
+    """Whether `source` compiles (and links) with the given flags."""
+    return _probe(compiler, source, compile_args, link_args, link) is None
 
 
 OPENMP_PROBE = r"""
@@ -65,6 +85,34 @@ int main(void) {
     return n > 0 ? 0 : 1;
 }
 """
+
+
+def openmp_flags(compiler, msvc):
+    """(compile flags, link flags) for OpenMP, or None for a single-threaded build.
+
+    A compiler that cannot build and link OPENMP_PROBE gives a warning on
+    stderr (the package then runs on one thread), or an error when
+    FASTNORM_REQUIRE_OPENMP=1. FASTNORM_DISABLE_OPENMP=1 skips the probe.
+    """
+    if _env_flag("FASTNORM_DISABLE_OPENMP"):
+        return None
+    compile_args, link_args = (["/openmp"], []) if msvc else (["-fopenmp"], ["-fopenmp"])
+    error = _probe(compiler, OPENMP_PROBE, compile_args, link_args)
+    if error is None:
+        return compile_args, link_args
+    message = (
+        "fastnorm build: OpenMP probe failed to compile and link "
+        f"({' '.join(compile_args)}): {error.strip()}"
+    )
+    if _env_flag("FASTNORM_REQUIRE_OPENMP"):
+        raise RuntimeError(message + " (FASTNORM_REQUIRE_OPENMP=1)")
+    print(
+        f"WARNING: {message}\nWARNING: fastnorm builds single-threaded. Install a compiler "
+        "with OpenMP (on macOS: libomp), or set FASTNORM_DISABLE_OPENMP=1 to build "
+        "without it on purpose.",
+        file=sys.stderr, flush=True,
+    )
+    return None
 
 AVX2_PROBE = r"""
 #include <immintrin.h>
@@ -126,22 +174,31 @@ int main(void) { return 0; }
 class BuildExt(build_ext):
     def build_extensions(self):
         msvc = self.compiler.compiler_type == "msvc"
+        debug = _env_flag("FASTNORM_DEBUG")
         if msvc:
-            self._base = ["/O2"]
-            openmp_compile, openmp_link = ["/openmp"], []
+            self._base = ["/O2"] + (["/Zi"] if debug else [])
+            strip = []
             self._avx2_flags = ["/arch:AVX2"]
         else:
             # -ffp-contract=off: the compiler must not fuse a*b+c on its own. It
             # would do it in some versions of a loop and not in others (GCC
             # versions loops on whether arrays overlap), and a row's result would
             # depend on where its arrays lie. The kernels' explicit FMAs stay.
-            self._base = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unknown-pragmas"]
-            openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
+            # -g0 undoes the -g of Python's own CFLAGS: the debug information
+            # is most of an unstripped extension's size.
+            self._base = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unknown-pragmas",
+                          "-g" if debug else "-g0"]
+            if debug:
+                strip = []
+            elif sys.platform == "darwin":
+                strip = ["-Wl,-S", "-Wl,-x"]
+            else:
+                strip = ["-s"]
             self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
 
-        self._openmp = not _env_flag("FASTNORM_DISABLE_OPENMP") and _compiles(
-            self.compiler, OPENMP_PROBE, openmp_compile, openmp_link
-        )
+        openmp = openmp_flags(self.compiler, msvc)
+        self._openmp = openmp is not None
+        openmp_compile, openmp_link = openmp if openmp else ([], [])
         machine = platform.machine().lower()
         x86 = machine in ("x86_64", "amd64", "i386", "i686", "x86")
         if not x86 or _env_flag("FASTNORM_DISABLE_AVX2") or not _compiles(
@@ -158,19 +215,48 @@ class BuildExt(build_ext):
             f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
             f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
             f"avx512 vector pairs={'on' if self._avx512 else 'off'}, "
-            f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}",
-            file=sys.stderr,
+            f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}, "
+            f"{'debug information kept' if debug else 'stripped'}",
+            file=sys.stderr, flush=True,
         )
         if any(_env_flag(v) for v in ("FASTNORM_DISABLE_OPENMP", "FASTNORM_DISABLE_AVX2",
                                       "FASTNORM_DISABLE_AVX512",
-                                      "FASTNORM_DISABLE_BF16_CONVERT")):
+                                      "FASTNORM_DISABLE_BF16_CONVERT", "FASTNORM_DEBUG")):
             self.force = True  # objects of an earlier build may have other flags
+        # The user's flags last: the compiler takes the last of conflicting flags.
+        self._user_cflags = _user_flags("CFLAGS")
         for ext in self.extensions:
-            ext.extra_compile_args = self._base + (openmp_compile if self._openmp else [])
-            ext.extra_link_args = openmp_link if self._openmp else []
+            ext.extra_compile_args = self._base + openmp_compile + self._user_cflags
+            ext.extra_link_args = openmp_link + strip + _user_flags("LDFLAGS")
         super().build_extensions()
 
+    def _jobs(self):
+        jobs = os.environ.get("FASTNORM_BUILD_JOBS", "").strip()
+        if jobs:
+            return max(1, int(jobs))
+        if isinstance(self.parallel, int) and self.parallel > 1:
+            return self.parallel
+        return os.cpu_count() or 1
+
     def build_extension(self, ext):
+        """Compile each source in its own compiler call, several at once.
+
+        setuptools compiles an extension's sources one after the other; here
+        its compile() call is answered by a thread pool, one source per call,
+        with kernels_avx2.c (its own flags) submitted first since it takes
+        longest. The objects are then linked as usual.
+        """
+        pool = ThreadPoolExecutor(max_workers=self._jobs())
+        lock = threading.Lock()
+        compile_one = self.compiler.compile
+
+        def compile_source(source, **kwargs):
+            with lock:
+                print(f"fastnorm build: compiling {source}", file=sys.stderr, flush=True)
+            return compile_one([source], **kwargs)
+
+        avx2 = None
+        macros = []
         if self._avx2_flags:
             # The AVX2 kernels get their own flags: compile them apart and
             # link the object in.
@@ -179,17 +265,34 @@ class BuildExt(build_ext):
                 macros.append(("FASTNORM_HAVE_AVX512", "1"))
             if self._bf16_cvt:
                 macros.append(("FASTNORM_HAVE_BF16_CVT", "1"))
-            objects = self.compiler.compile(
-                [AVX2_SOURCE],
+            self.compiler.mkpath(os.path.join(self.build_temp, KERNELS))
+            avx2 = pool.submit(
+                compile_source, AVX2_SOURCE,
                 output_dir=self.build_temp,
                 macros=macros,
                 include_dirs=[KERNELS],
-                extra_postargs=self._base + self._avx2_flags,
+                extra_postargs=self._base + self._avx2_flags + self._user_cflags,
                 depends=HEADERS,
             )
-            ext.extra_objects = list(ext.extra_objects or []) + objects
             ext.define_macros = list(ext.define_macros or []) + macros
-        super().build_extension(ext)
+
+        def compile_parallel(sources, output_dir=None, **kwargs):
+            # Output folders first, one at a time; then the compilers together.
+            for obj in self.compiler.object_filenames(sources, output_dir=output_dir or ""):
+                self.compiler.mkpath(os.path.dirname(obj) or ".")
+            futures = [pool.submit(compile_source, src, output_dir=output_dir, **kwargs)
+                       for src in sources]
+            objects = [obj for f in futures for obj in f.result()]
+            if avx2 is not None:
+                objects += avx2.result()
+            return objects
+
+        self.compiler.compile = compile_parallel
+        try:
+            super().build_extension(ext)
+        finally:
+            del self.compiler.compile  # the class's method again
+            pool.shutdown(wait=True)
 
 
 extension = Extension(

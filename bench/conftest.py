@@ -59,11 +59,18 @@ def _versions():
     return out
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _strip_dirs(arg):
-    """'--benchmark-json=/some/dir/run.json' -> '--benchmark-json=run.json'."""
+    """An absolute path in an argument made relative to the repository root:
+    '--benchmark-json=/abs/repo/bench/runs/a.json' -> '--benchmark-json=bench/runs/a.json';
+    a file outside the repository -> 'bench/runs/<name>', the folder for runs."""
     key, sep, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
     if os.path.isabs(value):
-        value = os.path.basename(value)
+        rel = os.path.relpath(value, REPO)
+        value = rel if not rel.startswith("..") else os.path.join("bench", "runs",
+                                                                  os.path.basename(value))
     return key + sep + value
 
 

@@ -1,7 +1,7 @@
 """Turn a pytest-benchmark JSON of bench/ into a markdown table and a plot.
 
 Usage:
-    python bench/report.py results.json --out bench/results
+    python bench/report.py bench/runs/results.json --out bench/results
     python bench/report.py .benchmarks/            # the newest saved run under it
 
 writes ``<out>/results.md`` (one table per op: median times of every
@@ -410,7 +410,7 @@ def main(argv=None):
            or (machine.get("cpu") or {}).get("brand_raw") or platform.processor() or "unknown")
     ncpu = meta.get("cpu_count") or machine.get("cpu_count") or (machine.get("cpu") or {}).get("count")
     date = ", ".join(d.get("datetime", "unknown") for d, _ in loaded)
-    command = meta.get("command") or "python -m pytest bench --benchmark-json=results.json"
+    command = meta.get("command") or "python -m pytest bench --benchmark-json=bench/runs/results.json"
     versions = meta.get("versions") or {}
 
     md = ["# fastnorm benchmarks", ""]
@@ -429,7 +429,7 @@ def main(argv=None):
                   f"stalling; {stalled} measurement(s) flagged ⚠")
     md.append(f"- reproduce: `{command}`")
     stat_opt = f" --stat {args.stat}" if args.stat != "median" else ""
-    md.append(f"- report: `python bench/report.py {' '.join(os.path.basename(p) for p in paths)}"
+    md.append(f"- report: `python bench/report.py {' '.join('bench/runs/' + os.path.basename(p) for p in paths)}"
               f" --out {os.path.basename(os.path.normpath(args.out))}{stat_opt}`" + (f" (best of {len(paths)} runs per benchmark)"
                                                   if len(paths) > 1 else ""))
     md.append("")

@@ -1,5 +1,5 @@
 """fastnorm.batch_norm and batch_norm_backward against the float64 reference
-(NORMS.md sections 0, 7 and 11): training and eval, running statistics,
+(docs/numerics.md §0, §7 and §11): training and eval, running statistics,
 errors that leave the running statistics untouched, determinism across
 thread counts and accuracy over long channels."""
 import itertools

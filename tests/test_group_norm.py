@@ -1,5 +1,5 @@
 """fastnorm.group_norm / instance_norm and their backward against the float64
-reference (NORMS.md sections 0, 5, 6 and 11), both kernel tables, both dtypes."""
+reference (docs/numerics.md §0, §5, §6 and §11), both kernel tables, both dtypes."""
 import itertools
 import re
 import warnings
@@ -467,7 +467,7 @@ def test_instance_norm_eval_without_running_stats_uses_input(isa, dtype, rng):
 
 
 # --------------------------------------------------------------------------
-# Adversarial inputs (NORMS.md section 11)
+# Adversarial inputs (docs/numerics.md §11)
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape,axis,G", [((4, 8, 5, 7), 1, 2), ((4, 5, 7, 8), -1, 4),

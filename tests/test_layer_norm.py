@@ -1,5 +1,5 @@
 """fastnorm.layer_norm and layer_norm_backward against the float64 reference
-(NORMS.md sections 0, 1 and 11), both kernel tables, both dtypes."""
+(docs/numerics.md §0, §1 and §11), both kernel tables, both dtypes."""
 import warnings
 
 import numpy as np
@@ -191,7 +191,7 @@ def test_parameter_gradients_without_parameters(isa, rng):
 
 
 # --------------------------------------------------------------------------
-# Adversarial inputs (NORMS.md section 11)
+# Adversarial inputs (docs/numerics.md §11)
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("offset", [1e4, 1e5, 1e6])

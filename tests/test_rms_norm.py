@@ -1,5 +1,5 @@
 """fastnorm.rms_norm and rms_norm_backward against the float64 reference
-(NORMS.md sections 0, 2 and 11), both kernel tables, both dtypes."""
+(docs/numerics.md §0, §2 and §11), both kernel tables, both dtypes."""
 import warnings
 
 import numpy as np
@@ -166,7 +166,7 @@ def test_parameter_gradient_without_weight(isa, rng):
 
 
 # --------------------------------------------------------------------------
-# Adversarial inputs (NORMS.md section 11)
+# Adversarial inputs (docs/numerics.md §11)
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("offset", [1e4, 1e5, 1e6])

@@ -1,6 +1,6 @@
 """fastnorm.switch_norm, batch_layer_norm and weight_norm with their backward,
-against the float64 reference and central finite differences (NORMS.md
-sections 8, 9, 10 and 11)."""
+against the float64 reference and central finite differences (docs/numerics.md
+§8, §9, §10 and §11)."""
 import itertools
 import re
 import warnings

@@ -1,4 +1,4 @@
-"""Determinism across thread counts (NORMS.md section 0: bitwise identical
+"""Determinism across thread counts (docs/numerics.md §0: bitwise identical
 results for any number of threads) and the thread settings' interplay with
 OpenMP / threadpoolctl. Shapes are above the 128 KiB serial threshold."""
 import numpy as np

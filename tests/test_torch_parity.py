@@ -1,4 +1,4 @@
-"""Parity with PyTorch (NORMS.md: where the spec is silent, match PyTorch 2.x):
+"""Parity with PyTorch (docs/numerics.md: where it is silent, match PyTorch 2.x):
 F.layer_norm / F.rms_norm and their autograd gradients, torch.nn.LayerNorm /
 RMSNorm against fastnorm.nn. Skipped when torch is not importable."""
 import numpy as np

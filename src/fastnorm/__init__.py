@@ -42,7 +42,7 @@ from ._config import get_config, show_config
 from . import _family, nn, reference
 
 
-def get_include():
+def get_include() -> str:
     """The folder of fastnorm's C header ``fastnorm.h``, for building against it.
 
     It holds the kernels' C sources too, and ``fastnorm_capi.h``; like
@@ -50,13 +50,25 @@ def get_include():
     includes ``fastnorm.h`` and compiles the sources in; a Cython extension
     does ``from fastnorm cimport kernels`` and links nothing (see
     docs/embedding.md).
+
+    Returns
+    -------
+    str
+        An absolute path.
+
+    Examples
+    --------
+    >>> import os
+    >>> import fastnorm
+    >>> os.path.isfile(os.path.join(fastnorm.get_include(), "fastnorm.h"))
+    True
     """
     import os
 
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
 
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "layer_norm",
@@ -69,7 +81,20 @@ __all__ = [
     "add_rms_norm_backward",
     "ada_layer_norm",
     "ada_layer_norm_backward",
-    *_family.__all__,
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_layer_norm",
+    "batch_layer_norm_backward",
+    "switch_norm",
+    "switch_norm_backward",
+    "weight_norm",
+    "weight_norm_backward",
+    "BatchLayerNormStats",
+    "SwitchNormStats",
     "channel_moments",
     "set_num_threads",
     "get_num_threads",

@@ -5,7 +5,25 @@ from . import _core
 
 
 def get_config():
-    """The configuration as a dict (what :func:`show_config` prints)."""
+    """The configuration as a dict (what :func:`show_config` prints).
+
+    Returns
+    -------
+    dict
+        ``version``; ``isa``, the kernels in use (``"avx2"`` or ``"scalar"``),
+        and ``isas_available``; ``bf16_rounding`` (``"avx512_bf16"`` or
+        ``"integer"``); ``avx512_pairs`` (AVX-512 registers in the 16-bit
+        loops); ``cpu_features`` (name to bool); ``machine``; ``openmp`` (the
+        build has OpenMP); ``num_threads`` (:func:`get_num_threads`);
+        ``num_procs``.
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> cfg = fastnorm.get_config()
+    >>> cfg["version"] == fastnorm.__version__, cfg["isa"] in cfg["isas_available"]
+    (True, True)
+    """
     from . import __version__
 
     return {
@@ -30,7 +48,17 @@ def _bf16_rounding():
 
 
 def show_config():
-    """Print the version, the kernels in use, the CPU features seen, OpenMP and threads."""
+    """Print the version, the kernels in use, the CPU features seen, OpenMP and threads.
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> fastnorm.show_config()  # doctest: +ELLIPSIS
+    fastnorm ...
+      kernels in use : ...
+      openmp         : ...
+      threads        : ...
+    """
     cfg = get_config()
     feats = cfg["cpu_features"]
     seen = [name for name, on in feats.items() if on]

@@ -509,12 +509,23 @@ cdef inline int _resolve_threads(object num_threads) except -1:
 def set_num_threads(n):
     """Set the default number of threads of fastnorm's kernels.
 
-    ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
-    threads at each call (``-1``: all); ``None`` returns to the default, which
-    follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
-    affinity). No call uses more threads than the processors this process may
-    run on: a larger count runs with that many. A build without OpenMP always
-    uses one thread.
+    Parameters
+    ----------
+    n : int or None
+        ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
+        threads at each call (``-1``: all); ``None`` returns to the default,
+        which follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the
+        CPU affinity). No call uses more threads than the processors this
+        process may run on: a larger count runs with that many. A build
+        without OpenMP always uses one thread.
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> fastnorm.set_num_threads(1)
+    >>> fastnorm.get_num_threads()
+    1
+    >>> fastnorm.set_num_threads(None)  # back to OpenMP's default
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")
@@ -523,8 +534,17 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads a call with ``num_threads=None`` may use.
 
-    1 in a process forked after fastnorm's threads ran: calls there run on
-    one thread whatever they ask for (the same results, see the README).
+    Returns
+    -------
+    int
+        1 in a process forked after fastnorm's threads ran: calls there run on
+        one thread whatever they ask for (the same results).
+
+    Examples
+    --------
+    >>> import fastnorm
+    >>> fastnorm.get_num_threads() >= 1
+    True
     """
     return _effective_threads(_user_threads)
 
@@ -1510,6 +1530,28 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     Returns
     -------
     y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.array([[1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 6.0]], dtype=np.float32)
+    >>> y, mean, rstd = fastnorm.layer_norm(x, return_stats=True)
+    >>> y.round(3)
+    array([[-1.342, -0.447,  0.447,  1.342],
+           [-0.577, -0.577, -0.577,  1.732]], dtype=float32)
+    >>> mean, rstd.round(3)
+    (array([2.5, 3. ], dtype=float32), array([0.894, 0.577], dtype=float32))
+
+    A PyTorch ``normalized_shape`` of two axes, with weight and bias, written into
+    a preallocated array:
+
+    >>> x = np.random.default_rng(0).standard_normal((8, 4, 16)).astype(np.float32)
+    >>> w, b = np.ones((4, 16), np.float32), np.zeros((4, 16), np.float32)
+    >>> out = np.empty_like(x)
+    >>> y = fastnorm.layer_norm(x, w, b, axis=(-2, -1), out=out)
+    >>> y is out, y.shape
+    (True, (8, 4, 16))
     """
     return _norm(True, x, weight, bias, axis, eps, out, return_stats, num_threads)
 
@@ -1517,16 +1559,47 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
 def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=None):
     """Gradients of :func:`layer_norm`.
 
-    Takes the upstream gradient ``dy`` (x's shape and dtype), the forward's
-    input ``x``, the ``mean`` and ``rstd`` it returned with
-    ``return_stats=True``, and the ``weight`` it used (None: no weight).
+    With ``xhat = (x - mean) * rstd`` and ``g = dy * weight``,
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`` over the normalized
+    axes (docs/numerics.md §0, NB); ``dweight = sum(dy * xhat)`` and
+    ``dbias = sum(dy)`` over every non-normalized axis.
 
-    Returns ``(dx, dweight, dbias)``: dx has x's shape; dweight = sum of
-    dy * xhat and dbias = sum of dy over every non-normalized axis, with the
-    shape of the normalized axes, in the weight's floating dtype when the
-    weight is an array, else (no weight, or a list) in the computing dtype:
-    x's, float32 for 16-bit x. They are computed whether or not the forward
-    had the parameters.
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    mean, rstd : ndarray, shape of x without the normalized axes
+        What :func:`layer_norm` returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight (None: no weight).
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray, shape of the normalized axes
+        Computed whether or not the forward had the parameters; in the
+        weight's floating dtype when the weight is an array, else (no weight,
+        or a list) in the computing dtype: x's, float32 for 16-bit x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    >>> w = np.ones(64, np.float32)
+    >>> y, mean, rstd = fastnorm.layer_norm(x, w, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.layer_norm_backward(np.ones_like(y), x, mean, rstd, w)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((32, 64), (64,), (64,))
+    >>> bool(np.abs(dx).max() < 1e-5)  # a constant dy has no effect through the mean
+    True
     """
     return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
 
@@ -1555,6 +1628,15 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     Returns
     -------
     y, or ``(y, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.array([[3.0, 4.0]], dtype=np.float32)
+    >>> y, rstd = fastnorm.rms_norm(x, eps=0.0, return_stats=True)
+    >>> y.round(4), rstd.round(4)
+    (array([[0.8485, 1.1314]], dtype=float32), array([0.2828], dtype=float32))
     """
     return _norm(False, x, weight, None, axis, eps, out, return_stats, num_threads)
 
@@ -1562,11 +1644,42 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
 def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     """Gradients of :func:`rms_norm`.
 
-    Takes ``dy`` (x's shape and dtype), the forward's input ``x``, the
-    ``rstd`` it returned with ``return_stats=True`` and its ``weight``.
-    Returns ``(dx, dweight)``; dweight = sum of dy * x * rstd over every
-    non-normalized axis, with the shape of the normalized axes, in the dtype
-    :func:`layer_norm_backward` gives it.
+    With ``xhat = x * rstd`` and ``g = dy * weight``,
+    ``dx = rstd * (g - xhat * mean(g * xhat))`` over the normalized axes;
+    ``dweight = sum(dy * xhat)`` over every non-normalized axis.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    rstd : ndarray, shape of x without the normalized axes
+        What :func:`rms_norm` returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight.
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight : ndarray, shape of the normalized axes
+        In the dtype :func:`layer_norm_backward` gives it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 32)).astype(np.float32)
+    >>> w = np.ones(32, np.float32)
+    >>> y, rstd = fastnorm.rms_norm(x, w, return_stats=True)
+    >>> dx, dweight = fastnorm.rms_norm_backward(np.ones_like(y), x, rstd, w)
+    >>> dx.shape, dweight.shape
+    ((16, 32), (32,))
     """
     dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
     return dx, dw
@@ -1797,6 +1910,25 @@ def add_layer_norm(x, residual, weight=None, bias=None, *, residual_bias=None, a
     Returns
     -------
     ``(y, s)``, or ``(y, s, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> residual = rng.standard_normal((4, 8)).astype(np.float32)
+    >>> y, s = fastnorm.add_layer_norm(x, residual)
+    >>> bool(np.array_equal(s, x + residual))
+    True
+    >>> bool(np.allclose(y, fastnorm.layer_norm(x + residual)))
+    True
+
+    The residual stream updated in place:
+
+    >>> y, s = fastnorm.add_layer_norm(x, residual, sum_out=residual)
+    >>> s is residual
+    True
     """
     return _add_norm(True, x, residual, weight, bias, residual_bias, axis, eps, out, sum_out,
                      return_stats, num_threads)
@@ -1806,13 +1938,40 @@ def add_rms_norm(x, residual, weight=None, *, residual_bias=None, axis=-1, eps=N
                  out=None, sum_out=None, bint return_stats=False, num_threads=None):
     """Residual add fused with RMS normalization.
 
-    s = x + residual (+ residual_bias); y = rms_norm(s, weight). Arguments as
-    in :func:`add_layer_norm`; ``eps=None`` is the machine epsilon of the
-    computing dtype, as in :func:`rms_norm`.
+    ``s = x + residual (+ residual_bias)``; ``y = rms_norm(s, weight)``.
+
+    Parameters
+    ----------
+    x, residual : ndarray
+        The same shape and dtype (float32, float64, float16 or bfloat16).
+    weight, residual_bias : ndarray, shape of the normalized axes, optional
+    axis, num_threads :
+        As in :func:`rms_norm`.
+    eps : float or None, default None
+        The machine epsilon of the computing dtype, as in :func:`rms_norm`.
+    out, sum_out : ndarray, optional
+        Receive y and s, as in :func:`add_layer_norm`.
+    return_stats : bool, default False
+        Also return ``rstd`` of s, for :func:`add_rms_norm_backward`.
 
     Returns
     -------
-    ``(y, s)``, or ``(y, s, rstd)`` when ``return_stats`` is true.
+    y, s : ndarray
+        x's shape and dtype.
+    rstd : ndarray
+        Only with ``return_stats``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, rstd = fastnorm.add_rms_norm(x, r, return_stats=True)
+    >>> bool(np.allclose(y, fastnorm.rms_norm(x + r)))
+    True
+    >>> rstd.shape
+    (4,)
     """
     return _add_norm(False, x, residual, weight, None, residual_bias, axis, eps, out, sum_out,
                      return_stats, num_threads)
@@ -1844,25 +2003,79 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, *, ds=None, axis=-1,
                             num_threads=None):
     """Gradients of :func:`add_layer_norm`.
 
-    Takes ``dy`` (the gradient of y), the sum ``s`` and the ``mean`` and
-    ``rstd`` the forward returned, the ``weight`` it used, and optionally
-    ``ds``, a gradient arriving at s from later blocks (the residual stream).
+    ``dsum = NB(dy * weight) + ds`` is the gradient of x and of residual alike
+    (``s = x + residual``); ``dresidual_bias`` is dsum summed over every
+    non-normalized axis.
 
-    Returns ``(dsum, dweight, dbias, dresidual_bias)``: dsum = NB(dy * weight)
-    + ds is the gradient of x and of residual alike (s = x + residual);
-    dresidual_bias is dsum summed over every non-normalized axis. dweight
-    and dbias have the dtype :func:`layer_norm_backward` gives them;
-    dresidual_bias (residual_bias is not an argument) the computing dtype,
-    x's or float32 for 16-bit data.
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: s's shape and dtype.
+    s : ndarray
+        The sum the forward returned.
+    mean, rstd : ndarray
+        The statistics the forward returned with ``return_stats=True``.
+    weight : ndarray, optional
+        The forward's weight.
+    ds : ndarray, optional
+        A gradient arriving at s from later blocks (the residual stream).
+    axis : int or tuple of ints, default -1
+        The forward's axes.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dsum : ndarray
+        s's shape and dtype.
+    dweight, dbias : ndarray, shape of the normalized axes
+        In the dtypes :func:`layer_norm_backward` gives them.
+    dresidual_bias : ndarray, shape of the normalized axes
+        In the computing dtype, x's or float32 for 16-bit data (residual_bias
+        is not an argument).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, mean, rstd = fastnorm.add_layer_norm(x, r, return_stats=True)
+    >>> dy = rng.standard_normal(y.shape).astype(np.float32)
+    >>> dsum, dweight, dbias, dresidual_bias = fastnorm.add_layer_norm_backward(
+    ...     dy, s, mean, rstd, ds=np.ones_like(s))
+    >>> dsum.shape, dweight.shape, dresidual_bias.shape
+    ((4, 8), (8,), (8,))
     """
     dsum, dw, db = _norm_backward(True, dy, s, mean, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, db, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
 
 
 def add_rms_norm_backward(dy, s, rstd, weight=None, *, ds=None, axis=-1, num_threads=None):
-    """Gradients of :func:`add_rms_norm`.
+    """Gradients of :func:`add_rms_norm`; see :func:`add_layer_norm_backward`.
 
-    Returns ``(dsum, dweight, dresidual_bias)``; see :func:`add_layer_norm_backward`.
+    Parameters
+    ----------
+    dy, s, rstd, weight, ds, axis, num_threads :
+        As in :func:`add_layer_norm_backward`, with the ``rstd`` that
+        :func:`add_rms_norm` returned.
+
+    Returns
+    -------
+    dsum : ndarray
+        s's shape and dtype.
+    dweight, dresidual_bias : ndarray, shape of the normalized axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x, r = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    >>> y, s, rstd = fastnorm.add_rms_norm(x, r, return_stats=True)
+    >>> dsum, dweight, dresidual_bias = fastnorm.add_rms_norm_backward(np.ones_like(y), s, rstd)
+    >>> dsum.shape, dweight.shape, dresidual_bias.shape
+    ((4, 8), (8,), (8,))
     """
     dsum, dw, _ = _norm_backward(False, dy, s, None, rstd, weight, axis, num_threads, ds, "s")
     return dsum, dw, _sum_rows(dsum, _layout(dsum, axis, False), num_threads)
@@ -1918,6 +2131,19 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
     Returns
     -------
     y, or ``(y, mean, rstd)`` when ``return_stats`` is true.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 16, 8)).astype(np.float32)     # (N, T, D)
+    >>> shift = rng.standard_normal((2, 8)).astype(np.float32)     # (N, D)
+    >>> scale = rng.standard_normal((2, 8)).astype(np.float32)
+    >>> y = fastnorm.ada_layer_norm(x, shift, scale)
+    >>> expected = fastnorm.layer_norm(x, eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
+    >>> bool(np.allclose(y, expected, atol=1e-5))
+    True
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef _Layout L = _ada_layout(xa)
@@ -1971,14 +2197,43 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
 def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     """Gradients of :func:`ada_layer_norm`.
 
-    Takes ``dy`` (x's shape and dtype), the forward's ``x``, the ``mean`` and
-    ``rstd`` it returned and its ``scale``. Returns ``(dx, dshift, dscale)``:
-    dx = NB(dy * (1 + scale)) in x's dtype; dshift[n] = sum over T of dy;
-    dscale[n] = sum over T of dy * xhat. dshift and dscale have shape (N, D);
-    they are computed in the computing dtype (x's, float32 for 16-bit x) and
-    returned in scale's floating dtype when scale is an array (a float16
-    scale gives float16, a float64 scale with float32 x float64), else (a
-    list) in the computing dtype.
+    ``dx = NB(dy * (1 + scale))``; ``dshift[n] = sum over T of dy``;
+    ``dscale[n] = sum over T of dy * xhat``.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray, shape ``(N, T, D)``
+        The forward's input.
+    mean, rstd : ndarray, shape ``x.shape[:-1]``
+        What :func:`ada_layer_norm` returned.
+    scale : ndarray, shape ``(N, D)``
+        The forward's scale.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dshift, dscale : ndarray, shape ``(N, D)``
+        Computed in the computing dtype (x's, float32 for 16-bit x) and
+        returned in scale's floating dtype when scale is an array (a float16
+        scale gives float16, a float64 scale with float32 x float64), else (a
+        list) in the computing dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 16, 8)).astype(np.float32)
+    >>> shift, scale = rng.standard_normal((2, 2, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.ada_layer_norm(x, shift, scale, return_stats=True)
+    >>> dx, dshift, dscale = fastnorm.ada_layer_norm_backward(np.ones_like(y), x, mean, rstd, scale)
+    >>> dx.shape, dshift.shape, dscale.shape
+    ((2, 16, 8), (2, 8), (2, 8))
     """
     cdef cnp.ndarray xa = _as_data(x, "x")
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy")

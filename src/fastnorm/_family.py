@@ -293,14 +293,56 @@ def _group_count(num_groups, C):
 
 def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=None,
                return_stats=False, num_threads=None):
-    """Group normalization (NORMS.md section 5).
+    """Group normalization (docs/numerics.md §5).
 
-    x has the batch on axis 0 and channels on ``axis`` (1 for (N, C, *spatial),
-    -1 for channels-last); statistics per (sample, group of C/num_groups
-    channels) over the group's channels and every other axis; num_groups is
-    an int from 1 to C dividing C (1 when C = 0). weight and bias are per
-    channel. Returns y, or (y, mean, rstd) with mean and rstd of shape
-    (N, num_groups).
+    For each sample and each group of ``C / num_groups`` channels,
+    ``y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]``, with the mean
+    and the biased variance over the group's channels and every other axis
+    but the batch.
+
+    Parameters
+    ----------
+    x : ndarray, shape ``(N, C, *spatial)`` or channels-last ``(N, *spatial, C)``
+        float32, float64, float16 or bfloat16; the batch is axis 0.
+    num_groups : int
+        Number of groups: from 1 to C, dividing C (1 when C = 0).
+    weight, bias : ndarray, shape ``(C,)``, optional
+        Per-channel scale and shift.
+    eps : float, default 1e-5
+        Added to the variance inside the square root.
+    axis : int, default 1
+        The channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
+    out : ndarray, optional
+        Receives y (x's shape and dtype); may be x.
+    return_stats : bool, default False
+        Also return ``mean`` and ``rstd``.
+    num_threads : int, optional
+        Upper bound on threads (default :func:`get_num_threads`).
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    mean, rstd : ndarray, shape ``(N, num_groups)``
+        Only with ``return_stats``: the inputs of :func:`group_norm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.group_norm(x, 4, return_stats=True)
+    >>> y.shape, mean.shape
+    ((2, 8, 4, 4), (2, 4))
+    >>> g = y.reshape(2, 4, -1)  # each group of 2 channels has mean 0, variance 1
+    >>> bool(np.allclose(g.mean(-1), 0, atol=1e-6)), bool(np.allclose(g.var(-1), 1, atol=1e-3))
+    (True, True)
+
+    Channels-last data, normalized in place of its layout:
+
+    >>> y_nhwc = fastnorm.group_norm(np.moveaxis(x, 1, -1), 4, axis=-1)
+    >>> bool(np.allclose(np.moveaxis(y_nhwc, -1, 1), y, atol=1e-6))
+    True
     """
     # the common call (NCHW, no out) without the Python checks
     fast = _core._group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats,
@@ -343,11 +385,44 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
 
 
 def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, num_threads=None):
-    """Gradients of group_norm: (dx, dweight, dbias).
+    """Gradients of :func:`group_norm`.
 
-    mean and rstd are those group_norm returned (shape (N, num_groups)); the
-    number of groups is read from them. weight and bias are those of the
-    forward: dweight (dbias) is None when weight (bias) is None.
+    ``dx = NB(dy * weight)`` per (sample, group) (docs/numerics.md §0),
+    ``dweight = sum(dy * xhat)`` and ``dbias = sum(dy)`` over every axis but
+    the channel axis.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    mean, rstd : ndarray, shape ``(N, num_groups)``
+        What :func:`group_norm` returned; the number of groups is read from them.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        The forward's parameters.
+    axis : int, default 1
+        The forward's channel axis.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray of shape ``(C,)``, or None
+        None where the forward's weight (bias) was None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
+    >>> w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
+    >>> y, mean, rstd = fastnorm.group_norm(x, 4, w, b, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.group_norm_backward(np.ones_like(y), x, mean, rstd, w, b)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((2, 8, 4, 4), (8,), (8,))
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -402,17 +477,58 @@ def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training=False,
                momentum=0.1, eps=1e-5, axis=1, out=None, return_stats=False,
                num_threads=None):
-    """Batch normalization (NORMS.md section 7), torch.nn.functional.batch_norm's
-    argument order.
+    """Batch normalization (docs/numerics.md §7), in the argument order of
+    ``torch.nn.functional.batch_norm``.
 
-    Statistics per channel (``axis``: 1 for (N, C, *spatial), -1 for
-    channels-last) over every other axis. training=True normalizes with the
-    batch statistics and updates running_mean / running_var in place (when
-    given: both or neither; momentum is the weight of the new value, the
-    variance is stored unbiased); training=False normalizes with the running
-    statistics.
-    Returns y, or (y, mean, rstd) -- per channel, of the batch or of the
-    running statistics.
+    ``y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]``, the
+    statistics per channel over every other axis: those of the batch when
+    ``training``, else the running statistics.
+
+    Parameters
+    ----------
+    x : ndarray, shape ``(N, C, *spatial)``, ``(N, C)`` or channels-last
+        float32, float64, float16 or bfloat16.
+    running_mean, running_var : ndarray of shape ``(C,)``, or None
+        Both or neither. With ``training`` they are updated in place
+        (``momentum`` is the weight of the new value; the variance is stored
+        unbiased); otherwise they normalize x.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        Per-channel scale and shift.
+    training : bool, default False
+        Normalize with the batch's statistics and update the running ones.
+    momentum : float, default 0.1
+        Weight of the batch statistics in the running-statistics update.
+    eps : float, default 1e-5
+        Added to the variance inside the square root.
+    axis : int, default 1
+        The channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
+    out : ndarray, optional
+        Receives y (x's shape and dtype); may be x.
+    return_stats : bool, default False
+        Also return ``mean`` and ``rstd``.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    mean, rstd : ndarray, shape ``(C,)``
+        Only with ``return_stats``: the statistics used (of the batch, or the
+        running ones), the inputs of :func:`batch_norm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    >>> running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    >>> y = fastnorm.batch_norm(x, running_mean, running_var, training=True, momentum=0.1)
+    >>> bool(np.allclose(running_mean, 0.1 * x.mean(axis=(0, 2, 3)), atol=1e-6))
+    True
+    >>> y_eval = fastnorm.batch_norm(x, running_mean, running_var)  # training=False
+    >>> y_eval.shape
+    (16, 3, 4, 4)
     """
     # the common inference call (eval, NCHW, no out) without the Python checks
     fast = _core._batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training,
@@ -462,10 +578,50 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
 
 def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=False, axis=1,
                         num_threads=None):
-    """Gradients of batch_norm: (dx, dweight, dbias), from the mean and rstd the
-    forward returned. training must match the forward: with batch statistics
-    the NB formula per channel; with running statistics dx = dy * weight *
-    rstd. dweight (dbias) is None when weight (bias) is None."""
+    """Gradients of :func:`batch_norm`.
+
+    With batch statistics (``training=True``), ``dx = NB(dy * weight)`` per
+    channel (docs/numerics.md §0); with running statistics,
+    ``dx = dy * weight * rstd``. ``dweight = sum(dy * xhat)`` and
+    ``dbias = sum(dy)`` over every axis but the channel axis.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    mean, rstd : ndarray, shape ``(C,)``
+        What :func:`batch_norm` returned.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        The forward's parameters.
+    training : bool, default False
+        Must match the forward.
+    axis : int, default 1
+        The forward's channel axis.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray of shape ``(C,)``, or None
+        None where the forward's weight (bias) was None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    >>> rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    >>> w = np.ones(3, np.float32)
+    >>> y, mean, rstd = fastnorm.batch_norm(x, rm, rv, w, training=True, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.batch_norm_backward(np.ones_like(y), x, mean, rstd, w,
+    ...                                                  training=True)
+    >>> dx.shape, dweight.shape, dbias
+    ((16, 3, 4, 4), (3,), None)
+    """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
@@ -491,15 +647,56 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
 def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, *,
                   training=True, momentum=0.1, eps=1e-5, axis=1, out=None,
                   return_stats=False, num_threads=None):
-    """Instance normalization (NORMS.md section 6).
+    """Instance normalization (docs/numerics.md §6).
 
-    Statistics per (sample, channel) over the other axes. As in PyTorch, the
-    input's statistics are used when training or when no running statistics
-    are given; then running_mean / running_var, if given, are updated in
-    place with the batch average of the instance statistics (variance
-    unbiased). With training=False and running statistics, those are used.
-    Returns y, or (y, mean, rstd): shape (N, C) for instance statistics,
-    (C,) for running ones.
+    ``y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]``, the statistics
+    per (sample, channel) over the other axes. As in PyTorch, the input's
+    statistics are used when training or when no running statistics are
+    given; then ``running_mean`` / ``running_var``, if given, are updated in
+    place with the batch average of the instance statistics (the variance
+    unbiased). With ``training=False`` and running statistics, those are used.
+
+    Parameters
+    ----------
+    x : ndarray, shape ``(N, C, *spatial)`` or channels-last
+        float32, float64, float16 or bfloat16.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        Per-channel scale and shift.
+    running_mean, running_var : ndarray of shape ``(C,)``, optional
+        Both or neither.
+    training : bool, default True
+        Use (and track) the input's statistics.
+    momentum : float, default 0.1
+        Weight of the new statistics in the running-statistics update.
+    eps : float, default 1e-5
+        Added to the variance inside the square root.
+    axis : int, default 1
+        The channel axis.
+    out : ndarray, optional
+        Receives y (x's shape and dtype); may be x.
+    return_stats : bool, default False
+        Also return ``mean`` and ``rstd``.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    mean, rstd : ndarray
+        Only with ``return_stats``: shape ``(N, C)`` for instance statistics,
+        ``(C,)`` for running ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
+    >>> mean.shape
+    (2, 3)
+    >>> bool(np.allclose(y, fastnorm.group_norm(x, 3), atol=1e-6))  # one group per channel
+    True
     """
     # the common call (input statistics, NCHW) without the Python checks
     fast = _core._instance_norm_fast(x, weight, bias, running_mean, running_var, training,
@@ -553,9 +750,44 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
 
 def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
                            num_threads=None):
-    """Gradients of instance_norm: (dx, dweight, dbias). mean and rstd of shape
-    (N, C) are instance statistics (NB per instance); of shape (C,), running
-    statistics (dx = dy * weight * rstd)."""
+    """Gradients of :func:`instance_norm`.
+
+    ``mean`` and ``rstd`` of shape ``(N, C)`` are instance statistics
+    (``dx = NB(dy * weight)`` per instance, docs/numerics.md §0); of shape
+    ``(C,)``, running statistics (``dx = dy * weight * rstd``).
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    mean, rstd : ndarray, shape ``(N, C)`` or ``(C,)``
+        What :func:`instance_norm` returned.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        The forward's parameters.
+    axis : int, default 1
+        The forward's channel axis.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray of shape ``(C,)``, or None
+        None where the forward's weight (bias) was None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.instance_norm_backward(np.ones_like(y), x, mean, rstd)
+    >>> dx.shape, dweight, dbias
+    ((2, 3, 8, 8), None, None)
+    """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
@@ -634,17 +866,55 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
                      training=True, batch_size=None, momentum=0.1, eps=1e-3,
                      inference_mean="population", inference_var="population", out=None,
                      return_stats=False, num_threads=None):
-    """Batch Layer Normalization (NORMS.md section 8) of channels-last x (B, ..., D).
+    """Batch Layer Normalization (docs/numerics.md §8) of channels-last x.
 
-    y = weight * (a * x_f + b * x_b) / sqrt(D) + bias, x_f normalized over the
-    last axis, x_b over the batch axis 0 (one statistic per element of
-    x.shape[1:]), a = 1/B - 1e-4, b = 1 - 1/B - 1e-4 with B the runtime batch
-    size, or ``batch_size`` when given. Training uses the mini-batch
-    statistics and updates running_mean / running_var (shape x.shape[1:]) in
-    place like batch norm. With training=False, inference_mean and
-    inference_var choose, each on its own, 'population' (the running
-    statistics) or 'batch' (the current mini-batch) for the batch branch.
-    Returns y, or (y, stats) with a BatchLayerNormStats for the backward.
+    ``y = weight * (a * x_f + b * x_b) / sqrt(D) + bias``: ``x_f`` normalized
+    over the last axis, ``x_b`` over the batch axis 0 (one statistic per
+    element of ``x.shape[1:]``), ``a = 1/B - 1e-4``, ``b = 1 - 1/B - 1e-4``
+    with B the runtime batch size, or ``batch_size`` when given.
+
+    Parameters
+    ----------
+    x : ndarray, shape ``(B, ..., D)``
+        float32, float64, float16 or bfloat16.
+    weight, bias : ndarray, shape ``(D,)``, optional
+        Scale and shift.
+    running_mean, running_var : ndarray of shape ``x.shape[1:]``, optional
+        Population statistics of the batch branch, updated in place by
+        training like batch norm's.
+    training : bool, default True
+        Use the mini-batch statistics and update the running ones.
+    batch_size : int, optional
+        A fixed B for the mixing constants.
+    momentum : float, default 0.1
+        Weight of the new statistics in the running-statistics update.
+    eps : float, default 1e-3
+        Added to the variances inside the square roots.
+    inference_mean, inference_var : {'population', 'batch'}
+        With ``training=False``, each chooses the running statistics or the
+        current mini-batch's for the batch branch.
+    out : ndarray, optional
+        Receives y (x's shape and dtype); may be x.
+    return_stats : bool, default False
+        Also return the statistics the backward needs.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    stats : BatchLayerNormStats
+        Only with ``return_stats``: for :func:`batch_layer_norm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((8, 5, 16)).astype(np.float32)  # (B, T, D)
+    >>> y, stats = fastnorm.batch_layer_norm(x, return_stats=True)
+    >>> y.shape, stats.batch_mean.shape, stats.batch_size
+    ((8, 5, 16), (5, 16), 8)
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -728,11 +998,43 @@ def _running_shaped(a, shape, x, name):
 
 
 def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threads=None):
-    """Gradients of batch_layer_norm: (dx, dweight, dbias), from the stats it returned.
+    """Gradients of :func:`batch_layer_norm`.
 
-    Mini-batch statistics give the two NB terms of NORMS.md section 8; a
-    population mean or variance is a constant, and its branch's terms drop
-    out accordingly."""
+    With ``g = dy * weight / sqrt(D)``, ``dx = a * NB_last(g) + b * NB_batch(g)``
+    (the two NB terms of docs/numerics.md §8); a population mean or variance
+    is a constant, and its branch's terms drop out accordingly.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray, shape ``(B, ..., D)``
+        The forward's input.
+    stats : BatchLayerNormStats
+        What :func:`batch_layer_norm` returned.
+    weight, bias : ndarray, shape ``(D,)``, optional
+        The forward's parameters.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray of shape ``(D,)``, or None
+        None where the forward's weight (bias) was None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    >>> w, b = np.ones(16, np.float32), np.zeros(16, np.float32)
+    >>> y, stats = fastnorm.batch_layer_norm(x, w, b, return_stats=True)
+    >>> dx, dweight, dbias = fastnorm.batch_layer_norm_backward(np.ones_like(y), x, stats, w, b)
+    >>> dx.shape, dweight.shape, dbias.shape
+    ((8, 16), (16,), (16,))
+    """
     x = _core._data_arg(x, "x")
     if not isinstance(stats, BatchLayerNormStats):
         raise TypeError("stats must be the BatchLayerNormStats that batch_layer_norm returned")
@@ -838,15 +1140,53 @@ def _logits(v, name):
 def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
                 running_mean=None, running_var=None, *, training=True, momentum=0.1, eps=1e-5,
                 axis=1, out=None, return_stats=False, num_threads=None):
-    """Switchable Normalization (NORMS.md section 9).
+    """Switchable Normalization (docs/numerics.md §9).
 
-    mu = sum_k softmax(mean_weight)_k mu_k and var likewise with var_weight,
-    over k = (instance, layer, batch) statistics of x (N, C, *spatial), or
-    channels-last with axis=-1. mean_weight and var_weight are the 3 mixing
-    logits (None: equal weights). Training uses the batch's BN statistics
-    and updates running_mean / running_var (C,) in place; training=False
-    uses the running ones for the BN part. Returns y, or (y, stats) with a
-    SwitchNormStats for the backward.
+    ``mu = sum_k softmax(mean_weight)_k * mu_k`` and ``var`` likewise with
+    ``var_weight``, over k = (instance, layer, batch) statistics;
+    ``y = (x - mu) / sqrt(var + eps) * weight[c] + bias[c]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape ``(N, C, *spatial)`` or channels-last with ``axis=-1``
+        float32, float64, float16 or bfloat16.
+    weight, bias : ndarray, shape ``(C,)``, optional
+        Per-channel scale and shift.
+    mean_weight, var_weight : array of 3 values, optional
+        The mixing logits in the order (IN, LN, BN); None: equal weights.
+    running_mean, running_var : ndarray of shape ``(C,)``, optional
+        Running statistics of the BN part, updated in place by training.
+    training : bool, default True
+        Use the batch's BN statistics; else the running ones.
+    momentum : float, default 0.1
+        Weight of the new statistics in the running-statistics update.
+    eps : float, default 1e-5
+        Added to the variance inside the square root.
+    axis : int, default 1
+        The channel axis.
+    out : ndarray, optional
+        Receives y (x's shape and dtype); may be x.
+    return_stats : bool, default False
+        Also return the statistics the backward needs.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape and dtype.
+    stats : SwitchNormStats
+        Only with ``return_stats``: for :func:`switch_norm_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    >>> mean_logits = np.array([10.0, -10.0, -10.0])   # all weight on instance statistics
+    >>> y = fastnorm.switch_norm(x, mean_weight=mean_logits, var_weight=mean_logits)
+    >>> bool(np.allclose(y, fastnorm.instance_norm(x), atol=1e-4))
+    True
     """
     x = _core._data_arg(x, "x")
     if x.ndim < 2:
@@ -912,8 +1252,44 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
 
 def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
                          var_weight=None, *, axis=1, num_threads=None):
-    """Gradients of switch_norm: (dx, dweight, dbias, dmean_weight, dvar_weight),
-    through the three statistic sets and the two softmaxes."""
+    """Gradients of :func:`switch_norm`, through the three sets of statistics
+    and the two softmaxes.
+
+    Parameters
+    ----------
+    dy : ndarray
+        Gradient of y: x's shape and dtype.
+    x : ndarray
+        The forward's input.
+    stats : SwitchNormStats
+        What :func:`switch_norm` returned.
+    weight, bias, mean_weight, var_weight : optional
+        The forward's parameters.
+    axis : int, default 1
+        The forward's channel axis.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dx : ndarray
+        x's shape and dtype.
+    dweight, dbias : ndarray of shape ``(C,)``, or None
+        None where the forward's weight (bias) was None.
+    dmean_weight, dvar_weight : ndarray, shape ``(3,)``
+        Gradients of the logits (at equal logits where they were None).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    >>> y, stats = fastnorm.switch_norm(x, return_stats=True)
+    >>> dx, dw, db, dmean_weight, dvar_weight = fastnorm.switch_norm_backward(
+    ...     np.ones_like(y), x, stats)
+    >>> dx.shape, dmean_weight.shape, dvar_weight.shape
+    ((4, 3, 5, 5), (3,), (3,))
+    """
     x = _core._data_arg(x, "x")
     if not isinstance(stats, SwitchNormStats):
         raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
@@ -1037,13 +1413,42 @@ def _per_norm(c):
 
 
 def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
-    """Weight normalization (NORMS.md section 10): w = g * v / ||v||.
+    """Weight normalization (docs/numerics.md §10): ``w = g * v / ||v||``.
 
     The norm is over every axis but ``axis`` (None: over all of v), as
-    sqrt(sum(v^2) + eps); eps=0 keeps PyTorch's definition, where a zero
-    norm gives NaN. g has one value per index of ``axis`` in any shape of
-    that size (PyTorch keeps it (out, 1, ...)). Returns w, like v, written
-    into ``out`` when given (which may be v itself)."""
+    ``sqrt(sum(v^2) + eps)``; ``eps=0`` keeps PyTorch's definition, where a
+    zero norm gives NaN.
+
+    Parameters
+    ----------
+    v : ndarray
+        The direction, float32, float64, float16 or bfloat16.
+    g : array
+        One value per index of ``axis``, in any shape of that size (PyTorch
+        keeps it ``(out, 1, ...)``).
+    axis : int or None, default 0
+        The axis that keeps one norm per index.
+    eps : float, default 0.0
+        Added to the sum of squares inside the square root.
+    out : ndarray, optional
+        Receives w (v's shape and dtype); may be v.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    w : ndarray
+        v's shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> v = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    >>> fastnorm.weight_norm(v, np.array([1.0, 10.0], np.float32))
+    array([[ 0.6,  0.8],
+           [ 0. , 10. ]], dtype=float32)
+    """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     out = _out(out, v, xname="v")
@@ -1068,9 +1473,42 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
 
 
 def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
-    """Gradients of weight_norm: (dv, dg), dg in g's shape and g's floating
-    dtype (v's computing dtype -- float32 for 16-bit v -- for a g given as a
-    list): dg = sum(dw * v) / ||v||; dv = (g / ||v||) dw - (g dg / ||v||^2) v."""
+    """Gradients of :func:`weight_norm`.
+
+    ``dg = sum(dw * v) / ||v||`` and
+    ``dv = (g / ||v||) * dw - (g * dg / ||v||^2) * v``.
+
+    Parameters
+    ----------
+    dw : ndarray
+        Gradient of w: v's shape.
+    v, g : array
+        The forward's arguments.
+    axis : int or None, default 0
+        The forward's axis.
+    eps : float, default 0.0
+        The forward's eps.
+    num_threads : int, optional
+        Upper bound on threads.
+
+    Returns
+    -------
+    dv : ndarray
+        v's shape and dtype.
+    dg : ndarray
+        g's shape and g's floating dtype (v's computing dtype, float32 for
+        16-bit v, for a g given as a list).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> v = np.array([[3.0, 4.0], [0.0, 2.0]], dtype=np.float32)
+    >>> g = np.array([1.0, 10.0], np.float32)
+    >>> dv, dg = fastnorm.weight_norm_backward(np.ones_like(v), v, g)
+    >>> dg.round(4)
+    array([1.4, 1. ], dtype=float32)
+    """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
     dw = _dy_like(dw, v, "dw", xname="v")

@@ -97,7 +97,7 @@ def _float_dtype(dtype):
             import ml_dtypes
         except ImportError:
             raise TypeError("dtype bfloat16 needs the optional ml_dtypes package "
-                            '(pip install "fastnorm[bf16]")') from None
+                            '(pip install "fastnorm-cpu[bf16]")') from None
         dt = np.dtype(ml_dtypes.bfloat16)
     if dt not in (np.float32, np.float64, np.float16) and dt.name != "bfloat16":
         raise TypeError(f"dtype must be {_LAYER_DTYPES}, got {dt}")
@@ -300,6 +300,17 @@ class LayerNorm(_Norm):
     Holds ``weight`` (ones) and ``bias`` (zeros) of ``normalized_shape`` when
     ``elementwise_affine`` (``bias=False`` drops the bias). ``backward(dy)``
     returns dx and sets ``grad_weight`` / ``grad_bias``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> ln = nn.LayerNorm(8)
+    >>> x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    >>> y = ln(x)
+    >>> dx = ln.backward(np.ones_like(y))
+    >>> dx.shape, ln.grad_weight.shape, sorted(ln.state_dict())
+    ((4, 8), (8,), ['bias', 'weight'])
     """
 
     _param_names = ("weight", "bias")
@@ -335,6 +346,15 @@ class RMSNorm(_Norm):
     ``eps=None`` uses the machine epsilon of the input's computing dtype (the
     input's for float32 and float64, float32's for 16-bit input). Holds
     ``weight`` (ones) when ``elementwise_affine``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> norm = nn.RMSNorm((4, 8), dtype=np.float64)
+    >>> y = norm(np.ones((2, 4, 8)))
+    >>> float(y.max())
+    1.0
     """
 
     _param_names = ("weight",)
@@ -470,12 +490,21 @@ class _ChannelNorm(_Module):
 
 
 class GroupNorm(_ChannelNorm):
-    """Group normalization (as ``torch.nn.GroupNorm``; NORMS.md section 5).
+    """Group normalization (as ``torch.nn.GroupNorm``; docs/numerics.md §5).
 
     Statistics per (sample, group of num_channels / num_groups channels);
     ``weight`` (ones) and ``bias`` (zeros) per channel when ``affine``.
-    ``axis`` is the channel axis: 1 for (N, C, *spatial), -1 for channels-last.
+    ``axis`` is the channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
     Same computation in training and evaluation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> gn = nn.GroupNorm(4, 16)
+    >>> x = np.random.default_rng(0).standard_normal((2, 16, 8, 8)).astype(np.float32)
+    >>> gn(x).shape, gn.weight.shape
+    ((2, 16, 8, 8), (16,))
     """
 
     _buffer_names = ()
@@ -512,7 +541,7 @@ class GroupNorm(_ChannelNorm):
 
 
 class InstanceNorm(_ChannelNorm):
-    """Instance normalization (as ``torch.nn.InstanceNorm{1,2,3}d``; NORMS.md section 6).
+    """Instance normalization (as ``torch.nn.InstanceNorm{1,2,3}d``; docs/numerics.md §6).
 
     Statistics per (sample, channel) over the other axes. With
     ``track_running_stats``, training forwards update running_mean /
@@ -520,6 +549,16 @@ class InstanceNorm(_ChannelNorm):
     evaluation uses them; otherwise the input's statistics are always used.
     ``affine`` adds a per-channel weight and bias. ``InstanceNorm`` itself
     takes any (N, C, ...) input; the 1d/2d/3d classes check the ndim.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> inorm = nn.InstanceNorm2d(3, affine=True)
+    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    >>> y = inorm(x)
+    >>> bool(np.allclose(y.mean(axis=(2, 3)), 0, atol=1e-5))
+    True
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
@@ -597,7 +636,7 @@ class InstanceNorm3d(InstanceNorm):
 
 
 class BatchNorm(_ChannelNorm):
-    """Batch normalization (as ``torch.nn.BatchNorm{1,2,3}d``; NORMS.md section 7).
+    """Batch normalization (as ``torch.nn.BatchNorm{1,2,3}d``; docs/numerics.md §7).
 
     Training normalizes with the batch statistics per channel and, with
     ``track_running_stats``, updates running_mean / running_var in place and
@@ -605,6 +644,19 @@ class BatchNorm(_ChannelNorm):
     running statistics. Without tracking, the batch statistics are used in
     evaluation too. ``momentum=None``: cumulative moving average.
     ``BatchNorm`` itself takes any (N, C, ...) input; 1d/2d/3d check the ndim.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> bn = nn.BatchNorm2d(3)
+    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    >>> y = bn(x)                          # training: batch statistics, running ones updated
+    >>> bn.num_batches_tracked
+    1
+    >>> y_eval = bn.eval()(x)              # evaluation: the running statistics
+    >>> bn.training
+    False
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
@@ -668,7 +720,7 @@ class BatchNorm3d(BatchNorm):
 
 
 class SwitchNorm(_ChannelNorm):
-    """Switchable Normalization (Luo et al., 2018; NORMS.md section 9).
+    """Switchable Normalization (Luo et al., 2018; docs/numerics.md §9).
 
     Mixes instance, layer and batch statistics with softmax(mean_weight) and
     softmax(var_weight) (3 logits each, initialised to ones). Parameters:
@@ -676,6 +728,16 @@ class SwitchNorm(_ChannelNorm):
     ``var_weight``; running_mean / running_var (C,) for the batch part,
     updated by training forwards and used in evaluation.
     ``backward`` sets the gradients of all four parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> sn = nn.SwitchNorm(3)
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    >>> dx = sn.backward(np.ones_like(sn(x)))
+    >>> sn.grad_mean_weight.shape, sn.grad_var_weight.shape
+    ((3,), (3,))
     """
 
     _param_names = ("weight", "bias", "mean_weight", "var_weight")
@@ -726,8 +788,8 @@ class SwitchNorm(_ChannelNorm):
 
 
 class BatchLayerNorm(_ChannelNorm):
-    """Batch Layer Normalization (Ziaee & Cano, 2022; NORMS.md section 8) of
-    channels-last x (B, *feature_shape), feature_shape ending with D = num_features.
+    """Batch Layer Normalization (Ziaee & Cano, 2022; docs/numerics.md §8) of
+    channels-last x ``(B, *feature_shape)``, feature_shape ending with D = num_features.
 
     ``weight`` / ``bias`` of shape (D,) when ``affine``; running_mean /
     running_var of ``feature_shape`` (default (D,)), updated by training
@@ -735,6 +797,15 @@ class BatchLayerNorm(_ChannelNorm):
     'population' (running) or 'batch' (current mini-batch) statistics for the
     batch branch. ``batch_size`` fixes the B of the mixing constants (default:
     the runtime batch size).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> bln = nn.BatchLayerNorm(16)
+    >>> x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    >>> bln(x).shape, bln.running_mean.shape
+    ((8, 16), (16,))
     """
 
     _input_doc = "(B, *feature_shape)"
@@ -809,7 +880,7 @@ class BatchLayerNorm(_ChannelNorm):
 # --------------------------------------------------------------------------
 
 class WeightNorm(_Module):
-    """Weight normalization (Salimans & Kingma, 2016; NORMS.md section 10):
+    """Weight normalization (Salimans & Kingma, 2016; docs/numerics.md §10):
     w = g * v / ||v||, the norm over every axis but ``axis`` (None: over all).
 
     Built from a weight array of float32, float64, float16 or bfloat16, whose
@@ -824,6 +895,18 @@ class WeightNorm(_Module):
         wn = WeightNorm(w)
         w = wn()                         # compute_weight()
         grad_g, grad_v = wn.backward(dw) # also sets wn.grad_g, wn.grad_v
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import nn
+    >>> w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    >>> wn = nn.WeightNorm(w)
+    >>> wn.g.shape, bool(np.allclose(wn(), w))
+    ((4, 1), True)
+    >>> grad_g, grad_v = wn.backward(np.ones_like(w))
+    >>> grad_g.shape, grad_v.shape
+    ((4, 1), (4, 3))
     """
 
     _param_names = ("g", "v")

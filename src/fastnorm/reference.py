@@ -30,7 +30,35 @@ def _param(p, x, axes):
 
 
 def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
-    """Returns (y, mean, rstd) in float64."""
+    """LayerNorm in float64 (docs/numerics.md §1).
+
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` over ``axis``, the
+    variance biased.
+
+    Parameters
+    ----------
+    x, weight, bias, axis, eps :
+        As in :func:`fastnorm.layer_norm`; any float dtype, computed in float64.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        x's shape without the normalized axes, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    >>> y, mean, rstd = reference.layer_norm(x)
+    >>> y.dtype, mean.shape
+    (dtype('float64'), (4,))
+    >>> bool(np.allclose(fastnorm.layer_norm(x), y, atol=1e-5))
+    True
+    """
     x = np.asarray(x, dtype=np.float64)
     axes = _axes(axis, x.ndim)
     mean = x.mean(axis=axes, keepdims=True)
@@ -45,7 +73,31 @@ def layer_norm(x, weight=None, bias=None, axis=-1, eps=1e-5):
 
 
 def layer_norm_backward(dy, x, mean, rstd, weight=None, axis=-1):
-    """Returns (dx, dweight, dbias) in float64, by NORMS.md's NB formula."""
+    """Gradients of LayerNorm in float64, by the NB formula (docs/numerics.md §0).
+
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dy * weight``;
+    ``dweight = sum(dy * xhat)``, ``dbias = sum(dy)`` over the other axes.
+
+    Parameters
+    ----------
+    dy, x, mean, rstd, weight, axis :
+        As in :func:`fastnorm.layer_norm_backward`.
+
+    Returns
+    -------
+    dx, dweight, dbias : ndarray
+        float64; dx has x's shape, dweight and dbias the normalized axes' shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((4, 16))
+    >>> y, mean, rstd = reference.layer_norm(x)
+    >>> dx, dweight, dbias = reference.layer_norm_backward(np.ones_like(x), x, mean, rstd)
+    >>> dx.shape, dweight.shape, bool(np.allclose(dx, 0))
+    ((4, 16), (16,), True)
+    """
     x = np.asarray(x, dtype=np.float64)
     dy = np.asarray(dy, dtype=np.float64)
     axes = _axes(axis, x.ndim)
@@ -70,8 +122,31 @@ def _rms_eps(dtype):
 
 
 def rms_norm(x, weight=None, axis=-1, eps=None):
-    """Returns (y, rstd) in float64. eps=None: the machine epsilon of the
-    computing dtype (float32's for float16 and bfloat16 x)."""
+    """RMSNorm in float64 (docs/numerics.md §2).
+
+    ``y = x / sqrt(mean(x**2) + eps) * weight`` over ``axis``; ``eps=None`` is the
+    machine epsilon of the computing dtype (float32's for float16 and bfloat16 x).
+
+    Parameters
+    ----------
+    x, weight, axis, eps :
+        As in :func:`fastnorm.rms_norm`.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    rstd : ndarray
+        x's shape without the normalized axes, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> y, rstd = reference.rms_norm(np.array([[3.0, 4.0]]), eps=0.0)
+    >>> y.round(4), rstd.round(4)
+    (array([[0.8485, 1.1314]]), array([0.2828]))
+    """
     x_in = np.asarray(x)
     if eps is None:
         eps = _rms_eps(x_in.dtype)
@@ -85,7 +160,31 @@ def rms_norm(x, weight=None, axis=-1, eps=None):
 
 
 def rms_norm_backward(dy, x, rstd, weight=None, axis=-1):
-    """Returns (dx, dweight) in float64."""
+    """Gradients of RMSNorm in float64 (docs/numerics.md §2).
+
+    ``dx = rstd * (g - xhat * mean(g * xhat))`` with ``xhat = x * rstd`` and
+    ``g = dy * weight``; ``dweight = sum(dy * xhat)`` over the other axes.
+
+    Parameters
+    ----------
+    dy, x, rstd, weight, axis :
+        As in :func:`fastnorm.rms_norm_backward`.
+
+    Returns
+    -------
+    dx, dweight : ndarray
+        float64; dx has x's shape, dweight the normalized axes' shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((4, 16))
+    >>> y, rstd = reference.rms_norm(x)
+    >>> dx, dweight = reference.rms_norm_backward(np.ones_like(x), x, rstd)
+    >>> dx.shape, dweight.shape
+    ((4, 16), (16,))
+    """
     x = np.asarray(x, dtype=np.float64)
     dy = np.asarray(dy, dtype=np.float64)
     axes = _axes(axis, x.ndim)
@@ -99,7 +198,31 @@ def rms_norm_backward(dy, x, rstd, weight=None, axis=-1):
 
 
 def add_layer_norm(x, residual, weight=None, bias=None, residual_bias=None, axis=-1, eps=1e-5):
-    """Returns (y, s, mean, rstd) in float64, s = x + residual (+ residual_bias)."""
+    """Residual add and LayerNorm in float64 (docs/numerics.md §3).
+
+    ``s = x + residual (+ residual_bias)``, ``y = layer_norm(s, weight, bias)``.
+
+    Parameters
+    ----------
+    x, residual, weight, bias, residual_bias, axis, eps :
+        As in :func:`fastnorm.add_layer_norm`.
+
+    Returns
+    -------
+    y, s : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        The statistics of s, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x, r = np.random.default_rng(0).standard_normal((2, 4, 8))
+    >>> y, s, mean, rstd = reference.add_layer_norm(x, r)
+    >>> bool(np.array_equal(s, x + r)), mean.shape
+    (True, (4,))
+    """
     s = np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
     if residual_bias is not None:
         s = s + _param(residual_bias, s, _axes(axis, s.ndim))
@@ -108,7 +231,32 @@ def add_layer_norm(x, residual, weight=None, bias=None, residual_bias=None, axis
 
 
 def add_rms_norm(x, residual, weight=None, residual_bias=None, axis=-1, eps=None):
-    """Returns (y, s, rstd) in float64. eps=None: as in rms_norm, from x's dtype."""
+    """Residual add and RMSNorm in float64 (docs/numerics.md §3).
+
+    ``s = x + residual (+ residual_bias)``, ``y = rms_norm(s, weight)``; ``eps=None``
+    as in :func:`rms_norm`, from x's dtype.
+
+    Parameters
+    ----------
+    x, residual, weight, residual_bias, axis, eps :
+        As in :func:`fastnorm.add_rms_norm`.
+
+    Returns
+    -------
+    y, s : ndarray
+        x's shape, float64.
+    rstd : ndarray
+        The statistic of s, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x, r = np.random.default_rng(0).standard_normal((2, 4, 8))
+    >>> y, s, rstd = reference.add_rms_norm(x, r)
+    >>> y.shape, rstd.shape
+    ((4, 8), (4,))
+    """
     if eps is None:
         eps = _rms_eps(np.asarray(x).dtype)
     s = np.asarray(x, dtype=np.float64) + np.asarray(residual, dtype=np.float64)
@@ -124,7 +272,31 @@ def _sum_others(a, axis):
 
 
 def add_layer_norm_backward(dy, s, mean, rstd, weight=None, ds=None, axis=-1):
-    """Returns (dsum, dweight, dbias, dresidual_bias) in float64."""
+    """Gradients of the residual add and LayerNorm in float64 (docs/numerics.md §3).
+
+    ``dsum = NB(dy * weight) + ds``, the gradient of x and of residual;
+    ``dresidual_bias = sum(dsum)`` over the other axes.
+
+    Parameters
+    ----------
+    dy, s, mean, rstd, weight, ds, axis :
+        As in :func:`fastnorm.add_layer_norm_backward`.
+
+    Returns
+    -------
+    dsum, dweight, dbias, dresidual_bias : ndarray
+        float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x, r = np.random.default_rng(0).standard_normal((2, 4, 8))
+    >>> y, s, mean, rstd = reference.add_layer_norm(x, r)
+    >>> grads = reference.add_layer_norm_backward(np.ones_like(y), s, mean, rstd, ds=np.ones_like(s))
+    >>> [g.shape for g in grads]
+    [(4, 8), (8,), (8,), (8,)]
+    """
     dsum, dweight, dbias = layer_norm_backward(dy, s, mean, rstd, weight, axis=axis)
     if ds is not None:
         dsum = dsum + np.asarray(ds, dtype=np.float64)
@@ -132,7 +304,30 @@ def add_layer_norm_backward(dy, s, mean, rstd, weight=None, ds=None, axis=-1):
 
 
 def add_rms_norm_backward(dy, s, rstd, weight=None, ds=None, axis=-1):
-    """Returns (dsum, dweight, dresidual_bias) in float64."""
+    """Gradients of the residual add and RMSNorm in float64 (docs/numerics.md §3).
+
+    ``dsum = dx_rms(dy * weight) + ds``; ``dresidual_bias = sum(dsum)`` over the
+    other axes.
+
+    Parameters
+    ----------
+    dy, s, rstd, weight, ds, axis :
+        As in :func:`fastnorm.add_rms_norm_backward`.
+
+    Returns
+    -------
+    dsum, dweight, dresidual_bias : ndarray
+        float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x, r = np.random.default_rng(0).standard_normal((2, 4, 8))
+    >>> y, s, rstd = reference.add_rms_norm(x, r)
+    >>> [g.shape for g in reference.add_rms_norm_backward(np.ones_like(y), s, rstd)]
+    [(4, 8), (8,), (8,)]
+    """
     dsum, dweight = rms_norm_backward(dy, s, rstd, weight, axis=axis)
     if ds is not None:
         dsum = dsum + np.asarray(ds, dtype=np.float64)
@@ -140,7 +335,33 @@ def add_rms_norm_backward(dy, s, rstd, weight=None, ds=None, axis=-1):
 
 
 def ada_layer_norm(x, shift, scale, eps=1e-6):
-    """Returns (y, mean, rstd) in float64; x (N, ..., D), shift and scale (N, D)."""
+    """Adaptive LayerNorm in float64 (docs/numerics.md §4).
+
+    ``y = layer_norm(x) * (1 + scale[:, None, :]) + shift[:, None, :]``.
+
+    Parameters
+    ----------
+    x : array, shape ``(N, ..., D)``
+    shift, scale : array, shape ``(N, D)``
+    eps : float, default 1e-6
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        ``x.shape[:-1]``, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> rng = np.random.default_rng(0)
+    >>> y, mean, rstd = reference.ada_layer_norm(rng.standard_normal((2, 3, 8)),
+    ...                                          np.zeros((2, 8)), np.zeros((2, 8)))
+    >>> y.shape, mean.shape
+    ((2, 3, 8), (2, 3))
+    """
     x = np.asarray(x, dtype=np.float64)
     y, mean, rstd = layer_norm(x, axis=-1, eps=eps)
     per_sample = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
@@ -150,7 +371,31 @@ def ada_layer_norm(x, shift, scale, eps=1e-6):
 
 
 def ada_layer_norm_backward(dy, x, mean, rstd, scale):
-    """Returns (dx, dshift, dscale) in float64, by NORMS.md section 4."""
+    """Gradients of adaptive LayerNorm in float64 (docs/numerics.md §4).
+
+    ``dx = NB(dy * (1 + scale))``, ``dshift[n] = sum_t dy``,
+    ``dscale[n] = sum_t dy * xhat``.
+
+    Parameters
+    ----------
+    dy, x, mean, rstd, scale :
+        As in :func:`fastnorm.ada_layer_norm_backward`.
+
+    Returns
+    -------
+    dx, dshift, dscale : ndarray
+        float64; dshift and dscale of shape ``(N, D)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x, scale = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 8))
+    >>> y, mean, rstd = reference.ada_layer_norm(x, np.zeros((2, 8)), scale)
+    >>> [g.shape for g in reference.ada_layer_norm_backward(np.ones_like(y), x, mean, rstd, scale)]
+    [(2, 3, 8), (2, 8), (2, 8)]
+    """
     x = np.asarray(x, dtype=np.float64)
     dy = np.asarray(dy, dtype=np.float64)
     per_sample = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
@@ -163,7 +408,7 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale):
 
 
 # --------------------------------------------------------------------------
-# The channel normalizers (NORMS.md sections 5 to 10)
+# The channel normalizers (docs/numerics.md §5 to §10)
 # --------------------------------------------------------------------------
 
 def _channels_first(x, axis):
@@ -177,7 +422,31 @@ def _per_channel(p, ndim):
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, axis=1):
-    """Returns (y, mean, rstd); mean and rstd of shape (N, num_groups)."""
+    """GroupNorm in float64 (docs/numerics.md §5).
+
+    Per sample and group of channels, ``(x - mean) / sqrt(var + eps)``, then
+    ``* weight[c] + bias[c]``.
+
+    Parameters
+    ----------
+    x, num_groups, weight, bias, eps, axis :
+        As in :func:`fastnorm.group_norm`.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        Shape ``(N, num_groups)``, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> y, mean, rstd = reference.group_norm(np.ones((2, 4, 3, 3)), 2, eps=1.0)
+    >>> float(np.abs(y).max()), mean.shape
+    (0.0, (2, 2))
+    """
     xc = _channels_first(x, axis)
     N, C = xc.shape[:2]
     xg = xc.reshape(N, num_groups, -1)
@@ -193,7 +462,30 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, axis=1):
 
 
 def group_norm_backward(dy, x, mean, rstd, weight=None, axis=1):
-    """Returns (dx, dweight, dbias) by the NB formula per (sample, group)."""
+    """Gradients of GroupNorm in float64, by the NB formula per (sample, group).
+
+    ``dx = NB(dy * weight[c])`` per group; ``dweight[c] = sum(dy * xhat)``,
+    ``dbias[c] = sum(dy)``.
+
+    Parameters
+    ----------
+    dy, x, mean, rstd, weight, axis :
+        As in :func:`fastnorm.group_norm_backward`.
+
+    Returns
+    -------
+    dx, dweight, dbias : ndarray
+        float64; dweight and dbias per channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((2, 4, 3, 3))
+    >>> y, mean, rstd = reference.group_norm(x, 2)
+    >>> [g.shape for g in reference.group_norm_backward(np.ones_like(x), x, mean, rstd)]
+    [(2, 4, 3, 3), (4,), (4,)]
+    """
     xc = _channels_first(x, axis)
     dyc = _channels_first(dy, axis)
     N, C = xc.shape[:2]
@@ -215,8 +507,35 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, axis=1):
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, axis=1):
-    """Returns (y, mean, rstd, new_running_mean, new_running_var) (the last two
-    None when not given); mean and rstd per channel, as used."""
+    """BatchNorm in float64 (docs/numerics.md §7).
+
+    ``y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]`` with the batch's
+    statistics (training) or the running ones; training also computes the
+    updated running statistics (momentum as in PyTorch, the variance unbiased).
+
+    Parameters
+    ----------
+    x, running_mean, running_var, weight, bias, training, momentum, eps, axis :
+        As in :func:`fastnorm.batch_norm`; the running statistics are not modified.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        Per channel, as used.
+    new_running_mean, new_running_var : ndarray or None
+        The updated running statistics; None when not given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((8, 3, 2, 2))
+    >>> y, mean, rstd, rm, rv = reference.batch_norm(x, np.zeros(3), np.ones(3), training=True)
+    >>> bool(np.allclose(rm, 0.1 * mean)), rv.shape
+    (True, (3,))
+    """
     xc = _channels_first(x, axis)
     others = (0,) + tuple(range(2, xc.ndim))
     M = xc.size // max(xc.shape[1], 1)
@@ -242,7 +561,32 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
 
 def batch_norm_backward(dy, x, mean, rstd, weight=None, training=False, axis=1):
-    """Returns (dx, dweight, dbias): NB per channel (training) or dy * weight * rstd."""
+    """Gradients of BatchNorm in float64 (docs/numerics.md §7).
+
+    Training: ``dx = NB(dy * weight[c])`` per channel; eval:
+    ``dx = dy * weight[c] * rstd[c]``. ``dweight[c] = sum(dy * xhat)``,
+    ``dbias[c] = sum(dy)``.
+
+    Parameters
+    ----------
+    dy, x, mean, rstd, weight, training, axis :
+        As in :func:`fastnorm.batch_norm_backward`.
+
+    Returns
+    -------
+    dx, dweight, dbias : ndarray
+        float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> x = np.random.default_rng(0).standard_normal((8, 3, 2, 2))
+    >>> y, mean, rstd, _, _ = reference.batch_norm(x, training=True)
+    >>> grads = reference.batch_norm_backward(np.ones_like(x), x, mean, rstd, training=True)
+    >>> [g.shape for g in grads]
+    [(8, 3, 2, 2), (3,), (3,)]
+    """
     xc = _channels_first(x, axis)
     dyc = _channels_first(dy, axis)
     others = (0,) + tuple(range(2, xc.ndim))
@@ -260,16 +604,61 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, training=False, axis=1):
 
 
 def instance_norm(x, weight=None, bias=None, eps=1e-5, axis=1):
-    """Instance statistics: returns (y, mean, rstd) with (N, C) statistics."""
+    """InstanceNorm with the input's statistics, in float64 (docs/numerics.md §6).
+
+    GroupNorm with one group per channel.
+
+    Parameters
+    ----------
+    x, weight, bias, eps, axis :
+        As in :func:`fastnorm.instance_norm`.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+    mean, rstd : ndarray
+        Shape ``(N, C)``, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> y, mean, rstd = reference.instance_norm(np.random.default_rng(0).standard_normal((2, 3, 4, 4)))
+    >>> mean.shape
+    (2, 3)
+    """
     C = np.shape(x)[axis]
     return group_norm(x, C, weight, bias, eps=eps, axis=axis)
 
 
 def batch_layer_norm(x, weight=None, bias=None, eps=1e-3, batch_size=None,
                      batch_mean=None, batch_var=None):
-    """y of Batch Layer Normalization for x (B, ..., D), float64. batch_mean /
-    batch_var replace the mini-batch statistics of the batch branch when given
-    (population statistics)."""
+    """Batch Layer Normalization in float64 (docs/numerics.md §8).
+
+    ``y = weight * (a * x_f + b * x_b) / sqrt(D) + bias`` for x of shape ``(B, ..., D)``;
+    ``batch_mean`` / ``batch_var`` replace the mini-batch statistics of the batch
+    branch when given (population statistics).
+
+    Parameters
+    ----------
+    x, weight, bias, eps, batch_size :
+        As in :func:`fastnorm.batch_layer_norm`.
+    batch_mean, batch_var : array of shape ``x.shape[1:]``, optional
+        Population statistics of the batch branch.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> reference.batch_layer_norm(np.random.default_rng(0).standard_normal((4, 8))).shape
+    (4, 8)
+    """
     x = np.asarray(x, dtype=np.float64)
     B, D = x.shape[0], x.shape[-1]
     Bc = B if batch_size is None else batch_size
@@ -288,8 +677,31 @@ def batch_layer_norm(x, weight=None, bias=None, eps=1e-3, batch_size=None,
 
 def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None, eps=1e-5,
                 axis=1, bn_mean=None, bn_var=None):
-    """y of Switchable Normalization, float64; bn_mean / bn_var (per channel)
-    replace the batch statistics when given (eval mode)."""
+    """Switchable Normalization in float64 (docs/numerics.md §9).
+
+    Instance, layer and batch statistics mixed by the softmax of the logits;
+    ``bn_mean`` / ``bn_var`` (per channel) replace the batch statistics when given
+    (eval mode).
+
+    Parameters
+    ----------
+    x, weight, bias, mean_weight, var_weight, eps, axis :
+        As in :func:`fastnorm.switch_norm`.
+    bn_mean, bn_var : array of shape ``(C,)``, optional
+        Running statistics for the BN part.
+
+    Returns
+    -------
+    y : ndarray
+        x's shape, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> reference.switch_norm(np.random.default_rng(0).standard_normal((2, 3, 4, 4))).shape
+    (2, 3, 4, 4)
+    """
     xc = _channels_first(x, axis)
     N, C = xc.shape[:2]
     flat = xc.reshape(N, C, -1)
@@ -320,7 +732,27 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None, ep
 
 
 def weight_norm(v, g, axis=0, eps=0.0):
-    """w = g * v / sqrt(sum(v^2) + eps), the sum over every axis but `axis`."""
+    """Weight normalization in float64 (docs/numerics.md §10).
+
+    ``w = g * v / sqrt(sum(v^2) + eps)``, the sum over every axis but ``axis``.
+
+    Parameters
+    ----------
+    v, g, axis, eps :
+        As in :func:`fastnorm.weight_norm`.
+
+    Returns
+    -------
+    w : ndarray
+        v's shape, float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> reference.weight_norm(np.array([[3.0, 4.0]]), np.array([10.0]))
+    array([[6., 8.]])
+    """
     v = np.asarray(v, dtype=np.float64)
     if axis is None:
         norm = np.sqrt((v ** 2).sum() + eps)
@@ -334,7 +766,30 @@ def weight_norm(v, g, axis=0, eps=0.0):
 
 
 def weight_norm_backward(dw, v, g, axis=0, eps=0.0):
-    """(dv, dg) by NORMS.md section 10, dg flat (one per index of axis)."""
+    """Gradients of weight normalization in float64 (docs/numerics.md §10).
+
+    ``dg = sum(dw * v) / ||v||``, ``dv = (g / ||v||) * dw - (g * dg / ||v||^2) * v``.
+
+    Parameters
+    ----------
+    dw, v, g, axis, eps :
+        As in :func:`fastnorm.weight_norm_backward`.
+
+    Returns
+    -------
+    dv : ndarray
+        v's shape, float64.
+    dg : ndarray
+        Flat: one value per index of ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import reference
+    >>> dv, dg = reference.weight_norm_backward(np.ones((1, 2)), np.array([[3.0, 4.0]]), np.array([1.0]))
+    >>> dg
+    array([1.4])
+    """
     v = np.asarray(v, dtype=np.float64)
     dw = np.asarray(dw, dtype=np.float64)
     if axis is None:

@@ -343,7 +343,7 @@ static void LOCAL(axis_backward_groups)(void *vctx, int64_t begin, int64_t end) 
                                     k->centered ? acc_x : NULL);
                 for (int64_t i = 0; i < n; i++) tg[i] += acc_g[i], tgx[i] += acc_gx[i], tx[i] += acc_x[i];
             }
-            /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
+            /* c = mean(xh') undoes the rounding of the stored mean (docs/numerics.md §0) */
             for (int64_t i = 0; i < n; i++) {
                 const double c = k->centered ? tx[i] / (double)C : 0;
                 const double m = k->centered ? tg[i] / (double)C : 0;

@@ -376,7 +376,7 @@ static void LOCAL(forward_coefficients)(int64_t S, int64_t C, int64_t cpg, const
  * coefficients of dx = a * dy + b * ((x - mu) * rstd) + k per channel, and
  * the channels' parameter gradients added to dw and db. M is the unit's
  * element count; cc = mean(xhat') measures the rounding of the stored mean
- * (NORMS.md 0). */
+ * (docs/numerics.md §0). */
 static void LOCAL(unit_backward)(const double *sums, const W *weight, int64_t cpg, double rs,
                                  double M, A *a, A *b, A *kk, double *dw, double *db) {
     double sd = 0, sg = 0, sgx = 0;
@@ -577,7 +577,7 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
 
 /* Parameter gradients (accumulated in double over samples, in order) and
  * the backward coefficients of the NB step per (s, c), given per unit the
- * rstd and the offset cc = mean(xhat') of the stored mean (NORMS.md 0). */
+ * rstd and the offset cc = mean(xhat') of the stored mean (docs/numerics.md §0). */
 int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G,
                               const T *dy, const T *x, const ST *mean, const ST *rstd,
                               const W *weight, T *dx, W *dweight, W *dbias, int num_threads) {

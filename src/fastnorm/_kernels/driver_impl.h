@@ -426,7 +426,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
-    /* c = mean(xh') undoes the rounding of the stored mean (NORMS.md 0) */
+    /* c = mean(xh') undoes the rounding of the stored mean (docs/numerics.md §0) */
     const A c = k->centered ? s[2] / (A)n : 0;
     const A mg = k->centered ? s[0] / (A)n : 0;
     const A mgx = s[1] / (A)n - c * mg;
@@ -463,7 +463,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
                           nx, ndx);
 }
 
-/* The backward of one normalized group (NORMS.md, NB) for every row of the
+/* The backward of one normalized group (docs/numerics.md §0, NB) for every row of the
  * blocks [begin, end), each block's parameter partials in its own row of
  * part_w / part_b. */
 static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
