@@ -186,3 +186,10 @@ def weight_norm_backward(
     dw: ArrayLike, v: ArrayLike, g: ArrayLike, *, axis: int | None = ..., eps: float = ...,
     num_threads: int | None = ...,
 ) -> tuple[_Array, _Array]: ...
+
+def channel_moments(
+    x: ArrayLike, axis: int = ..., *, num_threads: int | None = ...,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]: ...
+
+# The private helpers that fastnorm's own modules (fastnorm.dask) share.
+def __getattr__(name: str) -> Any: ...

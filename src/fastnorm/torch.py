@@ -184,7 +184,7 @@ def _axes(k):
 # Eager calls without the operator dispatch
 # --------------------------------------------------------------------------
 
-_EAGER = {}  # operator -> its torch.autograd.Function for eager calls
+_EAGER: dict = {}  # operator -> its torch.autograd.Function for eager calls
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
@@ -197,20 +197,17 @@ def _register_autograd(op, grad, setup):
     # forward(ctx, ...): a Function with a separate setup_context binds its
     # arguments to forward's signature at every call, which costs more than a
     # small kernel
-    class Eager(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, *args):
-            output = impl(*args)
-            setup(ctx, args, output)
-            return output
+    def forward(ctx, *args):
+        output = impl(*args)
+        setup(ctx, args, output)
+        return output
 
-        @staticmethod
-        @torch.autograd.function.once_differentiable
-        def backward(ctx, *grads):  # fastnorm's backward has no gradient of its own
-            return grad(ctx, *grads)
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):  # fastnorm's backward has no gradient of its own
+        return grad(ctx, *grads)
 
-    Eager.__name__ = Eager.__qualname__ = f"{op._name}_eager"
-    _EAGER[op] = Eager
+    _EAGER[op] = type(f"{op._name}_eager", (torch.autograd.Function,),
+                      {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
 def _eager(args):
@@ -589,6 +586,7 @@ def _group_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), num_threads=_threads())
     if dw is None:
+        assert db is not None  # the bias _some_bias gave has its gradient
         dw = np.zeros(C, dtype=db.dtype)
     return _tensor(dx), _tensor(dw), _tensor(db)
 
@@ -709,6 +707,7 @@ def _batch_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), training=training, num_threads=_threads())
     if dw is None:
+        assert db is not None  # the bias _some_bias gave has its gradient
         dw = np.zeros(C, dtype=db.dtype)
     return _tensor(dx), _tensor(dw), _tensor(db)
 
@@ -796,6 +795,7 @@ def _instance_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), num_threads=_threads())
     if dw is None:
+        assert db is not None  # the bias _some_bias gave has its gradient
         dw = np.zeros(C, dtype=db.dtype)
     return _tensor(dx), _tensor(dw), _tensor(db)
 
