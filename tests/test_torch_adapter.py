@@ -331,7 +331,7 @@ def test_import_without_torch_is_clear():
             "try:\n    import fastnorm.torch\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert 'pip install "fastnorm[torch]"' in out
+    assert 'pip install "fastnorm-cpu[torch]"' in out
 
 
 # --------------------------------------------------------------------------

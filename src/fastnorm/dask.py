@@ -44,7 +44,7 @@ try:
     from dask.highlevelgraph import HighLevelGraph
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "fastnorm.dask needs dask: pip install 'fastnorm[dask]' (dask[array]; "
+        "fastnorm.dask needs dask: pip install 'fastnorm-cpu[dask]' (dask[array]; "
         "distributed for clusters)"
     ) from e
 

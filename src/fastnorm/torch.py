@@ -27,7 +27,7 @@ Only CPU tensors of dtype float32, float64, float16 or bfloat16 are
 accepted: any other tensor raises an error that names the argument. The
 kernels use ``torch.get_num_threads()`` threads, as PyTorch's own operators.
 
-PyTorch is an optional dependency: ``pip install "fastnorm[torch]"``.
+PyTorch is an optional dependency: ``pip install "fastnorm-cpu[torch]"``.
 """
 from collections import namedtuple
 from typing import List, Optional
@@ -38,13 +38,13 @@ try:
     import torch
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        'fastnorm.torch needs PyTorch (2.4 or later): pip install "fastnorm[torch]"'
+        'fastnorm.torch needs PyTorch (2.4 or later): pip install "fastnorm-cpu[torch]"'
     ) from exc
 
 if not hasattr(torch, "library") or not hasattr(torch.library, "custom_op"):
     raise ImportError(
         f"fastnorm.torch needs PyTorch 2.4 or later (torch.library.custom_op), found "
-        f'torch {torch.__version__}: pip install "fastnorm[torch]"'
+        f'torch {torch.__version__}: pip install "fastnorm-cpu[torch]"'
     )
 
 from torch import Tensor, nn
@@ -90,7 +90,7 @@ def _bfloat16():
             import ml_dtypes
         except ImportError as exc:
             raise ImportError(
-                'bfloat16 tensors need ml_dtypes: pip install "fastnorm[torch]"'
+                'bfloat16 tensors need ml_dtypes: pip install "fastnorm-cpu[torch]"'
             ) from exc
         _BF16 = np.dtype(ml_dtypes.bfloat16)
     return _BF16
