@@ -1,9 +1,10 @@
 """Build of fastnorm's extension module.
 
 Two things need more than a plain Extension:
-- OpenMP is probed by compiling and linking a small program; without it the
-  package builds single-threaded (and says so in fastnorm.show_config()).
-  FASTNORM_DISABLE_OPENMP=1 skips it on purpose.
+- The kernels run on fastnorm's own thread pool (pool.c, POSIX threads).
+  FASTNORM_DISABLE_THREADS=1 (or its older name FASTNORM_DISABLE_OPENMP=1)
+  builds them serial, as do platforms without POSIX threads; then
+  fastnorm.show_config() says "serial".
 - Only kernels_avx2.c is compiled with AVX2/FMA flags, so the binary still
   runs on CPUs without them; dispatch.c picks the kernels at import.
   FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone.
@@ -29,6 +30,10 @@ HEADERS = [
 ]
 
 
+# Either builds the kernels serial (no thread pool).
+SERIAL_FLAGS = ("FASTNORM_DISABLE_THREADS", "FASTNORM_DISABLE_OPENMP")
+
+
 def _env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -51,16 +56,6 @@ def _compiles(compiler, source, compile_args, link_args=(), link=True):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-
-OPENMP_PROBE = r"""
-#include <omp.h>
-int main(void) {
-    int n = 0;
-    #pragma omp parallel reduction(+:n)
-    n += 1;
-    return n > 0 ? 0 : 1;
-}
-"""
 
 AVX2_PROBE = r"""
 #include <immintrin.h>
@@ -124,7 +119,7 @@ class BuildExt(build_ext):
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
             self._base = ["/O2"]
-            openmp_compile, openmp_link = ["/openmp"], []
+            threads_compile, threads_link = [], []
             self._avx2_flags = ["/arch:AVX2"]
         else:
             # -ffp-contract=off: the compiler must not fuse a*b+c on its own. It
@@ -132,12 +127,10 @@ class BuildExt(build_ext):
             # versions loops on whether arrays overlap), and a row's result would
             # depend on where its arrays lie. The kernels' explicit FMAs stay.
             self._base = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unknown-pragmas"]
-            openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
+            threads_compile, threads_link = ["-pthread"], ["-pthread"]
             self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
 
-        self._openmp = not _env_flag("FASTNORM_DISABLE_OPENMP") and _compiles(
-            self.compiler, OPENMP_PROBE, openmp_compile, openmp_link
-        )
+        self._threads = not any(_env_flag(v) for v in SERIAL_FLAGS)
         machine = platform.machine().lower()
         x86 = machine in ("x86_64", "amd64", "i386", "i686", "x86")
         if not x86 or _env_flag("FASTNORM_DISABLE_AVX2") or not _compiles(
@@ -151,19 +144,21 @@ class BuildExt(build_ext):
             "FASTNORM_DISABLE_BF16_CONVERT") and _compiles(
             self.compiler, BF16_CVT_PROBE, self._avx2_flags, link=False)
         print(
-            f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
+            f"fastnorm build: threads={'pool' if self._threads else 'serial'}, "
             f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
             f"avx512 vector pairs={'on' if self._avx512 else 'off'}, "
             f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}",
             file=sys.stderr,
         )
-        if any(_env_flag(v) for v in ("FASTNORM_DISABLE_OPENMP", "FASTNORM_DISABLE_AVX2",
-                                      "FASTNORM_DISABLE_AVX512",
-                                      "FASTNORM_DISABLE_BF16_CONVERT")):
+        if any(_env_flag(v) for v in SERIAL_FLAGS + ("FASTNORM_DISABLE_AVX2",
+                                                     "FASTNORM_DISABLE_AVX512",
+                                                     "FASTNORM_DISABLE_BF16_CONVERT")):
             self.force = True  # objects of an earlier build may have other flags
         for ext in self.extensions:
-            ext.extra_compile_args = self._base + (openmp_compile if self._openmp else [])
-            ext.extra_link_args = openmp_link if self._openmp else []
+            ext.extra_compile_args = self._base + (threads_compile if self._threads else [])
+            ext.extra_link_args = threads_link if self._threads else []
+            if not self._threads:
+                ext.define_macros = list(ext.define_macros or []) + [("FASTNORM_SERIAL", "1")]
         super().build_extensions()
 
     def build_extension(self, ext):
@@ -194,6 +189,7 @@ extension = Extension(
         os.path.join("src", "fastnorm", "_core.pyx"),
         os.path.join(KERNELS, "dispatch.c"),
         os.path.join(KERNELS, "driver.c"),
+        os.path.join(KERNELS, "pool.c"),
         os.path.join(KERNELS, "api_table.c"),
         os.path.join(KERNELS, "kernels_scalar.c"),
     ],

@@ -413,7 +413,7 @@ def main(argv=None):
     cfg = meta.get("fastnorm_config")
     if isinstance(cfg, dict):
         md.append(f"- fastnorm: default kernels {cfg.get('isa')}, available "
-                  f"{', '.join(cfg.get('isas_available', []))}, OpenMP {'on' if cfg.get('openmp') else 'off'}")
+                  f"{', '.join(cfg.get('isas_available', []))}, threads: {cfg.get('threads', 'serial')}")
     waits = [r["stall_wait_s"] for impls in results.values() for r in impls.values()]
     stalled = sum(r["stalled"] for impls in results.values() for r in impls.values())
     if any(waits) or stalled:
@@ -433,7 +433,7 @@ def main(argv=None):
               "residual copied to two buffers). fastnorm-unfused (add_layer_norm only) is "
               "np.add(x, r, out=s) then fastnorm.layer_norm(s, out=y). A share of the copy above "
               "100% can happen with several threads below 4 MiB, where the copy runs serially (a "
-              "Python thread-pool hand-off costs more than the copy) but fastnorm's OpenMP "
+              "Python thread-pool hand-off costs more than the copy) but fastnorm's "
               "threads pay off.")
     if any(k[0] in NORM_CHANNEL_OPS for k in results):
         md += ["", "Channel normalizers (x (N, C, H, W) with per-channel weight and bias; "

@@ -44,8 +44,9 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_get_isa()
     int fastnorm_bf16_convert_in_use()
     int fastnorm_avx512_in_use()
-    int fastnorm_has_openmp()
+    int fastnorm_has_threads()
     int fastnorm_max_threads()
+    void fastnorm_set_max_threads(int n)
     int fastnorm_num_procs()
     int fastnorm_serial_after_fork()
     ctypedef struct fastnorm_api_table:
@@ -402,6 +403,12 @@ cdef extern from "dispatch.h":
     int fn_set_avx512(int on) nogil
 
 
+cdef extern from "pool.h":
+    int fn_pool_spin_us(int us) nogil
+    int fn_pool_shuffle(int on) nogil
+    int fn_pool_workers() nogil
+
+
 def _bf16_convert(on=None):
     """Whether the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction.
 
@@ -426,8 +433,38 @@ def _avx512(on=None):
     return bool(fn_set_avx512(1 if on else 0))
 
 
-def _has_openmp():
-    return bool(fastnorm_has_openmp())
+def _has_threads():
+    """Whether the kernels were built with fastnorm's thread pool (else serial)."""
+    return bool(fastnorm_has_threads())
+
+
+def _pool_limit(n=None):
+    """The default thread count (what threadpoolctl sees and sets): n >= 1 sets
+    it for the whole process, n = 0 returns to OMP_NUM_THREADS and the CPU
+    affinity; returns the count in force."""
+    if n is not None:
+        fastnorm_set_max_threads(_check_threads(n, "n") if n != 0 else 0)
+    return fastnorm_max_threads()
+
+
+def _pool_spin_us(us=None):
+    """The workers' spin after a call, in microseconds (for measurements)."""
+    if us is not None and (isinstance(us, bool) or not isinstance(us, (int, np.integer))
+                           or us < 0):
+        raise ValueError(f"us must be a non-negative int, got {us!r}")
+    return fn_pool_spin_us(-1 if us is None else min(int(us), 1000000))
+
+
+def _pool_shuffle(on=None):
+    """For tests: True makes every threaded call claim its chunks in a random
+    order, its workers pausing at random before each claim (the results must
+    not change); False restores the normal order. Returns the setting."""
+    return bool(fn_pool_shuffle(-1 if on is None else (1 if on else 0)))
+
+
+def _pool_workers():
+    """Worker threads the pool has started."""
+    return fn_pool_workers()
 
 
 def _select_isa_from_environment():
@@ -455,7 +492,7 @@ def _select_avx512_from_environment():
 _select_isa_from_environment()
 _select_avx512_from_environment()
 
-cdef int _user_threads = 0  # 0: not set, follow OpenMP's default; < 0: count back from it
+cdef int _user_threads = 0  # 0: not set, follow the pool's default; < 0: count back from it
 
 
 cdef int _check_threads(object n, str name) except 0:
@@ -471,8 +508,8 @@ cdef int _check_threads(object n, str name) except 0:
 
 
 cdef inline int _effective_threads(int request):
-    """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it."""
-    if not fastnorm_has_openmp() or fastnorm_serial_after_fork():
+    """Threads for a checked request: 0 = the pool's default, < 0 counts back from it."""
+    if not fastnorm_has_threads() or fastnorm_serial_after_fork():
         return 1
     if request > 0:
         return request
@@ -493,8 +530,10 @@ def set_num_threads(n):
 
     ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
     threads at each call (``-1``: all); ``None`` returns to the default, which
-    follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the CPU
-    affinity). A build without OpenMP always uses one thread.
+    follows the thread pool's default (threadpoolctl's limits, else
+    ``OMP_NUM_THREADS``, else the CPU affinity). A call never runs on more
+    threads than the CPUs of the affinity. A serial build always uses one
+    thread.
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")
