@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -57,6 +58,17 @@
 /* The caller's spin while it waits for chunks claimed by workers, before it
  * sleeps, in microseconds. */
 #define FN_POOL_WAIT_SPIN_US 20
+/* When the CPUs are oversubscribed, the pool keeps quiet for this long, in
+ * milliseconds: workers do not spin, and callers do not wake sleeping
+ * workers (calls run on the caller alone). It notices that from the OS
+ * descheduling a worker, or a caller that woke workers, against its will.
+ * On such a machine a spinning worker uses up its share of the CPU and is
+ * descheduled, possibly holding a chunk the caller then waits for, and a
+ * woken worker often lands on the caller's CPU and pushes the caller out
+ * for a time slice (milliseconds); a call on the caller alone risks neither.
+ * After the pause, the next call wakes the workers again and so checks
+ * whether the load is gone. */
+#define FN_POOL_QUIET_MS 100
 
 #ifndef FN_POOL
 
@@ -107,6 +119,16 @@ static int64_t fn_os_now_ns(void) {
 static void fn_os_sleep_us(int us) {
     struct timespec ts = {0, (long)us * 1000};
     nanosleep(&ts, NULL);
+}
+
+/* Times the OS has descheduled the calling thread against its will, or -1
+ * where that is not known. */
+static long fn_os_preemptions(void) {
+#if defined(RUSAGE_THREAD)
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) return ru.ru_nivcsw;
+#endif
+    return -1;
 }
 
 static int fn_os_usable_cpus(void) {
@@ -205,6 +227,7 @@ typedef struct {
     uint32_t sleepers;  /* workers asleep or about to sleep on seq */
     uint32_t busy;      /* 1 while a call owns the pool */
     int32_t spin_us; /* workers' spin budget, microseconds */
+    int64_t quiet_until; /* fn_os_now_ns() until which the pool keeps quiet */
     int32_t shuffle;
     /* the current call, written by its caller before the state */
     fn_range_body body;
@@ -304,21 +327,32 @@ static inline int fn_pool_joinable(uint64_t s) {
     return FN_ST_TICKETS(s) > 0 && FN_ST_NEXT(s) < FN_ST_CHUNKS(s);
 }
 
+/* Whether the calling thread was descheduled against its will since it last
+ * looked (*seen): then the pool keeps quiet for FN_POOL_QUIET_MS. */
+static void fn_pool_note_preemption(fn_pool_t *p, long *seen, int64_t now) {
+    const long n = fn_os_preemptions();
+    if (n > *seen) FN_STORE(&p->quiet_until, now + (int64_t)FN_POOL_QUIET_MS * 1000000);
+    *seen = n;
+}
+
 static void *fn_pool_worker(void *arg) {
     fn_pool_t *p = &fn_pool;
     uint64_t rnd = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
     int64_t spin_from = fn_os_now_ns();
+    long preempted = fn_os_preemptions();
     for (;;) {
         uint64_t s = FN_LOAD(&p->state);
         if (fn_pool_joinable(s)) {
             if (FN_CAS(&p->state, &s, s - FN_ST_ONE_TICKET)) {
                 fn_pool_work(p, FN_ST_CALL(s), &rnd);
                 spin_from = fn_os_now_ns();
+                fn_pool_note_preemption(p, &preempted, spin_from);
             }
             continue;
         }
         int spun = 0;
-        const int64_t budget = (int64_t)FN_LOAD(&p->spin_us) * 1000;
+        const int64_t budget =
+            spin_from >= FN_LOAD(&p->quiet_until) ? (int64_t)FN_LOAD(&p->spin_us) * 1000 : 0;
         while (!fn_pool_joinable(FN_LOAD(&p->state))) {
             fn_os_relax();
             if (++spun % 64 == 0 && fn_os_now_ns() - spin_from >= budget) break;
@@ -328,7 +362,10 @@ static void *fn_pool_worker(void *arg) {
          * look at the state, and the caller reads it after publishing */
         const uint32_t seq = FN_LOAD(&p->seq);
         FN_ADD(&p->sleepers, 1);
-        if (!fn_pool_joinable(FN_LOAD(&p->state))) fn_os_wait(&p->seq, seq);
+        if (!fn_pool_joinable(FN_LOAD(&p->state))) {
+            fn_pool_note_preemption(p, &preempted, fn_os_now_ns());
+            fn_os_wait(&p->seq, seq);
+        }
         FN_ADD(&p->sleepers, (uint32_t)-1);
         spin_from = fn_os_now_ns();
     }
@@ -361,7 +398,9 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
         return;
     }
     uint32_t idle = 0;
-    if (!FN_CAS(&p->busy, &idle, 1)) { /* another call has the pool */
+    const int quiet = fn_os_now_ns() < FN_LOAD(&p->quiet_until) && !FN_LOAD(&p->shuffle);
+    if (quiet || !FN_CAS(&p->busy, &idle, 1)) {
+        /* the pool keeps quiet (oversubscribed CPUs), or another call has it */
         body(ctx, 0, count);
         return;
     }
@@ -398,7 +437,9 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     const uint32_t call = ++p->call_number;
     FN_STORE(&p->state, ((uint64_t)call << 32) | ((uint64_t)helpers << 24) | n);
     const uint32_t sleepers = FN_LOAD(&p->sleepers);
+    long preempted = -1; /* the caller's count, when it wakes workers */
     if (sleepers > 0) {
+        preempted = fn_os_preemptions();
         FN_ADD(&p->seq, 1);
         fn_os_wake(&p->seq, (int)sleepers < helpers ? (int)sleepers : helpers);
     }
@@ -419,6 +460,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
         FN_STORE(&p->waiting, 1);
         if (FN_LOAD(&p->done) == d) fn_os_wait(&p->done, d);
     }
+    if (preempted >= 0) fn_pool_note_preemption(p, &preempted, fn_os_now_ns());
     FN_STORE(&p->busy, 0);
 }
 
