@@ -156,6 +156,7 @@ def main(argv=None):
     w1, b1, y1 = np.ones(768, np.float32), np.zeros(768, np.float32), np.empty_like(x1)
     small = _stats(lambda: fn.layer_norm(x1, w1, b1, out=y1), args.seconds)
 
+    ambient = os.getloadavg() if hasattr(os, "getloadavg") else None
     idle = measure()
     limit = 5 + 2 * args.seconds * len(plan) + 30  # the spinners' own deadline
     with Load(n_load, limit):
@@ -164,6 +165,9 @@ def main(argv=None):
     print(f"fastnorm {fn.__version__} ({runtime}, {cfg['isa']}), "
           f"{_usable_cpus()} usable CPUs, load: {n_load} spinning processes, "
           f"{args.seconds:g} s per cell; times in microseconds")
+    if ambient is not None:
+        print(f"load average before the idle run: {ambient[0]:.1f} {ambient[1]:.1f} "
+              f"{ambient[2]:.1f} (above 0.5 or so, the 'idle' columns are not idle)")
     print()
     print("| call | shape | library | threads | idle p50 | idle p99 | idle max "
           "| load p50 | load p99 | load max | load p99 / 1-thread load p99 |")

@@ -405,6 +405,7 @@ cdef extern from "dispatch.h":
 
 cdef extern from "pool.h":
     int fn_pool_spin_us(int us) nogil
+    int fn_pool_quiet_ms(int ms) nogil
     int fn_pool_shuffle(int on) nogil
     int fn_pool_workers() nogil
 
@@ -453,6 +454,16 @@ def _pool_spin_us(us=None):
                            or us < 0):
         raise ValueError(f"us must be a non-negative int, got {us!r}")
     return fn_pool_spin_us(-1 if us is None else min(int(us), 1000000))
+
+
+def _pool_quiet_ms(ms=None):
+    """How long the pool keeps quiet (calls on the caller alone, workers not
+    spinning) once it sees the CPUs oversubscribed, in milliseconds; 0 turns
+    that off (for measurements). Returns the value in force."""
+    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, np.integer))
+                           or ms < 0):
+        raise ValueError(f"ms must be a non-negative int, got {ms!r}")
+    return fn_pool_quiet_ms(-1 if ms is None else min(int(ms), 60000))
 
 
 def _pool_shuffle(on=None):

@@ -68,7 +68,9 @@
  * for a time slice (milliseconds); a call on the caller alone risks neither.
  * After the pause, the next call wakes the workers again and so checks
  * whether the load is gone. */
+#ifndef FN_POOL_QUIET_MS
 #define FN_POOL_QUIET_MS 100
+#endif
 
 #ifndef FN_POOL
 
@@ -82,6 +84,7 @@ int fn_pool_default_threads(void) { return 1; }
 void fn_pool_set_limit(int n) { (void)n; }
 int fn_pool_serial_after_fork(void) { return 0; }
 int fn_pool_spin_us(int us) { (void)us; return 0; }
+int fn_pool_quiet_ms(int ms) { (void)ms; return 0; }
 int fn_pool_shuffle(int on) { (void)on; return 0; }
 int fn_pool_workers(void) { return 0; }
 
@@ -109,6 +112,8 @@ static inline void fn_os_relax(void) {
     __asm__ __volatile__("yield");
 #endif
 }
+
+static inline void fn_os_yield(void) { sched_yield(); }
 
 static int64_t fn_os_now_ns(void) {
     struct timespec ts;
@@ -228,6 +233,7 @@ typedef struct {
     uint32_t busy;      /* 1 while a call owns the pool */
     int32_t spin_us; /* workers' spin budget, microseconds */
     int64_t quiet_until; /* fn_os_now_ns() until which the pool keeps quiet */
+    int32_t quiet_ms;    /* how long it keeps quiet, milliseconds (0: never) */
     int32_t shuffle;
     /* the current call, written by its caller before the state */
     fn_range_body body;
@@ -241,7 +247,8 @@ typedef struct {
     uint32_t call_number;
 } fn_pool_t;
 
-static fn_pool_t fn_pool = {.spin_us = FN_POOL_SPIN_US, .start_lock = FN_OS_MUTEX_INIT};
+static fn_pool_t fn_pool = {
+    .spin_us = FN_POOL_SPIN_US, .quiet_ms = FN_POOL_QUIET_MS, .start_lock = FN_OS_MUTEX_INIT};
 
 static int32_t fn_pool_limit = 0;          /* fn_pool_set_limit; 0: none */
 static int32_t fn_pool_cpus = 0;           /* fn_pool_usable_cpus, once known */
@@ -281,6 +288,14 @@ int fn_pool_serial_after_fork(void) { return fn_pool_forked; }
 int fn_pool_spin_us(int us) {
     if (us >= 0) FN_STORE(&fn_pool.spin_us, us > 1000000 ? 1000000 : us);
     return FN_LOAD(&fn_pool.spin_us);
+}
+
+int fn_pool_quiet_ms(int ms) {
+    if (ms >= 0) {
+        FN_STORE(&fn_pool.quiet_ms, ms > 60000 ? 60000 : ms);
+        FN_STORE(&fn_pool.quiet_until, (int64_t)0);
+    }
+    return FN_LOAD(&fn_pool.quiet_ms);
 }
 
 int fn_pool_shuffle(int on) {
@@ -328,10 +343,10 @@ static inline int fn_pool_joinable(uint64_t s) {
 }
 
 /* Whether the calling thread was descheduled against its will since it last
- * looked (*seen): then the pool keeps quiet for FN_POOL_QUIET_MS. */
+ * looked (*seen): then the pool keeps quiet for quiet_ms. */
 static void fn_pool_note_preemption(fn_pool_t *p, long *seen, int64_t now) {
     const long n = fn_os_preemptions();
-    if (n > *seen) FN_STORE(&p->quiet_until, now + (int64_t)FN_POOL_QUIET_MS * 1000000);
+    if (n > *seen) FN_STORE(&p->quiet_until, now + (int64_t)FN_LOAD(&p->quiet_ms) * 1000000);
     *seen = n;
 }
 
@@ -355,7 +370,12 @@ static void *fn_pool_worker(void *arg) {
             spin_from >= FN_LOAD(&p->quiet_until) ? (int64_t)FN_LOAD(&p->spin_us) * 1000 : 0;
         while (!fn_pool_joinable(FN_LOAD(&p->state))) {
             fn_os_relax();
-            if (++spun % 64 == 0 && fn_os_now_ns() - spin_from >= budget) break;
+            if (++spun % 64 == 0) {
+                if (fn_os_now_ns() - spin_from >= budget) break;
+                /* every few microseconds, let a thread waiting for this CPU
+                 * run: a caller this worker's wake-up pushed aside, above all */
+                if (spun % 256 == 0) fn_os_yield();
+            }
         }
         if (fn_pool_joinable(FN_LOAD(&p->state))) continue;
         /* sleep until a caller bumps seq: sleepers is counted before the last

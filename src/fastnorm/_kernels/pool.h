@@ -38,6 +38,10 @@ int fn_pool_serial_after_fork(void);
 /* Workers' spin time after a call, in microseconds (< 0: leave it); returns
  * the value in force. */
 int fn_pool_spin_us(int us);
+/* How long the pool keeps quiet once it sees the CPUs oversubscribed, in
+ * milliseconds (0: never; < 0: leave it; setting it ends a quiet period);
+ * returns the value in force. */
+int fn_pool_quiet_ms(int ms);
 /* on = 1: every call claims its chunks in a random order, and workers pause
  * a random few microseconds before each claim (the results must not change);
  * 0: the normal order; < 0: leave it. Returns the setting in force. */
