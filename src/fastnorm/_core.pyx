@@ -46,7 +46,6 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_avx512_in_use()
     int fastnorm_has_threads()
     int fastnorm_max_threads()
-    void fastnorm_set_max_threads(int n)
     int fastnorm_num_procs()
     int fastnorm_serial_after_fork()
     ctypedef struct fastnorm_api_table:
@@ -437,15 +436,6 @@ def _avx512(on=None):
 def _has_threads():
     """Whether the kernels were built with fastnorm's thread pool (else serial)."""
     return bool(fastnorm_has_threads())
-
-
-def _pool_limit(n=None):
-    """The default thread count (what threadpoolctl sees and sets): n >= 1 sets
-    it for the whole process, n = 0 returns to OMP_NUM_THREADS and the CPU
-    affinity; returns the count in force."""
-    if n is not None:
-        fastnorm_set_max_threads(_check_threads(n, "n") if n != 0 else 0)
-    return fastnorm_max_threads()
 
 
 def _pool_spin_us(us=None):

@@ -239,7 +239,8 @@ typedef struct {
     fn_range_body body;
     void *ctx;
     int64_t count;
-    uint16_t order[FN_MAX_CHUNKS + 1]; /* claim k runs chunk order[k] (shuffle) */
+    int32_t shuffled;                  /* this call claims in the order below */
+    uint16_t order[FN_MAX_CHUNKS + 1]; /* claim k runs chunk order[k] */
     /* workers */
     fn_os_mutex start_lock;
     int32_t workers;   /* started */
@@ -329,7 +330,7 @@ static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd) {
         if (!FN_CAS(&p->state, &s, s + FN_ST_ONE_NEXT)) continue;
         /* the chunk is ours, and the call's fields are stable until it is done */
         const uint32_t n = FN_ST_CHUNKS(s), k = FN_ST_NEXT(s);
-        const uint32_t c = FN_LOAD(&p->shuffle) ? p->order[k] : k;
+        const uint32_t c = p->shuffled ? p->order[k] : k;
         int64_t begin, end;
         fn_pool_chunk(p->count, n, c, &begin, &end);
         if (begin < end) p->body(p->ctx, begin, end);
@@ -442,7 +443,8 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     p->body = body;
     p->ctx = ctx;
     p->count = count;
-    if (FN_LOAD(&p->shuffle)) { /* a random permutation of the chunks */
+    p->shuffled = FN_LOAD(&p->shuffle);
+    if (p->shuffled) { /* a random permutation of the chunks */
         uint64_t rnd = (uint64_t)fn_os_now_ns();
         for (uint32_t k = 0; k < n; k++) p->order[k] = (uint16_t)k;
         for (uint32_t k = n - 1; k > 0; k--) {
