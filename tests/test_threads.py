@@ -231,6 +231,33 @@ def test_concurrent_python_threads_with_shuffled_claims(shuffled):
     assert not errors, errors
 
 
+@needs_threads
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+def test_thread_start_failure_runs_with_the_threads_that_exist():
+    """No address space left for a thread's stack: pthread_create fails, and
+    calls run on the calling thread (right results, no abort)."""
+    script = """
+import resource
+import numpy as np
+import fastnorm as fn
+from fastnorm import _core
+x = np.random.default_rng(0).standard_normal((512, 768)).astype(np.float32)
+want = fn.layer_norm(x, num_threads=1)
+got = np.empty_like(want)
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 20), resource.RLIM_INFINITY))
+for _ in range(3):
+    fn.layer_norm(x, out=got, num_threads=2)
+    assert np.array_equal(got, want)
+assert _core._pool_workers() == 0, _core._pool_workers()
+print("start failure ok")
+"""
+    proc = run_python(script, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "start failure ok" in proc.stdout
+
+
 def test_pool_quiet_setting():
     old = _core._pool_quiet_ms()
     try:
