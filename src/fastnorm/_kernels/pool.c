@@ -33,7 +33,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -58,16 +57,19 @@
 /* The caller's spin while it waits for chunks claimed by workers, before it
  * sleeps, in microseconds. */
 #define FN_POOL_WAIT_SPIN_US 20
-/* When the CPUs are oversubscribed, the pool keeps quiet for this long, in
- * milliseconds: workers do not spin, and callers do not wake sleeping
- * workers (calls run on the caller alone). It notices that from the OS
- * descheduling a worker, or a caller that woke workers, against its will.
- * On such a machine a spinning worker uses up its share of the CPU and is
+/* When a call stalls (the OS descheduled one of its threads in the middle of
+ * it: the CPUs are oversubscribed), the pool keeps quiet for this long, in
+ * milliseconds: workers do not spin, and calls run on the caller alone. On
+ * such a machine a spinning worker uses up its share of the CPU and is
  * descheduled, possibly holding a chunk the caller then waits for, and a
  * woken worker often lands on the caller's CPU and pushes the caller out
- * for a time slice (milliseconds); a call on the caller alone risks neither.
- * After the pause, the next call wakes the workers again and so checks
- * whether the load is gone. */
+ * for a time slice (milliseconds); a call on the caller alone risks
+ * neither. After the pause, the next call wakes the workers again and so
+ * checks whether the load is gone. A call stalled when the caller, after
+ * its last chunk, waited for workers' chunks, or took for one of its own
+ * chunks, more than FN_POOL_STALL_US beyond its quickest chunk (and more
+ * than twice that chunk). */
+#define FN_POOL_STALL_US 200
 #ifndef FN_POOL_QUIET_MS
 #define FN_POOL_QUIET_MS 100
 #endif
@@ -124,16 +126,6 @@ static int64_t fn_os_now_ns(void) {
 static void fn_os_sleep_us(int us) {
     struct timespec ts = {0, (long)us * 1000};
     nanosleep(&ts, NULL);
-}
-
-/* Times the OS has descheduled the calling thread against its will, or -1
- * where that is not known. */
-static long fn_os_preemptions(void) {
-#if defined(RUSAGE_THREAD)
-    struct rusage ru;
-    if (getrusage(RUSAGE_THREAD, &ru) == 0) return ru.ru_nivcsw;
-#endif
-    return -1;
 }
 
 static int fn_os_usable_cpus(void) {
@@ -224,11 +216,20 @@ static void fn_os_on_fork_child(void) { pthread_once(&fn_os_once_atfork, fn_os_a
 #define FN_ST_ONE_TICKET ((uint64_t)1 << 24)
 #define FN_MAX_CHUNKS 4095
 
+/* The words that threads poll or update during a call sit on cache lines of
+ * their own, so that a spinning worker's reads do not slow the others'
+ * updates. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_LINE __attribute__((aligned(64)))
+#else
+#define FN_LINE
+#endif
+
 typedef struct {
-    uint64_t state;     /* the word above */
-    uint32_t done;      /* chunks of the current call finished (a futex word) */
+    FN_LINE uint64_t state; /* the word above */
+    FN_LINE uint32_t done;  /* chunks of the current call finished (a futex word) */
     uint32_t waiting;   /* 1 while the caller may sleep on done */
-    uint32_t seq;       /* bumped to wake sleeping workers (a futex word) */
+    FN_LINE uint32_t seq; /* bumped to wake sleeping workers (a futex word) */
     uint32_t sleepers;  /* workers asleep or about to sleep on seq */
     uint32_t busy;      /* 1 while a call owns the pool */
     int32_t spin_us; /* workers' spin budget, microseconds */
@@ -236,7 +237,7 @@ typedef struct {
     int32_t quiet_ms;    /* how long it keeps quiet, milliseconds (0: never) */
     int32_t shuffle;
     /* the current call, written by its caller before the state */
-    fn_range_body body;
+    FN_LINE fn_range_body body;
     void *ctx;
     int64_t count;
     int32_t shuffled;                  /* this call claims in the order below */
@@ -320,8 +321,10 @@ static inline void fn_pool_chunk(int64_t count, uint32_t n, uint32_t c, int64_t 
 }
 
 /* Claims and runs chunks of call `call` until none is left. Returns the
- * number of chunks run. */
-static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd) {
+ * number of chunks run. The caller times its chunks: *quickest and *slowest
+ * (nanoseconds) when not NULL. */
+static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd, int64_t *quickest,
+                        int64_t *slowest) {
     int ran = 0;
     for (;;) {
         if (rnd && FN_LOAD(&p->shuffle)) fn_os_sleep_us((int)(fn_pool_random(rnd) % 50));
@@ -333,7 +336,13 @@ static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd) {
         const uint32_t c = p->shuffled ? p->order[k] : k;
         int64_t begin, end;
         fn_pool_chunk(p->count, n, c, &begin, &end);
+        const int64_t t0 = quickest ? fn_os_now_ns() : 0;
         if (begin < end) p->body(p->ctx, begin, end);
+        if (quickest) {
+            const int64_t t = fn_os_now_ns() - t0;
+            if (t < *quickest) *quickest = t;
+            if (t > *slowest) *slowest = t;
+        }
         ran++;
         if (FN_ADD(&p->done, 1) == n && FN_LOAD(&p->waiting)) fn_os_wake(&p->done, 1);
     }
@@ -343,26 +352,16 @@ static inline int fn_pool_joinable(uint64_t s) {
     return FN_ST_TICKETS(s) > 0 && FN_ST_NEXT(s) < FN_ST_CHUNKS(s);
 }
 
-/* Whether the calling thread was descheduled against its will since it last
- * looked (*seen): then the pool keeps quiet for quiet_ms. */
-static void fn_pool_note_preemption(fn_pool_t *p, long *seen, int64_t now) {
-    const long n = fn_os_preemptions();
-    if (n > *seen) FN_STORE(&p->quiet_until, now + (int64_t)FN_LOAD(&p->quiet_ms) * 1000000);
-    *seen = n;
-}
-
 static void *fn_pool_worker(void *arg) {
     fn_pool_t *p = &fn_pool;
     uint64_t rnd = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
     int64_t spin_from = fn_os_now_ns();
-    long preempted = fn_os_preemptions();
     for (;;) {
         uint64_t s = FN_LOAD(&p->state);
         if (fn_pool_joinable(s)) {
             if (FN_CAS(&p->state, &s, s - FN_ST_ONE_TICKET)) {
-                fn_pool_work(p, FN_ST_CALL(s), &rnd);
+                fn_pool_work(p, FN_ST_CALL(s), &rnd, NULL, NULL);
                 spin_from = fn_os_now_ns();
-                fn_pool_note_preemption(p, &preempted, spin_from);
             }
             continue;
         }
@@ -383,10 +382,7 @@ static void *fn_pool_worker(void *arg) {
          * look at the state, and the caller reads it after publishing */
         const uint32_t seq = FN_LOAD(&p->seq);
         FN_ADD(&p->sleepers, 1);
-        if (!fn_pool_joinable(FN_LOAD(&p->state))) {
-            fn_pool_note_preemption(p, &preempted, fn_os_now_ns());
-            fn_os_wait(&p->seq, seq);
-        }
+        if (!fn_pool_joinable(FN_LOAD(&p->state))) fn_os_wait(&p->seq, seq);
         FN_ADD(&p->sleepers, (uint32_t)-1);
         spin_from = fn_os_now_ns();
     }
@@ -459,14 +455,14 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     const uint32_t call = ++p->call_number;
     FN_STORE(&p->state, ((uint64_t)call << 32) | ((uint64_t)helpers << 24) | n);
     const uint32_t sleepers = FN_LOAD(&p->sleepers);
-    long preempted = -1; /* the caller's count, when it wakes workers */
     if (sleepers > 0) {
-        preempted = fn_os_preemptions();
         FN_ADD(&p->seq, 1);
         fn_os_wake(&p->seq, (int)sleepers < helpers ? (int)sleepers : helpers);
     }
 
-    fn_pool_work(p, call, NULL);
+    int64_t quickest = INT64_MAX, slowest = 0; /* the caller's chunks, ns */
+    fn_pool_work(p, call, NULL, &quickest, &slowest);
+    const int64_t exhausted = fn_os_now_ns();
 
     /* every chunk is claimed: wait for the ones workers are running */
     int64_t spin_from = 0;
@@ -482,7 +478,12 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
         FN_STORE(&p->waiting, 1);
         if (FN_LOAD(&p->done) == d) fn_os_wait(&p->done, d);
     }
-    if (preempted >= 0) fn_pool_note_preemption(p, &preempted, fn_os_now_ns());
+    /* a stall: the pool keeps quiet for a while (FN_POOL_STALL_US) */
+    const int64_t waited = fn_os_now_ns() - exhausted;
+    if (quickest == INT64_MAX) quickest = 0;
+    const int64_t excess = (waited > slowest ? waited : slowest) - quickest;
+    if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest)
+        FN_STORE(&p->quiet_until, fn_os_now_ns() + (int64_t)FN_LOAD(&p->quiet_ms) * 1000000);
     FN_STORE(&p->busy, 0);
 }
 
