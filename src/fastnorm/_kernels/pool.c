@@ -46,9 +46,12 @@
 #endif
 
 /* Chunks per thread of a call: more than one, so that the threads that are
- * awake share the work of one that is not, and a chunk stays long enough
- * that claiming it costs nothing beside its work. */
-#define FN_CHUNKS_PER_THREAD 4
+ * awake share the work of one that is not, and few, because each claim moves
+ * the shared word between CPUs (some 100-200 ns on a virtual machine, where a
+ * (128, 768) layer_norm takes 10 us on two threads). */
+#ifndef FN_CHUNKS_PER_THREAD
+#define FN_CHUNKS_PER_THREAD 2
+#endif
 /* Workers' default spin after a call, in microseconds (docs/threads.md:
  * bench/spin_budget.py measures it). */
 #ifndef FN_POOL_SPIN_US
@@ -227,7 +230,7 @@ static void fn_os_on_fork_child(void) { pthread_once(&fn_os_once_atfork, fn_os_a
 
 typedef struct {
     FN_LINE uint64_t state; /* the word above */
-    FN_LINE uint32_t done;  /* chunks of the current call finished (a futex word) */
+    FN_LINE uint32_t done;  /* workers' chunks of the current call finished (a futex word) */
     uint32_t waiting;   /* 1 while the caller may sleep on done */
     FN_LINE uint32_t seq; /* bumped to wake sleeping workers (a futex word) */
     uint32_t sleepers;  /* workers asleep or about to sleep on seq */
@@ -322,7 +325,7 @@ static inline void fn_pool_chunk(int64_t count, uint32_t n, uint32_t c, int64_t 
 
 /* Claims and runs chunks of call `call` until none is left. Returns the
  * number of chunks run. The caller times its chunks: *quickest and *slowest
- * (nanoseconds) when not NULL. */
+ * (nanoseconds) when not NULL; workers count theirs in done. */
 static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd, int64_t *quickest,
                         int64_t *slowest) {
     int ran = 0;
@@ -344,7 +347,10 @@ static int fn_pool_work(fn_pool_t *p, uint32_t call, uint64_t *rnd, int64_t *qui
             if (t > *slowest) *slowest = t;
         }
         ran++;
-        if (FN_ADD(&p->done, 1) == n && FN_LOAD(&p->waiting)) fn_os_wake(&p->done, 1);
+        if (!quickest) { /* a worker's chunk: the caller may be waiting for it */
+            FN_ADD(&p->done, 1);
+            if (FN_LOAD(&p->waiting)) fn_os_wake(&p->done, 1);
+        }
     }
 }
 
@@ -461,7 +467,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     }
 
     int64_t quickest = INT64_MAX, slowest = 0; /* the caller's chunks, ns */
-    fn_pool_work(p, call, NULL, &quickest, &slowest);
+    const uint32_t theirs = n - (uint32_t)fn_pool_work(p, call, NULL, &quickest, &slowest);
     const int64_t exhausted = fn_os_now_ns();
 
     /* every chunk is claimed: wait for the ones workers are running */
@@ -469,7 +475,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     int spun = 0;
     for (;;) {
         const uint32_t d = FN_LOAD(&p->done);
-        if (d >= n) break;
+        if (d >= theirs) break;
         if (spin_from == 0) spin_from = fn_os_now_ns();
         if (++spun % 64 != 0 || fn_os_now_ns() - spin_from < FN_POOL_WAIT_SPIN_US * 1000) {
             fn_os_relax();
