@@ -55,7 +55,7 @@
 /* Workers' default spin after a call, in microseconds (docs/threads.md:
  * bench/spin_budget.py measures it). */
 #ifndef FN_POOL_SPIN_US
-#define FN_POOL_SPIN_US 50
+#define FN_POOL_SPIN_US 200
 #endif
 /* The caller's spin while it waits for chunks claimed by workers, before it
  * sleeps, in microseconds. */
