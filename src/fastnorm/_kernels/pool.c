@@ -68,7 +68,8 @@
  * woken worker often lands on the caller's CPU and pushes the caller out
  * for a time slice (milliseconds); a call on the caller alone risks
  * neither. After the pause, the next call wakes the workers again and so
- * checks whether the load is gone. A call stalled when the caller, after
+ * checks whether the load is gone (a stall again doubles the period, up to
+ * 16 times). A call stalled when the caller, after
  * its last chunk, waited for workers' chunks, or took for one of its own
  * chunks, more than FN_POOL_STALL_US beyond its quickest chunk (and more
  * than twice that chunk). */
@@ -238,6 +239,7 @@ typedef struct {
     int32_t spin_us; /* workers' spin budget, microseconds */
     int64_t quiet_until; /* fn_os_now_ns() until which the pool keeps quiet */
     int32_t quiet_ms;    /* how long it keeps quiet, milliseconds (0: never) */
+    int32_t stalls;      /* stalled calls in a row (written by the pool's owner) */
     int32_t shuffle;
     /* the current call, written by its caller before the state */
     FN_LINE fn_range_body body;
@@ -488,8 +490,15 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     const int64_t waited = fn_os_now_ns() - exhausted;
     if (quickest == INT64_MAX) quickest = 0;
     const int64_t excess = (waited > slowest ? waited : slowest) - quickest;
-    if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest)
-        FN_STORE(&p->quiet_until, fn_os_now_ns() + (int64_t)FN_LOAD(&p->quiet_ms) * 1000000);
+    if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest) {
+        /* stalls in a row (each the first call after a quiet period) double
+         * the period, up to 16 times: long calls test the load less often */
+        const int64_t ms = (int64_t)FN_LOAD(&p->quiet_ms) << p->stalls;
+        if (p->stalls < 4) p->stalls++;
+        FN_STORE(&p->quiet_until, fn_os_now_ns() + ms * 1000000);
+    } else {
+        p->stalls = 0;
+    }
     FN_STORE(&p->busy, 0);
 }
 
