@@ -1,10 +1,10 @@
 """Build of fastnorm's extension module.
 
 What needs more than a plain Extension:
-- OpenMP is probed by compiling and linking a small program (openmp_flags()).
-  Without it the package builds single-threaded, says so on stderr and in
-  fastnorm.show_config(); FASTNORM_REQUIRE_OPENMP=1 makes that an error and
-  FASTNORM_DISABLE_OPENMP=1 skips OpenMP on purpose.
+- The kernels run on fastnorm's own thread pool (pool.c, POSIX threads).
+  FASTNORM_DISABLE_THREADS=1 (or its older name FASTNORM_DISABLE_OPENMP=1)
+  builds them serial, as do platforms without POSIX threads; then
+  fastnorm.show_config() says "serial".
 - Only kernels_avx2.c is compiled with AVX2/FMA flags, so the binary still
   runs on CPUs without them; dispatch.c picks the kernels at import.
   FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone.
@@ -76,43 +76,9 @@ def _compiles(compiler, source, compile_args, link_args=(), link=True):
     return _probe(compiler, source, compile_args, link_args, link) is None
 
 
-OPENMP_PROBE = r"""
-#include <omp.h>
-int main(void) {
-    int n = 0;
-    #pragma omp parallel reduction(+:n)
-    n += 1;
-    return n > 0 ? 0 : 1;
-}
-"""
+# Either builds the kernels serial (no thread pool).
+SERIAL_FLAGS = ("FASTNORM_DISABLE_THREADS", "FASTNORM_DISABLE_OPENMP")
 
-
-def openmp_flags(compiler, msvc):
-    """(compile flags, link flags) for OpenMP, or None for a single-threaded build.
-
-    A compiler that cannot build and link OPENMP_PROBE gives a warning on
-    stderr (the package then runs on one thread), or an error when
-    FASTNORM_REQUIRE_OPENMP=1. FASTNORM_DISABLE_OPENMP=1 skips the probe.
-    """
-    if _env_flag("FASTNORM_DISABLE_OPENMP"):
-        return None
-    compile_args, link_args = (["/openmp"], []) if msvc else (["-fopenmp"], ["-fopenmp"])
-    error = _probe(compiler, OPENMP_PROBE, compile_args, link_args)
-    if error is None:
-        return compile_args, link_args
-    message = (
-        "fastnorm build: OpenMP probe failed to compile and link "
-        f"({' '.join(compile_args)}): {error.strip()}"
-    )
-    if _env_flag("FASTNORM_REQUIRE_OPENMP"):
-        raise RuntimeError(message + " (FASTNORM_REQUIRE_OPENMP=1)")
-    print(
-        f"WARNING: {message}\nWARNING: fastnorm builds single-threaded. Install a compiler "
-        "with OpenMP (on macOS: libomp), or set FASTNORM_DISABLE_OPENMP=1 to build "
-        "without it on purpose.",
-        file=sys.stderr, flush=True,
-    )
-    return None
 
 AVX2_PROBE = r"""
 #include <immintrin.h>
@@ -178,6 +144,7 @@ class BuildExt(build_ext):
         if msvc:
             self._base = ["/O2"] + (["/Zi"] if debug else [])
             strip = []
+            threads_compile, threads_link = [], []
             self._avx2_flags = ["/arch:AVX2"]
         else:
             # -ffp-contract=off: the compiler must not fuse a*b+c on its own. It
@@ -194,11 +161,12 @@ class BuildExt(build_ext):
                 strip = ["-Wl,-S", "-Wl,-x"]
             else:
                 strip = ["-s"]
+            threads_compile, threads_link = ["-pthread"], ["-pthread"]
             self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
 
-        openmp = openmp_flags(self.compiler, msvc)
-        self._openmp = openmp is not None
-        openmp_compile, openmp_link = openmp if openmp else ([], [])
+        self._threads = not any(_env_flag(v) for v in SERIAL_FLAGS)
+        if not self._threads:
+            threads_compile, threads_link = [], []
         machine = platform.machine().lower()
         x86 = machine in ("x86_64", "amd64", "i386", "i686", "x86")
         if not x86 or _env_flag("FASTNORM_DISABLE_AVX2") or not _compiles(
@@ -212,22 +180,25 @@ class BuildExt(build_ext):
             "FASTNORM_DISABLE_BF16_CONVERT") and _compiles(
             self.compiler, BF16_CVT_PROBE, self._avx2_flags, link=False)
         print(
-            f"fastnorm build: openmp={'on' if self._openmp else 'off'}, "
+            f"fastnorm build: threads={'pool' if self._threads else 'serial'}, "
             f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
             f"avx512 vector pairs={'on' if self._avx512 else 'off'}, "
             f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}, "
             f"{'debug information kept' if debug else 'stripped'}",
             file=sys.stderr, flush=True,
         )
-        if any(_env_flag(v) for v in ("FASTNORM_DISABLE_OPENMP", "FASTNORM_DISABLE_AVX2",
-                                      "FASTNORM_DISABLE_AVX512",
-                                      "FASTNORM_DISABLE_BF16_CONVERT", "FASTNORM_DEBUG")):
+        if any(_env_flag(v) for v in SERIAL_FLAGS + ("FASTNORM_DISABLE_AVX2",
+                                                     "FASTNORM_DISABLE_AVX512",
+                                                     "FASTNORM_DISABLE_BF16_CONVERT",
+                                                     "FASTNORM_DEBUG")):
             self.force = True  # objects of an earlier build may have other flags
         # The user's flags last: the compiler takes the last of conflicting flags.
         self._user_cflags = _user_flags("CFLAGS")
         for ext in self.extensions:
-            ext.extra_compile_args = self._base + openmp_compile + self._user_cflags
-            ext.extra_link_args = openmp_link + strip + _user_flags("LDFLAGS")
+            ext.extra_compile_args = self._base + threads_compile + self._user_cflags
+            ext.extra_link_args = threads_link + strip + _user_flags("LDFLAGS")
+            if not self._threads:
+                ext.define_macros = list(ext.define_macros or []) + [("FASTNORM_SERIAL", "1")]
         super().build_extensions()
 
     def _jobs(self):
@@ -300,6 +271,7 @@ extension = Extension(
     sources=[
         os.path.join("src", "fastnorm", "_core.pyx"),
         os.path.join(KERNELS, "dispatch.c"),
+        os.path.join(KERNELS, "pool.c"),
         os.path.join(KERNELS, "driver.c"),
         os.path.join(KERNELS, "api_table.c"),
         os.path.join(KERNELS, "kernels_scalar.c"),

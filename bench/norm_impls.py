@@ -1331,7 +1331,7 @@ def _make_channel_runner(impl, op, inp, threads, stack):
 class StallProbe:
     """Detects the phases in which a multi-threaded call stalls for milliseconds.
 
-    On some virtual machines a thread that spin-waits (OpenMP's barrier,
+    On some virtual machines a thread that spin-waits (an OpenMP barrier,
     onnxruntime's pool) is descheduled by the hypervisor for a scheduler tick
     or two (pause-loop exiting): a 20 us call then takes 8 ms, for seconds at
     a time, for every library that spins. The probe is a small fastnorm call

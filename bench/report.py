@@ -421,7 +421,7 @@ def main(argv=None):
     cfg = meta.get("fastnorm_config")
     if isinstance(cfg, dict):
         md.append(f"- fastnorm: default kernels {cfg.get('isa')}, available "
-                  f"{', '.join(cfg.get('isas_available', []))}, OpenMP {'on' if cfg.get('openmp') else 'off'}")
+                  f"{', '.join(cfg.get('isas_available', []))}, threads: {cfg.get('threads', 'serial')}")
     waits = [r["stall_wait_s"] for impls in results.values() for r in impls.values()]
     stalled = sum(r["stalled"] for impls in results.values() for r in impls.values())
     if any(waits) or stalled:

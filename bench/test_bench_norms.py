@@ -21,7 +21,7 @@ import norm_impls
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.1" if norm_impls.quick_mode() else "0.3"))
 MIN_ROUND_S = 5e-4  # loop calls inside a round until it lasts this long (timer resolution)
 MAX_ROUNDS = 300
-PAUSE_S = 0.02  # let the previous benchmark's OpenMP / onnxruntime threads stop spinning
+PAUSE_S = 0.02  # let the previous benchmark's spinning threads (fastnorm, OpenMP, onnxruntime) go to sleep
 # Before a multi-threaded benchmark, wait at most this long for a stall phase to pass
 # (norm_impls.StallProbe), and at most SESSION_STALL_WAIT_S over the whole run.
 STALL_WAIT_S = float(os.environ.get("BENCH_STALL_WAIT_S", "5"))

@@ -401,13 +401,14 @@ def test_zero_rows_results(dt):
 def test_get_config():
     cfg = fn.get_config()
     assert set(cfg) == {"version", "isa", "isas_available", "bf16_rounding", "avx512_pairs",
-                        "cpu_features", "machine", "openmp", "num_threads", "num_procs"}
+                        "cpu_features", "machine", "threads", "num_threads", "num_procs"}
     assert cfg["version"] == fn.__version__
     assert cfg["isa"] == _core._get_isa()
     assert cfg["isa"] in cfg["isas_available"]
     assert "scalar" in cfg["isas_available"]
     assert set(cfg["isas_available"]) <= {"scalar", "avx2"}
-    assert isinstance(cfg["openmp"], bool)
+    assert cfg["threads"] in ("fastnorm pool", "serial")
+    assert cfg["threads"] == ("fastnorm pool" if _core._has_threads() else "serial")
     assert cfg["num_threads"] == fn.get_num_threads() >= 1
     assert cfg["num_procs"] >= 1
     feats = cfg["cpu_features"]
@@ -451,7 +452,7 @@ def test_show_config(capsys):
     assert cfg["version"] in text
     assert cfg["isa"] in text
     assert str(cfg["num_threads"]) in text
-    assert "openmp" in text
+    assert cfg["threads"] in text
 
 
 # --------------------------------------------------------------------------
@@ -538,7 +539,7 @@ def test_environment_bad_value_warns_and_uses_auto():
 def test_set_get_num_threads():
     default = fn.get_num_threads()
     assert default >= 1
-    omp = fn.get_config()["openmp"]
+    omp = fn.get_config()["threads"] != "serial"
     procs = fn.get_config()["num_procs"]
     fn.set_num_threads(3)
     assert fn.get_num_threads() == (min(3, procs) if omp else 1)
@@ -546,7 +547,7 @@ def test_set_get_num_threads():
     assert fn.get_num_threads() == (min(2, procs) if omp else 1)
     fn.set_num_threads(None)
     assert fn.get_num_threads() == default
-    if fn.get_config()["openmp"]:
+    if omp:
         fn.set_num_threads(-1)
         assert fn.get_num_threads() == default
         fn.set_num_threads(-10**6)

@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EMBED = os.path.join(HERE, "embed")
 # What a program compiles in: every kernel source but kernels_avx2.c, which
 # needs AVX2 + FMA flags of its own (and FASTNORM_HAVE_AVX2 on the others).
-SOURCES = ["dispatch.c", "driver.c", "api_table.c", "kernels_scalar.c"]
+SOURCES = ["dispatch.c", "driver.c", "pool.c", "api_table.c", "kernels_scalar.c"]
 AVX2_SOURCE = "kernels_avx2.c"
 ISA_CODES = {"scalar": 0, "avx2": 1}
 
@@ -127,12 +127,10 @@ def _build_c_program(tmp_path):
     exe = str(tmp_path / "embed_check")
     sources = [os.path.join(EMBED, "embed_check.c")] + [os.path.join(inc, s) for s in SOURCES]
     cmd = [cc] + flags + defines + sources + objects + ["-o", exe, "-lm"]
-    if fn.get_config()["openmp"]:
-        # the package's threads; a compiler without OpenMP builds it serial
-        proc = subprocess.run(cmd[:1] + ["-fopenmp"] + cmd[1:], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            return exe
+    if fn.get_config()["threads"] == "serial":
+        cmd[1:1] = ["-DFASTNORM_SERIAL"]  # like the package
+    else:
+        cmd[1:1] = ["-pthread"]  # the package's thread pool
     _run(cmd, cwd=tmp_path)
     return exe
 
@@ -217,7 +215,7 @@ USE = textwrap.dedent(
     major, minor, patch = map(int, fn.__version__.split("."))
     assert info["header_version"] == info["kernels_version"] == 10000 * major + 100 * minor + patch, info
     assert info["isa"] == {"scalar": 0, "avx2": 1}[fn.get_config()["isa"]], info
-    assert bool(info["openmp"]) == fn.get_config()["openmp"], info
+    assert bool(info["openmp"]) == (fn.get_config()["threads"] != "serial"), info
 
     xg = rng.standard_normal((3, 6, 40, 40))
     gy, gm, gr = cc.group_norm(xg, 3, 1e-5, 2)

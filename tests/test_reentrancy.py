@@ -1,7 +1,7 @@
 """Re-entrancy: many Python threads calling fastnorm at once (the GIL is
-released around every kernel), and processes forked after fastnorm's OpenMP
-threads ran (the child runs its calls on one thread instead of hanging in the
-OpenMP runtime). Fork tests run in a fresh interpreter under a timeout, and
+released around every kernel), and processes forked after fastnorm's pool
+started threads (the child, which has none of them, runs its calls on one
+thread). Fork tests run in a fresh interpreter under a timeout, and
 every forked child arms an alarm, so that a hang fails the test instead of
 stalling the suite."""
 import os
@@ -74,10 +74,10 @@ FORK_SCRIPT = textwrap.dedent(
     import fastnorm as fn
     from fastnorm import _core
 
-    # Python warns about fork() in a process that has threads; the OpenMP
-    # threads are what this script is about.
+    # Python warns about fork() in a process that has threads; fastnorm's
+    # pool threads are what this script is about.
     warnings.simplefilter("ignore", DeprecationWarning)
-    OPENMP = fn.get_config()["openmp"]
+    THREADS = fn.get_config()["threads"] != "serial"
     rng = np.random.default_rng(1)
     x = rng.standard_normal((512, 512)).astype(np.float32)  # 1 MiB: threads start
     x4 = rng.standard_normal((4, 8, 64, 64))                # 1 MiB
@@ -90,7 +90,7 @@ FORK_SCRIPT = textwrap.dedent(
         signal.alarm(30)  # a hang kills the child, and the parent sees it
         y, g = compute()
         ok = np.array_equal(y, y_ref) and np.array_equal(g, g_ref)
-        ok = ok and _core._serial_after_fork() == (OPENMP and parent_used_threads)
+        ok = ok and _core._serial_after_fork() == (THREADS and parent_used_threads)
         ok = ok and (fn.get_num_threads() == 1 or not parent_used_threads)
         return ok
 

@@ -1,12 +1,20 @@
 """Determinism across thread counts (docs/numerics.md §0: bitwise identical
-results for any number of threads) and the thread settings' interplay with
-OpenMP / threadpoolctl. Shapes are above the 128 KiB serial threshold."""
+results for any number of threads and any order in which the pool's threads
+claim the chunks of a call) and the thread settings' interplay with
+threadpoolctl. Shapes are above the 128 KiB serial threshold."""
+import os
+import threading
+
 import numpy as np
 import pytest
 
 import fastnorm as fn
+from fastnorm import _core
 from fastnorm import reference as ref
-from conftest import assert_close, make_array
+from conftest import assert_close, make_array, run_python
+
+THREADED = fn.get_config()["threads"] != "serial"
+needs_threads = pytest.mark.skipif(not THREADED, reason="serial build")
 
 THREADS = (1, 2, 3, 4)
 
@@ -82,8 +90,7 @@ def test_set_num_threads_gives_the_same_bits(isa):
     results = []
     for nt in THREADS:
         fn.set_num_threads(nt)
-        cfg = fn.get_config()
-        assert fn.get_num_threads() == (min(nt, cfg["num_procs"]) if cfg["openmp"] else 1)
+        assert fn.get_num_threads() == (min(nt, fn.get_config()["num_procs"]) if THREADED else 1)
         results.append((nt, _layer_norm_all(x, dy, w, b, -1, None)))
     _assert_same_bits(results, "set_num_threads")
 
@@ -112,10 +119,174 @@ def test_parameter_gradients_accurate_over_many_rows(isa):
     assert np.max(np.abs(dw - dwe)) <= 1e-5 * scale_b
 
 
+@pytest.fixture
+def shuffled():
+    """Calls claim their chunks in a random order, workers pausing at random."""
+    _core._pool_shuffle(True)
+    try:
+        yield
+    finally:
+        _core._pool_shuffle(False)
+
+
+@needs_threads
+@pytest.mark.parametrize("shape,axis,dt", CASES[:4] + CASES[5:6], ids=IDS[:4] + IDS[5:6])
+def test_random_claim_order_gives_the_same_bits(shape, axis, dt, shuffled):
+    x, dy, w, b = _inputs(shape, axis, dt, seed=7)
+    _core._pool_shuffle(False)
+    base = _layer_norm_all(x, dy, w, b, axis, 1)
+    base_rms = _rms_norm_all(x, dy, w, axis, 1)
+    _core._pool_shuffle(True)
+    for _ in range(4):
+        res = _layer_norm_all(x, dy, w, b, axis, 2)
+        res_rms = _rms_norm_all(x, dy, w, axis, 2)
+        for key in base:
+            assert np.array_equal(res[key], base[key]), key
+        for key in base_rms:
+            assert np.array_equal(res_rms[key], base_rms[key]), key
+
+
+@needs_threads
+def test_random_claim_order_channel_norms(shuffled):
+    rng = np.random.default_rng(8)
+    x = make_array((8, 32, 24, 24), np.float32, rng)
+    dy = make_array(x.shape, np.float32, rng, loc=0.0, scale=1.0)
+    w = make_array((32,), np.float32, rng, loc=1.0)
+    b = make_array((32,), np.float32, rng)
+
+    def run(nt):
+        y, m, r = fn.group_norm(x, 8, w, b, return_stats=True, num_threads=nt)
+        g = fn.group_norm_backward(dy, x, m, r, w, b, num_threads=nt)
+        rm, rv = np.zeros(32, np.float32), np.ones(32, np.float32)
+        yb = fn.batch_norm(x, rm, rv, w, b, training=True, num_threads=nt)
+        yi = fn.instance_norm(x, w, b, num_threads=nt)
+        return [y, m, r, *g, yb, rm, rv, yi]
+
+    _core._pool_shuffle(False)
+    base = run(1)
+    _core._pool_shuffle(True)
+    for _ in range(3):
+        for k, (got, want) in enumerate(zip(run(2), base)):
+            assert np.array_equal(got, want), k
+
+
+@needs_threads
+def test_threads_above_the_cpus_run_on_the_cpus():
+    """A request above the CPUs of the affinity runs with that many threads:
+    the pool never starts more workers than the other CPUs."""
+    x, dy, w, b = _inputs((512, 768), -1, np.float32, seed=9)
+    base = _layer_norm_all(x, dy, w, b, -1, 1)
+    res = _layer_norm_all(x, dy, w, b, -1, 1000)
+    for key in base:
+        assert np.array_equal(res[key], base[key]), key
+    assert _core._pool_workers() <= max(1, fn.get_config()["num_procs"] - 1)
+
+
+@needs_threads
+def test_pool_sizing_follows_affinity_and_environment():
+    """OMP_NUM_THREADS sets the default count; the affinity caps the pool."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity control here")
+    script = """
+import os
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+import numpy as np
+import fastnorm as fn
+from fastnorm import _core
+cfg = fn.get_config()
+assert cfg["num_procs"] == 1, cfg
+assert fn.get_num_threads() == 3, fn.get_num_threads()  # OMP_NUM_THREADS
+x = np.random.default_rng(0).standard_normal((512, 768)).astype(np.float32)
+assert np.array_equal(fn.layer_norm(x, num_threads=4), fn.layer_norm(x, num_threads=1))
+assert _core._pool_workers() == 0, _core._pool_workers()  # one CPU: no worker
+print("sizing ok")
+"""
+    proc = run_python(script, env_extra={"OMP_NUM_THREADS": "3,2"}, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sizing ok" in proc.stdout
+
+
+@needs_threads
+def test_concurrent_python_threads_with_shuffled_claims(shuffled):
+    """Python threads share (or take turns on) the pool: every call is right."""
+    x, dy, w, b = _inputs((256, 768), -1, np.float32, seed=10)
+    base = _layer_norm_all(x, dy, w, b, -1, 1)
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(10):
+                res = _layer_norm_all(x, dy, w, b, -1, 2)
+                for key in base:
+                    assert np.array_equal(res[key], base[key]), key
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    assert not errors, errors
+
+
+@needs_threads
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+def test_thread_start_failure_runs_with_the_threads_that_exist():
+    """No address space left for a thread's stack: pthread_create fails, and
+    calls run on the calling thread (right results, no abort)."""
+    script = """
+import resource
+import numpy as np
+import fastnorm as fn
+from fastnorm import _core
+x = np.random.default_rng(0).standard_normal((512, 768)).astype(np.float32)
+want = fn.layer_norm(x, num_threads=1)
+got = np.empty_like(want)
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (4 << 20), resource.RLIM_INFINITY))
+for _ in range(3):
+    fn.layer_norm(x, out=got, num_threads=2)
+    assert np.array_equal(got, want)
+assert _core._pool_workers() == 0, _core._pool_workers()
+print("start failure ok")
+"""
+    proc = run_python(script, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "start failure ok" in proc.stdout
+
+
+def test_pool_quiet_setting():
+    old = _core._pool_quiet_ms()
+    try:
+        assert _core._pool_quiet_ms(0) == 0
+        x = np.ones((512, 768), np.float32)
+        assert np.array_equal(fn.layer_norm(x, num_threads=2), fn.layer_norm(x, num_threads=1))
+    finally:
+        _core._pool_quiet_ms(old)
+    assert _core._pool_quiet_ms() == old
+    with pytest.raises(ValueError, match="ms"):
+        _core._pool_quiet_ms(-1)
+
+
+def test_pool_spin_setting():
+    old = _core._pool_spin_us()
+    try:
+        assert _core._pool_spin_us(0) == 0
+        x = np.ones((512, 768), np.float32)
+        assert np.array_equal(fn.layer_norm(x, num_threads=2), fn.layer_norm(x, num_threads=1))
+    finally:
+        _core._pool_spin_us(old)
+    with pytest.raises(ValueError, match="us"):
+        _core._pool_spin_us(-1)
+
+
 def test_threadpoolctl_limits_are_respected():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not fn.get_config()["openmp"]:
-        pytest.skip("single-threaded build")
+    threadpoolctl = pytest.importorskip("threadpoolctl", minversion="3.5")
+    if not THREADED:
+        pytest.skip("serial build")
     fn.set_num_threads(None)
     before = fn.get_num_threads()
     with threadpoolctl.threadpool_limits(limits=1):
@@ -134,11 +305,42 @@ def test_threadpoolctl_limits_are_respected():
     free = _layer_norm_all(x, dy, w, b, -1, None)
     for key in free:
         assert np.array_equal(free[key], limited[key]), key
+    # limited through fastnorm's own user_api
+    with threadpoolctl.threadpool_limits(limits=1, user_api="fastnorm"):
+        assert fn.get_num_threads() == 1
+    assert fn.get_num_threads() == before
 
 
-def test_threadpoolctl_sees_fastnorms_openmp():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    if not fn.get_config()["openmp"]:
-        pytest.skip("single-threaded build")
-    apis = {info["internal_api"] for info in threadpoolctl.threadpool_info()}
-    assert "openmp" in apis
+def test_threadpoolctl_sees_fastnorms_pool():
+    threadpoolctl = pytest.importorskip("threadpoolctl", minversion="3.5")
+    infos = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "fastnorm"]
+    assert len(infos) == 1, threadpoolctl.threadpool_info()
+    info = infos[0]
+    assert info["user_api"] == "fastnorm"
+    assert info["version"] == fn.__version__
+    assert info["threads"] == fn.get_config()["threads"]
+    assert os.path.realpath(info["filepath"]) == os.path.realpath(_core.__file__)
+    fn.set_num_threads(None)
+    assert info["num_threads"] == fn.get_num_threads()
+
+
+def test_threadpoolctl_not_imported_without_need():
+    """Importing fastnorm imports threadpoolctl only where it is installed:
+    with it hidden, fastnorm imports and works."""
+    script = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name == "threadpoolctl":
+            raise ImportError("hidden")
+sys.meta_path.insert(0, Hide())
+import numpy as np
+import fastnorm as fn
+assert "threadpoolctl" not in sys.modules
+x = np.ones((512, 768), np.float32)
+assert np.array_equal(fn.layer_norm(x, num_threads=2), fn.layer_norm(x, num_threads=1))
+print("no threadpoolctl ok")
+"""
+    proc = run_python(script, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no threadpoolctl ok" in proc.stdout

@@ -42,6 +42,18 @@ from ._config import get_config, show_config
 from . import _family, nn, reference
 
 
+def _register_with_threadpoolctl() -> None:
+    """Lets threadpoolctl see and limit fastnorm's thread pool, where it is installed."""
+    try:
+        from . import _threadpoolctl
+    except ImportError:  # threadpoolctl not installed
+        return
+    _threadpoolctl.register()
+
+
+_register_with_threadpoolctl()
+
+
 def get_include() -> str:
     """The folder of fastnorm's C header ``fastnorm.h``, for building against it.
 

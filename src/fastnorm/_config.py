@@ -1,4 +1,4 @@
-"""What this build of fastnorm and this CPU give: ISA, features, OpenMP, threads."""
+"""What this build of fastnorm and this CPU give: ISA, features, threads."""
 import platform
 
 from . import _core
@@ -34,7 +34,7 @@ def get_config():
         "avx512_pairs": _core._avx512(),
         "cpu_features": _core._cpu_features(),
         "machine": platform.machine(),
-        "openmp": _core._has_openmp(),
+        "threads": "fastnorm pool" if _core._has_threads() else "serial",
         "num_threads": _core.get_num_threads(),
         "num_procs": _core._num_procs(),
     }
@@ -48,7 +48,7 @@ def _bf16_rounding():
 
 
 def show_config():
-    """Print the version, the kernels in use, the CPU features seen, OpenMP and threads.
+    """Print the version, the kernels in use, the CPU features seen and the threads.
 
     Examples
     --------
@@ -56,7 +56,6 @@ def show_config():
     >>> fastnorm.show_config()  # doctest: +ELLIPSIS
     fastnorm ...
       kernels in use : ...
-      openmp         : ...
       threads        : ...
     """
     cfg = get_config()
@@ -68,5 +67,5 @@ def show_config():
     print(f"  avx512 pairs   : {'on (16-bit data)' if cfg['avx512_pairs'] else 'off'}")
     print(f"  machine        : {cfg['machine']}")
     print(f"  cpu features   : {', '.join(seen) if seen else 'none of avx/avx2/fma/f16c'}")
-    print(f"  openmp         : {'on' if cfg['openmp'] else 'off (single-threaded build)'}")
-    print(f"  threads        : {cfg['num_threads']} (of {cfg['num_procs']} processors)")
+    print(f"  threads        : {cfg['threads']}, {cfg['num_threads']} by default "
+          f"(of {cfg['num_procs']} processors)")

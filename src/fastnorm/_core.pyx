@@ -44,7 +44,7 @@ cdef extern from "fastnorm.h" nogil:
     int fastnorm_get_isa()
     int fastnorm_bf16_convert_in_use()
     int fastnorm_avx512_in_use()
-    int fastnorm_has_openmp()
+    int fastnorm_has_threads()
     int fastnorm_max_threads()
     int fastnorm_num_procs()
     int fastnorm_serial_after_fork()
@@ -415,6 +415,13 @@ def _stream_bytes(nbytes=None):
     return fn_set_stream_min_bytes(int(nbytes))
 
 
+cdef extern from "pool.h":
+    int fn_pool_spin_us(int us) nogil
+    int fn_pool_quiet_ms(int ms) nogil
+    int fn_pool_shuffle(int on) nogil
+    int fn_pool_workers() nogil
+
+
 def _bf16_convert(on=None):
     """Whether the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction.
 
@@ -439,8 +446,39 @@ def _avx512(on=None):
     return bool(fn_set_avx512(1 if on else 0))
 
 
-def _has_openmp():
-    return bool(fastnorm_has_openmp())
+def _has_threads():
+    """Whether the kernels were built with fastnorm's thread pool (else serial)."""
+    return bool(fastnorm_has_threads())
+
+
+def _pool_spin_us(us=None):
+    """The workers' spin after a call, in microseconds (for measurements)."""
+    if us is not None and (isinstance(us, bool) or not isinstance(us, (int, np.integer))
+                           or us < 0):
+        raise ValueError(f"us must be a non-negative int, got {us!r}")
+    return fn_pool_spin_us(-1 if us is None else min(int(us), 1000000))
+
+
+def _pool_quiet_ms(ms=None):
+    """How long the pool keeps quiet (calls on the caller alone, workers not
+    spinning) once it sees the CPUs oversubscribed, in milliseconds; 0 turns
+    that off (for measurements). Returns the value in force."""
+    if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, np.integer))
+                           or ms < 0):
+        raise ValueError(f"ms must be a non-negative int, got {ms!r}")
+    return fn_pool_quiet_ms(-1 if ms is None else min(int(ms), 60000))
+
+
+def _pool_shuffle(on=None):
+    """For tests: True makes every threaded call claim its chunks in a random
+    order, its workers pausing at random before each claim (the results must
+    not change); False restores the normal order. Returns the setting."""
+    return bool(fn_pool_shuffle(-1 if on is None else (1 if on else 0)))
+
+
+def _pool_workers():
+    """Worker threads the pool has started."""
+    return fn_pool_workers()
 
 
 def _select_isa_from_environment():
@@ -468,7 +506,7 @@ def _select_avx512_from_environment():
 _select_isa_from_environment()
 _select_avx512_from_environment()
 
-cdef int _user_threads = 0  # 0: not set, follow OpenMP's default; < 0: count back from it
+cdef int _user_threads = 0  # 0: not set, follow the pool's default; < 0: count back from it
 
 
 cdef int _check_threads(object n, str name) except 0:
@@ -484,12 +522,12 @@ cdef int _check_threads(object n, str name) except 0:
 
 
 cdef inline int _effective_threads(int request):
-    """Threads for a checked request: 0 = OpenMP's default, < 0 counts back from it.
+    """Threads for a checked request: 0 = the pool's default, < 0 counts back from it.
 
     Never more than the processors this process may run on (the CPU
     affinity): more threads than cores only wait for each other, and each
     costs an OS thread."""
-    if not fastnorm_has_openmp() or fastnorm_serial_after_fork():
+    if not fastnorm_has_threads() or fastnorm_serial_after_fork():
         return 1
     cdef int cap = max(1, fastnorm_num_procs())
     if request > 0:
@@ -514,10 +552,11 @@ def set_num_threads(n):
     n : int or None
         ``n`` > 0 is the count; ``n`` < 0 counts back from the number of usable
         threads at each call (``-1``: all); ``None`` returns to the default,
-        which follows OpenMP (``OMP_NUM_THREADS``, threadpoolctl's limits, the
-        CPU affinity). No call uses more threads than the processors this
-        process may run on: a larger count runs with that many. A build
-        without OpenMP always uses one thread.
+        which follows the thread pool's default (threadpoolctl's limits, else
+        ``OMP_NUM_THREADS``, else the CPU affinity). No call uses more threads
+        than the processors this process may run on (its CPU affinity): a
+        larger count runs with that many. A serial build always uses one
+        thread.
 
     Examples
     --------
@@ -525,7 +564,7 @@ def set_num_threads(n):
     >>> fastnorm.set_num_threads(1)
     >>> fastnorm.get_num_threads()
     1
-    >>> fastnorm.set_num_threads(None)  # back to OpenMP's default
+    >>> fastnorm.set_num_threads(None)  # back to the pool's default
     """
     global _user_threads
     _user_threads = 0 if n is None else _check_threads(n, "n")

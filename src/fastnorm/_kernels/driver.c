@@ -1,7 +1,7 @@
 /*
  * driver.c -- the normalizers, assembled from the row primitives.
  *
- * Each entry point of fastnorm.h splits its rows over OpenMP threads and
+ * Each entry point of fastnorm.h splits its rows over fastnorm's threads and
  * calls the primitives of the active kernel table (dispatch.c). No
  * arithmetic loop lives here except the rare exact-range fallback below.
  *
@@ -19,118 +19,48 @@
 #include <pthread.h>
 #define FN_PTHREADS 1
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#ifdef FN_PTHREADS
-#define FN_ATFORK 1
-#endif
-#endif
 
 #include "dispatch.h"
 #include "fastnorm.h"
 #include "fp16.h"
+#include "pool.h"
 
-int fastnorm_has_openmp(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
+int fastnorm_has_threads(void) { return fn_pool_built(); }
 
-int fastnorm_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
+int fastnorm_has_openmp(void) { return fn_pool_built(); }
 
-int fastnorm_num_procs(void) {
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
-    return 1;
-#endif
-}
+int fastnorm_max_threads(void) { return fn_pool_default_threads(); }
 
-/* The most threads one call uses: the processors this process may run on,
- * read once (a call never starts more threads than there are cores to run
- * them: more would only wait for each other, and each is an OS thread). */
-static int fn_thread_cap(void) {
-    static int cap = 0; /* benign race: every thread computes the same value */
-    if (cap <= 0) {
-        const int procs = fastnorm_num_procs();
-        cap = procs > 0 ? procs : 1;
-    }
-    return cap;
-}
+void fastnorm_set_max_threads(int n) { fn_pool_set_limit(n); }
 
-/* fork() after OpenMP threads ran: the child has one thread, but the OpenMP
- * runtime (libgomp at least) still counts the parent's pool as its own, and a
- * parallel region entered in the child can wait forever for threads that do
- * not exist. So the first time a call is about to start a team, a child
- * handler is registered (once per process), and in a child forked after that
- * every call runs on the calling thread alone, without any OpenMP team. The
- * results are the same bits (they never depend on the thread count); only the
- * speed changes. A child forked before fastnorm ever started a team has no
- * pool to inherit and keeps its threads. */
-#ifdef FN_ATFORK
-static volatile int fn_serial_after_fork = 0;
-static pthread_once_t fn_atfork_once = PTHREAD_ONCE_INIT;
+int fastnorm_num_procs(void) { return fn_pool_built() ? fn_pool_usable_cpus() : 1; }
 
-static void fn_atfork_child(void) { fn_serial_after_fork = 1; }
-
-static void fn_atfork_register(void) { pthread_atfork(NULL, NULL, fn_atfork_child); }
-#endif
-
-int fastnorm_serial_after_fork(void) {
-#ifdef FN_ATFORK
-    return fn_serial_after_fork;
-#else
-    return 0;
-#endif
-}
+/* fork(): a child forked after the pool started threads has none of them,
+ * and runs every call on its calling thread (pool.c); the results are the
+ * same bits (they never depend on the thread count), only the speed
+ * changes. A child forked before the pool started keeps its threads. */
+int fastnorm_serial_after_fork(void) { return fn_pool_serial_after_fork(); }
 
 int fn_threads_for(int requested, int64_t units, int64_t bytes) {
-#ifdef _OPENMP
-#ifdef FN_ATFORK
-    if (fn_serial_after_fork) return 1;
-#endif
+    if (!fn_pool_built() || fn_pool_serial_after_fork()) return 1;
     if (requested <= 1 || units <= 1 || bytes < FN_PARALLEL_MIN_BYTES) return 1;
-    if (requested > fn_thread_cap()) requested = fn_thread_cap();
+    const int cpus = fn_pool_usable_cpus();
+    if (requested > cpus) requested = cpus;
     return units < requested ? (int)units : requested;
-#else
-    (void)requested, (void)units, (void)bytes;
-    return 1;
-#endif
 }
 
-/* Runs body(ctx, begin, end) over [0, count) split into nt contiguous
- * ranges, one per thread; with nt <= 1 it is a plain call, with no OpenMP
- * team at all (that start-up costs more than a small call's work). The
- * split only decides who computes what: every item is computed the same way
- * whatever the split, so results never depend on nt. */
-typedef void (*fn_range_body)(void *ctx, int64_t begin, int64_t end);
-
+/* Runs body(ctx, begin, end) over [0, count) on up to nt threads, the
+ * calling thread among them (pool.c: chunks claimed from a shared counter);
+ * with nt <= 1 it is a plain call. Every item is computed the same way
+ * whatever the split and whichever thread takes it, so results never depend
+ * on nt or on the order chunks are claimed in; bodies keep no per-thread
+ * state across calls. */
 static void fn_parallel_ranges(int nt, int64_t count, fn_range_body body, void *ctx) {
     if (nt <= 1 || count <= 1) {
         body(ctx, 0, count);
         return;
     }
-#ifdef _OPENMP
-#ifdef FN_ATFORK
-    pthread_once(&fn_atfork_once, fn_atfork_register); /* before the first team */
-#endif
-#pragma omp parallel num_threads(nt)
-    {
-        const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
-        const int64_t begin = count * t / team, end = count * (t + 1) / team;
-        if (begin < end) body(ctx, begin, end);
-    }
-#else
-    body(ctx, 0, count);
-#endif
+    fn_pool_run(nt, count, body, ctx);
 }
 
 /* Rows per parameter-gradient block: a function of the row count alone, so

@@ -43,25 +43,29 @@
  * channel array) return FASTNORM_OK and write only what their description
  * says.
  *
- * Threads. `num_threads` is an upper bound on the OpenMP threads one call
- * uses: <= 1 runs on the calling thread, and so does any call on less than
- * 128 KiB of data, and no call uses more threads than fastnorm_num_procs()
- * (larger requests are capped there); work is split by whole rows (or
- * channels, groups). The
- * results are bitwise identical for any `num_threads`: row results never
- * depend on the split, and gradient sums over rows are made per fixed block
- * of rows and added in a fixed order. A build without OpenMP always runs on
- * the calling thread (fastnorm_has_openmp()).
+ * Threads. `num_threads` is an upper bound on the threads one call uses,
+ * the calling thread included: <= 1 runs on the calling thread, and so does
+ * any call on less than 128 KiB of data; a count above the CPUs the process
+ * may run on (its CPU affinity) runs with that many. Calls run on
+ * fastnorm's own thread pool (docs/threads.md): the work is cut into chunks
+ * of whole rows (or channels, groups) that the caller and the pool's
+ * workers claim from a shared counter, so that the caller never waits for a
+ * worker that has not started. The results are bitwise identical for any
+ * `num_threads` and any claim order: row results never depend on the split,
+ * and gradient sums over rows are made per fixed block of rows and added in
+ * a fixed order. A serial build always runs on the calling thread
+ * (fastnorm_has_threads()).
  *
  * Re-entrancy. Every normalizer may be called concurrently from any number
  * of threads (each with its own num_threads) on outputs that do not
- * overlap; the calls share no mutable state. The only process-wide setting
- * is the kernel table (fastnorm_set_isa); change it only while no call runs.
+ * overlap. One call at a time has the pool; a call that finds it busy runs
+ * on its calling thread alone (the same results). The process-wide settings
+ * are the kernel table (fastnorm_set_isa; change it only while no call
+ * runs) and the default thread count (fastnorm_set_max_threads).
  *
- * fork(). In a process forked after a call started OpenMP threads, every
- * call runs on the calling thread (fastnorm_serial_after_fork() is 1): an
- * OpenMP parallel region in such a child can hang, because the runtime
- * still counts the parent's threads. The results are unchanged.
+ * fork(). In a process forked after the pool started its threads, every
+ * call runs on the calling thread (fastnorm_serial_after_fork() is 1): the
+ * child has none of the parent's workers. The results are unchanged.
  */
 #ifndef FASTNORM_H
 #define FASTNORM_H
@@ -144,18 +148,25 @@ FASTNORM_API int fastnorm_bf16_convert_in_use(void);
  * use for the AVX2 kernels. */
 FASTNORM_API int fastnorm_avx512_in_use(void);
 
-/* 1 when the kernels were built with OpenMP, else 0 (then every call runs
- * on the calling thread). */
+/* 1 when the kernels were built with fastnorm's thread pool, else 0 (a
+ * serial build: every call runs on the calling thread). */
+FASTNORM_API int fastnorm_has_threads(void);
+/* The same as fastnorm_has_threads (the name older programs use). */
 FASTNORM_API int fastnorm_has_openmp(void);
-/* OpenMP's current default thread count (omp_get_max_threads(): follows
- * OMP_NUM_THREADS and the CPU affinity); 1 without OpenMP. A natural
- * num_threads. */
+/* The default thread count, a natural num_threads: the count set by
+ * fastnorm_set_max_threads if any, else OMP_NUM_THREADS (its first value)
+ * if it is a positive count, else the CPUs of the process's affinity; 1 in
+ * a serial build. */
 FASTNORM_API int fastnorm_max_threads(void);
-/* The processors OpenMP sees (omp_get_num_procs()); 1 without OpenMP. */
+/* Sets the default thread count (n >= 1) for the whole process, or returns
+ * to OMP_NUM_THREADS and the affinity (n <= 0). No effect in a serial
+ * build. */
+FASTNORM_API void fastnorm_set_max_threads(int n);
+/* The CPUs the process may run on (its CPU affinity, seen at the first
+ * call that asks): the most threads one call uses. 1 in a serial build. */
 FASTNORM_API int fastnorm_num_procs(void);
-/* 1 in a process forked after fastnorm started OpenMP threads: every call
- * there runs on the calling thread (a parallel region in such a child can
- * hang); 0 otherwise. */
+/* 1 in a process forked after fastnorm's pool started threads: every call
+ * there runs on the calling thread; 0 otherwise. */
 FASTNORM_API int fastnorm_serial_after_fork(void);
 
 /* ---- row normalizers ------------------------------------------------------ */
@@ -657,7 +668,7 @@ typedef struct fastnorm_api_table {
     int (*isa_available)(int isa);
     int (*set_isa)(int isa);
     int (*get_isa)(void);
-    int (*has_openmp)(void);
+    int (*has_openmp)(void); /* fastnorm_has_threads */
     int (*max_threads)(void);
     int (*num_procs)(void);
     int (*serial_after_fork)(void);

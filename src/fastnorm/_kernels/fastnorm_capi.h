@@ -3,7 +3,7 @@
  * without linking them: the entry points of fastnorm.h are reached through
  * the table that the installed fastnorm package exports as the capsule
  * fastnorm._core._C_API. The calls run the package's own compiled kernels
- * (its kernel selection, its OpenMP threads).
+ * (its kernel selection, its thread pool).
  *
  * Use: include this header after Python.h (fastnorm.get_include() is its
  * folder), call fastnorm_import() once with the GIL held -- at module
