@@ -539,12 +539,10 @@ def _main(args, threads):
         print(f"\ntorch / fastnorm ({threads} threads each): stack "
               f"{t_stack[tname] / base:.2f}x, norms alone {t_norms[tname] / t_norms[names[0]]:.2f}x")
     in_stack = t_in_stack[names[0]]
-    if threads > 1 and in_stack > 5 * t_norms[names[0]] + 2e-3 \
-            and "OMP_WAIT_POLICY" not in os.environ:
+    if threads > 1 and in_stack > 5 * t_norms[names[0]] + 2e-3:
         print(f"\nThe {threads}-thread norms cost {in_stack / t_norms[names[0]]:.0f}x more inside the "
-              f"stack than alone: after each call the OpenMP threads keep spinning for a while\n"
-              f"(the default wait policy) and compete with the BLAS threads of the next matmul "
-              f"for the cores.\nTry OMP_WAIT_POLICY=passive in the environment, or --threads 1.")
+              f"stack than alone: their threads compete with the BLAS threads of the next matmul\n"
+              f"for the cores. Try --threads 1.")
     return 0 if ok else 1
 
 

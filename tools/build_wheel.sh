@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Build a source distribution of fastnorm from this checkout and a wheel from it
 # (a clean build, which also checks that the sdist holds what the build needs),
-# repair the wheel to a manylinux tag with auditwheel (which copies the OpenMP
-# runtime into it), install it into a fresh virtual environment and run the test
+# repair the wheel to a manylinux tag with auditwheel, install it into a fresh virtual environment and run the test
 # suite against the installed wheel.
 #
 #   tools/build_wheel.sh [OUTDIR]      the repaired wheel goes to OUTDIR (default dist/)

@@ -13,8 +13,8 @@ def get_config():
         ``version``; ``isa``, the kernels in use (``"avx2"`` or ``"scalar"``),
         and ``isas_available``; ``bf16_rounding`` (``"avx512_bf16"`` or
         ``"integer"``); ``avx512_pairs`` (AVX-512 registers in the 16-bit
-        loops); ``cpu_features`` (name to bool); ``machine``; ``openmp`` (the
-        build has OpenMP); ``num_threads`` (:func:`get_num_threads`);
+        loops); ``cpu_features`` (name to bool); ``machine``; ``threads``
+        (``"fastnorm pool"``, or ``"serial"`` for a build without threads); ``num_threads`` (:func:`get_num_threads`);
         ``num_procs``.
 
     Examples
