@@ -195,7 +195,7 @@ import fastnorm as fn
 from fastnorm import _core
 cfg = fn.get_config()
 assert cfg["num_procs"] == 1, cfg
-assert fn.get_num_threads() == 3, fn.get_num_threads()  # OMP_NUM_THREADS
+assert fn.get_num_threads() == 1, fn.get_num_threads()  # OMP_NUM_THREADS=3, capped at 1 CPU
 x = np.random.default_rng(0).standard_normal((512, 768)).astype(np.float32)
 assert np.array_equal(fn.layer_norm(x, num_threads=4), fn.layer_norm(x, num_threads=1))
 assert _core._pool_workers() == 0, _core._pool_workers()  # one CPU: no worker
@@ -204,6 +204,10 @@ print("sizing ok")
     proc = run_python(script, env_extra={"OMP_NUM_THREADS": "3,2"}, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sizing ok" in proc.stdout
+    # below the CPU count, OMP_NUM_THREADS is the default
+    proc = run_python("import fastnorm as fn; print(fn.get_num_threads())",
+                      env_extra={"OMP_NUM_THREADS": "1"}, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["1"], proc.stdout + proc.stderr
 
 
 @needs_threads
