@@ -39,4 +39,4 @@ def register():
         _registered.append(FastnormController)
 
 
-_registered = []
+_registered: list = []
