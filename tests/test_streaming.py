@@ -111,3 +111,35 @@ def test_threshold_setting_round_trips():
         assert _core._stream_bytes() == -1
     finally:
         _core._stream_bytes(before)
+
+
+def test_isa_switch_during_streamed_calls_does_not_crash():
+    """A call takes its streaming copy and fence from one read of the kernel
+    table: another thread changing the ISA meanwhile cannot leave it with a
+    copy and no fence (run in a fresh interpreter: a crash fails the test)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import threading, numpy as np, fastnorm as fn
+        from fastnorm import _core
+        if len(_core._available_isas()) < 2:
+            raise SystemExit(0)
+        _core._stream_bytes(0)
+        x = np.random.default_rng(0).standard_normal((64, 4096)).astype(np.float32)
+        stop = False
+        def flip():
+            while not stop:
+                _core._set_isa("scalar"); _core._set_isa("auto")
+        t = threading.Thread(target=flip); t.start()
+        try:
+            for _ in range(1500):
+                fn.layer_norm(x, num_threads=1)
+                fn.rms_norm_backward(x, x, np.ones(64, np.float32), num_threads=1)
+        finally:
+            stop = True; t.join()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr

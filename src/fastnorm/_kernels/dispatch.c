@@ -244,9 +244,11 @@ int64_t fn_set_stream_min_bytes(int64_t bytes) {
     return before;
 }
 
-void (*fn_stream_for(const fn_prims *table, int64_t bytes))(void *, const void *, size_t) {
+void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t) {
     const int64_t min = fn_stream_min_bytes();
-    return (min >= 0 && bytes >= min) ? table->stream_copy : NULL;
+    const fn_prims *table = fn_active_prims();
+    *fence = table->stream_fence;
+    return (min >= 0 && bytes >= min && table->stream_fence) ? table->stream_copy : NULL;
 }
 
 int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }

@@ -34,9 +34,11 @@ int fn_set_avx512(int on);
  * value before. */
 int64_t fn_stream_min_bytes(void);
 int64_t fn_set_stream_min_bytes(int64_t bytes);
-/* The streaming copy for an output of this many bytes: the active table's,
- * or NULL for ordinary stores. */
-void (*fn_stream_for(const fn_prims *table, int64_t bytes))(void *, const void *, size_t);
+/* The streaming copy for an output of this many bytes, with its fence in
+ * *fence (both from one read of the active table: a call uses one table's
+ * pair even if another thread changes the ISA meanwhile), or NULL for
+ * ordinary stores. */
+void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t);
 
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */

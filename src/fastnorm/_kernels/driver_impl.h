@@ -150,9 +150,10 @@ typedef struct {
     int64_t rows_per_param, ldp;
     int params_finite; /* every weight and bias element is finite */
     int64_t ahead;     /* rows between a row and the row prefetched meanwhile */
-    /* y written with streaming stores through this copy (see fn_stream_for),
-     * or NULL: ordinary stores */
+    /* y written with streaming stores through this copy and fence (see
+     * fn_stream_for; from one read of the kernel table), or NULL: ordinary stores */
     void (*stream)(void *dst, const void *src, size_t n);
+    void (*fence)(void);
 } LOCAL(forward_ctx);
 
 /* Rows written with streaming stores are computed FN_STREAM_CHUNK elements
@@ -332,7 +333,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
         LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], tmp);
     }
-    if (k->stream) fn_active_prims()->stream_fence();
+    if (k->stream) k->fence();
     fn_scratch_free(heap_xa);
 }
 
@@ -347,7 +348,7 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
     }
     k->P = FN_ROW_TABLE(k->n, FN_PAIR_ROW_MAX);
     k->ahead = fn_fetch_rows(k->n * (int64_t)sizeof(T));
-    k->stream = fn_stream_for(fn_active_prims(), k->rows * k->n * (int64_t)sizeof(T));
+    k->stream = fn_stream_for(k->rows * k->n * (int64_t)sizeof(T), &k->fence);
     k->params_finite = 0;
     if (FN_WIDE) {
         const int64_t prows = k->rows_per_param ? (k->rows - 1) / k->rows_per_param + 1 : 1;
@@ -368,14 +369,14 @@ int NAME(layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int
                      const W *weight, const W *bias, double eps, ST *mean, ST *rstd,
                      int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
 int NAME(rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, T *y, int64_t ldy,
                    const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL};
+                            NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -384,7 +385,7 @@ int NAME(add_layer_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const
                          int64_t ldy, const W *weight, const W *bias, double eps, ST *mean,
                          ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, bias, y, mean, rstd, eps, 1,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -392,7 +393,7 @@ int NAME(add_rms_norm)(int64_t rows, int64_t n, const T *x, int64_t ldx, const T
                        int64_t ldr, const W *residual_bias, T *sum_out, int64_t lds, T *y,
                        int64_t ldy, const W *weight, double eps, ST *rstd, int num_threads) {
     LOCAL(forward_ctx) k = {NULL, rows, n, ldx, ldy, x, weight, NULL, y, NULL, rstd, eps, 0,
-                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL};
+                            residual, residual_bias, sum_out, ldr, lds, 0, 0, 0, 0, NULL, NULL};
     return LOCAL(forward)(&k, num_threads);
 }
 
@@ -410,9 +411,10 @@ typedef struct {
     const T *ds;        /* added to dx before its rounding (fused residual add), or NULL */
     int64_t ldds;
     int64_t ahead; /* rows between a row and the row prefetched meanwhile */
-    /* dx written with streaming stores through this copy, or NULL (as the
-     * forward's y, FN_STREAM_CHUNK elements at a time) */
+    /* dx written with streaming stores through this copy and fence, or NULL
+     * (as the forward's y, FN_STREAM_CHUNK elements at a time) */
     void (*stream)(void *dst, const void *src, size_t n);
+    void (*fence)(void);
 } LOCAL(backward_ctx);
 
 /* dx of row i from its sums s (backward_sums), with its parameter partials
@@ -526,7 +528,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, tmp);
         }
     }
-    if (k->stream) fn_active_prims()->stream_fence();
+    if (k->stream) k->fence();
     fn_scratch_free(heap_wide);
 }
 
@@ -569,7 +571,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->P = FN_ROW_TABLE(n, FN_WIDE_BACKWARD ? FN_PAIR_ROW_MAX / 2 : FN_PAIR_ROW_MAX);
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
-    k->stream = fn_stream_for(fn_active_prims(), rows * n * (int64_t)sizeof(T));
+    k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), &k->fence);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
     if (dweight || dbias) {
@@ -596,7 +598,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1, NULL, 0, 0, NULL};
+                             dx, NULL, NULL, 1, NULL, 0, 0, NULL, NULL};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -604,7 +606,7 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0, NULL, 0, 0, NULL};
+                             dx, NULL, NULL, 0, NULL, 0, 0, NULL, NULL};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -613,7 +615,7 @@ int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t 
                                   const ST *mean, const ST *rstd, const W *weight, T *dsum,
                                   int64_t lddsum, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
-                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL};
+                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL, NULL};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -622,7 +624,7 @@ int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
                                 const W *weight, T *dsum, int64_t lddsum, W *dweight,
                                 int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
-                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL};
+                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL, NULL};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -634,7 +636,7 @@ int NAME(layer_norm_per_sample)(int64_t samples, int64_t rows_per_sample, int64_
                                 int num_threads) {
     LOCAL(forward_ctx) k = {NULL, samples * rows_per_sample, n, ldx, ldy, x, weight, bias, y,
                             mean, rstd, eps, 1, NULL, NULL, NULL, 0, 0, rows_per_sample, ldp,
-                            0, 0, NULL};
+                            0, 0, NULL, NULL};
     if (rows_per_sample <= 0) return FASTNORM_OK;
     return LOCAL(forward)(&k, num_threads);
 }

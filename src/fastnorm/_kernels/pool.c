@@ -135,7 +135,9 @@ static void fn_os_sleep_us(int us) {
 static int fn_os_usable_cpus(void) {
 #if defined(__linux__) && defined(CPU_COUNT)
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    /* the process's affinity (its main thread's), not that of whichever
+     * thread asks first: a thread pinned to one core must not size the pool */
+    if (sched_getaffinity(getpid(), sizeof(set), &set) == 0) {
         const int n = CPU_COUNT(&set);
         if (n >= 1) return n;
     }
