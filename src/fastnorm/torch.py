@@ -563,6 +563,22 @@ def ada_layer_norm(x, shift, scale, eps=1e-6):
 # GroupNorm
 # --------------------------------------------------------------------------
 
+def _channel_grads(x, dx, dw, db):
+    """A channel normalizer's (dx, dweight, dbias) as tensors. The kernels ran
+    with a bias (_some_bias), so dbias is there; dweight of a forward without
+    weight is zeros, for the operator's fixed result types."""
+    if dw is None:
+        assert db is not None
+        dw = np.zeros(x.shape[1], dtype=db.dtype)
+    return _tensor(dx), _tensor(dw), _tensor(db)
+
+
+def _channel_grads_fake(x, weight):
+    C = x.shape[1]
+    return (_empty(x.shape, x), _empty((C,), x, _grad_dtype(weight, x)),
+            _empty((C,), x, _calc(x.dtype)))
+
+
 @torch.library.custom_op("fastnorm::group_norm", mutates_args=())
 def _group_norm_op(x: Tensor, num_groups: int, weight: Optional[Tensor],
                    bias: Optional[Tensor], eps: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -581,21 +597,15 @@ def _(x, num_groups, weight, bias, eps):
 @torch.library.custom_op("fastnorm::group_norm_backward", mutates_args=())
 def _group_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
                             weight: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    C = x.shape[1]
     dx, dw, db = _fn.group_norm_backward(
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), num_threads=_threads())
-    if dw is None:
-        assert db is not None  # the bias _some_bias gave has its gradient
-        dw = np.zeros(C, dtype=db.dtype)
-    return _tensor(dx), _tensor(dw), _tensor(db)
+    return _channel_grads(x, dx, dw, db)
 
 
 @_group_norm_backward_op.register_fake
 def _(dy, x, mean, rstd, weight):
-    C = x.shape[1]
-    return (_empty(x.shape, x), _empty((C,), x, _grad_dtype(weight, x)),
-            _empty((C,), x, _calc(x.dtype)))
+    return _channel_grads_fake(x, weight)
 
 
 def _group_norm_setup(ctx, inputs, output):
@@ -702,21 +712,15 @@ def _(x, running_mean, running_var, weight, bias, training, momentum, eps):
 def _batch_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
                             weight: Optional[Tensor],
                             training: bool) -> tuple[Tensor, Tensor, Tensor]:
-    C = x.shape[1]
     dx, dw, db = _fn.batch_norm_backward(
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), training=training, num_threads=_threads())
-    if dw is None:
-        assert db is not None  # the bias _some_bias gave has its gradient
-        dw = np.zeros(C, dtype=db.dtype)
-    return _tensor(dx), _tensor(dw), _tensor(db)
+    return _channel_grads(x, dx, dw, db)
 
 
 @_batch_norm_backward_op.register_fake
 def _(dy, x, mean, rstd, weight, training):
-    C = x.shape[1]
-    return (_empty(x.shape, x), _empty((C,), x, _grad_dtype(weight, x)),
-            _empty((C,), x, _calc(x.dtype)))
+    return _channel_grads_fake(x, weight)
 
 
 def _batch_norm_setup(ctx, inputs, output):
@@ -790,21 +794,15 @@ def _(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps
 @torch.library.custom_op("fastnorm::instance_norm_backward", mutates_args=())
 def _instance_norm_backward_op(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
                                weight: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    C = x.shape[1]
     dx, dw, db = _fn.instance_norm_backward(
         _array(dy, "dy"), _array(x, "x"), _array(mean, "mean"), _array(rstd, "rstd"),
         _array(weight, "weight"), _some_bias(x), num_threads=_threads())
-    if dw is None:
-        assert db is not None  # the bias _some_bias gave has its gradient
-        dw = np.zeros(C, dtype=db.dtype)
-    return _tensor(dx), _tensor(dw), _tensor(db)
+    return _channel_grads(x, dx, dw, db)
 
 
 @_instance_norm_backward_op.register_fake
 def _(dy, x, mean, rstd, weight):
-    C = x.shape[1]
-    return (_empty(x.shape, x), _empty((C,), x, _grad_dtype(weight, x)),
-            _empty((C,), x, _calc(x.dtype)))
+    return _channel_grads_fake(x, weight)
 
 
 def _instance_norm_setup(ctx, inputs, output):
