@@ -632,3 +632,9 @@ def test_out_of_core_example_runs(capsys):
                               "--quiet"])
         assert result["max_abs_err"] < 1e-5
     assert "GB/s" in capsys.readouterr().out
+
+
+def test_group_backward_names_mean_for_a_group_count_that_does_not_divide_c():
+    x = da.ones((2, 5, 3), chunks=(1, 5, 3))
+    with pytest.raises(ValueError, match="mean"):
+        fd.group_norm_backward(x, x, np.zeros((2, 2)), np.ones((2, 2)))

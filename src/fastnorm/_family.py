@@ -184,8 +184,10 @@ def _dy_like(dy, x, name="dy", xname="x"):
     return dy
 
 
-def _stats(a, shape, x, name):
-    if _ready(a, tuple(shape), _calc(x)):  # the forward's own statistics
+def _stats(a, shape, dtype, name):
+    """Statistics the forward returned (or a field of its stats tuple): a
+    floating array of this shape, as a C-contiguous array of dtype."""
+    if _ready(a, tuple(shape), dtype):  # the forward's own statistics
         return a
     a = np.asarray(a) if a is not None else None
     if a is None:
@@ -194,7 +196,7 @@ def _stats(a, shape, x, name):
         raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    return _carr(a, _calc(x))
+    return _carr(a, dtype)
 
 
 def _momentum(momentum):
@@ -275,15 +277,20 @@ def _return(y, stats, return_stats):
 # GroupNorm
 # --------------------------------------------------------------------------
 
+def _groups_fit(G, C):
+    """Whether G groups split C channels: 1 <= G <= C and G divides C. With no
+    channels (C = 0) only one group, an empty one, does."""
+    return 1 <= G <= max(C, 1) and C % G == 0
+
+
 def _group_count(num_groups, C):
-    """num_groups checked against C channels: an int in [1, C] that divides C.
-    With no channels (C = 0) only one group, an empty one, is accepted."""
+    """num_groups checked against C channels (see _groups_fit)."""
     if not _is_int(num_groups):
         raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
     G = int(num_groups)
     if G <= 0:
         raise ValueError(f"num_groups must be positive, got {G}")
-    if G > max(C, 1) or C % G:
+    if not _groups_fit(G, C):
         raise ValueError(
             f"num_groups={G} must divide the number of channels C={C} and be at most C"
             + (" (with no channels, num_groups must be 1)" if C == 0 else "")
@@ -371,8 +378,8 @@ def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threa
                     stats_shape):
     B = _Block(x, k, per_sample)
     dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, stats_shape, x, "mean")
-    r = _stats(rstd, stats_shape, x, "rstd")
+    m = _stats(mean, stats_shape, _calc(x), "mean")
+    r = _stats(rstd, stats_shape, _calc(x), "rstd")
     w = _param(weight, B.C, x, "weight")
     nt = _core._threads_arg(num_threads)
     dx = np.empty(B.shape, x.dtype)
@@ -435,7 +442,7 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
         raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
     C = x.shape[k]
     G = ms[1]
-    if G <= 0 or G > max(C, 1) or C % G:
+    if not _groups_fit(G, C):
         raise ValueError(f"mean must have shape (N, num_groups) with num_groups in [1, C] "
                          f"dividing C={C}, got {ms}")
     _param(bias, x.shape[k], x, "bias")
@@ -634,8 +641,8 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
         return _group_backward(dy, x, mean, rstd, weight, bias, C, k, False, num_threads, (C,))
     B = _Block(x, k, per_sample=False)
     dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, (C,), x, "mean")
-    r = _stats(rstd, (C,), x, "rstd")
+    m = _stats(mean, (C,), _calc(x), "mean")
+    r = _stats(rstd, (C,), _calc(x), "rstd")
     w = _param(weight, C, x, "weight")
     return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
 
@@ -799,8 +806,8 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
                                (x.shape[0], C))
     B = _Block(x, k, per_sample=False)
     dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, (C,), x, "mean")
-    r = _stats(rstd, (C,), x, "rstd")
+    m = _stats(mean, (C,), _calc(x), "mean")
+    r = _stats(rstd, (C,), _calc(x), "rstd")
     w = _param(weight, C, x, "weight")
     return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
 
@@ -825,16 +832,9 @@ batch_size: the B of the mixing constants."""
 
 
 def _stats_field(stats, field, shape, dtype):
-    """One array field of a stats tuple, checked (a real floating array of
-    this shape) and returned as a C-contiguous array of dtype; messages name
-    stats.<field>."""
-    a = np.asarray(getattr(stats, field))
-    if not _is_float(a.dtype):
-        raise TypeError(f"stats.{field} must be a floating-point array, got dtype {a.dtype}")
-    if a.shape != tuple(shape):
-        raise ValueError(f"stats.{field} must have shape {tuple(shape)} for x of this shape, "
-                         f"got {a.shape} (the stats of the forward on the same x are needed)")
-    return _carr(a, dtype)
+    """One array field of a stats tuple, checked as _stats checks statistics;
+    messages name stats.<field>."""
+    return _stats(getattr(stats, field), shape, np.dtype(dtype), f"stats.{field}")
 
 
 def _stats_flag(stats, field):

@@ -992,7 +992,10 @@ def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, nu
     if len(ms) != 2 or not _same_shape(ms[:1], (N,)) or ms[1] < 1:
         raise ValueError(f"mean must have shape (N, num_groups) = ({N}, G) with G >= 1, "
                          f"got shape {ms}" + _hint((N,)))
-    G = _family._group_count(ms[1], C)
+    G = ms[1]
+    if not _family._groups_fit(G, C):
+        raise ValueError(f"mean must have shape (N, num_groups) with num_groups in [1, C] "
+                         f"dividing C={C}, got shape {ms}")
     return _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every,
                             "(N, num_groups)")
 
