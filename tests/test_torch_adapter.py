@@ -272,11 +272,11 @@ def test_16bit_tensors_share_fastnorm_results(dt):
     x = _rand((4, 6, 8), torch.float32, g).to(dt).requires_grad_(True)
     w = _rand((8,), torch.float32, g, loc=1).to(dt).requires_grad_(True)
     y = ft.layer_norm(x, (8,), w)
-    xa, wa = ft._array(x, "x"), ft._array(w, "w")
-    assert xa.dtype.itemsize == 2 and np.shares_memory(xa, ft._array(x.detach(), "x"))
+    xa, wa = ft._bridge._array(x, "x"), ft._bridge._array(w, "w")
+    assert xa.dtype.itemsize == 2 and np.shares_memory(xa, ft._bridge._array(x.detach(), "x"))
     ya = fastnorm.layer_norm(xa, wa, axis=-1)
     assert y.dtype == dt
-    assert np.array_equal(ft._array(y, "y").view(np.uint16), ya.view(np.uint16))
+    assert np.array_equal(ft._bridge._array(y, "y").view(np.uint16), ya.view(np.uint16))
     torch.testing.assert_close(y.float(), F.layer_norm(x.float(), (8,), w.float()),
                                rtol=2e-2, atol=2e-2)
     y.sum().backward()
@@ -316,9 +316,9 @@ def test_bad_arguments_name_the_tensor():
     with pytest.raises(ValueError, match="normalized_shape"):
         ft.layer_norm(x, (5,))
     with pytest.raises(ValueError, match="x is on device meta"):
-        ft._array(torch.empty(3, device="meta"), "x")
+        ft._bridge._array(torch.empty(3, device="meta"), "x")
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
-        ft._array(np.ones(3), "x")
+        ft._bridge._array(np.ones(3), "x")
     rm, rv = torch.zeros(4, dtype=torch.float16), torch.ones(4)
     with pytest.raises(TypeError, match="running_mean"):
         ft.batch_norm(x, rm, rv, training=True)
@@ -642,11 +642,11 @@ def test_eager_calls_and_operator_calls_give_the_same_bits():
 
     eager = run()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ft, "_eager", lambda args: False)
+        mp.setattr(ft._bridge, "_eager", lambda args: False)
         dispatched = run()
     for e, d in zip(eager, dispatched):
         assert torch.equal(e.view(torch.int32), d.view(torch.int32))
-    assert ft._eager((x, w))
+    assert ft._bridge._eager((x, w))
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Passthrough(TorchDispatchMode):
@@ -654,7 +654,7 @@ def test_eager_calls_and_operator_calls_give_the_same_bits():
             return func(*args, **(kwargs or {}))
 
     with Passthrough():
-        assert not ft._eager((x, w))  # a dispatch mode sees the operators
+        assert not ft._bridge._eager((x, w))  # a dispatch mode sees the operators
 
 
 def test_double_backward_is_refused_not_wrong():

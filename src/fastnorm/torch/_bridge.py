@@ -1,0 +1,163 @@
+"""Tensors to NumPy arrays and back, and eager calls that skip the operator dispatch."""
+import numpy as np
+import torch
+from torch import Tensor
+
+
+# --------------------------------------------------------------------------
+# Tensors to arrays and back
+# --------------------------------------------------------------------------
+
+_DTYPES = frozenset((torch.float32, torch.float64, torch.float16, torch.bfloat16))
+_BF16 = None  # ml_dtypes.bfloat16, imported on the first bfloat16 tensor
+
+
+def _bfloat16():
+    global _BF16
+    if _BF16 is None:
+        try:
+            import ml_dtypes
+        except ImportError as exc:
+            raise ImportError(
+                'bfloat16 tensors need ml_dtypes: pip install "fastnorm-cpu[torch]"'
+            ) from exc
+        _BF16 = np.dtype(ml_dtypes.bfloat16)
+    return _BF16
+
+
+def _check_tensor(t, name):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_cpu:
+        raise ValueError(
+            f"{name} is on device {t.device}: fastnorm computes on the CPU only "
+            f"(move it with .cpu(), or use torch.nn.functional on that device)"
+        )
+    if t.dtype not in _DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32, float64, float16 or bfloat16, got {t.dtype}"
+        )
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
+def _array(t, name):
+    """The CPU tensor t as a NumPy array over the same memory, or over a
+    contiguous copy when t is not contiguous (None stays None).
+
+    fastnorm takes strided arrays too, but reads them through slower general
+    paths; PyTorch's own copy is quicker (gradients arriving from a sum or a
+    transpose are often expanded or permuted views)."""
+    if t is None:
+        return None
+    _check_tensor(t, name)
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.dtype is torch.bfloat16:
+        return t.view(torch.int16).numpy().view(_bfloat16())
+    return t.numpy()
+
+
+def _tensor(a):
+    """A NumPy result as a contiguous CPU tensor over the same memory."""
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = a.copy(order="C")
+    if a.dtype.itemsize == 2 and a.dtype.kind != "f":  # bfloat16 bits
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _calc(dtype):
+    """The dtype of statistics for data of this dtype: its own, float32 for 16-bit."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _threads():
+    return torch.get_num_threads()
+
+
+def _empty(shape, like, dtype=None):
+    """A contiguous tensor of this shape on like's device (the fake results)."""
+    return torch.empty(tuple(shape), dtype=dtype or like.dtype, device=like.device)
+
+
+def _grad_dtype(param, x):
+    """The dtype fastnorm gives a parameter's gradient: the parameter's own,
+    the computing dtype when there is no parameter."""
+    return param.dtype if param is not None else _calc(x.dtype)
+
+
+def _none_if_absent(grad, param):
+    return grad if param is not None else None
+
+
+def _trailing(x, normalized_shape, name="normalized_shape"):
+    """The axes of x that normalized_shape names (its last len(...) axes)."""
+    shape = tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or k > x.dim() or x.shape[x.dim() - k:] != shape:
+        raise ValueError(
+            f"{name} {list(shape)} must be the trailing dimensions of x of shape "
+            f"{list(x.shape)}"
+        )
+    return tuple(range(-k, 0))
+
+
+def _axes(k):
+    return tuple(range(-k, 0))
+
+
+# --------------------------------------------------------------------------
+# Eager calls without the operator dispatch
+# --------------------------------------------------------------------------
+
+_EAGER: dict = {}  # operator -> its torch.autograd.Function for eager calls
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _register_autograd(op, grad, setup):
+    """op.register_autograd(grad, setup), and the same formula as an
+    autograd.Function for eager calls (see _call)."""
+    op.register_autograd(grad, setup_context=setup)
+    impl = op._init_fn
+
+    # forward(ctx, ...): a Function with a separate setup_context binds its
+    # arguments to forward's signature at every call, which costs more than a
+    # small kernel
+    def forward(ctx, *args):
+        output = impl(*args)
+        setup(ctx, args, output)
+        return output
+
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):  # fastnorm's backward has no gradient of its own
+        return grad(ctx, *grads)
+
+    _EAGER[op] = type(f"{op._name}_eager", (torch.autograd.Function,),
+                      {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
+def _eager(args):
+    """Whether a call may skip the operator dispatch: plain eager code on
+    plain tensors, where the operator would only call its implementation."""
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._are_functorch_transforms_active()
+            or torch._C._len_torch_dispatch_stack() > 0):
+        return False
+    return all(type(a) in _PLAIN for a in args if isinstance(a, Tensor))
+
+
+def _call(op, *args):
+    """op(*args): directly in eager code (through its autograd.Function when a
+    gradient is needed), through the operator dispatch otherwise."""
+    if not _eager(args):
+        return op(*args)
+    grad = torch.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+    run = _EAGER[op].apply if grad and op in _EAGER else op._init_fn
+    if torch.autograd._profiler_enabled():
+        with torch.profiler.record_function(op._qualname):
+            return run(*args)
+    return run(*args)
