@@ -2,6 +2,8 @@
 
 - Registers the `quick` marker; `-m quick` or BENCH_QUICK=1 keeps the smoke
   subset (norm_impls.is_quick) and shortens each measurement.
+- Sizes JAX's thread pool (PJRT_NPROC) to the suite's thread count when it runs
+  only one (norm_impls.configure_jax_threads): JAX reads it once per process.
 - Adds to the JSON (--benchmark-json / --benchmark-autosave) what bench/report.py
   prints: the CPU model, the library versions, fastnorm's configuration and the
   command that reproduces the run.
@@ -13,10 +15,16 @@ import sys
 
 import pytest
 
-from norm_impls import quick_mode
+from norm_impls import (JAX_THREAD_ENV, configure_jax_threads, jax_thread_setting, quick_mode,
+                        thread_counts)
+
+# JAX's thread count as the user set it (before configure_jax_threads): part of the command
+_JAX_THREAD_ENV_SET = {n: os.environ[n] for n in JAX_THREAD_ENV if os.environ.get(n, "").strip()}
 
 
 def pytest_configure(config):
+    # before JAX starts: its thread pool is sized once per process
+    configure_jax_threads(thread_counts())
     config.addinivalue_line(
         "markers", "quick: the smoke subset of the benchmarks (also selected by BENCH_QUICK=1)")
     config.addinivalue_line(
@@ -51,7 +59,8 @@ def cpu_model():
 
 def _versions():
     out = {"python": platform.python_version()}
-    for name in ("numpy", "fastnorm", "torch", "onnxruntime", "onnx", "pytest_benchmark"):
+    for name in ("numpy", "fastnorm", "torch", "jax", "jaxlib", "onnxruntime", "onnx",
+                 "pytest_benchmark"):
         try:
             out[name] = __import__(name).__version__
         except Exception:  # not installed: the benchmarks of that peer were skipped
@@ -84,6 +93,8 @@ def _command():
         cmd = f"BENCH_THREADS={os.environ['BENCH_THREADS']} " + cmd
     if os.environ.get("BENCH_TARGET_S"):
         cmd = f"BENCH_TARGET_S={os.environ['BENCH_TARGET_S']} " + cmd
+    for name, value in _JAX_THREAD_ENV_SET.items():
+        cmd = f"{name}={shlex.quote(value)} " + cmd
     return cmd
 
 
@@ -100,6 +111,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         info["fastnorm_config"] = fastnorm.get_config()
     except Exception as exc:  # the report only prints it
         info["fastnorm_config"] = repr(exc)
+    if sys.modules.get("jax") is not None:  # JAX ran: the one thread count of its cases in this run
+        info["jax_threads"], info["jax_threads_from"] = jax_thread_setting()
     output_json["fastnorm_bench"] = info
 
 

@@ -25,6 +25,20 @@ torch
     i.e. the autograd engine plus the backward kernels, producing dx, dw (, db).
     On the CPU, ``F.rms_norm`` is a composite of several ops (pow, mean, rsqrt,
     mul), so its backward walks several graph nodes.
+jax
+    The formulas in ``jax.numpy`` (:func:`jax_layer_norm`, :func:`jax_rms_norm`),
+    ``jax.jit``-compiled, on JAX's CPU device (float64 enabled for the float64
+    cases). The inputs are put on the device once, untimed; each function is
+    compiled and run once before it is timed; a timed call is the jitted call
+    followed by ``jax.block_until_ready``, and allocates its outputs. Backward:
+    ``jax.jit`` of ``jax.vjp`` of the forward, called with dy (and x, w, b),
+    returning dx, dw (, db); XLA compiles the forward's statistics into it (JAX
+    keeps no graph between calls), where fastnorm and torch take saved ones.
+    JAX's thread pool is sized once per process (PJRT_NPROC, else the CPUs of
+    the affinity: :func:`jax_thread_setting`), so its cases run at that thread
+    count only and are skipped, with the reason, at the others. The row ops
+    only (layer_norm, rms_norm, add_layer_norm, ada_layer_norm and the two
+    backward ops).
 onnxruntime
     A model with one ``LayerNormalization`` node (opset 17) or one
     ``RMSNormalization`` node (opset 23), weight and bias as initializers,
@@ -56,6 +70,9 @@ numpy
 torch
     ``s = x + r; y = F.layer_norm(s, ...)`` under ``torch.inference_mode()``
     (both outputs allocated by torch).
+jax
+    ``s = x + r`` and the JAX layer norm of s in one jitted function, returning
+    (y, s).
 onnxruntime
     One ``com.microsoft`` ``SkipLayerNormalization`` node (input, skip, gamma,
     beta; outputs y and the sum s as its 4th output), x, r, y and s bound to
@@ -76,6 +93,9 @@ torch
     ``F.layer_norm(x, (D,), eps=1e-6) * (1 + scale[:, None]) + shift[:, None]``
     under ``torch.inference_mode()`` (three allocated temporaries: the
     composition a DiT block runs).
+jax
+    The JAX layer norm without weight and bias, ``* (1 + scale[:, None]) +
+    shift[:, None]``, in one jitted function (XLA fuses what it can).
 copy
     ``np.copyto(y, x)`` as for the other forward ops, x and y seen as (N*T, D)
     so the threaded copy splits rows, not the few samples. Bytes moved: read
@@ -207,7 +227,9 @@ OPS = ROW_OPS + CHANNEL_OPS + AXIS_OPS  # the order they run in
 
 FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
 UNFUSED_IMPL = "fastnorm-unfused"  # np.add + fastnorm.layer_norm: the fused ops only
-IMPLS = FASTNORM_IMPLS + (UNFUSED_IMPL, "numpy", "torch", "onnxruntime", "copy")
+IMPLS = FASTNORM_IMPLS + (UNFUSED_IMPL, "numpy", "torch", "jax", "onnxruntime", "copy")
+# the ops JAX runs: the row normalizers written out in jax.numpy (below)
+JAX_OPS = ROW_OPS
 
 SHAPES_FLOAT32 = [(1, 768), (8, 768), (128, 768), (4096, 768), (1024, 4096), (8192, 4096),
                   (65536, 64)]
@@ -360,6 +382,8 @@ def applies(impl, op, threads):
         return False  # the unfused composition of a fused op
     if impl == "numpy" and threads != 1:
         return False  # NumPy has no threads: its time would be the 1-thread time again
+    if impl == "jax" and op not in JAX_OPS:
+        return False  # the row normalizers only
     if impl == "onnxruntime" and op not in FORWARD_OPS:
         return False
     if impl == "copy" and op not in FORWARD_OPS + ROW_BACKWARD_OPS:
@@ -891,6 +915,169 @@ def _onnx_session(op, dtype, n, weight, bias, threads, build=None):
 
 
 # --------------------------------------------------------------------------
+# JAX: the formulas in jax.numpy, jax.jit-compiled, on the CPU
+# --------------------------------------------------------------------------
+
+# JAX sizes its CPU thread pool (XLA's "XLAEigen" pool, which runs the compiled
+# computations) once, when its CPU client starts: PJRT_NPROC threads, else NPROC, else
+# the CPUs of the process's affinity (taskset). No flag changes it afterwards:
+# --xla_cpu_multi_thread_eigen=false only affects Eigen's matrix products and
+# convolutions, and intra_op_parallelism_threads is no XLA_FLAGS flag (jaxlib aborts
+# on it). So one process measures JAX at one thread count: jax_threads().
+JAX_THREAD_ENV = ("PJRT_NPROC", "NPROC")
+
+
+def jax_thread_setting():
+    """(threads, where from): the size of the pool JAX's CPU client makes when it
+    starts, from the environment and affinity of this moment."""
+    for name in JAX_THREAD_ENV:
+        try:  # what the client reads: an integer, else the next source
+            return max(0, int(os.environ.get(name, "").strip())), f"{name}={os.environ[name]}"
+        except ValueError:
+            continue
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)), "the CPUs of the process's affinity"
+    return os.cpu_count() or 1, "the CPU count"
+
+
+def configure_jax_threads(counts):
+    """Before JAX starts: when the suite runs a single thread count and nothing sets
+    JAX's pool size, size it to that count (PJRT_NPROC), so that the JAX cases run."""
+    if len(counts) == 1 and not any(os.environ.get(n, "").strip() for n in JAX_THREAD_ENV):
+        os.environ["PJRT_NPROC"] = str(counts[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _jax():
+    """jax, its CPU client started (float64 enabled, the CPU platform only), and the
+    thread count of that client with where it came from."""
+    jax = _import("jax")
+    jax.config.update("jax_enable_x64", True)  # float64 cases; float32 stays float32
+    if not os.environ.get("JAX_PLATFORMS"):
+        jax.config.update("jax_platforms", "cpu")
+    setting = jax_thread_setting()  # read when the client starts, just below
+    try:
+        device = jax.devices("cpu")[0]
+    except RuntimeError as exc:  # JAX_PLATFORMS without the CPU
+        raise Unavailable(f"jax has no CPU device here ({exc})") from exc
+    return jax, device, setting
+
+
+def jax_threads():
+    """The size of JAX's CPU thread pool in this process (starts JAX); None without JAX."""
+    try:
+        return _jax()[2][0]
+    except Unavailable:
+        return None
+
+
+def _jax_stat_dtype(jnp, x):
+    """The dtype a JAX model computes normalization statistics in: float32 for 16-bit
+    x (as Flax's LayerNorm and RMSNorm do, and the normalization after them), else
+    x's own."""
+    return jnp.float32 if jnp.dtype(x.dtype).itemsize < 4 else x.dtype
+
+
+def jax_layer_norm(x, weight, bias, eps):
+    """LayerNorm over the last axis as JAX code writes it: mean, biased variance,
+    (x - mean) * rsqrt(var + eps) * weight + bias, in x's dtype (the statistics and
+    the affine in float32 for 16-bit x), the result cast to x's dtype."""
+    jax = _jax()[0]
+    jnp = jax.numpy
+    xs = x.astype(_jax_stat_dtype(jnp, x))
+    mean = jnp.mean(xs, axis=-1, keepdims=True)
+    xc = xs - mean
+    var = jnp.mean(xc * xc, axis=-1, keepdims=True)
+    y = xc * jax.lax.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y.astype(x.dtype)
+
+
+def jax_rms_norm(x, weight, eps):
+    """RMSNorm over the last axis: x * rsqrt(mean(x * x) + eps) * weight, statistics
+    as in jax_layer_norm."""
+    jax = _jax()[0]
+    jnp = jax.numpy
+    xs = x.astype(_jax_stat_dtype(jnp, x))
+    ms = jnp.mean(xs * xs, axis=-1, keepdims=True)
+    return (xs * jax.lax.rsqrt(ms + eps) * weight).astype(x.dtype)
+
+
+def jax_backward(forward):
+    """jax.jit of jax.vjp: (dy, *primals) -> the gradients of forward(*primals)
+    against dy. XLA compiles the forward's statistics into the same computation."""
+    jax = _jax()[0]
+
+    def grads(dy, *primals):
+        _, pullback = jax.vjp(forward, *primals)
+        return pullback(dy)
+    return jax.jit(grads)
+
+
+def jax_function(op, eps=None):
+    """(the jitted function of a row op, the names of the Inputs it takes); eps: the
+    suite's for the op unless given."""
+    jax = _jax()[0]
+    ln_eps = LAYER_NORM_EPS if eps is None else eps
+    rms_eps = RMS_NORM_EPS if eps is None else eps
+    if op == "layer_norm":
+        return jax.jit(lambda x, w, b: jax_layer_norm(x, w, b, ln_eps)), ("x", "w", "b")
+    if op == "rms_norm":
+        return jax.jit(lambda x, w: jax_rms_norm(x, w, rms_eps)), ("x", "w")
+    if op == "add_layer_norm":
+        def add_layer_norm(x, r, w, b):
+            s = x + r
+            return jax_layer_norm(s, w, b, LAYER_NORM_EPS), s
+        return jax.jit(add_layer_norm), ("x", "r", "w", "b")
+    if op == "ada_layer_norm":
+        def ada_layer_norm(x, shift, scale):
+            mid = (slice(None),) + (None,) * (x.ndim - 2)
+            y = jax_layer_norm(x, None, None, ADA_NORM_EPS)
+            return y * (1 + scale[mid]) + shift[mid]
+        return jax.jit(ada_layer_norm), ("x", "shift", "scale")
+    if op == "layer_norm_backward":
+        return (jax_backward(lambda x, w, b: jax_layer_norm(x, w, b, ln_eps)),
+                ("dy", "x", "w", "b"))
+    if op == "rms_norm_backward":
+        return jax_backward(lambda x, w: jax_rms_norm(x, w, rms_eps)), ("dy", "x", "w")
+    raise Unavailable(f"jax does not run {op}")
+
+
+def jax_runner(fn, args):
+    """The timed call of a jitted function: the arguments (NumPy arrays) put on JAX's
+    CPU device once, here; a call dispatches the compiled computation and waits for
+    it (block_until_ready). Compiled and run once here, outside the timing."""
+    jax, device, _ = _jax()
+    args = tuple(jax.device_put(a, device) for a in args)
+    run = lambda: jax.block_until_ready(fn(*args))
+    run()
+    return run
+
+
+def jax_thread_skip(threads):
+    """Unavailable unless JAX's pool in this process has `threads` threads."""
+    have, source = _jax()[2]
+    if threads != have:
+        raise Unavailable(
+            f"JAX sizes its CPU thread pool once per process; this one has {have} "
+            f"thread(s) ({source}); a process started with PJRT_NPROC={threads} (which "
+            f"BENCH_THREADS={threads} alone sets) measures JAX with {threads}")
+
+
+def _make_jax_runner(op, inp, threads):
+    """make_runner for jax: the row ops, at the thread count of JAX's pool only."""
+    jax_thread_skip(threads)
+    fn, names = jax_function(op)
+    shift, scale = inp.ada if op in ADA_OPS else (None, None)
+    arrays = {"x": inp.x, "dy": inp.dy, "w": inp.weight, "b": inp.bias,
+              "r": inp.residual if op in FUSED_OPS else None, "shift": shift, "scale": scale}
+    return jax_runner(fn, [arrays[n] for n in names])
+
+
+# --------------------------------------------------------------------------
 # Runners
 # --------------------------------------------------------------------------
 
@@ -903,6 +1090,8 @@ def make_runner(impl, op, inp, threads):
     x, dy, w, b = inp.x, inp.dy, inp.weight, inp.bias
     stack = contextlib.ExitStack()
 
+    if impl == "jax":
+        return _make_jax_runner(op, inp, threads), stack
     if op in FUSED_OPS:
         return _make_fused_runner(impl, op, inp, threads, stack)
     if op in ADA_OPS:

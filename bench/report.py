@@ -15,6 +15,8 @@ per op and thread count, the copy floor dashed) for the row-wise normalizers,
 layer norm, weight norm).
 
 "fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
+The peers: torch, jax (the row ops; one thread count per run, that of JAX's
+pool), onnxruntime, numpy.
 Effective GB/s = bytes that must move (forward: read x + write y; fused
 add_layer_norm: read x, residual + write s, y; backward: read x, dy + write dx)
 / median time. The copy floor of a shape, dtype and thread count is the fastest
@@ -58,15 +60,16 @@ FAMILY_OPS = ("switch_norm", "switch_norm_backward", "batch_layer_norm",
 CHANNEL_OPS = NORM_CHANNEL_OPS + FAMILY_OPS
 OPS = ROW_OPS + CHANNEL_OPS
 FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
-IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "onnxruntime",
-         "copy")
-PEERS = ("torch", "onnxruntime", "numpy", "fastnorm-unfused")
+IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "jax",
+         "onnxruntime", "copy")
+PEERS = ("torch", "jax", "onnxruntime", "numpy", "fastnorm-unfused")
 STYLE = {  # colour, marker
     "fastnorm-avx2": ("tab:red", "o"),
     "fastnorm-scalar": ("tab:orange", "s"),
     "fastnorm-unfused": ("tab:brown", "X"),
     "numpy": ("tab:blue", "^"),
     "torch": ("tab:purple", "v"),
+    "jax": ("tab:cyan", "h"),
     "onnxruntime": ("tab:green", "P"),
     "copy": ("black", None),
 }
@@ -427,6 +430,14 @@ def main(argv=None):
     if any(waits) or stalled:
         md.append(f"- stall gate: waited {sum(waits):.1f} s in all for multi-threaded calls to stop "
                   f"stalling; {stalled} measurement(s) flagged ⚠")
+    run_metas = [d.get("fastnorm_bench") or {} for d, _ in loaded]
+    jax_runs = sorted({(m["jax_threads"], m.get("jax_threads_from", "?"))
+                       for m in run_metas if m.get("jax_threads") is not None})
+    if jax_runs:
+        md.append("- JAX: " + ", ".join(f"{n} thread(s) ({src})" for n, src in jax_runs)
+                  + "; its thread pool is sized once per process, so a run has JAX at one "
+                  "thread count (the others: run again with PJRT_NPROC=N or BENCH_THREADS=N "
+                  "and pass both runs to the report)")
     md.append(f"- reproduce: `{command}`")
     stat_opt = f" --stat {args.stat}" if args.stat != "median" else ""
     md.append(f"- report: `python bench/report.py {' '.join('bench/runs/' + os.path.basename(p) for p in paths)}"
@@ -442,7 +453,10 @@ def main(argv=None):
               "add_layer_norm, x and the residual copied to two buffers); the row backward ops' "
               "floor reads x and dy and writes dx, measured in their own groups. "
               "fastnorm-unfused (add_layer_norm only) is np.add(x, r, out=s) then "
-              "fastnorm.layer_norm(s, out=y).")
+              "fastnorm.layer_norm(s, out=y). jax (the row ops) is jax.jit of the formulas in "
+              "jax.numpy on the CPU, inputs already on the device, block_until_ready in the "
+              "timed call; its backward is jax.jit of jax.vjp, which computes the forward's "
+              "statistics again (fastnorm and torch take saved ones).")
     if any(k[0] in NORM_CHANNEL_OPS for k in results):
         md += ["", "Channel normalizers (x (N, C, H, W) with per-channel weight and bias; "
                "(4096, 1024) is BatchNorm1d): group_norm has 32 groups; the _nhwc ops take "
