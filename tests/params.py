@@ -5,13 +5,16 @@ per dtype (``TOL``, ``assert_close``) and the array generator (``LAYOUTS``,
 ``array_cases``, ``make_array``); this module holds what the test modules pass
 to ``pytest.mark.parametrize`` and the checks they repeat:
 
-- dtypes beyond float32/float64: ``F16``, ``BF16`` (None without ml_dtypes),
+- dtypes beyond float32/float64: ``F16``, ``BF16`` (None without ml_dtypes,
+  which is ``ml_dtypes`` here, or None),
   ``HALF`` (their pytest params, bfloat16 skipped without ml_dtypes);
 - affine choices (``AFFINE``), training/eval (``TRAINING``), layout subsets
-  (``STRIDED_LAYOUTS``, ``OUT_LAYOUTS``, ``IN_PLACE_LAYOUTS``), out arrays
+  (``STRIDED_LAYOUTS``, ``OUT_LAYOUTS``, ``IN_PLACE_LAYOUTS``; ``ROW_LAYOUTS``
+  adds rows in reverse memory order), out arrays
   overlapping x (``SHIFTS``), zero-size inputs (``ZERO_SIZE``, ``zero_size``);
 - channel-axis helpers (``channel_others``, ``per_channel``);
-- oracle checks: ``assert_fd`` (a gradient against finite differences),
+- oracle checks: ``assert_fd`` and ``assert_grads_fd`` (gradients against
+  finite differences),
   ``check_stats`` (statistics against the float64 reference);
 - ``ROW_NORMS``: LayerNorm and RMSNorm described alike, so that the tests
   they share run once per normalizer (``row_norm_params``).
@@ -26,7 +29,7 @@ import pytest
 
 import fastnorm as fn
 from fastnorm import reference as ref
-from conftest import LAYOUTS, assert_close, assert_rel_close, norm_axes, stats_shape
+from conftest import LAYOUTS, assert_close, assert_rel_close, norm_axes, numeric_grad, stats_shape
 
 # --------------------------------------------------------------------------
 # dtypes
@@ -37,6 +40,7 @@ try:
 
     BF16 = np.dtype(ml_dtypes.bfloat16)
 except ImportError:  # pragma: no cover - the bf16 extra is not installed
+    ml_dtypes = None
     BF16 = None
 
 F16 = np.dtype(np.float16)
@@ -68,6 +72,14 @@ STRIDED_LAYOUTS = [n for n in LAYOUTS if n not in ("C", "unaligned")]
 OUT_LAYOUTS = [n for n in LAYOUTS if n != "byteswapped"]
 # layouts of an x that is its own out
 IN_PLACE_LAYOUTS = ["C", "F", "sliced", "negstride", "padded", "unaligned"]
+
+def rows_reversed(a):
+    """Rows in reverse order in memory: a negative row stride, contiguous rows."""
+    return np.ascontiguousarray(a[::-1])[::-1]
+
+
+# the layouts plus one whose rows view has a negative leading stride
+ROW_LAYOUTS = dict(LAYOUTS, rowsrev=rows_reversed)
 
 # out overlapping x: name -> (buffer -> (x, out), buffer shape)
 SHIFTS = {
@@ -129,10 +141,12 @@ def per_channel(v, ndim, axis):
 FD_TOL = 1e-7
 
 
-def assert_fd(got, want, what):
-    """max|got - want| <= FD_TOL * max(1, max|want|)."""
-    err = float(np.max(np.abs(np.asarray(got) - np.asarray(want))))
-    assert err <= FD_TOL * max(1.0, float(np.max(np.abs(want)))), f"{what}: {err:.3e}"
+def assert_fd(got, want, what, tol=FD_TOL):
+    """max|got - want| <= tol * max(1, max|want|), got taken in want's shape."""
+    got = np.asarray(got, np.float64).reshape(np.shape(want))
+    err = float(np.max(np.abs(got - want), initial=0.0))
+    bound = tol * max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    assert err <= bound, f"{what}: error {err:.3e}"
 
 
 def check_stats(names, got, want, x, axis, dtype, what):
@@ -255,3 +269,13 @@ def row_norm_params(per_norm=None, ids=None):
             name = ids(values) if ids else "-".join(str(v) for v in values)
             out.append(pytest.param(norm, *values, id=f"{norm.name}-{name}"))
     return out
+
+
+def assert_grads_fd(loss, args, grads, names, tol=FD_TOL):
+    """Each gradient in grads against central differences of the scalar
+    loss(*args) in the argument of the same place (float64 args)."""
+    for i, (got, name) in enumerate(zip(grads, names)):
+        def partial(v, i=i):
+            return loss(*args[:i], v, *args[i + 1:])
+
+        assert_fd(got, numeric_grad(partial, args[i]), name, tol)
