@@ -279,3 +279,40 @@ def assert_grads_fd(loss, args, grads, names, tol=FD_TOL):
             return loss(*args[:i], v, *args[i + 1:])
 
         assert_fd(got, numeric_grad(partial, args[i]), name, tol)
+
+
+# --------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------
+
+def running_stats_bad_kwargs(x, n_params):
+    """Keyword arguments that a normalizer with running statistics refuses
+    (x of that normalizer; n_params: a parameter length it does not take)."""
+    return [
+        dict(weight=np.ones(n_params, x.dtype)),
+        dict(eps=-1.0),
+        dict(momentum=1.5),
+        dict(momentum=2.0),
+        dict(momentum=None),
+        dict(out=np.zeros(x.shape[:-1] + (x.shape[-1] + 1,), x.dtype)),
+        dict(training="yes"),
+    ]
+
+
+def assert_refused_untouched(call, bad_kwargs, keep, out_like=None):
+    """call(**kw) raises ValueError or TypeError for each kw of bad_kwargs and
+    leaves the arrays of keep (running statistics, say) as they were. With
+    out_like, a call whose kw names no out gets a fresh out (out_like's shape
+    and dtype, filled with 7), which must stay so."""
+    before = [a.copy() for a in keep]
+    for kw in bad_kwargs:
+        kw = dict(kw)
+        out = None
+        if out_like is not None and "out" not in kw:
+            out = kw["out"] = np.full_like(out_like, 7.0)
+        with pytest.raises((ValueError, TypeError)):
+            call(**kw)
+        for a, b in zip(keep, before):
+            assert np.array_equal(a, b, equal_nan=True), f"{kw}: an array was modified"
+        if out is not None:
+            assert np.all(out == 7.0), f"{kw}: out was written"

@@ -22,7 +22,9 @@ from params import (
     OUT_LAYOUTS,
     STRIDED_LAYOUTS,
     assert_grads_fd,
+    assert_refused_untouched,
     channel_others,
+    running_stats_bad_kwargs,
 )
 
 # (shape, channel axis): NCHW, channels-last, 3-D, 5-D and 2-D inputs
@@ -762,18 +764,10 @@ def test_out_is_not_modified_on_error(func):
 def test_instance_norm_running_stats_errors_leave_them_untouched():
     x = _x()
     rm, rv = np.full(4, 0.5, np.float32), np.full(4, 2.0, np.float32)
-    bad = [
-        dict(weight=np.ones(3, np.float32)),
-        dict(eps=-1.0),
-        dict(momentum=1.5),
-        dict(momentum=None),
-        dict(out=np.empty((2, 4, 4), np.float32)),
-        dict(training="yes"),
-    ]
-    for kw in bad:
-        with pytest.raises((ValueError, TypeError)):
-            fn.instance_norm(x, running_mean=rm, running_var=rv, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
+    assert_refused_untouched(lambda **kw: fn.instance_norm(x, running_mean=rm, running_var=rv,
+                                                           **kw),
+                             running_stats_bad_kwargs(x, 3), [rm, rv])
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
     with pytest.raises(ValueError, match="running_var"):
         fn.instance_norm(x, None, None, rm, np.ones(3, np.float32))
     with pytest.raises(TypeError, match="running_mean"):

@@ -17,7 +17,7 @@ from conftest import (
     numeric_grad,
     random_params,
 )
-from params import TRAINING, assert_fd
+from params import TRAINING, assert_fd, assert_refused_untouched, running_stats_bad_kwargs
 
 # ==========================================================================
 # Switchable Normalization (section 9)
@@ -208,15 +208,10 @@ def test_switch_norm_bad_input():
     _, st = fn.switch_norm(x, return_stats=True)
     with pytest.raises(ValueError, match="stats"):
         fn.switch_norm_backward(x[:2], x[:2], st)
-    bad = [dict(weight=np.ones(3)), dict(eps=-1.0), dict(momentum=2.0), dict(momentum=None),
-           dict(out=np.zeros((3, 4, 4))), dict(var_weight=np.ones(4)), dict(axis=0)]
-    for kw in bad:
-        out = np.full_like(x, 7.0)
-        kw.setdefault("out", out)
-        with pytest.raises((ValueError, TypeError)):
-            fn.switch_norm(x, running_mean=rm, running_var=rv, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
-        assert np.all(out == 7.0), kw
+    bad = running_stats_bad_kwargs(x, 3) + [dict(var_weight=np.ones(4)), dict(axis=0)]
+    assert_refused_untouched(lambda **kw: fn.switch_norm(x, running_mean=rm, running_var=rv, **kw),
+                             bad, [rm, rv], out_like=x)
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
 
 
 # ==========================================================================
@@ -434,18 +429,13 @@ def test_batch_layer_norm_bad_input():
     _, st = fn.batch_layer_norm(x, return_stats=True)
     with pytest.raises(ValueError, match="stats"):
         fn.batch_layer_norm_backward(x[:, :2], x[:, :2], st)
-    bad = [dict(weight=np.ones(3)), dict(eps=-1.0), dict(momentum=2.0), dict(momentum=None),
-           dict(out=np.zeros((4, 3, 4))), dict(running_var=np.ones((3, 5), np.float32)),
-           dict(batch_size=-1), dict(training=False, inference_mean="foo")]
-    for kw in bad:
-        out = np.full_like(x, 7.0)
-        kw.setdefault("out", out)
-        kw.setdefault("running_mean", rm)
-        kw.setdefault("running_var", rv)
-        with pytest.raises((ValueError, TypeError)):
-            fn.batch_layer_norm(x, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
-        assert np.all(out == 7.0), kw
+    bad = running_stats_bad_kwargs(x, 3) + [
+        dict(running_var=np.ones((3, 5), np.float32)), dict(batch_size=-1),
+        dict(training=False, inference_mean="foo")]
+    assert_refused_untouched(lambda **kw: fn.batch_layer_norm(x, **{"running_mean": rm,
+                                                                   "running_var": rv, **kw}),
+                             bad, [rm, rv], out_like=x)
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
 
 
 def test_batch_layer_norm_empty_batch():
