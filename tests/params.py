@@ -5,9 +5,9 @@ per dtype (``TOL``, ``assert_close``) and the array generator (``LAYOUTS``,
 ``array_cases``, ``make_array``); this module holds what the test modules pass
 to ``pytest.mark.parametrize`` and the checks they repeat:
 
-- dtypes beyond float32/float64: ``F16``, ``BF16`` (None without ml_dtypes,
-  which is ``ml_dtypes`` here, or None),
-  ``HALF`` (their pytest params, bfloat16 skipped without ml_dtypes);
+- dtypes beyond float32/float64: ``F16``, ``BF16`` and ``ml_dtypes`` (None
+  where ml_dtypes is not installed; imported on first use), ``HALF`` (their
+  pytest params, bfloat16 skipped without ml_dtypes);
 - affine choices (``AFFINE``), training/eval (``TRAINING``), layout subsets
   (``STRIDED_LAYOUTS``, ``OUT_LAYOUTS``, ``IN_PLACE_LAYOUTS``; ``ROW_LAYOUTS``
   adds rows in reverse memory order), out arrays
@@ -35,20 +35,31 @@ from conftest import LAYOUTS, assert_close, assert_rel_close, norm_axes, numeric
 # dtypes
 # --------------------------------------------------------------------------
 
-try:
-    import ml_dtypes
-
-    BF16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - the bf16 extra is not installed
-    ml_dtypes = None
-    BF16 = None
-
 F16 = np.dtype(np.float16)
-HALF = [
-    pytest.param(F16, id="float16"),
-    pytest.param(BF16, id="bfloat16",
-                 marks=pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")),
-]
+
+
+def __getattr__(name):
+    """ml_dtypes, BF16 and HALF import ml_dtypes (slow to import) on first use."""
+    if name not in ("ml_dtypes", "BF16", "HALF"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - the bf16 extra is not installed
+        ml_dtypes = None
+    bf16 = None if ml_dtypes is None else np.dtype(ml_dtypes.bfloat16)
+    values = {
+        "ml_dtypes": ml_dtypes,
+        "BF16": bf16,
+        "HALF": [
+            pytest.param(F16, id="float16"),
+            pytest.param(bf16, id="bfloat16",
+                         marks=pytest.mark.skipif(bf16 is None,
+                                                  reason="ml_dtypes is not installed")),
+        ],
+    }
+    globals().update(values)
+    return values[name]
+
 
 # --------------------------------------------------------------------------
 # Switches of the calls
