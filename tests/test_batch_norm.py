@@ -17,12 +17,17 @@ from conftest import (
     assert_close,
     assert_rel_close,
     make_array,
-    numeric_grad,
     random_params,
     sum_scale,
 )
-
-AFFINE = [(False, False), (True, False), (False, True), (True, True)]
+from params import (
+    AFFINE,
+    STRIDED_LAYOUTS,
+    TRAINING,
+    assert_grads_fd,
+    channel_others,
+    per_channel,
+)
 
 # (shape, channel axis): NCHW, channels-last, (N, C), (N, C, L), (N, L, C)
 CASES = [
@@ -35,17 +40,6 @@ CASES = [
     ((2, 3, 2, 2, 3), 1),
 ]
 CASE_IDS = [f"{s}-ax{a}" for s, a in CASES]
-
-
-def _others(shape, axis):
-    k = axis % len(shape)
-    return tuple(a for a in range(len(shape)) if a != k)
-
-
-def _chan(v, ndim, axis):
-    shp = [1] * ndim
-    shp[axis] = -1
-    return np.asarray(v, np.float64).reshape(shp)
 
 
 def _running(C, dtype, rng):
@@ -101,8 +95,8 @@ def test_eval_forward_matches_reference(isa, dtype, shape, axis, rng):
         # eval is an affine map per channel: y = x * a_c + b_c
         a = (re * (1.0 if w is None else w.astype(np.float64)))
         bb = (0.0 if b is None else b.astype(np.float64)) - rm.astype(np.float64) * a
-        assert_close(y, x * _chan(a, x.ndim, axis) + _chan(bb, x.ndim, axis), dtype,
-                     scale=np.abs(x * _chan(a, x.ndim, axis)).max() + np.abs(bb).max())
+        assert_close(y, x * per_channel(a, x.ndim, axis) + per_channel(bb, x.ndim, axis), dtype,
+                     scale=np.abs(x * per_channel(a, x.ndim, axis)).max() + np.abs(bb).max())
 
 
 def test_training_is_default_false(rng):
@@ -138,7 +132,7 @@ def test_large_2d_column_path(isa, dtype, rng):
     assert_close(fn.batch_norm(x, rm, rv, w, b), ye2, dtype, factor=2)
 
 
-@pytest.mark.parametrize("layout", [n for n in LAYOUTS if n not in ("C", "unaligned")])
+@pytest.mark.parametrize("layout", STRIDED_LAYOUTS)
 def test_layouts_give_identical_bits(isa, dtype, layout, rng):
     for shape, axis in [((4, 3, 5, 2), 1), ((4, 5, 2, 3), -1), ((9, 3), 1)]:
         base = make_array(shape, dtype, rng)
@@ -160,7 +154,7 @@ def test_layouts_give_identical_bits(isa, dtype, layout, rng):
                               fn.batch_norm(base, rm, rv, w, b, axis=axis))
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_unaligned_x(dtype, training, rng):
     x = make_array((4, 3, 5), dtype, rng)
     rm, rv = _running(3, dtype, rng)
@@ -169,7 +163,7 @@ def test_unaligned_x(dtype, training, rng):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_out(isa, dtype, training, rng):
     x = make_array((4, 3, 6), dtype, rng)
     w, b = random_params((3,), dtype, rng, True, True)
@@ -257,7 +251,7 @@ def _odd_layout(a, how):
 
 
 @pytest.mark.parametrize("how", ["strided", "unaligned"])
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_running_stats_any_layout_same_bits(isa, dtype, how, training, rng):
     """Strided and unaligned running statistics give the bits of contiguous
     ones, in y, in the statistics returned and in the update; the update is
@@ -286,7 +280,7 @@ def test_running_stats_any_layout_same_bits(isa, dtype, how, training, rng):
         assert np.array_equal(want[2], r64.astype(dtype))
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_running_stats_inside_out(isa, dtype, training, rng):
     """Running statistics that are reversed views into out's memory: read as if
     out were a separate array in eval; refused in training, where the same
@@ -351,7 +345,7 @@ def test_eval_zero_variance_and_eps():
     assert np.all(np.isinf(r)) and not np.isfinite(y).any()
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_one_running_statistic_without_the_other_is_refused(training, rng):
     """As torch: running_mean and running_var come together or not at all; the
     one given is left as it was."""
@@ -417,12 +411,12 @@ def test_non_finite_value_stays_in_its_channel(isa, dtype, bad, axis, rng):
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape,axis", CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_backward_matches_reference(isa, dtype, shape, axis, training, rng):
     x = make_array(shape, dtype, rng)
     dy = make_array(shape, dtype, rng, loc=0.0, scale=1.0)
     C = shape[axis]
-    others = _others(shape, axis)
+    others = channel_others(shape, axis)
     for weight, bias in AFFINE:
         w, b = random_params((C,), dtype, rng, weight, bias)
         rm, rv = _running(C, dtype, rng)
@@ -438,7 +432,7 @@ def test_backward_matches_reference(isa, dtype, shape, axis, training, rng):
         if training:
             xh = ref.batch_norm(x, training=True, axis=axis)[0]
         else:
-            xh = (x - _chan(mean, x.ndim, axis)) * _chan(rstd, x.ndim, axis)
+            xh = (x - per_channel(mean, x.ndim, axis)) * per_channel(rstd, x.ndim, axis)
         if weight:
             assert dw.shape == (C,) and dw.dtype == dtype
             assert_close(dw, dwe, dtype, factor=4, scale=sum_scale(dy * xh, others),
@@ -452,15 +446,15 @@ def test_backward_matches_reference(isa, dtype, shape, axis, training, rng):
         else:
             assert db is None
         if not training:  # dx = dy * weight * rstd
-            g = dy * (1.0 if w is None else _chan(w, x.ndim, axis))
-            assert_close(dx, g * _chan(rstd, x.ndim, axis), dtype, factor=2)
+            g = dy * (1.0 if w is None else per_channel(w, x.ndim, axis))
+            assert_close(dx, g * per_channel(rstd, x.ndim, axis), dtype, factor=2)
 
 
 FD_CASES = [((4, 3), 1), ((3, 2, 3), 1), ((3, 2, 2), -1), ((2, 2, 2, 2), 1), ((2, 3, 2), 2)]
 
 
 @pytest.mark.parametrize("shape,axis", FD_CASES, ids=[f"{s}-ax{a}" for s, a in FD_CASES])
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_gradients_match_finite_differences(isa, shape, axis, training, rng):
     x = make_array(shape, np.float64, rng)
     C = shape[axis]
@@ -476,11 +470,7 @@ def test_gradients_match_finite_differences(isa, shape, axis, training, rng):
     _, mean, rstd = fn.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training, axis=axis,
                                   eps=1e-3, return_stats=True)
     dx, dw, db = fn.batch_norm_backward(r, x, mean, rstd, w, b, training=training, axis=axis)
-    for got, want, nm in ((dx, numeric_grad(lambda v: loss(v, w, b), x), "dx"),
-                          (dw, numeric_grad(lambda v: loss(x, v, b), w), "dweight"),
-                          (db, numeric_grad(lambda v: loss(x, w, v), b), "dbias")):
-        err = np.max(np.abs(got - want))
-        assert err <= 1e-7 * max(1.0, np.max(np.abs(want))), f"{nm}: {err:.3e}"
+    assert_grads_fd(loss, (x, w, b), (dx, dw, db), ("dx", "dweight", "dbias"))
 
 
 def test_large_mean_float32(isa, rng):
@@ -506,7 +496,7 @@ def test_large_mean_float32(isa, rng):
         xc = np.full(shape, offset + 0.5, np.float32)
         b = np.arange(C, dtype=np.float32)
         yc = fn.batch_norm(xc, None, None, None, b, training=True, axis=axis)
-        assert_close(yc, np.broadcast_to(_chan(b, len(shape), axis), shape), np.float32)
+        assert_close(yc, np.broadcast_to(per_channel(b, len(shape), axis), shape), np.float32)
 
 
 def test_accuracy_over_millions_of_elements(isa):

@@ -14,12 +14,18 @@ from conftest import (
     assert_close,
     assert_rel_close,
     make_array,
-    numeric_grad,
     random_params,
     sum_scale,
 )
-
-AFFINE = [(False, False), (True, False), (False, True), (True, True)]
+from params import (
+    AFFINE,
+    OUT_LAYOUTS,
+    STRIDED_LAYOUTS,
+    assert_grads_fd,
+    assert_refused_untouched,
+    channel_others,
+    running_stats_bad_kwargs,
+)
 
 # (shape, channel axis): NCHW, channels-last, 3-D, 5-D and 2-D inputs
 CASES = [
@@ -42,11 +48,6 @@ def _groups(C):
     out += [d for d in range(2, C) if C % d == 0][:1]
     out.append(C)
     return out
-
-
-def _others(shape, axis):
-    k = axis % len(shape)
-    return tuple(a for a in range(len(shape)) if a != k)
 
 
 def _xhat_gn(x, G, axis):
@@ -112,7 +113,7 @@ def test_group_norm_default_eps_and_axis(dtype, rng):
         assert_close(fn.group_norm(x, 2, eps=eps), ref.group_norm(x, 2, eps=eps)[0], dtype)
 
 
-@pytest.mark.parametrize("layout", [n for n in LAYOUTS if n not in ("C", "unaligned")])
+@pytest.mark.parametrize("layout", STRIDED_LAYOUTS)
 def test_group_norm_layouts_give_identical_bits(isa, dtype, layout, rng):
     """Non-contiguous, negative-stride, Fortran-order, byte-swapped, ... x give
     the C layout's bits (x is copied into the C layout first)."""
@@ -175,7 +176,7 @@ def test_byteswapped_parameters_and_stats(isa, dtype, rng):
 # out=
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layout", [n for n in LAYOUTS if n != "byteswapped"])
+@pytest.mark.parametrize("layout", OUT_LAYOUTS)
 def test_out_any_layout(isa, dtype, layout, rng):
     for axis in (1, -1):
         _check_out_layout(layout, dtype, axis, rng)
@@ -258,7 +259,7 @@ def test_group_norm_backward_matches_reference(isa, dtype, shape, axis, rng):
     x = make_array(shape, dtype, rng)
     dy = make_array(shape, dtype, rng, loc=0.0, scale=1.0)
     C = shape[axis]
-    others = _others(shape, axis)
+    others = channel_others(shape, axis)
     for (weight, bias), G in itertools.product(AFFINE, _groups(C)):
         w, b = random_params((C,), dtype, rng, weight, bias)
         what = f"G={G} weight={weight} bias={bias}"
@@ -306,12 +307,7 @@ def test_group_norm_gradients_match_finite_differences(isa, shape, axis, G, rng)
 
     _, mean, rstd = fn.group_norm(x, G, w, b, axis=axis, eps=1e-3, return_stats=True)
     dx, dw, db = fn.group_norm_backward(r, x, mean, rstd, w, b, axis=axis)
-    ndx = numeric_grad(lambda v: loss(v, w, b), x)
-    ndw = numeric_grad(lambda v: loss(x, v, b), w)
-    ndb = numeric_grad(lambda v: loss(x, w, v), b)
-    for got, want, nm in ((dx, ndx, "dx"), (dw, ndw, "dweight"), (db, ndb, "dbias")):
-        err = np.max(np.abs(got - want))
-        assert err <= 1e-7 * max(1.0, np.max(np.abs(want))), f"{nm}: {err:.3e}"
+    assert_grads_fd(loss, (x, w, b), (dx, dw, db), ("dx", "dweight", "dbias"))
 
 
 def test_instance_norm_gradients_match_finite_differences(isa, rng):
@@ -326,10 +322,7 @@ def test_instance_norm_gradients_match_finite_differences(isa, rng):
     _, mean, rstd = fn.instance_norm(x, w, b, return_stats=True)
     assert mean.shape == (2, 3)
     dx, dw, db = fn.instance_norm_backward(r, x, mean, rstd, w, b)
-    for got, want, nm in ((dx, numeric_grad(lambda v: loss(v, w, b), x), "dx"),
-                          (dw, numeric_grad(lambda v: loss(x, v, b), w), "dweight"),
-                          (db, numeric_grad(lambda v: loss(x, w, v), b), "dbias")):
-        assert np.max(np.abs(got - want)) <= 1e-7 * max(1.0, np.max(np.abs(want))), nm
+    assert_grads_fd(loss, (x, w, b), (dx, dw, db), ("dx", "dweight", "dbias"))
 
 
 def test_parameter_gradients_are_none_without_parameters(isa, dtype, rng):
@@ -452,7 +445,7 @@ def test_instance_norm_eval_uses_running_stats(isa, dtype, axis, rng):
     assert_close(dx, dy.astype(np.float64) * (w.astype(np.float64) * re).reshape(shp), dtype)
     dxe, dwe, dbe = ref.batch_norm_backward(dy, x, m, r, w, training=False, axis=axis)
     assert_close(dx, dxe, dtype)
-    others = _others(shape, axis)
+    others = channel_others(shape, axis)
     assert_close(dw, dwe, dtype, factor=4, scale=sum_scale(dy * ((x - rm.reshape(shp)) *
                                                                  r.reshape(shp)), others))
     assert_close(db, dbe, dtype, factor=4, scale=sum_scale(dy, others))
@@ -495,7 +488,7 @@ def _check_large_mean(offset, shape, axis, G, rng):
     _, me0, re0 = ref.group_norm(x, G, axis=axis)
     dxe, dwe, _ = ref.group_norm_backward(dy, x, me0, re0, w, axis=axis)  # exact statistics
     assert_rel_close(dx, dxe, np.float32, factor=10, what="dx")
-    scale = sum_scale(dy.astype(np.float64) * _xhat_gn(x, G, axis), _others(shape, axis))
+    scale = sum_scale(dy.astype(np.float64) * _xhat_gn(x, G, axis), channel_others(shape, axis))
     assert np.max(np.abs(dw - dwe)) <= 1e-4 * scale
     # instance norm too
     if len(shape) > 2:
@@ -771,18 +764,10 @@ def test_out_is_not_modified_on_error(func):
 def test_instance_norm_running_stats_errors_leave_them_untouched():
     x = _x()
     rm, rv = np.full(4, 0.5, np.float32), np.full(4, 2.0, np.float32)
-    bad = [
-        dict(weight=np.ones(3, np.float32)),
-        dict(eps=-1.0),
-        dict(momentum=1.5),
-        dict(momentum=None),
-        dict(out=np.empty((2, 4, 4), np.float32)),
-        dict(training="yes"),
-    ]
-    for kw in bad:
-        with pytest.raises((ValueError, TypeError)):
-            fn.instance_norm(x, running_mean=rm, running_var=rv, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
+    assert_refused_untouched(lambda **kw: fn.instance_norm(x, running_mean=rm, running_var=rv,
+                                                           **kw),
+                             running_stats_bad_kwargs(x, 3), [rm, rv])
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
     with pytest.raises(ValueError, match="running_var"):
         fn.instance_norm(x, None, None, rm, np.ones(3, np.float32))
     with pytest.raises(TypeError, match="running_mean"):

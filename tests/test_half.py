@@ -20,19 +20,8 @@ import fastnorm
 from fastnorm import nn
 from fastnorm import reference as ref
 
-try:
-    import ml_dtypes
+from params import BF16, F16, HALF, ml_dtypes
 
-    BF16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - the bf16 extra is not installed
-    BF16 = None
-
-F16 = np.dtype(np.float16)
-HALF = [
-    pytest.param(F16, id="float16"),
-    pytest.param(BF16, id="bfloat16",
-                 marks=pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")),
-]
 # RMSNorm's default eps for 16-bit data: the machine epsilon of the computing
 # dtype, float32 (as torch on the CPU), not that of the 16-bit type
 RMS_EPS = 2.0 ** -23

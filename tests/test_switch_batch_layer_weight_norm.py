@@ -17,15 +17,7 @@ from conftest import (
     numeric_grad,
     random_params,
 )
-
-FD_TOL = 1e-7
-
-
-def _assert_fd(got, want, what):
-    got = np.asarray(got, np.float64).reshape(np.shape(want))
-    err = float(np.max(np.abs(got - want))) if np.size(want) else 0.0
-    assert err <= FD_TOL * max(1.0, float(np.max(np.abs(want)))), f"{what}: error {err:.3e}"
-
+from params import TRAINING, assert_fd, assert_refused_untouched, running_stats_bad_kwargs
 
 # ==========================================================================
 # Switchable Normalization (section 9)
@@ -45,7 +37,7 @@ def _sn_params(C, dtype, rng):
 
 
 @pytest.mark.parametrize("shape,axis", SN_CASES, ids=SN_IDS)
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_switch_norm_forward_matches_reference(isa, dtype, shape, axis, training, rng):
     x = make_array(shape, dtype, rng)
     C = shape[axis]
@@ -113,7 +105,7 @@ SN_FD = [((2, 3, 4), 1), ((3, 2, 3), -1), ((2, 2, 2, 2), 1), ((4, 3), 1)]
 
 
 @pytest.mark.parametrize("shape,axis", SN_FD, ids=[f"{s}-ax{a}" for s, a in SN_FD])
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_switch_norm_gradients_match_finite_differences(isa, shape, axis, training, rng):
     x = make_array(shape, np.float64, rng)
     C = shape[axis]
@@ -130,11 +122,11 @@ def test_switch_norm_gradients_match_finite_differences(isa, shape, axis, traini
     dx, dw, db, dlm, dlv = fn.switch_norm_backward(r, x, st, w, b, lm, lv, axis=axis)
     assert dx.shape == shape and dx.dtype == np.float64
     assert dw.shape == (C,) == db.shape and dlm.shape == (3,) == dlv.shape
-    _assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
-    _assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), "dweight")
-    _assert_fd(db, numeric_grad(lambda v: loss(b_=v), b), "dbias")
-    _assert_fd(dlm, numeric_grad(lambda v: loss(lm_=v), lm), "dmean_weight")
-    _assert_fd(dlv, numeric_grad(lambda v: loss(lv_=v), lv), "dvar_weight")
+    assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
+    assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), "dweight")
+    assert_fd(db, numeric_grad(lambda v: loss(b_=v), b), "dbias")
+    assert_fd(dlm, numeric_grad(lambda v: loss(lm_=v), lm), "dmean_weight")
+    assert_fd(dlv, numeric_grad(lambda v: loss(lv_=v), lv), "dvar_weight")
     # softmax gradients sum to zero
     assert abs(dlm.sum()) < 1e-12 * max(1, np.abs(dlm).max())
 
@@ -152,12 +144,12 @@ def test_switch_norm_gradients_default_parameters(isa, rng):
         return float(np.sum(fn.switch_norm(x_, mean_weight=lm_, var_weight=lv_) * r))
 
     zeros = np.zeros(3)
-    _assert_fd(dlm, numeric_grad(lambda v: loss(lm_=v, lv_=zeros), zeros), "dmean_weight")
-    _assert_fd(dlv, numeric_grad(lambda v: loss(lm_=zeros, lv_=v), zeros), "dvar_weight")
-    _assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
+    assert_fd(dlm, numeric_grad(lambda v: loss(lm_=v, lv_=zeros), zeros), "dmean_weight")
+    assert_fd(dlv, numeric_grad(lambda v: loss(lm_=zeros, lv_=v), zeros), "dvar_weight")
+    assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("training", TRAINING)
 def test_switch_norm_backward_float32(isa, training, rng):
     """float32 gradients agree with float64 ones on the same values."""
     x = make_array((4, 6, 10), np.float32, rng)
@@ -216,15 +208,10 @@ def test_switch_norm_bad_input():
     _, st = fn.switch_norm(x, return_stats=True)
     with pytest.raises(ValueError, match="stats"):
         fn.switch_norm_backward(x[:2], x[:2], st)
-    bad = [dict(weight=np.ones(3)), dict(eps=-1.0), dict(momentum=2.0), dict(momentum=None),
-           dict(out=np.zeros((3, 4, 4))), dict(var_weight=np.ones(4)), dict(axis=0)]
-    for kw in bad:
-        out = np.full_like(x, 7.0)
-        kw.setdefault("out", out)
-        with pytest.raises((ValueError, TypeError)):
-            fn.switch_norm(x, running_mean=rm, running_var=rv, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
-        assert np.all(out == 7.0), kw
+    bad = running_stats_bad_kwargs(x, 3) + [dict(var_weight=np.ones(4)), dict(axis=0)]
+    assert_refused_untouched(lambda **kw: fn.switch_norm(x, running_mean=rm, running_var=rv, **kw),
+                             bad, [rm, rv], out_like=x)
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
 
 
 # ==========================================================================
@@ -316,8 +303,8 @@ def test_batch_layer_norm_batch_of_one(isa, dtype, shape, rng):
         def loss(x_=x, w_=w):
             return float(np.sum(fn.batch_layer_norm(x_, w_, b) * r))
 
-        _assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
-        _assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), "dweight")
+        assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), "dx")
+        assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), "dweight")
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0])
@@ -364,9 +351,9 @@ def test_batch_layer_norm_gradients_match_finite_differences(isa, shape, mode, r
                                     return_stats=True)
         dx, dw, db = fn.batch_layer_norm_backward(r, x, st, w, b)
         assert dx.shape == shape and dw.shape == (D,) == db.shape
-        _assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), f"dx batch_size={bs}")
-        _assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), f"dweight batch_size={bs}")
-        _assert_fd(db, numeric_grad(lambda v: loss(b_=v), b), f"dbias batch_size={bs}")
+        assert_fd(dx, numeric_grad(lambda v: loss(x_=v), x), f"dx batch_size={bs}")
+        assert_fd(dw, numeric_grad(lambda v: loss(w_=v), w), f"dweight batch_size={bs}")
+        assert_fd(db, numeric_grad(lambda v: loss(b_=v), b), f"dbias batch_size={bs}")
     # without parameters: None
     _, st = fn.batch_layer_norm(x, None, None, rm.copy(), rv.copy(), training=training,
                                 inference_mean=im, inference_var=iv, return_stats=True)
@@ -442,18 +429,13 @@ def test_batch_layer_norm_bad_input():
     _, st = fn.batch_layer_norm(x, return_stats=True)
     with pytest.raises(ValueError, match="stats"):
         fn.batch_layer_norm_backward(x[:, :2], x[:, :2], st)
-    bad = [dict(weight=np.ones(3)), dict(eps=-1.0), dict(momentum=2.0), dict(momentum=None),
-           dict(out=np.zeros((4, 3, 4))), dict(running_var=np.ones((3, 5), np.float32)),
-           dict(batch_size=-1), dict(training=False, inference_mean="foo")]
-    for kw in bad:
-        out = np.full_like(x, 7.0)
-        kw.setdefault("out", out)
-        kw.setdefault("running_mean", rm)
-        kw.setdefault("running_var", rv)
-        with pytest.raises((ValueError, TypeError)):
-            fn.batch_layer_norm(x, **kw)
-        assert np.all(rm == 0.5) and np.all(rv == 2.0), kw
-        assert np.all(out == 7.0), kw
+    bad = running_stats_bad_kwargs(x, 3) + [
+        dict(running_var=np.ones((3, 5), np.float32)), dict(batch_size=-1),
+        dict(training=False, inference_mean="foo")]
+    assert_refused_untouched(lambda **kw: fn.batch_layer_norm(x, **{"running_mean": rm,
+                                                                   "running_var": rv, **kw}),
+                             bad, [rm, rv], out_like=x)
+    assert np.all(rm == 0.5) and np.all(rv == 2.0)
 
 
 def test_batch_layer_norm_empty_batch():
@@ -547,8 +529,8 @@ def test_weight_norm_gradients_match_finite_differences(isa, vshape, axis, gshap
         return float(np.sum(fn.weight_norm(v_, g_, axis=axis, eps=eps) * r))
 
     dv, dg = fn.weight_norm_backward(r, v, g, axis=axis, eps=eps)
-    _assert_fd(dv, numeric_grad(lambda a: loss(v_=a), v), "dv")
-    _assert_fd(dg, numeric_grad(lambda a: loss(g_=a), g), "dg")
+    assert_fd(dv, numeric_grad(lambda a: loss(v_=a), v), "dv")
+    assert_fd(dg, numeric_grad(lambda a: loss(g_=a), g), "dg")
 
 
 def test_weight_norm_zero_norm_row(isa, dtype):
