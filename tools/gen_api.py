@@ -20,7 +20,11 @@ them this writes, under src/fastnorm:
 
 The generated files are committed (they are installed and read), and
 tests/test_generated_api.py fails when one differs from what this writes.
-Only the standard library is used, so that any Python 3 runs it.
+The build (setup.py) neither runs nor checks this: the generated files are
+sources like the others, shipped in the sdist, so that a build writes nothing
+into the source tree (a read-only checkout or an unpacked sdist builds as it
+is) and needs nothing of the tools folder; a stale file is caught where the
+list changes, by the test. Only the standard library is used.
 """
 import argparse
 import importlib.util
