@@ -95,7 +95,8 @@ cdef inline int _param_typenum(cnp.ndarray x):
     return t if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE else cnp.NPY_FLOAT
 
 
-# _channel.pxi's wrappers name the data types and the two helpers above so.
+# The names _channel.pxi's wrappers use for the fn_dtype codes, _dtype_code and
+# _param_typenum.
 cdef enum:
     K_F32 = 0  # FN_F32
     K_F64 = 1  # FN_F64
