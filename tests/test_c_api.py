@@ -68,7 +68,9 @@ def test_get_include_holds_the_header_and_sources():
     inc = fn.get_include()
     assert isinstance(inc, str) and os.path.isabs(inc)
     assert "get_include" in fn.__all__
-    for name in ["fastnorm.h", "fastnorm_capi.h", AVX2_SOURCE] + SOURCES:
+    headers = ["fastnorm.h", "fastnorm_ops.h", "fastnorm_table.h", "fastnorm_capi.h",
+               "fastnorm_capi_names.h"]
+    for name in headers + [AVX2_SOURCE] + SOURCES:
         assert os.path.isfile(os.path.join(inc, name)), f"{name} is not installed"
     pkg = os.path.dirname(os.path.abspath(fn.__file__))
     assert os.path.isfile(os.path.join(pkg, "kernels.pxd"))
@@ -98,6 +100,55 @@ def test_capsule_table():
     # 3 ints, then 36 function pointers
     assert table_size >= 3 * ctypes.sizeof(ctypes.c_int) + 36 * ctypes.sizeof(ctypes.c_void_p)
     assert version_number == VERSION_NUMBER
+
+
+# The members of fastnorm_api_table version 1 after its three ints, in order:
+# the layout that compiled programs and extensions rely on. Members are only
+# ever appended to it.
+_FIRST_OPS = ["layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
+              "add_layer_norm", "add_rms_norm", "layer_norm_per_sample",
+              "layer_norm_per_sample_backward", "group_norm", "group_norm_backward",
+              "channel_moments", "channel_normalize", "channel_sums", "channel_affine_backward"]
+_AXIS_WEIGHT_OPS = ["layer_norm_axis", "rms_norm_axis", "layer_norm_axis_backward",
+                    "rms_norm_axis_backward"]
+TABLE_V1 = (
+    ["cpu_features", "isa_available", "set_isa", "get_isa", "has_openmp", "max_threads",
+     "num_procs", "serial_after_fork"]
+    + [f"{op}_{t}" for op in _FIRST_OPS + _AXIS_WEIGHT_OPS
+       + ["weight_norm", "weight_norm_backward", "channel_sums_scale"] for t in ("f32", "f64")]
+    + [f"{op}_{t}" for t in ("f16", "bf16") for op in _FIRST_OPS + _AXIS_WEIGHT_OPS
+       + ["channel_sums_scale", "weight_norm", "weight_norm_backward"]]
+    + [f"{op}_{t}" for t in ("f32", "f64", "f16", "bf16")
+       for op in ("add_layer_norm_axis", "add_rms_norm_axis")]
+    + ["bf16_convert_in_use"]
+    + [f"{op}_{t}" for t in ("f32", "f64", "f16", "bf16")
+       for op in ("add_layer_norm_backward", "add_rms_norm_backward")]
+    + ["avx512_in_use"]
+)
+
+
+def test_capsule_table_layout_is_version_1():
+    """Each member of the capsule's table, at its version-1 place, is the entry
+    point of its name (found by the dynamic linker in the extension)."""
+    try:
+        lib = ctypes.CDLL(_core.__file__)
+        lib.fastnorm_layer_norm_f32
+    except (OSError, AttributeError):
+        pytest.skip("the extension's symbols cannot be looked up here")
+
+    class Table(ctypes.Structure):
+        _fields_ = ([(name, ctypes.c_int) for name in ("table_version", "table_size",
+                                                       "version_number")]
+                    + [(name, ctypes.c_void_p) for name in TABLE_V1])
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    table = Table.from_address(get(_core._C_API, b"fastnorm._core._C_API"))
+    assert table.table_version == 1
+    assert table.table_size >= ctypes.sizeof(Table)
+    for name in TABLE_V1:
+        entry = ctypes.cast(getattr(lib, f"fastnorm_{name}"), ctypes.c_void_p).value
+        assert getattr(table, name) == entry, name
 
 
 @windows
