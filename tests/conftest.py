@@ -296,7 +296,6 @@ def run_python(code, env_extra=None, timeout=120):
         [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
     env.pop("FASTNORM_ISA", None)
-    env.pop("FASTNORM_AVX512", None)
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True,

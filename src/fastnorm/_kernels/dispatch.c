@@ -186,9 +186,10 @@ typedef struct {
 } fn_kernels;
 
 /* Every (target, feature set), composed at the first selection: composing
- * copies pointers only and runs nothing of a kernel file. A selection
- * publishes one of them with one store (fn_active), and they are never
- * changed after, so a call that read the pointer uses one consistent set. */
+ * copies pointers only and runs nothing of a kernel file (two threads making
+ * the first selection at once write the same values). A selection publishes
+ * one of them with one store (fn_active), and they are never changed after,
+ * so a call that read the pointer uses one consistent set. */
 static fn_kernels fn_composed[FN_NTARGETS][1u << FN_NFEATURES];
 static int fn_composed_done = 0;
 
