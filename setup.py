@@ -5,11 +5,19 @@ What needs more than a plain Extension:
   FASTNORM_DISABLE_THREADS=1 (or its older name FASTNORM_DISABLE_OPENMP=1)
   builds them serial, as do platforms without POSIX threads; then
   fastnorm.show_config() says "serial".
-- Only kernels_avx2.c is compiled with AVX2/FMA flags, so the binary still
-  runs on CPUs without them; dispatch.c picks the kernels at import.
-  FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone.
+- The kernel targets (dispatch.c's registry) are kernel files compiled
+  with flags of their own, each only after a probe shows that the compiler
+  accepts those flags: kernels_avx2.c (-mavx2 -mfma -mf16c), kernels_avx512.c
+  (those and -mavx512f -mavx512vl -mavx512dq -mavx512bw) and
+  kernels_avx512_bf16.c (those and -mavx512bf16: the AVX-512 BF16 rounding of
+  bfloat16 in the avx2 and avx512 targets). Each needs the one before it;
+  every other source has baseline flags, so the binary still runs on CPUs
+  without them, and dispatch.c picks the best target the CPU has at import.
+  FASTNORM_DISABLE_AVX2=1 builds the scalar kernels alone;
+  FASTNORM_DISABLE_AVX512=1 builds without the avx512 target and the BF16
+  rounding; FASTNORM_DISABLE_BF16_CONVERT=1 without the BF16 rounding alone.
 - The sources compile in parallel, one compiler call per source (the slow
-  kernels_avx2.c beside the others); FASTNORM_BUILD_JOBS sets the number of
+  kernel files beside the others); FASTNORM_BUILD_JOBS sets the number of
   compilers run at once (default: the number of processors).
 - Release builds carry no debug information and are stripped at link time;
   FASTNORM_DEBUG=1 keeps the debug information (-g, no stripping).
@@ -32,7 +40,6 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = os.path.join("src", "fastnorm", "_kernels")
-AVX2_SOURCE = os.path.join(KERNELS, "kernels_avx2.c")
 HEADERS = [
     os.path.join(KERNELS, name)
     for name in sorted(os.listdir(KERNELS))
@@ -91,16 +98,8 @@ int main(void) {
 """
 
 
-# The AVX2 kernels' vector pairs in AVX-512 registers, compiled for the
-# functions kernels_avx2.c marks (used only where the CPU has AVX-512)
 AVX512_PROBE = r"""
 #include <immintrin.h>
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw"))), \
-                             apply_to = function)
-#elif defined(__GNUC__)
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw")
-#endif
 int probe(const float *x, unsigned short *y) {
     __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x), _mm512_loadu_ps(x), _mm512_setzero_ps());
     _mm256_storeu_si256((__m256i *)y, _mm512_cvtps_ph(v, 0));
@@ -108,33 +107,47 @@ int probe(const float *x, unsigned short *y) {
     __m256 h = _mm512_extractf32x8_ps(v, 1);
     return (int)_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) + (int)_mm256_cvtss_f32(h);
 }
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
 int main(void) { return 0; }
 """
 
 
-# The AVX-512 BF16 rounding of bfloat16 results, compiled into the AVX2 kernels
-# for the functions kernels_avx2.c marks (used only where the CPU has it)
 BF16_CVT_PROBE = r"""
 #include <immintrin.h>
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16"))), \
-                             apply_to = function)
-#elif defined(__GNUC__)
-#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16")
-#endif
 int probe(float *x, unsigned short *y) {
     __m512 v = _mm512_loadu_ps(x);
     _mm256_storeu_si256((__m256i *)y, (__m256i)_mm512_cvtneps_pbh(v));
     return (int)_mm256_fpclass_ps_mask(_mm256_loadu_ps(x), 0x20);
 }
-#if defined(__clang__)
-#pragma clang attribute pop
-#endif
 int main(void) { return 0; }
 """
+
+
+class KernelFile:
+    """A kernel file compiled with flags of its own (a target of dispatch.c's
+    registry, or a feature of one). It is built where the machine is x86,
+    none of `switches` is set, the file before it in KERNEL_FILES is built
+    and the compiler accepts `probe` with the flags; then `macro` is defined
+    on every source. Its flags are the file before it's and `flags`."""
+
+    def __init__(self, source, macro, flags, msvc_flags, probe, switches):
+        self.source = os.path.join(KERNELS, source)
+        self.macro = macro
+        self.flags = flags
+        self.msvc_flags = msvc_flags
+        self.probe = probe
+        self.switches = switches
+
+
+KERNEL_FILES = [
+    KernelFile("kernels_avx2.c", "FASTNORM_HAVE_AVX2", ["-mavx2", "-mfma", "-mf16c"],
+               ["/arch:AVX2"], AVX2_PROBE, ("FASTNORM_DISABLE_AVX2",)),
+    KernelFile("kernels_avx512.c", "FASTNORM_HAVE_AVX512",
+               ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw"],
+               ["/arch:AVX512"], AVX512_PROBE, ("FASTNORM_DISABLE_AVX512",)),
+    KernelFile("kernels_avx512_bf16.c", "FASTNORM_HAVE_BF16_CVT", ["-mavx512bf16"],
+               [], BF16_CVT_PROBE,
+               ("FASTNORM_DISABLE_AVX512", "FASTNORM_DISABLE_BF16_CONVERT")),
+]
 
 
 class BuildExt(build_ext):
@@ -145,7 +158,6 @@ class BuildExt(build_ext):
             self._base = ["/O2"] + (["/Zi"] if debug else [])
             strip = []
             threads_compile, threads_link = [], []
-            self._avx2_flags = ["/arch:AVX2"]
         else:
             # -ffp-contract=off: the compiler must not fuse a*b+c on its own. It
             # would do it in some versions of a loop and not in others (GCC
@@ -162,28 +174,28 @@ class BuildExt(build_ext):
             else:
                 strip = ["-s"]
             threads_compile, threads_link = ["-pthread"], ["-pthread"]
-            self._avx2_flags = ["-mavx2", "-mfma", "-mf16c"]
 
         self._threads = not any(_env_flag(v) for v in SERIAL_FLAGS)
         if not self._threads:
             threads_compile, threads_link = [], []
         machine = platform.machine().lower()
         x86 = machine in ("x86_64", "amd64", "i386", "i686", "x86")
-        if not x86 or _env_flag("FASTNORM_DISABLE_AVX2") or not _compiles(
-            self.compiler, AVX2_PROBE, self._avx2_flags, link=False
-        ):
-            self._avx2_flags = None
-        self._avx512 = bool(self._avx2_flags) and not _env_flag(
-            "FASTNORM_DISABLE_AVX512") and _compiles(
-            self.compiler, AVX512_PROBE, self._avx2_flags, link=False)
-        self._bf16_cvt = bool(self._avx2_flags) and not _env_flag(
-            "FASTNORM_DISABLE_BF16_CONVERT") and _compiles(
-            self.compiler, BF16_CVT_PROBE, self._avx2_flags, link=False)
+        # The kernel files to build, with their flags: each only after the one before it.
+        self._kernel_files = []
+        flags = []
+        for kf in KERNEL_FILES:
+            flags = flags + (kf.msvc_flags if msvc else kf.flags)
+            if not x86 or any(_env_flag(v) for v in kf.switches) or not _compiles(
+                self.compiler, kf.probe, flags, link=False
+            ):
+                break
+            self._kernel_files.append((kf, flags))
+        built = {kf.macro for kf, _ in self._kernel_files}
         print(
             f"fastnorm build: threads={'pool' if self._threads else 'serial'}, "
-            f"avx2 kernels={'on' if self._avx2_flags else 'off'}, "
-            f"avx512 vector pairs={'on' if self._avx512 else 'off'}, "
-            f"avx512 bf16 rounding={'on' if self._bf16_cvt else 'off'}, "
+            f"avx2 target={'on' if 'FASTNORM_HAVE_AVX2' in built else 'off'}, "
+            f"avx512 target={'on' if 'FASTNORM_HAVE_AVX512' in built else 'off'}, "
+            f"avx512 bf16 rounding={'on' if 'FASTNORM_HAVE_BF16_CVT' in built else 'off'}, "
             f"{'debug information kept' if debug else 'stripped'}",
             file=sys.stderr, flush=True,
         )
@@ -214,8 +226,8 @@ class BuildExt(build_ext):
 
         setuptools compiles an extension's sources one after the other; here
         its compile() call is answered by a thread pool, one source per call,
-        with kernels_avx2.c (its own flags) submitted first since it takes
-        longest. The objects are then linked as usual.
+        with the kernel files (their own flags) submitted first since they
+        take longest. The objects are then linked as usual.
         """
         pool = ThreadPoolExecutor(max_workers=self._jobs())
         lock = threading.Lock()
@@ -226,26 +238,21 @@ class BuildExt(build_ext):
                 print(f"fastnorm build: compiling {source}", file=sys.stderr, flush=True)
             return compile_one([source], **kwargs)
 
-        avx2 = None
-        macros = []
-        if self._avx2_flags:
-            # The AVX2 kernels get their own flags: compile them apart and
-            # link the object in.
-            macros = [("FASTNORM_HAVE_AVX2", "1")]
-            if self._avx512:
-                macros.append(("FASTNORM_HAVE_AVX512", "1"))
-            if self._bf16_cvt:
-                macros.append(("FASTNORM_HAVE_BF16_CVT", "1"))
+        # Every source sees which kernel files are built (dispatch.c's registry).
+        macros = [(kf.macro, "1") for kf, _ in self._kernel_files]
+        ext.define_macros = list(ext.define_macros or []) + macros
+        kernel_objects = []
+        if self._kernel_files:
             self.compiler.mkpath(os.path.join(self.build_temp, KERNELS))
-            avx2 = pool.submit(
-                compile_source, AVX2_SOURCE,
+        for kf, flags in self._kernel_files:
+            kernel_objects.append(pool.submit(
+                compile_source, kf.source,
                 output_dir=self.build_temp,
                 macros=macros,
                 include_dirs=[KERNELS],
-                extra_postargs=self._base + self._avx2_flags + self._user_cflags,
+                extra_postargs=self._base + flags + self._user_cflags,
                 depends=HEADERS,
-            )
-            ext.define_macros = list(ext.define_macros or []) + macros
+            ))
 
         def compile_parallel(sources, output_dir=None, **kwargs):
             # Output folders first, one at a time; then the compilers together.
@@ -254,9 +261,7 @@ class BuildExt(build_ext):
             futures = [pool.submit(compile_source, src, output_dir=output_dir, **kwargs)
                        for src in sources]
             objects = [obj for f in futures for obj in f.result()]
-            if avx2 is not None:
-                objects += avx2.result()
-            return objects
+            return objects + [obj for f in kernel_objects for obj in f.result()]
 
         self.compiler.compile = compile_parallel
         try:
@@ -278,7 +283,7 @@ extension = Extension(
     ],
     include_dirs=[KERNELS, numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=HEADERS + [AVX2_SOURCE],
+    depends=HEADERS + [kf.source for kf in KERNEL_FILES],
 )
 
 setup(

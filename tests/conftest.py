@@ -1,7 +1,8 @@
 """Shared fixtures and helpers of fastnorm's test suite.
 
-- ``isa``: runs a test once per kernel table this build and CPU offer
-  (``fastnorm._core._available_isas()``), restoring "auto" afterwards.
+- ``isa``: runs a test once per kernel target this build and CPU offer
+  (``fastnorm._core._available_isas()``: scalar, avx2, avx512), restoring
+  "auto" afterwards.
 - ``array_cases``: arrays of 1 to 4 dimensions in many memory layouts (C,
   Fortran, sliced, negative strides, byte-swapped, transposed, permuted,
   padded rows, unaligned), in the spirit of bottleneck's array generator.
@@ -238,7 +239,7 @@ AVAILABLE_ISAS = _core._available_isas()
 
 @pytest.fixture(params=AVAILABLE_ISAS)
 def isa(request):
-    """Selects each available kernel table in turn; "auto" is restored after."""
+    """Selects each available kernel target in turn; "auto" is restored after."""
     name = _core._set_isa(request.param)
     assert name == request.param
     assert _core._get_isa() == request.param
@@ -295,7 +296,6 @@ def run_python(code, env_extra=None, timeout=120):
         [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
     env.pop("FASTNORM_ISA", None)
-    env.pop("FASTNORM_AVX512", None)
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True,

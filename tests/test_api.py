@@ -398,15 +398,35 @@ def test_zero_rows_results(dt):
 # Configuration
 # --------------------------------------------------------------------------
 
+TARGETS = [name for name, _, _ in _core._targets()]
+BUILT = {name: built for name, _, built, _ in _core._TARGETS}
+# The FASTNORM_CPU_* bits each target needs, by the names of _cpu_features()
+TARGET_FEATURES = {
+    "scalar": [],
+    "avx2": ["avx", "avx2", "fma", "f16c", "os_avx"],
+    "avx512": ["avx", "avx2", "fma", "f16c", "os_avx", "avx512f", "avx512vl", "avx512dq",
+               "avx512bw", "os_avx512"],
+}
+
+
 def test_get_config():
     cfg = fn.get_config()
-    assert set(cfg) == {"version", "isa", "isas_available", "bf16_rounding", "avx512_pairs",
+    assert set(cfg) == {"version", "isa", "isas_available", "targets", "bf16_rounding",
                         "cpu_features", "machine", "threads", "num_threads", "num_procs"}
     assert cfg["version"] == fn.__version__
     assert cfg["isa"] == _core._get_isa()
     assert cfg["isa"] in cfg["isas_available"]
     assert "scalar" in cfg["isas_available"]
-    assert set(cfg["isas_available"]) <= {"scalar", "avx2"}
+    assert set(cfg["isas_available"]) <= {"scalar", "avx2", "avx512"}
+    # every target of the registry, best first, the available ones those listed
+    targets = cfg["targets"]
+    assert list(targets) == ["avx512", "avx2", "scalar"]
+    assert [name for name, t in targets.items() if t["available"]] == \
+        cfg["isas_available"][::-1]
+    assert [name for name, t in targets.items() if t["in_use"]] == [cfg["isa"]]
+    for t in targets.values():
+        assert set(t) == {"available", "in_use", "reason"}
+        assert (t["reason"] is None) == t["available"]
     assert cfg["threads"] in ("fastnorm pool", "serial")
     assert cfg["threads"] == ("fastnorm pool" if _core._has_threads() else "serial")
     assert cfg["num_threads"] == fn.get_num_threads() >= 1
@@ -417,29 +437,30 @@ def test_get_config():
     assert all(isinstance(v, bool) for v in feats.values())
     if "avx2" in cfg["isas_available"]:
         assert feats["avx2"] and feats["fma"] and feats["avx"] and feats["os_avx"]
-    # the AVX-512 BF16 rounding only with the AVX2 kernels, on a CPU that has it
-    assert cfg["bf16_rounding"] in ("integer", "avx512_bf16")
-    if cfg["bf16_rounding"] == "avx512_bf16":
-        assert cfg["isa"] == "avx2"
-        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
-                                      "avx512_bf16", "os_avx512"))
-    # the AVX-512 pairs likewise, without BF16
-    assert isinstance(cfg["avx512_pairs"], bool)
-    if cfg["avx512_pairs"]:
-        assert cfg["isa"] == "avx2"
+    if "avx512" in cfg["isas_available"]:
         assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
                                       "os_avx512"))
+    # the AVX-512 BF16 rounding only in the avx2 and avx512 targets, on a CPU that has it
+    assert cfg["bf16_rounding"] in ("integer", "avx512_bf16")
+    if cfg["bf16_rounding"] == "avx512_bf16":
+        assert cfg["isa"] in ("avx2", "avx512")
+        assert all(feats[k] for k in ("avx512f", "avx512vl", "avx512dq", "avx512bw",
+                                      "avx512_bf16", "os_avx512"))
     assert isinstance(cfg["machine"], str)
 
 
 def test_get_config_follows_settings():
     fn.set_num_threads(1)
     assert fn.get_config()["num_threads"] == 1
-    _core._set_isa("scalar")
     try:
-        assert fn.get_config()["isa"] == "scalar"
-        assert fn.get_config()["bf16_rounding"] == "integer"  # the scalar kernels' own
-        assert fn.get_config()["avx512_pairs"] is False
+        for name in _core._available_isas():
+            _core._set_isa(name)
+            cfg = fn.get_config()
+            assert cfg["isa"] == name
+            assert cfg["targets"][name]["in_use"]
+            assert sum(t["in_use"] for t in cfg["targets"].values()) == 1
+            if name == "scalar":
+                assert cfg["bf16_rounding"] == "integer"  # the scalar kernels' own
     finally:
         _core._set_isa("auto")
     assert fn.get_config()["isa"] == fn.get_config()["isas_available"][-1]
@@ -450,30 +471,113 @@ def test_show_config(capsys):
     text = capsys.readouterr().out
     cfg = fn.get_config()
     assert cfg["version"] in text
-    assert cfg["isa"] in text
+    assert f"kernels in use : {cfg['isa']}\n" in text
     assert str(cfg["num_threads"]) in text
     assert cfg["threads"] in text
+    # one line per target, best first, saying whether it is in use or available
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  kernel targets : "))
+    rows = [line[len("  kernel targets : "):].split(None, 1)
+            for line in lines[first:first + len(cfg["targets"])]]
+    assert [name for name, _ in rows] == list(cfg["targets"])
+    for name, state in rows:
+        t = cfg["targets"][name]
+        want = ("in use" if t["in_use"] else "available" if t["available"]
+                else f"unavailable: {t['reason']}")
+        assert state == want
+    assert f"bf16 rounding  : {cfg['bf16_rounding']}" in text
+
+
+def test_show_config_says_why_a_target_is_unavailable(capsys):
+    _core._set_isa("scalar")
+    before = _core._hide_cpu_features(["avx2"])
+    try:
+        fn.show_config()
+        cfg = fn.get_config()
+    finally:
+        _core._hide_cpu_features(before)
+        _core._set_isa("auto")
+    text = capsys.readouterr().out
+    assert cfg["isas_available"] == ["scalar"]
+    for name in ("avx2", "avx512"):
+        t = cfg["targets"][name]
+        assert not t["available"] and not t["in_use"]
+        assert t["reason"] == ("the CPU or OS lacks avx2" if BUILT[name]
+                               else "this build of fastnorm does not include them")
+        assert re.search(rf"^ +(kernel targets : )?{name} +unavailable: {re.escape(t['reason'])}$", text, re.M)
 
 
 # --------------------------------------------------------------------------
-# ISA selection
+# Kernel target selection
 # --------------------------------------------------------------------------
 
 def test_set_isa():
+    assert TARGETS == ["avx512", "avx2", "scalar"]
+    needs = {name: [f for f, bit in _core._CPU_BITS.items() if need & bit]
+             for name, _, _, need in _core._TARGETS}
+    assert needs == TARGET_FEATURES
     try:
         for name in _core._available_isas():
             assert _core._set_isa(name) == name
             assert _core._get_isa() == name
         auto = _core._set_isa("auto")
         assert auto == _core._available_isas()[-1]
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="unknown kernel target 'sse9'"):
             _core._set_isa("sse9")
         assert _core._get_isa() == auto  # unchanged after the error
-        if "avx2" not in _core._available_isas():
-            with pytest.raises(ValueError):
-                _core._set_isa("avx2")
     finally:
         _core._set_isa("auto")
+
+
+@pytest.mark.parametrize("target", ["avx2", "avx512"])
+def test_set_isa_refuses_an_unavailable_target(target):
+    """Forcing a target this build or CPU lacks is a ValueError that names the
+    target and the reason, and changes nothing; the C entry point returns -1.
+    Where the machine has the target, its CPU features are hidden from the
+    selection (as on a CPU without them)."""
+    hidden = TARGET_FEATURES[target][-1:] if BUILT[target] else []
+    _core._set_isa("scalar")
+    before = _core._hide_cpu_features(hidden)
+    try:
+        assert target not in _core._available_isas()
+        with pytest.raises(ValueError) as info:
+            _core._set_isa(target)
+        msg = str(info.value)
+        assert f"the {target} kernels are not available" in msg
+        if BUILT[target]:
+            assert msg.endswith("the CPU or OS lacks " + ", ".join(hidden))
+        else:
+            assert "this build of fastnorm does not include them" in msg
+        assert _core._get_isa() == "scalar"
+        # the C API: -1, nothing changed
+        import ctypes
+
+        lib = ctypes.CDLL(_core.__file__)
+        code = {"scalar": 0, "avx2": 1, "avx512": 2}
+        assert lib.fastnorm_isa_available(code[target]) == 0
+        assert lib.fastnorm_set_isa(code[target]) == -1
+        assert lib.fastnorm_set_isa(99) == -1
+        assert lib.fastnorm_get_isa() == code["scalar"] and _core._get_isa() == "scalar"
+    finally:
+        _core._hide_cpu_features(before)
+        _core._set_isa("auto")
+
+
+def test_hidden_features_leave_the_target_in_use():
+    _core._set_isa("auto")
+    best = _core._get_isa()
+    before = _core._hide_cpu_features(list(_core._cpu_features()))
+    try:
+        assert _core._get_isa() == best
+        assert _core._available_isas() == ["scalar"]
+        assert not any(_core._cpu_features().values())
+        assert _core._set_isa("auto") == "scalar"
+    finally:
+        assert set(_core._hide_cpu_features(before)) == set(_core._cpu_features())
+        _core._set_isa("auto")
+    assert _core._get_isa() == best
+    with pytest.raises(ValueError, match="unknown CPU feature 'sse9'"):
+        _core._hide_cpu_features(["sse9"])
 
 
 @pytest.mark.skipif(len(_core._available_isas()) < 2, reason="one kernel table only")
@@ -489,47 +593,50 @@ def test_isas_agree_closely():
         _core._set_isa("auto")
     assert_close(res["avx2"], res["scalar"], F32)
     assert_close(res["avx2"], ref.layer_norm(x)[0], F32)
+    if "avx512" in res:  # float32 has the avx2 target's kernels there
+        assert np.array_equal(res["avx512"].view(np.uint32), res["avx2"].view(np.uint32))
 
 
-def test_environment_selects_scalar():
-    code = "import fastnorm, json; print(json.dumps(fastnorm.get_config()))"
-    proc = run_python(code, {"FASTNORM_ISA": "scalar"})
-    assert proc.returncode == 0, proc.stderr
+def test_environment_selects_the_target():
     import json
 
-    cfg = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert cfg["isa"] == "scalar"
-    # and without the variable, the best table is used
-    proc = run_python(code)
-    assert proc.returncode == 0, proc.stderr
-    cfg2 = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert cfg2["isa"] == cfg2["isas_available"][-1]
-
-
-def test_environment_turns_avx512_pairs_off():
-    code = ("import warnings; warnings.simplefilter('always'); import fastnorm; "
-            "print(fastnorm.get_config()['avx512_pairs'])")
-    proc = run_python(code)
-    assert proc.returncode == 0, proc.stderr
-    default = proc.stdout.split()[-1]
-    for value, want in (("0", "False"), ("off", "False"), ("1", default), ("", default)):
-        proc = run_python(code, {"FASTNORM_AVX512": value})
+    code = "import fastnorm, json; print(json.dumps(fastnorm.get_config()))"
+    for name in _core._available_isas():
+        proc = run_python(code, {"FASTNORM_ISA": name})
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split()[-1] == want, value
-        assert "FASTNORM_AVX512" not in proc.stderr
-    proc = run_python(code, {"FASTNORM_AVX512": "maybe"})
-    assert proc.returncode == 0 and proc.stdout.split()[-1] == default
-    assert "FASTNORM_AVX512" in proc.stderr
+        cfg = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert cfg["isa"] == name
+        assert cfg["targets"][name]["in_use"]
+    # and without the variable (or with auto), the best table is used
+    for env in ({}, {"FASTNORM_ISA": "auto"}, {"FASTNORM_ISA": ""}):
+        proc = run_python(code, env)
+        assert proc.returncode == 0, proc.stderr
+        cfg2 = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert cfg2["isa"] == cfg2["isas_available"][-1]
 
 
-def test_environment_bad_value_warns_and_uses_auto():
-    code = ("import warnings; warnings.simplefilter('always'); import fastnorm; "
-            "print(fastnorm.get_config()['isa'], fastnorm.get_config()['isas_available'][-1])")
-    proc = run_python(code, {"FASTNORM_ISA": "bogus"})
-    assert proc.returncode == 0, proc.stderr
-    isa, best = proc.stdout.split()
-    assert isa == best
-    assert "FASTNORM_ISA" in proc.stderr
+def test_environment_with_a_bad_target_fails_the_import(monkeypatch):
+    proc = run_python("import fastnorm", {"FASTNORM_ISA": "bogus"})
+    assert proc.returncode != 0
+    assert "ImportError: FASTNORM_ISA='bogus': unknown kernel target 'bogus'" in proc.stderr
+    # a target this CPU lacks: the import's selection, with the features hidden
+    _core._set_isa("scalar")
+    before = _core._hide_cpu_features(["avx2"])
+    try:
+        for target in ("avx2", "avx512"):
+            monkeypatch.setenv("FASTNORM_ISA", target)
+            with pytest.raises(ImportError) as info:
+                _core._select_isa_from_environment()
+            reason = ("the CPU or OS lacks avx2" if BUILT[target]
+                      else "this build of fastnorm does not include them")
+            assert str(info.value) == (
+                f"FASTNORM_ISA='{target}': the {target} kernels are not available: {reason}")
+            assert _core._get_isa() == "scalar"
+        monkeypatch.setenv("FASTNORM_ISA", "auto")
+        assert _core._select_isa_from_environment() == "scalar"
+    finally:
+        _core._hide_cpu_features(before)
+        _core._set_isa("auto")
 
 
 # --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ EMBED = os.path.join(HERE, "embed")
 # needs AVX2 + FMA flags of its own (and FASTNORM_HAVE_AVX2 on the others).
 SOURCES = ["dispatch.c", "driver.c", "pool.c", "api_table.c", "kernels_scalar.c"]
 AVX2_SOURCE = "kernels_avx2.c"
-ISA_CODES = {"scalar": 0, "avx2": 1}
+ISA_CODES = {"scalar": 0, "avx2": 1, "avx512": 2}
 
 MAJOR, MINOR, PATCH = map(int, fn.__version__.split("."))
 VERSION_NUMBER = 10000 * MAJOR + 100 * MINOR + PATCH
@@ -265,7 +265,7 @@ USE = textwrap.dedent(
     info = cc.info()
     major, minor, patch = map(int, fn.__version__.split("."))
     assert info["header_version"] == info["kernels_version"] == 10000 * major + 100 * minor + patch, info
-    assert info["isa"] == {"scalar": 0, "avx2": 1}[fn.get_config()["isa"]], info
+    assert info["isa"] == {"scalar": 0, "avx2": 1, "avx512": 2}[fn.get_config()["isa"]], info
     assert bool(info["openmp"]) == (fn.get_config()["threads"] != "serial"), info
 
     xg = rng.standard_normal((3, 6, 40, 40))

@@ -1210,14 +1210,19 @@ def _half_ops(x, dy, r, w, b):
 
 
 @pytest.mark.skipif(BF16 is None, reason="ml_dtypes is not installed")
-def test_bf16_rounding_instruction_gives_the_same_bits():
-    """Where the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction,
-    every result has the bits of the integer rounding: ties to even, NaN
-    quieted, and float32 subnormals (which the instruction flushes) rounded
-    like any other value; every 16-bit pattern and the rounding cases are
-    checked against ml_dtypes' conversion with each rounding."""
+@pytest.mark.parametrize("target", ["avx2", "avx512"])
+def test_bf16_rounding_instruction_gives_the_same_bits(target):
+    """Where a target rounds bfloat16 with the AVX-512 BF16 instruction, every
+    result has the bits of the integer rounding: ties to even, NaN quieted,
+    and float32 subnormals (which the instruction flushes) rounded like any
+    other value; every 16-bit pattern and the rounding cases are checked
+    against ml_dtypes' conversion with each rounding."""
     from fastnorm import _core
-    if "avx2" not in fastnorm.get_config()["isas_available"] or not _core._bf16_convert():
+    if target not in _core._available_isas():
+        pytest.skip(f"the {target} target is not available here")
+    _core._set_isa(target)
+    if not _core._bf16_convert():
+        _core._set_isa("auto")
         pytest.skip("the AVX-512 BF16 rounding is not available here")
     x = data((24, 5 * 16), BF16)
     x[3, :8] = np.float32(1e-39)  # subnormal results in a vector of their own
@@ -1241,6 +1246,7 @@ def test_bf16_rounding_instruction_gives_the_same_bits():
             assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), cvt
     finally:
         _core._bf16_convert(True)
+        _core._set_isa("auto")
     assert len(results[False]) == len(results[True])
     for i, (a, c) in enumerate(zip(results[False], results[True])):
         assert a.dtype == c.dtype and np.array_equal(
@@ -1251,7 +1257,7 @@ def test_bf16_rounding_instruction_gives_the_same_bits():
 
 
 # --------------------------------------------------------------------------
-# The AVX2 kernels' vector pairs in AVX-512 registers
+# The avx512 target: the AVX2 loops' vector pairs in AVX-512 registers
 # --------------------------------------------------------------------------
 
 def _same_results(a, b):
@@ -1303,17 +1309,17 @@ def _row_ops(dt, n, threads):
 
 
 @pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)
-def test_avx512_pairs_give_the_same_bits(dt):
-    """Where the AVX2 kernels hold their loops' vector pairs in AVX-512 registers
-    (16-bit data), every result has the bits of the 8-lane loops (NaN aside:
-    NaN is NaN): the rows at every tail length, the row lengths around where
-    the row drivers go back to 8-lane loops, every normalizer, 1 and 2
-    threads, both bfloat16 roundings. With them the forward takes two rows at
-    a time through its statistics: odd row counts, rows on the exact-range
-    path next to others."""
+def test_avx512_target_gives_the_avx2_bits(dt):
+    """The avx512 target (16-bit data: the AVX2 loops' vector pairs in AVX-512
+    registers) gives every result the bits of the avx2 target (NaN aside: NaN
+    is NaN): the rows at every tail length, the row lengths around where the
+    row drivers go back to the avx2 loops, every normalizer, 1 and 2
+    threads, both bfloat16 roundings. With them the forward takes four rows
+    at a time through its statistics: odd row counts, rows on the
+    exact-range path next to others."""
     from fastnorm import _core
-    if "avx2" not in fastnorm.get_config()["isas_available"] or not _core._avx512():
-        pytest.skip("the AVX-512 pairs are not available here")
+    if "avx512" not in _core._available_isas():
+        pytest.skip("the avx512 target is not available here")
     x = data((24, 5 * 16), dt)
     x[4, 17] = np.nan
     dy = data(x.shape, dt, seed=3, loc=0.0, scale=1.0)
@@ -1327,19 +1333,21 @@ def test_avx512_pairs_give_the_same_bits(dt):
             if cvt is not None:
                 _core._bf16_convert(cvt)
             results = {}
-            for pairs in (False, True):
-                assert _core._avx512(pairs) == pairs
-                assert fastnorm.get_config()["avx512_pairs"] == pairs
+            for target in ("avx2", "avx512"):
+                assert _core._set_isa(target) == target
+                assert fastnorm.get_config()["isa"] == target
+                if cvt is not None:
+                    assert _core._bf16_convert() == cvt
                 out = _half_ops(x, dy, r, w, b)
                 for threads in (1, 2):
                     for n in lengths:
                         out += _row_ops(dt, n, threads)
-                results[pairs] = out
-            _same_results(results[False], results[True])
-            assert any(np.isnan(o.astype(np.float32)).any() for o in results[True])
+                results[target] = out
+            _same_results(results["avx2"], results["avx512"])
+            assert any(np.isnan(o.astype(np.float32)).any() for o in results["avx512"])
     finally:
-        _core._avx512(True)
         _core._bf16_convert(True)
+        _core._set_isa("auto")
 
 
 @pytest.mark.parametrize("dt", HALF, ids=lambda d: d.name)

@@ -1,4 +1,4 @@
-"""What this build of fastnorm and this CPU give: ISA, features, threads."""
+"""What this build of fastnorm and this CPU give: kernel targets, features, threads."""
 import platform
 
 from . import _core
@@ -10,12 +10,15 @@ def get_config():
     Returns
     -------
     dict
-        ``version``; ``isa``, the kernels in use (``"avx2"`` or ``"scalar"``),
-        and ``isas_available``; ``bf16_rounding`` (``"avx512_bf16"`` or
-        ``"integer"``); ``avx512_pairs`` (AVX-512 registers in the 16-bit
-        loops); ``cpu_features`` (name to bool); ``machine``; ``threads``
-        (``"fastnorm pool"``, or ``"serial"`` for a build without threads); ``num_threads`` (:func:`get_num_threads`);
-        ``num_procs``.
+        ``version``; ``isa``, the kernel target in use (``"avx512"``,
+        ``"avx2"`` or ``"scalar"``), and ``isas_available``, the targets this
+        build and CPU can run, best last; ``targets``, every target, best
+        first, each a dict of ``available``, ``in_use`` and ``reason`` (why
+        it is not available: the CPU features it lacks, or a build without
+        it; None when available); ``bf16_rounding`` (``"avx512_bf16"`` or
+        ``"integer"``); ``cpu_features`` (name to bool); ``machine``;
+        ``threads`` (``"fastnorm pool"``, or ``"serial"`` for a build without
+        threads); ``num_threads`` (:func:`get_num_threads`); ``num_procs``.
 
     Examples
     --------
@@ -26,12 +29,14 @@ def get_config():
     """
     from . import __version__
 
+    isa = _core._get_isa()
     return {
         "version": __version__,
-        "isa": _core._get_isa(),
+        "isa": isa,
         "isas_available": _core._available_isas(),
+        "targets": {name: {"available": available, "in_use": name == isa, "reason": reason}
+                    for name, available, reason in _core._targets()},
         "bf16_rounding": _bf16_rounding(),
-        "avx512_pairs": _core._avx512(),
         "cpu_features": _core._cpu_features(),
         "machine": platform.machine(),
         "threads": "fastnorm pool" if _core._has_threads() else "serial",
@@ -48,7 +53,7 @@ def _bf16_rounding():
 
 
 def show_config():
-    """Print the version, the kernels in use, the CPU features seen and the threads.
+    """Print the version, the kernel targets, the CPU features seen and the threads.
 
     Examples
     --------
@@ -62,9 +67,14 @@ def show_config():
     feats = cfg["cpu_features"]
     seen = [name for name, on in feats.items() if on]
     print(f"fastnorm {cfg['version']}")
-    print(f"  kernels in use : {cfg['isa']} (available: {', '.join(cfg['isas_available'])})")
+    print(f"  kernels in use : {cfg['isa']}")
+    width = max(len(name) for name in cfg["targets"])
+    for i, (name, t) in enumerate(cfg["targets"].items()):
+        state = ("in use" if t["in_use"] else "available" if t["available"]
+                 else f"unavailable: {t['reason']}")
+        label = "  kernel targets : " if i == 0 else " " * 19
+        print(f"{label}{name:<{width}}  {state}")
     print(f"  bf16 rounding  : {cfg['bf16_rounding']}")
-    print(f"  avx512 pairs   : {'on (16-bit data)' if cfg['avx512_pairs'] else 'off'}")
     print(f"  machine        : {cfg['machine']}")
     print(f"  cpu features   : {', '.join(seen) if seen else 'none of avx/avx2/fma/f16c'}")
     print(f"  threads        : {cfg['threads']}, {cfg['num_threads']} by default "

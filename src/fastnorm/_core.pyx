@@ -7,7 +7,6 @@ stride -- made without a copy whenever the layout allows it -- then one C
 call with the GIL released.
 """
 import os
-import warnings
 
 import numpy as np
 
@@ -37,56 +36,10 @@ _C_API = PyCapsule_New(<void *>fastnorm_get_api_table(), "fastnorm._core._C_API"
 # Instruction set and threads
 # --------------------------------------------------------------------------
 
-_ISA_NAMES = {FASTNORM_ISA_SCALAR: "scalar", FASTNORM_ISA_AVX2: "avx2"}
-_ISA_CODES = {name: code for code, name in _ISA_NAMES.items()}
-
-
-def _set_isa(name):
-    """Select the kernels by name ("avx2", "scalar" or "auto"); returns the name in use.
-
-    Meant for tests and benchmarks that compare the two paths in one process;
-    the environment variable FASTNORM_ISA does the same at import.
-    """
-    if name == "auto":
-        code = FASTNORM_ISA_AVX2 if fastnorm_isa_available(FASTNORM_ISA_AVX2) else FASTNORM_ISA_SCALAR
-    elif name in _ISA_CODES:
-        code = _ISA_CODES[name]
-        if not fastnorm_isa_available(code):
-            raise ValueError(f"the {name} kernels are not available on this CPU or build")
-    else:
-        raise ValueError(f"unknown ISA {name!r}; expected 'avx2', 'scalar' or 'auto'")
-    return _ISA_NAMES[fastnorm_set_isa(code)]
-
-
-def _get_isa():
-    """Name of the kernels in use: "avx2" or "scalar"."""
-    return _ISA_NAMES[fastnorm_get_isa()]
-
-
-def _available_isas():
-    return [name for code, name in _ISA_NAMES.items() if fastnorm_isa_available(code)]
-
-
-def _cpu_features():
-    cdef unsigned f = fastnorm_cpu_features()
-    return {
-        "avx": bool(f & FASTNORM_CPU_AVX),
-        "avx2": bool(f & FASTNORM_CPU_AVX2),
-        "fma": bool(f & FASTNORM_CPU_FMA),
-        "f16c": bool(f & FASTNORM_CPU_F16C),
-        "os_avx": bool(f & FASTNORM_CPU_OS_AVX),
-        "avx512f": bool(f & FASTNORM_CPU_AVX512F),
-        "avx512vl": bool(f & FASTNORM_CPU_AVX512VL),
-        "avx512dq": bool(f & FASTNORM_CPU_AVX512DQ),
-        "avx512bw": bool(f & FASTNORM_CPU_AVX512BW),
-        "avx512_bf16": bool(f & FASTNORM_CPU_AVX512_BF16),
-        "os_avx512": bool(f & FASTNORM_CPU_OS_AVX512),
-    }
+include "_targets.pxi"
 
 
 cdef extern from "dispatch.h":
-    int fn_set_bf16_convert(int on) nogil
-    int fn_set_avx512(int on) nogil
     int64_t fn_stream_min_bytes() nogil
     int64_t fn_set_stream_min_bytes(int64_t nbytes) nogil
 
@@ -107,30 +60,6 @@ cdef extern from "pool.h":
     int fn_pool_quiet_ms(int ms) nogil
     int fn_pool_shuffle(int on) nogil
     int fn_pool_workers() nogil
-
-
-def _bf16_convert(on=None):
-    """Whether the AVX2 kernels round bfloat16 with the AVX-512 BF16 instruction.
-
-    on=None asks; True / False allows / forbids it (it is used only where the
-    build and the CPU have it; both roundings give the same bits). For tests
-    that compare the two. Returns whether it is in use.
-    """
-    if on is None:
-        return bool(fastnorm_bf16_convert_in_use())
-    return bool(fn_set_bf16_convert(1 if on else 0))
-
-
-def _avx512(on=None):
-    """Whether the AVX2 kernels hold their loops' vector pairs in AVX-512 registers.
-
-    on=None asks; True / False allows / forbids it (it is used only where the
-    build and the CPU have it; both give the same bits). For tests and
-    benchmarks that compare the two. Returns whether it is in use.
-    """
-    if on is None:
-        return bool(fastnorm_avx512_in_use())
-    return bool(fn_set_avx512(1 if on else 0))
 
 
 def _has_threads():
@@ -167,31 +96,6 @@ def _pool_workers():
     """Worker threads the pool has started."""
     return fn_pool_workers()
 
-
-def _select_isa_from_environment():
-    requested = os.environ.get("FASTNORM_ISA", "").strip().lower() or "auto"
-    try:
-        return _set_isa(requested)
-    except ValueError as exc:
-        warnings.warn(f"FASTNORM_ISA={requested!r} ignored: {exc}", RuntimeWarning, stacklevel=2)
-        return _set_isa("auto")
-
-
-def _select_avx512_from_environment():
-    """FASTNORM_AVX512=0 keeps the AVX2 kernels' 16-bit loops off AVX-512 registers
-    (the same results; for a CPU where they measure slower)."""
-    requested = os.environ.get("FASTNORM_AVX512", "").strip().lower()
-    if requested in ("", "1", "on", "true", "yes", "auto"):
-        return _avx512()
-    if requested in ("0", "off", "false", "no"):
-        return _avx512(False)
-    warnings.warn(f"FASTNORM_AVX512={requested!r} ignored: expected 0 or 1", RuntimeWarning,
-                  stacklevel=2)
-    return _avx512()
-
-
-_select_isa_from_environment()
-_select_avx512_from_environment()
 
 cdef int _user_threads = 0  # 0: not set, follow the pool's default; < 0: count back from it
 

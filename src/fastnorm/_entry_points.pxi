@@ -16,6 +16,7 @@ cdef extern from "fastnorm.h" nogil:
     int FASTNORM_EINVAL
     int FASTNORM_ISA_SCALAR
     int FASTNORM_ISA_AVX2
+    int FASTNORM_ISA_AVX512
     unsigned FASTNORM_CPU_AVX
     unsigned FASTNORM_CPU_AVX2
     unsigned FASTNORM_CPU_FMA

@@ -1,11 +1,12 @@
 /*
- * dispatch.c -- CPU feature detection and the choice of kernel table.
+ * dispatch.c -- CPU feature detection, the registry of kernel targets and
+ * the choice among them.
  *
  * Compiled with baseline flags only: it must run on any x86-64 (or other)
- * CPU to decide whether the AVX2 table may be used at all.
+ * CPU to decide which kernel files may run at all.
  */
 #include <stddef.h>
-
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "dispatch.h"
@@ -34,7 +35,8 @@ static unsigned long long fn_xgetbv0(void) {
 #endif
 #endif
 
-unsigned fastnorm_cpu_features(void) {
+/* The FASTNORM_CPU_* bits of the CPU and OS, as cpuid and xgetbv report them */
+static unsigned fn_detect_cpu_features(void) {
     unsigned f = 0;
 #ifdef FN_X86
     unsigned r[4];
@@ -69,134 +71,270 @@ unsigned fastnorm_cpu_features(void) {
     return f;
 }
 
-int fastnorm_isa_available(int isa) {
-    if (isa == FASTNORM_ISA_SCALAR) return 1;
+/* Features the selection treats as absent (fn_hide_cpu_features) */
+static unsigned fn_hidden_features = 0;
+
+unsigned fastnorm_cpu_features(void) { return fn_detect_cpu_features() & ~fn_hidden_features; }
+
+unsigned fn_hide_cpu_features(unsigned bits) {
+    const unsigned before = fn_hidden_features;
+    fn_hidden_features = bits;
+    return before;
+}
+
+/* ---- the registry of kernel targets --------------------------------------- */
+
+/* The tables a build has (prims.h); NULL for a kernel file left out. */
 #ifdef FASTNORM_HAVE_AVX2
-    if (isa == FASTNORM_ISA_AVX2) {
-        const unsigned need =
-            FASTNORM_CPU_AVX | FASTNORM_CPU_AVX2 | FASTNORM_CPU_FMA | FASTNORM_CPU_F16C |
-            FASTNORM_CPU_OS_AVX;
-        return (fastnorm_cpu_features() & need) == need;
-    }
+#define FN_TABLE_AVX2 (&fn_prims_avx2)
+#else
+#define FN_TABLE_AVX2 NULL
 #endif
-    return 0;
-}
-
-/* The table in use. NULL until the first call, which picks the best one. */
-static const fn_prims *fn_table = NULL;
-static int fn_isa = FASTNORM_ISA_SCALAR;
-static int fn_bf16_cvt_wanted = 1; /* fn_set_bf16_convert */
-static int fn_avx512_wanted = 1;   /* fn_set_avx512 */
-
-/* Whether the AVX2 kernels may hold their loops' vector pairs in AVX-512 registers. */
-static int fn_avx512_available(void) {
 #if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_AVX512)
-    const unsigned need = FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |
-                          FASTNORM_CPU_AVX512BW | FASTNORM_CPU_OS_AVX512;
-    return (fastnorm_cpu_features() & need) == need;
+#define FN_TABLE_AVX512 (&fn_prims_avx512)
 #else
-    return 0;
+#define FN_TABLE_AVX512 NULL
 #endif
+#if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_AVX512) && defined(FASTNORM_HAVE_BF16_CVT)
+#define FN_TABLE_AVX2_BF16 (&fn_prims_avx2_bf16)
+#define FN_TABLE_AVX512_BF16 (&fn_prims_avx512_bf16)
+#else
+#define FN_TABLE_AVX2_BF16 NULL
+#define FN_TABLE_AVX512_BF16 NULL
+#endif
+
+/* What the CPU and OS must have to run a kernel file: every extension its
+ * compiler flags enable (the compiler may use any of them anywhere in it). */
+#define FN_NEED_AVX2                                                                         \
+    (FASTNORM_CPU_AVX | FASTNORM_CPU_AVX2 | FASTNORM_CPU_FMA | FASTNORM_CPU_F16C |            \
+     FASTNORM_CPU_OS_AVX)
+#define FN_NEED_AVX512                                                                       \
+    (FN_NEED_AVX2 | FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |    \
+     FASTNORM_CPU_AVX512BW | FASTNORM_CPU_OS_AVX512)
+
+/* Optional features within a target: a table that replaces the members of
+ * the target's it has, used where the CPU has the feature's extensions too
+ * (and the caller has not turned it off: fn_set_bf16_convert). */
+enum { FN_FEATURE_BF16_CVT = 1u }; /* bfloat16 rounded by the AVX-512 BF16 instruction */
+#define FN_NFEATURES 1
+static const unsigned fn_feature_need[FN_NFEATURES] = {
+    FN_NEED_AVX512 | FASTNORM_CPU_AVX512_BF16,
+};
+
+#define FN_MAX_LAYERS 2
+#define FN_NO_LIMIT INT64_MAX
+
+typedef struct {
+    int isa;          /* FASTNORM_ISA_* */
+    const char *name; /* FASTNORM_ISA=<name> */
+    unsigned need;    /* the FASTNORM_CPU_* bits the CPU and OS must have */
+    /* The target's primitives: each member of the table in use from the
+     * first of these that has it. The target is built when all are. */
+    const fn_prims *tables[FN_MAX_LAYERS];
+    int ntables;
+    /* each feature's table (NULL: not in this target, or not built) */
+    const fn_prims *features[FN_NFEATURES];
+    /* Rows of more than row_max[data type][direction] elements take the
+     * tables of target long_rows (with the same features) instead; -1: none. */
+    int long_rows;
+    int64_t row_max[FN_NDTYPES][FN_NDIRS];
+} fn_target;
+
+/* The targets, best first: the first one the build and the CPU have is the
+ * default. */
+static const fn_target fn_targets[] = {
+    /* The AVX2 kernels with the float16 and bfloat16 loops' pairs of 8-float
+     * vectors in 512-bit registers (the same bits); float32 and float64 the
+     * avx2 target's. Rows longer than row_max keep the 8-float loops: beyond,
+     * a row's working set (the row, its widened copy, the parameters, the
+     * rows prefetched, the parameter partials) outgrows the L1 cache, and the
+     * same loops measured up to 1.3x slower with 512-bit accesses than with
+     * 256-bit ones (float16 and bfloat16, one thread, rows of 768 to 8192).
+     * The bfloat16 backward widens dy and x into copies (driver.c's
+     * FN_WIDE_BACKWARD), twice the bytes per element: half the limit. For
+     * float32 and float64 both targets' tables are the same. */
+    {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
+     {FN_TABLE_AVX512, FN_TABLE_AVX2}, 2,
+     {FN_TABLE_AVX512_BF16},
+     FASTNORM_ISA_AVX2,
+     {/* forward, backward */
+      [FN_DT_f32] = {3072, 3072},
+      [FN_DT_f64] = {3072, 3072},
+      [FN_DT_f16] = {3072, 3072},
+      [FN_DT_bf16] = {3072, 1536}}},
+    /* AVX2 + FMA + F16C, every data type */
+    {FASTNORM_ISA_AVX2, "avx2", FN_NEED_AVX2,
+     {FN_TABLE_AVX2}, 1,
+     {FN_TABLE_AVX2_BF16},
+     -1, {{0}}},
+    /* portable C, any CPU */
+    {FASTNORM_ISA_SCALAR, "scalar", 0,
+     {&fn_prims_scalar}, 1,
+     {NULL},
+     -1, {{0}}},
+};
+#define FN_NTARGETS ((int)(sizeof fn_targets / sizeof fn_targets[0]))
+
+/* A target with a set of its features, as the drivers use it: its tables
+ * composed, and the table for rows beyond its limits. */
+typedef struct {
+    fn_prims prims;
+    const fn_prims *long_rows; /* for rows of more than row_max elements */
+    int64_t row_max[FN_NDTYPES][FN_NDIRS];
+    int isa;
+    unsigned features; /* FN_FEATURE_* */
+} fn_kernels;
+
+/* Every (target, feature set), composed at the first selection: composing
+ * copies pointers only and runs nothing of a kernel file (two threads making
+ * the first selection at once write the same values). A selection publishes
+ * one of them with one store (fn_active), and they are never changed after,
+ * so a call that read the pointer uses one consistent set. */
+static fn_kernels fn_composed[FN_NTARGETS][1u << FN_NFEATURES];
+static int fn_composed_done = 0;
+
+static int fn_target_index(int isa) {
+    for (int i = 0; i < FN_NTARGETS; i++)
+        if (fn_targets[i].isa == isa) return i;
+    return -1;
 }
 
-/* Whether the AVX2 kernels may round bfloat16 with the AVX-512 BF16 instruction. */
-static int fn_bf16_cvt_available(void) {
-#if defined(FASTNORM_HAVE_AVX2) && defined(FASTNORM_HAVE_BF16_CVT)
-    /* every extension the kernels' target pragma enables (the compiler may
-     * use BW instructions, which BF16 implies for it, anywhere in them) */
-    const unsigned need = FASTNORM_CPU_AVX512F | FASTNORM_CPU_AVX512VL | FASTNORM_CPU_AVX512DQ |
-                          FASTNORM_CPU_AVX512BW | FASTNORM_CPU_AVX512_BF16 |
-                          FASTNORM_CPU_OS_AVX512;
-    return (fastnorm_cpu_features() & need) == need;
-#else
-    return 0;
-#endif
+static int fn_target_built(const fn_target *t) {
+    for (int i = 0; i < t->ntables; i++)
+        if (!t->tables[i]) return 0;
+    return 1;
+}
+
+/* layer's members over out's, where layer has them */
+static void fn_overlay(fn_prims *out, const fn_prims *layer) {
+    if (layer->f32) out->f32 = layer->f32;
+    if (layer->f64) out->f64 = layer->f64;
+    if (layer->f16) out->f16 = layer->f16;
+    if (layer->bf16) out->bf16 = layer->bf16;
+    if (layer->stream_copy) {
+        out->stream_copy = layer->stream_copy;
+        out->stream_fence = layer->stream_fence;
+    }
+}
+
+/* The features of target t that are built, out of `features` */
+static unsigned fn_built_features(const fn_target *t, unsigned features) {
+    unsigned have = 0;
+    for (int f = 0; f < FN_NFEATURES; f++)
+        if ((features >> f & 1u) && t->features[f]) have |= 1u << f;
+    return have;
+}
+
+static void fn_compose_all(void) {
+    if (fn_composed_done) return;
+    for (int i = 0; i < FN_NTARGETS; i++) {
+        const fn_target *t = &fn_targets[i];
+        if (!fn_target_built(t)) continue;
+        for (unsigned fs = 0; fs < (1u << FN_NFEATURES); fs++) {
+            fn_kernels *k = &fn_composed[i][fs];
+            const fn_prims none = {NULL, NULL, NULL, NULL, NULL, NULL};
+            k->prims = none;
+            for (int l = t->ntables - 1; l >= 0; l--) fn_overlay(&k->prims, t->tables[l]);
+            for (int f = 0; f < FN_NFEATURES; f++)
+                if ((fs >> f & 1u) && t->features[f]) fn_overlay(&k->prims, t->features[f]);
+            k->isa = t->isa;
+            k->features = fn_built_features(t, fs);
+        }
+    }
+    for (int i = 0; i < FN_NTARGETS; i++) {
+        const fn_target *t = &fn_targets[i];
+        const int li = fn_target_index(t->long_rows);
+        for (unsigned fs = 0; fs < (1u << FN_NFEATURES); fs++) {
+            fn_kernels *k = &fn_composed[i][fs];
+            const int longer = li >= 0 && fn_target_built(t) && fn_target_built(&fn_targets[li]);
+            for (int d = 0; d < FN_NDTYPES; d++)
+                for (int r = 0; r < FN_NDIRS; r++)
+                    k->row_max[d][r] = longer ? t->row_max[d][r] : FN_NO_LIMIT;
+            k->long_rows =
+                longer ? &fn_composed[li][fn_built_features(&fn_targets[li], k->features)].prims
+                       : &k->prims;
+        }
+    }
+    fn_composed_done = 1;
+}
+
+/* Whether target t is built and the CPU and OS have what it needs */
+static int fn_usable(const fn_target *t, unsigned cpu) {
+    return fn_target_built(t) && (cpu & t->need) == t->need;
+}
+
+/* The features of t to use with it: built, wanted and seen on the CPU */
+static unsigned fn_features_for(const fn_target *t, unsigned cpu, unsigned wanted) {
+    unsigned fs = 0;
+    for (int f = 0; f < FN_NFEATURES; f++) {
+        const unsigned need = t->need | fn_feature_need[f];
+        if ((wanted >> f & 1u) && t->features[f] && (cpu & need) == need) fs |= 1u << f;
+    }
+    return fs;
+}
+
+/* The kernels in use. NULL until the first call, which picks the best. */
+static const fn_kernels *fn_active = NULL;
+static unsigned fn_features_wanted = FN_FEATURE_BF16_CVT; /* fn_set_bf16_convert */
+
+int fastnorm_isa_available(int isa) {
+    const int i = fn_target_index(isa);
+    return i >= 0 && fn_usable(&fn_targets[i], fastnorm_cpu_features());
 }
 
 int fastnorm_set_isa(int isa) {
-#ifdef FASTNORM_HAVE_AVX2
-    if (isa == FASTNORM_ISA_AVX2 && fastnorm_isa_available(FASTNORM_ISA_AVX2)) {
-        const fn_prims *table = &fn_prims_avx2;
-        const int cvt = fn_bf16_cvt_wanted && fn_bf16_cvt_available();
-        const int wide = fn_avx512_wanted && fn_avx512_available();
-        (void)cvt;
-        (void)wide;
-#ifdef FASTNORM_HAVE_BF16_CVT
-        if (cvt) table = &fn_prims_avx2_bf16cvt;
-#endif
-#ifdef FASTNORM_HAVE_AVX512
-        if (wide) table = &fn_prims_avx512;
-#ifdef FASTNORM_HAVE_BF16_CVT
-        if (wide && cvt) table = &fn_prims_avx512_bf16cvt;
-#endif
-#endif
-        fn_isa = FASTNORM_ISA_AVX2;
-        fn_table = table; /* one store: a call reading it sees one table or the other */
-        return fn_isa;
-    }
-#else
-    (void)isa;
-#endif
-    fn_isa = FASTNORM_ISA_SCALAR;
-    fn_table = &fn_prims_scalar;
-    return fn_isa;
+    const int i = fn_target_index(isa);
+    const unsigned cpu = fastnorm_cpu_features();
+    if (i < 0 || !fn_usable(&fn_targets[i], cpu)) return -1;
+    fn_compose_all();
+    fn_active = &fn_composed[i][fn_features_for(&fn_targets[i], cpu, fn_features_wanted)];
+    return isa;
 }
 
-static void fn_select_best(void) {
-    fastnorm_set_isa(fastnorm_isa_available(FASTNORM_ISA_AVX2) ? FASTNORM_ISA_AVX2
-                                                                : FASTNORM_ISA_SCALAR);
+static const fn_kernels *fn_select_best(void) {
+    const unsigned cpu = fastnorm_cpu_features();
+    for (int i = 0; i < FN_NTARGETS; i++)
+        if (fn_usable(&fn_targets[i], cpu)) {
+            fastnorm_set_isa(fn_targets[i].isa);
+            break;
+        }
+    return fn_active; /* scalar at the least */
 }
 
-int fastnorm_get_isa(void) {
-    if (!fn_table) fn_select_best();
-    return fn_isa;
+static const fn_kernels *fn_active_kernels(void) {
+    const fn_kernels *k = fn_active; /* read once: one consistent set */
+    return k ? k : fn_select_best();
 }
 
-const fn_prims *fn_active_prims(void) {
-    if (!fn_table) fn_select_best();
-    return fn_table;
-}
+int fastnorm_get_isa(void) { return fn_active_kernels()->isa; }
 
-/* The table without the AVX-512 pairs that a table in use stands for (itself
- * where it has none) */
-static const fn_prims *fn_narrow_of(const fn_prims *table) {
-#ifdef FASTNORM_HAVE_AVX512
-    if (table == &fn_prims_avx512) return &fn_prims_avx2;
-#ifdef FASTNORM_HAVE_BF16_CVT
-    if (table == &fn_prims_avx512_bf16cvt) return &fn_prims_avx2_bf16cvt;
-#endif
-#endif
-    return table;
-}
+const fn_prims *fn_active_prims(void) { return &fn_active_kernels()->prims; }
 
-const fn_prims *fn_active_prims_narrow(void) {
-    return fn_narrow_of(fn_active_prims()); /* read once: the pair stays consistent */
+const fn_prims *fn_row_prims(int dtype, int dir, int64_t n) {
+    const fn_kernels *k = fn_active_kernels();
+    return n <= k->row_max[dtype][dir] ? &k->prims : k->long_rows;
 }
 
 int fastnorm_bf16_convert_in_use(void) {
-#ifdef FASTNORM_HAVE_BF16_CVT
-    return fn_active_prims_narrow() == &fn_prims_avx2_bf16cvt;
-#else
-    (void)fn_active_prims();
-    return 0;
-#endif
+    return (fn_active_kernels()->features & FN_FEATURE_BF16_CVT) != 0;
 }
 
-int fastnorm_avx512_in_use(void) {
-    const fn_prims *table = fn_active_prims();
-    return fn_narrow_of(table) != table;
-}
-
-int fn_set_avx512(int on) {
-    fn_avx512_wanted = on != 0;
-    fastnorm_set_isa(fastnorm_get_isa()); /* the same ISA, its table chosen again */
-    return fastnorm_avx512_in_use();
-}
+int fastnorm_avx512_in_use(void) { return fn_active_kernels()->isa == FASTNORM_ISA_AVX512; }
 
 int fn_set_bf16_convert(int on) {
-    fn_bf16_cvt_wanted = on != 0;
-    fastnorm_set_isa(fastnorm_get_isa()); /* the same ISA, its bfloat16 table chosen again */
+    if (on) fn_features_wanted |= FN_FEATURE_BF16_CVT;
+    else fn_features_wanted &= ~(unsigned)FN_FEATURE_BF16_CVT;
+    fastnorm_set_isa(fastnorm_get_isa()); /* the same target, its features chosen again */
     return fastnorm_bf16_convert_in_use();
+}
+
+int fn_target_at(int i, fn_target_info *info) {
+    if (i < 0 || i >= FN_NTARGETS) return 0;
+    info->isa = fn_targets[i].isa;
+    info->name = fn_targets[i].name;
+    info->built = fn_target_built(&fn_targets[i]);
+    info->need = fn_targets[i].need;
+    return 1;
 }
 
 /* The default streaming threshold: half the L3 cache of one core's complex

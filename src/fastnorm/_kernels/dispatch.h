@@ -6,21 +6,38 @@
 
 #include "prims.h"
 
+/* The tables of the kernels in use (the first call selects the best target
+ * the build and the CPU have; fastnorm_set_isa another). */
 const fn_prims *fn_active_prims(void);
-/* The table in use, without the AVX-512 pairs (fn_set_avx512): the same
- * results. For the calls where those measured slower. */
-const fn_prims *fn_active_prims_narrow(void);
+/* The tables for rows of n elements of data type `dtype` (FN_DT_*) in
+ * direction `dir` (FN_FORWARD, FN_BACKWARD): those of the target in use, or
+ * those its registry entry gives for rows beyond its limits (dispatch.c's
+ * fn_targets; the same results, only the speed differs). One read of the
+ * selection: the row drivers call it once per call. */
+const fn_prims *fn_row_prims(int dtype, int dir, int64_t n);
 
-/* Whether the AVX2 kernels may use the AVX-512 BF16 conversion (on = 1, the
- * default where available) or must round bfloat16 with integer instructions
- * (0): for tests that compare the two. Returns whether it is in use now.
- * Process-wide, like fastnorm_set_isa. */
+/* Whether the targets that have it may round bfloat16 with the AVX-512 BF16
+ * instruction (on = 1, the default where available) or must round with
+ * integer instructions (0): the same bits, for tests that compare the two.
+ * Returns whether it is in use now. Process-wide, like fastnorm_set_isa. */
 int fn_set_bf16_convert(int on);
 
-/* Whether the AVX2 kernels may hold their loops' vector pairs in AVX-512
- * registers (on = 1, the default where available; the same results either
- * way): for tests that compare the two. Returns whether they do now. */
-int fn_set_avx512(int on);
+/* A kernel target of the registry, for the Python module's listing and its
+ * error messages. */
+typedef struct {
+    int isa;          /* FASTNORM_ISA_* */
+    const char *name; /* its name in FASTNORM_ISA */
+    int built;        /* 1 when its kernel files are compiled in */
+    unsigned need;    /* FASTNORM_CPU_* bits it needs of the CPU and OS */
+} fn_target_info;
+/* The i-th target, best first: fills *info and returns 1, or returns 0 past
+ * the last. */
+int fn_target_at(int i, fn_target_info *info);
+
+/* For tests: every later selection (and fastnorm_cpu_features) treats these
+ * FASTNORM_CPU_* bits as absent from the CPU, as on a CPU without them; 0
+ * shows them again. The target in use stays. Returns the bits hidden before. */
+unsigned fn_hide_cpu_features(unsigned bits);
 
 /* Row outputs (y, dx) of at least this many bytes are written with
  * streaming stores where the kernel table has them (the same values: only

@@ -5,7 +5,6 @@
  * here only through FN_TO_D and the primitives.
  */
 
-#define FN_TABLE() (fn_active_prims()->SUF)
 /* the limits of the rows taken several at a time (see forward_rows) */
 #define FN_STAT_ROWS_MAX_N 1024 /* their other widened copies are on the stack: */
 #if FN_STAT_ROWS_MAX_N > FN_WIDE_STACK
@@ -21,15 +20,9 @@
 #define FN_STAT_ROWS_PAY(n, bytes)                                                          \
     ((n) <= FN_STAT_ROWS_MAX_N &&                                                           \
      ((n) <= FN_STAT_ROWS_ANY_N || (bytes) <= FN_STAT_ROWS_MAX_BYTES))
-/* The row drivers' table for rows of n elements: the AVX-512 pairs (where in
- * use) only up to FN_PAIR_ROW_MAX elements. Beyond, a row's working set
- * (the row, its widened copy, the parameters, the rows prefetched, the
- * parameter partials) outgrows the L1 cache, and the same loops measured up
- * to 1.3x slower with 512-bit accesses than with 256-bit ones (float16 and
- * bfloat16, one thread, rows of 768 to 8192). The widened bfloat16 backward
- * touches twice the bytes per element. */
-#define FN_PAIR_ROW_MAX ((int64_t)3072)
-#define FN_ROW_TABLE(n, limit) ((n) <= (limit) ? FN_TABLE() : fn_active_prims_narrow()->SUF)
+/* The row drivers' table for rows of n elements in direction dir
+ * (FN_FORWARD, FN_BACKWARD): the target's choice by row length (dispatch.c) */
+#define FN_ROW_TABLE(n, dir) (fn_row_prims(FN_DT(SUF), dir, n)->SUF)
 #define FN_EXACT LOCAL(exact_moments)
 #define FN_EXACT_NORMALIZE LOCAL(exact_normalize)
 
@@ -346,7 +339,7 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
         }
         return FASTNORM_OK;
     }
-    k->P = FN_ROW_TABLE(k->n, FN_PAIR_ROW_MAX);
+    k->P = FN_ROW_TABLE(k->n, FN_FORWARD);
     k->ahead = fn_fetch_rows(k->n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(k->rows * k->n * (int64_t)sizeof(T), &k->fence);
     k->params_finite = 0;
@@ -568,7 +561,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
         }
         return FASTNORM_OK;
     }
-    k->P = FN_ROW_TABLE(n, FN_WIDE_BACKWARD ? FN_PAIR_ROW_MAX / 2 : FN_PAIR_ROW_MAX);
+    k->P = FN_ROW_TABLE(n, FN_BACKWARD);
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), &k->fence);
@@ -659,9 +652,7 @@ int NAME(layer_norm_per_sample_backward)(int64_t samples, int64_t rows_per_sampl
     return FASTNORM_OK;
 }
 
-#undef FN_TABLE
 #undef FN_ROW_TABLE
-#undef FN_PAIR_ROW_MAX
 #undef FN_STAT_ROWS_MAX_N
 #undef FN_STAT_ROWS_MAX_BYTES
 #undef FN_STAT_ROWS_ANY_N

@@ -97,9 +97,14 @@ extern "C" {
 #define FASTNORM_ENOMEM 1 /* scratch memory could not be allocated */
 #define FASTNORM_EINVAL 2 /* an argument outside its domain (C not divisible by G) */
 
-/* Instruction sets a kernel table can be built for. */
-#define FASTNORM_ISA_SCALAR 0
-#define FASTNORM_ISA_AVX2 1
+/* The kernel targets (fastnorm_set_isa). Each is a set of kernel files
+ * compiled with their own flags; the best one the build and the CPU have is
+ * the default. */
+#define FASTNORM_ISA_SCALAR 0 /* portable C, any CPU */
+#define FASTNORM_ISA_AVX2 1   /* AVX2, FMA, F16C */
+/* the AVX2 kernels with the float16 and bfloat16 loops in AVX-512 registers
+ * (AVX-512 F, VL, DQ, BW): the avx2 target's bits */
+#define FASTNORM_ISA_AVX512 2
 
 /* CPU feature bits reported by fastnorm_cpu_features(). */
 #define FASTNORM_CPU_AVX 1u
@@ -121,31 +126,33 @@ FASTNORM_API int fastnorm_version_number(void);
 
 /* FASTNORM_CPU_* bits of the CPU this runs on (0 off x86). */
 FASTNORM_API unsigned fastnorm_cpu_features(void);
-/* 1 when the kernels of `isa` (FASTNORM_ISA_*) are compiled in and the CPU
- * and OS can run them, else 0. The scalar kernels are always available. */
+/* 1 when the kernels of target `isa` (FASTNORM_ISA_*) are compiled in and the
+ * CPU and OS can run them, else 0 (an unknown `isa` too). The scalar
+ * kernels are always available. */
 FASTNORM_API int fastnorm_isa_available(int isa);
-/* Selects the kernels of every later call; returns the ISA actually
- * selected (AVX2 is refused, and scalar kept, where the CPU or the build
- * lacks it). Until it is called the first call picks the best available.
- * Process-wide: call it only while no normalizer runs. The two kernel
- * tables agree to rounding, not bit for bit. */
+/* Selects the kernel target of every later call and returns `isa`; returns
+ * -1 and changes nothing when the target is unknown or not available
+ * (fastnorm_isa_available). Until a target is selected the first call
+ * picks the best available (avx512, avx2, scalar, in that order).
+ * Process-wide: call it only while no normalizer runs. The avx512 and avx2
+ * targets give the same bits (NaN sign and payload aside); those and the
+ * scalar target agree to rounding, not bit for bit. */
 FASTNORM_API int fastnorm_set_isa(int isa);
-/* The ISA in use (selecting the best available if none was chosen yet). */
+/* The target in use (selecting the best available if none was chosen yet). */
 FASTNORM_API int fastnorm_get_isa(void);
-/* Within the AVX2 kernels, bfloat16 results are rounded by the AVX-512 BF16
+/* The avx2 and avx512 targets round bfloat16 results with the AVX-512 BF16
  * conversion instruction where the build and the CPU have it (AVX-512 F, VL,
- * DQ, BW and BF16 with the OS's ZMM support), else by integer instructions; both
- * give the same bits (vectors holding a float32 subnormal, which the
- * instruction would flush, take the integer rounding). 1 when the
- * instruction is in use for the AVX2 kernels. */
+ * DQ, BW and BF16 with the OS's ZMM support), else with integer instructions;
+ * both give the same bits (vectors holding a float32 subnormal, which the
+ * instruction would flush, take the integer rounding). 1 when the target in
+ * use rounds with the instruction. */
 FASTNORM_API int fastnorm_bf16_convert_in_use(void);
-/* Within the AVX2 kernels, the float16 and bfloat16 loops that step over two
- * vectors of 8 floats hold them in one AVX-512 register where the build and
- * the CPU have it (AVX-512 F, VL, DQ and BW with the OS's ZMM support): the
- * same operations on every element, so the same results, converting 16
- * elements per instruction. Rows of more than 3072 elements (1536 for the
- * bfloat16 backward) keep the 8-float loops, faster there. 1 when this is in
- * use for the AVX2 kernels. */
+/* 1 when the target in use is avx512 (FASTNORM_ISA_AVX512): the float16 and
+ * bfloat16 loops that step over two vectors of 8 floats hold them in one
+ * AVX-512 register, the same operations on every element, so the same
+ * results as avx2, converting 16 elements per instruction. Rows of more than
+ * 3072 elements (1536 for the bfloat16 backward) take the avx2 loops, faster
+ * there. */
 FASTNORM_API int fastnorm_avx512_in_use(void);
 
 /* 1 when the kernels were built with fastnorm's thread pool, else 0 (a

@@ -1,5 +1,6 @@
 /*
- * kernels_scalar.c -- the portable instantiation of the row primitives.
+ * kernels_scalar.c -- the scalar target: the portable instantiation of the row
+ * primitives.
  * Compiled with the baseline flags of the target; runs on any CPU.
  * A "vector" here is one element, so the template's unrolled loops become
  * plain loops with several independent accumulators.

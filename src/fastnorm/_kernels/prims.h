@@ -1,10 +1,10 @@
 /*
  * prims.h -- the row primitives every normalizer is assembled from.
  *
- * One table of function pointers per (instruction set, data type). The
- * tables are filled by kernels_<isa>.c from the single template in
- * prims_impl.h; the drivers in driver.c choose a table once per call and
- * never contain arithmetic loops of their own.
+ * One table of function pointers per (kernel target, data type). The
+ * tables are filled by the kernels_<target>.c files from the single template
+ * in prims_impl.h; the drivers in driver.c choose a table once per call
+ * (dispatch.h) and never contain arithmetic loops of their own.
  *
  * T is the storage type of the data, A the accumulation type (float for
  * float32 data, double for float64 data), W the type of the per-element
@@ -151,24 +151,27 @@ typedef struct {
     void (*stream_fence)(void);
 } fn_prims;
 
-extern const fn_prims fn_prims_scalar;
-#ifdef FASTNORM_HAVE_AVX2
-extern const fn_prims fn_prims_avx2;
-#ifdef FASTNORM_HAVE_BF16_CVT
-/* fn_prims_avx2 with the bfloat16 table that rounds with the AVX-512 BF16
- * instruction (see fastnorm_bf16_convert_in_use) */
-extern const fn_prims fn_prims_avx2_bf16cvt;
-#endif
-#ifdef FASTNORM_HAVE_AVX512
-/* fn_prims_avx2's results (the same bits) with each main loop's two vectors
- * held in one 512-bit vector (see fastnorm_avx512_in_use), for float16 and
- * bfloat16; float32 and float64 keep fn_prims_avx2's tables */
+/* The kernel files' tables. A target's table holds every data type; a
+ * table that is part of a target holds only what it adds (NULL elsewhere),
+ * and dispatch.c composes the target from it and the tables below it (see
+ * fn_targets there). Each is defined only where its file is built
+ * (FASTNORM_HAVE_AVX2, FASTNORM_HAVE_AVX512, FASTNORM_HAVE_BF16_CVT). */
+extern const fn_prims fn_prims_scalar;     /* kernels_scalar.c: every data type */
+extern const fn_prims fn_prims_avx2;       /* kernels_avx2.c: every data type */
+/* kernels_avx512.c: float16 and bfloat16, the AVX2 loops' vector pairs in
+ * 512-bit registers (the avx2 target's bits) */
 extern const fn_prims fn_prims_avx512;
-#ifdef FASTNORM_HAVE_BF16_CVT
-extern const fn_prims fn_prims_avx512_bf16cvt;
-#endif
-#endif
-#endif
+/* kernels_avx512_bf16.c: bfloat16 rounded by the AVX-512 BF16 instruction (the
+ * integer rounding's bits), in the loops of the avx2 and avx512 targets */
+extern const fn_prims fn_prims_avx2_bf16;
+extern const fn_prims fn_prims_avx512_bf16;
+
+/* Data types and directions, as dispatch.c's per-row-length choices index
+ * them; FN_DT(SUF) is the index of the table member SUF (f32, f64, f16, bf16). */
+enum { FN_DT_f32, FN_DT_f64, FN_DT_f16, FN_DT_bf16, FN_NDTYPES };
+enum { FN_FORWARD, FN_BACKWARD, FN_NDIRS };
+#define FN_DT(suf) FN_DT_IDX_(suf)
+#define FN_DT_IDX_(suf) FN_DT_##suf
 
 /* How many rows ahead a pass over consecutive rows prefetches: while a row
  * is processed, the rows that many rows on are fetched, one cache line per
