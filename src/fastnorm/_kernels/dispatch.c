@@ -147,10 +147,9 @@ static const fn_target fn_targets[] = {
      * vectors in 512-bit registers (the same bits); float32 and float64 the
      * avx2 target's. Rows longer than row_max keep the 8-float loops: beyond,
      * a row's working set (the row, its widened copy, the parameters, the
-     * rows prefetched, the parameter partials) outgrows the L1 cache, and the
-     * same loops measured up to 1.3x slower with 512-bit accesses than with
-     * 256-bit ones (float16 and bfloat16, one thread, rows of 768 to 8192).
-     * The bfloat16 backward widens dy and x into copies (driver.c's
+     * rows prefetched, the parameter partials) outgrows the L1 cache, where the
+     * same loops are slower with 512-bit accesses than with 256-bit ones
+     * (bench/choices.md, "The avx512 target's row limits"). The bfloat16 backward widens dy and x into copies (driver.c's
      * FN_WIDE_BACKWARD), twice the bytes per element: half the limit. For
      * float32 and float64 both targets' tables are the same. */
     {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
@@ -340,11 +339,9 @@ int fn_target_at(int i, fn_target_info *info) {
 /* The default streaming threshold: half the L3 cache of one core's complex
  * on AMD CPUs (cpuid 0x80000006: the cache a core's data competes for), where
  * an output that large and its input cannot both stay in the cache; none
- * elsewhere. Streaming stores measured 1.3-2x slower than ordinary ones on
- * an Intel Xeon virtual machine at every size tried (float32 LayerNorm
- * forward and backward, 12 MiB to 1 GiB outputs, 1 and 2 threads), and a
- * streaming copy 1.4x faster than an ordinary one on an AMD EPYC (Zen 4,
- * 32 MiB L3) at 128 MiB. */
+ * elsewhere: streaming stores were faster than ordinary ones on AMD and
+ * slower at every size tried on Intel (bench/choices.md, "Streaming stores
+ * by CPU"). */
 static int64_t fn_stream_default(void) {
 #ifdef FN_X86
     unsigned r[4];

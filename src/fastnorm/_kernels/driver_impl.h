@@ -12,9 +12,8 @@
 #endif
 #define FN_STAT_ROWS_MAX_BYTES ((int64_t)8 * 1024 * 1024)
 /* ...except for rows of up to FN_STAT_ROWS_ANY_N elements, taken several at a
- * time whatever the size of the data: float16 (65536, 256) and (32768, 512),
- * data beyond L3, 0.7-0.85x the time forward and 0.9-0.97x backward, where
- * (16384, 768), (16384, 896) and (16384, 1024) measured 1.05-1.6x forward */
+ * time whatever the size of the data (bench/choices.md, "Several rows'
+ * statistics at once") */
 #define FN_STAT_ROWS_ANY_N 512
 /* whether rows of n elements, `bytes` of them in all, go several at a time */
 #define FN_STAT_ROWS_PAY(n, bytes)                                                          \
@@ -269,12 +268,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * Rows then go several at a time through their statistics: stat_rows of
      * them (4 with AVX-512 pairs, 2 otherwise), then 2, then one. Those passes
      * are chains of dependent additions, and the rows' chains interleave.
-     * Two rows measured 10-20% faster on data that stays in the cache
-     * (float16, one thread, rows of 384 to 1024, 4-8 MiB; 5-15% with the AVX2
-     * tables, which take only the first pass so) and four another 5-10%; both
-     * measured 5-15% slower on longer rows (3072) or more data (16 MiB and
-     * beyond, rows of 768 and more; rows of 513 to 767 not measured there and
-     * kept with the longer ones), hence the limits. (Not where the rows of s
+     * That is faster on short rows and on data that stays in the cache, and
+     * slower on long rows over more data, hence the limits (bench/choices.md,
+     * "Several rows' statistics at once"). (Not where the rows of s
      * overlap each other either: a row's sums must be read before the next
      * row's residual add writes s.) */
     const int group = FN_WIDE && end - begin > 1 &&

@@ -6,9 +6,8 @@
  * Every lane gets the operations it gets in the avx2 target, so the results
  * are the same bits, and 16 elements are converted per instruction instead
  * of 8. float32 and float64 data keep the avx2 target's tables (dispatch.c
- * composes the target): with its pairs in 512-bit registers the float32
- * backward measured up to 1.15x slower at rows of 768, its forward 0-10%
- * faster.
+ * composes the target): their 512-bit pairs made the float32 backward slower
+ * (bench/choices.md, "float32 and float64 stay on 8-lane loops").
  *
  * Compiled with -mavx2 -mfma -mf16c -mavx512f -mavx512vl -mavx512dq
  * -mavx512bw (setup.py); nothing in it runs unless dispatch.c has seen

@@ -181,16 +181,8 @@ enum { FN_FORWARD, FN_BACKWARD, FN_NDIRS };
  * primitives fetch the rows that far on at the columns they work on, past
  * their block's end too.) The next row alone is too close: its fetch starts
  * in the last of a row's passes, and the loads of the next row's first pass
- * then wait for the memory. Measured, one thread, against the next row
- * alone:
- * - float32 (4096, 768), data in L3: 0.8x the time forward, 0.7x backward;
- *   (16384, 1024), data in DRAM: 0.75x LayerNorm forward, 0.9x backward;
- * - float16 (16384, 1024): 0.7-0.85x; (16384, 2048): 0.7-0.9x;
- * - the batch norm backward on (4096, 1024) and channels-last (16, 28, 28,
- *   256) float32: 0.5-0.75x (column primitives, which fetched nothing);
- * - more than a row ahead was slower for rows of 8 KiB (float32, 1.04-1.1x
- *   at two rows), and more than 8 rows ahead for rows of 256 bytes (float16
- *   backward, 1.17x at 32). */
+ * then wait for the memory; much further ahead, the fetched lines compete
+ * with the rows in use (bench/choices.md, "Prefetch distance"). */
 #define FN_FETCH_BYTES ((int64_t)8192)
 #define FN_FETCH_ROWS_MAX ((int64_t)8)
 static inline int64_t fn_fetch_rows(int64_t row_bytes) {

@@ -1,0 +1,598 @@
+/*
+ * prims_rows_impl.h -- the row primitives of prims_impl.h's template: sums,
+ * centered sums, the residual add, normalize, and the two passes of the
+ * backward. Included by prims_impl.h only, with its macros in force.
+ */
+
+/* The sum of x (sq = 0) or of x^2 (sq = 1) over one chunk of up to FN_CHUNK
+ * elements, of R rows at once (R = 1, 2 or FN_MAX_ROWS: out[k] for the row
+ * x[k]); `widen` also writes each row, widened to A, to xa[k]. The rows share
+ * the loop, not their accumulators: each row's sum is the same as alone.
+ * Several rows give the processor independent chains of additions to
+ * interleave. */
+static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int64_t n,
+                                           const int widen, const int sq, const int R,
+                                           A *out) {
+#define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
+    /* four accumulators of VN lanes per row: a01 holds a0 and a1, a23 a2 and a3 */
+    P a01[FN_MAX_ROWS], a23[FN_MAX_ROWS];
+    for (int k = 0; k < R; k++) a01[k] = a23[k] = PZERO();
+    int64_t i = 0;
+    for (; i + 4 * VN <= n; i += 4 * VN) {
+        for (int k = 0; k < R; k++) {
+            const P v01 = PLOAD(x[k] + i), v23 = PLOAD(x[k] + i + 2 * VN);
+            if (widen) {
+                PSTOREA(xa[k] + i, v01);
+                PSTOREA(xa[k] + i + 2 * VN, v23);
+            }
+            a01[k] = FN_SUM_STEP(P, a01[k], v01);
+            a23[k] = FN_SUM_STEP(P, a23[k], v23);
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        int64_t j = i;
+        V a0 = PLO(a01[k]);
+        const V a1 = PHI(a01[k]), a2 = PLO(a23[k]), a3 = PHI(a23[k]);
+        for (; j + VN <= n; j += VN) {
+            V v = VLOAD(x[k] + j);
+            if (widen) VSTOREA(xa[k] + j, v);
+            a0 = FN_SUM_STEP(V, a0, v);
+        }
+        A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+        for (; j < n; j++) {
+            A v = SLOAD(x[k] + j);
+            if (widen) xa[k][j] = v;
+            s += sq ? v * v : v;
+        }
+        out[k] = s;
+    }
+#undef FN_SUM_STEP
+}
+
+/* The sums of d = x - mu[k] and of d^2 over one chunk of R rows at once (as
+ * sum_chunk_rows), reading x[k] or (wide) its widened copy xa[k]. */
+static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *const *xa,
+                                                int64_t n, const A *mu, A *sum_d, A *sum_d2,
+                                                const int wide, const int R) {
+    /* s01 holds the accumulators s0 and s1, and so on */
+    P s01[FN_MAX_ROWS], s23[FN_MAX_ROWS], q01[FN_MAX_ROWS], q23[FN_MAX_ROWS], pmu[FN_MAX_ROWS];
+    for (int k = 0; k < R; k++) {
+        s01[k] = s23[k] = q01[k] = q23[k] = PZERO();
+        pmu[k] = PSET1(mu[k]);
+    }
+    int64_t i = 0;
+    for (; i + 4 * VN <= n; i += 4 * VN) {
+        for (int k = 0; k < R; k++) {
+            const P d01 = PSUB(FN_PLOAD(x[k], xa[k], i, wide), pmu[k]);
+            const P d23 = PSUB(FN_PLOAD(x[k], xa[k], i + 2 * VN, wide), pmu[k]);
+            s01[k] = PADD(s01[k], d01);
+            s23[k] = PADD(s23[k], d23);
+            q01[k] = PFMA(d01, d01, q01[k]);
+            q23[k] = PFMA(d23, d23, q23[k]);
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        const V vmu = VSET1(mu[k]);
+        int64_t j = i;
+        V s0 = PLO(s01[k]), q0 = PLO(q01[k]);
+        const V s1 = PHI(s01[k]), s2 = PLO(s23[k]), s3 = PHI(s23[k]);
+        const V q1 = PHI(q01[k]), q2 = PLO(q23[k]), q3 = PHI(q23[k]);
+        for (; j + VN <= n; j += VN) {
+            V d = VSUB(FN_LOAD(x[k], xa[k], j, wide), vmu);
+            s0 = VADD(s0, d);
+            q0 = VFMA(d, d, q0);
+        }
+        A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
+        A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
+        for (; j < n; j++) {
+            A d = FN_SLOAD(x[k], xa[k], j, wide) - mu[k];
+            s += d;
+            q += d * d;
+        }
+        sum_d[k] = s;
+        sum_d2[k] = q;
+    }
+}
+
+/* Chunk k of R rows' pointers, i elements on (a NULL row stays NULL) */
+#define FN_ROWS_AT(dst, src, i, R)                                                          \
+    for (int k_ = 0; k_ < (R); k_++) (dst)[k_] = (src)[k_] ? (src)[k_] + (i) : NULL
+
+/* Whole rows, R at once (out[k] for the row x[k]): FN_CHUNK elements at a time
+ * with the vector accumulators above, the chunk results added in double, so
+ * that the error of a long row (a LayerNorm over (C, H, W), say) does not grow
+ * with its length. A row's sums are the same whatever R. */
+static FN_INLINE void NAME(sum_rows_r)(const T *const *x, A *const *xa, int64_t n,
+                                       const int widen, const int sq, const int R, A *out) {
+    if (n <= FN_CHUNK) { /* the same, sooner */
+        NAME(sum_chunk_rows)(x, xa, n, widen, sq, R, out);
+        return;
+    }
+    double total[FN_MAX_ROWS] = {0};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const T *xc[FN_MAX_ROWS];
+        A *xac[FN_MAX_ROWS], part[FN_MAX_ROWS];
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        NAME(sum_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, widen, sq, R, part);
+        for (int k = 0; k < R; k++) total[k] += part[k];
+    }
+    for (int k = 0; k < R; k++) out[k] = (A)total[k];
+}
+
+static FN_INLINE A NAME(sum_row)(const T *x, A *xa, const int64_t n, const int widen,
+                                 const int sq) {
+    A s;
+    NAME(sum_rows_r)(&x, &xa, n, widen, sq, 1, &s);
+    return s;
+}
+
+static A NAME(sum)(const T *x, int64_t n) { return NAME(sum_row)(x, NULL, n, 0, 0); }
+
+static A NAME(widen_sum)(const T *x, A *xa, int64_t n) { return NAME(sum_row)(x, xa, n, 1, 0); }
+
+static A NAME(sum_sq)(const T *x, int64_t n) { return NAME(sum_row)(x, NULL, n, 0, 1); }
+
+static A NAME(widen_sum_sq)(const T *x, A *xa, int64_t n) {
+    return NAME(sum_row)(x, xa, n, 1, 1);
+}
+
+/* centered sums of whole rows, R at once, as sum_rows_r: x[k] as T or (wide)
+ * its widened copy xa[k] */
+static FN_INLINE void NAME(centered_rows_r)(const T *const *x, const A *const *xa, int64_t n,
+                                            const A *mu, A *sum_d, A *sum_d2, const int wide,
+                                            const int R) {
+    if (n <= FN_CHUNK) {
+        NAME(centered_chunk_rows)(x, xa, n, mu, sum_d, sum_d2, wide, R);
+        return;
+    }
+    double td[FN_MAX_ROWS] = {0}, tq[FN_MAX_ROWS] = {0};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const T *xc[FN_MAX_ROWS];
+        const A *xac[FN_MAX_ROWS];
+        A d[FN_MAX_ROWS], q[FN_MAX_ROWS];
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        NAME(centered_chunk_rows)(xc, xac, n - i < FN_CHUNK ? n - i : FN_CHUNK, mu, d, q, wide,
+                                  R);
+        for (int k = 0; k < R; k++) {
+            td[k] += d[k];
+            tq[k] += q[k];
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        sum_d[k] = (A)td[k];
+        sum_d2[k] = (A)tq[k];
+    }
+}
+
+/* `rows` rows (2 or FN_MAX_ROWS) widened and summed at once: the sums and the
+ * copies widen_sum (sq = 0) or widen_sum_sq (sq = 1) give each row alone. */
+static void NAME(widen_sums_rows)(const T *const *x, A *const *xa, int rows, int64_t n, int sq,
+                                  A *out) {
+    if (rows == FN_MAX_ROWS) {
+        if (sq) NAME(sum_rows_r)(x, xa, n, 1, 1, FN_MAX_ROWS, out);
+        else NAME(sum_rows_r)(x, xa, n, 1, 0, FN_MAX_ROWS, out);
+    } else {
+        if (sq) NAME(sum_rows_r)(x, xa, n, 1, 1, 2, out);
+        else NAME(sum_rows_r)(x, xa, n, 1, 0, 2, out);
+    }
+}
+
+#ifndef FN_DEFAULT_PAIR
+/* centered_sums_wide of `rows` rows at once (2 or FN_MAX_ROWS; row k: xa[k],
+ * mu[k], into sum_d[k] and sum_d2[k]), each the same as alone. Only where a
+ * pair is one vector: with pairs of 8-lane vectors (the default pair) two
+ * rows' centered sums need 16 accumulators, all of AVX2's registers, which
+ * made the float16 LayerNorm slower; so do backward_sums2's six
+ * (bench/choices.md, "Two rows' centered sums with 8-lane pairs"). */
+static void NAME(centered_sums_wide_rows)(const A *const *xa, int rows, int64_t n, const A *mu,
+                                          A *sum_d, A *sum_d2) {
+    const T *const x[FN_MAX_ROWS] = {NULL};
+    if (rows == FN_MAX_ROWS)
+        NAME(centered_rows_r)(x, xa, n, mu, sum_d, sum_d2, 1, FN_MAX_ROWS);
+    else NAME(centered_rows_r)(x, xa, n, mu, sum_d, sum_d2, 1, 2);
+}
+#define FN_CENTERED_SUMS_WIDE_ROWS NAME(centered_sums_wide_rows)
+#define FN_STAT_ROWS FN_MAX_ROWS
+#define FN_BACKWARD_SUMS2 NAME(backward_sums2)
+#else
+#define FN_CENTERED_SUMS_WIDE_ROWS NULL
+#define FN_STAT_ROWS 2
+#define FN_BACKWARD_SUMS2 NULL
+#endif
+
+static void NAME(centered_sums)(const T *x, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    const A *none = NULL;
+    NAME(centered_rows_r)(&x, &none, n, &mu, sum_d, sum_d2, 0, 1);
+}
+
+static void NAME(centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *sum_d2) {
+    const T *none = NULL;
+    NAME(centered_rows_r)(&none, &xa, n, &mu, sum_d, sum_d2, 1, 1);
+}
+
+static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *bias, T *s,
+                                              int64_t n, const T *next_r, T *next_s,
+                                              const int has_bias) {
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next_r && i % FN_LINE_ELEMS == 0) {
+            PREFETCH(next_r + i);
+            PREFETCH_W(next_s + i);
+        }
+        P v = PADD(PLOAD(x + i), PLOAD(r + i));
+        if (has_bias) v = PADD(v, PWLOAD(bias + i));
+        PSTORE(s + i, v);
+    }
+    for (; i + VN <= n; i += VN) {
+        V v = VADD(VLOAD(x + i), VLOAD(r + i));
+        if (has_bias) v = VADD(v, WLOAD(bias + i));
+        VSTORE(s + i, v);
+    }
+    for (; i < n; i++) {
+        A v = SLOAD(x + i) + SLOAD(r + i);
+        if (has_bias) v += SWLOAD(bias + i);
+        SSTORE(s + i, v);
+    }
+}
+
+static void NAME(residual_add)(const T *x, const T *r, const W *bias, T *s, int64_t n,
+                               const T *next_r, T *next_s) {
+    if (bias) NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 1);
+    else NAME(residual_add_body)(x, r, bias, s, n, next_r, next_s, 0);
+}
+
+/* The loop bodies below take their optional operands as compile-time flags:
+ * each caller passes constants, so every combination becomes its own
+ * branch-free loop. */
+
+/* t * w + b for a vector (Q = V) or a pair (Q = P) t of normalized values */
+#define FN_DEFINE_AFFINE(FNAME, Q)                                                          \
+    static FN_INLINE Q FNAME(Q t, const W *w, const W *b, const int has_w, const int has_b) { \
+        if (has_w && has_b) return Q##FMA(t, Q##WLOAD(w), Q##WLOAD(b));                      \
+        if (has_w) return Q##MUL(t, Q##WLOAD(w));                                             \
+        if (has_b) return Q##ADD(t, Q##WLOAD(b));                                             \
+        return t;                                                                             \
+    }
+FN_DEFINE_AFFINE(NAME(affine), V)
+FN_DEFINE_AFFINE(NAME(affine_pair), P)
+#undef FN_DEFINE_AFFINE
+
+static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
+                                           A rstd, const W *w, const W *b, const T *next,
+                                           T *next_y, const int has_w, const int has_b,
+                                           const int wide, const int nonan) {
+    /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
+     * the large-mean rows where it matters, and one fma replaces two operations */
+    const A cr = c * rstd;
+    const V vmu = VSET1(mu), vr = VSET1(rstd), vcr = VSET1(-cr);
+    const P pmu = PSET1(mu), pr = PSET1(rstd), pcr = PSET1(-cr);
+    int64_t i = 0;
+    /* one cache line of the rows `next` and `next_y` (some rows ahead, see
+     * fn_fetch_rows) is fetched per 64 bytes of this one: their loads and their
+     * stores' line fills (read for ownership) overlap this row's arithmetic */
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next && i % FN_LINE_ELEMS == 0) {
+            PREFETCH(next + i);
+            PREFETCH_W(next_y + i);
+        }
+        P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);
+        t = NAME(affine_pair)(t, w + i, b + i, has_w, has_b);
+        if (nonan) PSTORE_NONAN(y + i, t);
+        else PSTORE(y + i, t);
+    }
+    for (; i + VN <= n; i += VN) {
+        V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
+        VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
+    }
+    for (; i < n; i++) {
+        A t = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - cr;
+        if (has_w) t *= SWLOAD(w + i);
+        if (has_b) t += SWLOAD(b + i);
+        SSTORE(y + i, t);
+    }
+}
+
+static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                            const W *b, const T *next, T *next_y) {
+#define FN_NORM(HAS_W, HAS_B)                                                               \
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0)
+    if (w && b) FN_NORM(1, 1);
+    else if (w) FN_NORM(1, 0);
+    else if (b) FN_NORM(0, 1);
+    else FN_NORM(0, 0);
+#undef FN_NORM
+}
+
+static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                                 const W *b, const T *next, T *next_y, int nonan) {
+#define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
+    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN)
+#define FN_NORM_WB(NONAN)                                                                   \
+    do {                                                                                    \
+        if (w && b) FN_NORM(1, 1, NONAN);                                                   \
+        else if (w) FN_NORM(1, 0, NONAN);                                                   \
+        else if (b) FN_NORM(0, 1, NONAN);                                                   \
+        else FN_NORM(0, 0, NONAN);                                                          \
+    } while (0)
+#ifdef FN_DEFAULT_PSTORE_NONAN
+    (void)nonan; /* the same store either way */
+    FN_NORM_WB(0);
+#else
+    if (nonan) FN_NORM_WB(1);
+    else FN_NORM_WB(0);
+#endif
+#undef FN_NORM_WB
+#undef FN_NORM
+}
+
+/* The backward reads dy and x as T, or (`wide`) from widened copies dya and xa
+ * (dy and x unused); `widen` (backward_sums_wide) also writes those copies
+ * while summing. The widened values are those VLOAD gives: the same sums and
+ * the same dx either way. */
+static FN_INLINE void NAME(backward_sums_rows)(const T *const *dy, const T *const *x,
+                                               A *const *dya, A *const *xa, int64_t n,
+                                               const A *mu, const A *rstd, const W *w,
+                                               A (*sums)[3], const int has_w, const int widen,
+                                               const int R) {
+    /* per row, two accumulators of VN lanes per sum, as one pair; R = 2 rows
+     * share the loop (as sum_chunk_rows), each with its own sums */
+    P pmu[2], pr[2], g[2], pp[2], h[2];
+    for (int k = 0; k < R; k++) {
+        pmu[k] = PSET1(mu[k]);
+        pr[k] = PSET1(rstd[k]);
+        g[k] = pp[k] = h[k] = PZERO();
+    }
+    int64_t i = 0;
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        for (int k = 0; k < R; k++) {
+            const P vx = PLOAD(x[k] + i);
+            P gg = PLOAD(dy[k] + i);
+            if (widen) {
+                PSTOREA(xa[k] + i, vx);
+                PSTOREA(dya[k] + i, gg);
+            }
+            const P xh = PMUL(PSUB(vx, pmu[k]), pr[k]);
+            if (has_w) gg = PMUL(gg, PWLOAD(w + i));
+            g[k] = PADD(g[k], gg);
+            pp[k] = PFMA(gg, xh, pp[k]);
+            h[k] = PADD(h[k], xh);
+        }
+    }
+    for (int k = 0; k < R; k++) {
+        A sg = VHSUM(VADD(PLO(g[k]), PHI(g[k]))), sp = VHSUM(VADD(PLO(pp[k]), PHI(pp[k]))),
+          sh = VHSUM(VADD(PLO(h[k]), PHI(h[k])));
+        for (int64_t j = i; j < n; j++) {
+            const A xv = SLOAD(x[k] + j);
+            A gj = SLOAD(dy[k] + j);
+            if (widen) {
+                xa[k][j] = xv;
+                dya[k][j] = gj;
+            }
+            A xh = (xv - mu[k]) * rstd[k];
+            if (has_w) gj *= SWLOAD(w + j);
+            sg += gj;
+            sp += gj * xh;
+            sh += xh;
+        }
+        sums[k][0] = sg;
+        sums[k][1] = sp;
+        sums[k][2] = sh;
+    }
+}
+
+/* backward_sums of whole rows, R at once, by chunks as sum_rows_r; dya[0]
+ * not NULL: also the widened copies (backward_sums_wide) */
+static FN_INLINE void NAME(backward_sums_r)(const T *const *dy, const T *const *x,
+                                            A *const *dya, A *const *xa, int64_t n,
+                                            const A *mu, const A *rstd, const W *w,
+                                            A (*sums)[3], const int R) {
+#define FN_BWD_SUMS(DY, X, DYA, XA, LEN, WO, OUT)                                          \
+    do {                                                                                   \
+        if (dya[0] && (WO))                                                                \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 1, 1, R);      \
+        else if (dya[0])                                                                   \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 0, 1, R);      \
+        else if (WO)                                                                       \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 1, 0, R);      \
+        else                                                                               \
+            NAME(backward_sums_rows)(DY, X, DYA, XA, LEN, mu, rstd, WO, OUT, 0, 0, R);      \
+    } while (0)
+    if (n <= FN_CHUNK) {
+        FN_BWD_SUMS(dy, x, dya, xa, n, w, sums);
+        return;
+    }
+    double total[2][3] = {{0, 0, 0}, {0, 0, 0}};
+    for (int64_t i = 0; i < n; i += FN_CHUNK) {
+        const int64_t len = n - i < FN_CHUNK ? n - i : FN_CHUNK;
+        const T *dyc[2], *xc[2];
+        A *dyac[2], *xac[2], part[2][3];
+        FN_ROWS_AT(dyc, dy, i, R);
+        FN_ROWS_AT(xc, x, i, R);
+        FN_ROWS_AT(dyac, dya, i, R);
+        FN_ROWS_AT(xac, xa, i, R);
+        FN_BWD_SUMS(dyc, xc, dyac, xac, len, w ? w + i : NULL, part);
+        for (int k = 0; k < R; k++)
+            for (int j = 0; j < 3; j++) total[k][j] += part[k][j];
+    }
+    for (int k = 0; k < R; k++)
+        for (int j = 0; j < 3; j++) sums[k][j] = (A)total[k][j];
+#undef FN_BWD_SUMS
+}
+
+#ifndef FN_DEFAULT_PAIR
+/* backward_sums (dya0 NULL) or backward_sums_wide of two rows at once, each
+ * row's sums (and copies) the same as alone */
+static void NAME(backward_sums2)(const T *dy0, const T *x0, const T *dy1, const T *x1, A *dya0,
+                                 A *xa0, A *dya1, A *xa1, int64_t n, const A mu[2],
+                                 const A rstd[2], const W *w, A sums[2][3]) {
+    const T *dy[2] = {dy0, dy1}, *x[2] = {x0, x1};
+    A *dya[2] = {dya0, dya1}, *xa[2] = {xa0, xa1};
+    NAME(backward_sums_r)(dy, x, dya, xa, n, mu, rstd, w, sums, 2);
+}
+#endif
+
+static void NAME(backward_sums)(const T *dy, const T *x, int64_t n, A mu, A rstd, const W *w,
+                                A sums[3]) {
+    A *none = NULL;
+    NAME(backward_sums_r)(&dy, &x, &none, &none, n, &mu, &rstd, w, (A(*)[3])sums, 1);
+}
+
+static void NAME(backward_sums_wide)(const T *dy, const T *x, A *dya, A *xa, int64_t n, A mu,
+                                     A rstd, const W *w, A sums[3]) {
+    NAME(backward_sums_r)(&dy, &x, &dya, &xa, n, &mu, &rstd, w, (A(*)[3])sums, 1);
+}
+
+/* dx of one vector (Q = V) or pair (Q = P) at element i, returned for the
+ * caller to store, with the dy (d) and normalized x (xh) it used. */
+#define FN_DEFINE_BACKWARD_APPLY_VEC(FNAME, Q)                                              \
+    static FN_INLINE Q FNAME(const T *dy, const T *x, const A *dya, const A *xa, const T *ds,  \
+                             int64_t i, const W *w, Q vmu, Q vc, Q vr, Q vmg, Q vmgx, Q *d,  \
+                             Q *xh, const int has_w, const int wide, const int has_ds) {     \
+        const Q vx = wide ? Q##LOADA(xa + i) : Q##LOAD(x + i);                               \
+        *d = wide ? Q##LOADA(dya + i) : Q##LOAD(dy + i);                                     \
+        *xh = Q##SUB(Q##MUL(Q##SUB(vx, vmu), vr), vc);                                       \
+        const Q g = has_w ? Q##MUL(*d, Q##WLOAD(w + i)) : *d;                                \
+        const Q r = Q##MUL(vr, Q##FNMA(*xh, vmgx, Q##SUB(g, vmg)));                          \
+        return has_ds ? Q##ADD(r, Q##LOAD(ds + i)) : r;                                      \
+    }
+FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_vec), V)
+FN_DEFINE_BACKWARD_APPLY_VEC(NAME(backward_apply_pair), P)
+#undef FN_DEFINE_BACKWARD_APPLY_VEC
+
+/* The parameter partials of one vector: dw_acc += d * xh, db_acc += d (acc:
+ * 0 neither, 1 dw_acc, 2 both). */
+static FN_INLINE void NAME(backward_acc_vec)(A *dw_acc, A *db_acc, V d, V xh, const int acc) {
+    if (acc >= 1) VSTOREA(dw_acc, VFMA(d, xh, VLOADA(dw_acc)));
+    if (acc >= 2) VSTOREA(db_acc, VADD(VLOADA(db_acc), d));
+}
+
+/* The same for a pair, as one vector, or (split) as its two halves: where the
+ * partials do not stay in the L1 cache next to the rows, their read-modify-
+ * write as one 512-bit vector is slower than as two 256-bit halves, and
+ * faster where they do stay (bench/choices.md, "Parameter partials of a
+ * 512-bit pair"). The same sums either way. */
+static FN_INLINE void NAME(backward_acc_pair)(A *dw_acc, A *db_acc, P d, P xh, const int acc,
+                                              const int split) {
+    if (split) {
+        NAME(backward_acc_vec)(dw_acc, db_acc, PLO(d), PLO(xh), acc);
+        NAME(backward_acc_vec)(dw_acc + VN, db_acc + VN, PHI(d), PHI(xh), acc);
+        return;
+    }
+    if (acc >= 1) PSTOREA(dw_acc, PFMA(d, xh, PLOADA(dw_acc)));
+    if (acc >= 2) PSTOREA(db_acc, PADD(PLOADA(db_acc), d));
+}
+
+/* Bytes of partials above which they are updated split (see backward_acc_pair) */
+#define FN_ACC_SPLIT_BYTES (16 * 1024)
+
+static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
+                                                const A *xa, T *dx, int64_t n, A mu, A c,
+                                                A rstd, const W *w, A mg, A mgx, A *dw_acc,
+                                                A *db_acc, const T *ds, const T *next_dy,
+                                                const T *next_x, T *next_dx, const int has_w,
+                                                const int acc, const int wide,
+                                                const int has_ds, const int split) {
+    const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
+            vmgx = VSET1(mgx);
+    const P pmu = PSET1(mu), pc = PSET1(c), pr = PSET1(rstd), pmg = PSET1(mg),
+            pmgx = PSET1(mgx);
+    int64_t i = 0;
+    /* one cache line of the rows next_dy, next_x and next_dx (some rows ahead)
+     * per 64 bytes of these */
+    for (; i + 2 * VN <= n; i += 2 * VN) {
+        if (next_x && i % FN_LINE_ELEMS == 0) {
+            PREFETCH(next_x + i);
+            PREFETCH(next_dy + i);
+            PREFETCH_W(next_dx + i);
+        }
+        P d, xh;
+        PSTORE(dx + i, NAME(backward_apply_pair)(dy, x, dya, xa, ds, i, w, pmu, pc, pr, pmg, pmgx,
+                                                 &d, &xh, has_w, wide, has_ds));
+        NAME(backward_acc_pair)(dw_acc + i, db_acc + i, d, xh, acc, split);
+    }
+    for (; i + VN <= n; i += VN) {
+        V d, xh;
+        VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, vmu, vc, vr, vmg, vmgx,
+                                                &d, &xh, has_w, wide, has_ds));
+        NAME(backward_acc_vec)(dw_acc + i, db_acc + i, d, xh, acc);
+    }
+    for (; i < n; i++) {
+        A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
+        A d = FN_SLOAD(dy, dya, i, wide);
+        A g = has_w ? d * SWLOAD(w + i) : d;
+        A v = rstd * ((g - mg) - xh * mgx);
+        if (has_ds) v += SLOAD(ds + i);
+        SSTORE(dx + i, v);
+        if (acc >= 1) dw_acc[i] += d * xh;
+        if (acc >= 2) db_acc[i] += d;
+    }
+}
+
+static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, const A *xa, T *dx,
+                                     int64_t n, A mu, A c, A rstd, const W *w, A mg, A mgx,
+                                     A *dw_acc, A *db_acc, const T *ds, const T *next_dy,
+                                     const T *next_x, T *next_dx) {
+#define FN_BWD_APPLY_DS(HAS_W, ACC, WIDE, SPLIT)                                           \
+    do {                                                                                   \
+        if (ds)                                                                            \
+            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
+                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
+                                      1, SPLIT);                                           \
+        else                                                                               \
+            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
+                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
+                                      0, SPLIT);                                           \
+    } while (0)
+#ifdef FN_DEFAULT_PAIR
+/* a pair is two vectors already */
+#define FN_BWD_APPLY(HAS_W, ACC, WIDE) FN_BWD_APPLY_DS(HAS_W, ACC, WIDE, 0)
+#else
+#define FN_BWD_APPLY(HAS_W, ACC, WIDE)                                                     \
+    do {                                                                                   \
+        if (split) FN_BWD_APPLY_DS(HAS_W, ACC, WIDE, 1);                                   \
+        else FN_BWD_APPLY_DS(HAS_W, ACC, WIDE, 0);                                         \
+    } while (0)
+#endif
+#define FN_BWD_APPLY_ACC(HAS_W, WIDE)                                                      \
+    do {                                                                                   \
+        if (acc == 2) FN_BWD_APPLY(HAS_W, 2, WIDE);                                        \
+        else if (acc == 1) FN_BWD_APPLY(HAS_W, 1, WIDE);                                   \
+        else FN_BWD_APPLY(HAS_W, 0, WIDE);                                                 \
+    } while (0)
+    const int acc = db_acc ? 2 : (dw_acc ? 1 : 0);
+    const int split = n * acc * (int64_t)sizeof(A) > FN_ACC_SPLIT_BYTES;
+    (void)split;
+    if (xa) {
+        if (w) FN_BWD_APPLY_ACC(1, 1);
+        else FN_BWD_APPLY_ACC(0, 1);
+    } else {
+        if (w) FN_BWD_APPLY_ACC(1, 0);
+        else FN_BWD_APPLY_ACC(0, 0);
+    }
+#undef FN_BWD_APPLY_ACC
+#undef FN_BWD_APPLY
+#undef FN_BWD_APPLY_DS
+}
+
+static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
+                                 const W *w, A mg, A mgx, A *dw_acc, A *db_acc, const T *ds,
+                                 const T *next_dy, const T *next_x, T *next_dx) {
+    NAME(backward_apply_any)(dy, x, NULL, NULL, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
+                             ds, next_dy, next_x, next_dx);
+}
+
+static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu, A c,
+                                      A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                      const T *ds, const T *next_dy, const T *next_x,
+                                      T *next_dx) {
+    NAME(backward_apply_any)(NULL, NULL, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc,
+                             db_acc, ds, next_dy, next_x, next_dx);
+}
+
+static void NAME(add)(A *dst, const A *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + VN <= n; i += VN) VSTOREA(dst + i, VADD(VLOADA(dst + i), VLOADA(src + i)));
+    for (; i < n; i++) dst[i] += src[i];
+}
