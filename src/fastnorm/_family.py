@@ -1,10 +1,12 @@
-"""Group, instance, batch, batch-layer, switchable and weight normalization.
+"""Batch-layer, switchable and weight normalization, assembled from the
+channel stages of fastnorm._core; group, instance and batch normalization
+and channel_moments, which are single calls of fastnorm._core, are
+re-exported here.
 
-Each function checks its arguments (nothing is written before the checks
-pass), views x as a C-contiguous (S, R, C, L) block -- samples, rows,
-channels, contiguous elements per channel -- and calls the C stages of
-fastnorm._core with the GIL released. NCHW and channels-last data are both
-used in place: only a non-contiguous x is copied.
+Each function checks its arguments with the checks the channel normalizers
+share (nothing is written before the checks pass), views x as a C-contiguous
+(S, R, C, L) block -- samples, rows, channels, contiguous elements per
+channel -- and calls the C stages of fastnorm._core with the GIL released.
 
 Running statistics are updated in place, and only after the kernels have
 succeeded.
@@ -15,6 +17,32 @@ import math
 import numpy as np
 
 from . import _core
+from ._core import (  # noqa: F401  (re-exported; the checks are shared with dask and nn)
+    _block_dims,
+    _channel_axis,
+    _finish_target,
+    _grad_as_param,
+    _groups_fit,
+    _kernel_target,
+    _like_arg,
+    _moments_axis,
+    _momentum_number,
+    _out_check,
+    _out_clear_of_running,
+    _param_arg,
+    _param_dtype_of as _param_dtype,
+    _running_dtype_arg,
+    _running_stat_arg,
+    _stats_arg,
+    _training_flag,
+    batch_norm,
+    batch_norm_backward,
+    channel_moments,
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+)
 
 __all__ = [
     "group_norm",
@@ -38,7 +66,7 @@ __all__ = [
 # Argument checks and layout
 # --------------------------------------------------------------------------
 
-def _carr(a, dtype=None):
+def _c_contiguous(a, dtype=None):
     """a as a C-contiguous, aligned array (of dtype), copied only when needed."""
     if type(a) is np.ndarray and (dtype is None or a.dtype == dtype):
         f = a.flags
@@ -47,49 +75,32 @@ def _carr(a, dtype=None):
     return np.require(a, dtype, ("C_CONTIGUOUS", "ALIGNED"))
 
 
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+class _ChannelBlock:
+    """x as a C-contiguous (S, R, C, L) block around channel axis k: per
+    sample (S the batch) or as one block (S = 1)."""
 
-
-def _channel_axis(axis, shape, name="axis"):
-    """The channel axis of an x of this shape, as a non-negative int: any axis
-    but the batch axis 0."""
-    if not _is_int(axis):
-        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), len(shape))
-    if k == 0:
-        raise ValueError(
-            f"{name} is the channel axis and cannot be the batch axis 0 (x has shape {shape})"
-        )
-    return k
-
-
-class _Block:
-    """x as a C-contiguous (S, R, C, L) block around channel axis k."""
-
-    __slots__ = ("x", "shape", "k", "C", "L", "S", "R", "dims")
+    __slots__ = ("x", "shape", "k", "S", "R", "C", "L", "dims")
 
     def __init__(self, x, k, per_sample):
-        self.x = _carr(x)
-        self.shape = shape = x.shape
+        self.x = _c_contiguous(x)
+        self.shape = x.shape
         self.k = k
-        self.C = shape[k]
-        self.L = math.prod(shape[k + 1:])
-        if per_sample:
-            self.S, self.R = shape[0], math.prod(shape[1:k])
-        else:
-            self.S, self.R = 1, math.prod(shape[:k])
-        self.dims = (self.S, self.R, self.C, self.L)
+        self.dims = _block_dims(self.x, k, per_sample)
+        self.S, self.R, self.C, self.L = self.dims
 
     @property
     def dtype(self):
         return self.x.dtype
 
 
-def _calc(x):
-    """The dtype of parameters, statistics and running statistics for data x:
-    x's own, float32 for 16-bit data (float16, bfloat16)."""
-    return x.dtype if x.dtype.itemsize > 2 else np.dtype(np.float32)
+def _block_moments(B, nt):
+    """(count, mean, M2) of block B (a _ChannelBlock) per channel, or per
+    (sample, channel) for a per-sample block: float64 vectors of length S * C."""
+    return _core._block_moments(B.x, *B.dims, nt)
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 _BF16_SEEN = set()  # bfloat16 dtypes met: a dtype's name is built anew on each ask
@@ -104,712 +115,14 @@ def _is_float(dt):
     return False
 
 
-def _ready(a, shape, dt):
-    """Whether a is already what the kernels read: an exact ndarray of this
-    shape and dtype (the dtype object itself), C-contiguous and aligned."""
-    if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape:
-        return False
-    f = a.flags
-    return f.c_contiguous and f.aligned
-
-
-def _param(p, C, x, name):
-    """A per-channel parameter (weight, bias) as a C-contiguous array of the
-    parameter dtype of x (x's, float32 for 16-bit data)."""
-    if p is None:
-        return None
-    if _ready(p, (C,), _calc(x)):
-        return p
-    a = np.asarray(p)
-    if not _is_float(a.dtype):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if a.shape != (C,):
-        raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
-    return _carr(a, _calc(x))
-
-
-def _out(out, x, name="out", xname="x"):
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(f"{name} must have the shape of {xname} {x.shape}, got {out.shape}")
-    if out.dtype != x.dtype or not out.dtype.isnative:
-        raise TypeError(f"{name} must have dtype {x.dtype} like {xname} (native byte order), "
-                        f"got {out.dtype}")
-    if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-    return out
-
-
-def _out_apart(out, running_mean, running_var):
-    """A call that updates running statistics in place refuses an out that
-    overlaps them: the statistics would end up holding values of y."""
-    if out is not None and _core._bounds_overlap(out, (running_mean, running_var)):
-        raise ValueError("out must not overlap running_mean or running_var (they are "
-                         "updated in place by the same call)")
-
-
-def _target(out, x, sources):
-    """The array the kernel writes for data x (C-contiguous, what the kernel
-    reads): out itself when it is C-contiguous and either is x or shares no
-    memory with the inputs; otherwise a scratch array copied into out at the
-    end."""
-    if out is None:
-        return np.empty(x.shape, x.dtype)
-    if out.flags.c_contiguous and out.flags.aligned:
-        # in place over x itself is fine (each element is read before it is
-        # written); any other overlap (a shifted x, parameters or running
-        # statistics living in out) goes through scratch
-        skip = x if _core._same_data(out, x) else None
-        if not _core._bounds_overlap(out, sources, skip):
-            return out
-    return np.empty(x.shape, x.dtype)
-
-
-def _finish(target, out):
-    if out is None or target is out:
-        return target
-    out[...] = target
-    return out
-
-
-def _dy_like(dy, x, name="dy", xname="x"):
-    dy = _core._data_arg(dy, name)
-    if dy.shape != x.shape:
-        raise ValueError(f"{name} must have the shape of {xname} {x.shape}, got {dy.shape}")
-    if dy.dtype != x.dtype:
-        raise TypeError(f"{name} must have dtype {x.dtype} like {xname}, got {dy.dtype}")
-    return dy
-
-
-def _stats(a, shape, dtype, name):
-    """Statistics the forward returned (or a field of its stats tuple): a
-    floating array of this shape, as a C-contiguous array of dtype."""
-    if _ready(a, tuple(shape), dtype):  # the forward's own statistics
-        return a
-    a = np.asarray(a) if a is not None else None
-    if a is None:
-        raise TypeError(f"{name} is required (the statistics the forward returned)")
-    if not _is_float(a.dtype):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {a.dtype}")
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    return _carr(a, dtype)
-
-
-def _momentum(momentum):
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
-        raise TypeError(
-            f"momentum must be a number in [0, 1], got {type(momentum).__name__} "
-            "(the layer classes turn momentum=None into a cumulative average)"
-        )
-    m = float(momentum)
-    if not 0.0 <= m <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-    return m
-
-
-def _running(a, C, x, name):
-    """A running statistic, updated in place: shape (C,), the dtype of x's
-    parameters (float32 for 16-bit data), writeable."""
-    if a is None:
-        return None
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), "
-                        f"got {type(a).__name__}")
-    if a.shape != (C,):
-        raise ValueError(f"{name} must have shape ({C},), got {a.shape}")
-    _running_dtype(a, x, name)
-    if not a.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-    return a
-
-
-def _running_dtype(a, x, name):
-    """A running statistic is updated in place, so it cannot be converted (a
-    copy would not be updated): it must have the computing dtype, or float64,
-    which holds every value of it (the update is computed in float64 and
-    rounded once to the statistic's dtype)."""
-    if a.dtype == _calc(x) or a.dtype == np.float64:
-        return
-    if x.dtype.itemsize == 2:
-        raise TypeError(
-            f"{name} must have dtype float32 (or float64) for {x.dtype} x, got {a.dtype}: "
-            "running statistics are updated in place, in the computing dtype, float32 for "
-            "16-bit data, or in float64, so they cannot be converted"
-        )
-    raise TypeError(f"{name} must have dtype {x.dtype} like x (or float64; it is updated in "
-                    f"place), got {a.dtype}")
-
-
 def _update_running(running_mean, running_var, mean, var, count, momentum):
     """PyTorch's convention: new = (1 - m) * old + m * batch, variance unbiased."""
     if running_mean is not None and running_var is not None:
         _core._running_update(running_mean, running_var, mean, var, count, momentum)
 
 
-def _grad_like(grad, param, x):
-    """A parameter's gradient in the parameter's own floating dtype, in native
-    byte order (x's computing dtype -- float32 for 16-bit x -- for a parameter
-    given as a list or in a non-float dtype); None stays None."""
-    if grad is None or param is None:
-        return None
-    if isinstance(param, np.ndarray) and _is_float(param.dtype):
-        if type(grad) is np.ndarray and grad.dtype is param.dtype:
-            return grad  # the common case: nothing to convert
-        dt = param.dtype.newbyteorder("=")
-    else:
-        dt = _calc(x)
-    return np.asarray(grad).astype(dt, copy=False)
-
-
 def _empty_result(out, x):
     return out if out is not None else np.empty(x.shape, x.dtype)
-
-
-def _return(y, stats, return_stats):
-    return (y, *stats) if return_stats else y
-
-
-# --------------------------------------------------------------------------
-# GroupNorm
-# --------------------------------------------------------------------------
-
-def _groups_fit(G, C):
-    """Whether G groups split C channels: 1 <= G <= C and G divides C. With no
-    channels (C = 0) only one group, an empty one, does."""
-    return 1 <= G <= max(C, 1) and C % G == 0
-
-
-def _group_count(num_groups, C):
-    """num_groups checked against C channels (see _groups_fit)."""
-    if not _is_int(num_groups):
-        raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__}")
-    G = int(num_groups)
-    if G <= 0:
-        raise ValueError(f"num_groups must be positive, got {G}")
-    if not _groups_fit(G, C):
-        raise ValueError(
-            f"num_groups={G} must divide the number of channels C={C} and be at most C"
-            + (" (with no channels, num_groups must be 1)" if C == 0 else "")
-        )
-    return G
-
-
-def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1, out=None,
-               return_stats=False, num_threads=None):
-    """Group normalization (docs/numerics.md §5).
-
-    For each sample and each group of ``C / num_groups`` channels,
-    ``y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]``, with the mean
-    and the biased variance over the group's channels and every other axis
-    but the batch.
-
-    Parameters
-    ----------
-    x : ndarray, shape ``(N, C, *spatial)`` or channels-last ``(N, *spatial, C)``
-        float32, float64, float16 or bfloat16; the batch is axis 0.
-    num_groups : int
-        Number of groups: from 1 to C, dividing C (1 when C = 0).
-    weight, bias : ndarray, shape ``(C,)``, optional
-        Per-channel scale and shift.
-    eps : float, default 1e-5
-        Added to the variance inside the square root.
-    axis : int, default 1
-        The channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
-    out : ndarray, optional
-        Receives y (x's shape and dtype); may be x.
-    return_stats : bool, default False
-        Also return ``mean`` and ``rstd``.
-    num_threads : int, optional
-        Upper bound on threads (default :func:`get_num_threads`).
-
-    Returns
-    -------
-    y : ndarray
-        x's shape and dtype.
-    mean, rstd : ndarray, shape ``(N, num_groups)``
-        Only with ``return_stats``: the inputs of :func:`group_norm_backward`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
-    >>> y, mean, rstd = fastnorm.group_norm(x, 4, return_stats=True)
-    >>> y.shape, mean.shape
-    ((2, 8, 4, 4), (2, 4))
-    >>> g = y.reshape(2, 4, -1)  # each group of 2 channels has mean 0, variance 1
-    >>> bool(np.allclose(g.mean(-1), 0, atol=1e-6)), bool(np.allclose(g.var(-1), 1, atol=1e-3))
-    (True, True)
-
-    Channels-last data, normalized in place of its layout:
-
-    >>> y_nhwc = fastnorm.group_norm(np.moveaxis(x, 1, -1), 4, axis=-1)
-    >>> bool(np.allclose(np.moveaxis(y_nhwc, -1, 1), y, atol=1e-6))
-    True
-    """
-    # the common call (NCHW, no out) without the Python checks
-    fast = _core._group_norm_fast(x, num_groups, weight, bias, eps, axis, out, return_stats,
-                                  num_threads)
-    if fast is not None:
-        return fast
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    G = _group_count(num_groups, x.shape[k])
-    e = _core._eps_arg(eps)
-    nt = _core._threads_arg(num_threads)
-    B = _Block(x, k, per_sample=True)
-    w = _param(weight, B.C, x, "weight")
-    b = _param(bias, B.C, x, "bias")
-    out = _out(out, x)
-    y = _target(out, B.x, (B.x, w, b))
-    mean = np.empty((B.S, G), _calc(x))
-    rstd = np.empty((B.S, G), _calc(x))
-    _core._group_norm_kernel(B.x, y, *B.dims, G, w, b, e, mean, rstd, None, nt)
-    return _return(_finish(y, out), (mean, rstd), return_stats)
-
-
-def _group_backward(dy, x, mean, rstd, weight, bias, G, k, per_sample, num_threads,
-                    stats_shape):
-    B = _Block(x, k, per_sample)
-    dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, stats_shape, _calc(x), "mean")
-    r = _stats(rstd, stats_shape, _calc(x), "rstd")
-    w = _param(weight, B.C, x, "weight")
-    nt = _core._threads_arg(num_threads)
-    dx = np.empty(B.shape, x.dtype)
-    dw = np.empty(B.C, _calc(x))
-    db = np.empty(B.C, _calc(x))
-    if B.C == 0:  # no channels: nothing to compute
-        return dx, _grad_like(dw, weight, x), _grad_like(db, bias, x)
-    _core._group_norm_backward_kernel(dy, B.x, *B.dims, G, m, r, w, dx, dw, db, nt)
-    return dx, _grad_like(dw, weight, x), _grad_like(db, bias, x)
-
-
-def group_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1, num_threads=None):
-    """Gradients of :func:`group_norm`.
-
-    ``dx = NB(dy * weight)`` per (sample, group) (docs/numerics.md §0),
-    ``dweight = sum(dy * xhat)`` and ``dbias = sum(dy)`` over every axis but
-    the channel axis.
-
-    Parameters
-    ----------
-    dy : ndarray
-        Gradient of y: x's shape and dtype.
-    x : ndarray
-        The forward's input.
-    mean, rstd : ndarray, shape ``(N, num_groups)``
-        What :func:`group_norm` returned; the number of groups is read from them.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        The forward's parameters.
-    axis : int, default 1
-        The forward's channel axis.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    dx : ndarray
-        x's shape and dtype.
-    dweight, dbias : ndarray of shape ``(C,)``, or None
-        None where the forward's weight (bias) was None.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((2, 8, 4, 4)).astype(np.float32)
-    >>> w, b = np.ones(8, np.float32), np.zeros(8, np.float32)
-    >>> y, mean, rstd = fastnorm.group_norm(x, 4, w, b, return_stats=True)
-    >>> dx, dweight, dbias = fastnorm.group_norm_backward(np.ones_like(y), x, mean, rstd, w, b)
-    >>> dx.shape, dweight.shape, dbias.shape
-    ((2, 8, 4, 4), (8,), (8,))
-    """
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    if mean is None:
-        raise TypeError("mean is required (the statistics the forward returned)")
-    ms = np.shape(mean)
-    if len(ms) != 2 or ms[0] != x.shape[0]:
-        raise ValueError(f"mean must have shape (N, num_groups) = ({x.shape[0]}, G), got {ms}")
-    C = x.shape[k]
-    G = ms[1]
-    if not _groups_fit(G, C):
-        raise ValueError(f"mean must have shape (N, num_groups) with num_groups in [1, C] "
-                         f"dividing C={C}, got {ms}")
-    _param(bias, x.shape[k], x, "bias")
-    return _group_backward(dy, x, mean, rstd, weight, bias, G, k, True, num_threads,
-                           (x.shape[0], G))
-
-
-# --------------------------------------------------------------------------
-# Frozen statistics (batch norm and instance norm in eval mode)
-# --------------------------------------------------------------------------
-
-def _frozen_forward(B, out, w, b, rm, rv, eps, nt, return_stats):
-    """y normalized per channel with the running statistics (batch norm and
-    instance norm in eval mode), written to out when given; with the stats
-    (rm as it was, rstd) when return_stats."""
-    y = _target(out, B.x, (B.x, w, b, rm, rv))
-    mean64, rstd64 = _core._frozen_stats(rm, rv, eps)
-    _core._channel_normalize_kernel(B.x, y, *B.dims, mean64, rstd64, w, b, False, nt)
-    mean = rstd = None
-    if return_stats:  # y is scratch where out holds rm: rm is as it was
-        mean, rstd = rm.astype(_calc(B.x)), rstd64.astype(_calc(B.x))
-    return _return(_finish(y, out), (mean, rstd), return_stats)
-
-
-def _frozen_backward(dy, B, mean, rstd, weight, bias, nt, weight_param):
-    """dx = dy * weight * rstd; dweight = sum(dy * xhat); dbias = sum(dy), with
-    per-channel statistics (batch norm / instance norm in eval mode)."""
-    dx = np.empty(B.shape, B.dtype)
-    # the sums and dx = dy * weight * rstd in one pass over dy
-    dw, db = _core._frozen_backward_kernel(dy, B.x, *B.dims, mean, rstd, weight, dx,
-                                           weight is not None, bias is not None, nt)
-    return dx, _grad_like(dw, weight_param, B.x), _grad_like(db, bias, B.x)
-
-
-# --------------------------------------------------------------------------
-# BatchNorm
-# --------------------------------------------------------------------------
-
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training=False,
-               momentum=0.1, eps=1e-5, axis=1, out=None, return_stats=False,
-               num_threads=None):
-    """Batch normalization (docs/numerics.md §7), in the argument order of
-    ``torch.nn.functional.batch_norm``.
-
-    ``y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]``, the
-    statistics per channel over every other axis: those of the batch when
-    ``training``, else the running statistics.
-
-    Parameters
-    ----------
-    x : ndarray, shape ``(N, C, *spatial)``, ``(N, C)`` or channels-last
-        float32, float64, float16 or bfloat16.
-    running_mean, running_var : ndarray of shape ``(C,)``, or None
-        Both or neither. With ``training`` they are updated in place
-        (``momentum`` is the weight of the new value; the variance is stored
-        unbiased); otherwise they normalize x.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        Per-channel scale and shift.
-    training : bool, default False
-        Normalize with the batch's statistics and update the running ones.
-    momentum : float, default 0.1
-        Weight of the batch statistics in the running-statistics update.
-    eps : float, default 1e-5
-        Added to the variance inside the square root.
-    axis : int, default 1
-        The channel axis: 1 for ``(N, C, *spatial)``, -1 for channels-last.
-    out : ndarray, optional
-        Receives y (x's shape and dtype); may be x.
-    return_stats : bool, default False
-        Also return ``mean`` and ``rstd``.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    y : ndarray
-        x's shape and dtype.
-    mean, rstd : ndarray, shape ``(C,)``
-        Only with ``return_stats``: the statistics used (of the batch, or the
-        running ones), the inputs of :func:`batch_norm_backward`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
-    >>> running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
-    >>> y = fastnorm.batch_norm(x, running_mean, running_var, training=True, momentum=0.1)
-    >>> bool(np.allclose(running_mean, 0.1 * x.mean(axis=(0, 2, 3)), atol=1e-6))
-    True
-    >>> y_eval = fastnorm.batch_norm(x, running_mean, running_var)  # training=False
-    >>> y_eval.shape
-    (16, 3, 4, 4)
-    """
-    # the common inference call (eval, NCHW, no out) without the Python checks
-    fast = _core._batch_norm_eval_fast(x, running_mean, running_var, weight, bias, training,
-                                       momentum, eps, axis, out, return_stats, num_threads)
-    if fast is not None:
-        return fast
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    rm = _running(running_mean, C, x, "running_mean")
-    rv = _running(running_var, C, x, "running_var")
-    if (rm is None) != (rv is None):
-        raise ValueError("running_mean and running_var must be given together")
-    m = _momentum(momentum)
-    e = _core._eps_arg(eps)
-    nt = _core._threads_arg(num_threads)
-    B = _Block(x, k, per_sample=False)
-    w = _param(weight, C, x, "weight")
-    b = _param(bias, C, x, "bias")
-    out = _out(out, x)
-    M = B.R * B.L
-    if training:
-        if M == 1:
-            raise ValueError(
-                f"x must have more than 1 value per channel when training, got shape {x.shape}"
-            )
-        _out_apart(out, rm, rv)
-        if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full(C, np.nan, _calc(x)),) * 2,
-                           return_stats)
-        y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean = np.empty(C, _calc(x))
-        rstd = np.empty(C, _calc(x))
-        var = np.empty(C, _calc(x))
-        _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
-        _update_running(rm, rv, mean, var, M, m)  # in float64 from the float32 statistics
-    else:
-        if rm is None or rv is None:
-            raise ValueError("running_mean and running_var are required when training=False")
-        return _frozen_forward(B, out, w, b, rm, rv, e, nt, return_stats)
-    return _return(_finish(y, out), (mean, rstd), return_stats)
-
-
-def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=False, axis=1,
-                        num_threads=None):
-    """Gradients of :func:`batch_norm`.
-
-    With batch statistics (``training=True``), ``dx = NB(dy * weight)`` per
-    channel (docs/numerics.md §0); with running statistics,
-    ``dx = dy * weight * rstd``. ``dweight = sum(dy * xhat)`` and
-    ``dbias = sum(dy)`` over every axis but the channel axis.
-
-    Parameters
-    ----------
-    dy : ndarray
-        Gradient of y: x's shape and dtype.
-    x : ndarray
-        The forward's input.
-    mean, rstd : ndarray, shape ``(C,)``
-        What :func:`batch_norm` returned.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        The forward's parameters.
-    training : bool, default False
-        Must match the forward.
-    axis : int, default 1
-        The forward's channel axis.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    dx : ndarray
-        x's shape and dtype.
-    dweight, dbias : ndarray of shape ``(C,)``, or None
-        None where the forward's weight (bias) was None.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
-    >>> rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
-    >>> w = np.ones(3, np.float32)
-    >>> y, mean, rstd = fastnorm.batch_norm(x, rm, rv, w, training=True, return_stats=True)
-    >>> dx, dweight, dbias = fastnorm.batch_norm_backward(np.ones_like(y), x, mean, rstd, w,
-    ...                                                  training=True)
-    >>> dx.shape, dweight.shape, dbias
-    ((16, 3, 4, 4), (3,), None)
-    """
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    _param(bias, C, x, "bias")
-    if training:
-        return _group_backward(dy, x, mean, rstd, weight, bias, C, k, False, num_threads, (C,))
-    B = _Block(x, k, per_sample=False)
-    dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, (C,), _calc(x), "mean")
-    r = _stats(rstd, (C,), _calc(x), "rstd")
-    w = _param(weight, C, x, "weight")
-    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
-
-
-# --------------------------------------------------------------------------
-# InstanceNorm
-# --------------------------------------------------------------------------
-
-def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None, *,
-                  training=True, momentum=0.1, eps=1e-5, axis=1, out=None,
-                  return_stats=False, num_threads=None):
-    """Instance normalization (docs/numerics.md §6).
-
-    ``y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]``, the statistics
-    per (sample, channel) over the other axes. As in PyTorch, the input's
-    statistics are used when training or when no running statistics are
-    given; then ``running_mean`` / ``running_var``, if given, are updated in
-    place with the batch average of the instance statistics (the variance
-    unbiased). With ``training=False`` and running statistics, those are used.
-
-    Parameters
-    ----------
-    x : ndarray, shape ``(N, C, *spatial)`` or channels-last
-        float32, float64, float16 or bfloat16.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        Per-channel scale and shift.
-    running_mean, running_var : ndarray of shape ``(C,)``, optional
-        Both or neither.
-    training : bool, default True
-        Use (and track) the input's statistics.
-    momentum : float, default 0.1
-        Weight of the new statistics in the running-statistics update.
-    eps : float, default 1e-5
-        Added to the variance inside the square root.
-    axis : int, default 1
-        The channel axis.
-    out : ndarray, optional
-        Receives y (x's shape and dtype); may be x.
-    return_stats : bool, default False
-        Also return ``mean`` and ``rstd``.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    y : ndarray
-        x's shape and dtype.
-    mean, rstd : ndarray
-        Only with ``return_stats``: shape ``(N, C)`` for instance statistics,
-        ``(C,)`` for running ones.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
-    >>> mean.shape
-    (2, 3)
-    >>> bool(np.allclose(y, fastnorm.group_norm(x, 3), atol=1e-6))  # one group per channel
-    True
-    """
-    # the common call (input statistics, NCHW) without the Python checks
-    fast = _core._instance_norm_fast(x, weight, bias, running_mean, running_var, training,
-                                     momentum, eps, axis, out, return_stats, num_threads)
-    if fast is not None:
-        return fast
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
-    rm = _running(running_mean, C, x, "running_mean")
-    rv = _running(running_var, C, x, "running_var")
-    if (rm is None) != (rv is None):
-        raise ValueError("running_mean and running_var must be given together")
-    m = _momentum(momentum)
-    e = _core._eps_arg(eps)
-    nt = _core._threads_arg(num_threads)
-    w = _param(weight, C, x, "weight")
-    b = _param(bias, C, x, "bias")
-    out = _out(out, x)
-    use_input_stats = training or rm is None
-    if use_input_stats:
-        B = _Block(x, k, per_sample=True)
-        L = B.R * B.L
-        if training and L == 1:
-            raise ValueError(
-                f"x must have more than 1 spatial element per channel when training, "
-                f"got shape {x.shape}"
-            )
-        if training:
-            _out_apart(out, rm, rv)
-        if x.size == 0:  # as PyTorch: an empty result, running statistics untouched
-            return _return(_empty_result(out, x), (np.full((B.S, C), np.nan, _calc(x)),) * 2,
-                           return_stats)
-        y = _target(out, B.x, (B.x, w, b, rm, rv))
-        mean = np.empty((B.S, C), _calc(x))
-        rstd = np.empty((B.S, C), _calc(x))
-        var = np.empty((B.S, C), _calc(x))
-        _core._group_norm_kernel(B.x, y, *B.dims, C, w, b, e, mean, rstd, var, nt)
-        if training and rm is not None:
-            _update_running(rm, rv, mean.astype(np.float64).mean(axis=0),
-                            var.astype(np.float64).mean(axis=0), L, m)
-    else:
-        B = _Block(x, k, per_sample=False)
-        return _frozen_forward(B, out, w, b, rm, rv, e, nt, return_stats)
-    return _return(_finish(y, out), (mean, rstd), return_stats)
-
-
-def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
-                           num_threads=None):
-    """Gradients of :func:`instance_norm`.
-
-    ``mean`` and ``rstd`` of shape ``(N, C)`` are instance statistics
-    (``dx = NB(dy * weight)`` per instance, docs/numerics.md §0); of shape
-    ``(C,)``, running statistics (``dx = dy * weight * rstd``).
-
-    Parameters
-    ----------
-    dy : ndarray
-        Gradient of y: x's shape and dtype.
-    x : ndarray
-        The forward's input.
-    mean, rstd : ndarray, shape ``(N, C)`` or ``(C,)``
-        What :func:`instance_norm` returned.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        The forward's parameters.
-    axis : int, default 1
-        The forward's channel axis.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    dx : ndarray
-        x's shape and dtype.
-    dweight, dbias : ndarray of shape ``(C,)``, or None
-        None where the forward's weight (bias) was None.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    >>> y, mean, rstd = fastnorm.instance_norm(x, return_stats=True)
-    >>> dx, dweight, dbias = fastnorm.instance_norm_backward(np.ones_like(y), x, mean, rstd)
-    >>> dx.shape, dweight, dbias
-    ((2, 3, 8, 8), None, None)
-    """
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    _param(bias, C, x, "bias")
-    if np.ndim(mean) == 2:
-        return _group_backward(dy, x, mean, rstd, weight, bias, C, k, True, num_threads,
-                               (x.shape[0], C))
-    B = _Block(x, k, per_sample=False)
-    dy = _carr(_dy_like(dy, x))
-    m = _stats(mean, (C,), _calc(x), "mean")
-    r = _stats(rstd, (C,), _calc(x), "rstd")
-    w = _param(weight, C, x, "weight")
-    return _frozen_backward(dy, B, m, r, w, bias, _core._threads_arg(num_threads), weight)
 
 
 # --------------------------------------------------------------------------
@@ -834,7 +147,7 @@ batch_size: the B of the mixing constants."""
 def _stats_field(stats, field, shape, dtype):
     """One array field of a stats tuple, checked as _stats checks statistics;
     messages name stats.<field>."""
-    return _stats(getattr(stats, field), shape, np.dtype(dtype), f"stats.{field}")
+    return _stats_arg(getattr(stats, field), shape, np.dtype(dtype), f"stats.{field}")
 
 
 def _stats_flag(stats, field):
@@ -922,14 +235,13 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     Bn, D = x.shape[0], x.shape[-1]
     F = math.prod(x.shape[1:])
     fshape = x.shape[1:]
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    training = _training_flag(training)
     a_mix, b_mix = _bln_constants(batch_size, Bn)
-    w = _param(weight, D, x, "weight")
-    b = _param(bias, D, x, "bias")
+    w = _param_arg(weight, D, x, "weight")
+    b = _param_arg(bias, D, x, "bias")
     rm = _running_shaped(running_mean, fshape, x, "running_mean")
     rv = _running_shaped(running_var, fshape, x, "running_var")
-    m = _momentum(momentum)
+    m = _momentum_number(momentum)
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
     # checked in training too (as the layer checks them when built), used only in eval
@@ -942,11 +254,11 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
             raise ValueError("inference_mean='population' needs running_mean")
         if frozen_var and rv is None:
             raise ValueError("inference_var='population' needs running_var")
-    out = _out(out, x)
+    out = _out_check(out, x)
     if training:
-        _out_apart(out, rm, rv)
-    xc = _carr(x)
-    blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)  # (1, B, F, 1)
+        _out_clear_of_running(out, rm, rv)
+    xc = _c_contiguous(x)
+    blk = _ChannelBlock(xc.reshape(Bn, F), 1, per_sample=False)  # (1, B, F, 1)
     y = out if (out is not None and out.flags.c_contiguous and out.flags.aligned
                 and not any(np.may_share_memory(out, s) for s in (xc, w, b, rm, rv)
                             if s is not None)) else np.empty(x.shape, x.dtype)
@@ -962,12 +274,12 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     rstd_b = 1.0 / np.sqrt(var_used + e)
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
     # feature branch and bias: y = a * weight/sqrt(D) * x_f + bias
-    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(_calc(x)), b, axis=-1, eps=e,
+    y, fmean, frstd = _core.layer_norm(xc, (a_mix * gd).astype(_param_dtype(x)), b, axis=-1, eps=e,
                                        out=y, return_stats=True, num_threads=num_threads)
     # batch branch, added: y += b * weight/sqrt(D) * x_b
     yb = y.reshape(Bn, F)
     _core._channel_normalize_kernel(blk.x, yb, *blk.dims, mu_used, rstd_b,
-                                    np.tile(b_mix * gd, F // D if D else 0).astype(_calc(x)),
+                                    np.tile(b_mix * gd, F // D if D else 0).astype(_param_dtype(x)),
                                     None, True, nt)
     if training and Bn > 0:
         if rm is not None:
@@ -975,7 +287,7 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
         if rv is not None and Bn > 1:
             rv[...] = ((1.0 - m) * rv.astype(np.float64)
                        + m * (bvar * (Bn / (Bn - 1.0))).reshape(fshape))
-    y = _finish(y, out)
+    y = _finish_target(y, out)
     if not return_stats:
         return y
     Bc = Bn if batch_size is None else int(batch_size)
@@ -991,7 +303,7 @@ def _running_shaped(a, shape, x, name):
                         f"got {type(a).__name__}")
     if a.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    _running_dtype(a, x, name)
+    _running_dtype_arg(a, x, name)
     if not a.flags.writeable:
         raise ValueError(f"{name} is read-only")
     return a
@@ -1042,9 +354,9 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
         raise ValueError(f"x must be (B, ..., D) with at least two axes, got shape {x.shape}")
     Bn, D = x.shape[0], x.shape[-1]
     F = math.prod(x.shape[1:])
-    dy = _carr(_dy_like(dy, x))
-    w = _param(weight, D, x, "weight")
-    _param(bias, D, x, "bias")
+    dy = _c_contiguous(_like_arg(dy, x))
+    w = _param_arg(weight, D, x, "weight")
+    _param_arg(bias, D, x, "bias")
     nt = _core._threads_arg(num_threads)
     if not _is_int(stats.batch_size):
         raise TypeError(f"stats.batch_size must be an int, got {type(stats.batch_size).__name__}")
@@ -1052,26 +364,26 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
         raise ValueError(f"stats.batch_size must be positive, got {stats.batch_size!r}")
     a_mix, b_mix = _bln_constants(None if stats.batch_size == Bn else stats.batch_size, Bn)
     fshape = x.shape[1:]
-    fmean = _stats_field(stats, "feature_mean", x.shape[:-1], _calc(x))
-    frstd = _stats_field(stats, "feature_rstd", x.shape[:-1], _calc(x))
+    fmean = _stats_field(stats, "feature_mean", x.shape[:-1], _param_dtype(x))
+    frstd = _stats_field(stats, "feature_rstd", x.shape[:-1], _param_dtype(x))
     mu = _stats_field(stats, "batch_mean", fshape, np.float64).reshape(-1)
     r = _stats_field(stats, "batch_rstd", fshape, np.float64).reshape(-1)
     center = _stats_field(stats, "batch_center", fshape, np.float64).reshape(-1)
     frozen_mean = _stats_flag(stats, "frozen_mean")
     frozen_var = _stats_flag(stats, "frozen_var")
     if x.size == 0:  # as the other backward functions: empty dx, zero parameter gradients
-        zero = np.zeros(D, _calc(x))
+        zero = np.zeros(D, _param_dtype(x))
         return (np.empty(x.shape, x.dtype),
-                _grad_like(zero if weight is not None else None, weight, x),
-                _grad_like(zero.copy() if bias is not None else None, bias, x))
+                _grad_as_param(zero if weight is not None else None, weight, x),
+                _grad_as_param(zero.copy() if bias is not None else None, bias, x))
     gd = (np.ones(D) if w is None else w.astype(np.float64)) / math.sqrt(D)
-    xc = _carr(x)
+    xc = _c_contiguous(x)
     # feature branch: a * NB_last-axis(dy * weight / sqrt(D))
     dx, dwf, db = _core.layer_norm_backward(dy, xc, fmean, frstd,
-                                            (a_mix * gd).astype(_calc(x)), axis=-1,
+                                            (a_mix * gd).astype(_param_dtype(x)), axis=-1,
                                             num_threads=num_threads)
     # batch branch, added into dx
-    blk = _Block(xc.reshape(Bn, F), 1, per_sample=False)
+    blk = _ChannelBlock(xc.reshape(Bn, F), 1, per_sample=False)
     sum_dy = np.empty(F)
     sum_dyx = np.empty(F)
     dy2 = dy.reshape(Bn, F)
@@ -1100,9 +412,9 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     dwb = rsx.reshape(-1, D).sum(axis=0)
     dweight = None
     if weight is not None:
-        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(_calc(x))
+        dweight = ((a_mix * dwf.astype(np.float64) + b_mix * dwb) / math.sqrt(D)).astype(_param_dtype(x))
     dbias = db if bias is not None else None
-    return dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x)
+    return dx, _grad_as_param(dweight, weight, x), _grad_as_param(dbias, bias, x)
 
 
 # --------------------------------------------------------------------------
@@ -1193,30 +505,29 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
     k = _channel_axis(axis, x.shape)
     C = x.shape[k]
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    training = _training_flag(training)
     wm = _softmax(_logits(mean_weight, "mean_weight"))
     wv = _softmax(_logits(var_weight, "var_weight"))
-    w = _param(weight, C, x, "weight")
-    b = _param(bias, C, x, "bias")
-    rm = _running(running_mean, C, x, "running_mean")
-    rv = _running(running_var, C, x, "running_var")
+    w = _param_arg(weight, C, x, "weight")
+    b = _param_arg(bias, C, x, "bias")
+    rm = _running_stat_arg(running_mean, C, x, "running_mean")
+    rv = _running_stat_arg(running_var, C, x, "running_var")
     if (rm is None) != (rv is None):
         raise ValueError("running_mean and running_var must be given together")
     if not training and rm is None:
         raise ValueError("running_mean and running_var are required when training=False")
-    m = _momentum(momentum)
+    m = _momentum_number(momentum)
     e = _core._eps_arg(eps)
     nt = _core._threads_arg(num_threads)
-    out = _out(out, x)
-    B = _Block(x, k, per_sample=True)
+    out = _out_check(out, x)
+    B = _ChannelBlock(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
     if training and N * L == 1:
         raise ValueError(
             f"x must have more than 1 value per channel when training, got shape {x.shape}"
         )
     if training:
-        _out_apart(out, rm, rv)
+        _out_clear_of_running(out, rm, rv)
     if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
         y = _empty_result(out, x)
         if not return_stats:
@@ -1225,7 +536,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
             return np.full(shape, np.nan)
         return y, SwitchNormStats(nan(N, C), nan(N, C), nan(N, C), nan(N, C), nan(N), nan(N),
                                   nan(C), nan(C), bool(training))
-    y = _target(out, B.x, (B.x, w, b, rm, rv))
+    y = _kernel_target(out, B.x, (B.x, w, b, rm, rv))
     m_in = np.empty((N, C))
     v_in = np.empty((N, C))
     _core._channel_moments_kernel(B.x, *B.dims, e, m_in, v_in, nt)
@@ -1244,7 +555,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     _core._channel_normalize_kernel(B.x, y, *B.dims, mu, rstd, w, b, False, nt)
     if training:
         _update_running(rm, rv, m_bn, v_bn, N * L, m)
-    y = _finish(y, out)
+    y = _finish_target(y, out)
     if not return_stats:
         return y
     return y, SwitchNormStats(mu, rstd, m_in, v_in, m_ln, v_ln, m_bn, v_bn, bool(training))
@@ -1297,11 +608,11 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
         raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
     k = _channel_axis(axis, x.shape)
     C = x.shape[k]
-    B = _Block(x, k, per_sample=True)
+    B = _ChannelBlock(x, k, per_sample=True)
     N, L = B.S, B.R * B.L
-    dy = _carr(_dy_like(dy, x))
-    w = _param(weight, C, x, "weight")
-    _param(bias, C, x, "bias")
+    dy = _c_contiguous(_like_arg(dy, x))
+    w = _param_arg(weight, C, x, "weight")
+    _param_arg(bias, C, x, "bias")
     wm = _softmax(_logits(mean_weight, "mean_weight"))
     wv = _softmax(_logits(var_weight, "var_weight"))
     nt = _core._threads_arg(num_threads)
@@ -1317,7 +628,7 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     batch_stats = _stats_flag(stats, "batch_stats")
     if x.size == 0:  # nothing flows back: zero parameter gradients
         zc = np.zeros(C)
-        return (np.empty(B.shape, x.dtype), _grad_like(zc, weight, x), _grad_like(zc, bias, x),
+        return (np.empty(B.shape, x.dtype), _grad_as_param(zc, weight, x), _grad_as_param(zc, bias, x),
                 _logit_grad(np.zeros(3), mean_weight, x), _logit_grad(np.zeros(3), var_weight, x))
     sum_dy = np.empty((N, C))
     sum_dyx = np.empty((N, C))
@@ -1340,13 +651,13 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     dx = np.empty(B.shape, x.dtype)
     _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, m_in, rstd,
                                           gamma * rstd, Q / rstd, K, False, nt)
-    dweight = (rstd * sum_dyx).sum(axis=0).astype(_calc(x)) if weight is not None else None
-    dbias = sum_dy.sum(axis=0).astype(_calc(x)) if bias is not None else None
+    dweight = (rstd * sum_dyx).sum(axis=0).astype(_param_dtype(x)) if weight is not None else None
+    dbias = sum_dy.sum(axis=0).astype(_param_dtype(x)) if bias is not None else None
     gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
     gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
     dmean_weight = wm * (gm - (wm * gm).sum())
     dvar_weight = wv * (gv - (wv * gv).sum())
-    return (dx, _grad_like(dweight, weight, x), _grad_like(dbias, bias, x),
+    return (dx, _grad_as_param(dweight, weight, x), _grad_as_param(dbias, bias, x),
             _logit_grad(dmean_weight, mean_weight, x), _logit_grad(dvar_weight, var_weight, x))
 
 
@@ -1354,8 +665,8 @@ def _logit_grad(grad, logits, x):
     """The mixing logits' gradient: in the logits' dtype, or x's computing
     dtype when they were left at None (the gradient at equal logits)."""
     if logits is None:
-        return np.asarray(grad).astype(_calc(x))
-    return _grad_like(grad, logits, x)
+        return np.asarray(grad).astype(_param_dtype(x))
+    return _grad_as_param(grad, logits, x)
 
 
 # --------------------------------------------------------------------------
@@ -1402,7 +713,7 @@ def _wn_fits(coef, v):
     """Whether per-norm coefficients keep their digits in v's computing dtype
     (finite and, unless 0, normal); otherwise (the norm of subnormal float32
     or 16-bit data, say) the call is computed in float64."""
-    info = np.finfo(_calc(v))
+    info = np.finfo(_param_dtype(v))
     a = np.abs(coef)
     return bool(np.all((a <= info.max) & ((a == 0) | (a >= info.tiny))))
 
@@ -1451,25 +762,25 @@ def weight_norm(v, g, *, axis=0, eps=0.0, out=None, num_threads=None):
     """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
-    out = _out(out, v, xname="v")
-    vc = _carr(v)
-    gg = _carr(ga.reshape(-1), np.float64)
-    w = _target(out, vc, (vc, gg))
+    out = _out_check(out, v, xname="v")
+    vc = _c_contiguous(v)
+    gg = _c_contiguous(ga.reshape(-1), np.float64)
+    w = _kernel_target(out, vc, (vc, gg))
     if v.size == 0:
-        return _finish(w, out)
+        return _finish_target(w, out)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         _core._weight_norm_kernel(vc, w, dims[2], dims[3], gg, e, nt)
-        return _finish(w, out)
+        return _finish_target(w, out)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = gg / _wn_norms(vc, dims, e, nt)
     if not _wn_fits(scale, v):
         with np.errstate(over="ignore", invalid="ignore"):
             w64 = vc.astype(np.float64).reshape(dims) * _per_norm(scale)
         w[...] = w64.reshape(v.shape).astype(v.dtype)
-        return _finish(w, out)
+        return _finish_target(w, out)
     _core._channel_normalize_kernel(vc, w, *dims, np.zeros(dims[2]), scale, None, None, False,
                                     nt)
-    return _finish(w, out)
+    return _finish_target(w, out)
 
 
 def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
@@ -1511,18 +822,18 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
     """
     v, e, dims, ga = _wn_layout(v, g, axis, eps)
     nt = _core._threads_arg(num_threads)
-    dw = _dy_like(dw, v, "dw", xname="v")
-    vc = _carr(v)
-    dwc = _carr(dw)
+    dw = _like_arg(dw, v, "dw", xname="v")
+    vc = _c_contiguous(v)
+    dwc = _c_contiguous(dw)
     C = dims[2]
     dv = np.empty(v.shape, v.dtype)
     if v.size == 0:
-        return dv, _grad_like(np.zeros(ga.shape), g, v)
-    gg = _carr(ga.reshape(-1), np.float64)
+        return dv, _grad_as_param(np.zeros(ga.shape), g, v)
+    gg = _c_contiguous(ga.reshape(-1), np.float64)
     if dims[1] == 1:  # one contiguous row per norm (axis 0): each row read once
         dg = np.empty(C)
         _core._weight_norm_backward_kernel(dwc, vc, dv, C, dims[3], gg, e, dg, nt)
-        return dv, _grad_like(dg.reshape(ga.shape), g, v)
+        return dv, _grad_as_param(dg.reshape(ga.shape), g, v)
     norm = _wn_norms(vc, dims, e, nt)
     sum_dw = np.empty(C)
     sum_dwv = np.empty(C)
@@ -1539,68 +850,14 @@ def weight_norm_backward(dw, v, g, *, axis=0, eps=0.0, num_threads=None):
             dv64 = (_per_norm(a) * d64
                     - _per_norm(gg * dg / norm) * vn)
             dv[...] = dv64.reshape(v.shape).astype(v.dtype)
-            return dv, _grad_like(dg.reshape(ga.shape), g, v)
+            return dv, _grad_as_param(dg.reshape(ga.shape), g, v)
     _core._channel_affine_backward_kernel(dwc, vc, dv, *dims, zeros, np.ones(C), a, b, zeros,
                                           False, nt)
-    return dv, _grad_like(dg.reshape(ga.shape), g, v)
+    return dv, _grad_as_param(dg.reshape(ga.shape), g, v)
 
 
 # --------------------------------------------------------------------------
 # Per-channel moments: partial statistics that merge
 # --------------------------------------------------------------------------
 
-def channel_moments(x, axis=1, *, num_threads=None):
-    """Per-channel count, mean and centered sum of squares of x, in float64.
 
-    For each index c of ``axis`` (1 for (N, C, *spatial); -1 for
-    channels-last data or for the features of an (N, features) table), over
-    every other axis of x: ``count``, the number of values; ``mean``; and
-    ``M2`` = sum((x - mean)**2). Each is a float64 array of shape (C,). The
-    variance is M2 / count (M2 / (count - 1) unbiased). A channel with no
-    values has mean NaN and M2 0.
-
-    One pass over x by the channel kernels batch_norm's statistics come from:
-    the sums are centered about a per-block estimate of the mean and merged in
-    float64, so a large offset (a mean of 1e6 with unit spread) costs no
-    accuracy, as it would with sum(x**2) - count * mean**2.
-
-    Moments of disjoint parts a and b of a dataset merge exactly (Chan, Golub
-    and LeVeque's parallel formula)::
-
-        n = na + nb;  d = mean_b - mean_a
-        mean = mean_a + d * nb / n;  M2 = M2_a + M2_b + d * d * na * nb / n
-
-    so statistics of data seen a batch at a time -- a streaming standard
-    scaler, or the chunks of a dask array (``fastnorm.dask``) -- come out as
-    if all of it had been in memory at once.
-    """
-    x = _core._data_arg(x, "x")
-    k = _moments_axis(axis, x.shape)
-    nt = _core._threads_arg(num_threads)
-    return _block_moments(_Block(x, k, per_sample=False), nt)
-
-
-def _moments_axis(axis, shape):
-    """channel_moments' channel axis for an x of this shape, as a
-    non-negative int (any axis of an x of one axis or more)."""
-    if len(shape) < 1:
-        raise ValueError(f"x must have at least one axis (the channel axis), got shape {shape}")
-    if not _is_int(axis):
-        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
-    (k,) = _core._axes_arg(int(axis), len(shape))
-    return k
-
-
-def _block_moments(B, nt):
-    """(count, mean, M2) of block B (a _Block) per channel, or per (sample,
-    channel) for a per-sample block: float64 vectors of length S * C."""
-    n = B.R * B.L
-    SC = B.S * B.C
-    count = np.full(SC, float(n))
-    mean = np.full(SC, np.nan)
-    var = np.zeros(SC)
-    if n > 0 and SC > 0:
-        # eps 0: sums of squares that underflow the computing dtype are always
-        # computed again in double
-        _core._channel_moments_kernel(B.x, *B.dims, 0.0, mean, var, nt)
-    return count, mean, var * n

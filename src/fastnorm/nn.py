@@ -465,7 +465,7 @@ class _ChannelNorm(_Module):
         rm, rv = self.running_mean, self.running_var
         if rm is None:
             return None, None
-        dt = _family._calc(x)
+        dt = _family._param_dtype(x)
         if rm.dtype != dt and rm.dtype != np.float64:  # float64 ones are updated as they are
             rm, rv = rm.astype(dt), rv.astype(dt)
         return rm, rv
