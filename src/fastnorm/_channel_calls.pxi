@@ -308,3 +308,130 @@ cdef inline void _channel_error(int rc) except *:
     if rc == FASTNORM_EINVAL:
         raise ValueError("the number of channels must be divisible by the number of groups")
     _raise_kernel_error(rc)
+
+
+# Switchable normalization (fastnorm.h: its own block of entry points).
+cdef extern from "fastnorm.h" nogil:
+    int fastnorm_switch_norm_f32(int64_t N, int64_t R, int64_t C, int64_t L, const float *x,
+                                 float *y, const float *weight, const float *bias,
+                                 const double *mean_weight, const double *var_weight,
+                                 const double *running_mean, const double *running_var,
+                                 double eps, double *mean, double *rstd, double *in_mean,
+                                 double *in_var, double *ln_mean, double *ln_var,
+                                 double *bn_mean, double *bn_var, int num_threads)
+    int fastnorm_switch_norm_f64(int64_t N, int64_t R, int64_t C, int64_t L, const double *x,
+                                 double *y, const double *weight, const double *bias,
+                                 const double *mean_weight, const double *var_weight,
+                                 const double *running_mean, const double *running_var,
+                                 double eps, double *mean, double *rstd, double *in_mean,
+                                 double *in_var, double *ln_mean, double *ln_var,
+                                 double *bn_mean, double *bn_var, int num_threads)
+    int fastnorm_switch_norm_f16(int64_t N, int64_t R, int64_t C, int64_t L,
+                                 const uint16_t *x, uint16_t *y, const float *weight,
+                                 const float *bias, const double *mean_weight,
+                                 const double *var_weight, const double *running_mean,
+                                 const double *running_var, double eps, double *mean,
+                                 double *rstd, double *in_mean, double *in_var,
+                                 double *ln_mean, double *ln_var, double *bn_mean,
+                                 double *bn_var, int num_threads)
+    int fastnorm_switch_norm_bf16(int64_t N, int64_t R, int64_t C, int64_t L,
+                                  const uint16_t *x, uint16_t *y, const float *weight,
+                                  const float *bias, const double *mean_weight,
+                                  const double *var_weight, const double *running_mean,
+                                  const double *running_var, double eps, double *mean,
+                                  double *rstd, double *in_mean, double *in_var,
+                                  double *ln_mean, double *ln_var, double *bn_mean,
+                                  double *bn_var, int num_threads)
+    int fastnorm_switch_norm_backward_f32(
+        int64_t N, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, float *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads)
+    int fastnorm_switch_norm_backward_f64(
+        int64_t N, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+        const double *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, double *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads)
+    int fastnorm_switch_norm_backward_f16(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, uint16_t *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads)
+    int fastnorm_switch_norm_backward_bf16(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, uint16_t *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads)
+
+
+cdef struct SwitchStats:
+    # the statistics of switchable normalization (fastnorm.h), all double
+    double *mean
+    double *rstd
+    double *in_mean
+    double *in_var
+    double *ln_mean
+    double *ln_var
+    double *bn_mean
+    double *bn_var
+
+
+cdef int _call_switch_norm(int kind, ChannelDims d, char *x, char *y, char *w, char *b,
+                           double *wm, double *wv, double *rm, double *rv, double eps,
+                           SwitchStats s, int nt) noexcept nogil:
+    if kind == K_F32:
+        return fastnorm_switch_norm_f32(d.S, d.R, d.C, d.L, <float *>x, <float *>y,
+                                        <float *>w, <float *>b, wm, wv, rm, rv, eps, s.mean,
+                                        s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var,
+                                        s.bn_mean, s.bn_var, nt)
+    if kind == K_F64:
+        return fastnorm_switch_norm_f64(d.S, d.R, d.C, d.L, <double *>x, <double *>y,
+                                        <double *>w, <double *>b, wm, wv, rm, rv, eps,
+                                        s.mean, s.rstd, s.in_mean, s.in_var, s.ln_mean,
+                                        s.ln_var, s.bn_mean, s.bn_var, nt)
+    if kind == K_F16:
+        return fastnorm_switch_norm_f16(d.S, d.R, d.C, d.L, <uint16_t *>x, <uint16_t *>y,
+                                        <float *>w, <float *>b, wm, wv, rm, rv, eps, s.mean,
+                                        s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var,
+                                        s.bn_mean, s.bn_var, nt)
+    return fastnorm_switch_norm_bf16(d.S, d.R, d.C, d.L, <uint16_t *>x, <uint16_t *>y,
+                                     <float *>w, <float *>b, wm, wv, rm, rv, eps, s.mean,
+                                     s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var,
+                                     s.bn_mean, s.bn_var, nt)
+
+
+cdef int _call_switch_norm_backward(int kind, ChannelDims d, char *dy, char *x, char *w,
+                                    double *wm, double *wv, SwitchStats s, bint batch_stats,
+                                    double *rstd_cubed, char *dx, double *dw, double *db,
+                                    double *dwm, double *dwv, int nt) noexcept nogil:
+    if kind == K_F32:
+        return fastnorm_switch_norm_backward_f32(
+            d.S, d.R, d.C, d.L, <float *>dy, <float *>x, <float *>w, wm, wv, s.mean, s.rstd,
+            s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var, batch_stats,
+            rstd_cubed, <float *>dx, dw, db, dwm, dwv, nt)
+    if kind == K_F64:
+        return fastnorm_switch_norm_backward_f64(
+            d.S, d.R, d.C, d.L, <double *>dy, <double *>x, <double *>w, wm, wv, s.mean,
+            s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var,
+            batch_stats, rstd_cubed, <double *>dx, dw, db, dwm, dwv, nt)
+    if kind == K_F16:
+        return fastnorm_switch_norm_backward_f16(
+            d.S, d.R, d.C, d.L, <uint16_t *>dy, <uint16_t *>x, <float *>w, wm, wv, s.mean,
+            s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var,
+            batch_stats, rstd_cubed, <uint16_t *>dx, dw, db, dwm, dwv, nt)
+    return fastnorm_switch_norm_backward_bf16(
+        d.S, d.R, d.C, d.L, <uint16_t *>dy, <uint16_t *>x, <float *>w, wm, wv, s.mean,
+        s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var, batch_stats,
+        rstd_cubed, <uint16_t *>dx, dw, db, dwm, dwv, nt)

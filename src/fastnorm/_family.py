@@ -34,6 +34,8 @@ from ._core import (  # noqa: F401  (re-exported; the checks are shared with das
     _running_dtype_arg,
     _running_stat_arg,
     _stats_arg,
+    _stats_field_arg as _stats_field,
+    _stats_flag_arg as _stats_flag,
     _training_flag,
     batch_norm,
     batch_norm_backward,
@@ -42,6 +44,8 @@ from ._core import (  # noqa: F401  (re-exported; the checks are shared with das
     group_norm_backward,
     instance_norm,
     instance_norm_backward,
+    switch_norm,
+    switch_norm_backward,
     weight_norm,
     weight_norm_backward,
 )
@@ -144,19 +148,6 @@ x's dtype. batch_mean, batch_rstd: the batch branch's statistics as used
 batch_center: the mini-batch mean. frozen_mean / frozen_var: whether the
 batch branch used population statistics (constants for the backward).
 batch_size: the B of the mixing constants."""
-
-
-def _stats_field(stats, field, shape, dtype):
-    """One array field of a stats tuple, checked as _stats checks statistics;
-    messages name stats.<field>."""
-    return _stats_arg(getattr(stats, field), shape, np.dtype(dtype), f"stats.{field}")
-
-
-def _stats_flag(stats, field):
-    v = getattr(stats, field)
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"stats.{field} must be a bool, got {type(v).__name__}")
-    return bool(v)
 
 
 def _bln_constants(batch_size, B):
@@ -433,239 +424,3 @@ SwitchNormStats.__doc__ = """What switch_norm_backward needs from the forward (f
 mean, rstd: the mixed statistics, (N, C). in_*: (N, C); ln_*: (N,); bn_*:
 (C,). batch_stats: whether the BN statistics came from the batch (training)
 rather than from the running statistics."""
-
-
-def _softmax(v):
-    e = np.exp(v - v.max())
-    return e / e.sum()
-
-
-def _logits(v, name):
-    if v is None:
-        return np.zeros(3)  # equal weights (softmax of ones)
-    a = np.asarray(v)
-    if not (_is_float(a.dtype) or a.dtype.kind in "iu"):
-        raise TypeError(f"{name} must be a real array of 3 values, got dtype {a.dtype}")
-    if a.shape != (3,):
-        raise ValueError(f"{name} must have shape (3,) (IN, LN, BN), got {a.shape}")
-    return a.astype(np.float64)
-
-
-def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
-                running_mean=None, running_var=None, *, training=True, momentum=0.1, eps=1e-5,
-                axis=1, out=None, return_stats=False, num_threads=None):
-    """Switchable Normalization (docs/numerics.md §9).
-
-    ``mu = sum_k softmax(mean_weight)_k * mu_k`` and ``var`` likewise with
-    ``var_weight``, over k = (instance, layer, batch) statistics;
-    ``y = (x - mu) / sqrt(var + eps) * weight[c] + bias[c]``.
-
-    Parameters
-    ----------
-    x : ndarray, shape ``(N, C, *spatial)`` or channels-last with ``axis=-1``
-        float32, float64, float16 or bfloat16.
-    weight, bias : ndarray, shape ``(C,)``, optional
-        Per-channel scale and shift.
-    mean_weight, var_weight : array of 3 values, optional
-        The mixing logits in the order (IN, LN, BN); None: equal weights.
-    running_mean, running_var : ndarray of shape ``(C,)``, optional
-        Running statistics of the BN part, updated in place by training.
-    training : bool, default True
-        Use the batch's BN statistics; else the running ones.
-    momentum : float, default 0.1
-        Weight of the new statistics in the running-statistics update.
-    eps : float, default 1e-5
-        Added to the variance inside the square root.
-    axis : int, default 1
-        The channel axis.
-    out : ndarray, optional
-        Receives y (x's shape and dtype); may be x.
-    return_stats : bool, default False
-        Also return the statistics the backward needs.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    y : ndarray
-        x's shape and dtype.
-    stats : SwitchNormStats
-        Only with ``return_stats``: for :func:`switch_norm_backward`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
-    >>> mean_logits = np.array([10.0, -10.0, -10.0])   # all weight on instance statistics
-    >>> y = fastnorm.switch_norm(x, mean_weight=mean_logits, var_weight=mean_logits)
-    >>> bool(np.allclose(y, fastnorm.instance_norm(x), atol=1e-4))
-    True
-    """
-    x = _core._data_arg(x, "x")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    training = _training_flag(training)
-    wm = _softmax(_logits(mean_weight, "mean_weight"))
-    wv = _softmax(_logits(var_weight, "var_weight"))
-    w = _param_arg(weight, C, x, "weight")
-    b = _param_arg(bias, C, x, "bias")
-    rm = _running_stat_arg(running_mean, C, x, "running_mean")
-    rv = _running_stat_arg(running_var, C, x, "running_var")
-    if (rm is None) != (rv is None):
-        raise ValueError("running_mean and running_var must be given together")
-    if not training and rm is None:
-        raise ValueError("running_mean and running_var are required when training=False")
-    m = _momentum_number(momentum)
-    e = _core._eps_arg(eps)
-    nt = _core._threads_arg(num_threads)
-    out = _out_check(out, x)
-    B = _ChannelBlock(x, k, per_sample=True)
-    N, L = B.S, B.R * B.L
-    if training and N * L == 1:
-        raise ValueError(
-            f"x must have more than 1 value per channel when training, got shape {x.shape}"
-        )
-    if training:
-        _out_clear_of_running(out, rm, rv)
-    if x.size == 0:  # as batch and instance norm: an empty result, running statistics untouched
-        y = _empty_result(out, x)
-        if not return_stats:
-            return y
-        def nan(*shape):
-            return np.full(shape, np.nan)
-        return y, SwitchNormStats(nan(N, C), nan(N, C), nan(N, C), nan(N, C), nan(N), nan(N),
-                                  nan(C), nan(C), bool(training))
-    y = _kernel_target(out, B.x, (B.x, w, b, rm, rv))
-    m_in = np.empty((N, C))
-    v_in = np.empty((N, C))
-    _core._channel_moments_kernel(B.x, *B.dims, e, m_in, v_in, nt)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m_ln = m_in.mean(axis=1)
-        v_ln = v_in.mean(axis=1) + ((m_in - m_ln[:, None]) ** 2).mean(axis=1)
-        if training:
-            m_bn = m_in.mean(axis=0)
-            v_bn = v_in.mean(axis=0) + ((m_in - m_bn) ** 2).mean(axis=0)
-        else:
-            m_bn = rm.astype(np.float64)
-            v_bn = rv.astype(np.float64)
-        mu = wm[0] * m_in + wm[1] * m_ln[:, None] + wm[2] * m_bn
-        var = wv[0] * v_in + wv[1] * v_ln[:, None] + wv[2] * v_bn
-        rstd = 1.0 / np.sqrt(var + e)
-    _core._channel_normalize_kernel(B.x, y, *B.dims, mu, rstd, w, b, False, nt)
-    if training:
-        _update_running(rm, rv, m_bn, v_bn, N * L, m)
-    y = _finish_target(y, out)
-    if not return_stats:
-        return y
-    return y, SwitchNormStats(mu, rstd, m_in, v_in, m_ln, v_ln, m_bn, v_bn, bool(training))
-
-
-def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
-                         var_weight=None, *, axis=1, num_threads=None):
-    """Gradients of :func:`switch_norm`, through the three sets of statistics
-    and the two softmaxes.
-
-    Parameters
-    ----------
-    dy : ndarray
-        Gradient of y: x's shape and dtype.
-    x : ndarray
-        The forward's input.
-    stats : SwitchNormStats
-        What :func:`switch_norm` returned.
-    weight, bias, mean_weight, var_weight : optional
-        The forward's parameters.
-    axis : int, default 1
-        The forward's channel axis.
-    num_threads : int, optional
-        Upper bound on threads.
-
-    Returns
-    -------
-    dx : ndarray
-        x's shape and dtype.
-    dweight, dbias : ndarray of shape ``(C,)``, or None
-        None where the forward's weight (bias) was None.
-    dmean_weight, dvar_weight : ndarray, shape ``(3,)``
-        Gradients of the logits (at equal logits where they were None).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm
-    >>> x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
-    >>> y, stats = fastnorm.switch_norm(x, return_stats=True)
-    >>> dx, dw, db, dmean_weight, dvar_weight = fastnorm.switch_norm_backward(
-    ...     np.ones_like(y), x, stats)
-    >>> dx.shape, dmean_weight.shape, dvar_weight.shape
-    ((4, 3, 5, 5), (3,), (3,))
-    """
-    x = _core._data_arg(x, "x")
-    if not isinstance(stats, SwitchNormStats):
-        raise TypeError("stats must be the SwitchNormStats that switch_norm returned")
-    if x.ndim < 2:
-        raise ValueError(f"x must have a batch axis and a channel axis, got shape {x.shape}")
-    k = _channel_axis(axis, x.shape)
-    C = x.shape[k]
-    B = _ChannelBlock(x, k, per_sample=True)
-    N, L = B.S, B.R * B.L
-    dy = _c_contiguous(_like_arg(dy, x))
-    w = _param_arg(weight, C, x, "weight")
-    _param_arg(bias, C, x, "bias")
-    wm = _softmax(_logits(mean_weight, "mean_weight"))
-    wv = _softmax(_logits(var_weight, "var_weight"))
-    nt = _core._threads_arg(num_threads)
-    f64 = np.float64
-    mu = _stats_field(stats, "mean", (N, C), f64)
-    rstd = _stats_field(stats, "rstd", (N, C), f64)
-    m_in = _stats_field(stats, "in_mean", (N, C), f64)
-    v_in = _stats_field(stats, "in_var", (N, C), f64)
-    m_ln = _stats_field(stats, "ln_mean", (N,), f64)
-    v_ln = _stats_field(stats, "ln_var", (N,), f64)
-    m_bn = _stats_field(stats, "bn_mean", (C,), f64)
-    v_bn = _stats_field(stats, "bn_var", (C,), f64)
-    batch_stats = _stats_flag(stats, "batch_stats")
-    if x.size == 0:  # nothing flows back: zero parameter gradients
-        zc = np.zeros(C)
-        return (np.empty(B.shape, x.dtype), _grad_as_param(zc, weight, x), _grad_as_param(zc, bias, x),
-                _logit_grad(np.zeros(3), mean_weight, x), _logit_grad(np.zeros(3), var_weight, x))
-    sum_dy = np.empty((N, C))
-    sum_dyx = np.empty((N, C))
-    _core._channel_sums_kernel(dy, B.x, *B.dims, mu, sum_dy, sum_dyx, nt)
-    gamma = np.ones(C) if w is None else w.astype(np.float64)
-    dmu = -rstd * gamma * sum_dy                 # dL/dmu per (n, c)
-    dvar = -0.5 * rstd ** 3 * gamma * sum_dyx    # dL/dvar per (n, c)
-    bn = 1.0 if batch_stats else 0.0             # running BN statistics are constants
-    dmu_in, dmu_ln, dmu_bn = wm[0] * dmu, wm[1] * dmu.sum(axis=1), bn * wm[2] * dmu.sum(axis=0)
-    dv_in, dv_ln, dv_bn = wv[0] * dvar, wv[1] * dvar.sum(axis=1), bn * wv[2] * dvar.sum(axis=0)
-    cin, cln, cbn = 1.0 / L, 1.0 / (C * L), 1.0 / (N * L)
-    # dx = gamma * rstd * dy + Q * (x - m_in) + K per (n, c). Each variance's
-    # term 2 dv_k c_k (x - m_k) is centered on the instance mean, the center of
-    # the (n, c) values, as 2 dv_k c_k ((x - m_in) + (m_in - m_k)): the
-    # differences of means are spreads of the data, never its offset, so no two
-    # large terms cancel (docs: the gradients are formed from centered values).
-    Q = 2.0 * (dv_in * cin + dv_ln[:, None] * cln + dv_bn * cbn)
-    K = (dmu_in * cin + dmu_ln[:, None] * cln + dmu_bn * cbn
-         + 2.0 * (dv_ln[:, None] * (m_in - m_ln[:, None]) * cln + dv_bn * (m_in - m_bn) * cbn))
-    dx = np.empty(B.shape, x.dtype)
-    _core._channel_affine_backward_kernel(dy, B.x, dx, *B.dims, m_in, rstd,
-                                          gamma * rstd, Q / rstd, K, False, nt)
-    dweight = (rstd * sum_dyx).sum(axis=0).astype(_param_dtype(x)) if weight is not None else None
-    dbias = sum_dy.sum(axis=0).astype(_param_dtype(x)) if bias is not None else None
-    gm = np.array([(dmu * m_in).sum(), (dmu * m_ln[:, None]).sum(), (dmu * m_bn).sum()])
-    gv = np.array([(dvar * v_in).sum(), (dvar * v_ln[:, None]).sum(), (dvar * v_bn).sum()])
-    dmean_weight = wm * (gm - (wm * gm).sum())
-    dvar_weight = wv * (gv - (wv * gv).sum())
-    return (dx, _grad_as_param(dweight, weight, x), _grad_as_param(dbias, bias, x),
-            _logit_grad(dmean_weight, mean_weight, x), _logit_grad(dvar_weight, var_weight, x))
-
-
-def _logit_grad(grad, logits, x):
-    """The mixing logits' gradient: in the logits' dtype, or x's computing
-    dtype when they were left at None (the gradient at equal logits)."""
-    if logits is None:
-        return np.asarray(grad).astype(_param_dtype(x))
-    return _grad_as_param(grad, logits, x)

@@ -289,6 +289,8 @@ typedef struct {
  * of T as a double and FN_FROM_D(d) a double rounded to T (the exact-range
  * path), and the table of primitives. */
 
+#include "driver_mixed.h"
+
 /* float32 data */
 #define T float
 #define A float
@@ -307,6 +309,7 @@ typedef struct {
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
 #undef T
 #undef A
 #undef W
@@ -332,6 +335,7 @@ typedef struct {
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
 #undef T
 #undef A
 #undef W
@@ -369,6 +373,7 @@ typedef struct {
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
 #undef SUF
 #undef PRIMS_TYPE
 #undef FN_TO_D
@@ -389,3 +394,4 @@ typedef struct {
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"

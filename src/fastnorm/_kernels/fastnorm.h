@@ -650,6 +650,52 @@ FASTNORM_API int fastnorm_add_rms_norm_axis_f64(
 FASTNORM_DECLARE_16BIT(f16)
 FASTNORM_DECLARE_16BIT(bf16)
 
+/* ---- switchable normalization ---------------------------------------------
+ * x is a C-ordered (N, R, C, L) array: N samples, R rows, C channels and L
+ * contiguous elements per channel ((N, 1, C, H*W) for NCHW data,
+ * (N, H*W, C, 1) for channels-last). The instance moments in_mean, in_var
+ * (N, C) are mixed with the layer moments ln_mean, ln_var (N) and the batch
+ * moments bn_mean, bn_var (C) by the softmaxed weights mean_weight and
+ * var_weight (3 doubles each: IN, LN, BN):
+ *   mean = mw[0] in_mean + mw[1] ln_mean + mw[2] bn_mean, var alike,
+ *   y = (x - mean) / sqrt(var + eps) * weight + bias,
+ * every statistic in double (docs/numerics.md §9; the sums in NumPy's order,
+ * driver_mixed.h). The batch moments come from the batch, or, where
+ * running_mean and running_var (C doubles) are not NULL, are those. mean and
+ * rstd (N, C) are the mixed statistics the backward takes, with the other
+ * seven arrays. weight and bias (C, the parameter type: float for 16-bit
+ * data) may be NULL. With no elements nothing is written to y and every
+ * statistic is NaN. y may be x itself, and must not otherwise overlap the
+ * inputs.
+ *
+ * The backward writes dx (x's shape; it must not overlap dy or x), dweight
+ * and dbias (C doubles each, either may be NULL; weight NULL means ones) and
+ * the gradients of the mixing weights dmean_weight, dvar_weight (3 doubles
+ * each, with respect to the softmaxed weights' logits). batch_stats is
+ * whether the forward used the batch's moments (else they are constants).
+ * rstd_cubed (N, C) is rstd**3 as the caller computed it, or NULL:
+ * pow(rstd, 3). With no elements the gradients are zero. */
+#define FASTNORM_DECLARE_SWITCH_NORM(SUF, T, W)                                          \
+    FASTNORM_API int fastnorm_switch_norm_##SUF(                                         \
+        int64_t N, int64_t R, int64_t C, int64_t L, const T *x, T *y, const W *weight,    \
+        const W *bias, const double *mean_weight, const double *var_weight,               \
+        const double *running_mean, const double *running_var, double eps, double *mean,  \
+        double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var,   \
+        double *bn_mean, double *bn_var, int num_threads);                                \
+    FASTNORM_API int fastnorm_switch_norm_backward_##SUF(                                \
+        int64_t N, int64_t R, int64_t C, int64_t L, const T *dy, const T *x,              \
+        const W *weight, const double *mean_weight, const double *var_weight,             \
+        const double *mean, const double *rstd, const double *in_mean,                    \
+        const double *in_var, const double *ln_mean, const double *ln_var,                \
+        const double *bn_mean, const double *bn_var, int batch_stats,                     \
+        const double *rstd_cubed, T *dx, double *dweight, double *dbias,                  \
+        double *dmean_weight, double *dvar_weight, int num_threads);
+
+FASTNORM_DECLARE_SWITCH_NORM(f32, float, float)
+FASTNORM_DECLARE_SWITCH_NORM(f64, double, double)
+FASTNORM_DECLARE_SWITCH_NORM(f16, uint16_t, float)
+FASTNORM_DECLARE_SWITCH_NORM(bf16, uint16_t, float)
+
 /* ---- the entry points as a table -----------------------------------------
  * For hosts that reach the kernels through an already loaded copy instead
  * of linking them: the Python package hands this table to other extension
