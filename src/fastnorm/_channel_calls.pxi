@@ -435,3 +435,125 @@ cdef int _call_switch_norm_backward(int kind, ChannelDims d, char *dy, char *x, 
         d.S, d.R, d.C, d.L, <uint16_t *>dy, <uint16_t *>x, <float *>w, wm, wv, s.mean,
         s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var, batch_stats,
         rstd_cubed, <uint16_t *>dx, dw, db, dwm, dwv, nt)
+
+
+# Batch-layer normalization (fastnorm.h: its own block of entry points).
+cdef extern from "fastnorm.h" nogil:
+    int fastnorm_batch_layer_norm_f32(int64_t B, int64_t M, int64_t D, const float *x,
+                                      float *y, const float *weight, const float *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      float *feature_mean, float *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_f64(int64_t B, int64_t M, int64_t D, const double *x,
+                                      double *y, const double *weight, const double *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      double *feature_mean, double *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_f16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
+                                      uint16_t *y, const float *weight, const float *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      float *feature_mean, float *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_bf16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
+                                       uint16_t *y, const float *weight, const float *bias,
+                                       int64_t batch_size, const double *running_mean,
+                                       const double *running_var, double eps,
+                                       float *feature_mean, float *feature_rstd,
+                                       double *batch_mean, double *batch_rstd,
+                                       double *batch_center, double *batch_var,
+                                       int num_threads)
+    int fastnorm_batch_layer_norm_backward_f32(
+        int64_t B, int64_t M, int64_t D, const float *dy, const float *x, const float *weight,
+        int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+        const double *batch_mean, const double *batch_rstd, const double *batch_center,
+        int frozen_mean, int frozen_var, float *dx, float *dweight, float *dbias,
+        int num_threads)
+    int fastnorm_batch_layer_norm_backward_f64(
+        int64_t B, int64_t M, int64_t D, const double *dy, const double *x,
+        const double *weight, int64_t batch_size, const double *feature_mean,
+        const double *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, double *dx,
+        double *dweight, double *dbias, int num_threads)
+    int fastnorm_batch_layer_norm_backward_f16(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_batch_layer_norm_backward_bf16(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads)
+
+
+cdef struct BatchLayerStats:
+    # the statistics of batch-layer normalization (fastnorm.h)
+    char *feature_mean  # the parameter type
+    char *feature_rstd
+    double *batch_mean
+    double *batch_rstd
+    double *batch_center
+    double *batch_var
+
+
+cdef int _call_batch_layer_norm(int kind, int64_t B, int64_t M, int64_t D, char *x, char *y,
+                                char *w, char *b, int64_t batch_size, double *rm, double *rv,
+                                double eps, BatchLayerStats s, int nt) noexcept nogil:
+    if kind == K_F32:
+        return fastnorm_batch_layer_norm_f32(B, M, D, <float *>x, <float *>y, <float *>w,
+                                             <float *>b, batch_size, rm, rv, eps,
+                                             <float *>s.feature_mean, <float *>s.feature_rstd,
+                                             s.batch_mean, s.batch_rstd, s.batch_center,
+                                             s.batch_var, nt)
+    if kind == K_F64:
+        return fastnorm_batch_layer_norm_f64(B, M, D, <double *>x, <double *>y, <double *>w,
+                                             <double *>b, batch_size, rm, rv, eps,
+                                             <double *>s.feature_mean,
+                                             <double *>s.feature_rstd, s.batch_mean,
+                                             s.batch_rstd, s.batch_center, s.batch_var, nt)
+    if kind == K_F16:
+        return fastnorm_batch_layer_norm_f16(B, M, D, <uint16_t *>x, <uint16_t *>y,
+                                             <float *>w, <float *>b, batch_size, rm, rv, eps,
+                                             <float *>s.feature_mean, <float *>s.feature_rstd,
+                                             s.batch_mean, s.batch_rstd, s.batch_center,
+                                             s.batch_var, nt)
+    return fastnorm_batch_layer_norm_bf16(B, M, D, <uint16_t *>x, <uint16_t *>y, <float *>w,
+                                          <float *>b, batch_size, rm, rv, eps,
+                                          <float *>s.feature_mean, <float *>s.feature_rstd,
+                                          s.batch_mean, s.batch_rstd, s.batch_center,
+                                          s.batch_var, nt)
+
+
+cdef int _call_batch_layer_norm_backward(int kind, int64_t B, int64_t M, int64_t D, char *dy,
+                                         char *x, char *w, int64_t batch_size,
+                                         BatchLayerStats s, bint frozen_mean, bint frozen_var,
+                                         char *dx, char *dw, char *db, int nt) noexcept nogil:
+    if kind == K_F32:
+        return fastnorm_batch_layer_norm_backward_f32(
+            B, M, D, <float *>dy, <float *>x, <float *>w, batch_size, <float *>s.feature_mean,
+            <float *>s.feature_rstd, s.batch_mean, s.batch_rstd, s.batch_center, frozen_mean,
+            frozen_var, <float *>dx, <float *>dw, <float *>db, nt)
+    if kind == K_F64:
+        return fastnorm_batch_layer_norm_backward_f64(
+            B, M, D, <double *>dy, <double *>x, <double *>w, batch_size,
+            <double *>s.feature_mean, <double *>s.feature_rstd, s.batch_mean, s.batch_rstd,
+            s.batch_center, frozen_mean, frozen_var, <double *>dx, <double *>dw, <double *>db,
+            nt)
+    if kind == K_F16:
+        return fastnorm_batch_layer_norm_backward_f16(
+            B, M, D, <uint16_t *>dy, <uint16_t *>x, <float *>w, batch_size,
+            <float *>s.feature_mean, <float *>s.feature_rstd, s.batch_mean, s.batch_rstd,
+            s.batch_center, frozen_mean, frozen_var, <uint16_t *>dx, <float *>dw, <float *>db,
+            nt)
+    return fastnorm_batch_layer_norm_backward_bf16(
+        B, M, D, <uint16_t *>dy, <uint16_t *>x, <float *>w, batch_size,
+        <float *>s.feature_mean, <float *>s.feature_rstd, s.batch_mean, s.batch_rstd,
+        s.batch_center, frozen_mean, frozen_var, <uint16_t *>dx, <float *>dw, <float *>db, nt)

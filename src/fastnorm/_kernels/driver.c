@@ -310,6 +310,7 @@ typedef struct {
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef T
 #undef A
 #undef W
@@ -336,6 +337,7 @@ typedef struct {
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef T
 #undef A
 #undef W
@@ -374,6 +376,7 @@ typedef struct {
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef SUF
 #undef PRIMS_TYPE
 #undef FN_TO_D
@@ -395,3 +398,4 @@ typedef struct {
 #include "driver_channel_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"

@@ -1,7 +1,8 @@
 /*
- * driver_mixed.h -- the per-channel arithmetic of switchable normalization,
- * shared by every data type (included once by driver.c, before the
- * per-type drivers of driver_switch_impl.h).
+ * driver_mixed.h -- the per-channel arithmetic of switchable and batch-layer
+ * normalization, shared by every data type (included once by driver.c,
+ * before the per-type drivers of driver_switch_impl.h and
+ * driver_batch_layer_impl.h).
  *
  * Its statistics and coefficients are float64 values of (N, C) arrays, and
  * the documented results are those of the NumPy expressions they were
@@ -220,6 +221,19 @@ static void fn_switch_backward_coefficients(
         dwm[j] = fn_mul(wm[j], fn_sub(gm[j], sm));
         dwv[j] = fn_mul(wv[j], fn_sub(gv[j], sv));
     }
+}
+
+/* Batch-layer normalization's mixing constants for batch_size (> 0) or, with
+ * batch_size <= 0, the batch's size B: a = 1/B - 1e-4, b = 1 - 1/B - 1e-4
+ * (both 0 for an empty batch). */
+static void fn_batch_layer_mixing(int64_t batch_size, int64_t B, double *a, double *b) {
+    const int64_t n = batch_size > 0 ? batch_size : B;
+    if (n <= 0) {
+        *a = *b = 0.0;
+        return;
+    }
+    *a = 1.0 / (double)n - 1e-4;
+    *b = 1.0 - 1.0 / (double)n - 1e-4;
 }
 
 #endif /* FASTNORM_DRIVER_MIXED_H */

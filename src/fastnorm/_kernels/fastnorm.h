@@ -696,6 +696,43 @@ FASTNORM_DECLARE_SWITCH_NORM(f64, double, double)
 FASTNORM_DECLARE_SWITCH_NORM(f16, uint16_t, float)
 FASTNORM_DECLARE_SWITCH_NORM(bf16, uint16_t, float)
 
+/* ---- batch-layer normalization --------------------------------------------
+ * x is a C-ordered (B, M, D) array: B samples, M positions and D features
+ * (x.shape[1:-1] merged into M), F = M * D columns. With g = weight /
+ * sqrt(D) (weight NULL: ones) and a = 1/n - 1e-4, b = 1 - 1/n - 1e-4 for n
+ * = batch_size, or B where batch_size <= 0 (a = b = 0 for an empty batch):
+ *   y = a * g * LN_features(x) + b * g * (x - batch_mean) * batch_rstd + bias
+ * (docs/numerics.md §8). The feature branch's statistics feature_mean and
+ * feature_rstd (B * M, the parameter type W: float for 16-bit data) are
+ * those of a layer norm over the last axis; the batch branch's, per column
+ * (F doubles each): batch_center and batch_var, the mini-batch's mean and
+ * biased variance (NaN for an empty batch), and batch_mean and batch_rstd,
+ * the ones used -- running_mean and 1 / sqrt(running_var + eps) where those
+ * (F doubles) are not NULL, else the mini-batch's. bias (D) may be NULL.
+ * y must not overlap x or the parameters.
+ *
+ * The backward takes the forward's statistics; frozen_mean and frozen_var
+ * say whether batch_mean and batch_rstd came from the running statistics
+ * (constants, then). It writes dx (x's shape; it must not overlap dy or
+ * x), dweight and dbias (D, the parameter type; either may be NULL). With
+ * no elements the gradients are zero. */
+#define FASTNORM_DECLARE_BATCH_LAYER_NORM(SUF, T, W)                                     \
+    FASTNORM_API int fastnorm_batch_layer_norm_##SUF(                                    \
+        int64_t B, int64_t M, int64_t D, const T *x, T *y, const W *weight, const W *bias, \
+        int64_t batch_size, const double *running_mean, const double *running_var,       \
+        double eps, W *feature_mean, W *feature_rstd, double *batch_mean,                 \
+        double *batch_rstd, double *batch_center, double *batch_var, int num_threads);    \
+    FASTNORM_API int fastnorm_batch_layer_norm_backward_##SUF(                           \
+        int64_t B, int64_t M, int64_t D, const T *dy, const T *x, const W *weight,        \
+        int64_t batch_size, const W *feature_mean, const W *feature_rstd,                 \
+        const double *batch_mean, const double *batch_rstd, const double *batch_center,   \
+        int frozen_mean, int frozen_var, T *dx, W *dweight, W *dbias, int num_threads);
+
+FASTNORM_DECLARE_BATCH_LAYER_NORM(f32, float, float)
+FASTNORM_DECLARE_BATCH_LAYER_NORM(f64, double, double)
+FASTNORM_DECLARE_BATCH_LAYER_NORM(f16, uint16_t, float)
+FASTNORM_DECLARE_BATCH_LAYER_NORM(bf16, uint16_t, float)
+
 /* ---- the entry points as a table -----------------------------------------
  * For hosts that reach the kernels through an already loaded copy instead
  * of linking them: the Python package hands this table to other extension
