@@ -310,7 +310,8 @@ cdef inline void _channel_error(int rc) except *:
     _raise_kernel_error(rc)
 
 
-# Switchable normalization (fastnorm.h: its own block of entry points).
+# Switchable and batch-layer normalization (fastnorm.h: their own block of
+# entry points).
 cdef extern from "fastnorm.h" nogil:
     int fastnorm_switch_norm_f32(int64_t N, int64_t R, int64_t C, int64_t L, const float *x,
                                  float *y, const float *weight, const float *bias,
@@ -374,6 +375,59 @@ cdef extern from "fastnorm.h" nogil:
         const double *bn_var, int batch_stats, const double *rstd_cubed, uint16_t *dx,
         double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
         int num_threads)
+    int fastnorm_batch_layer_norm_f32(int64_t B, int64_t M, int64_t D, const float *x,
+                                      float *y, const float *weight, const float *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      float *feature_mean, float *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_f64(int64_t B, int64_t M, int64_t D, const double *x,
+                                      double *y, const double *weight, const double *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      double *feature_mean, double *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_f16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
+                                      uint16_t *y, const float *weight, const float *bias,
+                                      int64_t batch_size, const double *running_mean,
+                                      const double *running_var, double eps,
+                                      float *feature_mean, float *feature_rstd,
+                                      double *batch_mean, double *batch_rstd,
+                                      double *batch_center, double *batch_var, int num_threads)
+    int fastnorm_batch_layer_norm_bf16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
+                                       uint16_t *y, const float *weight, const float *bias,
+                                       int64_t batch_size, const double *running_mean,
+                                       const double *running_var, double eps,
+                                       float *feature_mean, float *feature_rstd,
+                                       double *batch_mean, double *batch_rstd,
+                                       double *batch_center, double *batch_var,
+                                       int num_threads)
+    int fastnorm_batch_layer_norm_backward_f32(
+        int64_t B, int64_t M, int64_t D, const float *dy, const float *x, const float *weight,
+        int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+        const double *batch_mean, const double *batch_rstd, const double *batch_center,
+        int frozen_mean, int frozen_var, float *dx, float *dweight, float *dbias,
+        int num_threads)
+    int fastnorm_batch_layer_norm_backward_f64(
+        int64_t B, int64_t M, int64_t D, const double *dy, const double *x,
+        const double *weight, int64_t batch_size, const double *feature_mean,
+        const double *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, double *dx,
+        double *dweight, double *dbias, int num_threads)
+    int fastnorm_batch_layer_norm_backward_f16(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads)
+    int fastnorm_batch_layer_norm_backward_bf16(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads)
 
 
 cdef struct SwitchStats:
@@ -436,62 +490,6 @@ cdef int _call_switch_norm_backward(int kind, ChannelDims d, char *dy, char *x, 
         s.rstd, s.in_mean, s.in_var, s.ln_mean, s.ln_var, s.bn_mean, s.bn_var, batch_stats,
         rstd_cubed, <uint16_t *>dx, dw, db, dwm, dwv, nt)
 
-
-# Batch-layer normalization (fastnorm.h: its own block of entry points).
-cdef extern from "fastnorm.h" nogil:
-    int fastnorm_batch_layer_norm_f32(int64_t B, int64_t M, int64_t D, const float *x,
-                                      float *y, const float *weight, const float *bias,
-                                      int64_t batch_size, const double *running_mean,
-                                      const double *running_var, double eps,
-                                      float *feature_mean, float *feature_rstd,
-                                      double *batch_mean, double *batch_rstd,
-                                      double *batch_center, double *batch_var, int num_threads)
-    int fastnorm_batch_layer_norm_f64(int64_t B, int64_t M, int64_t D, const double *x,
-                                      double *y, const double *weight, const double *bias,
-                                      int64_t batch_size, const double *running_mean,
-                                      const double *running_var, double eps,
-                                      double *feature_mean, double *feature_rstd,
-                                      double *batch_mean, double *batch_rstd,
-                                      double *batch_center, double *batch_var, int num_threads)
-    int fastnorm_batch_layer_norm_f16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
-                                      uint16_t *y, const float *weight, const float *bias,
-                                      int64_t batch_size, const double *running_mean,
-                                      const double *running_var, double eps,
-                                      float *feature_mean, float *feature_rstd,
-                                      double *batch_mean, double *batch_rstd,
-                                      double *batch_center, double *batch_var, int num_threads)
-    int fastnorm_batch_layer_norm_bf16(int64_t B, int64_t M, int64_t D, const uint16_t *x,
-                                       uint16_t *y, const float *weight, const float *bias,
-                                       int64_t batch_size, const double *running_mean,
-                                       const double *running_var, double eps,
-                                       float *feature_mean, float *feature_rstd,
-                                       double *batch_mean, double *batch_rstd,
-                                       double *batch_center, double *batch_var,
-                                       int num_threads)
-    int fastnorm_batch_layer_norm_backward_f32(
-        int64_t B, int64_t M, int64_t D, const float *dy, const float *x, const float *weight,
-        int64_t batch_size, const float *feature_mean, const float *feature_rstd,
-        const double *batch_mean, const double *batch_rstd, const double *batch_center,
-        int frozen_mean, int frozen_var, float *dx, float *dweight, float *dbias,
-        int num_threads)
-    int fastnorm_batch_layer_norm_backward_f64(
-        int64_t B, int64_t M, int64_t D, const double *dy, const double *x,
-        const double *weight, int64_t batch_size, const double *feature_mean,
-        const double *feature_rstd, const double *batch_mean, const double *batch_rstd,
-        const double *batch_center, int frozen_mean, int frozen_var, double *dx,
-        double *dweight, double *dbias, int num_threads)
-    int fastnorm_batch_layer_norm_backward_f16(
-        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
-        const float *weight, int64_t batch_size, const float *feature_mean,
-        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
-        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
-        float *dweight, float *dbias, int num_threads)
-    int fastnorm_batch_layer_norm_backward_bf16(
-        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
-        const float *weight, int64_t batch_size, const float *feature_mean,
-        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
-        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
-        float *dweight, float *dbias, int num_threads)
 
 
 cdef struct BatchLayerStats:

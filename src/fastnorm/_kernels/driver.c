@@ -308,6 +308,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f32
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
 #include "driver_batch_layer_impl.h"
@@ -335,6 +336,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f64
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
 #include "driver_batch_layer_impl.h"
@@ -374,6 +376,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f16
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
 #include "driver_batch_layer_impl.h"
@@ -396,6 +399,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_bf16
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
 #include "driver_switch_impl.h"
 #include "driver_batch_layer_impl.h"

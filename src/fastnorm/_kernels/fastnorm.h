@@ -650,6 +650,10 @@ FASTNORM_API int fastnorm_add_rms_norm_axis_f64(
 FASTNORM_DECLARE_16BIT(f16)
 FASTNORM_DECLARE_16BIT(bf16)
 
+/* ==== switchable and batch-layer normalization ==============================
+ * Per data type, as the entry points above; declared by the two macros
+ * below. */
+
 /* ---- switchable normalization ---------------------------------------------
  * x is a C-ordered (N, R, C, L) array: N samples, R rows, C channels and L
  * contiguous elements per channel ((N, 1, C, H*W) for NCHW data,
@@ -732,6 +736,8 @@ FASTNORM_DECLARE_BATCH_LAYER_NORM(f32, float, float)
 FASTNORM_DECLARE_BATCH_LAYER_NORM(f64, double, double)
 FASTNORM_DECLARE_BATCH_LAYER_NORM(f16, uint16_t, float)
 FASTNORM_DECLARE_BATCH_LAYER_NORM(bf16, uint16_t, float)
+
+/* ==== end of switchable and batch-layer normalization ====================== */
 
 /* ---- the entry points as a table -----------------------------------------
  * For hosts that reach the kernels through an already loaded copy instead
