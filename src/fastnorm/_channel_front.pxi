@@ -840,8 +840,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     cdef cnp.ndarray xc = _c_block(xa)
     if not (train or rm is None):
         return _frozen_forward(xa, xc, d, out, w, b, rm, rv, e, nt, return_stats)
-    cdef int64_t L = d.R * d.L
-    if train and L == 1:
+    cdef int64_t M = d.R * d.L  # values per (sample, channel)
+    if train and M == 1:
         raise ValueError(
             f"x must have more than 1 spatial element per channel when training, "
             f"got shape {_shape(xa)}"
@@ -855,7 +855,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     mean, rstd, var = _input_statistics(xc, d, C, w, b, e, y, True, True, nt)
     if train and rm is not None:
         _update_running_stats(rm, rv, mean.astype(np.float64).mean(axis=0),
-                              var.astype(np.float64).mean(axis=0), L, m)
+                              var.astype(np.float64).mean(axis=0), M, m)
     return _result(_finish(y, out), mean, rstd, return_stats)
 
 

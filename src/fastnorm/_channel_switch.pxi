@@ -132,8 +132,8 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
     cdef int nt = _resolve_threads(num_threads)
     out = _out_arg(out, xa)
     cdef cnp.ndarray xc = _c_block(xa)
-    cdef int64_t L = d.R * d.L
-    if train and N * L == 1:
+    cdef int64_t M = d.R * d.L  # values per (sample, channel)
+    if train and N * M == 1:
         raise ValueError(
             f"x must have more than 1 value per channel when training, got shape {_shape(xa)}"
         )
@@ -174,7 +174,7 @@ def switch_norm(x, weight=None, bias=None, mean_weight=None, var_weight=None,
         rc = _call_switch_norm(kind, d, xp, yp, wp, bp, wmp, wvp, rmp, rvp, e, s, nt)
     _channel_error(rc)
     if train and rm is not None:
-        _update_running_stats(rm, rv, m_bn, v_bn, N * L, m)
+        _update_running_stats(rm, rv, m_bn, v_bn, N * M, m)
     y = _finish(yt, out)
     if not return_stats:
         return y

@@ -111,26 +111,10 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-_BF16_SEEN = set()  # bfloat16 dtypes met: a dtype's name is built anew on each ask
-
-
-def _is_float(dt):
-    if dt.kind == "f" or dt in _BF16_SEEN:
-        return True
-    if dt.name == "bfloat16":
-        _BF16_SEEN.add(dt)
-        return True
-    return False
-
-
 def _update_running(running_mean, running_var, mean, var, count, momentum):
     """PyTorch's convention: new = (1 - m) * old + m * batch, variance unbiased."""
     if running_mean is not None and running_var is not None:
         _core._running_update(running_mean, running_var, mean, var, count, momentum)
-
-
-def _empty_result(out, x):
-    return out if out is not None else np.empty(x.shape, x.dtype)
 
 
 # --------------------------------------------------------------------------
