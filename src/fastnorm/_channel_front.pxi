@@ -988,9 +988,6 @@ def _param_arg(p, int64_t C, cnp.ndarray x not None, str name):
     return _channel_param(p, C, x, name)
 
 
-def _stats_arg(a, shape, dtype, str name):
-    """Statistics the forward returned, checked and laid out as the kernels read them."""
-    return _statistics_arg(a, tuple(shape), np.dtype(dtype).num, name)
 
 
 def _running_stat_arg(a, int64_t C, cnp.ndarray x not None, str name):
@@ -998,9 +995,6 @@ def _running_stat_arg(a, int64_t C, cnp.ndarray x not None, str name):
     return _running_arg(a, C, x, name)
 
 
-def _running_dtype_arg(cnp.ndarray a not None, cnp.ndarray x not None, str name):
-    """Refuses a running statistic whose dtype cannot be updated in place."""
-    _running_dtype_check(a, x, name)
 
 
 def _momentum_number(momentum):
@@ -1008,34 +1002,16 @@ def _momentum_number(momentum):
     return _momentum_arg(momentum)
 
 
-def _training_flag(training):
-    """training checked: a bool or NumPy bool, as a bool."""
-    return _training_arg(training)
 
 
-def _out_check(out, cnp.ndarray x not None, str name="out", str xname="x"):
-    """out checked against data x: its shape and dtype, native, writeable."""
-    return _out_arg(out, x, name, xname)
 
 
-def _out_clear_of_running(out, running_mean, running_var):
-    """Refuses an out that overlaps running statistics the call updates."""
-    _out_apart(out, running_mean, running_var)
 
 
-def _like_arg(arr, cnp.ndarray x not None, str name="dy", str xname="x"):
-    """An array that must match data x in shape and dtype (dy)."""
-    return _check_like(arr, x, name, xname)
 
 
-def _kernel_target(out, cnp.ndarray xc not None, tuple sources):
-    """The array a kernel writes for the block xc (see _write_target)."""
-    return _write_target(out, xc, sources)
 
 
-def _finish_target(cnp.ndarray target not None, out):
-    """target, or out with target copied into it."""
-    return _finish(target, out)
 
 
 def _grad_as_param(grad, param, cnp.ndarray x not None):

@@ -20,11 +20,6 @@ def _axes_arg(axis, int ndim, str xname="x"):
     return _normalize_axes(axis, ndim, xname)
 
 
-def _same_data(cnp.ndarray a not None, cnp.ndarray b not None):
-    """Whether a and b start at the same address (an in-place call)."""
-    return cnp.PyArray_DATA(a) == cnp.PyArray_DATA(b)
-
-
 cdef void _bounds(cnp.ndarray a, uintptr_t *lo, uintptr_t *hi):
     """The bytes a's elements span, [lo, hi); empty (lo == hi) with no elements."""
     cdef int j
@@ -52,11 +47,6 @@ cdef bint _bytes_meet(cnp.ndarray a, object b):
     _bounds(a, &alo, &ahi)
     _bounds(<cnp.ndarray>b, &blo, &bhi)
     return alo < ahi and blo < bhi and alo < bhi and blo < ahi
-
-
-def _bounds_overlap(cnp.ndarray out not None, tuple sources, cnp.ndarray skip=None):
-    """_any_overlap for Python callers."""
-    return _any_overlap(out, sources, skip)
 
 
 cdef bint _any_overlap(cnp.ndarray out, tuple sources, object skip) except -1:

@@ -283,13 +283,3 @@ def switch_norm_backward(dy, x, stats, weight=None, bias=None, mean_weight=None,
     dbias = dbd.astype(pt) if dbd is not None else None
     return (dx, _grad_like(dweight, weight, xa), _grad_like(dbias, bias, xa),
             _logit_grad(dwm, mean_weight, xa), _logit_grad(dwv, var_weight, xa))
-
-
-def _stats_field_arg(stats, str field, shape, dtype):
-    """One array field of a stats tuple, checked as the forward's statistics."""
-    return _stats_field(stats, field, tuple(shape), np.dtype(dtype).num)
-
-
-def _stats_flag_arg(stats, str field):
-    """One bool field of a stats tuple."""
-    return _stats_flag(stats, field)

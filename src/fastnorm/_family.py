@@ -1,42 +1,26 @@
-"""Batch-layer, switchable and weight normalization, assembled from the
-channel stages of fastnorm._core; group, instance and batch normalization
-and channel_moments, which are single calls of fastnorm._core, are
-re-exported here.
+"""Group, instance, batch, batch-layer, switchable and weight normalization.
 
-Each function checks its arguments with the checks the channel normalizers
-share (nothing is written before the checks pass), views x as a C-contiguous
-(S, R, C, L) block -- samples, rows, channels, contiguous elements per
-channel -- and calls the C stages of fastnorm._core with the GIL released.
-
-Running statistics are updated in place, and only after the kernels have
-succeeded.
+The functions are compiled (fastnorm._core, _channel*.pxi): each checks its
+arguments once and makes one C call with the GIL released. This module
+re-exports them with their statistics' named tuples, and keeps the pieces
+fastnorm.dask and fastnorm.nn build on: the shared argument checks, and x
+as a C-contiguous (S, R, C, L) block -- samples, rows, channels, contiguous
+elements per channel.
 """
 from collections import namedtuple
-import math
-
 import numpy as np
 
 from . import _core
 from ._core import (  # noqa: F401  (re-exported; the checks are shared with dask and nn)
     _block_dims,
     _channel_axis,
-    _finish_target,
     _grad_as_param,
     _groups_fit,
-    _kernel_target,
-    _like_arg,
     _moments_axis,
     _momentum_number,
-    _out_check,
-    _out_clear_of_running,
     _param_arg,
     _param_dtype_of as _param_dtype,
-    _running_dtype_arg,
     _running_stat_arg,
-    _stats_arg,
-    _stats_field_arg as _stats_field,
-    _stats_flag_arg as _stats_flag,
-    _training_flag,
     batch_layer_norm,
     batch_layer_norm_backward,
     batch_norm,
