@@ -1,6 +1,5 @@
-# Included by _channel.pxi: checked calls of single channel stages, for the
-# normalizers fastnorm._family assembles from them (batch-layer, switchable and
-# weight normalization) and for fastnorm.dask's partial passes.
+# Included by _channel.pxi: checked calls of single channel stages, for
+# fastnorm.dask's partial passes over the chunks of an array.
 #
 # They take arrays already laid out (a C-contiguous (S, R, C, L) block of x's
 # dtype, statistics of the sizes the C entry points expect) and release the
@@ -53,18 +52,6 @@ cdef class _KernelArrays:
         return <double *>self.check(a, cnp.NPY_DOUBLE, self.d.S * self.d.C, name)
 
 
-def _channel_moments_kernel(cnp.ndarray x, int64_t S, int64_t R, int64_t C, int64_t L,
-                            double eps, mean, var, int num_threads):
-    cdef _KernelArrays K = _KernelArrays(x, S, R, C, L)
-    cdef char *xp = K.data(x, "x")
-    cdef double *mp = K.stats(mean, "mean!")
-    cdef double *vp = K.stats(var, "var!")
-    if mp == NULL or vp == NULL:
-        raise ValueError("mean and var are required")
-    cdef int rc
-    with nogil:
-        rc = _call_channel_moments(K.kind, K.d, xp, eps, mp, vp, num_threads)
-    _channel_error(rc)
 
 
 def _channel_normalize_kernel(cnp.ndarray x, cnp.ndarray y, int64_t S, int64_t R, int64_t C,
@@ -140,36 +127,4 @@ def _channel_affine_backward_kernel(cnp.ndarray dy, cnp.ndarray x, cnp.ndarray d
     with nogil:
         rc = _call_channel_affine_backward(K.kind, K.d, dyp, xp, dxp, mp, rp, ap, bp, kp,
                                            accumulate, num_threads)
-    _channel_error(rc)
-
-
-def _weight_norm_kernel(cnp.ndarray v, cnp.ndarray w, int64_t C, int64_t L, g, double eps,
-                        int num_threads):
-    """w = g * v / norm per row of the (C, L) rows of v (g: C doubles)."""
-    cdef _KernelArrays K = _KernelArrays(v, 1, 1, C, L)
-    cdef char *vp = K.data(v, "v")
-    cdef char *wp = K.data(w, "w!")
-    cdef double *gp = K.stats(g, "g")
-    if gp == NULL:
-        raise ValueError("g is required")
-    cdef int rc
-    with nogil:
-        rc = _call_weight_norm(K.kind, C, L, vp, gp, eps, wp, num_threads)
-    _channel_error(rc)
-
-
-def _weight_norm_backward_kernel(cnp.ndarray dw, cnp.ndarray v, cnp.ndarray dv, int64_t C,
-                                 int64_t L, g, double eps, dg, int num_threads):
-    """dv and dg (C doubles) of weight norm per row of the (C, L) rows of v."""
-    cdef _KernelArrays K = _KernelArrays(v, 1, 1, C, L)
-    cdef char *dwp = K.data(dw, "dw")
-    cdef char *vp = K.data(v, "v")
-    cdef char *dvp = K.data(dv, "dv!")
-    cdef double *gp = K.stats(g, "g")
-    cdef double *dgp = K.stats(dg, "dg!")
-    if gp == NULL or dgp == NULL:
-        raise ValueError("g and dg are required")
-    cdef int rc
-    with nogil:
-        rc = _call_weight_norm_backward(K.kind, C, L, dwp, vp, gp, eps, dvp, dgp, num_threads)
     _channel_error(rc)
