@@ -747,58 +747,52 @@ def test_zero_size_training(shape):
 
 
 # --------------------------------------------------------------------------
-# The eval fast path (the common inference call, checked in Cython)
+# One path: the common inference call and its other spellings
 # --------------------------------------------------------------------------
-
-def _fast(x, rm, rv, w=None, b=None, *, training=False, momentum=0.1, eps=1e-5, axis=1,
-          out=None, return_stats=False, num_threads=None):
-    return _core._batch_norm_eval_fast(x, rm, rv, w, b, training, momentum, eps, axis, out,
-                                       return_stats, num_threads)
-
 
 @pytest.mark.parametrize("shape", [(2, 3), (4, 5, 6), (2, 3, 4, 5), (1, 7, 1, 1)])
 @pytest.mark.parametrize("affine", AFFINE)
 @pytest.mark.parametrize("stats64", [False, True])
-def test_eval_fast_path_gives_the_general_paths_bits(isa, dtype, shape, affine, stats64, rng):
-    """The eval fast path is taken for the common call and gives the bits of
-    the general path (reached here with a NumPy integer axis)."""
+def test_eval_common_call_and_its_other_spellings_agree(isa, dtype, shape, affine, stats64,
+                                                        rng):
+    """The common inference call gives the bits of the same call spelt
+    otherwise (a NumPy integer axis, a NumPy bool training) and writes out in
+    place (x itself too)."""
     x = make_array(shape, dtype, rng)
     C = shape[1]
     rm, rv = _running(C, dtype, rng)
     if stats64:
         rm, rv = rm.astype(np.float64), rv.astype(np.float64)
     w, b = random_params((C,), dtype, rng, *affine)
-    assert _fast(x, rm, rv, w, b) is not None
     for rs in (False, True):
         got = fn.batch_norm(x, rm, rv, w, b, return_stats=rs)
-        want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1), return_stats=rs)
+        want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1), training=np.bool_(False),
+                             return_stats=rs)
         for g, e in zip(got if rs else (got,), want if rs else (want,)):
             assert g.dtype == e.dtype and np.array_equal(g, e, equal_nan=True)
-    # out: a separate array, and x itself (in place)
     out = np.empty_like(x)
-    assert _fast(x, rm, rv, w, b, out=out) is out
-    want = fn.batch_norm(x, rm, rv, w, b, axis=np.int64(1))
+    assert fn.batch_norm(x, rm, rv, w, b, out=out) is out
+    want = fn.batch_norm(x, rm, rv, w, b)
     assert np.array_equal(out, want, equal_nan=True)
     xc = x.copy()
-    assert _fast(xc, rm, rv, w, b, out=xc) is xc and np.array_equal(xc, want, equal_nan=True)
+    assert fn.batch_norm(xc, rm, rv, w, b, out=xc) is xc
+    assert np.array_equal(xc, want, equal_nan=True)
 
 
-def test_eval_fast_path_out_sharing_memory(rng):
-    """An out that shares bytes with x (not x itself) or with weight or bias
-    goes the general way; one holding the running statistics is written after
-    they are read: the results are those of separate arrays."""
+def test_eval_out_sharing_memory(rng):
+    """An out that shares bytes with x (not x itself), with weight or bias, or
+    with the running statistics is written after they are read: the results
+    are those of separate arrays."""
     buf = make_array((5, 3, 4), np.float32, rng)
     rm, rv = _running(3, np.float32, rng)
     w = np.ones(3, np.float32)
     x, out = buf[:4], buf[1:]
     want = fn.batch_norm(x.copy(), rm, rv, w)
-    assert _fast(x, rm, rv, w, out=out) is None
     assert np.array_equal(fn.batch_norm(x, rm, rv, w, out=out), want)
     x = make_array((4, 3, 4), np.float32, rng)
     out = np.zeros_like(x)
     flat = out.reshape(-1)
     flat[3:6] = 1.0
-    assert _fast(x, rm, rv, flat[3:6], out=out) is None
     assert np.array_equal(fn.batch_norm(x, rm, rv, flat[3:6], out=out),
                           fn.batch_norm(x, rm, rv, np.ones(3, np.float32)))
     out = np.zeros_like(x)
@@ -812,41 +806,23 @@ def test_eval_fast_path_out_sharing_memory(rng):
         assert np.array_equal(g, e)
 
 
-def test_eval_fast_path_leaves_other_calls_to_the_general_path(rng):
-    """Anything but the common call goes the general way (which checks and
-    names every argument): the fast path answers None, never an error of its
-    own, except for num_threads once all else is valid."""
+def test_eval_other_layouts_give_the_bits_of_the_common_call(rng):
+    """Inputs, outs, parameters and running statistics of other layouts and
+    types are read and written as the common call's arrays."""
     x = make_array((4, 3, 5), np.float32, rng)
     rm, rv = _running(3, np.float32, rng)
-    w = np.ones(3, np.float32)
+    w = rng.standard_normal(3).astype(np.float32)
+    want = fn.batch_norm(x, rm, rv, w)
+    for out in (np.asfortranarray(np.zeros_like(x)), np.zeros_like(x)[:, :, ::-1]):
+        assert fn.batch_norm(x, rm, rv, w, out=out) is out and np.array_equal(out, want)
+    for same_x in (np.asfortranarray(x), x.astype(">f4")):
+        assert np.array_equal(fn.batch_norm(same_x, rm, rv, w), want)
+    for same_w in (np.zeros(6, np.float32)[::2] + w, w.tolist(), w.astype(">f4")):
+        assert np.array_equal(fn.batch_norm(x, rm, rv, same_w), want)
     ro = rv.copy()
-    ro.flags.writeable = False
-    others = [
-        dict(training=True), dict(training=np.bool_(False)),
-        dict(out=np.asfortranarray(x)), dict(out=np.empty(x.shape, np.float64)),
-        dict(out=np.empty((4, 3, 4), np.float32)), dict(out=list(x)),
-        dict(axis=-1), dict(axis=np.int64(1)), dict(eps=1), dict(eps=-1.0), dict(eps=np.inf),
-        dict(momentum=1), dict(momentum=1.5), dict(momentum=float("nan")),
-    ]
-    for kw in others:
-        assert _fast(x, rm, rv, w, **kw) is None, kw
-    assert _fast(np.asfortranarray(x), rm, rv, w) is None
-    assert _fast(x[:, :, ::2], rm, rv, w) is None
-    assert _fast(x.astype(">f4"), rm, rv, w) is None
-    assert _fast(x[:0], rm, rv, w) is None
-    assert _fast(x.reshape(-1), rm, rv) is None
-    assert _fast(x.tolist(), rm, rv, w) is None
-    assert _fast(x, rm, ro, w) is None
-    assert _fast(x, rm.astype(np.float16), rv, w) is None
-    assert _fast(x, rm[:2], rv, w) is None
-    assert _fast(x, None, rv, w) is None
-    assert _fast(x, rm, rv, w.astype(np.float64)) is None
-    assert _fast(x, rm, rv, np.ones(6, np.float32)[::2]) is None
-    assert _fast(x, rm, rv, w[:2]) is None
-    assert _fast(x, rm, rv, [1.0, 1.0, 1.0]) is None
-    assert _fast(x.astype(np.int32), rm, rv, w) is None
-    with pytest.raises(ValueError, match="num_threads"):
-        _fast(x, rm, rv, w, num_threads=0)
+    ro.flags.writeable = False  # read-only running statistics are refused, even in eval
+    with pytest.raises(ValueError, match="running_var"):
+        fn.batch_norm(x, rm, ro, w)
     with pytest.raises(ValueError, match="num_threads"):
         fn.batch_norm(x, rm, rv, w, num_threads=0)
 

@@ -312,6 +312,76 @@ otherwise; y may be x or residual likewise, and must not overlap sum_out."""),
        "const T *residual, int64_t ldrs, int64_t ldrc, const P *residual_bias, T *sum_out, "
        "int64_t ldss, int64_t ldsc, T *y, int64_t ldys, int64_t ldyc, const P *weight, "
        "double eps, P *rstd, int num_threads"),
+    section("switchable and batch-layer normalization"),
+    op("switch_norm",
+       "int64_t N, int64_t R, int64_t C, int64_t L, const T *x, T *y, const P *weight, "
+       "const P *bias, const double *mean_weight, const double *var_weight, "
+       "const double *running_mean, const double *running_var, double eps, double *mean, "
+       "double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var, "
+       "double *bn_mean, double *bn_var, int num_threads",
+       """\
+Switchable normalization. x is a C-ordered (N, R, C, L) array: N samples,
+R rows, C channels and L contiguous elements per channel ((N, 1, C, H*W)
+for NCHW data, (N, H*W, C, 1) for channels-last). The instance moments
+in_mean, in_var (N, C) are mixed with the layer moments ln_mean, ln_var (N)
+and the batch moments bn_mean, bn_var (C) by the softmaxed weights
+mean_weight and var_weight (3 doubles each: IN, LN, BN):
+  mean = mw[0] in_mean + mw[1] ln_mean + mw[2] bn_mean, var alike,
+  y = (x - mean) / sqrt(var + eps) * weight + bias,
+every statistic in double (docs/numerics.md §9; the sums in NumPy's
+pairwise order, driver_mixed.h). The batch moments come from the
+batch, or, where running_mean and running_var (C doubles) are not NULL, are
+those. mean and rstd (N, C) are the mixed statistics the backward takes,
+with the other seven arrays. weight and bias (C elements) may be NULL. With
+no elements nothing is written to y and every statistic is NaN. y may be x
+itself, and must not otherwise overlap the inputs.
+
+The backward writes dx (x's shape; it must not overlap dy or x), dweight
+and dbias (C doubles each, either may be NULL; weight NULL means ones) and
+the gradients of the mixing weights dmean_weight, dvar_weight (3 doubles
+each, with respect to the softmaxed weights' logits). batch_stats is
+whether the forward used the batch's moments (else they are constants).
+rstd_cubed (N, C) is rstd**3 as the caller computed it, or NULL:
+pow(rstd, 3). With no elements the gradients are zero."""),
+    op("switch_norm_backward",
+       "int64_t N, int64_t R, int64_t C, int64_t L, const T *dy, const T *x, "
+       "const P *weight, const double *mean_weight, const double *var_weight, "
+       "const double *mean, const double *rstd, const double *in_mean, const double *in_var, "
+       "const double *ln_mean, const double *ln_var, const double *bn_mean, "
+       "const double *bn_var, int batch_stats, const double *rstd_cubed, T *dx, "
+       "double *dweight, double *dbias, double *dmean_weight, double *dvar_weight, "
+       "int num_threads"),
+    op("batch_layer_norm",
+       "int64_t B, int64_t M, int64_t D, const T *x, T *y, const P *weight, const P *bias, "
+       "int64_t batch_size, const double *running_mean, const double *running_var, "
+       "double eps, P *feature_mean, P *feature_rstd, double *batch_mean, "
+       "double *batch_rstd, double *batch_center, double *batch_var, int num_threads",
+       """\
+Batch layer normalization. x is a C-ordered (B, M, D) array: B samples, M
+positions and D features (x.shape[1:-1] merged into M), F = M * D columns.
+With g = weight / sqrt(D) (weight NULL: ones) and a = 1/n - 1e-4,
+b = 1 - 1/n - 1e-4 for n = batch_size, or B where batch_size <= 0
+(a = b = 0 for an empty batch):
+  y = a * g * LN_features(x) + b * g * (x - batch_mean) * batch_rstd + bias
+(docs/numerics.md §8). The feature branch's statistics feature_mean
+and feature_rstd (B * M elements) are those of a layer norm over the last
+axis; the batch branch's, per column (F doubles each): batch_center and
+batch_var, the mini-batch's mean and biased variance (NaN for an empty
+batch), and batch_mean and batch_rstd, the ones used -- running_mean and
+1 / sqrt(running_var + eps) where those (F doubles) are not NULL, else the
+mini-batch's. bias (D elements) may be NULL. y must not overlap x or the
+parameters.
+
+The backward takes the forward's statistics; frozen_mean and frozen_var
+say whether batch_mean and batch_rstd came from the running statistics
+(constants, then). It writes dx (x's shape; it must not overlap dy or x),
+dweight and dbias (D elements; either may be NULL). With no elements the
+gradients are zero."""),
+    op("batch_layer_norm_backward",
+       "int64_t B, int64_t M, int64_t D, const T *dy, const T *x, const P *weight, "
+       "int64_t batch_size, const P *feature_mean, const P *feature_rstd, "
+       "const double *batch_mean, const double *batch_rstd, const double *batch_center, "
+       "int frozen_mean, int frozen_var, T *dx, P *dweight, P *dbias, int num_threads"),
 ]
 
 
@@ -377,4 +447,7 @@ TABLE = [
     each_dtype(ALL_DTYPES, ["add_layer_norm_backward", "add_rms_norm_backward"],
                "appended: the fused residual add's backward with ds"),
     functions("avx512_in_use"),
+    each_dtype(ALL_DTYPES, ["switch_norm", "switch_norm_backward", "batch_layer_norm",
+                            "batch_layer_norm_backward"],
+               "appended: switchable and batch-layer normalization"),
 ]

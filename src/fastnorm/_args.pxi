@@ -95,23 +95,6 @@ cdef inline int _param_typenum(cnp.ndarray x):
     return t if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE else cnp.NPY_FLOAT
 
 
-# The names _channel.pxi's wrappers use for the fn_dtype codes, _dtype_code and
-# _param_typenum.
-cdef enum:
-    K_F32 = 0  # FN_F32
-    K_F64 = 1  # FN_F64
-    K_F16 = 2  # FN_F16
-    K_BF16 = 3  # FN_BF16
-
-
-cdef inline int _kind(cnp.ndarray a):
-    return _dtype_code(a)
-
-
-cdef inline int _calc_type(cnp.ndarray x):
-    return _param_typenum(x)
-
-
 cdef cnp.ndarray _as_data(object obj, str name):
     """obj as a native-byte-order ndarray of a data dtype, or a TypeError naming it."""
     cdef cnp.ndarray a

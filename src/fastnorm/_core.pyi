@@ -134,3 +134,21 @@ def _targets() -> list[tuple[str, bool, str | None]]: ...
 def _bf16_convert(on: bool | None = ...) -> bool: ...
 def _has_threads() -> bool: ...
 def _num_procs() -> int: ...
+
+# The channel normalizers, defined in this module and re-exported by
+# fastnorm._family (whose stubs give their signatures).
+from fastnorm._family import (
+    batch_layer_norm as batch_layer_norm,
+    batch_layer_norm_backward as batch_layer_norm_backward,
+    batch_norm as batch_norm,
+    batch_norm_backward as batch_norm_backward,
+    channel_moments as channel_moments,
+    group_norm as group_norm,
+    group_norm_backward as group_norm_backward,
+    instance_norm as instance_norm,
+    instance_norm_backward as instance_norm_backward,
+    switch_norm as switch_norm,
+    switch_norm_backward as switch_norm_backward,
+    weight_norm as weight_norm,
+    weight_norm_backward as weight_norm_backward,
+)

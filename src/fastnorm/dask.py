@@ -51,7 +51,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 import numpy as np
 
 from . import _core, _family
-from ._family import _calc, _grad_like
+from ._family import _grad_as_param, _param_dtype
 
 __all__ = [
     "layer_norm",
@@ -297,7 +297,7 @@ def _row_forward(kind, x, residual, weight, bias, residual_bias, axis, eps, retu
     with np.errstate(all="ignore"):
         res = _ln_block(p, *extra, **kw)
     # the parameters as the kernels take them, sent once with the graph
-    calc = _calc(np.empty(0, x.dtype))
+    calc = _param_dtype(np.empty(0, x.dtype))
     for key, v in (("weight", weight), ("bias", bias), ("residual_bias", residual_bias)):
         if v is not None:
             kw[key] = np.ascontiguousarray(np.asarray(v), calc)
@@ -507,7 +507,7 @@ def _identity(a, axis=None, keepdims=True, **kwargs):
 def _moments_block(xb, *, k, per_sample, nt):
     """(count, mean, M2) per channel (and per sample when per_sample) of one
     block, shaped (3, ...) with x's axes: 1 for every reduced axis."""
-    B = _family._Block(xb, k, per_sample)
+    B = _family._ChannelBlock(xb, k, per_sample)
     return _stack_part(_family._block_moments(B, nt), B, per_sample)
 
 
@@ -560,8 +560,8 @@ def _sums_block(dyb, xb, mu, *, k, per_sample, nt):
     """Per channel (and sample) of one block: sum(dy), sum(dy * (x - mu)),
     sum(x - mu), about the given mean mu, and the count of values, shaped as
     in _moments_block."""
-    B = _family._Block(xb, k, per_sample)
-    dy = _family._carr(dyb)
+    B = _family._ChannelBlock(xb, k, per_sample)
+    dy = _family._c_contiguous(dyb)
     SC = B.S * B.C
     mu = _vec(mu)
     if not per_sample:
@@ -602,7 +602,7 @@ def _per_channel(a, chunks):
 
 
 def _normalize_block(xb, mean, rstd, *params, k, per_sample, has_w, has_b, nt):
-    B = _family._Block(xb, k, per_sample)
+    B = _family._ChannelBlock(xb, k, per_sample)
     w = _vec(params[0], params[0].dtype) if has_w else None
     b = _vec(params[-1], params[-1].dtype) if has_b else None
     mean, rstd = _vec(mean), _vec(rstd)
@@ -681,9 +681,9 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1,
     with np.errstate(all="ignore"):
         _family.group_norm(p, num_groups, weight, bias, eps=eps, axis=k, num_threads=1)
     G = int(num_groups)
-    calc = _calc(p)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
-    b = None if bias is None else _family._param(bias, C, p, "bias")
+    calc = _param_dtype(p)
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
+    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
     return _groups_forward(x, k, G, w, b, eps, return_stats, nt, split_every, calc)
 
 
@@ -713,8 +713,8 @@ def _groups_forward(x, k, G, w, b, eps, return_stats, nt, split_every, calc):
 
 
 def _check_running(running_mean, running_var, C, p):
-    rm = _family._running(running_mean, C, p, "running_mean")
-    rv = _family._running(running_var, C, p, "running_var")
+    rm = _family._running_stat_arg(running_mean, C, p, "running_mean")
+    rv = _family._running_stat_arg(running_var, C, p, "running_var")
     if (rm is None) != (rv is None):
         raise ValueError("running_mean and running_var must be given together")
     return rm, rv
@@ -739,11 +739,11 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
         _family.batch_norm(p, None if rm is None else rm.copy(),
                            None if rv is None else rv.copy(), weight, bias, training=training,
                            momentum=momentum, eps=eps, axis=k, num_threads=1)
-    calc = _calc(p)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
-    b = None if bias is None else _family._param(bias, C, p, "bias")
+    calc = _param_dtype(p)
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
+    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
     e = _core._eps_arg(eps)
-    m = _family._momentum(momentum)
+    m = _family._momentum_number(momentum)
     if not training:
         mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         y = _normalize(x, k, False, mean64, rstd64, w, b, nt)
@@ -792,11 +792,11 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         _family.instance_norm(p, weight, bias, None if rm is None else rm.copy(),
                               None if rv is None else rv.copy(), training=training,
                               momentum=momentum, eps=eps, axis=k, num_threads=1)
-    calc = _calc(p)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
-    b = None if bias is None else _family._param(bias, C, p, "bias")
+    calc = _param_dtype(p)
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
+    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
     e = _core._eps_arg(eps)
-    m = _family._momentum(momentum)
+    m = _family._momentum_number(momentum)
     if not training and rm is not None:
         mean64, rstd64 = _core._frozen_stats(rm, rv, e)
         y = _normalize(x, k, False, mean64, rstd64, w, b, nt)
@@ -825,8 +825,8 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
 # --------------------------------------------------------------------------
 
 def _affine_block(dyb, xb, mu, r, a, bb, kk, *, k, per_sample, nt):
-    B = _family._Block(xb, k, per_sample)
-    dy = _family._carr(dyb)
+    B = _family._ChannelBlock(xb, k, per_sample)
+    dy = _family._c_contiguous(dyb)
     dx = np.empty(xb.shape, xb.dtype)
     if xb.size:
         vec = [_vec(v) for v in (mu, r, a, bb, kk)]
@@ -886,8 +886,8 @@ def _nb_backward(dy, x, k, G, mean, rstd, w, per_sample, nt, split_every):
 
 def _frozen_block(dyb, xb, mu, a, *, k, nt):
     """dx = a * dy, with the gradient sums about mu in the same pass."""
-    B = _family._Block(xb, k, False)
-    dy = _family._carr(dyb)
+    B = _family._ChannelBlock(xb, k, False)
+    dy = _family._c_contiguous(dyb)
     dx = np.empty(xb.shape, xb.dtype)
     s_dy = np.zeros(B.C)
     s_dyx = np.zeros(B.C)
@@ -922,10 +922,10 @@ def _frozen_backward(dy, x, k, mean, rstd, w, nt, split_every):
 def _grads_out(dw, db, weight, bias, p, C, lazy=False):
     dwo = dbo = None
     if weight is not None:
-        dt = _grad_like(np.zeros(0, _calc(p)), weight, p).dtype
+        dt = _grad_as_param(np.zeros(0, _param_dtype(p)), weight, p).dtype
         dwo = dw.astype(dt) if lazy else da.from_array(np.asarray(dw).astype(dt))
     if bias is not None:
-        dt = _grad_like(np.zeros(0, _calc(p)), bias, p).dtype
+        dt = _grad_as_param(np.zeros(0, _param_dtype(p)), bias, p).dtype
         dbo = db.astype(dt) if lazy else da.from_array(np.asarray(db).astype(dt))
     return dwo, dbo
 
@@ -959,7 +959,7 @@ def batch_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, training=F
     with np.errstate(all="ignore"):
         _family.batch_norm_backward(_probe(x.dtype, p.shape), p, mean, rstd, weight, bias,
                                     training=training, axis=k, num_threads=1)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
     if not training:
         dx, dw, db = _frozen_backward(dy, x, k, mean, rstd, w, nt, split_every)
         return (dx, *_grads_out(dw, db, weight, bias, p, C, lazy=True))
@@ -971,7 +971,7 @@ def _group_fast_backward_block(dyb, xb, mean, rstd, *params, k, has_w, nt):
     """A block of whole samples: its own backward, and its parameter
     gradients (dweight zero without a weight) as partial sums."""
     w = params[0] if has_w else None
-    one = np.ones(xb.shape[k], _calc(xb))  # asks for dbias
+    one = np.ones(xb.shape[k], _param_dtype(xb))  # asks for dbias
     dx, dw, db = _family.group_norm_backward(dyb, xb, mean, rstd, w, one, axis=k,
                                              num_threads=nt)
     return dx, (dw if dw is not None else np.zeros_like(db)), db
@@ -1020,11 +1020,11 @@ def _check_stats(mean, rstd, shape, what):
 def _groups_backward(dy, x, k, G, mean, rstd, weight, bias, p, nt, split_every, what):
     N, C = x.shape[0], x.shape[k]
     _check_stats(mean, rstd, (N, G), what)
-    pm = np.ones((p.shape[0], G), _calc(p))
+    pm = np.ones((p.shape[0], G), _param_dtype(p))
     with np.errstate(all="ignore"):
         _family.group_norm_backward(_probe(x.dtype, p.shape), p, pm, pm, weight, bias, axis=k,
                                     num_threads=1)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
     if _samples_whole(x, k):
         mean = _array(mean, "mean")
         rstd = _array(rstd, "rstd")
@@ -1069,6 +1069,6 @@ def instance_norm_backward(dy, x, mean, rstd, weight=None, bias=None, *, axis=1,
     with np.errstate(all="ignore"):
         _family.instance_norm_backward(_probe(x.dtype, p.shape), p, mean, rstd, weight, bias,
                                        axis=k, num_threads=1)
-    w = None if weight is None else _family._param(weight, C, p, "weight")
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
     dx, dw, db = _frozen_backward(dy, x, k, mean, rstd, w, nt, split_every)
     return (dx, *_grads_out(dw, db, weight, bias, p, C, lazy=True))

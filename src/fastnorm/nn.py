@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _core
 from . import _family
+from ._family import _is_int
 
 __all__ = [
     "LayerNorm",
@@ -52,10 +53,6 @@ __all__ = [
     "SwitchNorm",
     "WeightNorm",
 ]
-
-
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def _shape_tuple(normalized_shape):
@@ -125,15 +122,10 @@ def _eps(eps):
 
 
 def _momentum(momentum):
-    """None (cumulative moving average) or a number in [0, 1]."""
-    if momentum is None:
-        return None
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer,
-                                                               np.floating)):
-        raise TypeError(f"momentum must be a number in [0, 1] or None, "
-                        f"got {type(momentum).__name__}")
-    if not 0.0 <= float(momentum) <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1] or None, got {momentum!r}")
+    """None (cumulative moving average) or a number in [0, 1], checked as the
+    functions check it."""
+    if momentum is not None:
+        _family._momentum_number(momentum)  # TypeError / ValueError naming momentum
     return momentum
 
 
@@ -449,9 +441,7 @@ class _ChannelNorm(_Module):
     def _check_input(self, x):
         x = _core._data_arg(x, "x")
         self._check_ndim(x)
-        (k,) = _core._axes_arg(self.axis, x.ndim)
-        if k == 0:
-            raise ValueError(f"axis={self.axis} is the batch axis of x with shape {x.shape}")
+        k = _family._channel_axis(self.axis, x.shape)
         if x.shape[k] != self._C:
             self._channel_mismatch(x, x.shape[k])
         return x
@@ -465,7 +455,7 @@ class _ChannelNorm(_Module):
         rm, rv = self.running_mean, self.running_var
         if rm is None:
             return None, None
-        dt = _family._calc(x)
+        dt = _family._param_dtype(x)
         if rm.dtype != dt and rm.dtype != np.float64:  # float64 ones are updated as they are
             rm, rv = rm.astype(dt), rv.astype(dt)
         return rm, rv

@@ -120,6 +120,22 @@ static const fastnorm_api_table fn_api_table = {
     .add_layer_norm_backward_bf16 = fastnorm_add_layer_norm_backward_bf16,
     .add_rms_norm_backward_bf16 = fastnorm_add_rms_norm_backward_bf16,
     .avx512_in_use = fastnorm_avx512_in_use,
+    .switch_norm_f32 = fastnorm_switch_norm_f32,
+    .switch_norm_backward_f32 = fastnorm_switch_norm_backward_f32,
+    .batch_layer_norm_f32 = fastnorm_batch_layer_norm_f32,
+    .batch_layer_norm_backward_f32 = fastnorm_batch_layer_norm_backward_f32,
+    .switch_norm_f64 = fastnorm_switch_norm_f64,
+    .switch_norm_backward_f64 = fastnorm_switch_norm_backward_f64,
+    .batch_layer_norm_f64 = fastnorm_batch_layer_norm_f64,
+    .batch_layer_norm_backward_f64 = fastnorm_batch_layer_norm_backward_f64,
+    .switch_norm_f16 = fastnorm_switch_norm_f16,
+    .switch_norm_backward_f16 = fastnorm_switch_norm_backward_f16,
+    .batch_layer_norm_f16 = fastnorm_batch_layer_norm_f16,
+    .batch_layer_norm_backward_f16 = fastnorm_batch_layer_norm_backward_f16,
+    .switch_norm_bf16 = fastnorm_switch_norm_bf16,
+    .switch_norm_backward_bf16 = fastnorm_switch_norm_backward_bf16,
+    .batch_layer_norm_bf16 = fastnorm_batch_layer_norm_bf16,
+    .batch_layer_norm_backward_bf16 = fastnorm_batch_layer_norm_backward_bf16,
 };
 
 const fastnorm_api_table *fastnorm_get_api_table(void) { return &fn_api_table; }

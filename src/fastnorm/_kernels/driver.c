@@ -289,6 +289,8 @@ typedef struct {
  * of T as a double and FN_FROM_D(d) a double rounded to T (the exact-range
  * path), and the table of primitives. */
 
+#include "driver_mixed.h"
+
 /* float32 data */
 #define T float
 #define A float
@@ -306,7 +308,10 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f32
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef T
 #undef A
 #undef W
@@ -331,7 +336,10 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f64
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef T
 #undef A
 #undef W
@@ -368,7 +376,10 @@ typedef struct {
 #define LOCAL(f) fn_##f##_f16
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"
 #undef SUF
 #undef PRIMS_TYPE
 #undef FN_TO_D
@@ -388,4 +399,7 @@ typedef struct {
 #define LOCAL(f) fn_##f##_bf16
 #include "driver_impl.h"
 #include "driver_channel_impl.h"
+#include "driver_weight_norm_impl.h"
 #include "driver_axis_impl.h"
+#include "driver_switch_impl.h"
+#include "driver_batch_layer_impl.h"

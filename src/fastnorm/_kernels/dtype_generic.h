@@ -569,4 +569,119 @@ static inline int fn_add_rms_norm_axis(
     return FASTNORM_EINVAL;
 }
 
+static inline int fn_switch_norm(
+    fn_dtype dtype, int64_t N, int64_t R, int64_t C, int64_t L, const void *x, void *y,
+    const void *weight, const void *bias, const double *mean_weight, const double *var_weight,
+    const double *running_mean, const double *running_var, double eps, double *mean,
+    double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var,
+    double *bn_mean, double *bn_var, int num_threads) {
+    switch (dtype) {
+    case FN_F32:
+        return fastnorm_switch_norm_f32(
+            N, R, C, L, x, y, weight, bias, mean_weight, var_weight, running_mean, running_var,
+            eps, mean, rstd, in_mean, in_var, ln_mean, ln_var, bn_mean, bn_var, num_threads);
+    case FN_F64:
+        return fastnorm_switch_norm_f64(
+            N, R, C, L, x, y, weight, bias, mean_weight, var_weight, running_mean, running_var,
+            eps, mean, rstd, in_mean, in_var, ln_mean, ln_var, bn_mean, bn_var, num_threads);
+    case FN_F16:
+        return fastnorm_switch_norm_f16(
+            N, R, C, L, x, y, weight, bias, mean_weight, var_weight, running_mean, running_var,
+            eps, mean, rstd, in_mean, in_var, ln_mean, ln_var, bn_mean, bn_var, num_threads);
+    case FN_BF16:
+        return fastnorm_switch_norm_bf16(
+            N, R, C, L, x, y, weight, bias, mean_weight, var_weight, running_mean, running_var,
+            eps, mean, rstd, in_mean, in_var, ln_mean, ln_var, bn_mean, bn_var, num_threads);
+    }
+    return FASTNORM_EINVAL;
+}
+
+static inline int fn_switch_norm_backward(
+    fn_dtype dtype, int64_t N, int64_t R, int64_t C, int64_t L, const void *dy, const void *x,
+    const void *weight, const double *mean_weight, const double *var_weight, const double *mean,
+    const double *rstd, const double *in_mean, const double *in_var, const double *ln_mean,
+    const double *ln_var, const double *bn_mean, const double *bn_var, int batch_stats,
+    const double *rstd_cubed, void *dx, double *dweight, double *dbias, double *dmean_weight,
+    double *dvar_weight, int num_threads) {
+    switch (dtype) {
+    case FN_F32:
+        return fastnorm_switch_norm_backward_f32(
+            N, R, C, L, dy, x, weight, mean_weight, var_weight, mean, rstd, in_mean, in_var,
+            ln_mean, ln_var, bn_mean, bn_var, batch_stats, rstd_cubed, dx, dweight, dbias,
+            dmean_weight, dvar_weight, num_threads);
+    case FN_F64:
+        return fastnorm_switch_norm_backward_f64(
+            N, R, C, L, dy, x, weight, mean_weight, var_weight, mean, rstd, in_mean, in_var,
+            ln_mean, ln_var, bn_mean, bn_var, batch_stats, rstd_cubed, dx, dweight, dbias,
+            dmean_weight, dvar_weight, num_threads);
+    case FN_F16:
+        return fastnorm_switch_norm_backward_f16(
+            N, R, C, L, dy, x, weight, mean_weight, var_weight, mean, rstd, in_mean, in_var,
+            ln_mean, ln_var, bn_mean, bn_var, batch_stats, rstd_cubed, dx, dweight, dbias,
+            dmean_weight, dvar_weight, num_threads);
+    case FN_BF16:
+        return fastnorm_switch_norm_backward_bf16(
+            N, R, C, L, dy, x, weight, mean_weight, var_weight, mean, rstd, in_mean, in_var,
+            ln_mean, ln_var, bn_mean, bn_var, batch_stats, rstd_cubed, dx, dweight, dbias,
+            dmean_weight, dvar_weight, num_threads);
+    }
+    return FASTNORM_EINVAL;
+}
+
+static inline int fn_batch_layer_norm(
+    fn_dtype dtype, int64_t B, int64_t M, int64_t D, const void *x, void *y, const void *weight,
+    const void *bias, int64_t batch_size, const double *running_mean, const double *running_var,
+    double eps, void *feature_mean, void *feature_rstd, double *batch_mean, double *batch_rstd,
+    double *batch_center, double *batch_var, int num_threads) {
+    switch (dtype) {
+    case FN_F32:
+        return fastnorm_batch_layer_norm_f32(
+            B, M, D, x, y, weight, bias, batch_size, running_mean, running_var, eps,
+            feature_mean, feature_rstd, batch_mean, batch_rstd, batch_center, batch_var,
+            num_threads);
+    case FN_F64:
+        return fastnorm_batch_layer_norm_f64(
+            B, M, D, x, y, weight, bias, batch_size, running_mean, running_var, eps,
+            feature_mean, feature_rstd, batch_mean, batch_rstd, batch_center, batch_var,
+            num_threads);
+    case FN_F16:
+        return fastnorm_batch_layer_norm_f16(
+            B, M, D, x, y, weight, bias, batch_size, running_mean, running_var, eps,
+            feature_mean, feature_rstd, batch_mean, batch_rstd, batch_center, batch_var,
+            num_threads);
+    case FN_BF16:
+        return fastnorm_batch_layer_norm_bf16(
+            B, M, D, x, y, weight, bias, batch_size, running_mean, running_var, eps,
+            feature_mean, feature_rstd, batch_mean, batch_rstd, batch_center, batch_var,
+            num_threads);
+    }
+    return FASTNORM_EINVAL;
+}
+
+static inline int fn_batch_layer_norm_backward(
+    fn_dtype dtype, int64_t B, int64_t M, int64_t D, const void *dy, const void *x,
+    const void *weight, int64_t batch_size, const void *feature_mean, const void *feature_rstd,
+    const double *batch_mean, const double *batch_rstd, const double *batch_center,
+    int frozen_mean, int frozen_var, void *dx, void *dweight, void *dbias, int num_threads) {
+    switch (dtype) {
+    case FN_F32:
+        return fastnorm_batch_layer_norm_backward_f32(
+            B, M, D, dy, x, weight, batch_size, feature_mean, feature_rstd, batch_mean,
+            batch_rstd, batch_center, frozen_mean, frozen_var, dx, dweight, dbias, num_threads);
+    case FN_F64:
+        return fastnorm_batch_layer_norm_backward_f64(
+            B, M, D, dy, x, weight, batch_size, feature_mean, feature_rstd, batch_mean,
+            batch_rstd, batch_center, frozen_mean, frozen_var, dx, dweight, dbias, num_threads);
+    case FN_F16:
+        return fastnorm_batch_layer_norm_backward_f16(
+            B, M, D, dy, x, weight, batch_size, feature_mean, feature_rstd, batch_mean,
+            batch_rstd, batch_center, frozen_mean, frozen_var, dx, dweight, dbias, num_threads);
+    case FN_BF16:
+        return fastnorm_batch_layer_norm_backward_bf16(
+            B, M, D, dy, x, weight, batch_size, feature_mean, feature_rstd, batch_mean,
+            batch_rstd, batch_center, frozen_mean, frozen_var, dx, dweight, dbias, num_threads);
+    }
+    return FASTNORM_EINVAL;
+}
+
 #endif /* FN_DTYPE_GENERIC_H */

@@ -125,5 +125,22 @@
 #define fastnorm_add_layer_norm_backward_bf16 (fastnorm_capi()->add_layer_norm_backward_bf16)
 #define fastnorm_add_rms_norm_backward_bf16 (fastnorm_capi()->add_rms_norm_backward_bf16)
 #define fastnorm_avx512_in_use (fastnorm_capi()->avx512_in_use)
+#define fastnorm_switch_norm_f32 (fastnorm_capi()->switch_norm_f32)
+#define fastnorm_switch_norm_backward_f32 (fastnorm_capi()->switch_norm_backward_f32)
+#define fastnorm_batch_layer_norm_f32 (fastnorm_capi()->batch_layer_norm_f32)
+#define fastnorm_batch_layer_norm_backward_f32 (fastnorm_capi()->batch_layer_norm_backward_f32)
+#define fastnorm_switch_norm_f64 (fastnorm_capi()->switch_norm_f64)
+#define fastnorm_switch_norm_backward_f64 (fastnorm_capi()->switch_norm_backward_f64)
+#define fastnorm_batch_layer_norm_f64 (fastnorm_capi()->batch_layer_norm_f64)
+#define fastnorm_batch_layer_norm_backward_f64 (fastnorm_capi()->batch_layer_norm_backward_f64)
+#define fastnorm_switch_norm_f16 (fastnorm_capi()->switch_norm_f16)
+#define fastnorm_switch_norm_backward_f16 (fastnorm_capi()->switch_norm_backward_f16)
+#define fastnorm_batch_layer_norm_f16 (fastnorm_capi()->batch_layer_norm_f16)
+#define fastnorm_batch_layer_norm_backward_f16 (fastnorm_capi()->batch_layer_norm_backward_f16)
+#define fastnorm_switch_norm_bf16 (fastnorm_capi()->switch_norm_bf16)
+#define fastnorm_switch_norm_backward_bf16 (fastnorm_capi()->switch_norm_backward_bf16)
+#define fastnorm_batch_layer_norm_bf16 (fastnorm_capi()->batch_layer_norm_bf16)
+#define fastnorm_batch_layer_norm_backward_bf16 \
+    (fastnorm_capi()->batch_layer_norm_backward_bf16)
 
 #endif /* FASTNORM_CAPI_NAMES_H */

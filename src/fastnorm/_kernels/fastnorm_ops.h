@@ -578,4 +578,150 @@ FASTNORM_API int fastnorm_add_rms_norm_axis_bf16(
     uint16_t *sum_out, int64_t ldss, int64_t ldsc, uint16_t *y, int64_t ldys, int64_t ldyc,
     const float *weight, double eps, float *rstd, int num_threads);
 
+/* ---- switchable and batch-layer normalization ---------------------------- */
+
+/* Switchable normalization. x is a C-ordered (N, R, C, L) array: N samples,
+ * R rows, C channels and L contiguous elements per channel ((N, 1, C, H*W)
+ * for NCHW data, (N, H*W, C, 1) for channels-last). The instance moments
+ * in_mean, in_var (N, C) are mixed with the layer moments ln_mean, ln_var (N)
+ * and the batch moments bn_mean, bn_var (C) by the softmaxed weights
+ * mean_weight and var_weight (3 doubles each: IN, LN, BN):
+ *   mean = mw[0] in_mean + mw[1] ln_mean + mw[2] bn_mean, var alike,
+ *   y = (x - mean) / sqrt(var + eps) * weight + bias,
+ * every statistic in double (docs/numerics.md §9; the sums in NumPy's
+ * pairwise order, driver_mixed.h). The batch moments come from the
+ * batch, or, where running_mean and running_var (C doubles) are not NULL, are
+ * those. mean and rstd (N, C) are the mixed statistics the backward takes,
+ * with the other seven arrays. weight and bias (C elements) may be NULL. With
+ * no elements nothing is written to y and every statistic is NaN. y may be x
+ * itself, and must not otherwise overlap the inputs.
+ *
+ * The backward writes dx (x's shape; it must not overlap dy or x), dweight
+ * and dbias (C doubles each, either may be NULL; weight NULL means ones) and
+ * the gradients of the mixing weights dmean_weight, dvar_weight (3 doubles
+ * each, with respect to the softmaxed weights' logits). batch_stats is
+ * whether the forward used the batch's moments (else they are constants).
+ * rstd_cubed (N, C) is rstd**3 as the caller computed it, or NULL:
+ * pow(rstd, 3). With no elements the gradients are zero. */
+FASTNORM_API int fastnorm_switch_norm_f32(
+    int64_t N, int64_t R, int64_t C, int64_t L, const float *x, float *y, const float *weight,
+    const float *bias, const double *mean_weight, const double *var_weight,
+    const double *running_mean, const double *running_var, double eps, double *mean,
+    double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var,
+    double *bn_mean, double *bn_var, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_f64(
+    int64_t N, int64_t R, int64_t C, int64_t L, const double *x, double *y,
+    const double *weight, const double *bias, const double *mean_weight,
+    const double *var_weight, const double *running_mean, const double *running_var, double eps,
+    double *mean, double *rstd, double *in_mean, double *in_var, double *ln_mean,
+    double *ln_var, double *bn_mean, double *bn_var, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_f16(
+    int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *x, uint16_t *y,
+    const float *weight, const float *bias, const double *mean_weight, const double *var_weight,
+    const double *running_mean, const double *running_var, double eps, double *mean,
+    double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var,
+    double *bn_mean, double *bn_var, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_bf16(
+    int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *x, uint16_t *y,
+    const float *weight, const float *bias, const double *mean_weight, const double *var_weight,
+    const double *running_mean, const double *running_var, double eps, double *mean,
+    double *rstd, double *in_mean, double *in_var, double *ln_mean, double *ln_var,
+    double *bn_mean, double *bn_var, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_backward_f32(
+    int64_t N, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+    const float *weight, const double *mean_weight, const double *var_weight,
+    const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+    const double *ln_mean, const double *ln_var, const double *bn_mean, const double *bn_var,
+    int batch_stats, const double *rstd_cubed, float *dx, double *dweight, double *dbias,
+    double *dmean_weight, double *dvar_weight, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_backward_f64(
+    int64_t N, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+    const double *weight, const double *mean_weight, const double *var_weight,
+    const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+    const double *ln_mean, const double *ln_var, const double *bn_mean, const double *bn_var,
+    int batch_stats, const double *rstd_cubed, double *dx, double *dweight, double *dbias,
+    double *dmean_weight, double *dvar_weight, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_backward_f16(
+    int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+    const float *weight, const double *mean_weight, const double *var_weight,
+    const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+    const double *ln_mean, const double *ln_var, const double *bn_mean, const double *bn_var,
+    int batch_stats, const double *rstd_cubed, uint16_t *dx, double *dweight, double *dbias,
+    double *dmean_weight, double *dvar_weight, int num_threads);
+FASTNORM_API int fastnorm_switch_norm_backward_bf16(
+    int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+    const float *weight, const double *mean_weight, const double *var_weight,
+    const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+    const double *ln_mean, const double *ln_var, const double *bn_mean, const double *bn_var,
+    int batch_stats, const double *rstd_cubed, uint16_t *dx, double *dweight, double *dbias,
+    double *dmean_weight, double *dvar_weight, int num_threads);
+
+/* Batch layer normalization. x is a C-ordered (B, M, D) array: B samples, M
+ * positions and D features (x.shape[1:-1] merged into M), F = M * D columns.
+ * With g = weight / sqrt(D) (weight NULL: ones) and a = 1/n - 1e-4,
+ * b = 1 - 1/n - 1e-4 for n = batch_size, or B where batch_size <= 0
+ * (a = b = 0 for an empty batch):
+ *   y = a * g * LN_features(x) + b * g * (x - batch_mean) * batch_rstd + bias
+ * (docs/numerics.md §8). The feature branch's statistics feature_mean
+ * and feature_rstd (B * M elements) are those of a layer norm over the last
+ * axis; the batch branch's, per column (F doubles each): batch_center and
+ * batch_var, the mini-batch's mean and biased variance (NaN for an empty
+ * batch), and batch_mean and batch_rstd, the ones used -- running_mean and
+ * 1 / sqrt(running_var + eps) where those (F doubles) are not NULL, else the
+ * mini-batch's. bias (D elements) may be NULL. y must not overlap x or the
+ * parameters.
+ *
+ * The backward takes the forward's statistics; frozen_mean and frozen_var
+ * say whether batch_mean and batch_rstd came from the running statistics
+ * (constants, then). It writes dx (x's shape; it must not overlap dy or x),
+ * dweight and dbias (D elements; either may be NULL). With no elements the
+ * gradients are zero. */
+FASTNORM_API int fastnorm_batch_layer_norm_f32(
+    int64_t B, int64_t M, int64_t D, const float *x, float *y, const float *weight,
+    const float *bias, int64_t batch_size, const double *running_mean,
+    const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+    double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_f64(
+    int64_t B, int64_t M, int64_t D, const double *x, double *y, const double *weight,
+    const double *bias, int64_t batch_size, const double *running_mean,
+    const double *running_var, double eps, double *feature_mean, double *feature_rstd,
+    double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_f16(
+    int64_t B, int64_t M, int64_t D, const uint16_t *x, uint16_t *y, const float *weight,
+    const float *bias, int64_t batch_size, const double *running_mean,
+    const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+    double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_bf16(
+    int64_t B, int64_t M, int64_t D, const uint16_t *x, uint16_t *y, const float *weight,
+    const float *bias, int64_t batch_size, const double *running_mean,
+    const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+    double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_backward_f32(
+    int64_t B, int64_t M, int64_t D, const float *dy, const float *x, const float *weight,
+    int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+    const double *batch_mean, const double *batch_rstd, const double *batch_center,
+    int frozen_mean, int frozen_var, float *dx, float *dweight, float *dbias, int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_backward_f64(
+    int64_t B, int64_t M, int64_t D, const double *dy, const double *x, const double *weight,
+    int64_t batch_size, const double *feature_mean, const double *feature_rstd,
+    const double *batch_mean, const double *batch_rstd, const double *batch_center,
+    int frozen_mean, int frozen_var, double *dx, double *dweight, double *dbias,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_backward_f16(
+    int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x, const float *weight,
+    int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+    const double *batch_mean, const double *batch_rstd, const double *batch_center,
+    int frozen_mean, int frozen_var, uint16_t *dx, float *dweight, float *dbias,
+    int num_threads);
+FASTNORM_API int fastnorm_batch_layer_norm_backward_bf16(
+    int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x, const float *weight,
+    int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+    const double *batch_mean, const double *batch_rstd, const double *batch_center,
+    int frozen_mean, int frozen_var, uint16_t *dx, float *dweight, float *dbias,
+    int num_threads);
+
 #endif /* FASTNORM_OPS_H */

@@ -444,6 +444,111 @@ typedef struct fastnorm_api_table {
         int64_t lds, const uint16_t *ds, int64_t ldds, const float *rstd, const float *weight,
         uint16_t *dsum, int64_t lddsum, float *dweight, int num_threads);
     int (*avx512_in_use)(void);
+    /* appended: switchable and batch-layer normalization */
+    int (*switch_norm_f32)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const float *x, float *y,
+        const float *weight, const float *bias, const double *mean_weight,
+        const double *var_weight, const double *running_mean, const double *running_var,
+        double eps, double *mean, double *rstd, double *in_mean, double *in_var,
+        double *ln_mean, double *ln_var, double *bn_mean, double *bn_var, int num_threads);
+    int (*switch_norm_backward_f32)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const float *dy, const float *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, float *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads);
+    int (*batch_layer_norm_f32)(
+        int64_t B, int64_t M, int64_t D, const float *x, float *y, const float *weight,
+        const float *bias, int64_t batch_size, const double *running_mean,
+        const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+        double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+        int num_threads);
+    int (*batch_layer_norm_backward_f32)(
+        int64_t B, int64_t M, int64_t D, const float *dy, const float *x, const float *weight,
+        int64_t batch_size, const float *feature_mean, const float *feature_rstd,
+        const double *batch_mean, const double *batch_rstd, const double *batch_center,
+        int frozen_mean, int frozen_var, float *dx, float *dweight, float *dbias,
+        int num_threads);
+    int (*switch_norm_f64)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const double *x, double *y,
+        const double *weight, const double *bias, const double *mean_weight,
+        const double *var_weight, const double *running_mean, const double *running_var,
+        double eps, double *mean, double *rstd, double *in_mean, double *in_var,
+        double *ln_mean, double *ln_var, double *bn_mean, double *bn_var, int num_threads);
+    int (*switch_norm_backward_f64)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const double *dy, const double *x,
+        const double *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, double *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads);
+    int (*batch_layer_norm_f64)(
+        int64_t B, int64_t M, int64_t D, const double *x, double *y, const double *weight,
+        const double *bias, int64_t batch_size, const double *running_mean,
+        const double *running_var, double eps, double *feature_mean, double *feature_rstd,
+        double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+        int num_threads);
+    int (*batch_layer_norm_backward_f64)(
+        int64_t B, int64_t M, int64_t D, const double *dy, const double *x,
+        const double *weight, int64_t batch_size, const double *feature_mean,
+        const double *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, double *dx,
+        double *dweight, double *dbias, int num_threads);
+    int (*switch_norm_f16)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *x, uint16_t *y,
+        const float *weight, const float *bias, const double *mean_weight,
+        const double *var_weight, const double *running_mean, const double *running_var,
+        double eps, double *mean, double *rstd, double *in_mean, double *in_var,
+        double *ln_mean, double *ln_var, double *bn_mean, double *bn_var, int num_threads);
+    int (*switch_norm_backward_f16)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, uint16_t *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads);
+    int (*batch_layer_norm_f16)(
+        int64_t B, int64_t M, int64_t D, const uint16_t *x, uint16_t *y, const float *weight,
+        const float *bias, int64_t batch_size, const double *running_mean,
+        const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+        double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+        int num_threads);
+    int (*batch_layer_norm_backward_f16)(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads);
+    int (*switch_norm_bf16)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *x, uint16_t *y,
+        const float *weight, const float *bias, const double *mean_weight,
+        const double *var_weight, const double *running_mean, const double *running_var,
+        double eps, double *mean, double *rstd, double *in_mean, double *in_var,
+        double *ln_mean, double *ln_var, double *bn_mean, double *bn_var, int num_threads);
+    int (*switch_norm_backward_bf16)(
+        int64_t N, int64_t R, int64_t C, int64_t L, const uint16_t *dy, const uint16_t *x,
+        const float *weight, const double *mean_weight, const double *var_weight,
+        const double *mean, const double *rstd, const double *in_mean, const double *in_var,
+        const double *ln_mean, const double *ln_var, const double *bn_mean,
+        const double *bn_var, int batch_stats, const double *rstd_cubed, uint16_t *dx,
+        double *dweight, double *dbias, double *dmean_weight, double *dvar_weight,
+        int num_threads);
+    int (*batch_layer_norm_bf16)(
+        int64_t B, int64_t M, int64_t D, const uint16_t *x, uint16_t *y, const float *weight,
+        const float *bias, int64_t batch_size, const double *running_mean,
+        const double *running_var, double eps, float *feature_mean, float *feature_rstd,
+        double *batch_mean, double *batch_rstd, double *batch_center, double *batch_var,
+        int num_threads);
+    int (*batch_layer_norm_backward_bf16)(
+        int64_t B, int64_t M, int64_t D, const uint16_t *dy, const uint16_t *x,
+        const float *weight, int64_t batch_size, const float *feature_mean,
+        const float *feature_rstd, const double *batch_mean, const double *batch_rstd,
+        const double *batch_center, int frozen_mean, int frozen_var, uint16_t *dx,
+        float *dweight, float *dbias, int num_threads);
 } fastnorm_api_table;
 
 /* The table of this build's entry points (static storage, never NULL). */

@@ -1,0 +1,117 @@
+/*
+ * driver_batch_layer_impl.h -- batch-layer normalization of (B, M, D) data
+ * (B samples, M positions, D features): the row layer norm of driver_impl.h
+ * over the features and the channel stages of driver_channel_impl.h over
+ * the batch, with F = M * D columns; included by driver.c per data type,
+ * after driver_channel_impl.h.
+ */
+
+/* (weight / sqrt(D)) * mix per feature, rounded to W (weight NULL: ones),
+ * repeated `times` times. */
+static void LOCAL(bln_scaled_weight)(const W *weight, int64_t D, double mix, int64_t times,
+                                     W *out) {
+    const double sd = sqrt((double)D);
+    for (int64_t t = 0; t < times; t++)
+        for (int64_t d = 0; d < D; d++)
+            out[t * D + d] = (W)(mix * ((weight ? (double)weight[d] : 1.0) / sd));
+}
+
+int NAME(batch_layer_norm)(int64_t B, int64_t M, int64_t D, const T *x, T *y, const W *weight,
+                           const W *bias, int64_t batch_size, const double *running_mean,
+                           const double *running_var, double eps, ST *feature_mean,
+                           ST *feature_rstd, double *batch_mean, double *batch_rstd,
+                           double *batch_center, double *batch_var, int num_threads) {
+    if (B < 0 || M < 0 || D < 0) return FASTNORM_EINVAL;
+    const int64_t F = M * D;
+    double a_mix, b_mix;
+    fn_batch_layer_mixing(batch_size, B, &a_mix, &b_mix);
+    int rc = FASTNORM_OK;
+    if (B > 0 && F > 0)
+        rc = NAME(channel_moments)(1, B, F, 1, x, eps, batch_center, batch_var, num_threads);
+    else
+        for (int64_t f = 0; f < F; f++) batch_center[f] = batch_var[f] = NAN;
+    if (rc != FASTNORM_OK) return rc;
+    for (int64_t f = 0; f < F; f++) {
+        batch_mean[f] = running_mean ? running_mean[f] : batch_center[f];
+        batch_rstd[f] = 1.0 / sqrt((running_var ? running_var[f] : batch_var[f]) + eps);
+    }
+    W *wf = (W *)fn_scratch_alloc((size_t)(D + F + 1) * sizeof(W));
+    if (!wf) return FASTNORM_ENOMEM;
+    W *wb = wf + D;
+    /* the feature branch and the bias: y = a * weight / sqrt(D) * x_f + bias */
+    LOCAL(bln_scaled_weight)(weight, D, a_mix, 1, wf);
+    rc = NAME(layer_norm)(B * M, D, x, D, y, D, wf, bias, eps, feature_mean, feature_rstd,
+                          num_threads);
+    /* the batch branch, added: y += b * weight / sqrt(D) * x_b */
+    if (rc == FASTNORM_OK) {
+        LOCAL(bln_scaled_weight)(weight, D, b_mix, M, wb);
+        rc = NAME(channel_normalize)(1, B, F, 1, x, y, batch_mean, batch_rstd, wb, NULL, 1,
+                                     num_threads);
+    }
+    fn_scratch_free(wf);
+    return rc;
+}
+
+int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy, const T *x,
+                                    const W *weight, int64_t batch_size,
+                                    const ST *feature_mean, const ST *feature_rstd,
+                                    const double *batch_mean, const double *batch_rstd,
+                                    const double *batch_center, int frozen_mean,
+                                    int frozen_var, T *dx, W *dweight, W *dbias,
+                                    int num_threads) {
+    if (B < 0 || M < 0 || D < 0) return FASTNORM_EINVAL;
+    const int64_t F = M * D;
+    if (B == 0 || F == 0) { /* nothing flows back */
+        for (int64_t d = 0; d < D; d++) {
+            if (dweight) dweight[d] = 0;
+            if (dbias) dbias[d] = 0;
+        }
+        return FASTNORM_OK;
+    }
+    double a_mix, b_mix;
+    fn_batch_layer_mixing(batch_size, B, &a_mix, &b_mix);
+    double *s = (double *)fn_scratch_alloc((size_t)(6 * F + D) * sizeof(double));
+    W *wp = (W *)fn_scratch_alloc((size_t)(3 * D) * sizeof(W));
+    if (!s || !wp) {
+        fn_scratch_free(s);
+        fn_scratch_free(wp);
+        return FASTNORM_ENOMEM;
+    }
+    double *sum_dy = s, *sum_dyx = s + F, *ca = s + 2 * F, *cb = s + 3 * F, *ck = s + 4 * F;
+    double *rsx = s + 5 * F, *dwb = s + 6 * F;
+    W *wf = wp, *dwf = wp + D, *db = dbias ? dbias : wp + 2 * D;
+    /* the feature branch: a * NB_features(dy * weight / sqrt(D)) */
+    LOCAL(bln_scaled_weight)(weight, D, a_mix, 1, wf);
+    int rc = NAME(layer_norm_backward)(B * M, D, dy, D, x, D, feature_mean, feature_rstd, wf,
+                                       dx, D, dwf, db, num_threads);
+    if (rc == FASTNORM_OK)
+        rc = NAME(channel_sums)(1, B, F, 1, dy, x, batch_mean, sum_dy, sum_dyx, num_threads);
+    if (rc == FASTNORM_OK) {
+        /* the batch branch, added into dx: per column, with g = weight / sqrt(D),
+         *   dx += ca dy + cb r (x - center) + ck,  ca = g r b_mix,
+         *   cb = -(vb / B) ca r sum_dyx,  ck = -(mb / B) ca sum_dy
+         * (vb, mb: whether the variance / mean are the mini-batch's); the
+         * variance term is centered on the mini-batch mean */
+        const double sd = sqrt((double)D), n = (double)B;
+        const double cv = -(frozen_var ? 0.0 : 1.0) / n, cm = -(frozen_mean ? 0.0 : 1.0) / n;
+        for (int64_t f = 0; f < F; f++) {
+            const double g = (weight ? (double)weight[f % D] : 1.0) / sd, r = batch_rstd[f];
+            ca[f] = fn_mul(fn_mul(g, r), b_mix);
+            rsx[f] = fn_mul(r, sum_dyx[f]);
+            cb[f] = fn_mul(fn_mul(ca[f], rsx[f]), cv);
+            ck[f] = fn_mul(fn_mul(ca[f], sum_dy[f]), cm);
+        }
+        rc = NAME(channel_affine_backward)(1, B, F, 1, dy, x, dx, batch_center, batch_rstd, ca,
+                                           cb, ck, 1, num_threads);
+    }
+    if (rc == FASTNORM_OK && dweight) {
+        fn_np_column_sums(rsx, M, D, dwb);
+        const double sd = sqrt((double)D);
+        for (int64_t d = 0; d < D; d++)
+            dweight[d] = (W)fn_div(fn_add(fn_mul(a_mix, (double)dwf[d]), fn_mul(b_mix, dwb[d])),
+                                   sd);
+    }
+    fn_scratch_free(s);
+    fn_scratch_free(wp);
+    return rc;
+}
