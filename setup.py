@@ -40,11 +40,15 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = os.path.join("src", "fastnorm", "_kernels")
-HEADERS = [
-    os.path.join(KERNELS, name)
-    for name in sorted(os.listdir(KERNELS))
+# The public headers at the top of KERNELS; the entry tables (api/), the
+# drivers (drivers/), the kernel targets (targets/) and the thread pool
+# (runtime/) in folders of their own.
+HEADERS = sorted(
+    os.path.join(folder, name)
+    for folder, _, names in os.walk(KERNELS)
+    for name in names
     if name.endswith(".h")
-]
+)
 
 
 def _env_flag(name):
@@ -130,7 +134,7 @@ class KernelFile:
     on every source. Its flags are the file before it's and `flags`."""
 
     def __init__(self, source, macro, flags, msvc_flags, probe, switches):
-        self.source = os.path.join(KERNELS, source)
+        self.source = os.path.join(KERNELS, "targets", source)
         self.macro = macro
         self.flags = flags
         self.msvc_flags = msvc_flags
@@ -243,7 +247,7 @@ class BuildExt(build_ext):
         ext.define_macros = list(ext.define_macros or []) + macros
         kernel_objects = []
         if self._kernel_files:
-            self.compiler.mkpath(os.path.join(self.build_temp, KERNELS))
+            self.compiler.mkpath(os.path.join(self.build_temp, KERNELS, "targets"))
         for kf, flags in self._kernel_files:
             kernel_objects.append(pool.submit(
                 compile_source, kf.source,
@@ -275,11 +279,11 @@ extension = Extension(
     "fastnorm._core",
     sources=[
         os.path.join("src", "fastnorm", "_core.pyx"),
-        os.path.join(KERNELS, "dispatch.c"),
-        os.path.join(KERNELS, "pool.c"),
-        os.path.join(KERNELS, "driver.c"),
-        os.path.join(KERNELS, "api_table.c"),
-        os.path.join(KERNELS, "kernels_scalar.c"),
+        os.path.join(KERNELS, "targets", "dispatch.c"),
+        os.path.join(KERNELS, "runtime", "pool.c"),
+        os.path.join(KERNELS, "drivers", "driver.c"),
+        os.path.join(KERNELS, "api", "api_table.c"),
+        os.path.join(KERNELS, "targets", "kernels_scalar.c"),
     ],
     include_dirs=[KERNELS, numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

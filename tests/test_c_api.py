@@ -24,8 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EMBED = os.path.join(HERE, "embed")
 # What a program compiles in: every kernel source but kernels_avx2.c, which
 # needs AVX2 + FMA flags of its own (and FASTNORM_HAVE_AVX2 on the others).
-SOURCES = ["dispatch.c", "driver.c", "pool.c", "api_table.c", "kernels_scalar.c"]
-AVX2_SOURCE = "kernels_avx2.c"
+SOURCES = ["targets/dispatch.c", "drivers/driver.c", "runtime/pool.c", "api/api_table.c",
+           "targets/kernels_scalar.c"]
+AVX2_SOURCE = "targets/kernels_avx2.c"
 ISA_CODES = {"scalar": 0, "avx2": 1, "avx512": 2}
 
 MAJOR, MINOR, PATCH = map(int, fn.__version__.split("."))

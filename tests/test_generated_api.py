@@ -90,7 +90,7 @@ def test_a_new_operation_reaches_every_file(gen):
     # appended after the last member of version 1
     assert table.index("(*avx512_in_use)") < table.index("(*demo_norm_f32)") < table.index(
         "(*demo_norm_bf16)")
-    generic = after[os.path.join(gen.KERNELS, "dtype_generic.h")]
+    generic = after[os.path.join(gen.KERNELS, "api", "dtype_generic.h")]
     assert "static inline int fn_demo_norm(" in generic
     assert "return fastnorm_demo_norm_bf16(" in generic
 

@@ -11,9 +11,9 @@ them this writes, under src/fastnorm:
 
     _kernels/fastnorm_ops.h           the prototypes, each operation in each data type
     _kernels/fastnorm_table.h         struct fastnorm_api_table
-    _kernels/api_table.c              the table's one instance
+    _kernels/api/api_table.c          the table's one instance
     _kernels/fastnorm_capi_names.h    fastnorm_capi.h's names for the table's members
-    _kernels/dtype_generic.h          one function per operation with the data type as
+    _kernels/api/dtype_generic.h      one function per operation with the data type as
                                       an argument (for the Python module; not in the table)
     kernels.pxd                       the Cython API (through the capsule)
     _entry_points.pxi                 fastnorm._core's Cython declarations
@@ -314,7 +314,7 @@ def table_source(model):
         "api_table.c -- every entry point of fastnorm.h in one table, for the hosts",
         "that reach the kernels through a loaded copy rather than by linking them\n"
         "(the Python package hands it out as the capsule fastnorm._core._C_API).")
-    out += ['#include "fastnorm.h"', "",
+    out += ['#include "../fastnorm.h"', "",
             "static const fastnorm_api_table fn_api_table = {",
             "    .table_version = FASTNORM_API_TABLE_VERSION,",
             "    .table_size = (int)sizeof(fastnorm_api_table),",
@@ -356,7 +356,7 @@ def generic_header(model):
         "this header is C, not C++). Internal: not part of the C API and not in\n"
         "fastnorm_api_table. An unknown dtype returns FASTNORM_EINVAL.")
     out += ["#ifndef FN_DTYPE_GENERIC_H", "#define FN_DTYPE_GENERIC_H", "",
-            '#include "fastnorm.h"', "",
+            '#include "../fastnorm.h"', "",
             "/* The data types, in the order of fastnorm's list of them. */",
             "typedef enum fn_dtype {"]
     out += [f"    {e} = {i}," for i, e in enumerate(enum)]
@@ -455,7 +455,7 @@ def core_pxi(model):
             "    # version, dispatch, threads"]
     out += cython_declarations(model, list(model.functions.values()))
     out += cython_typed_sections(model)
-    out += ["", "", 'cdef extern from "dtype_generic.h" nogil:',
+    out += ["", "", 'cdef extern from "api/dtype_generic.h" nogil:',
             "    ctypedef enum fn_dtype:"] + [f"        {e}" for e in enum] + [""]
     for entry in model.sections:
         if entry["kind"] != "op":
@@ -469,9 +469,9 @@ def core_pxi(model):
 OUTPUTS = {
     os.path.join(KERNELS, "fastnorm_ops.h"): ops_header,
     os.path.join(KERNELS, "fastnorm_table.h"): table_header,
-    os.path.join(KERNELS, "api_table.c"): table_source,
+    os.path.join(KERNELS, "api", "api_table.c"): table_source,
     os.path.join(KERNELS, "fastnorm_capi_names.h"): capi_names,
-    os.path.join(KERNELS, "dtype_generic.h"): generic_header,
+    os.path.join(KERNELS, "api", "dtype_generic.h"): generic_header,
     os.path.join(PACKAGE, "kernels.pxd"): pxd,
     os.path.join(PACKAGE, "_entry_points.pxi"): core_pxi,
 }

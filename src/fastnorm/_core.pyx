@@ -39,7 +39,7 @@ _C_API = PyCapsule_New(<void *>fastnorm_get_api_table(), "fastnorm._core._C_API"
 include "_targets.pxi"
 
 
-cdef extern from "dispatch.h":
+cdef extern from "targets/dispatch.h":
     int64_t fn_stream_min_bytes() nogil
     int64_t fn_set_stream_min_bytes(int64_t nbytes) nogil
 
@@ -55,7 +55,7 @@ def _stream_bytes(nbytes=None):
     return fn_set_stream_min_bytes(int(nbytes))
 
 
-cdef extern from "pool.h":
+cdef extern from "runtime/pool.h":
     int fn_pool_spin_us(int us) nogil
     int fn_pool_quiet_ms(int ms) nogil
     int fn_pool_shuffle(int on) nogil

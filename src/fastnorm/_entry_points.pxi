@@ -571,7 +571,7 @@ cdef extern from "fastnorm.h" nogil:
         float *dweight, float *dbias, int num_threads)
 
 
-cdef extern from "dtype_generic.h" nogil:
+cdef extern from "api/dtype_generic.h" nogil:
     ctypedef enum fn_dtype:
         FN_F32
         FN_F64

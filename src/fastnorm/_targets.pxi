@@ -2,7 +2,7 @@
 # names, their selection (here, and FASTNORM_ISA at import), and the CPU
 # features they need. Included by _core.pyx.
 
-cdef extern from "dispatch.h" nogil:
+cdef extern from "targets/dispatch.h" nogil:
     ctypedef struct fn_target_info:
         int isa
         const char *name

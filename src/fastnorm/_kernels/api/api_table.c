@@ -4,7 +4,7 @@
  * that reach the kernels through a loaded copy rather than by linking them
  * (the Python package hands it out as the capsule fastnorm._core._C_API).
  */
-#include "fastnorm.h"
+#include "../fastnorm.h"
 
 static const fastnorm_api_table fn_api_table = {
     .table_version = FASTNORM_API_TABLE_VERSION,

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "dispatch.h"
-#include "fastnorm.h"
+#include "../fastnorm.h"
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86)
 #define FN_X86 1

@@ -10,7 +10,7 @@
 #ifndef FN_DTYPE_GENERIC_H
 #define FN_DTYPE_GENERIC_H
 
-#include "fastnorm.h"
+#include "../fastnorm.h"
 
 /* The data types, in the order of fastnorm's list of them. */
 typedef enum fn_dtype {

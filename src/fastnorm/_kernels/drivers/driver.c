@@ -20,10 +20,10 @@
 #define FN_PTHREADS 1
 #endif
 
-#include "dispatch.h"
-#include "fastnorm.h"
-#include "fp16.h"
-#include "pool.h"
+#include "../targets/dispatch.h"
+#include "../fastnorm.h"
+#include "../targets/fp16.h"
+#include "../runtime/pool.h"
 
 int fastnorm_has_threads(void) { return fn_pool_built(); }
 
@@ -269,10 +269,9 @@ typedef struct {
  * per thread and call up to FN_WIDE_MAX (a copy that stays in L2); longer
  * rows are converted at every pass instead.
  * The LayerNorm/RMSNorm backward widens dy and x the same way where that pays
- * (FN_WIDE_BACKWARD = 1: bfloat16, whose loads are integer shifts): 7-12%
- * faster for bfloat16 on rows of 768 to 4096 elements, but up to 1.35x slower
- * for float16, whose F16C loads convert for free next to the stores and
- * reloads of two copies. */
+ * (FN_WIDE_BACKWARD = 1: bfloat16, whose loads are integer shifts), not for
+ * float16, whose F16C loads convert for free next to the stores and reloads
+ * of two copies (bench/choices.md, "Widened copies in the backward"). */
 #define FN_WIDE_STACK 4096
 #define FN_WIDE_MAX (64 * 1024)
 #if defined(__GNUC__) || defined(__clang__)

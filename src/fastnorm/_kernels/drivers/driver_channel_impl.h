@@ -495,8 +495,9 @@ static void LOCAL(unit_backward_items)(void *vctx, int64_t begin, int64_t end) {
         fn_scratch_free(co);
         return;
     }
-    /* (widening dy and x once, as the row backward does for bfloat16, measured
-     * 0.9-1.15x here: the segments are converted at each pass) */
+    /* (the segments are converted at each pass: widening dy and x once, as
+     * the row backward does for bfloat16, gained nothing here; bench/choices.md,
+     * "Widened copies in the backward") */
     for (int64_t u = begin; u < end; u++) {
         const int64_t s = u / G, c0 = (u % G) * cpg, o = (s * C + c0) * L;
         const A mu = (A)k->mean_in[u], r = (A)k->rstd_in[u];
