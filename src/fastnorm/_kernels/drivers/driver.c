@@ -305,12 +305,7 @@ typedef struct {
 #define FN_EPS_NEGLIGIBLE 1e-20 /* ...which matters only when eps is below this */
 #define NAME(f) fastnorm_##f##_f32
 #define LOCAL(f) fn_##f##_f32
-#include "driver_impl.h"
-#include "driver_channel_impl.h"
-#include "driver_weight_norm_impl.h"
-#include "driver_axis_impl.h"
-#include "driver_switch_impl.h"
-#include "driver_batch_layer_impl.h"
+#include "driver_families.h"
 #undef T
 #undef A
 #undef W
@@ -333,12 +328,7 @@ typedef struct {
 #define FN_EPS_NEGLIGIBLE 1e-280
 #define NAME(f) fastnorm_##f##_f64
 #define LOCAL(f) fn_##f##_f64
-#include "driver_impl.h"
-#include "driver_channel_impl.h"
-#include "driver_weight_norm_impl.h"
-#include "driver_axis_impl.h"
-#include "driver_switch_impl.h"
-#include "driver_batch_layer_impl.h"
+#include "driver_families.h"
 #undef T
 #undef A
 #undef W
@@ -373,12 +363,7 @@ typedef struct {
 #define FN_FROM_D(d) fn_f32_to_f16((float)(d))
 #define NAME(f) fastnorm_##f##_f16
 #define LOCAL(f) fn_##f##_f16
-#include "driver_impl.h"
-#include "driver_channel_impl.h"
-#include "driver_weight_norm_impl.h"
-#include "driver_axis_impl.h"
-#include "driver_switch_impl.h"
-#include "driver_batch_layer_impl.h"
+#include "driver_families.h"
 #undef SUF
 #undef PRIMS_TYPE
 #undef FN_TO_D
@@ -396,9 +381,4 @@ typedef struct {
 #define FN_FROM_D(d) fn_f32_to_bf16((float)(d))
 #define NAME(f) fastnorm_##f##_bf16
 #define LOCAL(f) fn_##f##_bf16
-#include "driver_impl.h"
-#include "driver_channel_impl.h"
-#include "driver_weight_norm_impl.h"
-#include "driver_axis_impl.h"
-#include "driver_switch_impl.h"
-#include "driver_batch_layer_impl.h"
+#include "driver_families.h"
