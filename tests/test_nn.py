@@ -1,5 +1,6 @@
 """fastnorm.nn: the layer classes against the functions, gradients,
 state_dict round trips, modes and errors."""
+import pickle
 import warnings
 
 import numpy as np
@@ -287,6 +288,36 @@ def test_zero_grad(rng):
     assert layer.grad_weight is not None
     layer.zero_grad()
     assert layer.grad_weight is None and layer.grad_bias is None
+
+
+def test_layer_classes_belong_to_fastnorm_nn():
+    for name in nn.__all__:
+        assert getattr(nn, name).__module__ == "fastnorm.nn", name
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: nn.LayerNorm(5), (3, 4, 5)), (lambda: nn.RMSNorm(5), (3, 4, 5)),
+    (lambda: nn.GroupNorm(2, 4), (3, 4, 5)),
+    (lambda: nn.InstanceNorm1d(4, track_running_stats=True), (3, 4, 5)),
+    (lambda: nn.BatchNorm1d(4), (3, 4, 5)), (lambda: nn.SwitchNorm(4), (3, 4, 5)),
+    (lambda: nn.BatchLayerNorm(4), (3, 4)),
+    (lambda: nn.WeightNorm(np.arange(1.0, 13.0).reshape(3, 4)), None),
+], ids=["LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm1d", "BatchNorm1d", "SwitchNorm",
+        "BatchLayerNorm", "WeightNorm"])
+def test_layers_pickle(make, shape, rng):
+    layer = make()
+    if shape is not None:
+        x = make_array(shape, np.float32, rng)
+        layer(x)  # a training forward: running statistics updated
+    other = pickle.loads(pickle.dumps(layer))
+    assert type(other) is type(layer)
+    state = layer.state_dict()
+    assert set(other.state_dict()) == set(state)
+    assert all(np.array_equal(v, state[k]) for k, v in other.state_dict().items())
+    if shape is None:
+        assert np.array_equal(other(), layer())
+    else:
+        assert np.array_equal(other.eval()(x), layer.eval()(x))
 
 
 # --------------------------------------------------------------------------

@@ -28,5 +28,6 @@ def test_metadata():
 
 def test_stubs_and_marker_are_installed():
     folder = os.path.dirname(fastnorm.__file__)
-    for name in ("py.typed", "_core.pyi", "_family.pyi", "nn.pyi", "reference.pyi"):
+    for name in ("py.typed", "_core.pyi", "_family.pyi", os.path.join("nn", "__init__.pyi"),
+                 "reference.pyi"):
         assert os.path.isfile(os.path.join(folder, name)), name
