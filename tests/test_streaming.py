@@ -102,6 +102,32 @@ def test_nan_and_inf_rows_same_bits_streamed(streaming):
     assert _bits(on) == _bits(off)
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64, np.float16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(37, 5), (9, 1024), (6, 1031), (3, 2500)], ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_outputs_at_every_offset_in_a_line_same_bits_streamed(streaming, dt, shape, threads):
+    """Streamed output goes out in whole cache lines, the partial lines at the
+    ends of a run of memory with ordinary stores: every start offset within a
+    line, rows shorter than a line, a row written by the exact-range path in
+    the middle, and two threads' ranges meeting inside a line give the same
+    bits, and nothing outside out is written."""
+    x = _data(shape, dt, 11, offset=2.0)
+    if np.dtype(dt).itemsize >= 4 and shape[0] > 3:
+        x[2] = np.finfo(dt).max / 4  # exact-range path (overflowing sums)
+    per_line = 64 // np.dtype(dt).itemsize
+    size = shape[0] * shape[1]
+    for offset in sorted({0, 1, per_line // 2, per_line - 1}):
+        buf = np.full(size + offset + per_line, 7, dt)
+        out = buf[offset:offset + size].reshape(shape)
+
+        def call():
+            fn.layer_norm(x, out=out, num_threads=threads)
+            return out.copy()
+        on, off = streaming(call)
+        assert _bits(on) == _bits(off), offset
+        assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all(), offset
+
+
 def test_threshold_setting_round_trips():
     before = _core._stream_bytes()
     try:

@@ -282,6 +282,68 @@ typedef struct {
 #define FN_ALIGNED_SCRATCH(type, name, len) type name[len]
 #endif
 
+/* Rows written with streaming stores (fn_stream_for) are computed
+ * FN_STREAM_CHUNK elements at a time into a buffer in L1 and leave it
+ * through a per-thread writer, in whole 64-byte cache lines only. A chunk is
+ * computed at the offset its destination has within a line, after the bytes
+ * of the last line the previous chunk left incomplete; those wait there while
+ * the chunks continue the same memory (the next chunk of the row, the next
+ * row of a contiguous array), and are written with ordinary stores where that
+ * run of memory ends (the end of the thread's rows, a strided row's end, a
+ * row written directly), as is the first, partial line of a run. So no line
+ * is written by both kinds of store: an ordinary store into a line that
+ * streaming stores are filling flushes the line half-written and reads it
+ * back (bench/choices.md, "Streaming stores by CPU"). */
+#define FN_STREAM_CHUNK 1024
+#define FN_STREAM_LINE 64
+/* a chunk of the widest type and up to two lines' worth of waiting bytes */
+#define FN_STREAM_BUF_BYTES (FN_STREAM_CHUNK * 8 + 2 * FN_STREAM_LINE)
+
+typedef struct {
+    void (*copy)(void *dst, const void *src, size_t n); /* streaming stores */
+    char *buf;  /* FN_STREAM_BUF_BYTES, 64-byte aligned */
+    char *dst;  /* where the waiting bytes go (NULL: none) */
+    size_t len; /* bytes waiting, from buf + (dst % 64) */
+} fn_stream_writer;
+
+static size_t fn_stream_offset(const char *p) { return (size_t)((uintptr_t)p % FN_STREAM_LINE); }
+
+/* The waiting bytes written with ordinary stores: the run of memory ends. */
+static void fn_stream_flush(fn_stream_writer *s) {
+    if (s->len) memcpy(s->dst, s->buf + fn_stream_offset(s->dst), s->len);
+    s->dst = NULL;
+    s->len = 0;
+}
+
+/* Where the chunk destined for dst is to be computed (then fn_stream_put). */
+static FN_DRIVER_INLINE void *fn_stream_at(fn_stream_writer *s, void *dst) {
+    if (!s->dst || (char *)dst != s->dst + s->len) {
+        fn_stream_flush(s);
+        s->dst = (char *)dst;
+    }
+    return s->buf + fn_stream_offset(s->dst) + s->len;
+}
+
+/* The `bytes` computed at fn_stream_at's pointer join the waiting ones; the
+ * whole lines among them leave. */
+static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
+    const size_t off = fn_stream_offset(s->dst);
+    const char *src = s->buf + off;
+    const size_t total = s->len + bytes;
+    size_t head = off ? FN_STREAM_LINE - off : 0; /* the run's first, partial line */
+    if (total < head) {
+        s->len = total;
+        return;
+    }
+    if (head) memcpy(s->dst, src, head);
+    const size_t full = (total - head) / FN_STREAM_LINE * FN_STREAM_LINE;
+    if (full) s->copy(s->dst + head, src + head, full);
+    const size_t rest = total - head - full;
+    memmove(s->buf, src + head + full, rest); /* its destination is line-aligned */
+    s->dst += head + full;
+    s->len = rest;
+}
+
 /* Each data type instantiates the drivers with: T the storage type, A the
  * accumulation type, W the parameters' type (weight, bias and their
  * gradients), ST the statistics' type (mean, rstd, var), FN_TO_D(v) a value

@@ -148,12 +148,14 @@ typedef struct {
     void (*fence)(void);
 } LOCAL(forward_ctx);
 
-/* Rows written with streaming stores are computed FN_STREAM_CHUNK elements
- * at a time into a buffer in L1 and copied out from there. The chunks start
- * at multiples of every table's step (2 VN elements), so each element goes
+/* Rows written with streaming stores go FN_STREAM_CHUNK elements at a time
+ * through the thread's fn_stream_writer (driver.c). The chunks start at
+ * multiples of every table's step (2 VN elements), so each element goes
  * through the same loop (pair, vector or scalar tail) as in a whole-row call:
  * the same arithmetic, the same bits. */
-#define FN_STREAM_CHUNK ((int64_t)1024)
+#if FN_STREAM_CHUNK % 32 != 0
+#error "FN_STREAM_CHUNK must be a multiple of every table's step"
+#endif
 
 /* Whether the n elements of p (NULL: none) are all finite. */
 static int LOCAL(all_finite)(const W *p, int64_t n) {
@@ -218,7 +220,8 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
  * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
 static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
                                               int64_t fetch, int64_t end, const A *xa,
-                                              const LOCAL(row_stats) *st, T *tmp) {
+                                              const LOCAL(row_stats) *st,
+                                              fn_stream_writer *out) {
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const int more = fetch < end;
@@ -233,21 +236,21 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
         mu = (A)(st->exact.mean_scaled * st->exact.scale);
         r = (A)st->exact.rstd;
     } else if (k->stream) {
-        /* chunks into tmp, streamed out; the next x row fetched meanwhile,
-         * not the next y row (it is never read: its lines stay out of the
-         * cache) */
+        /* chunks through the writer; the next x row fetched meanwhile, not
+         * the next y row (it is never read: its lines stay out of the cache) */
         const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
         for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
             const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
             const W *wo = w ? w + o : NULL, *bo = b ? b + o : NULL;
             const T *no = next ? next + o : NULL;
+            T *to = (T *)fn_stream_at(out, yr + o);
             if (xa)
-                P->normalize_wide(xa + o, tmp, len, st->mu, st->c, st->r, wo, bo, no,
-                                  no ? tmp : NULL, nonan);
+                P->normalize_wide(xa + o, to, len, st->mu, st->c, st->r, wo, bo, no,
+                                  no ? to : NULL, nonan);
             else
-                P->normalize(st->src + o, tmp, len, st->mu, st->c, st->r, wo, bo, no,
-                             no ? tmp : NULL);
-            k->stream(yr + o, tmp, (size_t)len * sizeof(T));
+                P->normalize(st->src + o, to, len, st->mu, st->c, st->r, wo, bo, no,
+                             no ? to : NULL);
+            fn_stream_put(out, (size_t)len * sizeof(T));
         }
     } else if (xa) {
         P->normalize_wide(xa, yr, n, st->mu, st->c, st->r, w, b, next, next_y,
@@ -289,7 +292,8 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     for (int q = 1; q < FN_MAX_ROWS; q++)
         xas[q] = group ? stack_xa + FN_WIDE_STACK + (q - 1) * FN_STAT_ROWS_MAX_N : NULL;
     LOCAL(row_stats) st[FN_MAX_ROWS];
-    FN_ALIGNED_SCRATCH(T, tmp, FN_STREAM_CHUNK); /* the streamed rows' chunks */
+    FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES);
+    fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     int64_t i = begin;
     while (group && end - i >= 2) {
         const int g = end - i >= P->stat_rows ? P->stat_rows : 2;
@@ -310,7 +314,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         }
         const int64_t ahead = k->ahead > g ? k->ahead : g; /* not a row of this group */
         for (int q = 0; q < g; q++)
-            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], tmp);
+            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], &out);
         i += g;
     }
     for (; i < end; i++) {
@@ -320,9 +324,12 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
         else sum = k->centered ? P->sum(src, n) : P->sum_sq(src, n);
         LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
-        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], tmp);
+        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], &out);
     }
-    if (k->stream) k->fence();
+    if (k->stream) {
+        fn_stream_flush(&out);
+        k->fence();
+    }
     fn_scratch_free(heap_xa);
 }
 
@@ -413,7 +420,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
                                                        int64_t fetch, int64_t stop,
                                                        const A s[3], const A *dya,
                                                        const A *xa, A *acc_w, A *acc_b,
-                                                       T *tmp) {
+                                                       fn_stream_writer *out) {
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
@@ -428,7 +435,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     T *ndx = more ? k->dx + fetch * k->lddx : NULL;
     const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
     if (k->stream) {
-        /* chunks into tmp, streamed out; the next dy and x rows fetched
+        /* chunks through the writer; the next dy and x rows fetched
          * meanwhile, not the next dx row */
         for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
             const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
@@ -436,13 +443,14 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
             A *awo = acc_w ? acc_w + o : NULL, *abo = acc_b ? acc_b + o : NULL;
             const T *dso = dsr ? dsr + o : NULL;
             const T *ndyo = ndy ? ndy + o : NULL, *nxo = ndy ? nx + o : NULL;
+            T *to = (T *)fn_stream_at(out, dxr + o);
             if (xa)
-                P->backward_apply_wide(dya + o, xa + o, tmp, len, mu, c, r, wo, mg, mgx, awo, abo,
-                                       dso, ndyo, nxo, ndyo ? tmp : NULL);
+                P->backward_apply_wide(dya + o, xa + o, to, len, mu, c, r, wo, mg, mgx, awo, abo,
+                                       dso, ndyo, nxo, ndyo ? to : NULL);
             else
-                P->backward_apply(dyr + o, xr + o, tmp, len, mu, c, r, wo, mg, mgx, awo, abo, dso,
-                                  ndyo, nxo, ndyo ? tmp : NULL);
-            k->stream(dxr + o, tmp, (size_t)len * sizeof(T));
+                P->backward_apply(dyr + o, xr + o, to, len, mu, c, r, wo, mg, mgx, awo, abo, dso,
+                                  ndyo, nxo, ndyo ? to : NULL);
+            fn_stream_put(out, (size_t)len * sizeof(T));
         }
         return;
     }
@@ -481,7 +489,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     /* two implies n <= FN_STAT_ROWS_MAX_N: the stack copies */
     A *const dya1 = dya && two ? stack_wide + 2 * FN_WIDE_STACK : NULL;
     A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
-    FN_ALIGNED_SCRATCH(T, tmp, FN_STREAM_CHUNK); /* the streamed rows' chunks */
+    FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES);
+    fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     /* the prefetches run on into the next block, up to this thread's last row */
     const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
     for (int64_t blk = begin; blk < end; blk++) {
@@ -503,9 +512,9 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                   dya1, xa1, n, mu, r, k->weight, s);
                 const int64_t ahead = k->ahead > 2 ? k->ahead : 2;
                 LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b,
-                                          tmp);
+                                          &out);
                 LOCAL(backward_row_apply)(k, i + 1, i + 1 + ahead, stop, s[1], dya1, xa1, acc_w,
-                                          acc_b, tmp);
+                                          acc_b, &out);
             }
         }
         for (; i < last; i++) {
@@ -514,10 +523,13 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             A s[3];
             if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, tmp);
+            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, &out);
         }
     }
-    if (k->stream) k->fence();
+    if (k->stream) {
+        fn_stream_flush(&out);
+        k->fence();
+    }
     fn_scratch_free(heap_wide);
 }
 

@@ -339,9 +339,11 @@ int fn_target_at(int i, fn_target_info *info) {
 /* The default streaming threshold: half the L3 cache of one core's complex
  * on AMD CPUs (cpuid 0x80000006: the cache a core's data competes for), where
  * an output that large and its input cannot both stay in the cache; none
- * elsewhere: streaming stores were faster than ordinary ones on AMD and
- * slower at every size tried on Intel (bench/choices.md, "Streaming stores
- * by CPU"). */
+ * elsewhere. On Intel streaming stores are faster only into outputs already
+ * in use (out=): into the fresh pages of an output the call's caller has
+ * just allocated, which the default calls and every backward write, they
+ * are slower than ordinary stores, and the drivers cannot tell the two apart
+ * (bench/choices.md, "Streaming stores by CPU"). */
 static int64_t fn_stream_default(void) {
 #ifdef FN_X86
     unsigned r[4];
