@@ -1,6 +1,7 @@
 """Outputs written with streaming stores (large calls) carry the same bits as
 with ordinary stores: only the store instruction differs. The threshold is
-lowered to 0 here so that small arrays take the streaming path."""
+lowered to 0 here, and the outputs a call allocates itself are allowed to
+stream, so that small arrays take the streaming path with or without out=."""
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ SHAPES = [(37, 5), (9, 1024), (5, 1031), (3, 2500), (64, 96), (2, 3077)]
 def streaming():
     """A function that runs a call with streaming stores on, then off."""
     before = _core._stream_bytes()
+    fresh_before = _core._stream_fresh(True)
 
     def both(call):
         try:
@@ -32,6 +34,7 @@ def streaming():
 
     yield both
     _core._stream_bytes(before)
+    _core._stream_fresh(fresh_before)
 
 
 def _bits(result):
@@ -169,3 +172,25 @@ def test_isa_switch_during_streamed_calls_does_not_crash():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_only_outputs_the_caller_provides_stream_by_default():
+    before = _core._stream_bytes(0)
+    try:
+        assert _core._stream_fresh() is False
+        streams = _core._get_isa() != "scalar"  # the scalar target has no streaming copy
+        assert _core._streams(1 << 20, fresh=False) is streams
+        assert _core._streams(1 << 20, fresh=True) is False
+        _core._stream_fresh(True)
+        assert _core._streams(1 << 20, fresh=True) is streams
+        _core._stream_fresh(False)
+        _core._stream_bytes(-1)
+        assert _core._streams(1 << 40, fresh=False) is False
+    finally:
+        _core._stream_fresh(False)
+        _core._stream_bytes(before)
+
+
+def test_the_default_threshold_streams_large_outputs_the_caller_provides():
+    # the default is a size, on every CPU: half the L3 on AMD, 16 MiB elsewhere
+    assert _core._stream_bytes() > 0 or "FASTNORM_STREAM_BYTES" in __import__("os").environ

@@ -42,6 +42,9 @@ include "_targets.pxi"
 cdef extern from "targets/dispatch.h":
     int64_t fn_stream_min_bytes() nogil
     int64_t fn_set_stream_min_bytes(int64_t nbytes) nogil
+    void fn_set_output_fresh(int fresh) nogil
+    int fn_set_stream_fresh(int on) nogil
+    void *fn_stream_for(int64_t nbytes, void **fence) nogil
 
 
 def _stream_bytes(nbytes=None):
@@ -49,10 +52,32 @@ def _stream_bytes(nbytes=None):
     with streaming stores (-1: never). nbytes=None asks; an int sets it
     (negative: never) and returns the value before. For tests that compare
     the two stores (the same bits), and for measuring; FASTNORM_STREAM_BYTES
-    in the environment sets it at the first call."""
+    in the environment sets it at the first call. It applies to outputs the
+    caller passes (out=); the arrays a call allocates itself are written
+    with ordinary stores (see _stream_fresh)."""
     if nbytes is None:
         return fn_stream_min_bytes()
     return fn_set_stream_min_bytes(int(nbytes))
+
+
+def _stream_fresh(on=None):
+    """Whether the outputs a call allocates itself (fresh pages) may be written
+    with streaming stores too (by the threshold alone). False by default: the
+    OS zeroes fresh pages through the cache, where ordinary stores then find
+    them. on=None asks; True / False sets it and returns the setting before.
+    For tests that run the streaming path without out=, and for measuring."""
+    return bool(fn_set_stream_fresh(-1 if on is None else (1 if on else 0)))
+
+
+def _streams(nbytes, fresh):
+    """Whether a row output of nbytes bytes would be written with streaming
+    stores now, into fresh memory (fresh=True) or into the caller's."""
+    cdef void *fence = NULL
+    cdef void *copy
+    fn_set_output_fresh(1 if fresh else 0)
+    copy = fn_stream_for(int(nbytes), &fence)
+    fn_set_output_fresh(0)
+    return copy != NULL
 
 
 cdef extern from "runtime/pool.h":

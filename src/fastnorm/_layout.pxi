@@ -163,9 +163,12 @@ cdef class _Output:
     """Where a kernel writes an array of x's shape: straight into the
     destination when it has a (rows, n) view that is safe to write while the
     inputs are read, else into a scratch array copied over afterwards.
-    `view` is the (rows, n) view the kernel writes."""
+    `view` is the (rows, n) view the kernel writes; `fresh` whether that
+    memory was allocated here (no caller's out=), which the kernels then
+    write with ordinary stores (fn_set_output_fresh)."""
     cdef cnp.ndarray dest, dest_moved, scratch
     cdef RowsView view
+    cdef bint fresh
 
     cdef void finish(self):
         if self.scratch is not None:
@@ -194,6 +197,7 @@ cdef _Output _output_for(_Layout layout, object out, RowsView *reads, int nreads
             if _unsafe_overlap(&o.view, &reads[i], isz):
                 direct = False
                 break
+    o.fresh = out is None or not direct
     if not direct:
         o.scratch = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(layout.work),
                                       cnp.PyArray_DIMS(layout.work), cnp.PyArray_TYPE(x), 0)

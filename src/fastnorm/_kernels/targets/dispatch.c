@@ -336,26 +336,25 @@ int fn_target_at(int i, fn_target_info *info) {
     return 1;
 }
 
-/* The default streaming threshold: half the L3 cache of one core's complex
- * on AMD CPUs (cpuid 0x80000006: the cache a core's data competes for), where
- * an output that large and its input cannot both stay in the cache; none
- * elsewhere. On Intel streaming stores are faster only into outputs already
- * in use (out=): into the fresh pages of an output the call's caller has
- * just allocated, which the default calls and every backward write, they
- * are slower than ordinary stores, and the drivers cannot tell the two apart
+/* The default streaming threshold for outputs the caller provides: half the
+ * L3 cache of one core's complex on AMD CPUs (cpuid 0x80000006: the cache a
+ * core's data competes for), where an output that large and its input
+ * cannot both stay in the cache; FN_STREAM_BYTES_OTHER elsewhere, where
+ * streaming into an output already in use was faster from about that size
  * (bench/choices.md, "Streaming stores by CPU"). */
+#define FN_STREAM_BYTES_OTHER ((int64_t)16 * 1024 * 1024)
 static int64_t fn_stream_default(void) {
 #ifdef FN_X86
     unsigned r[4];
     fn_cpuid(0, 0, r);
     const int amd = r[1] == 0x68747541u && r[3] == 0x69746e65u && r[2] == 0x444d4163u;
     fn_cpuid(0x80000000u, 0, r);
-    if (!amd || r[0] < 0x80000006u) return -1;
+    if (!amd || r[0] < 0x80000006u) return FN_STREAM_BYTES_OTHER;
     fn_cpuid(0x80000006u, 0, r);
     const int64_t l3 = (int64_t)(r[3] >> 18) * 512 * 1024; /* EDX[31:18], 512 KiB units */
-    return l3 > 0 ? l3 / 2 : -1;
+    return l3 > 0 ? l3 / 2 : FN_STREAM_BYTES_OTHER;
 #else
-    return -1;
+    return FN_STREAM_BYTES_OTHER;
 #endif
 }
 
@@ -381,10 +380,30 @@ int64_t fn_set_stream_min_bytes(int64_t bytes) {
     return before;
 }
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FN_THREAD_LOCAL __declspec(thread)
+#else
+#define FN_THREAD_LOCAL __thread
+#endif
+
+/* Whether the calling thread's next calls write into fresh memory
+ * (fn_set_output_fresh), and whether such outputs may stream anyway. */
+static FN_THREAD_LOCAL int fn_output_fresh = 0;
+static int fn_fresh_may_stream = 0;
+
+void fn_set_output_fresh(int fresh) { fn_output_fresh = fresh != 0; }
+
+int fn_set_stream_fresh(int on) {
+    const int before = fn_fresh_may_stream;
+    if (on >= 0) fn_fresh_may_stream = on != 0;
+    return before;
+}
+
 void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t) {
     const int64_t min = fn_stream_min_bytes();
     const fn_prims *table = fn_active_prims();
     *fence = table->stream_fence;
+    if (fn_output_fresh && !fn_fresh_may_stream) return NULL;
     return (min >= 0 && bytes >= min && table->stream_fence) ? table->stream_copy : NULL;
 }
 

@@ -44,7 +44,7 @@ unsigned fn_hide_cpu_features(unsigned bits);
  * the store instruction differs): such an output will not be read from the
  * cache before it is evicted, so an ordinary store's read of each
  * destination line is wasted memory traffic. The default depends on the CPU
- * (see fn_stream_default in dispatch.c; -1, never, on most);
+ * (see fn_stream_default in dispatch.c);
  * FASTNORM_STREAM_BYTES in the environment sets it at the first call (0:
  * every output; a negative number or anything but an integer: none).
  * fn_set_stream_min_bytes sets it (a negative value: none) and returns the
@@ -56,6 +56,19 @@ int64_t fn_set_stream_min_bytes(int64_t bytes);
  * pair even if another thread changes the ISA meanwhile), or NULL for
  * ordinary stores. */
 void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t);
+
+/* Marks the calling thread's next calls as writing their streamed outputs
+ * into fresh memory (1) -- pages just allocated and never written, as the
+ * Python module's own result arrays -- or into memory the caller provides
+ * (0, the default, as for every C caller). Fresh pages are zeroed by the OS
+ * through the cache on their first touch, so ordinary stores then find
+ * their lines in the cache and streaming stores only evict them: fresh
+ * outputs are written with ordinary stores (bench/choices.md, "Streaming
+ * stores by CPU"). Thread-local; set it around a call and clear it after. */
+void fn_set_output_fresh(int fresh);
+/* For tests: on = 1 lets fresh outputs stream too (by the threshold alone),
+ * 0 restores the rule above, -1 asks. Returns the setting before. */
+int fn_set_stream_fresh(int on);
 
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */
