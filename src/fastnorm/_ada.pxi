@@ -93,10 +93,12 @@ def ada_layer_norm(x, shift, scale, *, eps=1e-6, out=None, bint return_stats=Fal
     cdef int rc
     cdef bint fresh = o.fresh
     with nogil:
-        fn_set_output_fresh(fresh)
+        if fresh:
+            fn_set_output_fresh(1)
         rc = fn_layer_norm_per_sample(dtype, samples, per_sample, n, xp, ldx, yp, ldy, wp, bp, n,
                                       e, mp, rp, nt)
-        fn_set_output_fresh(0)
+        if fresh:
+            fn_set_output_fresh(0)
     _raise_kernel_error(rc)
     o.finish()
     if return_stats:
@@ -174,11 +176,13 @@ def ada_layer_norm_backward(dy, x, mean, rstd, scale, *, num_threads=None):
     cdef int rc
     cdef bint fresh = o.fresh
     with nogil:
-        fn_set_output_fresh(fresh)
+        if fresh:
+            fn_set_output_fresh(1)
         # dscale and dshift are the per-sample weight's and bias's gradients
         rc = fn_layer_norm_per_sample_backward(dtype, samples, per_sample, n, dyp, lddy, xp, ldx,
                                                mp, rp, wp, n, dxp, lddx, dscp, dshp, nt)
-        fn_set_output_fresh(0)
+        if fresh:
+            fn_set_output_fresh(0)
     _raise_kernel_error(rc)
     o.finish()
     return o.dest, _grad_in_dtype_of(dshift, scale), _grad_in_dtype_of(dscale, scale)

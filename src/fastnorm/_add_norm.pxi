@@ -57,14 +57,16 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     cdef int rc
     cdef bint fresh = oy.fresh  # y streams; s is read back by the call
     with nogil:
-        fn_set_output_fresh(fresh)
+        if fresh:
+            fn_set_output_fresh(1)
         if centered:
             rc = fn_add_layer_norm(dtype, rows, n, xp, ldx, resp, ldr, rbp, sp, lds, yp, ldy, wp,
                                    bp, e, mp, rp, nt)
         else:
             rc = fn_add_rms_norm(dtype, rows, n, xp, ldx, resp, ldr, rbp, sp, lds, yp, ldy, wp, e,
                                  rp, nt)
-        fn_set_output_fresh(0)
+        if fresh:
+            fn_set_output_fresh(0)
     _raise_kernel_error(rc)
     os.finish()
     oy.finish()

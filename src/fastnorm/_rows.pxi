@@ -39,12 +39,14 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
     cdef int rc
     cdef bint fresh = o.fresh
     with nogil:
-        fn_set_output_fresh(fresh)
+        if fresh:
+            fn_set_output_fresh(1)
         if centered:
             rc = fn_layer_norm(dtype, rows, n, xp, ldx, yp, ldy, wp, bp, e, mp, rp, nt)
         else:
             rc = fn_rms_norm(dtype, rows, n, xp, ldx, yp, ldy, wp, e, rp, nt)
-        fn_set_output_fresh(0)
+        if fresh:
+            fn_set_output_fresh(0)
     _raise_kernel_error(rc)
     o.finish()
     if not return_stats:
@@ -124,7 +126,8 @@ cdef tuple _rows_norm_backward(bint centered, _Layout layout, RowsView dyv, _Out
     cdef int rc
     cdef bint fresh = o.fresh
     with nogil:
-        fn_set_output_fresh(fresh)
+        if fresh:
+            fn_set_output_fresh(1)
         if dsv != NULL and centered:
             rc = fn_add_layer_norm_backward(dtype, rows, n, dyp, lddy, xp, ldx, dsp, ldds, mp,
                                             rp, wp, dxp, lddx, dwp, dbp, nt)
@@ -137,7 +140,8 @@ cdef tuple _rows_norm_backward(bint centered, _Layout layout, RowsView dyv, _Out
         else:
             rc = fn_rms_norm_backward(dtype, rows, n, dyp, lddy, xp, ldx, rp, wp, dxp, lddx, dwp,
                                       nt)
-        fn_set_output_fresh(0)
+        if fresh:
+            fn_set_output_fresh(0)
     _raise_kernel_error(rc)
     o.finish()
     return o.dest, dw, db
