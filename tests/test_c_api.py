@@ -189,6 +189,33 @@ def _build_c_program(tmp_path):
 
 @windows
 @pytest.mark.slow
+def test_first_calls_from_many_threads_at_once_race_nothing(tmp_path):
+    """Threads that make the first calls together (the target's selection and
+    its tables set up on the fly) under ThreadSanitizer: no data race."""
+    if fn.get_config()["threads"] == "serial":
+        pytest.skip("a serial build")
+    cc = _cc()
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    ok = subprocess.run([cc, "-fsanitize=thread", "-pthread", str(probe), "-o",
+                         str(tmp_path / "probe")], capture_output=True).returncode == 0
+    if not ok or subprocess.run([str(tmp_path / "probe")], capture_output=True).returncode:
+        pytest.skip("the compiler has no ThreadSanitizer here")
+    inc = fn.get_include()
+    exe = str(tmp_path / "first_call")
+    sources = [os.path.join(EMBED, "first_call.c")] + [
+        os.path.join(inc, s) for s in SOURCES if not s.endswith("api_table.c")]
+    _run([cc, "-O1", "-fsanitize=thread", "-pthread", "-I", inc] + sources + ["-o", exe, "-lm"],
+         cwd=tmp_path)
+    for _ in range(3):
+        proc = subprocess.run([exe], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TSAN_OPTIONS": "halt_on_error=1"})
+        assert "ThreadSanitizer" not in proc.stderr, proc.stderr
+        assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stdout + proc.stderr
+
+
+@windows
+@pytest.mark.slow
 def test_c_program_layer_norm_and_group_norm(tmp_path):
     exe = _build_c_program(tmp_path)
     rng = np.random.default_rng(5)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dispatch.h"
 #include "../fastnorm.h"
@@ -149,7 +150,8 @@ static const fn_target fn_targets[] = {
      * a row's working set (the row, its widened copy, the parameters, the
      * rows prefetched, the parameter partials) outgrows the L1 cache, where the
      * same loops are slower with 512-bit accesses than with 256-bit ones
-     * (bench/choices.md, "The avx512 target's row limits"). The bfloat16 backward widens dy and x into copies (driver.c's
+     * (bench/choices.md, "The avx512 target's row limits"). The bfloat16
+     * backward widens dy and x into copies (drivers/driver.c's
      * FN_WIDE_BACKWARD), twice the bytes per element: half the limit. For
      * float32 and float64 both targets' tables are the same. */
     {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
@@ -184,13 +186,26 @@ typedef struct {
     unsigned features; /* FN_FEATURE_* */
 } fn_kernels;
 
-/* Every (target, feature set), composed at the first selection: composing
- * copies pointers only and runs nothing of a kernel file (two threads making
- * the first selection at once write the same values). A selection publishes
- * one of them with one store (fn_active), and they are never changed after,
- * so a call that read the pointer uses one consistent set. */
+/* Every (target, feature set), composed once, at the first selection:
+ * composing copies pointers only and runs nothing of a kernel file. The
+ * first thread to get there composes (fn_compose_state 0 -> 1 -> 2); one
+ * that comes meanwhile waits for it. A selection publishes one entry with
+ * one store (fn_active, release; read with acquire), and entries are never
+ * changed after, so a call that read the pointer uses one consistent set. */
 static fn_kernels fn_composed[FN_NTARGETS][1u << FN_NFEATURES];
-static int fn_composed_done = 0;
+static int fn_compose_state = 0; /* 0: not yet; 1: being composed; 2: done */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FN_PUBLISH(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define FN_READ(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#define FN_CLAIM(p, from, to)                                                               \
+    __atomic_compare_exchange_n(&(p), &(__typeof__(p)){from}, (to), 0, __ATOMIC_ACQ_REL,     \
+                                __ATOMIC_ACQUIRE)
+#else
+#define FN_PUBLISH(p, v) ((p) = (v))
+#define FN_READ(p) (p)
+#define FN_CLAIM(p, from, to) ((p) == (from) ? ((p) = (to), 1) : 0)
+#endif
 
 static int fn_target_index(int isa) {
     for (int i = 0; i < FN_NTARGETS; i++)
@@ -224,37 +239,44 @@ static unsigned fn_built_features(const fn_target *t, unsigned features) {
     return have;
 }
 
-static void fn_compose_all(void) {
-    if (fn_composed_done) return;
-    for (int i = 0; i < FN_NTARGETS; i++) {
-        const fn_target *t = &fn_targets[i];
-        if (!fn_target_built(t)) continue;
-        for (unsigned fs = 0; fs < (1u << FN_NFEATURES); fs++) {
-            fn_kernels *k = &fn_composed[i][fs];
-            const fn_prims none = {NULL, NULL, NULL, NULL, NULL, NULL};
-            k->prims = none;
-            for (int l = t->ntables - 1; l >= 0; l--) fn_overlay(&k->prims, t->tables[l]);
-            for (int f = 0; f < FN_NFEATURES; f++)
-                if ((fs >> f & 1u) && t->features[f]) fn_overlay(&k->prims, t->features[f]);
-            k->isa = t->isa;
-            k->features = fn_built_features(t, fs);
-        }
-    }
+static void fn_compose_entries(void) {
     for (int i = 0; i < FN_NTARGETS; i++) {
         const fn_target *t = &fn_targets[i];
         const int li = fn_target_index(t->long_rows);
+        const int longer = li >= 0 && fn_target_built(t) && fn_target_built(&fn_targets[li]);
         for (unsigned fs = 0; fs < (1u << FN_NFEATURES); fs++) {
-            fn_kernels *k = &fn_composed[i][fs];
-            const int longer = li >= 0 && fn_target_built(t) && fn_target_built(&fn_targets[li]);
+            fn_kernels k;
+            memset(&k, 0, sizeof k);
+            if (fn_target_built(t)) {
+                for (int l = t->ntables - 1; l >= 0; l--) fn_overlay(&k.prims, t->tables[l]);
+                for (int f = 0; f < FN_NFEATURES; f++)
+                    if ((fs >> f & 1u) && t->features[f]) fn_overlay(&k.prims, t->features[f]);
+                k.isa = t->isa;
+                k.features = fn_built_features(t, fs);
+            }
             for (int d = 0; d < FN_NDTYPES; d++)
                 for (int r = 0; r < FN_NDIRS; r++)
-                    k->row_max[d][r] = longer ? t->row_max[d][r] : FN_NO_LIMIT;
-            k->long_rows =
-                longer ? &fn_composed[li][fn_built_features(&fn_targets[li], k->features)].prims
-                       : &k->prims;
+                    k.row_max[d][r] = longer ? t->row_max[d][r] : FN_NO_LIMIT;
+            /* the long rows' entry of the target below, by address: its
+             * contents are composed in this same pass or were before */
+            k.long_rows =
+                longer ? &fn_composed[li][fn_built_features(&fn_targets[li], k.features)].prims
+                       : &fn_composed[i][fs].prims;
+            fn_composed[i][fs] = k;
         }
     }
-    fn_composed_done = 1;
+}
+
+static void fn_compose_all(void) {
+    if (FN_READ(fn_compose_state) == 2) return;
+    if (FN_CLAIM(fn_compose_state, 0, 1)) {
+        fn_compose_entries();
+        FN_PUBLISH(fn_compose_state, 2);
+        return;
+    }
+    while (FN_READ(fn_compose_state) != 2) {
+        /* another thread is composing: microseconds */
+    }
 }
 
 /* Whether target t is built and the CPU and OS have what it needs */
@@ -286,7 +308,8 @@ int fastnorm_set_isa(int isa) {
     const unsigned cpu = fastnorm_cpu_features();
     if (i < 0 || !fn_usable(&fn_targets[i], cpu)) return -1;
     fn_compose_all();
-    fn_active = &fn_composed[i][fn_features_for(&fn_targets[i], cpu, fn_features_wanted)];
+    const unsigned fs = fn_features_for(&fn_targets[i], cpu, fn_features_wanted);
+    FN_PUBLISH(fn_active, &fn_composed[i][fs]);
     return isa;
 }
 
@@ -297,11 +320,11 @@ static const fn_kernels *fn_select_best(void) {
             fastnorm_set_isa(fn_targets[i].isa);
             break;
         }
-    return fn_active; /* scalar at the least */
+    return FN_READ(fn_active); /* scalar at the least */
 }
 
 static const fn_kernels *fn_active_kernels(void) {
-    const fn_kernels *k = fn_active; /* read once: one consistent set */
+    const fn_kernels *k = FN_READ(fn_active); /* read once: one consistent set */
     return k ? k : fn_select_best();
 }
 
@@ -361,22 +384,24 @@ static int64_t fn_stream_default(void) {
 static int64_t fn_stream_bytes = -2; /* -2: not read from the environment yet */
 
 int64_t fn_stream_min_bytes(void) {
-    if (fn_stream_bytes == -2) {
-        const char *env = getenv("FASTNORM_STREAM_BYTES");
-        int64_t v = fn_stream_default();
-        if (env && *env) {
-            char *end = NULL;
-            const long long parsed = strtoll(env, &end, 10);
-            v = (end != env && *end == '\0') ? (parsed < 0 ? -1 : (int64_t)parsed) : -1;
-        }
-        fn_stream_bytes = v; /* benign race: every thread computes the same value */
+    const int64_t now = FN_READ(fn_stream_bytes);
+    if (now != -2) return now;
+    const char *env = getenv("FASTNORM_STREAM_BYTES");
+    int64_t v = fn_stream_default();
+    if (env && *env) {
+        char *end = NULL;
+        const long long parsed = strtoll(env, &end, 10);
+        v = (end != env && *end == '\0') ? (parsed < 0 ? -1 : (int64_t)parsed) : -1;
     }
-    return fn_stream_bytes;
+    /* the first to finish sets it; a value set meanwhile (fn_set_stream_min_bytes)
+     * stands */
+    FN_CLAIM(fn_stream_bytes, -2, v);
+    return FN_READ(fn_stream_bytes);
 }
 
 int64_t fn_set_stream_min_bytes(int64_t bytes) {
     const int64_t before = fn_stream_min_bytes();
-    fn_stream_bytes = bytes < 0 ? -1 : bytes;
+    FN_PUBLISH(fn_stream_bytes, bytes < 0 ? -1 : bytes);
     return before;
 }
 
@@ -394,8 +419,8 @@ static int fn_fresh_may_stream = 0;
 void fn_set_output_fresh(int fresh) { fn_output_fresh = fresh != 0; }
 
 int fn_set_stream_fresh(int on) {
-    const int before = fn_fresh_may_stream;
-    if (on >= 0) fn_fresh_may_stream = on != 0;
+    const int before = FN_READ(fn_fresh_may_stream);
+    if (on >= 0) FN_PUBLISH(fn_fresh_may_stream, on != 0);
     return before;
 }
 
@@ -403,7 +428,7 @@ void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *,
     const int64_t min = fn_stream_min_bytes();
     const fn_prims *table = fn_active_prims();
     *fence = table->stream_fence;
-    if (fn_output_fresh && !fn_fresh_may_stream) return NULL;
+    if (fn_output_fresh && !FN_READ(fn_fresh_may_stream)) return NULL;
     return (min >= 0 && bytes >= min && table->stream_fence) ? table->stream_copy : NULL;
 }
 
