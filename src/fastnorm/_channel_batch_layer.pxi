@@ -107,14 +107,14 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     _bln_ndim_check(xa)
     cdef int nd = cnp.PyArray_NDIM(xa)
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(xa)
-    cdef int64_t Bn = dims[0], D = dims[nd - 1], M = 1, F
+    cdef int64_t samples = dims[0], D = dims[nd - 1], M = 1, F
     cdef int j
     for j in range(1, nd - 1):
         M *= dims[j]
     F = M * D
     fshape = _shape(xa)[1:]
     cdef bint train = _training_arg(training)
-    cdef int64_t mix_n = _mixing_batch_size(batch_size, Bn)
+    cdef int64_t mix_n = _mixing_batch_size(batch_size, samples)
     w = _channel_param(weight, D, xa, "weight")
     b = _channel_param(bias, D, xa, "bias")
     rm = _running_shaped(running_mean, fshape, xa, "running_mean")
@@ -163,21 +163,21 @@ def batch_layer_norm(x, weight=None, bias=None, running_mean=None, running_var=N
     cdef double *rmp = NULL if rm64 is None else _doubles(rm64)
     cdef double *rvp = NULL if rv64 is None else _doubles(rv64)
     with nogil:
-        rc = _call_batch_layer_norm(kind, Bn, M, D, xp, yp, wp, bp, mix_n, rmp, rvp, e, s, nt)
+        rc = _call_batch_layer_norm(kind, samples, M, D, xp, yp, wp, bp, mix_n, rmp, rvp, e, s, nt)
     _channel_error(rc)
-    if train and Bn > 0:
+    if train and samples > 0:
         if rm is not None:
             rm[...] = ((1.0 - m) * rm.astype(np.float64) + m * center.reshape(fshape))
-        if rv is not None and Bn > 1:
+        if rv is not None and samples > 1:
             rv[...] = ((1.0 - m) * rv.astype(np.float64)
-                       + m * (bvar * (Bn / (Bn - 1.0))).reshape(fshape))
+                       + m * (bvar * (samples / (samples - 1.0))).reshape(fshape))
     result = _finish(y, out)
     if not return_stats:
         return result
-    Bc = Bn if batch_size is None else int(batch_size)
+    stats_batch = samples if batch_size is None else int(batch_size)
     return result, _batch_layer_stats_type()(
         fmean, frstd, mu_used.reshape(fshape), rstd_b.reshape(fshape), center.reshape(fshape),
-        frozen_mean, frozen_var, Bc)
+        frozen_mean, frozen_var, stats_batch)
 
 
 def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threads=None):
@@ -224,7 +224,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     _bln_ndim_check(xa)
     cdef int nd = cnp.PyArray_NDIM(xa)
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(xa)
-    cdef int64_t Bn = dims[0], D = dims[nd - 1], M = 1
+    cdef int64_t samples = dims[0], D = dims[nd - 1], M = 1
     cdef int j
     for j in range(1, nd - 1):
         M *= dims[j]
@@ -235,7 +235,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     bs = stats.batch_size
     if not _is_index(bs):
         raise TypeError(f"stats.batch_size must be an int, got {type(bs).__name__}")
-    if bs < 0 or (bs == 0 and Bn > 0):
+    if bs < 0 or (bs == 0 and samples > 0):
         raise ValueError(f"stats.batch_size must be positive, got {bs!r}")
     cdef int64_t mix_n = min(int(bs), 9223372036854775807)
     shape = _shape(xa)
@@ -269,7 +269,7 @@ def batch_layer_norm_backward(dy, x, stats, weight=None, bias=None, *, num_threa
     cdef char *dwp = _data_ptr(dwt)
     cdef char *dbp = _data_ptr(dbt)
     with nogil:
-        rc = _call_batch_layer_norm_backward(kind, Bn, M, D, dyp, xp, wp, mix_n, s, frozen_mean,
+        rc = _call_batch_layer_norm_backward(kind, samples, M, D, dyp, xp, wp, mix_n, s, frozen_mean,
                                              frozen_var, dxp, dwp, dbp, nt)
     _channel_error(rc)
     return dx, _grad_like(dwt, weight, xa), _grad_like(dbt, bias, xa)
