@@ -1,7 +1,8 @@
 """Outputs written with streaming stores (large calls) carry the same bits as
 with ordinary stores: only the store instruction differs. The threshold is
-lowered to 0 here, and the outputs a call allocates itself are allowed to
-stream, so that small arrays take the streaming path with or without out=."""
+lowered to 0 here, and short rows and the outputs a call allocates itself
+are allowed to stream, so that small arrays take the streaming path with or
+without out=."""
 import numpy as np
 import pytest
 
@@ -21,6 +22,7 @@ def streaming():
     """A function that runs a call with streaming stores on, then off."""
     before = _core._stream_bytes()
     fresh_before = _core._stream_fresh(True)
+    rows_before = _core._stream_row_bytes(0)
 
     def both(call):
         try:
@@ -35,6 +37,7 @@ def streaming():
     yield both
     _core._stream_bytes(before)
     _core._stream_fresh(fresh_before)
+    _core._stream_row_bytes(rows_before)
 
 
 def _bits(result):
@@ -156,6 +159,7 @@ def test_isa_switch_during_streamed_calls_does_not_crash():
         if len(_core._available_isas()) < 2:
             raise SystemExit(0)
         _core._stream_bytes(0)
+        _core._stream_fresh(True)
         x = np.random.default_rng(0).standard_normal((64, 4096)).astype(np.float32)
         stop = False
         def flip():
@@ -184,6 +188,10 @@ def test_only_outputs_the_caller_provides_stream_by_default():
         _core._stream_fresh(True)
         assert _core._streams(1 << 20, fresh=True) is streams
         _core._stream_fresh(False)
+        # rows shorter than 1 KiB never stream by default
+        assert _core._stream_row_bytes() == 1024
+        assert _core._streams(1 << 20, fresh=False, row_bytes=1023) is False
+        assert _core._streams(1 << 20, fresh=False, row_bytes=1024) is streams
         _core._stream_bytes(-1)
         assert _core._streams(1 << 40, fresh=False) is False
     finally:
@@ -192,5 +200,5 @@ def test_only_outputs_the_caller_provides_stream_by_default():
 
 
 def test_the_default_threshold_streams_large_outputs_the_caller_provides():
-    # the default is a size, on every CPU: half the L3 on AMD, 16 MiB elsewhere
+    # the default is a size, on every CPU: half the L3 on AMD, 48 MiB elsewhere
     assert _core._stream_bytes() > 0 or "FASTNORM_STREAM_BYTES" in __import__("os").environ

@@ -44,7 +44,8 @@ cdef extern from "targets/dispatch.h":
     int64_t fn_set_stream_min_bytes(int64_t nbytes) nogil
     void fn_set_output_fresh(int fresh) nogil
     int fn_set_stream_fresh(int on) nogil
-    void *fn_stream_for(int64_t nbytes, void **fence) nogil
+    void *fn_stream_for(int64_t nbytes, int64_t row_bytes, void **fence) nogil
+    int64_t fn_set_stream_min_row_bytes(int64_t nbytes) nogil
 
 
 def _stream_bytes(nbytes=None):
@@ -69,13 +70,21 @@ def _stream_fresh(on=None):
     return bool(fn_set_stream_fresh(-1 if on is None else (1 if on else 0)))
 
 
-def _streams(nbytes, fresh):
-    """Whether a row output of nbytes bytes would be written with streaming
-    stores now, into fresh memory (fresh=True) or into the caller's."""
+def _stream_row_bytes(nbytes=None):
+    """The shortest row (bytes) whose outputs stream; nbytes=None asks, an int
+    >= 0 sets it and returns the value before. For tests that take the
+    streaming path with short rows."""
+    return fn_set_stream_min_row_bytes(-1 if nbytes is None else max(int(nbytes), 0))
+
+
+def _streams(nbytes, fresh, row_bytes=1 << 20):
+    """Whether a row output of nbytes bytes, in rows of row_bytes, would be
+    written with streaming stores now, into fresh memory (fresh=True) or
+    into the caller's."""
     cdef void *fence = NULL
     cdef void *copy
     fn_set_output_fresh(1 if fresh else 0)
-    copy = fn_stream_for(int(nbytes), &fence)
+    copy = fn_stream_for(int(nbytes), int(row_bytes), &fence)
     fn_set_output_fresh(0)
     return copy != NULL
 

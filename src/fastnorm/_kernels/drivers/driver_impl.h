@@ -344,7 +344,8 @@ static int LOCAL(forward)(LOCAL(forward_ctx) *k, int num_threads) {
     }
     k->P = FN_ROW_TABLE(k->n, FN_FORWARD);
     k->ahead = fn_fetch_rows(k->n * (int64_t)sizeof(T));
-    k->stream = fn_stream_for(k->rows * k->n * (int64_t)sizeof(T), &k->fence);
+    k->stream = fn_stream_for(k->rows * k->n * (int64_t)sizeof(T), k->n * (int64_t)sizeof(T),
+                              &k->fence);
     k->params_finite = 0;
     if (FN_WIDE) {
         const int64_t prows = k->rows_per_param ? (k->rows - 1) / k->rows_per_param + 1 : 1;
@@ -572,7 +573,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->P = FN_ROW_TABLE(n, FN_BACKWARD);
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
-    k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), &k->fence);
+    k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), n * (int64_t)sizeof(T), &k->fence);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     A *part = NULL;
     if (dweight || dbias) {

@@ -364,8 +364,12 @@ int fn_target_at(int i, fn_target_info *info) {
  * core's data competes for), where an output that large and its input
  * cannot both stay in the cache; FN_STREAM_BYTES_OTHER elsewhere, where
  * streaming into an output already in use was faster from about that size
- * (bench/choices.md, "Streaming stores by CPU"). */
-#define FN_STREAM_BYTES_OTHER ((int64_t)16 * 1024 * 1024)
+ * for rows of every length it streams (bench/choices.md, "Streaming stores
+ * by CPU"). */
+#define FN_STREAM_BYTES_OTHER ((int64_t)48 * 1024 * 1024)
+/* Rows shorter than this never stream by default: each row's way through
+ * the streaming writer costs more than its lines save (bench/choices.md). */
+#define FN_STREAM_MIN_ROW_BYTES ((int64_t)1024)
 static int64_t fn_stream_default(void) {
 #ifdef FN_X86
     unsigned r[4];
@@ -415,6 +419,13 @@ int64_t fn_set_stream_min_bytes(int64_t bytes) {
  * (fn_set_output_fresh), and whether such outputs may stream anyway. */
 static FN_THREAD_LOCAL int fn_output_fresh = 0;
 static int fn_fresh_may_stream = 0;
+static int64_t fn_stream_row_bytes = FN_STREAM_MIN_ROW_BYTES;
+
+int64_t fn_set_stream_min_row_bytes(int64_t bytes) {
+    const int64_t before = FN_READ(fn_stream_row_bytes);
+    if (bytes >= 0) FN_PUBLISH(fn_stream_row_bytes, bytes);
+    return before;
+}
 
 void fn_set_output_fresh(int fresh) { fn_output_fresh = fresh != 0; }
 
@@ -424,11 +435,13 @@ int fn_set_stream_fresh(int on) {
     return before;
 }
 
-void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t) {
+void (*fn_stream_for(int64_t bytes, int64_t row_bytes,
+                      void (**fence)(void)))(void *, const void *, size_t) {
     const int64_t min = fn_stream_min_bytes();
     const fn_prims *table = fn_active_prims();
     *fence = table->stream_fence;
     if (fn_output_fresh && !FN_READ(fn_fresh_may_stream)) return NULL;
+    if (row_bytes < FN_READ(fn_stream_row_bytes)) return NULL;
     return (min >= 0 && bytes >= min && table->stream_fence) ? table->stream_copy : NULL;
 }
 

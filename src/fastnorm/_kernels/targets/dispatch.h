@@ -51,11 +51,16 @@ unsigned fn_hide_cpu_features(unsigned bits);
  * value before. */
 int64_t fn_stream_min_bytes(void);
 int64_t fn_set_stream_min_bytes(int64_t bytes);
-/* The streaming copy for an output of this many bytes, with its fence in
- * *fence (both from one read of the active table: a call uses one table's
- * pair even if another thread changes the ISA meanwhile), or NULL for
- * ordinary stores. */
-void (*fn_stream_for(int64_t bytes, void (**fence)(void)))(void *, const void *, size_t);
+/* The streaming copy for an output of this many bytes in rows of row_bytes,
+ * with its fence in *fence (both from one read of the active table: a call
+ * uses one table's pair even if another thread changes the ISA meanwhile),
+ * or NULL for ordinary stores: below the threshold, for rows shorter than
+ * fn_set_stream_min_row_bytes's (1 KiB by default), or for fresh outputs. */
+void (*fn_stream_for(int64_t bytes, int64_t row_bytes,
+                     void (**fence)(void)))(void *, const void *, size_t);
+/* For tests: the shortest row that streams (bytes >= 0 sets it; a negative
+ * value asks). Returns the value before. */
+int64_t fn_set_stream_min_row_bytes(int64_t bytes);
 
 /* Marks the calling thread's next calls as writing their streamed outputs
  * into fresh memory (1) -- pages just allocated and never written, as the
