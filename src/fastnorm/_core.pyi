@@ -30,7 +30,8 @@ def layer_norm(
 ) -> _Array | tuple[_Array, _Array, _Array]: ...
 def layer_norm_backward(
     dy: ArrayLike, x: ArrayLike, mean: ArrayLike, rstd: ArrayLike,
-    weight: ArrayLike | None = ..., *, axis: _Axis = ..., num_threads: int | None = ...,
+    weight: ArrayLike | None = ..., *, axis: _Axis = ..., out: _Array | None = ...,
+    num_threads: int | None = ...,
 ) -> tuple[_Array, _Array, _Array]: ...
 @overload
 def rms_norm(
@@ -52,7 +53,7 @@ def rms_norm(
 ) -> _Array | tuple[_Array, _Array]: ...
 def rms_norm_backward(
     dy: ArrayLike, x: ArrayLike, rstd: ArrayLike, weight: ArrayLike | None = ..., *,
-    axis: _Axis = ..., num_threads: int | None = ...,
+    axis: _Axis = ..., out: _Array | None = ..., num_threads: int | None = ...,
 ) -> tuple[_Array, _Array]: ...
 @overload
 def add_layer_norm(

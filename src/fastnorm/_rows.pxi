@@ -58,9 +58,10 @@ cdef object _norm(bint centered, object x, object weight, object bias, object ax
 
 cdef tuple _norm_backward(bint centered, object dy, object x, object mean, object rstd,
                           object weight, object axis, object num_threads, object ds=None,
-                          str xname="x"):
+                          str xname="x", object out=None):
     """layer_norm_backward (centered) and rms_norm_backward: (dx, dweight, dbias or None).
-    ds (the fused add's backward): added to dx before its rounding."""
+    ds (the fused add's backward): added to dx before its rounding. out: where
+    dx goes (None: a new array)."""
     cdef cnp.ndarray xa = _as_data(x, xname)
     cdef cnp.ndarray dya = _check_like(dy, xa, "dy", xname)
     cdef cnp.ndarray dsa = None if ds is None else _check_like(ds, xa, "ds", xname)
@@ -69,6 +70,16 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
     mean_a = _as_stats(mean, layout, "mean", xname) if centered else None
     cdef cnp.ndarray rstd_a = _as_stats(rstd, layout, "rstd", xname)
     w = _as_param(weight, layout, "weight", xname)
+    cdef cnp.ndarray outa = None if out is None else _check_out(out, xa, "out")
+    # dx is written straight into out unless out shares memory with an input
+    # (dx must not overlap what the kernel reads): then into a new array,
+    # copied over after the call
+    direct = outa
+    if outa is not None:
+        for a in (xa, dya, dsa, mean_a, rstd_a, w):
+            if a is not None and np.may_share_memory(outa, a):
+                direct = None
+                break
     cdef int middle = _middle_axis(layout)
     cdef RowsView dyv, dsv
     cdef cnp.ndarray dyw, dsw
@@ -88,7 +99,7 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
     else:
         layout.work = layout.rows_of(xa, &layout.x_rows)
         dyw = layout.rows_of(dya, &dyv)
-        o = _output_for(layout, None, NULL, 0)
+        o = _output_for(layout, direct, NULL, 0)
         if dsa is None:
             dxa, dw, db = _rows_norm_backward(centered, layout, dyv, o, mean_a, rstd_a, w, nt,
                                               NULL)
@@ -96,6 +107,9 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
             dsw = layout.rows_of(dsa, &dsv)
             dxa, dw, db = _rows_norm_backward(centered, layout, dyv, o, mean_a, rstd_a, w, nt,
                                               &dsv)
+    if outa is not None and dxa is not outa:
+        np.copyto(outa, dxa)
+        dxa = outa
     # parameter gradients in the weight's own floating dtype
     return dxa, _grad_in_dtype_of(dw, weight), _grad_in_dtype_of(db, weight)
 
@@ -203,7 +217,8 @@ def layer_norm(x, weight=None, bias=None, *, axis=-1, eps=1e-5, out=None,
     return _norm(True, x, weight, bias, axis, eps, out, return_stats, num_threads)
 
 
-def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=None):
+def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, out=None,
+                        num_threads=None):
     """Gradients of :func:`layer_norm`.
 
     With ``xhat = (x - mean) * rstd`` and ``g = dy * weight``,
@@ -223,13 +238,18 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
         The forward's weight (None: no weight).
     axis : int or tuple of ints, default -1
         The forward's axes.
+    out : ndarray of x's shape and dtype, optional
+        Where dx is written (and returned). An array reused from call to call
+        saves the page faults of a new one, and takes streaming stores when
+        large (docs/guide/threads.md); it may share memory with dy or x, which
+        are then read as they were before the call.
     num_threads : int, optional
         Upper bound on threads.
 
     Returns
     -------
     dx : ndarray
-        x's shape and dtype.
+        x's shape and dtype (``out`` when given).
     dweight, dbias : ndarray, shape of the normalized axes
         Computed whether or not the forward had the parameters; in the
         weight's floating dtype when the weight is an array, else (no weight,
@@ -248,7 +268,7 @@ def layer_norm_backward(dy, x, mean, rstd, weight=None, *, axis=-1, num_threads=
     >>> bool(np.abs(dx).max() < 1e-5)  # a constant dy has no effect through the mean
     True
     """
-    return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads)
+    return _norm_backward(True, dy, x, mean, rstd, weight, axis, num_threads, None, "x", out)
 
 
 def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=False,
@@ -288,7 +308,7 @@ def rms_norm(x, weight=None, *, axis=-1, eps=None, out=None, bint return_stats=F
     return _norm(False, x, weight, None, axis, eps, out, return_stats, num_threads)
 
 
-def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
+def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, out=None, num_threads=None):
     """Gradients of :func:`rms_norm`.
 
     With ``xhat = x * rstd`` and ``g = dy * weight``,
@@ -307,13 +327,15 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
         The forward's weight.
     axis : int or tuple of ints, default -1
         The forward's axes.
+    out : ndarray of x's shape and dtype, optional
+        Where dx is written, as in :func:`layer_norm_backward`.
     num_threads : int, optional
         Upper bound on threads.
 
     Returns
     -------
     dx : ndarray
-        x's shape and dtype.
+        x's shape and dtype (``out`` when given).
     dweight : ndarray, shape of the normalized axes
         In the dtype :func:`layer_norm_backward` gives it.
 
@@ -328,5 +350,6 @@ def rms_norm_backward(dy, x, rstd, weight=None, *, axis=-1, num_threads=None):
     >>> dx.shape, dweight.shape
     ((16, 32), (32,))
     """
-    dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads)
+    dx, dw, _ = _norm_backward(False, dy, x, None, rstd, weight, axis, num_threads, None, "x",
+                               out)
     return dx, dw
