@@ -18,6 +18,14 @@ def _per_channel(a, chunks):
     return da.from_array(np.ascontiguousarray(a, np.float64), chunks=chunks)
 
 
+def _affine_params(weight, bias, C, p):
+    """weight and bias (either may be None) as the kernels take them, for data
+    like the probe p: C-contiguous vectors of its computing dtype."""
+    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
+    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
+    return w, b
+
+
 def _normalize_block(xb, mean, rstd, *params, k, per_sample, has_w, has_b, nt):
     B = _family._ChannelBlock(xb, k, per_sample)
     w = _vec(params[0], params[0].dtype) if has_w else None
@@ -99,8 +107,7 @@ def group_norm(x, num_groups, weight=None, bias=None, *, eps=1e-5, axis=1,
         _family.group_norm(p, num_groups, weight, bias, eps=eps, axis=k, num_threads=1)
     G = int(num_groups)
     calc = _param_dtype(p)
-    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
-    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
+    w, b = _affine_params(weight, bias, C, p)
     return _groups_forward(x, k, G, w, b, eps, return_stats, nt, split_every, calc)
 
 
@@ -157,8 +164,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, training
                            None if rv is None else rv.copy(), weight, bias, training=training,
                            momentum=momentum, eps=eps, axis=k, num_threads=1)
     calc = _param_dtype(p)
-    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
-    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
+    w, b = _affine_params(weight, bias, C, p)
     e = _core._eps_arg(eps)
     m = _family._momentum_number(momentum)
     if not training:
@@ -210,8 +216,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
                               None if rv is None else rv.copy(), training=training,
                               momentum=momentum, eps=eps, axis=k, num_threads=1)
     calc = _param_dtype(p)
-    w = None if weight is None else _family._param_arg(weight, C, p, "weight")
-    b = None if bias is None else _family._param_arg(bias, C, p, "bias")
+    w, b = _affine_params(weight, bias, C, p)
     e = _core._eps_arg(eps)
     m = _family._momentum_number(momentum)
     if not training and rm is not None:
