@@ -344,6 +344,28 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
     s->len = rest;
 }
 
+/* Rows written with ordinary stores go through their element-wise primitive
+ * (normalize, the residual add) in two calls: the elements before the
+ * output's first cache-line boundary, then the rest, so that none of the
+ * rest's vector stores straddles two lines. Output rows 16 bytes past a line
+ * (numpy's large arrays) took up to 1.35x the time otherwise, where the
+ * stores go beyond L2 (bench/choices.md, "Output rows off the cache line").
+ * Every element gets the same operations wherever a call starts (prims.h),
+ * so the bits are the same either way. Rows shorter than FN_HEAD_MIN_N
+ * elements go in one call (the head's elements, one at a time, would cost
+ * more there than the straddling stores), as do streamed chunks, which are
+ * written into a buffer in L1. */
+#define FN_HEAD_MIN_N 512
+
+/* The head of a row of n elements of `size` bytes at dst: the elements before
+ * its first 64-byte boundary; 0 for a short row or an element that straddles
+ * the boundary. */
+static int64_t fn_line_head(const void *dst, int64_t n, size_t size) {
+    const size_t off = (size_t)((uintptr_t)dst % FN_STREAM_LINE);
+    if (n < FN_HEAD_MIN_N || off % size) return 0;
+    return (int64_t)((FN_STREAM_LINE - off) % FN_STREAM_LINE / size);
+}
+
 /* Each data type instantiates the drivers with: T the storage type, A the
  * accumulation type, W the parameters' type (weight, bias and their
  * gradients), ST the statistics' type (mean, rstd, var), FN_TO_D(v) a value

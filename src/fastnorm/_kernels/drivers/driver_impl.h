@@ -149,13 +149,9 @@ typedef struct {
 } LOCAL(forward_ctx);
 
 /* Rows written with streaming stores go FN_STREAM_CHUNK elements at a time
- * through the thread's fn_stream_writer (driver.c). The chunks start at
- * multiples of every table's step (2 VN elements), so each element goes
- * through the same loop (pair, vector or scalar tail) as in a whole-row call:
- * the same arithmetic, the same bits. */
-#if FN_STREAM_CHUNK % 32 != 0
-#error "FN_STREAM_CHUNK must be a multiple of every table's step"
-#endif
+ * through the thread's fn_stream_writer (driver.c). Each element gets the
+ * same arithmetic wherever a chunk starts (prims.h), so the bits are those of
+ * a whole-row call. */
 
 /* Whether the n elements of p (NULL: none) are all finite. */
 static int LOCAL(all_finite)(const W *p, int64_t n) {
@@ -192,8 +188,12 @@ static FN_DRIVER_INLINE const T *LOCAL(row_source)(const LOCAL(forward_ctx) *k, 
     const int64_t fetch = i + k->ahead; /* its residual and s rows fetched meanwhile */
     const int more = fetch < end;
     T *sr = k->s + i * k->lds;
-    k->P->residual_add(xr, k->res + i * k->ldr, k->res_bias, sr, k->n,
-                       more ? k->res + fetch * k->ldr : NULL, more ? k->s + fetch * k->lds : NULL);
+    const T *rr = k->res + i * k->ldr;
+    const int64_t h = fn_line_head(sr, k->n, sizeof(T)); /* the head, then the rest (fn_line_head) */
+    if (h) k->P->residual_add(xr, rr, k->res_bias, sr, h, NULL, NULL);
+    k->P->residual_add(xr + h, rr + h, k->res_bias ? k->res_bias + h : NULL, sr + h, k->n - h,
+                       more ? k->res + fetch * k->ldr + h : NULL,
+                       more ? k->s + fetch * k->lds + h : NULL);
     return sr;
 }
 
@@ -216,6 +216,19 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
                                                      &st->c, &st->r, &st->sq, &st->exact);
 }
 
+/* Elements [o, o + len) of a row normalized with its statistics (from xa
+ * where not NULL) into dst; next and next_y (both or neither NULL) the same
+ * elements of the rows fetched meanwhile. */
+static FN_DRIVER_INLINE void LOCAL(normalize_span)(const PRIMS_TYPE *P, const LOCAL(row_stats) *st,
+                                                   const A *xa, int64_t o, int64_t len, T *dst,
+                                                   const W *w, const W *b, const T *next,
+                                                   T *next_y, int nonan) {
+    const W *wo = w ? w + o : NULL, *bo = b ? b + o : NULL;
+    if (xa)
+        P->normalize_wide(xa + o, dst, len, st->mu, st->c, st->r, wo, bo, next, next_y, nonan);
+    else P->normalize(st->src + o, dst, len, st->mu, st->c, st->r, wo, bo, next, next_y);
+}
+
 /* Row i normalized with its statistics (from xa where not NULL); the x and
  * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
 static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
@@ -230,6 +243,7 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
     T *next_y = more ? k->y + fetch * k->ldy : NULL;
     const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
     const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
+    const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
     A mu = st->mu, r = st->r;
     if (st->exact_path) {
         FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
@@ -238,25 +252,18 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
     } else if (k->stream) {
         /* chunks through the writer; the next x row fetched meanwhile, not
          * the next y row (it is never read: its lines stay out of the cache) */
-        const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
         for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
             const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
-            const W *wo = w ? w + o : NULL, *bo = b ? b + o : NULL;
-            const T *no = next ? next + o : NULL;
             T *to = (T *)fn_stream_at(out, yr + o);
-            if (xa)
-                P->normalize_wide(xa + o, to, len, st->mu, st->c, st->r, wo, bo, no,
-                                  no ? to : NULL, nonan);
-            else
-                P->normalize(st->src + o, to, len, st->mu, st->c, st->r, wo, bo, no,
-                             no ? to : NULL);
+            LOCAL(normalize_span)(P, st, xa, o, len, to, w, b, next ? next + o : NULL,
+                                  next ? to : NULL, nonan);
             fn_stream_put(out, (size_t)len * sizeof(T));
         }
-    } else if (xa) {
-        P->normalize_wide(xa, yr, n, st->mu, st->c, st->r, w, b, next, next_y,
-                          LOCAL(row_nonan)(k, st->sq, st->c, st->r));
     } else {
-        P->normalize(st->src, yr, n, st->mu, st->c, st->r, w, b, next, next_y);
+        const int64_t h = fn_line_head(yr, n, sizeof(T)); /* the head, then the rest */
+        if (h) LOCAL(normalize_span)(P, st, xa, 0, h, yr, w, b, NULL, NULL, nonan);
+        LOCAL(normalize_span)(P, st, xa, h, n - h, yr + h, w, b, next ? next + h : NULL,
+                              next ? next_y + h : NULL, nonan);
     }
     if (k->mean) k->mean[i] = (ST)(mu + st->c);
     if (k->rstd) k->rstd[i] = (ST)r;

@@ -10,6 +10,11 @@
  * float32 data, double for float64 data), W the type of the per-element
  * parameters (weight, bias, residual bias: T for float32 and float64 data,
  * float for 16-bit data, which is stored as uint16_t bit patterns).
+ *
+ * The element-wise primitives (normalize, residual_add, backward_apply and
+ * their wide forms) give every element the same operations, whether it falls
+ * in a loop of pairs, of vectors or in the scalar tail (SFMA in prims_impl.h):
+ * a row split into several calls at any element has the bits of one call.
  */
 #ifndef FASTNORM_PRIMS_H
 #define FASTNORM_PRIMS_H

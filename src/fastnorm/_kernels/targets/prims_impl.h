@@ -10,6 +10,7 @@
  *   VFMA(a, b, c) = a * b + c;  VFNMA(a, b, c) = c - a * b
  *   VHSUM(v)      sum of the lanes, in a fixed order
  *   SLOAD(p), SSTORE(p, a)     one element of T to A and back (tails)
+ *   SFMA(a, b, c) VFMA of one A: the same rounding as a lane of VFMA
  *   W, WLOAD(p), SWLOAD(p)     the parameters' type (weight, bias), and the
  *                 loads of VN of them as a vector of A and of one as an A
  *   PREFETCH(p)   hint that the cache line at p is read soon (may do nothing)

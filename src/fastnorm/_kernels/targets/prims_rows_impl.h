@@ -212,6 +212,13 @@ static void NAME(centered_sums_wide)(const A *xa, int64_t n, A mu, A *sum_d, A *
     NAME(centered_rows_r)(&none, &xa, n, &mu, sum_d, sum_d2, 1, 1);
 }
 
+static FN_INLINE void NAME(residual_add_one)(const T *x, const T *r, const W *bias, T *s,
+                                             int64_t i, const int has_bias) {
+    A v = SLOAD(x + i) + SLOAD(r + i);
+    if (has_bias) v += SWLOAD(bias + i);
+    SSTORE(s + i, v);
+}
+
 static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *bias, T *s,
                                               int64_t n, const T *next_r, T *next_s,
                                               const int has_bias) {
@@ -230,11 +237,7 @@ static FN_INLINE void NAME(residual_add_body)(const T *x, const T *r, const W *b
         if (has_bias) v = VADD(v, WLOAD(bias + i));
         VSTORE(s + i, v);
     }
-    for (; i < n; i++) {
-        A v = SLOAD(x + i) + SLOAD(r + i);
-        if (has_bias) v += SWLOAD(bias + i);
-        SSTORE(s + i, v);
-    }
+    for (; i < n; i++) NAME(residual_add_one)(x, r, bias, s, i, has_bias);
 }
 
 static void NAME(residual_add)(const T *x, const T *r, const W *bias, T *s, int64_t n,
@@ -258,6 +261,18 @@ static void NAME(residual_add)(const T *x, const T *r, const W *bias, T *s, int6
 FN_DEFINE_AFFINE(NAME(affine), V)
 FN_DEFINE_AFFINE(NAME(affine_pair), P)
 #undef FN_DEFINE_AFFINE
+
+/* One element of normalize_body, with the operations each lane of its vectors
+ * gets: a head or tail element has the bits it would have in a vector. */
+static FN_INLINE void NAME(normalize_one)(const T *x, const A *xa, T *y, int64_t i, A mu, A rstd,
+                                          A cr, const W *w, const W *b, const int has_w,
+                                          const int has_b, const int wide) {
+    A t = SFMA(FN_SLOAD(x, xa, i, wide) - mu, rstd, -cr);
+    if (has_w && has_b) t = SFMA(t, SWLOAD(w + i), SWLOAD(b + i));
+    else if (has_w) t *= SWLOAD(w + i);
+    else if (has_b) t += SWLOAD(b + i);
+    SSTORE(y + i, t);
+}
 
 static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
                                            A rstd, const W *w, const W *b, const T *next,
@@ -286,12 +301,7 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
         V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
     }
-    for (; i < n; i++) {
-        A t = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - cr;
-        if (has_w) t *= SWLOAD(w + i);
-        if (has_b) t += SWLOAD(b + i);
-        SSTORE(y + i, t);
-    }
+    for (; i < n; i++) NAME(normalize_one)(x, xa, y, i, mu, rstd, cr, w, b, has_w, has_b, wide);
 }
 
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
@@ -487,6 +497,24 @@ static FN_INLINE void NAME(backward_acc_pair)(A *dw_acc, A *db_acc, P d, P xh, c
 /* Bytes of partials above which they are updated split (see backward_acc_pair) */
 #define FN_ACC_SPLIT_BYTES (16 * 1024)
 
+/* One element of backward_apply_body, with the operations each lane of its
+ * vectors gets (see normalize_one). */
+static FN_INLINE void NAME(backward_apply_one)(const T *dy, const T *x, const A *dya,
+                                               const A *xa, T *dx, int64_t i, A mu, A c,
+                                               A rstd, const W *w, A mg, A mgx, A *dw_acc,
+                                               A *db_acc, const T *ds, const int has_w,
+                                               const int acc, const int wide,
+                                               const int has_ds) {
+    const A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
+    const A d = FN_SLOAD(dy, dya, i, wide);
+    const A g = has_w ? d * SWLOAD(w + i) : d;
+    A v = rstd * SFMA(-xh, mgx, g - mg);
+    if (has_ds) v += SLOAD(ds + i);
+    SSTORE(dx + i, v);
+    if (acc >= 1) dw_acc[i] = SFMA(d, xh, dw_acc[i]);
+    if (acc >= 2) db_acc[i] += d;
+}
+
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
                                                 const A *xa, T *dx, int64_t n, A mu, A c,
                                                 A rstd, const W *w, A mg, A mgx, A *dw_acc,
@@ -518,16 +546,9 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
                                                 &d, &xh, has_w, wide, has_ds));
         NAME(backward_acc_vec)(dw_acc + i, db_acc + i, d, xh, acc);
     }
-    for (; i < n; i++) {
-        A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
-        A d = FN_SLOAD(dy, dya, i, wide);
-        A g = has_w ? d * SWLOAD(w + i) : d;
-        A v = rstd * ((g - mg) - xh * mgx);
-        if (has_ds) v += SLOAD(ds + i);
-        SSTORE(dx + i, v);
-        if (acc >= 1) dw_acc[i] += d * xh;
-        if (acc >= 2) db_acc[i] += d;
-    }
+    for (; i < n; i++)
+        NAME(backward_apply_one)(dy, x, dya, xa, dx, i, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
+                                 ds, has_w, acc, wide, has_ds);
 }
 
 static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, const A *xa, T *dx,

@@ -28,6 +28,17 @@ static inline double fn_hsum_pd(__m256d v) {
     return _mm_cvtsd_f64(s);
 }
 
+/* a * b + c of one float or one double, rounded once: what VFMA does in each
+ * lane, for the scalar heads and tails of the element-wise loops (the same
+ * bits as the vector body). */
+static FN_INLINE float fn_fma_f32(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+static FN_INLINE double fn_fma_f64(double a, double b, double c) {
+    return _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(a), _mm_set_sd(b), _mm_set_sd(c)));
+}
+
 /* 16-bit data: 8 elements widened to 8 floats, and rounded back (to
  * nearest, ties to even; a NaN stays a quiet NaN, as fp16.h). */
 static inline __m256 fn_load_f16(const uint16_t *p) {
