@@ -216,6 +216,38 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
                                                      &st->c, &st->r, &st->sq, &st->exact);
 }
 
+/* LayerNorm statistics of a row read as T, in one pass where that is as
+ * accurate: the sums of d = x - K and d^2 around K, the mean of the row's
+ * first FN_SHIFT_SAMPLE elements, finished as the corrected two-pass
+ * algorithm finishes its second pass (c = mean(d), var = mean(d^2) - c^2,
+ * the row normalized as (x - K) - c), whose shift is the rounded mean
+ * instead. With K near the mean, x - K is exact wherever x - mean would be
+ * (rows with a large mean), and the rounding error of var grows only with
+ * c^2 / var, the cancellation in mean(d^2) - c^2: a sample of 16 elements
+ * puts K within a standard deviation of the mean on all but rare rows, and a
+ * row where c^2 > var (or anything is not finite) takes the two passes
+ * instead. Saves the first pass over each row (bench/choices.md, "One pass
+ * for the LayerNorm statistics"). */
+#define FN_SHIFT_SAMPLE 64
+static FN_DRIVER_INLINE void LOCAL(row_stats_one_pass)(const LOCAL(forward_ctx) *k,
+                                                       LOCAL(row_stats) *st) {
+    const PRIMS_TYPE *P = k->P;
+    const int64_t n = k->n, m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE;
+    const A shift = P->sum(st->src, m) / (A)m;
+    A sd_sq[2];
+    P->centered_sums(st->src, n, shift, &sd_sq[0], &sd_sq[1]);
+    const A c = sd_sq[0] / (A)n;
+    if (2 * c * c * (A)n <= sd_sq[1]) { /* c^2 <= var; false for NaN */
+        st->mu = st->c = st->r = 0;
+        st->sq = sd_sq[1];
+        st->exact_path = LOCAL(layer_norm_row_finish)(st->src, n, shift, sd_sq[0], sd_sq[1],
+                                                      k->eps, &st->mu, &st->c, &st->r, &st->sq,
+                                                      &st->exact);
+    } else {
+        LOCAL(row_finish)(k, NULL, P->sum(st->src, n), NULL, st);
+    }
+}
+
 /* Elements [o, o + len) of a row normalized with its statistics (from xa
  * where not NULL) into dst; next and next_y (both or neither NULL) the same
  * elements of the rows fetched meanwhile. */
@@ -326,11 +358,15 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     }
     for (; i < end; i++) {
         st[0].src = LOCAL(row_source)(k, i, end);
-        A sum;
         const T *src = st[0].src;
-        if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
-        else sum = k->centered ? P->sum(src, n) : P->sum_sq(src, n);
-        LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
+        if (!xa && k->centered) {
+            LOCAL(row_stats_one_pass)(k, &st[0]);
+        } else {
+            A sum;
+            if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
+            else sum = P->sum_sq(src, n);
+            LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
+        }
         LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], &out);
     }
     if (k->stream) {
