@@ -305,25 +305,32 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
-    /* 16-bit data: each row is widened once into this thread's copy, which the
+    /* 16-bit RMSNorm rows and LayerNorm rows of up to FN_STAT_ROWS_ANY_N
+     * elements: each row is widened once into this thread's copy, which the
      * later passes read instead of converting the row again (same results).
      * Rows then go several at a time through their statistics: stat_rows of
      * them (4 with AVX-512 pairs, 2 otherwise), then 2, then one. Those passes
      * are chains of dependent additions, and the rows' chains interleave.
      * That is faster on short rows and on data that stays in the cache, and
      * slower on long rows over more data, hence the limits (bench/choices.md,
-     * "Several rows' statistics at once"). (Not where the rows of s
-     * overlap each other either: a row's sums must be read before the next
-     * row's residual add writes s.) */
-    const int group = FN_WIDE && end - begin > 1 &&
+     * "Several rows' statistics at once"). (Not where the rows of s overlap
+     * each other either: a row's sums must be read before the next row's
+     * residual add writes s.) Every other LayerNorm row is read as T, its
+     * statistics in one pass (row_stats_one_pass), which measured faster for
+     * longer 16-bit rows than their widened copies' two passes, at every size
+     * (bench/choices.md, "One pass for the LayerNorm statistics"). Which way a
+     * row goes depends on its length alone, so a row has the same bits in any
+     * call. */
+    const int widen = FN_WIDE && (!k->centered || n <= FN_STAT_ROWS_ANY_N);
+    const int group = widen && end - begin > 1 &&
                       FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T)) &&
                       (!k->res || k->lds >= n);
     FN_ALIGNED_SCRATCH(A, stack_xa,
                        FN_WIDE ? FN_WIDE_STACK + (FN_MAX_ROWS - 1) * FN_STAT_ROWS_MAX_N : 1);
     A *xa = NULL, *heap_xa = NULL;
-    if (FN_WIDE && n <= FN_WIDE_STACK) {
+    if (widen && n <= FN_WIDE_STACK) {
         xa = stack_xa;
-    } else if (FN_WIDE && n <= FN_WIDE_MAX) {
+    } else if (widen && n <= FN_WIDE_MAX) {
         xa = heap_xa = (A *)fn_scratch_alloc((size_t)n * sizeof(A));
     }
     /* the rows' copies: xa, then FN_STAT_ROWS_MAX_N apart past the first */
