@@ -357,6 +357,11 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * written into a buffer in L1. */
 #define FN_HEAD_MIN_N 512
 
+/* The same for the backward's dx (with its parameter partials at the same
+ * offset within a line, drivers/driver_impl.h): its row of five streams costs
+ * more per call, and shorter rows were no faster split. */
+#define FN_BWD_HEAD_MIN_N 2048
+
 /* The head of a row of n elements of `size` bytes at dst: the elements before
  * its first 64-byte boundary; 0 for a short row or an element that straddles
  * the boundary. */

@@ -390,8 +390,8 @@ static int LOCAL(axis_backward)(LOCAL(axis_ctx) *k, W *dweight, W *dbias, int nu
         fn_scratch_free(part);
         return FASTNORM_ENOMEM;
     }
-    if (k->part_w) LOCAL(reduce_partials)(k->P, k->part_w, groups, C, num_threads);
-    if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, groups, C, num_threads);
+    if (k->part_w) LOCAL(reduce_partials)(k->P, k->part_w, groups, C, C, num_threads);
+    if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, groups, C, C, num_threads);
     for (int64_t c = 0; c < C; c++) {
         if (dweight) dweight[c] = (W)k->part_w[c];
         if (dbias) dbias[c] = k->part_b ? (W)k->part_b[c] : 0;

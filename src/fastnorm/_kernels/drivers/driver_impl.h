@@ -453,7 +453,7 @@ typedef struct {
     const ST *mean, *rstd;
     const W *weight;
     T *dx;
-    A *part_w, *part_b; /* nblocks x n partial sums, or NULL */
+    A *part_w, *part_b; /* nblocks rows of n partial sums, ldpart apart, or NULL */
     int centered;       /* 1: LayerNorm; 0: RMSNorm (no mean, no mean(g)) */
     const T *ds;        /* added to dx before its rounding (fused residual add), or NULL */
     int64_t ldds;
@@ -462,7 +462,38 @@ typedef struct {
      * (as the forward's y, FN_STREAM_CHUNK elements at a time) */
     void (*stream)(void *dst, const void *src, size_t n);
     void (*fence)(void);
+    int64_t ldpart; /* elements between two rows of partials */
+    int64_t head;   /* every dx row's head (fn_line_head), or 0: one call per row */
 } LOCAL(backward_ctx);
+
+/* One row of the backward as backward_row_apply hands it on: its dy and x
+ * rows (or their copies dya, xa where not NULL), its ds row or NULL, the
+ * row's constants and the partials its terms are added to. */
+typedef struct {
+    const T *dy, *x;
+    const A *dya, *xa;
+    const T *ds;
+    A mu, c, r, mg, mgx;
+    A *acc_w, *acc_b;
+} LOCAL(backward_row);
+
+/* Elements [o, o + len) of a row's dx into dst, their parameter terms added
+ * to the partials from element o; ndy, nx and ndx (all or none NULL) the same
+ * elements of the rows fetched meanwhile. */
+static FN_DRIVER_INLINE void LOCAL(backward_span)(const LOCAL(backward_ctx) *k,
+                                                  const LOCAL(backward_row) *rw, int64_t o,
+                                                  int64_t len, T *dst, const T *ndy,
+                                                  const T *nx, T *ndx) {
+    const W *w = k->weight ? k->weight + o : NULL;
+    A *aw = rw->acc_w ? rw->acc_w + o : NULL, *ab = rw->acc_b ? rw->acc_b + o : NULL;
+    const T *ds = rw->ds ? rw->ds + o : NULL;
+    if (rw->xa)
+        k->P->backward_apply_wide(rw->dya + o, rw->xa + o, dst, len, rw->mu, rw->c, rw->r, w,
+                                  rw->mg, rw->mgx, aw, ab, ds, ndy, nx, ndx);
+    else
+        k->P->backward_apply(rw->dy + o, rw->x + o, dst, len, rw->mu, rw->c, rw->r, w, rw->mg,
+                             rw->mgx, aw, ab, ds, ndy, nx, ndx);
+}
 
 /* dx of row i from its sums s (backward_sums), with its parameter partials
  * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
@@ -472,45 +503,43 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
                                                        const A s[3], const A *dya,
                                                        const A *xa, A *acc_w, A *acc_b,
                                                        fn_stream_writer *out) {
-    const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
-    const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
+    LOCAL(backward_row) rw;
+    rw.dy = k->dy + i * k->lddy;
+    rw.x = k->x + i * k->ldx;
+    rw.dya = dya;
+    rw.xa = xa;
+    rw.ds = k->ds ? k->ds + i * k->ldds : NULL;
+    rw.mu = k->centered ? (A)k->mean[i] : 0;
+    rw.r = (A)k->rstd[i];
     /* c = mean(xh') undoes the rounding of the stored mean (docs/numerics.md §0) */
-    const A c = k->centered ? s[2] / (A)n : 0;
-    const A mg = k->centered ? s[0] / (A)n : 0;
-    const A mgx = s[1] / (A)n - c * mg;
+    rw.c = k->centered ? s[2] / (A)n : 0;
+    rw.mg = k->centered ? s[0] / (A)n : 0;
+    rw.mgx = s[1] / (A)n - rw.c * rw.mg;
+    rw.acc_w = acc_w;
+    rw.acc_b = acc_b;
     const int more = fetch < stop;
-    const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
     T *dxr = k->dx + i * k->lddx;
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
     T *ndx = more ? k->dx + fetch * k->lddx : NULL;
-    const T *dsr = k->ds ? k->ds + i * k->ldds : NULL;
     if (k->stream) {
         /* chunks through the writer; the next dy and x rows fetched
          * meanwhile, not the next dx row */
         for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
             const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
-            const W *wo = k->weight ? k->weight + o : NULL;
-            A *awo = acc_w ? acc_w + o : NULL, *abo = acc_b ? acc_b + o : NULL;
-            const T *dso = dsr ? dsr + o : NULL;
-            const T *ndyo = ndy ? ndy + o : NULL, *nxo = ndy ? nx + o : NULL;
             T *to = (T *)fn_stream_at(out, dxr + o);
-            if (xa)
-                P->backward_apply_wide(dya + o, xa + o, to, len, mu, c, r, wo, mg, mgx, awo, abo,
-                                       dso, ndyo, nxo, ndyo ? to : NULL);
-            else
-                P->backward_apply(dyr + o, xr + o, to, len, mu, c, r, wo, mg, mgx, awo, abo, dso,
-                                  ndyo, nxo, ndyo ? to : NULL);
+            LOCAL(backward_span)(k, &rw, o, len, to, ndy ? ndy + o : NULL, ndy ? nx + o : NULL,
+                                 ndy ? to : NULL);
             fn_stream_put(out, (size_t)len * sizeof(T));
         }
         return;
     }
-    if (xa)
-        P->backward_apply_wide(dya, xa, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b, dsr,
-                               ndy, nx, ndx);
-    else
-        P->backward_apply(dyr, xr, dxr, n, mu, c, r, k->weight, mg, mgx, acc_w, acc_b, dsr, ndy,
-                          nx, ndx);
+    /* the head, then the rest (fn_line_head; the partials start a line at
+     * the same element, see LOCAL(backward)) */
+    const int64_t h = k->head;
+    if (h) LOCAL(backward_span)(k, &rw, 0, h, dxr, NULL, NULL, NULL);
+    LOCAL(backward_span)(k, &rw, h, n - h, dxr + h, more ? ndy + h : NULL, more ? nx + h : NULL,
+                         more ? ndx + h : NULL);
 }
 
 /* The backward of one normalized group (docs/numerics.md §0, NB) for every row of the
@@ -545,8 +574,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     /* the prefetches run on into the next block, up to this thread's last row */
     const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
     for (int64_t blk = begin; blk < end; blk++) {
-        A *acc_w = k->part_w ? k->part_w + blk * n : NULL;
-        A *acc_b = k->part_b ? k->part_b + blk * n : NULL;
+        A *acc_w = k->part_w ? k->part_w + blk * k->ldpart : NULL;
+        A *acc_b = k->part_b ? k->part_b + blk * k->ldpart : NULL;
         if (acc_w) memset(acc_w, 0, (size_t)n * sizeof(A));
         if (acc_b) memset(acc_b, 0, (size_t)n * sizeof(A));
         const int64_t first = blk * k->block_rows;
@@ -587,11 +616,11 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
 typedef struct {
     const PRIMS_TYPE *P;
     A *part;
-    int64_t nblocks, n;
+    int64_t nblocks, n, ld;
 } LOCAL(tree_ctx);
 
-/* Adds the nblocks partial rows of `part` into its first row by a fixed
- * pairwise tree, for the column bands [begin, end). */
+/* Adds the nblocks partial rows of `part` (ld elements apart) into its first
+ * row by a fixed pairwise tree, for the column bands [begin, end). */
 static void LOCAL(tree_bands)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(tree_ctx) *k = (const LOCAL(tree_ctx) *)vctx;
     for (int64_t band = begin; band < end; band++) {
@@ -599,13 +628,13 @@ static void LOCAL(tree_bands)(void *vctx, int64_t begin, int64_t end) {
         const int64_t len = k->n - c0 < FN_TREE_COLUMNS ? k->n - c0 : FN_TREE_COLUMNS;
         for (int64_t step = 1; step < k->nblocks; step *= 2)
             for (int64_t b = 0; b + step < k->nblocks; b += 2 * step)
-                k->P->add(k->part + b * k->n + c0, k->part + (b + step) * k->n + c0, len);
+                k->P->add(k->part + b * k->ld + c0, k->part + (b + step) * k->ld + c0, len);
     }
 }
 
 static void LOCAL(reduce_partials)(const PRIMS_TYPE *P, A *part, int64_t nblocks, int64_t n,
-                                   int num_threads) {
-    LOCAL(tree_ctx) k = {P, part, nblocks, n};
+                                   int64_t ld, int num_threads) {
+    LOCAL(tree_ctx) k = {P, part, nblocks, n, ld};
     const int64_t bands = (n + FN_TREE_COLUMNS - 1) / FN_TREE_COLUMNS;
     const int nt = fn_threads_for(num_threads, bands, nblocks * n * (int64_t)sizeof(A));
     fn_parallel_ranges(nt, bands, LOCAL(tree_bands), &k);
@@ -625,18 +654,34 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), n * (int64_t)sizeof(T), &k->fence);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
+    /* dx rows of FN_BWD_HEAD_MIN_N elements or more that all start at one
+     * offset within a line go in two calls, the head then the rest
+     * (fn_line_head); streamed rows, whose chunks are written into a buffer
+     * in L1, in one. The partials' rows are whole lines apart and start `pad`
+     * elements into their first line, so that their element `head` starts a
+     * line as the dx rows' does: the rest's read-modify-writes of the
+     * partials straddle no line either. */
+    k->head = !k->stream && n >= FN_BWD_HEAD_MIN_N &&
+                      k->lddx * (int64_t)sizeof(T) % FN_STREAM_LINE == 0
+                  ? fn_line_head(k->dx, n, sizeof(T))
+                  : 0;
+    const int64_t line = FN_STREAM_LINE / (int64_t)sizeof(A);
+    const int64_t pad = (line - k->head % line) % line;
+    k->ldpart = (pad + n + line - 1) / line * line;
     A *part = NULL;
     if (dweight || dbias) {
-        part = (A *)fn_scratch_alloc((size_t)(nblocks * n * (k->centered ? 2 : 1)) * sizeof(A));
+        part = (A *)fn_scratch_alloc((size_t)(nblocks * k->ldpart * (k->centered ? 2 : 1)) *
+                                     sizeof(A));
         if (!part) return FASTNORM_ENOMEM;
     }
-    k->part_w = part;
-    k->part_b = (part && k->centered) ? part + nblocks * n : NULL;
+    k->part_w = part ? part + pad : NULL;
+    k->part_b = (part && k->centered) ? part + nblocks * k->ldpart + pad : NULL;
     const int nt = fn_threads_for(num_threads, nblocks, 2 * rows * n * (int64_t)sizeof(T));
     fn_parallel_ranges(nt, nblocks, LOCAL(backward_blocks), k);
     if (part) {
-        LOCAL(reduce_partials)(k->P, k->part_w, nblocks, n, num_threads);
-        if (k->part_b) LOCAL(reduce_partials)(k->P, k->part_b, nblocks, n, num_threads);
+        LOCAL(reduce_partials)(k->P, k->part_w, nblocks, n, k->ldpart, num_threads);
+        if (k->part_b)
+            LOCAL(reduce_partials)(k->P, k->part_b, nblocks, n, k->ldpart, num_threads);
         for (int64_t j = 0; j < n; j++) {
             if (dweight) dweight[j] = (W)k->part_w[j];
             if (dbias) dbias[j] = (W)k->part_b[j];
@@ -650,7 +695,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1, NULL, 0, 0, NULL, NULL};
+                             dx, NULL, NULL, 1, NULL, 0, 0, NULL, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -658,7 +703,7 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0, NULL, 0, 0, NULL, NULL};
+                             dx, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -667,7 +712,7 @@ int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t 
                                   const ST *mean, const ST *rstd, const W *weight, T *dsum,
                                   int64_t lddsum, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
-                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL, NULL};
+                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -676,7 +721,7 @@ int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
                                 const W *weight, T *dsum, int64_t lddsum, W *dweight,
                                 int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
-                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL, NULL};
+                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL, NULL, 0, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
