@@ -281,6 +281,32 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
         FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
         mu = (A)(st->exact.mean_scaled * st->exact.scale);
         r = (A)st->exact.rstd;
+    } else if (k->stream && !xa && P->normalize_stream && (uintptr_t)yr % sizeof(T) == 0) {
+        /* the row's whole lines straight from the registers with streaming
+         * stores; its partial first and last lines through the writer, which
+         * joins the last line of a row to the first of the next into one
+         * streamed line where the rows are contiguous (and writes the others
+         * with ordinary stores: no line gets both kinds of store). The next x
+         * row is fetched meanwhile, not the next y row (bench/choices.md,
+         * "Streaming stores from the registers"). */
+        const int64_t line = FN_STREAM_LINE / (int64_t)sizeof(T);
+        int64_t h = (int64_t)((FN_STREAM_LINE - (uintptr_t)yr % FN_STREAM_LINE) %
+                              FN_STREAM_LINE / sizeof(T));
+        if (h > n) h = n;
+        const int64_t body = (n - h) / line * line, t = h + body;
+        if (h) {
+            T *to = (T *)fn_stream_at(out, yr);
+            LOCAL(normalize_span)(P, st, NULL, 0, h, to, w, b, NULL, NULL, 0);
+            fn_stream_put(out, (size_t)h * sizeof(T));
+        }
+        if (body)
+            P->normalize_stream(st->src + h, yr + h, body, st->mu, st->c, st->r,
+                                w ? w + h : NULL, b ? b + h : NULL, next ? next + h : NULL);
+        if (t < n) {
+            T *to = (T *)fn_stream_at(out, yr + t);
+            LOCAL(normalize_span)(P, st, NULL, t, n - t, to, w, b, NULL, NULL, 0);
+            fn_stream_put(out, (size_t)(n - t) * sizeof(T));
+        }
     } else if (k->stream) {
         /* chunks through the writer; the next x row fetched meanwhile, not
          * the next y row (it is never read: its lines stay out of the cache) */

@@ -43,7 +43,9 @@
 #define VHSUM(v) fn_hsum_pd(v)
 #define PRIMS_TYPE fn_prims_f64
 #define NAME(f) fn_##f##_f64_avx2
+#define PSTORE_NT(p, v) (_mm256_stream_pd(p, PLO(v)), _mm256_stream_pd((p) + VN, PHI(v)))
 #include "prims_impl.h"
+#undef PSTORE_NT
 #undef T
 #undef A
 #undef W
@@ -81,7 +83,9 @@
 #define SSTORE(p, a) (*(p) = (a))
 #define PRIMS_TYPE fn_prims_f32
 #define NAME(f) fn_##f##_f32_avx2
+#define PSTORE_NT(p, v) (_mm256_stream_ps(p, PLO(v)), _mm256_stream_ps((p) + VN, PHI(v)))
 #include "prims_impl.h"
+#undef PSTORE_NT
 #undef NAME
 #undef PRIMS_TYPE
 

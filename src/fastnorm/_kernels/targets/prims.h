@@ -135,6 +135,11 @@
                                const A mu[2], const A rstd[2], const W *w, A sums[2][3]); \
         /* the most rows widen_sums_rows and centered_sums_wide_rows take at once */    \
         int stat_rows;                                                                  \
+        /* normalize writing y with streaming stores (no prefetch of next_y): y on a   \
+         * 64-byte boundary, n a whole number of 64-byte lines; NULL in the tables     \
+         * without it */                                                                \
+        void (*normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd,        \
+                                 const W *w, const W *b, const T *next);                \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

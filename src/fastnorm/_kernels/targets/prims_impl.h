@@ -11,6 +11,8 @@
  *   VHSUM(v)      sum of the lanes, in a fixed order
  *   SLOAD(p), SSTORE(p, a)     one element of T to A and back (tails)
  *   SFMA(a, b, c) VFMA of one A: the same rounding as a lane of VFMA
+ *   PSTORE_NT(p, v) (optional) a pair stored with aligned streaming stores:
+ *                 the table then has normalize_stream
  *   W, WLOAD(p), SWLOAD(p)     the parameters' type (weight, bias), and the
  *                 loads of VN of them as a vector of A and of one as an A
  *   PREFETCH(p)   hint that the cache line at p is read soon (may do nothing)
@@ -137,7 +139,13 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
     NAME(widen_sums_rows), FN_CENTERED_SUMS_WIDE_ROWS, FN_BACKWARD_SUMS2, FN_STAT_ROWS,
+    FN_NORMALIZE_STREAM,
 };
+#undef FN_NORMALIZE_STREAM
+#ifdef FN_PSTORE_NT_NONE
+#undef PSTORE_NT
+#undef FN_PSTORE_NT_NONE
+#endif
 #undef FN_CENTERED_SUMS_WIDE_ROWS
 #undef FN_STAT_ROWS
 #undef FN_BACKWARD_SUMS2

@@ -277,7 +277,7 @@ static FN_INLINE void NAME(normalize_one)(const T *x, const A *xa, T *y, int64_t
 static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
                                            A rstd, const W *w, const W *b, const T *next,
                                            T *next_y, const int has_w, const int has_b,
-                                           const int wide, const int nonan) {
+                                           const int wide, const int nonan, const int nt) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
@@ -290,11 +290,12 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next + i);
-            PREFETCH_W(next_y + i);
+            if (!nt) PREFETCH_W(next_y + i);
         }
         P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);
         t = NAME(affine_pair)(t, w + i, b + i, has_w, has_b);
-        if (nonan) PSTORE_NONAN(y + i, t);
+        if (nt) PSTORE_NT(y + i, t);
+        else if (nonan) PSTORE_NONAN(y + i, t);
         else PSTORE(y + i, t);
     }
     for (; i + VN <= n; i += VN) {
@@ -307,7 +308,7 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
 static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                             const W *b, const T *next, T *next_y) {
 #define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0)
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0, 0)
     if (w && b) FN_NORM(1, 1);
     else if (w) FN_NORM(1, 0);
     else if (b) FN_NORM(0, 1);
@@ -315,10 +316,31 @@ static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, cons
 #undef FN_NORM
 }
 
+#ifdef PSTORE_NT
+/* normalize with streaming stores: the pairs' loop alone runs, over whole
+ * lines from a line boundary (prims.h), each pair in one or two aligned
+ * streaming stores */
+static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                                   const W *b, const T *next) {
+#define FN_NORM(HAS_W, HAS_B)                                                               \
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, NULL, HAS_W, HAS_B, 0, 0, 1)
+    if (w && b) FN_NORM(1, 1);
+    else if (w) FN_NORM(1, 0);
+    else if (b) FN_NORM(0, 1);
+    else FN_NORM(0, 0);
+#undef FN_NORM
+}
+#define FN_NORMALIZE_STREAM NAME(normalize_stream)
+#else
+#define PSTORE_NT(p, v) PSTORE(p, v) /* not reached: no normalize_stream */
+#define FN_PSTORE_NT_NONE
+#define FN_NORMALIZE_STREAM NULL
+#endif
+
 static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                                  const W *b, const T *next, T *next_y, int nonan) {
 #define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
-    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN)
+    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN, 0)
 #define FN_NORM_WB(NONAN)                                                                   \
     do {                                                                                    \
         if (w && b) FN_NORM(1, 1, NONAN);                                                   \
