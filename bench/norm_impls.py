@@ -8,9 +8,11 @@ checked against ``fastnorm.reference``.
 
 Implementations
 ---------------
-fastnorm-avx2, fastnorm-scalar
-    ``fastnorm.layer_norm(x, w, b, out=y, num_threads=t)`` etc., with the
-    kernels picked by ``fastnorm._core._set_isa`` (see :func:`fastnorm_isa`).
+fastnorm, fastnorm-scalar
+    ``fastnorm.layer_norm(x, w, b, out=y, num_threads=t)`` etc.: fastnorm on
+    the kernel target it picks by default (the best the CPU has: what a user
+    gets), and on its portable scalar target, set with
+    ``fastnorm._core._set_isa`` (see :func:`fastnorm_isa`).
     The backward functions have no ``out=``: they allocate dx, dw (and db).
 numpy
     Plain vectorized NumPy in the input dtype (below). Single-threaded, so it
@@ -57,13 +59,13 @@ copy
 The fused residual add (op ``add_layer_norm``: s = x + residual, y =
 layer_norm(s, w, b); float32 only, shapes FUSED_SHAPES_FLOAT32)
 ------------------------------------------------------------------------
-fastnorm-avx2, fastnorm-scalar
+fastnorm, fastnorm-scalar
     ``fastnorm.add_layer_norm(x, r, w, b, out=y, sum_out=s, num_threads=t)``,
     y and s preallocated.
 fastnorm-unfused
     The same result from the unfused functions: ``np.add(x, r, out=s)`` (one
     thread: NumPy has no threads) then ``fastnorm.layer_norm(s, w, b, out=y,
-    num_threads=t)``, fastnorm's default kernels (avx2 where available). Its
+    num_threads=t)``, fastnorm's default kernel target. Its
     time over fastnorm's is what the fusion saves.
 numpy
     ``np.add(x, r, out=s)`` then the NumPy layer norm below into y.
@@ -83,7 +85,7 @@ Adaptive LayerNorm (op ``ada_layer_norm``, forward: y = layer_norm(x) * (1 +
 scale[:, None, :]) + shift[:, None, :], x of shape (N, T, D), shift and scale
 (N, D), eps ADA_NORM_EPS; float32 only, DiT-like shapes ADA_SHAPES_FLOAT32)
 ------------------------------------------------------------------------
-fastnorm-avx2, fastnorm-scalar
+fastnorm, fastnorm-scalar
     ``fastnorm.ada_layer_norm(x, shift, scale, out=y, num_threads=t)``, y
     preallocated.
 numpy
@@ -225,7 +227,7 @@ FORWARD_OPS = ROW_FORWARD_OPS + CHANNEL_FORWARD_OPS + AXIS_OPS[:1]
 BACKWARD_OPS = ROW_BACKWARD_OPS + CHANNEL_BACKWARD_OPS + AXIS_OPS[1:]
 OPS = ROW_OPS + CHANNEL_OPS + AXIS_OPS  # the order they run in
 
-FASTNORM_IMPLS = ("fastnorm-avx2", "fastnorm-scalar")
+FASTNORM_IMPLS = ("fastnorm", "fastnorm-scalar")
 UNFUSED_IMPL = "fastnorm-unfused"  # np.add + fastnorm.layer_norm: the fused ops only
 IMPLS = FASTNORM_IMPLS + (UNFUSED_IMPL, "numpy", "torch", "jax", "onnxruntime", "copy")
 # the ops JAX runs: the row normalizers written out in jax.numpy (below)
@@ -704,11 +706,18 @@ def _import(name):
         raise Unavailable(f"{name} is not installed ({exc})") from exc
 
 
+def _impl_isa(impl):
+    """The kernel target of a fastnorm implementation: "auto" (the default
+    choice) for "fastnorm", the suffix for "fastnorm-<target>"."""
+    return impl.split("-", 1)[1] if "-" in impl else "auto"
+
+
 @contextlib.contextmanager
 def fastnorm_isa(name):
-    """Run fastnorm's kernels of one instruction set; restores the previous one."""
+    """Run fastnorm's kernels of one target ("auto": the default choice);
+    restores the previous one."""
     from fastnorm import _core
-    if name not in _core._available_isas():
+    if name != "auto" and name not in _core._available_isas():
         raise Unavailable(f"fastnorm's {name} kernels are not available here")
     before = _core._get_isa()
     _core._set_isa(name)
@@ -1105,7 +1114,7 @@ def make_runner(impl, op, inp, threads):
         return make_read2_write1(x, dy, np.zeros_like(x), threads), stack
 
     if impl in FASTNORM_IMPLS:
-        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        stack.enter_context(fastnorm_isa(_impl_isa(impl)))
         if op == "layer_norm":
             y = np.zeros_like(x)
             run = lambda: fastnorm.layer_norm(x, w, b, eps=LAYER_NORM_EPS, out=y,
@@ -1199,7 +1208,7 @@ def _make_axis_runner(impl, op, inp, threads, stack):
     w, b = inp.channel_params(1)
     C = x.shape[1]
     if impl in FASTNORM_IMPLS:
-        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        stack.enter_context(fastnorm_isa(_impl_isa(impl)))
         if op == "layer_norm_axis1":
             y = np.zeros_like(x)
             run = lambda: fastnorm.layer_norm(x, w, b, axis=1, eps=LAYER_NORM_EPS, out=y,
@@ -1238,15 +1247,13 @@ def _make_fused_runner(impl, op, inp, threads, stack):
     y, s = np.zeros_like(x), np.zeros_like(x)
 
     if impl in FASTNORM_IMPLS:
-        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        stack.enter_context(fastnorm_isa(_impl_isa(impl)))
         run = lambda: fastnorm.add_layer_norm(x, r, w, b, eps=LAYER_NORM_EPS, out=y, sum_out=s,
                                               num_threads=threads)
         return run, stack
 
     if impl == UNFUSED_IMPL:
-        from fastnorm import _core
-        stack.enter_context(fastnorm_isa("avx2" if "avx2" in _core._available_isas()
-                                         else "scalar"))
+        stack.enter_context(fastnorm_isa("auto"))
 
         def run():
             np.add(x, r, out=s)
@@ -1303,7 +1310,7 @@ def _make_ada_runner(impl, op, inp, threads, stack):
     y = np.zeros_like(x)
 
     if impl in FASTNORM_IMPLS:
-        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        stack.enter_context(fastnorm_isa(_impl_isa(impl)))
         run = lambda: fastnorm.ada_layer_norm(x, shift, scale, eps=ADA_NORM_EPS, out=y,
                                               num_threads=threads)
         return run, stack
@@ -1349,7 +1356,7 @@ def _make_channel_runner(impl, op, inp, threads, stack):
         return tuple(a.copy() for a in inp.running(axis))
 
     if impl in FASTNORM_IMPLS:
-        stack.enter_context(fastnorm_isa(impl.split("-", 1)[1]))
+        stack.enter_context(fastnorm_isa(_impl_isa(impl)))
         y = np.zeros_like(x)
         if base == "group_norm":
             run = lambda: fastnorm.group_norm(x, G, w, b, eps=eps, axis=axis, out=y,

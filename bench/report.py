@@ -14,7 +14,8 @@ per op and thread count, the copy floor dashed) for the row-wise normalizers,
 ``<out>/results-family.png`` for the rest of the family (switch norm, batch
 layer norm, weight norm).
 
-"fastnorm" in the ratios is fastnorm-avx2 where it ran, else fastnorm-scalar.
+"fastnorm" is fastnorm on its default kernel target (the best the CPU has);
+fastnorm-scalar, on its portable target, is where "fastnorm" did not run.
 The peers: torch, jax (the row ops; one thread count per run, that of JAX's
 pool), onnxruntime, numpy.
 Effective GB/s = bytes that must move (forward: read x + write y; fused
@@ -60,11 +61,11 @@ FAMILY_OPS = ("switch_norm", "switch_norm_backward", "batch_layer_norm",
 CHANNEL_OPS = NORM_CHANNEL_OPS + FAMILY_OPS
 OPS = ROW_OPS + CHANNEL_OPS
 FUSED_OPS = ("add_layer_norm",)  # two inputs read, two outputs written
-IMPLS = ("fastnorm-avx2", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "jax",
+IMPLS = ("fastnorm", "fastnorm-scalar", "fastnorm-unfused", "numpy", "torch", "jax",
          "onnxruntime", "copy")
 PEERS = ("torch", "jax", "onnxruntime", "numpy", "fastnorm-unfused")
 STYLE = {  # colour, marker
-    "fastnorm-avx2": ("tab:red", "o"),
+    "fastnorm": ("tab:red", "o"),
     "fastnorm-scalar": ("tab:orange", "s"),
     "fastnorm-unfused": ("tab:brown", "X"),
     "numpy": ("tab:blue", "^"),
@@ -197,7 +198,7 @@ def fmt_ratio(r):
 
 
 def fastnorm_of(impls):
-    for name in ("fastnorm-avx2", "fastnorm-scalar"):
+    for name in ("fastnorm", "fastnorm-scalar"):
         if name in impls:
             return impls[name]
     return None
@@ -221,8 +222,8 @@ def op_table(op, results, floors):
     peers = [p for p in PEERS if p in present]
     header = ["shape", "dtype", "threads"] + present
     header += [f"{p} / fastnorm" for p in peers]
-    if "fastnorm-avx2" in present and "fastnorm-scalar" in present:
-        header.append("scalar / avx2")
+    if "fastnorm" in present and "fastnorm-scalar" in present:
+        header.append("scalar / default")
     header += ["fastnorm GB/s", "copy GB/s", "fastnorm % of copy"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ratios = defaultdict(list)
@@ -257,10 +258,10 @@ def op_table(op, results, floors):
             r = impls[p]["median"] / fn["median"] if (fn and p in impls) else None
             ratios[p].append(r)
             cells.append(fmt_ratio(r) if r is not None else "—")
-        if "scalar / avx2" in header:
-            a, s = impls.get("fastnorm-avx2"), impls.get("fastnorm-scalar")
+        if "scalar / default" in header:
+            a, s = impls.get("fastnorm"), impls.get("fastnorm-scalar")
             r = s["median"] / a["median"] if a and s else None
-            ratios["scalar / avx2"].append(r)
+            ratios["scalar / default"].append(r)
             cells.append(fmt_ratio(r) if r is not None else "—")
         gbs = fn["bytes_moved"] / fn["median"] / 1e9 if fn else None
         floor = floor_of(floors, op, shape, dtype, threads)
@@ -413,7 +414,9 @@ def main(argv=None):
            or (machine.get("cpu") or {}).get("brand_raw") or platform.processor() or "unknown")
     ncpu = meta.get("cpu_count") or machine.get("cpu_count") or (machine.get("cpu") or {}).get("count")
     date = ", ".join(d.get("datetime", "unknown") for d, _ in loaded)
-    command = meta.get("command") or "python -m pytest bench --benchmark-json=bench/runs/results.json"
+    commands = [d.get("fastnorm_bench", {}).get("command") for d, _ in loaded]
+    command = "; ".join(dict.fromkeys(c for c in commands if c)) or (
+        "python -m pytest bench --benchmark-json=bench/runs/results.json")
     versions = meta.get("versions") or {}
 
     md = ["# fastnorm benchmarks", ""]
@@ -441,11 +444,11 @@ def main(argv=None):
     md.append(f"- reproduce: `{command}`")
     stat_opt = f" --stat {args.stat}" if args.stat != "median" else ""
     md.append(f"- report: `python bench/report.py {' '.join('bench/runs/' + os.path.basename(p) for p in paths)}"
-              f" --out {os.path.basename(os.path.normpath(args.out))}{stat_opt}`" + (f" (best of {len(paths)} runs per benchmark)"
+              f" --out {os.path.relpath(args.out)}{stat_opt}`" + (f" (best of {len(paths)} runs per benchmark)"
                                                   if len(paths) > 1 else ""))
     md.append("")
     md.append(f"{args.stat.capitalize()} time per call. Ratios are peer time / fastnorm time (above 1: fastnorm "
-              "is faster); fastnorm is fastnorm-avx2 where it ran. GB/s counts the bytes that "
+              "is faster); fastnorm runs its default kernel target. GB/s counts the bytes that "
               "must move (forward: read x + write y; add_layer_norm: read x, residual + write s, "
               "y; backward: read x, dy + write dx); the copy floor is the best copy of x "
               "(bench/floor.py: C, the same thread count, streaming stores for destinations "
@@ -486,10 +489,10 @@ def main(argv=None):
         summaries[op] = summary
         md += ["", f"## {op}", ""] + lines
     if summaries:
-        names = [n for n in [f"{p}" for p in PEERS] + ["scalar / avx2"]
+        names = [n for n in [f"{p}" for p in PEERS] + ["scalar / default"]
                  if any(s.get(n) for s in summaries.values())]
         md += ["", "## Geometric means of the ratios over all rows", "",
-               "| op | " + " | ".join(n if n == "scalar / avx2" else f"{n} / fastnorm"
+               "| op | " + " | ".join(n if n == "scalar / default" else f"{n} / fastnorm"
                                      for n in names) + " |",
                "|" + "---|" * (len(names) + 1)]
         for op, s in summaries.items():
