@@ -305,15 +305,22 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     for (; i < n; i++) NAME(normalize_one)(x, xa, y, i, mu, rstd, cr, w, b, has_w, has_b, wide);
 }
 
-static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
-                            const W *b, const T *next, T *next_y) {
+/* normalize (nt = 0) or normalize_stream (nt = 1) */
+static FN_INLINE void NAME(normalize_as)(const T *x, T *y, int64_t n, A mu, A c, A rstd,
+                                         const W *w, const W *b, const T *next, T *next_y,
+                                         const int nt) {
 #define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0, 0)
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0, nt)
     if (w && b) FN_NORM(1, 1);
     else if (w) FN_NORM(1, 0);
     else if (b) FN_NORM(0, 1);
     else FN_NORM(0, 0);
 #undef FN_NORM
+}
+
+static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
+                            const W *b, const T *next, T *next_y) {
+    NAME(normalize_as)(x, y, n, mu, c, rstd, w, b, next, next_y, 0);
 }
 
 #ifdef PSTORE_NT
@@ -322,13 +329,7 @@ static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, cons
  * streaming stores */
 static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                                    const W *b, const T *next) {
-#define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, NULL, HAS_W, HAS_B, 0, 0, 1)
-    if (w && b) FN_NORM(1, 1);
-    else if (w) FN_NORM(1, 0);
-    else if (b) FN_NORM(0, 1);
-    else FN_NORM(0, 0);
-#undef FN_NORM
+    NAME(normalize_as)(x, y, n, mu, c, rstd, w, b, next, NULL, 1);
 }
 #define FN_NORMALIZE_STREAM NAME(normalize_stream)
 #else
