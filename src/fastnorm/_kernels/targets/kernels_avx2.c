@@ -102,9 +102,11 @@
 #define VSTORE(p, v) fn_store_f16(p, v)
 #define SLOAD(p) fn_f16_to_f32(*(p))
 #define SSTORE(p, a) (*(p) = fn_f32_to_f16(a))
+#define PSTORE_NT(p, v) fn_stream2_f16(p, PLO(v), PHI(v))
 #define PRIMS_TYPE fn_prims_f16
 #define NAME(f) fn_##f##_f16_avx2
 #include "prims_impl.h"
+#undef PSTORE_NT
 #undef VLOAD
 #undef VSTORE
 #undef SLOAD
@@ -116,6 +118,7 @@
 #define VSTORE(p, v) fn_store_bf16(p, v)
 #define VSTORE2(p, v0, v1) fn_store2_bf16(p, v0, v1, 0)
 #define VSTORE2_NONAN(p, v0, v1) fn_store2_bf16(p, v0, v1, 1)
+#define PSTORE_NT(p, v) fn_stream2_bf16(p, PLO(v), PHI(v))
 #define SLOAD(p) fn_bf16_to_f32(*(p))
 #define SSTORE(p, a) (*(p) = fn_f32_to_bf16(a))
 #define PRIMS_TYPE fn_prims_bf16
@@ -124,6 +127,7 @@
 #undef VSTORE
 #undef VSTORE2
 #undef VSTORE2_NONAN
+#undef PSTORE_NT
 #undef NAME
 
 /* Streaming stores of whole 32-byte blocks, from the first 32-byte boundary

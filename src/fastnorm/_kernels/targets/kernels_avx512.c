@@ -31,9 +31,11 @@
 #define SSTORE(p, a) (*(p) = fn_f32_to_f16(a))
 #define PLOAD(p) fn_load16_f16(p)
 #define PSTORE(p, v) fn_store16_f16(p, v)
+#define PSTORE_NT(p, v) fn_stream16_f16(p, v)
 #define PRIMS_TYPE fn_prims_f16
 #define NAME(f) fn_##f##_f16_avx512
 #include "prims_impl.h"
+#undef PSTORE_NT
 #undef VLOAD
 #undef VSTORE
 #undef SLOAD
@@ -50,6 +52,7 @@
 #define PLOAD(p) fn_load16_bf16(p)
 #define PSTORE(p, v) fn_store16_bf16(p, v, 0)
 #define PSTORE_NONAN(p, v) fn_store16_bf16(p, v, 1)
+#define PSTORE_NT(p, v) fn_stream16_bf16(p, v)
 #define PRIMS_TYPE fn_prims_bf16
 #define NAME(f) fn_##f##_bf16_avx512
 #include "prims_impl.h"

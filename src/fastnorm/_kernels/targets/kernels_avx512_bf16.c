@@ -31,21 +31,31 @@ static FN_INLINE void fn_store_bf16_cvt(uint16_t *p, __m256 v) {
     _mm_storeu_si128((__m128i *)p, (__m128i)_mm256_cvtneps_pbh(v));
 }
 
-static FN_INLINE void fn_store2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
+static FN_INLINE __m256i fn_pack2_bf16_cvt(__m256 v0, __m256 v1) {
     const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(v0), v1, 1);
-    if (_mm512_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) {
-        fn_store2_bf16(p, v0, v1, 0);
-        return;
-    }
-    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
+    if (_mm512_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) return fn_pack2_bf16(v0, v1, 0);
+    return (__m256i)_mm512_cvtneps_pbh(v);
+}
+
+static FN_INLINE void fn_store2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
+    _mm256_storeu_si256((__m256i *)p, fn_pack2_bf16_cvt(v0, v1));
+}
+
+static FN_INLINE void fn_stream2_bf16_cvt(uint16_t *p, __m256 v0, __m256 v1) {
+    _mm256_stream_si256((__m256i *)p, fn_pack2_bf16_cvt(v0, v1));
+}
+
+static FN_INLINE __m256i fn_pack16_bf16_cvt(__m512 v) {
+    if (_mm512_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) return fn_pack16_bf16(v, 0);
+    return (__m256i)_mm512_cvtneps_pbh(v);
 }
 
 static FN_INLINE void fn_store16_bf16_cvt(uint16_t *p, __m512 v) {
-    if (_mm512_fpclass_ps_mask(v, FN_FPCLASS_SUBNORMAL)) {
-        fn_store16_bf16(p, v, 0);
-        return;
-    }
-    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
+    _mm256_storeu_si256((__m256i *)p, fn_pack16_bf16_cvt(v));
+}
+
+static FN_INLINE void fn_stream16_bf16_cvt(uint16_t *p, __m512 v) {
+    _mm256_stream_si256((__m256i *)p, fn_pack16_bf16_cvt(v));
 }
 
 #define T uint16_t
@@ -57,15 +67,18 @@ static FN_INLINE void fn_store16_bf16_cvt(uint16_t *p, __m512 v) {
 
 /* The avx2 target's loops: pairs of two 8-float vectors (the default pair) */
 #define VSTORE2(p, v0, v1) fn_store2_bf16_cvt(p, v0, v1)
+#define PSTORE_NT(p, v) fn_stream2_bf16_cvt(p, PLO(v), PHI(v))
 #define NAME(f) fn_##f##_bf16_avx2cvt
 #include "prims_impl.h"
 #undef VSTORE2
+#undef PSTORE_NT
 #undef NAME
 
 /* The avx512 target's loops: each pair in one 512-bit vector */
 #include "simd_avx512_pairs.h"
 #define PLOAD(p) fn_load16_bf16(p)
 #define PSTORE(p, v) fn_store16_bf16_cvt(p, v)
+#define PSTORE_NT(p, v) fn_stream16_bf16_cvt(p, v)
 #define NAME(f) fn_##f##_bf16_avx512cvt
 #include "prims_impl.h"
 

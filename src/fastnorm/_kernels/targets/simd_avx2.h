@@ -80,10 +80,27 @@ static inline void fn_store_bf16(uint16_t *p, __m256 v) {
 /* Sixteen elements at once: v0 to p[0..7], v1 to p[8..15]. The same bits as two
  * fn_store_bf16, with one 256-bit pack, reorder and store instead of two
  * extracts, packs and 128-bit stores. */
-static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const int nonan) {
+static FN_INLINE __m256i fn_pack2_bf16(__m256 v0, __m256 v1, const int nonan) {
     /* packus interleaves the two vectors' 128-bit halves; vpermq restores the order */
     const __m256i h = _mm256_packus_epi32(fn_round_bf16(v0, nonan), fn_round_bf16(v1, nonan));
-    _mm256_storeu_si256((__m256i *)p, _mm256_permute4x64_epi64(h, 0xd8));
+    return _mm256_permute4x64_epi64(h, 0xd8);
+}
+
+static FN_INLINE void fn_store2_bf16(uint16_t *p, __m256 v0, __m256 v1, const int nonan) {
+    _mm256_storeu_si256((__m256i *)p, fn_pack2_bf16(v0, v1, nonan));
+}
+
+/* The same sixteen elements with one streaming store (p 32-byte aligned) */
+static FN_INLINE void fn_stream2_bf16(uint16_t *p, __m256 v0, __m256 v1) {
+    _mm256_stream_si256((__m256i *)p, fn_pack2_bf16(v0, v1, 0));
+}
+
+/* Sixteen float16 results, v0 then v1, with one streaming store (p 32-byte
+ * aligned): the conversions of fn_store_f16 */
+static FN_INLINE void fn_stream2_f16(uint16_t *p, __m256 v0, __m256 v1) {
+    const __m128i lo = _mm256_cvtps_ph(v0, _MM_FROUND_TO_NEAREST_INT);
+    const __m128i hi = _mm256_cvtps_ph(v1, _MM_FROUND_TO_NEAREST_INT);
+    _mm256_stream_si256((__m256i *)p, _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1));
 }
 
 #endif

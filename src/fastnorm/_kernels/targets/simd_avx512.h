@@ -28,7 +28,7 @@ static FN_INLINE __m512 fn_load16_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
-static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
+static FN_INLINE __m256i fn_pack16_bf16(__m512 v, const int nonan) {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
     __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
@@ -36,7 +36,20 @@ static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
         const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
     }
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+static FN_INLINE void fn_store16_bf16(uint16_t *p, __m512 v, const int nonan) {
+    _mm256_storeu_si256((__m256i *)p, fn_pack16_bf16(v, nonan));
+}
+
+/* fn_store16_f16 and fn_store16_bf16 with one streaming store (p 32-byte aligned) */
+static FN_INLINE void fn_stream16_f16(uint16_t *p, __m512 v) {
+    _mm256_stream_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+static FN_INLINE void fn_stream16_bf16(uint16_t *p, __m512 v) {
+    _mm256_stream_si256((__m256i *)p, fn_pack16_bf16(v, 0));
 }
 
 #endif
