@@ -220,14 +220,14 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
  * accurate: the sums of d = x - K and d^2 around K, the mean of the row's
  * first FN_SHIFT_SAMPLE elements, finished as the corrected two-pass
  * algorithm finishes its second pass (c = mean(d), var = mean(d^2) - c^2,
- * the row normalized as (x - K) - c), whose shift is the rounded mean
- * instead. With K near the mean, x - K is exact wherever x - mean would be
- * (rows with a large mean), and the rounding error of var grows only with
- * c^2 / var, the cancellation in mean(d^2) - c^2: a sample of 16 elements
- * puts K within a standard deviation of the mean on all but rare rows, and a
- * row where c^2 > var (or anything is not finite) takes the two passes
- * instead. Saves the first pass over each row (bench/choices.md, "One pass
- * for the LayerNorm statistics"). */
+ * the row normalized as (x - K) - c; there K is the rounded mean). With K
+ * near the mean, x - K is exact wherever x - mean would be (rows with a
+ * large mean), and the rounding error of var grows only with c^2 / var, the
+ * cancellation in mean(d^2) - c^2. The mean of 64 elements lies well within
+ * a standard deviation of the row's mean on all but rare rows; a row where
+ * c^2 > var (or anything is not finite) takes the two passes instead. Saves
+ * the first pass over each row (bench/choices.md, "One pass for the
+ * LayerNorm statistics"). */
 #define FN_SHIFT_SAMPLE 64
 static FN_DRIVER_INLINE void LOCAL(row_stats_one_pass)(const LOCAL(forward_ctx) *k,
                                                        LOCAL(row_stats) *st) {
