@@ -362,13 +362,20 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * more per call, and shorter rows were no faster split. */
 #define FN_BWD_HEAD_MIN_N 2048
 
+/* The elements of `size` bytes from dst to its first 64-byte boundary (0 on
+ * one); -1 where an element would straddle the boundary. */
+static FN_DRIVER_INLINE int64_t fn_to_line(const void *dst, size_t size) {
+    const size_t off = (size_t)((uintptr_t)dst % FN_STREAM_LINE);
+    if (off % size) return -1;
+    return (int64_t)((FN_STREAM_LINE - off) % FN_STREAM_LINE / size);
+}
+
 /* The head of a row of n elements of `size` bytes at dst: the elements before
  * its first 64-byte boundary; 0 for a short row or an element that straddles
  * the boundary. */
-static int64_t fn_line_head(const void *dst, int64_t n, size_t size) {
-    const size_t off = (size_t)((uintptr_t)dst % FN_STREAM_LINE);
-    if (n < FN_HEAD_MIN_N || off % size) return 0;
-    return (int64_t)((FN_STREAM_LINE - off) % FN_STREAM_LINE / size);
+static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t size) {
+    const int64_t h = fn_to_line(dst, size);
+    return n < FN_HEAD_MIN_N || h < 0 ? 0 : h;
 }
 
 /* Each data type instantiates the drivers with: T the storage type, A the

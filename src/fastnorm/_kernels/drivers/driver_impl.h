@@ -189,7 +189,8 @@ static FN_DRIVER_INLINE const T *LOCAL(row_source)(const LOCAL(forward_ctx) *k, 
     const int more = fetch < end;
     T *sr = k->s + i * k->lds;
     const T *rr = k->res + i * k->ldr;
-    const int64_t h = fn_line_head(sr, k->n, sizeof(T)); /* the head, then the rest (fn_line_head) */
+    /* the head, then the rest (fn_line_head) */
+    const int64_t h = fn_line_head(sr, k->n, sizeof(T));
     if (h) k->P->residual_add(xr, rr, k->res_bias, sr, h, NULL, NULL);
     k->P->residual_add(xr + h, rr + h, k->res_bias ? k->res_bias + h : NULL, sr + h, k->n - h,
                        more ? k->res + fetch * k->ldr + h : NULL,
@@ -261,6 +262,20 @@ static FN_DRIVER_INLINE void LOCAL(normalize_span)(const PRIMS_TYPE *P, const LO
     else P->normalize(st->src + o, dst, len, st->mu, st->c, st->r, wo, bo, next, next_y);
 }
 
+/* normalize_span of elements [o, o + len) of row yr through the writer; next
+ * (NULL: none) the row whose same elements are fetched meanwhile, not the
+ * next y row (it is never read: its lines stay out of the cache) */
+static FN_DRIVER_INLINE void LOCAL(normalize_streamed)(const PRIMS_TYPE *P,
+                                                       const LOCAL(row_stats) *st, const A *xa,
+                                                       int64_t o, int64_t len, T *yr,
+                                                       const W *w, const W *b, const T *next,
+                                                       int nonan, fn_stream_writer *out) {
+    T *to = (T *)fn_stream_at(out, yr + o);
+    LOCAL(normalize_span)(P, st, xa, o, len, to, w, b, next ? next + o : NULL, next ? to : NULL,
+                          nonan);
+    fn_stream_put(out, (size_t)len * sizeof(T));
+}
+
 /* Row i normalized with its statistics (from xa where not NULL); the x and
  * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
 static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
@@ -276,12 +291,13 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
     const int64_t p = k->rows_per_param ? (i / k->rows_per_param) * k->ldp : 0;
     const W *w = k->weight ? k->weight + p : NULL, *b = k->bias ? k->bias + p : NULL;
     const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
+    const int64_t to_line = k->stream ? fn_to_line(yr, sizeof(T)) : -1;
     A mu = st->mu, r = st->r;
     if (st->exact_path) {
         FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
         mu = (A)(st->exact.mean_scaled * st->exact.scale);
         r = (A)st->exact.rstd;
-    } else if (k->stream && !xa && P->normalize_stream && (uintptr_t)yr % sizeof(T) == 0) {
+    } else if (k->stream && !xa && P->normalize_stream && to_line >= 0) {
         /* the row's whole lines straight from the registers with streaming
          * stores; its partial first and last lines through the writer, which
          * joins the last line of a row to the first of the next into one
@@ -290,32 +306,18 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
          * row is fetched meanwhile, not the next y row (bench/choices.md,
          * "Streaming stores from the registers"). */
         const int64_t line = FN_STREAM_LINE / (int64_t)sizeof(T);
-        int64_t h = (int64_t)((FN_STREAM_LINE - (uintptr_t)yr % FN_STREAM_LINE) %
-                              FN_STREAM_LINE / sizeof(T));
-        if (h > n) h = n;
+        const int64_t h = to_line < n ? to_line : n;
         const int64_t body = (n - h) / line * line, t = h + body;
-        if (h) {
-            T *to = (T *)fn_stream_at(out, yr);
-            LOCAL(normalize_span)(P, st, NULL, 0, h, to, w, b, NULL, NULL, 0);
-            fn_stream_put(out, (size_t)h * sizeof(T));
-        }
+        if (h) LOCAL(normalize_streamed)(P, st, NULL, 0, h, yr, w, b, NULL, 0, out);
         if (body)
             P->normalize_stream(st->src + h, yr + h, body, st->mu, st->c, st->r,
                                 w ? w + h : NULL, b ? b + h : NULL, next ? next + h : NULL);
-        if (t < n) {
-            T *to = (T *)fn_stream_at(out, yr + t);
-            LOCAL(normalize_span)(P, st, NULL, t, n - t, to, w, b, NULL, NULL, 0);
-            fn_stream_put(out, (size_t)(n - t) * sizeof(T));
-        }
+        if (t < n) LOCAL(normalize_streamed)(P, st, NULL, t, n - t, yr, w, b, NULL, 0, out);
     } else if (k->stream) {
-        /* chunks through the writer; the next x row fetched meanwhile, not
-         * the next y row (it is never read: its lines stay out of the cache) */
+        /* chunks through the writer */
         for (int64_t o = 0; o < n; o += FN_STREAM_CHUNK) {
             const int64_t len = n - o < FN_STREAM_CHUNK ? n - o : FN_STREAM_CHUNK;
-            T *to = (T *)fn_stream_at(out, yr + o);
-            LOCAL(normalize_span)(P, st, xa, o, len, to, w, b, next ? next + o : NULL,
-                                  next ? to : NULL, nonan);
-            fn_stream_put(out, (size_t)len * sizeof(T));
+            LOCAL(normalize_streamed)(P, st, xa, o, len, yr, w, b, next, nonan, out);
         }
     } else {
         const int64_t h = fn_line_head(yr, n, sizeof(T)); /* the head, then the rest */
