@@ -21,7 +21,8 @@ swaps a deep copy; both models hold the same weights.
 
 Threads: ``torch.set_num_threads(t)``; fastnorm's operators follow
 ``torch.get_num_threads()``. Times are medians of ``--repeat`` runs after
-warm-up; the ratio is stock / fastnorm (above 1: the swapped model is faster).
+warm-up, the two models' steps interleaved; the ratio is stock / fastnorm
+(above 1: the swapped model is faster).
 
 The profile: one forward + backward of each model under ``torch.profiler``;
 the time of the norm operators (fastnorm::layer_norm and
@@ -71,15 +72,21 @@ def train_step(model, x):
     return step
 
 
-def median_time(step, repeat, warmup):
+def median_times(steps, repeat, warmup):
+    """The median time of each step, the steps run in turn (interleaved, the
+    order alternating) so that a slow spell of a shared machine falls on all
+    of them alike."""
     for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
+    for r in range(repeat):
+        order = range(len(steps)) if r % 2 == 0 else reversed(range(len(steps)))
+        for i in order:
+            t0 = time.perf_counter()
+            steps[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def norm_time(model, x, ops):
@@ -131,12 +138,12 @@ def main():
             stock.eval()
             swapped.eval()
             check_same(stock, swapped, x)
-            fwd = [median_time(forward_step(m, x), args.repeat, args.warmup)
-                   for m in (stock, swapped)]
+            fwd = median_times([forward_step(m, x) for m in (stock, swapped)], args.repeat,
+                               args.warmup)
             stock.train()
             swapped.train()
-            fb = [median_time(train_step(m, x), args.repeat, args.warmup)
-                  for m in (stock, swapped)]
+            fb = median_times([train_step(m, x) for m in (stock, swapped)], args.repeat,
+                              args.warmup)
             norms = [norm_time(stock, x, NORM_OPS["torch"]),
                      norm_time(swapped, x, NORM_OPS["fastnorm"])]
             print(f"{d:>7} {t:>3} | {fwd[0] * 1e3:>7.2f}ms {fwd[1] * 1e3:>7.2f}ms "

@@ -41,30 +41,41 @@ def _check_tensor(t, name):
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
 
 
+_NUMPY_DTYPES = frozenset((torch.float32, torch.float64, torch.float16))
+
+
 def _array(t, name):
     """The CPU tensor t as a NumPy array over the same memory, or over a
     contiguous copy when t is not contiguous (None stays None).
 
     fastnorm takes strided arrays too, but reads them through slower general
     paths; PyTorch's own copy is quicker (gradients arriving from a sum or a
-    transpose are often expanded or permuted views)."""
+    transpose are often expanded or permuted views).
+
+    Written for the common case first: every operation here runs on each
+    call, after kernels that have just pushed the interpreter's data out of
+    the cache, where each costs several times what it does in a loop."""
     if t is None:
         return None
-    _check_tensor(t, name)
-    t = t.detach()
+    if (type(t) is not Tensor and not isinstance(t, Tensor)) or not t.is_cpu \
+            or t.layout is not torch.strided or t.dtype not in _DTYPES:
+        _check_tensor(t, name)
+    if t.requires_grad:
+        t = t.detach()
     if not t.is_contiguous():
         t = t.contiguous()
-    if t.dtype is torch.bfloat16:
+    if t.dtype not in _NUMPY_DTYPES:  # bfloat16
         return t.view(torch.int16).numpy().view(_bfloat16())
     return t.numpy()
 
 
 def _tensor(a):
     """A NumPy result as a contiguous CPU tensor over the same memory."""
-    a = np.asarray(a)
+    if type(a) is not np.ndarray:
+        a = np.asarray(a)
     if not a.flags.c_contiguous:
         a = a.copy(order="C")
-    if a.dtype.itemsize == 2 and a.dtype.kind != "f":  # bfloat16 bits
+    if a.dtype.kind != "f":  # bfloat16 bits
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
 
@@ -95,6 +106,8 @@ def _none_if_absent(grad, param):
 
 def _trailing(x, normalized_shape, name="normalized_shape"):
     """The axes of x that normalized_shape names (its last len(...) axes)."""
+    if len(normalized_shape) == 1 and x.dim() >= 1 and x.shape[-1] == normalized_shape[0]:
+        return -1
     shape = tuple(normalized_shape)
     k = len(shape)
     if k == 0 or k > x.dim() or x.shape[x.dim() - k:] != shape:
@@ -106,7 +119,7 @@ def _trailing(x, normalized_shape, name="normalized_shape"):
 
 
 def _axes(k):
-    return tuple(range(-k, 0))
+    return -1 if k == 1 else tuple(range(-k, 0))
 
 
 # --------------------------------------------------------------------------
@@ -119,7 +132,10 @@ _PLAIN = (Tensor, torch.nn.Parameter)
 
 def _register_autograd(op, grad, setup):
     """op.register_autograd(grad, setup), and the same formula as an
-    autograd.Function for eager calls (see _call)."""
+    autograd.Function for eager calls (see _call).
+
+    Under the Function, the gradients of outputs that did not take part are
+    None (not zeros): grad replaces those it needs."""
     op.register_autograd(grad, setup_context=setup)
     impl = op._init_fn
 
@@ -128,35 +144,53 @@ def _register_autograd(op, grad, setup):
     # small kernel
     def forward(ctx, *args):
         output = impl(*args)
+        # no zero tensors made for the statistics, which are never
+        # differentiated; grad handles an absent gradient of its own
+        ctx.set_materialize_grads(False)
         setup(ctx, args, output)
         return output
 
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads):  # fastnorm's backward has no gradient of its own
+    once = torch.autograd.function.once_differentiable(grad)
+
+    def backward(ctx, *grads):
+        if grads[0] is None and all(g is None for g in grads):  # no output took part
+            return (None,) * len(ctx.needs_input_grad)
+        # fastnorm's backward has no gradient of its own: a backward that
+        # records a graph (create_graph=True, the only way grad mode is on
+        # here) gets results that refuse to be differentiated again
+        if torch.is_grad_enabled():
+            return once(ctx, *grads)
         return grad(ctx, *grads)
 
     _EAGER[op] = type(f"{op._name}_eager", (torch.autograd.Function,),
                       {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-def _eager(args):
-    """Whether a call may skip the operator dispatch: plain eager code on
-    plain tensors, where the operator would only call its implementation."""
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing()
+def _traced():
+    """Whether something above plain eager code sees this call: a compiler or
+    tracer, a functorch transform, a dispatch mode."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
             or torch._C._are_functorch_transforms_active()
-            or torch._C._len_torch_dispatch_stack() > 0):
-        return False
-    return all(type(a) in _PLAIN for a in args if isinstance(a, Tensor))
+            or torch._C._len_torch_dispatch_stack() > 0)
 
 
 def _call(op, *args):
     """op(*args): directly in eager code (through its autograd.Function when a
-    gradient is needed), through the operator dispatch otherwise."""
-    if not _eager(args):
+    gradient is needed), through the operator dispatch otherwise.
+
+    A call skips the dispatch when the operator would only call its
+    implementation: plain eager code on plain tensors."""
+    grad = False
+    for a in args:
+        if isinstance(a, Tensor):
+            if type(a) not in _PLAIN:  # a tensor subclass: it may override the op
+                return op(*args)
+            if a.requires_grad:
+                grad = True
+    if _traced():
         return op(*args)
-    grad = torch.is_grad_enabled() and any(
-        isinstance(a, Tensor) and a.requires_grad for a in args)
-    run = _EAGER[op].apply if grad and op in _EAGER else op._init_fn
+    run = _EAGER[op].apply if grad and torch.is_grad_enabled() and op in _EAGER \
+        else op._init_fn
     if torch.autograd._profiler_enabled():
         with torch.profiler.record_function(op._qualname):
             return run(*args)

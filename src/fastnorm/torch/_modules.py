@@ -19,7 +19,7 @@ def _served(x, *tensors):
     has their dtype (torch.nn refuses mixed float32/float64 calls: they go
     to its forward, which raises as it always does; 16-bit x with float32
     parameters is served, as torch.nn serves it)."""
-    if not isinstance(x, Tensor) or x.device.type != "cpu" or x.dtype not in _DTYPES:
+    if not isinstance(x, Tensor) or not x.is_cpu or x.dtype not in _DTYPES:
         return False
     if x.layout != torch.strided or x.is_nested:
         return False
@@ -27,7 +27,7 @@ def _served(x, *tensors):
     for t in tensors:
         if t is None:
             continue
-        if t.device.type != "cpu" or t.dtype not in _DTYPES or (wide and t.dtype != x.dtype):
+        if not t.is_cpu or t.dtype not in _DTYPES or (wide and t.dtype != x.dtype):
             return False
     return True
 

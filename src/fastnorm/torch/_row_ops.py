@@ -190,6 +190,8 @@ def _add_layer_norm_setup(ctx, inputs, output):
 
 def _add_layer_norm_grad(ctx, dy, ds, _dmean, _drstd):
     s, weight, mean, rstd, residual_bias = ctx.saved_tensors
+    if dy is None:  # only s took part
+        dy = torch.zeros_like(s)
     dsum, dw, db, drb = _call(_add_layer_norm_backward_op, dy, ds, s, mean, rstd, weight,
                                                     ctx.normalized_ndim)
     if residual_bias is not None:
@@ -260,6 +262,8 @@ def _add_rms_norm_setup(ctx, inputs, output):
 
 def _add_rms_norm_grad(ctx, dy, ds, _drstd):
     s, weight, rstd, residual_bias = ctx.saved_tensors
+    if dy is None:  # only s took part
+        dy = torch.zeros_like(s)
     dsum, dw, drb = _call(_add_rms_norm_backward_op, dy, ds, s, rstd, weight, ctx.normalized_ndim)
     if residual_bias is not None:
         drb = drb.to(residual_bias.dtype)
