@@ -255,10 +255,17 @@ def dtype(request):
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
-    """No test leaks a set_num_threads() into the next one."""
+def _restore_threads(request):
+    """No test leaks a set_num_threads() into the next one. Each test runs its
+    threads on fastnorm's own pool, unless its module sets TORCH_THREADS =
+    True: importing fastnorm.torch (which the collection of its tests does)
+    moves the process's calls onto PyTorch's threads."""
+    team = _core._host_team()
+    if not getattr(request.module, "TORCH_THREADS", False):
+        _core._host_team(0)
     yield
     fastnorm.set_num_threads(None)
+    _core._host_team(team)
 
 
 @pytest.fixture

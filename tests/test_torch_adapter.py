@@ -19,6 +19,7 @@ import fastnorm  # noqa: E402
 import fastnorm.torch as ft  # noqa: E402
 
 pytestmark = pytest.mark.torch
+TORCH_THREADS = True  # as a PyTorch user's process runs (conftest._restore_threads)
 
 # float32: errors relative to the size of the compared values
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-10)}

@@ -94,6 +94,10 @@ cdef extern from "runtime/pool.h":
     int fn_pool_quiet_ms(int ms) nogil
     int fn_pool_shuffle(int on) nogil
     int fn_pool_workers() nogil
+    ctypedef void (*fn_team_runner)(void (*fn)(void *), void *data, unsigned nthreads,
+                                    unsigned flags)
+    void fn_pool_set_team(fn_team_runner run) nogil
+    fn_team_runner fn_pool_team() nogil
 
 
 def _has_threads():
@@ -124,6 +128,20 @@ def _pool_shuffle(on=None):
     order, its workers pausing at random before each claim (the results must
     not change); False restores the normal order. Returns the setting."""
     return bool(fn_pool_shuffle(-1 if on is None else (1 if on else 0)))
+
+
+def _host_team(address=None):
+    """The threads calls run on beside the caller: with address, the address
+    of a function with the signature of the OpenMP runtime's GOMP_parallel
+    (an int; 0 goes back to fastnorm's own pool), whose threads then run the
+    calls' chunks. Returns the address in force (0: the pool). The function
+    must stay loaded while it is set."""
+    if address is not None:
+        if isinstance(address, bool) or not isinstance(address, (int, np.integer)) \
+                or address < 0:
+            raise ValueError(f"address must be a non-negative int, got {address!r}")
+        fn_pool_set_team(<fn_team_runner><size_t>address)
+    return <size_t>fn_pool_team()
 
 
 def _pool_workers():

@@ -25,7 +25,9 @@ without copies. A non-contiguous input is made contiguous first (one copy by
 PyTorch); results are always contiguous.
 Only CPU tensors of dtype float32, float64, float16 or bfloat16 are
 accepted: any other tensor raises an error that names the argument. The
-kernels use ``torch.get_num_threads()`` threads, as PyTorch's own operators.
+kernels use ``torch.get_num_threads()`` threads, as PyTorch's own operators,
+and, from the import of this module on, run on PyTorch's own intra-op threads
+where those are OpenMP's (:func:`use_torch_threads`).
 
 PyTorch is an optional dependency: ``pip install "fastnorm-cpu[torch]"``.
 """
@@ -63,8 +65,10 @@ __all__ = [
     "InstanceNorm3d",
     "replace_norms",
     "Replacement",
+    "use_torch_threads",
 ]
 
+from ._bridge import use_torch_threads
 from ._channel_ops import batch_norm, group_norm, instance_norm, weight_norm
 from ._modules import (
     BatchNorm1d,
@@ -80,6 +84,8 @@ from ._modules import (
     replace_norms,
 )
 from ._row_ops import add_layer_norm, add_rms_norm, ada_layer_norm, layer_norm, rms_norm
+
+use_torch_threads()
 
 # The public objects belong to this module (their documentation, and the
 # path under which pickle finds a module's class).

@@ -3,6 +3,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import fastnorm as _fn
+
 
 # --------------------------------------------------------------------------
 # Tensors to arrays and back
@@ -87,6 +89,56 @@ def _calc(dtype):
 
 def _threads():
     return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------
+# PyTorch's threads
+# --------------------------------------------------------------------------
+
+# The OpenMP runtimes PyTorch may run its intra-op threads on (GNU, Intel,
+# LLVM), by the names they are loaded under; each has GOMP_parallel.
+_OMP_LIBRARIES = ("libgomp.so.1", "libiomp5.so", "libomp.so", "libomp.dylib")
+_OMP = None  # the loaded runtime's ctypes handle, kept while it is in use
+
+
+def _omp_parallel():
+    """The address of GOMP_parallel in the OpenMP runtime this process has
+    loaded for PyTorch, or 0 when PyTorch's threads are not OpenMP's."""
+    global _OMP
+    import ctypes
+    import os
+
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return 0
+    for name in _OMP_LIBRARIES:
+        try:
+            lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+            address = ctypes.cast(lib.GOMP_parallel, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+        if address:
+            _OMP = lib
+            return address
+    return 0
+
+
+def use_torch_threads(enabled=True):
+    """Run fastnorm's threaded calls on PyTorch's intra-op threads (its
+    OpenMP team) instead of fastnorm's own pool; ``False`` goes back to the
+    pool. Returns whether the calls now run on PyTorch's threads.
+
+    Importing ``fastnorm.torch`` turns this on. PyTorch's OpenMP threads keep
+    spinning for a while after each of its operators, so in a model the
+    pool's workers find the cores taken and fastnorm's calls ran at one
+    thread's speed; on PyTorch's threads they start at once. It applies to
+    every fastnorm call in the process, the NumPy ones too; results are the
+    same bits either way. The cost: a call then waits at its end for every
+    thread of the team, as PyTorch's operators do, where the pool never
+    waits for a thread the OS has descheduled (docs/threads.md). Without
+    OpenMP threads in PyTorch (another parallel backend) nothing changes.
+    """
+    address = _omp_parallel() if enabled else 0
+    return _fn._core._host_team(address) != 0
 
 
 def _empty(shape, like, dtype=None):

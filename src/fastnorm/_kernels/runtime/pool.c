@@ -84,6 +84,8 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     (void)nt;
     body(ctx, 0, count);
 }
+void fn_pool_set_team(fn_team_runner run) { (void)run; }
+fn_team_runner fn_pool_team(void) { return NULL; }
 int fn_pool_built(void) { return 0; }
 int fn_pool_usable_cpus(void) { return 1; }
 int fn_pool_default_threads(void) { return 1; }
@@ -418,10 +420,57 @@ static int fn_pool_grow(fn_pool_t *p, int want) {
     return have;
 }
 
+/* ---- a host's team ------------------------------------------------------- */
+
+static fn_team_runner fn_pool_team_run = NULL; /* fn_pool_set_team */
+
+void fn_pool_set_team(fn_team_runner run) {
+    fn_os_on_fork_child(); /* a forked child runs its calls on the caller */
+    __atomic_store_n(&fn_pool_team_run, run, __ATOMIC_SEQ_CST);
+}
+
+fn_team_runner fn_pool_team(void) { return __atomic_load_n(&fn_pool_team_run, __ATOMIC_SEQ_CST); }
+
+/* One call on the team: its threads claim the chunks from `next`. */
+typedef struct {
+    fn_range_body body;
+    void *ctx;
+    int64_t count;
+    uint32_t chunks;
+    FN_LINE uint32_t next;
+} fn_team_call;
+
+static void fn_team_work(void *data) {
+    fn_team_call *t = (fn_team_call *)data;
+    for (;;) {
+        const uint32_t c = __atomic_fetch_add(&t->next, 1, __ATOMIC_SEQ_CST);
+        if (c >= t->chunks) return;
+        int64_t begin, end;
+        fn_pool_chunk(t->count, t->chunks, c, &begin, &end);
+        if (begin < end) t->body(t->ctx, begin, end);
+    }
+}
+
+/* The chunks of a call of count items on nt threads: FN_CHUNKS_PER_THREAD per
+ * thread, at most one per item and FN_MAX_CHUNKS. */
+static uint32_t fn_pool_chunks(int nt, int64_t count) {
+    int64_t chunks = (int64_t)FN_CHUNKS_PER_THREAD * nt;
+    if (chunks > count) chunks = count;
+    if (chunks > FN_MAX_CHUNKS) chunks = FN_MAX_CHUNKS;
+    return (uint32_t)chunks;
+}
+
 void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     fn_pool_t *p = &fn_pool;
     if (nt <= 1 || count <= 1 || fn_pool_forked) {
         body(ctx, 0, count);
+        return;
+    }
+    const fn_team_runner team = fn_pool_team();
+    if (team) {
+        if (nt > FN_POOL_MAX_THREADS) nt = FN_POOL_MAX_THREADS;
+        fn_team_call t = {body, ctx, count, fn_pool_chunks(nt, count), 0};
+        team(fn_team_work, &t, (unsigned)nt, 0);
         return;
     }
     uint32_t idle = 0;
@@ -441,10 +490,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
         body(ctx, 0, count);
         return;
     }
-    int64_t chunks = (int64_t)FN_CHUNKS_PER_THREAD * nt;
-    if (chunks > count) chunks = count;
-    if (chunks > FN_MAX_CHUNKS) chunks = FN_MAX_CHUNKS;
-    const uint32_t n = (uint32_t)chunks;
+    const uint32_t n = fn_pool_chunks(nt, count);
 
     p->body = body;
     p->ctx = ctx;

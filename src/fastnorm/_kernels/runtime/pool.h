@@ -19,6 +19,21 @@ typedef void (*fn_range_body)(void *ctx, int64_t begin, int64_t end);
  * call or no worker thread could be started. */
 void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx);
 
+/* A host's team of threads, as a function with the signature of the OpenMP
+ * runtime's GOMP_parallel: runs fn(data) on up to nthreads threads, the
+ * calling thread one of them, and returns when every one has returned. */
+typedef void (*fn_team_runner)(void (*fn)(void *data), void *data, unsigned nthreads,
+                               unsigned flags);
+/* Sets the team on which fn_pool_run runs its calls' chunks (claimed from a
+ * shared counter as in the pool, cut the same way) instead of the pool's own
+ * workers; NULL goes back to the pool. A process whose other library keeps
+ * its OpenMP threads spinning between its calls (PyTorch) sets it, so that
+ * both libraries' work runs on one set of threads. A no-op in a serial
+ * build. */
+void fn_pool_set_team(fn_team_runner run);
+/* The team set, or NULL. */
+fn_team_runner fn_pool_team(void);
+
 /* 1 when the kernels were built with the pool, else 0. */
 int fn_pool_built(void);
 /* CPUs this process may run on (its CPU affinity), at least 1: the most
