@@ -54,8 +54,10 @@ def _bits(arrays):
 def test_use_torch_threads_switches_between_the_team_and_the_pool():
     assert ft.use_torch_threads(False) is False
     assert _core._host_team() == 0
+    assert fn.get_config()["threads"] == "fastnorm pool"
     assert ft.use_torch_threads() is True
     assert _core._host_team() != 0
+    assert fn.get_config()["threads"] == "host OpenMP threads"
 
 
 @needs_openmp

@@ -17,8 +17,10 @@ def get_config():
         it is not available: the CPU features it lacks, or a build without
         it; None when available); ``bf16_rounding`` (``"avx512_bf16"`` or
         ``"integer"``); ``cpu_features`` (name to bool); ``machine``;
-        ``threads`` (``"fastnorm pool"``, or ``"serial"`` for a build without
-        threads); ``num_threads`` (:func:`get_num_threads`); ``num_procs``.
+        ``threads`` (``"fastnorm pool"``; ``"host OpenMP threads"`` while
+        calls run on another library's OpenMP threads, as
+        ``fastnorm.torch`` sets; ``"serial"`` for a build without threads);
+        ``num_threads`` (:func:`get_num_threads`); ``num_procs``.
 
     Examples
     --------
@@ -39,7 +41,8 @@ def get_config():
         "bf16_rounding": _bf16_rounding(),
         "cpu_features": _core._cpu_features(),
         "machine": platform.machine(),
-        "threads": "fastnorm pool" if _core._has_threads() else "serial",
+        "threads": ("serial" if not _core._has_threads() else
+                    "host OpenMP threads" if _core._host_team() else "fastnorm pool"),
         "num_threads": _core.get_num_threads(),
         "num_procs": _core._num_procs(),
     }
