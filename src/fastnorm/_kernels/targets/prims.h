@@ -194,6 +194,12 @@ enum { FN_FORWARD, FN_BACKWARD, FN_NDIRS };
  * then wait for the memory; much further ahead, the fetched lines compete
  * with the rows in use (bench/choices.md, "Prefetch distance"). */
 #define FN_FETCH_BYTES ((int64_t)8192)
+/* normalize_stream fetches the next rows into L2 instead of L1 where the row
+ * and the parameters it reads take more than this many bytes: the next row
+ * fetched into L1 then pushed out the lines in use, which came back from L2
+ * while the streaming stores waited (bench/choices.md, "Weight and bias
+ * together in the streamed forward"). */
+#define FN_STREAM_FETCH_L2_BYTES ((int64_t)32768)
 #define FN_FETCH_ROWS_MAX ((int64_t)8)
 static inline int64_t fn_fetch_rows(int64_t row_bytes) {
     const int64_t r = row_bytes > 0 ? FN_FETCH_BYTES / row_bytes : 1;

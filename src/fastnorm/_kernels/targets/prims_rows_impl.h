@@ -286,10 +286,14 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     int64_t i = 0;
     /* one cache line of the rows `next` and `next_y` (some rows ahead, see
      * fn_fetch_rows) is fetched per 64 bytes of this one: their loads and their
-     * stores' line fills (read for ownership) overlap this row's arithmetic */
+     * stores' line fills (read for ownership) overlap this row's arithmetic.
+     * Long streamed rows fetch into L2 (FN_STREAM_FETCH_L2_BYTES). */
+    const int to_l2 = nt && n * (int64_t)(sizeof(T) + (has_w + has_b) * sizeof(W)) >
+                                FN_STREAM_FETCH_L2_BYTES;
     for (; i + 2 * VN <= n; i += 2 * VN) {
         if (next && i % FN_LINE_ELEMS == 0) {
-            PREFETCH(next + i);
+            if (to_l2) FN_PREFETCH_L2(next + i);
+            else PREFETCH(next + i);
             if (!nt) PREFETCH_W(next_y + i);
         }
         P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);
