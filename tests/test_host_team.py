@@ -1,6 +1,7 @@
 """fastnorm's calls on PyTorch's OpenMP threads (fastnorm.torch.use_torch_threads):
 the same bits as on fastnorm's own pool, at any thread count, and a way back."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -99,6 +100,7 @@ def test_a_forked_child_runs_its_calls():
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report whether the bits match, and leave at once
+        signal.alarm(60)  # a hang ends the child: the parent then reads nothing
         ok = fn.layer_norm(x, num_threads=2).tobytes() == want
         os.write(w, b"1" if ok else b"0")
         os._exit(0)
@@ -109,7 +111,25 @@ def test_a_forked_child_runs_its_calls():
     assert status == 0 and got == b"1"
 
 
-@pytest.mark.parametrize("bad", [-1, True, 1.5, "x"])
+@needs_openmp
+def test_a_child_forked_before_any_threaded_call_keeps_its_threads():
+    """The import sets the team; moved back to the pool before any threaded
+    call, a child forked then has nothing to lose and keeps its threads."""
+    code = (
+        "import os, fastnorm, fastnorm.torch as ft\n"
+        "ft.use_torch_threads(False)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(3 if fastnorm._core._serial_after_fork() else 0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.split()[-1] == "0"
+
+
+@pytest.mark.parametrize("bad", [-1, 2 ** 64, True, 1.5, "x"])
 def test_a_bad_team_address_is_refused(bad):
     before = _core._host_team()
     with pytest.raises(ValueError, match="address"):

@@ -138,7 +138,7 @@ def _host_team(address=None):
     must stay loaded while it is set."""
     if address is not None:
         if isinstance(address, bool) or not isinstance(address, (int, np.integer)) \
-                or address < 0:
+                or not 0 <= address < 2 ** 63:
             raise ValueError(f"address must be a non-negative int, got {address!r}")
         fn_pool_set_team(<fn_team_runner><size_t>address)
     return <size_t>fn_pool_team()

@@ -77,7 +77,7 @@ def _tensor(a):
         a = np.asarray(a)
     if not a.flags.c_contiguous:
         a = a.copy(order="C")
-    if a.dtype.kind != "f":  # bfloat16 bits
+    if a.dtype.kind != "f" and a.dtype.itemsize == 2:  # bfloat16 bits
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
 
@@ -110,7 +110,11 @@ def _omp_parallel():
 
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return 0
-    for name in _OMP_LIBRARIES:
+    # first through PyTorch's own library, whose lookup finds the runtime it
+    # links, whatever that is named; then by the runtimes' usual names
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    names = [os.path.join(lib_dir, "libtorch_cpu" + ext) for ext in (".so", ".dylib")]
+    for name in names + list(_OMP_LIBRARIES):
         try:
             lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
             address = ctypes.cast(lib.GOMP_parallel, ctypes.c_void_p).value

@@ -272,7 +272,14 @@ static volatile int fn_pool_forked = 0;    /* serial after fork */
     __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST,             \
                                 __ATOMIC_SEQ_CST)
 
-static void fn_pool_atfork_child(void) { fn_pool_forked = 1; }
+static fn_team_runner fn_pool_team_run = NULL; /* fn_pool_set_team */
+static int32_t fn_pool_team_ran = 0;           /* a call has run on a team */
+
+/* A child forked after threads ran calls, or while a team is set, runs its
+ * calls on the caller: those threads are not in it. */
+static void fn_pool_atfork_child(void) {
+    if (fn_pool.workers > 0 || fn_pool_team_run || fn_pool_team_ran) fn_pool_forked = 1;
+}
 
 int fn_pool_built(void) { return 1; }
 
@@ -422,10 +429,8 @@ static int fn_pool_grow(fn_pool_t *p, int want) {
 
 /* ---- a host's team ------------------------------------------------------- */
 
-static fn_team_runner fn_pool_team_run = NULL; /* fn_pool_set_team */
-
 void fn_pool_set_team(fn_team_runner run) {
-    fn_os_on_fork_child(); /* a forked child runs its calls on the caller */
+    if (run) fn_os_on_fork_child(); /* see fn_pool_atfork_child */
     __atomic_store_n(&fn_pool_team_run, run, __ATOMIC_SEQ_CST);
 }
 
@@ -470,6 +475,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     if (team) {
         if (nt > FN_POOL_MAX_THREADS) nt = FN_POOL_MAX_THREADS;
         fn_team_call t = {body, ctx, count, fn_pool_chunks(nt, count), 0};
+        if (!FN_LOAD(&fn_pool_team_ran)) FN_STORE(&fn_pool_team_ran, 1);
         team(fn_team_work, &t, (unsigned)nt, 0);
         return;
     }

@@ -28,8 +28,9 @@ typedef void (*fn_team_runner)(void (*fn)(void *data), void *data, unsigned nthr
  * shared counter as in the pool, cut the same way) instead of the pool's own
  * workers; NULL goes back to the pool. A process whose other library keeps
  * its OpenMP threads spinning between its calls (PyTorch) sets it, so that
- * both libraries' work runs on one set of threads. A no-op in a serial
- * build. */
+ * both libraries' work runs on one set of threads. A process forked while
+ * a team is set, or after one ran a call, runs its calls on the calling
+ * thread. A no-op in a serial build. */
 void fn_pool_set_team(fn_team_runner run);
 /* The team set, or NULL. */
 fn_team_runner fn_pool_team(void);
