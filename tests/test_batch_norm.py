@@ -106,13 +106,17 @@ def test_training_is_default_false(rng):
     assert not np.allclose(fn.batch_norm(x, rm, rv), fn.batch_norm(x, rm, rv, training=True))
 
 
-def test_large_2d_column_path(isa, dtype, rng):
-    """(N, C) = (2048, 64): the channels-contiguous (column) kernels, many row blocks."""
-    x = make_array((2048, 64), dtype, rng)
-    x += np.linspace(-50, 50, 64).astype(dtype)  # a different mean per column
-    dy = make_array((2048, 64), dtype, rng, loc=0.3, scale=1.0)
-    w, b = random_params((64,), dtype, rng, True, True)
-    rm, rv = _running(64, dtype, rng)
+@pytest.mark.parametrize("N, C", [(2048, 64), (7, 5003)], ids=["many_rows", "many_channels"])
+def test_large_2d_column_path(isa, dtype, N, C, rng):
+    """The channels-contiguous (column) kernels: (2048, 64), many row blocks;
+    (7, 5003), more channels than one block of the apply stages'
+    coefficients holds (fn_apply_block_cols), applied a block of columns
+    at a time over the rows, with a ragged last block."""
+    x = make_array((N, C), dtype, rng)
+    x += np.linspace(-50, 50, C).astype(dtype)  # a different mean per column
+    dy = make_array((N, C), dtype, rng, loc=0.3, scale=1.0)
+    w, b = random_params((C,), dtype, rng, True, True)
+    rm, rv = _running(C, dtype, rng)
     rm0, rv0 = rm.copy(), rv.copy()
     y, mean, rstd = fn.batch_norm(x, rm, rv, w, b, training=True, return_stats=True)
     ye, me, re, rme, rve = ref.batch_norm(x, rm0, rv0, w, b, training=True)

@@ -218,7 +218,9 @@ def test_switch_norm_bad_input():
 # Batch Layer Normalization (section 8)
 # ==========================================================================
 
-BLN_SHAPES = [(5, 4), (3, 2, 4), (3, 2, 2, 3)]
+# (8, 41, 97): more columns (positions x features) than one block of the
+# apply stages' coefficients holds (fn_apply_block_cols)
+BLN_SHAPES = [(5, 4), (3, 2, 4), (3, 2, 2, 3), (8, 41, 97)]
 BLN_MODES = [(True, "population", "population")] + [
     (False, m, v) for m, v in itertools.product(("population", "batch"), repeat=2)]
 BLN_MODE_IDS = ["train"] + [f"eval-{m[:3]}-{v[:3]}" for _, m, v in BLN_MODES[1:]]
@@ -361,13 +363,13 @@ def test_batch_layer_norm_gradients_match_finite_differences(isa, shape, mode, r
     assert dw0 is None and db0 is None
 
 
+@pytest.mark.parametrize("shape", [(6, 5, 8), (8, 41, 97)], ids=str)
 @pytest.mark.parametrize("mode", BLN_MODES, ids=BLN_MODE_IDS)
-def test_batch_layer_norm_backward_float32(isa, mode, rng):
+def test_batch_layer_norm_backward_float32(isa, mode, shape, rng):
     training, im, iv = mode
-    shape = (6, 5, 8)
     x = make_array(shape, np.float32, rng)
     r = make_array(shape, np.float32, rng, loc=0.0, scale=1.0)
-    w, b = random_params((8,), np.float32, rng, True, True)
+    w, b = random_params(shape[-1:], np.float32, rng, True, True)
     rm, rv = _bln_running(shape[1:], np.float32, rng)
     kw = dict(training=training, inference_mean=im, inference_var=iv)
     _, st = fn.batch_layer_norm(x, w, b, rm.copy(), rv.copy(), return_stats=True, **kw)

@@ -97,6 +97,20 @@ static int64_t fn_chan_block_cols(int64_t channels, int64_t rows, int64_t elem_s
     return cb < channels ? cb : channels;
 }
 
+/* Columns per block of the channel normalizers' apply stages (channels-last
+ * data): each element reads `coefs` per-channel coefficients of elem_size
+ * bytes; where those of all C channels would take more than about 24 KiB,
+ * a run of rows is applied a block of this many columns at a time (a
+ * multiple of 64), so that the block's coefficients stay in L1 across the
+ * rows instead of coming back from further out for every row (few rows of
+ * very many channels: batch-layer norm's M * D columns). C otherwise. */
+#define FN_APPLY_COEF_BYTES (24 * 1024)
+static int64_t fn_apply_block_cols(int64_t channels, int coefs, int64_t elem_size) {
+    int64_t cb = FN_APPLY_COEF_BYTES / (coefs * elem_size) / 64 * 64;
+    if (cb < 64) cb = 64;
+    return cb < channels ? cb : channels;
+}
+
 /* Columns per block of the axis path (a normalized axis that is not the
  * last, driver_axis_impl.h): C rows of BL columns near 192 KiB, so that the
  * block's later passes read it from L2; multiples of 16 columns, at most

@@ -210,10 +210,21 @@ static void LOCAL(chan_apply_items)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
+    const int64_t cb = fn_apply_block_cols(C, 3, (int64_t)sizeof(A));
     for (int64_t it = begin; it < end;) { /* rows of channels: it = s*R + r */
         const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end;
-        P->scale_shift_cols(k->x + it * C, k->out + it * C, stop - it, C, k->mu + s * C,
-                            k->a + s * C, k->b + s * C, k->accumulate);
+        const A *mu = k->mu + s * C, *a = k->a + s * C, *b = k->b + s * C;
+        if (cb == C || stop - it == 1) {
+            P->scale_shift_cols(k->x + it * C, k->out + it * C, stop - it, C, mu, a, b,
+                                k->accumulate);
+        } else { /* a block of columns over the rows (fn_apply_block_cols) */
+            for (int64_t c0 = 0; c0 < C; c0 += cb) {
+                const int64_t n = C - c0 < cb ? C - c0 : cb;
+                for (int64_t row = it; row < stop; row++)
+                    P->scale_shift_cols(k->x + row * C + c0, k->out + row * C + c0, 1, n,
+                                        mu + c0, a + c0, b + c0, k->accumulate);
+            }
+        }
         it = stop;
     }
 }
@@ -231,11 +242,22 @@ static void LOCAL(chan_backward_apply_items)(void *vctx, int64_t begin, int64_t 
         }
         return;
     }
+    const int64_t cb = fn_apply_block_cols(C, 5, (int64_t)sizeof(A));
     for (int64_t it = begin; it < end;) {
         const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end, o = s * C;
-        P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, stop - it, C,
-                                k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
-                                k->accumulate);
+        if (cb == C || stop - it == 1) {
+            P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, stop - it,
+                                    C, k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
+                                    k->accumulate);
+        } else { /* a block of columns over the rows (fn_apply_block_cols) */
+            for (int64_t c0 = 0; c0 < C; c0 += cb) {
+                const int64_t n = C - c0 < cb ? C - c0 : cb, q = o + c0;
+                for (int64_t row = it; row < stop; row++)
+                    P->affine_backward_cols(k->dy + row * C + c0, k->x + row * C + c0,
+                                            k->out + row * C + c0, 1, n, k->mu + q, k->r + q,
+                                            k->a + q, k->b + q, k->k + q, k->accumulate);
+            }
+        }
         it = stop;
     }
 }
