@@ -11,9 +11,9 @@
 static void LOCAL(bln_scaled_weight)(const W *weight, int64_t D, double mix, int64_t times,
                                      W *out) {
     const double sd = sqrt((double)D);
-    for (int64_t t = 0; t < times; t++)
-        for (int64_t d = 0; d < D; d++)
-            out[t * D + d] = (W)(mix * ((weight ? (double)weight[d] : 1.0) / sd));
+    for (int64_t d = 0; d < D; d++)
+        out[d] = (W)(mix * ((weight ? (double)weight[d] : 1.0) / sd));
+    for (int64_t t = 1; t < times; t++) memcpy(out + t * D, out, (size_t)D * sizeof(W));
 }
 
 int NAME(batch_layer_norm)(int64_t B, int64_t M, int64_t D, const T *x, T *y, const W *weight,
@@ -70,7 +70,7 @@ int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy
     }
     double a_mix, b_mix;
     fn_batch_layer_mixing(batch_size, B, &a_mix, &b_mix);
-    double *s = (double *)fn_scratch_alloc((size_t)(6 * F + D) * sizeof(double));
+    double *s = (double *)fn_scratch_alloc((size_t)(6 * F + 2 * D) * sizeof(double));
     W *wp = (W *)fn_scratch_alloc((size_t)(3 * D) * sizeof(W));
     if (!s || !wp) {
         fn_scratch_free(s);
@@ -78,7 +78,7 @@ int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy
         return FASTNORM_ENOMEM;
     }
     double *sum_dy = s, *sum_dyx = s + F, *ca = s + 2 * F, *cb = s + 3 * F, *ck = s + 4 * F;
-    double *rsx = s + 5 * F, *dwb = s + 6 * F;
+    double *rsx = s + 5 * F, *dwb = s + 6 * F, *gd = dwb + D;
     W *wf = wp, *dwf = wp + D, *db = dbias ? dbias : wp + 2 * D;
     /* the feature branch: a * NB_features(dy * weight / sqrt(D)) */
     LOCAL(bln_scaled_weight)(weight, D, a_mix, 1, wf);
@@ -94,13 +94,15 @@ int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy
          * variance term is centered on the mini-batch mean */
         const double sd = sqrt((double)D), n = (double)B;
         const double cv = -(frozen_var ? 0.0 : 1.0) / n, cm = -(frozen_mean ? 0.0 : 1.0) / n;
-        for (int64_t f = 0; f < F; f++) {
-            const double g = (weight ? (double)weight[f % D] : 1.0) / sd, r = batch_rstd[f];
-            ca[f] = fn_mul(fn_mul(g, r), b_mix);
-            rsx[f] = fn_mul(r, sum_dyx[f]);
-            cb[f] = fn_mul(fn_mul(ca[f], rsx[f]), cv);
-            ck[f] = fn_mul(fn_mul(ca[f], sum_dy[f]), cm);
-        }
+        for (int64_t d = 0; d < D; d++) gd[d] = (weight ? (double)weight[d] : 1.0) / sd;
+        for (int64_t m = 0, f = 0; m < M; m++)
+            for (int64_t d = 0; d < D; d++, f++) {
+                const double g = gd[d], r = batch_rstd[f];
+                ca[f] = fn_mul(fn_mul(g, r), b_mix);
+                rsx[f] = fn_mul(r, sum_dyx[f]);
+                cb[f] = fn_mul(fn_mul(ca[f], rsx[f]), cv);
+                ck[f] = fn_mul(fn_mul(ca[f], sum_dy[f]), cm);
+            }
         rc = NAME(channel_affine_backward)(1, B, F, 1, dy, x, dx, batch_center, batch_rstd, ca,
                                            cb, ck, 1, num_threads);
     }
