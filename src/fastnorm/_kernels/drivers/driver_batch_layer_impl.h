@@ -10,6 +10,7 @@
  * repeated `times` times. */
 static void LOCAL(bln_scaled_weight)(const W *weight, int64_t D, double mix, int64_t times,
                                      W *out) {
+    if (times <= 0) return; /* M = 0 positions: out has no room */
     const double sd = sqrt((double)D);
     for (int64_t d = 0; d < D; d++)
         out[d] = (W)(mix * ((weight ? (double)weight[d] : 1.0) / sd));
