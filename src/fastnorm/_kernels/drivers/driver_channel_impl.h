@@ -27,6 +27,9 @@ typedef struct {
     int64_t S, R, C, L;
     int64_t RB, nq; /* rows per block and entries per (sample, channel) */
     int64_t CB, ncb; /* L == 1: columns per chunk of a block, chunks per row */
+    /* L == 1, the apply stages (chan_apply_plan): columns per block (C: no
+     * blocks), blocks per row, rows per item and items per sample's rows */
+    int64_t acb, anb, arb, anq;
     const T *x, *dy;
     T *out; /* y or dx */
     double eps;
@@ -196,6 +199,37 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
     fn_scratch_free(acc);
 }
 
+/* The apply stages' items on channels-last data (L == 1): runs of rows of one
+ * sample, or, where the coefficients of all C channels outgrow L1
+ * (fn_apply_block_cols), blocks of columns over up to FN_APPLY_BLOCK_ROWS
+ * rows (row chunk outer, column block inner), so that a block's coefficients
+ * stay in L1 across its rows and few rows of many channels still give every
+ * thread work. Elementwise: the items never change a result. */
+#define FN_APPLY_BLOCK_ROWS 64
+static void LOCAL(chan_apply_plan)(LOCAL(chan_ctx) *k, int coefs) {
+    k->acb = k->L > 1 ? k->C : fn_apply_block_cols(k->C, coefs, (int64_t)sizeof(A));
+    k->anb = (k->C + k->acb - 1) / k->acb;
+    k->arb = FN_APPLY_BLOCK_ROWS;
+    k->anq = (k->R + k->arb - 1) / k->arb;
+}
+
+typedef struct {
+    int64_t s, r0, r1, c0, n, sc; /* sample, rows [r0, r1), columns [c0, c0 + n), s*C + c0 */
+} LOCAL(apply_block);
+
+static FN_DRIVER_INLINE LOCAL(apply_block) LOCAL(apply_block_at)(const LOCAL(chan_ctx) *k,
+                                                               int64_t it) {
+    LOCAL(apply_block) q;
+    const int64_t per = k->anq * k->anb, rem = it % per;
+    q.s = it / per;
+    q.r0 = (rem / k->anb) * k->arb;
+    q.r1 = q.r0 + k->arb < k->R ? q.r0 + k->arb : k->R;
+    q.c0 = (rem % k->anb) * k->acb;
+    q.n = k->C - q.c0 < k->acb ? k->C - q.c0 : k->acb;
+    q.sc = q.s * k->C + q.c0;
+    return q;
+}
+
 /* y (+)= (x - mu) * a + b with the (s, c) coefficients. Rows of channels
  * are passed on in runs within one sample, which share coefficients. */
 static void LOCAL(chan_apply_items)(void *vctx, int64_t begin, int64_t end) {
@@ -210,22 +244,22 @@ static void LOCAL(chan_apply_items)(void *vctx, int64_t begin, int64_t end) {
         }
         return;
     }
-    const int64_t cb = fn_apply_block_cols(C, 3, (int64_t)sizeof(A));
-    for (int64_t it = begin; it < end;) { /* rows of channels: it = s*R + r */
-        const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end;
-        const A *mu = k->mu + s * C, *a = k->a + s * C, *b = k->b + s * C;
-        if (cb == C || stop - it == 1) {
-            P->scale_shift_cols(k->x + it * C, k->out + it * C, stop - it, C, mu, a, b,
-                                k->accumulate);
-        } else { /* a block of columns over the rows (fn_apply_block_cols) */
-            for (int64_t c0 = 0; c0 < C; c0 += cb) {
-                const int64_t n = C - c0 < cb ? C - c0 : cb;
-                for (int64_t row = it; row < stop; row++)
-                    P->scale_shift_cols(k->x + row * C + c0, k->out + row * C + c0, 1, n,
-                                        mu + c0, a + c0, b + c0, k->accumulate);
-            }
+    if (k->acb == C) {
+        for (int64_t it = begin; it < end;) { /* rows of channels: it = s*R + r */
+            const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end;
+            P->scale_shift_cols(k->x + it * C, k->out + it * C, stop - it, C, k->mu + s * C,
+                                k->a + s * C, k->b + s * C, k->accumulate);
+            it = stop;
         }
-        it = stop;
+        return;
+    }
+    for (int64_t it = begin; it < end; it++) { /* a block of columns over rows */
+        LOCAL(apply_block) q = LOCAL(apply_block_at)(k, it);
+        for (int64_t row = q.r0; row < q.r1; row++) {
+            const int64_t o = (q.s * R + row) * C + q.c0;
+            P->scale_shift_cols(k->x + o, k->out + o, 1, q.n, k->mu + q.sc, k->a + q.sc,
+                                k->b + q.sc, k->accumulate);
+        }
     }
 }
 
@@ -242,28 +276,30 @@ static void LOCAL(chan_backward_apply_items)(void *vctx, int64_t begin, int64_t 
         }
         return;
     }
-    const int64_t cb = fn_apply_block_cols(C, 5, (int64_t)sizeof(A));
-    for (int64_t it = begin; it < end;) {
-        const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end, o = s * C;
-        if (cb == C || stop - it == 1) {
+    if (k->acb == C) {
+        for (int64_t it = begin; it < end;) {
+            const int64_t s = it / R, stop = (s + 1) * R < end ? (s + 1) * R : end, o = s * C;
             P->affine_backward_cols(k->dy + it * C, k->x + it * C, k->out + it * C, stop - it,
                                     C, k->mu + o, k->r + o, k->a + o, k->b + o, k->k + o,
                                     k->accumulate);
-        } else { /* a block of columns over the rows (fn_apply_block_cols) */
-            for (int64_t c0 = 0; c0 < C; c0 += cb) {
-                const int64_t n = C - c0 < cb ? C - c0 : cb, q = o + c0;
-                for (int64_t row = it; row < stop; row++)
-                    P->affine_backward_cols(k->dy + row * C + c0, k->x + row * C + c0,
-                                            k->out + row * C + c0, 1, n, k->mu + q, k->r + q,
-                                            k->a + q, k->b + q, k->k + q, k->accumulate);
-            }
+            it = stop;
         }
-        it = stop;
+        return;
+    }
+    for (int64_t it = begin; it < end; it++) { /* a block of columns over rows */
+        LOCAL(apply_block) q = LOCAL(apply_block_at)(k, it);
+        for (int64_t row = q.r0; row < q.r1; row++) {
+            const int64_t o = (q.s * R + row) * C + q.c0;
+            P->affine_backward_cols(k->dy + o, k->x + o, k->out + o, 1, q.n, k->mu + q.sc,
+                                    k->r + q.sc, k->a + q.sc, k->b + q.sc, k->k + q.sc,
+                                    k->accumulate);
+        }
     }
 }
 
 static int64_t LOCAL(chan_apply_items_count)(const LOCAL(chan_ctx) *k) {
-    return k->L > 1 ? k->S * k->R * k->C : k->S * k->R;
+    if (k->L > 1) return k->S * k->R * k->C;
+    return k->acb == k->C ? k->S * k->R : k->S * k->anq * k->anb;
 }
 
 static int LOCAL(chan_run_entries)(LOCAL(chan_ctx) *k, fn_range_body body, int width,
@@ -282,7 +318,8 @@ static int LOCAL(chan_run_entries)(LOCAL(chan_ctx) *k, fn_range_body body, int w
 }
 
 static void LOCAL(chan_run_apply)(LOCAL(chan_ctx) *k, fn_range_body body, int reads,
-                                  int num_threads) {
+                                  int coefs, int num_threads) {
+    LOCAL(chan_apply_plan)(k, coefs);
     const int64_t items = LOCAL(chan_apply_items_count)(k);
     const int64_t bytes = (reads + 1) * k->S * k->R * k->C * k->L * (int64_t)sizeof(T);
     fn_parallel_ranges(fn_threads_for(num_threads, items, bytes), items, body, k);
@@ -591,7 +628,7 @@ int NAME(group_norm)(int64_t S, int64_t R, int64_t C, int64_t L, int64_t G, cons
         LOCAL(forward_coefficients)(S, C, C / G, mu, rs, weight, bias, co, co + S * C,
                                     co + 2 * S * C);
         k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
-        LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1, num_threads);
+        LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1, 3, num_threads);
     }
     fn_scratch_free(st);
     fn_scratch_free(co);
@@ -664,7 +701,7 @@ int NAME(group_norm_backward)(int64_t S, int64_t R, int64_t C, int64_t L, int64_
             if (dbias) dbias[c] = (W)db[c];
         }
         k.r = co + SC, k.a = a, k.b = b, k.k = kk;
-        LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2, num_threads);
+        LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2, 5, num_threads);
     }
     fn_scratch_free(sums);
     fn_scratch_free(co);
@@ -699,7 +736,7 @@ int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T 
                                 co + 2 * S * C);
     k.x = x, k.out = y, k.accumulate = accumulate;
     k.mu = co, k.a = co + S * C, k.b = co + 2 * S * C;
-    LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1 + (accumulate != 0), num_threads);
+    LOCAL(chan_run_apply)(&k, LOCAL(chan_apply_items), 1 + (accumulate != 0), 3, num_threads);
     fn_scratch_free(co);
     return FASTNORM_OK;
 }
@@ -777,7 +814,7 @@ int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, co
     }
     k.x = x, k.dy = dy, k.out = dx, k.accumulate = accumulate;
     k.mu = co, k.r = co + SC, k.a = co + 2 * SC, k.b = co + 3 * SC, k.k = co + 4 * SC;
-    LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2 + (accumulate != 0),
+    LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2 + (accumulate != 0), 5,
                           num_threads);
     fn_scratch_free(co);
     return FASTNORM_OK;
