@@ -106,12 +106,14 @@ def test_training_is_default_false(rng):
     assert not np.allclose(fn.batch_norm(x, rm, rv), fn.batch_norm(x, rm, rv, training=True))
 
 
-@pytest.mark.parametrize("N, C", [(2048, 64), (7, 5003)], ids=["many_rows", "many_channels"])
+@pytest.mark.parametrize("N, C", [(2048, 64), (7, 5003), (130, 2100)],
+                         ids=["many_rows", "many_channels", "both"])
 def test_large_2d_column_path(isa, dtype, N, C, rng):
     """The channels-contiguous (column) kernels: (2048, 64), many row blocks;
     (7, 5003), more channels than one block of the apply stages'
     coefficients holds (fn_apply_block_cols), applied a block of columns
-    at a time over the rows, with a ragged last block."""
+    at a time over the rows, with a ragged last block; (130, 2100), blocks
+    of columns over three chunks of rows (64, 64 and 2)."""
     x = make_array((N, C), dtype, rng)
     x += np.linspace(-50, 50, C).astype(dtype)  # a different mean per column
     dy = make_array((N, C), dtype, rng, loc=0.3, scale=1.0)
