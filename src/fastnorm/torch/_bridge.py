@@ -59,8 +59,8 @@ def _array(t, name):
     the cache, where each costs several times what it does in a loop."""
     if t is None:
         return None
-    if (type(t) is not Tensor and not isinstance(t, Tensor)) or not t.is_cpu \
-            or t.layout is not torch.strided or t.dtype not in _DTYPES:
+    if not isinstance(t, Tensor) or not t.is_cpu or t.layout is not torch.strided \
+            or t.dtype not in _DTYPES:
         _check_tensor(t, name)
     if t.requires_grad:
         t = t.detach()

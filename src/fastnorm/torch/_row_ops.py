@@ -137,14 +137,14 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
 # Residual add fused with LayerNorm / RMSNorm
 # --------------------------------------------------------------------------
 
-def _s_only(ds, residual_bias, normalized_ndim):
-    """The gradients of x (and residual) and residual_bias when only s = x +
-    residual (+ residual_bias) took part: ds, and ds summed over the leading
-    axes."""
+def _residual_bias_grad(ds, residual_bias, normalized_ndim):
+    """The gradient of residual_bias when only s = x + residual +
+    residual_bias took part (x and residual get ds itself): ds summed over
+    the leading axes; None without a residual_bias."""
     if residual_bias is None:
-        return ds, None
+        return None
     lead = tuple(range(ds.dim() - normalized_ndim))
-    return ds, ds.sum(dim=lead, dtype=_calc(ds.dtype)).to(residual_bias.dtype)
+    return ds.sum(dim=lead, dtype=_calc(ds.dtype)).to(residual_bias.dtype)
 
 
 @torch.library.custom_op("fastnorm::add_layer_norm", mutates_args=())
@@ -201,8 +201,8 @@ def _add_layer_norm_setup(ctx, inputs, output):
 def _add_layer_norm_grad(ctx, dy, ds, _dmean, _drstd):
     s, weight, mean, rstd, residual_bias = ctx.saved_tensors
     if dy is None:  # only s took part: y's parameters get no gradient
-        dsum, drb = _s_only(ds, residual_bias, ctx.normalized_ndim)
-        return dsum, dsum, None, None, None, drb, None
+        drb = _residual_bias_grad(ds, residual_bias, ctx.normalized_ndim)
+        return ds, ds, None, None, None, drb, None
     dsum, dw, db, drb = _call(_add_layer_norm_backward_op, dy, ds, s, mean, rstd, weight,
                                                     ctx.normalized_ndim)
     if residual_bias is not None:
@@ -274,8 +274,8 @@ def _add_rms_norm_setup(ctx, inputs, output):
 def _add_rms_norm_grad(ctx, dy, ds, _drstd):
     s, weight, rstd, residual_bias = ctx.saved_tensors
     if dy is None:  # only s took part: y's weight gets no gradient
-        dsum, drb = _s_only(ds, residual_bias, ctx.normalized_ndim)
-        return dsum, dsum, None, None, drb, None
+        drb = _residual_bias_grad(ds, residual_bias, ctx.normalized_ndim)
+        return ds, ds, None, None, drb, None
     dsum, dw, drb = _call(_add_rms_norm_backward_op, dy, ds, s, rstd, weight, ctx.normalized_ndim)
     if residual_bias is not None:
         drb = drb.to(residual_bias.dtype)

@@ -28,8 +28,9 @@ typedef struct {
     int64_t RB, nq; /* rows per block and entries per (sample, channel) */
     int64_t CB, ncb; /* L == 1: columns per chunk of a block, chunks per row */
     /* L == 1, the apply stages (chan_apply_plan): columns per block (C: no
-     * blocks), blocks per row, rows per item and items per sample's rows */
-    int64_t acb, anb, arb, anq;
+     * blocks), blocks per row, and items of FN_APPLY_BLOCK_ROWS rows per
+     * sample */
+    int64_t acb, anb, anq;
     const T *x, *dy;
     T *out; /* y or dx */
     double eps;
@@ -209,8 +210,7 @@ static void LOCAL(chan_sum_items)(void *vctx, int64_t begin, int64_t end) {
 static void LOCAL(chan_apply_plan)(LOCAL(chan_ctx) *k, int coefs) {
     k->acb = k->L > 1 ? k->C : fn_apply_block_cols(k->C, coefs, (int64_t)sizeof(A));
     k->anb = (k->C + k->acb - 1) / k->acb;
-    k->arb = FN_APPLY_BLOCK_ROWS;
-    k->anq = (k->R + k->arb - 1) / k->arb;
+    k->anq = (k->R + FN_APPLY_BLOCK_ROWS - 1) / FN_APPLY_BLOCK_ROWS;
 }
 
 typedef struct {
@@ -222,8 +222,8 @@ static FN_DRIVER_INLINE LOCAL(apply_block) LOCAL(apply_block_at)(const LOCAL(cha
     LOCAL(apply_block) q;
     const int64_t per = k->anq * k->anb, rem = it % per;
     q.s = it / per;
-    q.r0 = (rem / k->anb) * k->arb;
-    q.r1 = q.r0 + k->arb < k->R ? q.r0 + k->arb : k->R;
+    q.r0 = (rem / k->anb) * FN_APPLY_BLOCK_ROWS;
+    q.r1 = q.r0 + FN_APPLY_BLOCK_ROWS < k->R ? q.r0 + FN_APPLY_BLOCK_ROWS : k->R;
     q.c0 = (rem % k->anb) * k->acb;
     q.n = k->C - q.c0 < k->acb ? k->C - q.c0 : k->acb;
     q.sc = q.s * k->C + q.c0;

@@ -431,10 +431,10 @@ static int fn_pool_grow(fn_pool_t *p, int want) {
 
 void fn_pool_set_team(fn_team_runner run) {
     if (run) fn_os_on_fork_child(); /* see fn_pool_atfork_child */
-    __atomic_store_n(&fn_pool_team_run, run, __ATOMIC_SEQ_CST);
+    FN_STORE(&fn_pool_team_run, run);
 }
 
-fn_team_runner fn_pool_team(void) { return __atomic_load_n(&fn_pool_team_run, __ATOMIC_SEQ_CST); }
+fn_team_runner fn_pool_team(void) { return FN_LOAD(&fn_pool_team_run); }
 
 /* One call on the team: its threads claim the chunks from `next`. */
 typedef struct {
