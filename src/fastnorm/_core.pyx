@@ -46,6 +46,8 @@ cdef extern from "targets/dispatch.h":
     int fn_set_stream_fresh(int on) nogil
     void *fn_stream_for(int64_t nbytes, int64_t row_bytes, void **fence) nogil
     int64_t fn_set_stream_min_row_bytes(int64_t nbytes) nogil
+    int fn_set_backward_rows(int mode) nogil
+    int64_t fn_cache_bytes() nogil
 
 
 def _stream_bytes(nbytes=None):
@@ -75,6 +77,24 @@ def _stream_row_bytes(nbytes=None):
     >= 0 sets it and returns the value before. For tests that take the
     streaming path with short rows."""
     return fn_set_stream_min_row_bytes(-1 if nbytes is None else max(int(nbytes), 0))
+
+
+def _backward_rows(mode=None):
+    """Whether the row backward takes several rows' dx together: None asks,
+    -1 by its rule (the default), 0 never, 1 wherever it can (rows read as
+    stored, any length and dtype); a setting returns the one before. For
+    tests that compare the two ways (the same bits)."""
+    if mode is None:
+        return fn_set_backward_rows(-2)
+    if mode not in (-1, 0, 1):
+        raise ValueError(f"mode must be -1, 0 or 1, not {mode!r}")
+    return fn_set_backward_rows(mode)
+
+
+def _cache_bytes():
+    """The bytes of data a call's arrays may take and still stay in the
+    last-level cache by the kernels' estimate."""
+    return fn_cache_bytes()
 
 
 def _streams(nbytes, fresh, row_bytes=1 << 20):

@@ -376,6 +376,12 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * more per call, and shorter rows were no faster split. */
 #define FN_BWD_HEAD_MIN_N 2048
 
+/* The shortest float32 rows whose backward takes several rows' dx together
+ * (driver_impl.h, backward_rows_together): from there the row, its weight
+ * and its parameter partials outgrow L1 (bench/choices.md, "Rows of the
+ * backward together"). */
+#define FN_BWD_ROWS_MIN_N 4096
+
 /* The elements of `size` bytes from dst to its first 64-byte boundary (0 on
  * one); -1 where an element would straddle the boundary. */
 static FN_DRIVER_INLINE int64_t fn_to_line(const void *dst, size_t size) {

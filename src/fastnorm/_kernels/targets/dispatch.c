@@ -403,6 +403,24 @@ int64_t fn_stream_min_bytes(void) {
     return FN_READ(fn_stream_bytes);
 }
 
+int64_t fn_cache_bytes(void) {
+    static int64_t bytes = -2; /* -2: not computed yet */
+    const int64_t now = FN_READ(bytes);
+    if (now != -2) return now;
+    FN_CLAIM(bytes, -2, 2 * fn_stream_default());
+    return FN_READ(bytes);
+}
+
+static int fn_backward_rows = -1;
+
+int fn_set_backward_rows(int mode) {
+    const int before = FN_READ(fn_backward_rows);
+    if (mode >= -1 && mode <= 1) FN_PUBLISH(fn_backward_rows, mode);
+    return before;
+}
+
+int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
+
 int64_t fn_set_stream_min_bytes(int64_t bytes) {
     const int64_t before = fn_stream_min_bytes();
     FN_PUBLISH(fn_stream_bytes, bytes < 0 ? -1 : bytes);

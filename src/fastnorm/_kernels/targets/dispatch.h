@@ -75,6 +75,19 @@ void fn_set_output_fresh(int fresh);
  * 0 restores the rule above, -1 asks. Returns the setting before. */
 int fn_set_stream_fresh(int on);
 
+/* The bytes of data a call's arrays may take and still stay in the last-level
+ * cache from one call to the next: twice the default streaming threshold
+ * (half the cache, see fn_stream_default in dispatch.c), whatever
+ * FASTNORM_STREAM_BYTES says. */
+int64_t fn_cache_bytes(void);
+
+/* For tests: whether the row backward takes several rows' dx together
+ * (drivers/driver_impl.h, backward_rows_together): -1 by its rule (the
+ * default), 0 never, 1 wherever it can; another value only asks. Returns
+ * the mode before. fn_backward_rows_mode reads it. */
+int fn_set_backward_rows(int mode);
+int fn_backward_rows_mode(void);
+
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */
 #define FN_PARALLEL_MIN_BYTES (128 * 1024)

@@ -140,6 +140,13 @@
          * without it */                                                                \
         void (*normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd,        \
                                  const W *w, const W *b, const T *next);                \
+        /* backward_apply of FN_MAX_ROWS rows read as stored: row k's dy[k], x[k],   \
+         * dx[k], ds[k] (ds NULL: none) and constants mu[k] ... mgx[k]; each row's dx  \
+         * and the partials the same as backward_apply row after row */               \
+        void (*backward_apply_rows)(const T *const *dy, const T *const *x, T *const *dx, \
+                                    int64_t n, const A *mu, const A *c, const A *rstd,  \
+                                    const W *w, const A *mg, const A *mgx, A *dw_acc,   \
+                                    A *db_acc, const T *const *ds);                     \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -139,7 +139,7 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
     NAME(widen_sums_rows), FN_CENTERED_SUMS_WIDE_ROWS, FN_BACKWARD_SUMS2, FN_STAT_ROWS,
-    FN_NORMALIZE_STREAM,
+    FN_NORMALIZE_STREAM, NAME(backward_apply_rows),
 };
 #undef FN_NORMALIZE_STREAM
 #ifdef FN_PSTORE_NT_NONE

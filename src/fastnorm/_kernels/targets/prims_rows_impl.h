@@ -639,6 +639,101 @@ static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t 
                              db_acc, ds, next_dy, next_x, next_dx);
 }
 
+/* backward_apply of FN_MAX_ROWS rows at once, read as stored: row k's dy[k],
+ * x[k], dx[k], ds[k] (ds NULL: none) and constants mu[k], c[k], rstd[k],
+ * mg[k], mgx[k]. Column by column, the weight and the partials of a vector
+ * are loaded once and take the rows' terms in row order, as backward_apply
+ * called row after row adds them: every dx and partial has the bits it has
+ * there. Long rows' partials and weight do not stay in L1 next to the row;
+ * one read-modify-write of them per FN_MAX_ROWS rows instead of one per row
+ * is what this saves (bench/choices.md, "Rows of the backward together").
+ * The widest vector of one register steps: P where it is one, else V. */
+#ifdef FN_DEFAULT_PAIR
+#define FN_RQ V
+#define FN_RQN VN
+#define FN_RQOP(op) V##op
+#else
+#define FN_RQ P
+#define FN_RQN (2 * VN)
+#define FN_RQOP(op) P##op
+#endif
+static FN_INLINE void NAME(backward_apply_rows_body)(const T *const *dy, const T *const *x,
+                                                     T *const *dx, int64_t n, const A *mu,
+                                                     const A *c, const A *rstd, const W *w,
+                                                     const A *mg, const A *mgx, A *dw_acc,
+                                                     A *db_acc, const T *const *ds,
+                                                     const int has_w, const int acc,
+                                                     const int has_ds) {
+    enum { R = FN_MAX_ROWS };
+    FN_RQ qmu[R], qc[R], qr[R], qmg[R], qmgx[R];
+    for (int k = 0; k < R; k++) {
+        qmu[k] = FN_RQOP(SET1)(mu[k]);
+        qc[k] = FN_RQOP(SET1)(c[k]);
+        qr[k] = FN_RQOP(SET1)(rstd[k]);
+        qmg[k] = FN_RQOP(SET1)(mg[k]);
+        qmgx[k] = FN_RQOP(SET1)(mgx[k]);
+    }
+    int64_t i = 0;
+    for (; i + FN_RQN <= n; i += FN_RQN) {
+        const FN_RQ wv = has_w ? FN_RQOP(WLOAD)(w + i) : FN_RQOP(ZERO)();
+        FN_RQ aw = FN_RQOP(ZERO)(), ab = FN_RQOP(ZERO)();
+        if (acc >= 1) aw = FN_RQOP(LOADA)(dw_acc + i);
+        if (acc >= 2) ab = FN_RQOP(LOADA)(db_acc + i);
+        /* every row's loads before the stores: a store to one row's dx could
+         * be the same address as a later row's dy or x as far as the compiler
+         * knows, and would have to wait for those loads' addresses */
+        FN_RQ v[R];
+        for (int k = 0; k < R; k++) {
+            /* backward_apply_vec's operations */
+            const FN_RQ d = FN_RQOP(LOAD)(dy[k] + i);
+            const FN_RQ xh = FN_RQOP(SUB)(
+                FN_RQOP(MUL)(FN_RQOP(SUB)(FN_RQOP(LOAD)(x[k] + i), qmu[k]), qr[k]), qc[k]);
+            const FN_RQ g = has_w ? FN_RQOP(MUL)(d, wv) : d;
+            v[k] = FN_RQOP(MUL)(qr[k], FN_RQOP(FNMA)(xh, qmgx[k], FN_RQOP(SUB)(g, qmg[k])));
+            if (has_ds) v[k] = FN_RQOP(ADD)(v[k], FN_RQOP(LOAD)(ds[k] + i));
+            if (acc >= 1) aw = FN_RQOP(FMA)(d, xh, aw);
+            if (acc >= 2) ab = FN_RQOP(ADD)(ab, d);
+        }
+        for (int k = 0; k < R; k++) FN_RQOP(STORE)(dx[k] + i, v[k]);
+        if (acc >= 1) FN_RQOP(STOREA)(dw_acc + i, aw);
+        if (acc >= 2) FN_RQOP(STOREA)(db_acc + i, ab);
+    }
+    /* the rest one element at a time, the rows in order per element */
+    for (; i < n; i++)
+        for (int k = 0; k < R; k++)
+            NAME(backward_apply_one)(dy[k], x[k], NULL, NULL, dx[k], i, mu[k], c[k], rstd[k], w,
+                                     mg[k], mgx[k], dw_acc, db_acc, has_ds ? ds[k] : NULL,
+                                     has_w, acc, 0, has_ds);
+}
+#undef FN_RQOP
+#undef FN_RQN
+#undef FN_RQ
+
+static void NAME(backward_apply_rows)(const T *const *dy, const T *const *x, T *const *dx,
+                                      int64_t n, const A *mu, const A *c, const A *rstd,
+                                      const W *w, const A *mg, const A *mgx, A *dw_acc,
+                                      A *db_acc, const T *const *ds) {
+#define FN_BWD_ROWS(HAS_W, ACC, HAS_DS)                                                     \
+    NAME(backward_apply_rows_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,  \
+                                   ds, HAS_W, ACC, HAS_DS)
+#define FN_BWD_ROWS_DS(HAS_W, ACC)                                                         \
+    do {                                                                                   \
+        if (ds) FN_BWD_ROWS(HAS_W, ACC, 1);                                                \
+        else FN_BWD_ROWS(HAS_W, ACC, 0);                                                   \
+    } while (0)
+#define FN_BWD_ROWS_ACC(HAS_W)                                                             \
+    do {                                                                                   \
+        if (db_acc) FN_BWD_ROWS_DS(HAS_W, 2);                                              \
+        else if (dw_acc) FN_BWD_ROWS_DS(HAS_W, 1);                                         \
+        else FN_BWD_ROWS_DS(HAS_W, 0);                                                     \
+    } while (0)
+    if (w) FN_BWD_ROWS_ACC(1);
+    else FN_BWD_ROWS_ACC(0);
+#undef FN_BWD_ROWS_ACC
+#undef FN_BWD_ROWS_DS
+#undef FN_BWD_ROWS
+}
+
 static void NAME(add)(A *dst, const A *src, int64_t n) {
     int64_t i = 0;
     for (; i + VN <= n; i += VN) VSTOREA(dst + i, VADD(VLOADA(dst + i), VLOADA(src + i)));
