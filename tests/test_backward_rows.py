@@ -1,9 +1,11 @@
 """The row backward taking several rows' dx together (backward_apply_rows):
-the same bits as one row at a time on every kernel target and dtype, with
-and without parameters, with the fused add's ds, into out= (streamed or
-not, off the cache line, dx over dy), and accurate against the float64
-reference. The kernels' rule takes it for long float32 rows only; the tests
-force it on and off everywhere."""
+the same bits as one row at a time on every kernel target and dtype read as
+stored, with and without parameters, with the fused add's ds, into out=
+(rows off the cache line, apart in memory), and accurate against the float64
+reference. The kernels' rule takes it for long float32 rows in the cache
+written with ordinary stores; the tests force it on and off everywhere else
+too (streamed dx and bfloat16 rows read through widened copies always go
+one at a time)."""
 import numpy as np
 import pytest
 
@@ -13,9 +15,12 @@ from conftest import assert_close
 from params import BF16
 
 DTYPES = [np.float32, np.float64, np.float16, BF16]
-# rows that leave a remainder after groups of four and span several gradient
-# blocks; rows shorter than a vector, with a tail, a multiple of the lines
-SHAPES = [(13, 4099), (70, 2049), (9, 257), (6, 5), (8, 4096)]
+# rows that leave a remainder after groups of four, blocks with one group and
+# rows one or two at a time beside it, several groups per block; rows shorter
+# than a vector, with tails of every kind (float16's 16-lane avx512 pairs
+# leave 8 elements or more at 269 and 13), a multiple of the lines
+SHAPES = [(13, 4099), (70, 2049), (9, 257), (9, 269), (9, 13), (6, 5), (8, 4096),
+          (170, 257), (200, 4099), (300, 64)]
 
 
 @pytest.fixture
@@ -31,20 +36,6 @@ def together():
             _core._backward_rows(before)
         return on, off
     return both
-
-
-@pytest.fixture(params=[False, True], ids=["stores", "streamed"])
-def streamed(request):
-    if not request.param:
-        yield False
-        return
-    saved = _core._stream_bytes(0), _core._stream_fresh(True), _core._stream_row_bytes(0)
-    try:
-        yield True
-    finally:
-        _core._stream_bytes(saved[0])
-        _core._stream_fresh(saved[1])
-        _core._stream_row_bytes(saved[2])
 
 
 def _same(a, b):
@@ -65,21 +56,25 @@ def _case(shape, dt, seed=0):
     return rng, x, dy, w
 
 
-@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_rows_together_give_the_bits_of_one_at_a_time(isa, streamed, together, dt, shape):
-    rng, x, dy, w = _case(shape, dt)
+def _calls(shape, dt, seed=0):
+    rng, x, dy, w = _case(shape, dt, seed)
     _, mean, rstd = fn.layer_norm(x, w, w, return_stats=True)
     _, rms_rstd = fn.rms_norm(x, w, return_stats=True)
     residual = rng.standard_normal(shape).astype(dt)
     _, s, smean, srstd = fn.add_layer_norm(x, residual, w, w, return_stats=True)
+    _, s2, srstd2 = fn.add_rms_norm(x, residual, w, return_stats=True)
     ds = rng.standard_normal(shape).astype(dt)
-    calls = [
+    return [
         lambda: fn.layer_norm_backward(dy, x, mean, rstd, w),
         lambda: fn.layer_norm_backward(dy, x, mean, rstd),
         lambda: fn.rms_norm_backward(dy, x, rms_rstd, w),
+        lambda: fn.rms_norm_backward(dy, x, rms_rstd),
         lambda: fn.add_layer_norm_backward(dy, s, smean, srstd, w, ds=ds),
+        lambda: fn.add_rms_norm_backward(dy, s2, srstd2, w, ds=ds),
     ]
+
+
+def _check(together, calls):
     for call in calls:
         on, off = together(call)
         assert len(on) == len(off)
@@ -87,22 +82,48 @@ def test_rows_together_give_the_bits_of_one_at_a_time(isa, streamed, together, d
             _same(a, b)
 
 
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_rows_together_give_the_bits_of_one_at_a_time(isa, together, dt, shape):
+    _check(together, _calls(shape, dt))
+
+
+def test_bfloat16_rows_read_as_stored(isa, together):
+    """bfloat16 rows longer than the widened copies take (64 Ki elements) are
+    read as stored, and so can go together too."""
+    _check(together, _calls((5, 65541), BF16)[:1])
+
+
 @pytest.mark.parametrize("dt", [np.float32, np.float16], ids=lambda d: np.dtype(d).name)
-def test_rows_together_into_out(isa, streamed, together, dt):
-    _, x, dy, w = _case((11, 4100), dt, seed=1)
+@pytest.mark.parametrize("offset", [0, 1, 5, 12], ids=lambda o: f"at{o}")
+def test_rows_together_into_out(isa, together, dt, offset):
+    """dx rows a whole number of lines apart that all start `offset` elements
+    into a line: the head before the first line boundary goes in a call of its
+    own; nothing is written around out."""
+    rows, n = 11, 4096
+    _, x, dy, w = _case((rows, n), dt, seed=1)
     _, mean, rstd = fn.layer_norm(x, w, return_stats=True)
-    # rows off the cache line and apart in memory
-    outs = [np.zeros((11, 4100 + 24), dt)[:, 3:4103] for _ in range(2)]
+    per_line = 64 // np.dtype(dt).itemsize
+    pitch = n + 2 * per_line
+    def at():
+        raw = np.full(rows * pitch + 3 * per_line, 7, dt)
+        start = (-raw.ctypes.data % 64) // np.dtype(dt).itemsize + offset
+        return raw, start, raw[start:start + rows * pitch].reshape(rows, pitch)[:, :n]
+
+    bufs = {1: at(), 0: at()}
     on, off = together(lambda: fn.layer_norm_backward(
-        dy, x, mean, rstd, w, out=outs[0] if _core._backward_rows() == 1 else outs[1]))
-    assert on[0] is outs[0] and off[0] is outs[1]
+        dy, x, mean, rstd, w, out=bufs[_core._backward_rows()][2]))
+    assert on[0] is bufs[1][2] and off[0] is bufs[0][2]
     for a, b in zip(on, off):
         _same(a, b)
-    # dx over dy: each row's dy read before its dx is written
-    dys = [dy.copy(), dy.copy()]
+    for raw, start, _ in bufs.values():  # nothing written around and between the rows
+        rest = raw.copy()
+        rest[start:start + rows * pitch].reshape(rows, pitch)[:, :n] = 7
+        assert (rest == 7).all()
+    # out=dy: the call reads dy as it was (through a temporary)
+    dys = {1: dy.copy(), 0: dy.copy()}
     on, off = together(lambda: fn.layer_norm_backward(
-        dys[0] if _core._backward_rows() == 1 else dys[1], x, mean, rstd, w,
-        out=dys[0] if _core._backward_rows() == 1 else dys[1]))
+        dys[_core._backward_rows()], x, mean, rstd, w, out=dys[_core._backward_rows()]))
     for a, b in zip(on, off):
         _same(a, b)
     _same(on[0], fn.layer_norm_backward(dy, x, mean, rstd, w)[0])

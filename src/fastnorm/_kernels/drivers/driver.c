@@ -377,9 +377,9 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
 #define FN_BWD_HEAD_MIN_N 2048
 
 /* The shortest float32 rows whose backward takes several rows' dx together
- * (driver_impl.h, backward_rows_together): from there the row, its weight
- * and its parameter partials outgrow L1 (bench/choices.md, "Rows of the
- * backward together"). */
+ * (driver_impl.h, backward_rows_together): rows of 1024 to 3072 elements,
+ * whose weight and parameter partials stay in L1 or nearly, measured slower
+ * together (bench/choices.md, "Rows of the backward together"). */
 #define FN_BWD_ROWS_MIN_N 4096
 
 /* The elements of `size` bytes from dst to its first 64-byte boundary (0 on

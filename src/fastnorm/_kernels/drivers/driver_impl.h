@@ -571,12 +571,11 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
 }
 
 /* dx of the FN_MAX_ROWS rows from row i on (backward_apply_rows) from their
- * sums s, with their parameter partials added to acc_w / acc_b. Streamed
- * rows go through the writers outs[0 .. FN_MAX_ROWS-1], row i + j through
- * outs[j]. */
+ * sums s, with their parameter partials added to acc_w / acc_b; ordinary
+ * stores (the head, fn_line_head, in a call of its own). */
 static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx) *k, int64_t i,
                                                         A s[FN_MAX_ROWS][3], A *acc_w,
-                                                        A *acc_b, fn_stream_writer *outs) {
+                                                        A *acc_b) {
     enum { R = FN_MAX_ROWS };
     const int64_t n = k->n;
     const T *dy[R], *x[R], *ds[R];
@@ -595,39 +594,35 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
         mg[j] = k->centered ? s[j][0] / (A)n : 0;
         mgx[j] = s[j][1] / (A)n - c[j] * mg[j];
     }
-    /* elements [o, o + len) of every row: into dx, the head (fn_line_head) in a
-     * call of its own, or by chunks through the writers */
-    const T *dyo[R], *xo[R], *dso[R];
-    T *to[R];
-    const int64_t step = k->stream ? FN_STREAM_CHUNK : n;
-    for (int64_t o = 0; o < n;) {
-        int64_t len = n - o < step ? n - o : step;
-        if (!k->stream && o == 0 && k->head) len = k->head;
+    /* the head's elements [0, h), then the rest [h, n) */
+    const int64_t h = k->head;
+    for (int part = h ? 0 : 1; part < 2; part++) {
+        const int64_t o = part ? h : 0, len = part ? n - h : h;
+        const T *dyo[R], *xo[R], *dso[R];
+        T *dxo[R];
         for (int j = 0; j < R; j++) {
             dyo[j] = dy[j] + o;
             xo[j] = x[j] + o;
             dso[j] = k->ds ? ds[j] + o : NULL;
-            to[j] = k->stream ? (T *)fn_stream_at(&outs[j], dx[j] + o) : dx[j] + o;
+            dxo[j] = dx[j] + o;
         }
-        k->P->backward_apply_rows(dyo, xo, to, len, mu, c, r, k->weight ? k->weight + o : NULL,
+        k->P->backward_apply_rows(dyo, xo, dxo, len, mu, c, r, k->weight ? k->weight + o : NULL,
                                   mg, mgx, acc_w ? acc_w + o : NULL, acc_b ? acc_b + o : NULL,
                                   k->ds ? dso : NULL);
-        if (k->stream)
-            for (int j = 0; j < R; j++) fn_stream_put(&outs[j], (size_t)len * sizeof(T));
-        o += len;
     }
 }
 
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
  * float32 rows read as stored, of FN_BWD_ROWS_MIN_N elements or more, whose
- * data (dy, x and dx) stays in the last-level cache (fn_cache_bytes). Where
- * the data streams from memory, and for float64 and float16 rows, the rows
- * one at a time measured faster (bench/choices.md, "Rows of the backward
- * together"). fn_set_backward_rows overrides the rule for tests. */
+ * dx is written with ordinary stores and whose data (dy, x and dx) stays in
+ * the last-level cache (fn_cache_bytes). For streamed dx, data beyond the
+ * cache, shorter rows, and float64 and float16 rows the rows one at a time
+ * measured faster (bench/choices.md, "Rows of the backward together").
+ * fn_set_backward_rows overrides the rule (not the stores) for tests. */
 static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_ctx) *k,
                                                           int wide) {
     const int mode = fn_backward_rows_mode();
-    if (wide || mode == 0) return 0;
+    if (wide || k->stream || mode == 0) return 0;
     if (mode == 1) return 1;
     return sizeof(T) == 4 && sizeof(A) == 4 && k->n >= FN_BWD_ROWS_MIN_N &&
            3 * k->rows * k->n * (int64_t)sizeof(T) < fn_cache_bytes();
@@ -662,14 +657,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
     /* long rows read as stored: FN_MAX_ROWS rows' sums, then their dx together */
     const int together = LOCAL(backward_rows_together)(k, xa != NULL);
-    /* one writer per row of a group; rows one at a time use the first */
-    FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES * FN_MAX_ROWS);
-    fn_stream_writer outs[FN_MAX_ROWS];
-    for (int j = 0; j < FN_MAX_ROWS; j++) {
-        const fn_stream_writer w = {k->stream, stream_buf + (size_t)j * FN_STREAM_BUF_BYTES,
-                                    NULL, 0};
-        outs[j] = w;
-    }
+    FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES);
+    fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     /* the prefetches run on into the next block, up to this thread's last row */
     const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
     for (int64_t blk = begin; blk < end; blk++) {
@@ -688,7 +677,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                  k->centered ? (A)k->mean[row] : 0, (A)k->rstd[row], k->weight,
                                  s[j]);
             }
-            LOCAL(backward_rows_apply)(k, i, s, acc_w, acc_b, outs);
+            LOCAL(backward_rows_apply)(k, i, s, acc_w, acc_b);
         }
         if (two) {
             for (; i + 1 < last; i += 2) {
@@ -701,9 +690,9 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                   dya1, xa1, n, mu, r, k->weight, s);
                 const int64_t ahead = k->ahead > 2 ? k->ahead : 2;
                 LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b,
-                                          outs);
+                                          &out);
                 LOCAL(backward_row_apply)(k, i + 1, i + 1 + ahead, stop, s[1], dya1, xa1, acc_w,
-                                          acc_b, outs);
+                                          acc_b, &out);
             }
         }
         for (; i < last; i++) {
@@ -712,11 +701,11 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             A s[3];
             if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, outs);
+            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, &out);
         }
     }
     if (k->stream) {
-        for (int j = 0; j < FN_MAX_ROWS; j++) fn_stream_flush(&outs[j]);
+        fn_stream_flush(&out);
         k->fence();
     }
     fn_scratch_free(heap_wide);

@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #include "dispatch.h"
 #include "../fastnorm.h"
@@ -370,19 +373,25 @@ int fn_target_at(int i, fn_target_info *info) {
 /* Rows shorter than this never stream by default: each row's way through
  * the streaming writer costs more than its lines save (bench/choices.md). */
 #define FN_STREAM_MIN_ROW_BYTES ((int64_t)1024)
-static int64_t fn_stream_default(void) {
+/* The L3 cache of one core's complex on AMD CPUs (cpuid 0x80000006: the
+ * cache a core's data competes for); 0 elsewhere. */
+static int64_t fn_amd_l3_bytes(void) {
 #ifdef FN_X86
     unsigned r[4];
     fn_cpuid(0, 0, r);
     const int amd = r[1] == 0x68747541u && r[3] == 0x69746e65u && r[2] == 0x444d4163u;
     fn_cpuid(0x80000000u, 0, r);
-    if (!amd || r[0] < 0x80000006u) return FN_STREAM_BYTES_OTHER;
+    if (!amd || r[0] < 0x80000006u) return 0;
     fn_cpuid(0x80000006u, 0, r);
-    const int64_t l3 = (int64_t)(r[3] >> 18) * 512 * 1024; /* EDX[31:18], 512 KiB units */
-    return l3 > 0 ? l3 / 2 : FN_STREAM_BYTES_OTHER;
+    return (int64_t)(r[3] >> 18) * 512 * 1024; /* EDX[31:18], 512 KiB units */
 #else
-    return FN_STREAM_BYTES_OTHER;
+    return 0;
 #endif
+}
+
+static int64_t fn_stream_default(void) {
+    const int64_t l3 = fn_amd_l3_bytes();
+    return l3 > 0 ? l3 / 2 : FN_STREAM_BYTES_OTHER;
 }
 
 static int64_t fn_stream_bytes = -2; /* -2: not read from the environment yet */
@@ -403,11 +412,27 @@ int64_t fn_stream_min_bytes(void) {
     return FN_READ(fn_stream_bytes);
 }
 
+/* fn_cache_bytes where the OS does not say: no more than the smaller last-
+ * level caches hold */
+#define FN_CACHE_BYTES_UNKNOWN ((int64_t)32 * 1024 * 1024)
+static int64_t fn_cache_estimate(void) {
+    int64_t l3 = fn_amd_l3_bytes();
+    if (l3 > 0) return l3;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    l3 = (int64_t)sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    if (l3 <= 0) return FN_CACHE_BYTES_UNKNOWN;
+    /* a virtual machine may report the host's whole cache, which its data
+     * shares: no more than the data that measured as staying in the cache
+     * (twice the size from which streaming stores measured faster) */
+    return l3 < 2 * FN_STREAM_BYTES_OTHER ? l3 : 2 * FN_STREAM_BYTES_OTHER;
+}
+
 int64_t fn_cache_bytes(void) {
     static int64_t bytes = -2; /* -2: not computed yet */
     const int64_t now = FN_READ(bytes);
     if (now != -2) return now;
-    FN_CLAIM(bytes, -2, 2 * fn_stream_default());
+    FN_CLAIM(bytes, -2, fn_cache_estimate());
     return FN_READ(bytes);
 }
 

@@ -76,9 +76,10 @@ void fn_set_output_fresh(int fresh);
 int fn_set_stream_fresh(int on);
 
 /* The bytes of data a call's arrays may take and still stay in the last-level
- * cache from one call to the next: twice the default streaming threshold
- * (half the cache, see fn_stream_default in dispatch.c), whatever
- * FASTNORM_STREAM_BYTES says. */
+ * cache from one call to the next, by the CPU (whatever FASTNORM_STREAM_BYTES
+ * says): on AMD CPUs a core complex's L3 (twice fn_stream_default's
+ * threshold); elsewhere the L3 the OS reports, at most 96 MiB; 32 MiB where
+ * it reports none. */
 int64_t fn_cache_bytes(void);
 
 /* For tests: whether the row backward takes several rows' dx together

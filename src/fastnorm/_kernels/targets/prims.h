@@ -22,7 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* the most rows the statistics primitives take at once (stat_rows) */
+/* the most rows the statistics primitives take at once (stat_rows), and the
+ * rows backward_apply_rows takes */
 #define FN_MAX_ROWS 4
 
 #define FN_DECLARE_PRIMS(SUFFIX, T, A, W)                                                  \
