@@ -13,7 +13,10 @@ fastnorm, fastnorm-scalar
     the kernel target it picks by default (the best the CPU has: what a user
     gets), and on its portable scalar target, set with
     ``fastnorm._core._set_isa`` (see :func:`fastnorm_isa`).
-    The backward functions have no ``out=``: they allocate dx, dw (and db).
+    ``fastnorm.layer_norm_backward(dy, x, mean, rstd, w, out=dx, num_threads=t)``
+    and ``rms_norm_backward``: dx preallocated, as the forward's y (and as the
+    floor's destination); they allocate dw (and db). The channel and the other
+    backward functions allocate their outputs.
 numpy
     Plain vectorized NumPy in the input dtype (below). Single-threaded, so it
     is only run with 1 thread.
@@ -1124,11 +1127,14 @@ def make_runner(impl, op, inp, threads):
             run = lambda: fastnorm.rms_norm(x, w, eps=RMS_NORM_EPS, out=y, num_threads=threads)
         elif op == "layer_norm_backward":
             mean, rstd = inp.ln_mean, inp.ln_rstd
-            run = lambda: fastnorm.layer_norm_backward(dy, x, mean, rstd, w,
+            dx = np.zeros_like(x)
+            run = lambda: fastnorm.layer_norm_backward(dy, x, mean, rstd, w, out=dx,
                                                        num_threads=threads)
         else:
             rstd = inp.rms_rstd
-            run = lambda: fastnorm.rms_norm_backward(dy, x, rstd, w, num_threads=threads)
+            dx = np.zeros_like(x)
+            run = lambda: fastnorm.rms_norm_backward(dy, x, rstd, w, out=dx,
+                                                     num_threads=threads)
         return run, stack
 
     if impl == "numpy":

@@ -358,7 +358,7 @@ def plot(results, floors, path, dtype="float32", stat="median", ops=ROW_OPS, max
             if col == 0:
                 ax.set_ylabel(f"effective GB/s ({stat} time)")
             ax.set_ylim(bottom=0)
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(l, h)
@@ -454,7 +454,9 @@ def main(argv=None):
               "(bench/floor.py: C, the same thread count, streaming stores for destinations "
               "from half the last-level cache on), measured in the forward groups (for "
               "add_layer_norm, x and the residual copied to two buffers); the row backward ops' "
-              "floor reads x and dy and writes dx, measured in their own groups. "
+              "floor reads x and dy and writes dx, measured in their own groups. fastnorm "
+              "writes y (and s) into preallocated out= arrays, and the row backward ops' dx too "
+              "(as the floor's destination); torch and jax allocate their outputs. "
               "fastnorm-unfused (add_layer_norm only) is np.add(x, r, out=s) then "
               "fastnorm.layer_norm(s, out=y). jax (the row ops) is jax.jit of the formulas in "
               "jax.numpy on the CPU, inputs already on the device, block_until_ready in the "
