@@ -28,7 +28,7 @@ cdef tuple _add_norm(bint centered, object x, object residual, object weight, ob
     cdef cnp.ndarray rw = layout.rows_of(ra, &reads[1])
     cdef _Output os = _output_for(layout, sum_out, reads, 2, "sum_out")
     cdef _Output oy = _output_for(layout, out, reads, 2)
-    if out is not None and sum_out is not None and np.may_share_memory(oy.dest, os.dest):
+    if out is not None and sum_out is not None and _bytes_meet(oy.dest, os.dest):
         raise ValueError("out and sum_out must not overlap: y would overwrite the sum")
     cdef list params = [w, b, rb]
     for i in range(3):

@@ -75,11 +75,8 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
     # (dx must not overlap what the kernel reads): then into a new array,
     # copied over after the call
     direct = outa
-    if outa is not None:
-        for a in (xa, dya, dsa, mean_a, rstd_a, w):
-            if a is not None and np.may_share_memory(outa, a):
-                direct = None
-                break
+    if outa is not None and _any_overlap(outa, (xa, dya, dsa, mean_a, rstd_a, w), None):
+        direct = None
     cdef int middle = _middle_axis(layout)
     cdef RowsView dyv, dsv
     cdef cnp.ndarray dyw, dsw
