@@ -63,6 +63,34 @@ static void fn_parallel_ranges(int nt, int64_t count, fn_range_body body, void *
     fn_pool_run(nt, count, body, ctx);
 }
 
+/* A per-column loop of the channel drivers (coefficients from per-channel
+ * statistics: each column's results from its own inputs alone) over n
+ * columns, on up to num_threads threads, FN_COLUMN_BLOCK columns at a time:
+ * body(ctx, first, last) for the columns [first, last). With very many
+ * channels (batch-layer normalization's M * D) such loops were a large
+ * serial part of a threaded call. */
+#define FN_COLUMN_BLOCK 4096
+typedef struct {
+    fn_range_body body;
+    void *ctx;
+    int64_t n;
+} fn_columns_ctx;
+
+static void fn_column_blocks(void *vctx, int64_t begin, int64_t end) {
+    const fn_columns_ctx *c = (const fn_columns_ctx *)vctx;
+    const int64_t last = end * FN_COLUMN_BLOCK < c->n ? end * FN_COLUMN_BLOCK : c->n;
+    c->body(c->ctx, begin * FN_COLUMN_BLOCK, last);
+}
+
+static void fn_parallel_columns(int num_threads, int64_t n, int64_t column_bytes,
+                                fn_range_body body, void *ctx) {
+    if (n <= 0) return;
+    const int64_t blocks = (n + FN_COLUMN_BLOCK - 1) / FN_COLUMN_BLOCK;
+    const int nt = fn_threads_for(num_threads, blocks, n * column_bytes);
+    fn_columns_ctx c = {body, ctx, n};
+    fn_parallel_ranges(nt, blocks, fn_column_blocks, &c);
+}
+
 /* Rows per parameter-gradient block: a function of the row count alone, so
  * that the summation order never depends on the thread count. At least 16
  * blocks when there are 64 rows or more (work for the threads), at most 64

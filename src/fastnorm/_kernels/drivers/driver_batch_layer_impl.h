@@ -53,6 +53,27 @@ int NAME(batch_layer_norm)(int64_t B, int64_t M, int64_t D, const T *x, T *y, co
     return rc;
 }
 
+/* The batch branch's per-column coefficients of batch_layer_norm_backward,
+ * for the columns [first, last) (fn_parallel_columns) */
+typedef struct {
+    const double *gd, *batch_rstd, *sum_dy, *sum_dyx;
+    double *ca, *rsx, *cb, *ck;
+    int64_t D;
+    double b_mix, cv, cm;
+} LOCAL(bln_coef_ctx);
+
+static void LOCAL(bln_coefs)(void *vctx, int64_t first, int64_t last) {
+    const LOCAL(bln_coef_ctx) *k = (const LOCAL(bln_coef_ctx) *)vctx;
+    for (int64_t f = first, d = first % k->D; f < last; f++) {
+        const double g = k->gd[d], r = k->batch_rstd[f];
+        k->ca[f] = fn_mul(fn_mul(g, r), k->b_mix);
+        k->rsx[f] = fn_mul(r, k->sum_dyx[f]);
+        k->cb[f] = fn_mul(fn_mul(k->ca[f], k->rsx[f]), k->cv);
+        k->ck[f] = fn_mul(fn_mul(k->ca[f], k->sum_dy[f]), k->cm);
+        if (++d == k->D) d = 0;
+    }
+}
+
 int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy, const T *x,
                                     const W *weight, int64_t batch_size,
                                     const ST *feature_mean, const ST *feature_rstd,
@@ -96,14 +117,9 @@ int NAME(batch_layer_norm_backward)(int64_t B, int64_t M, int64_t D, const T *dy
         const double sd = sqrt((double)D), n = (double)B;
         const double cv = -(frozen_var ? 0.0 : 1.0) / n, cm = -(frozen_mean ? 0.0 : 1.0) / n;
         for (int64_t d = 0; d < D; d++) gd[d] = (weight ? (double)weight[d] : 1.0) / sd;
-        for (int64_t m = 0, f = 0; m < M; m++)
-            for (int64_t d = 0; d < D; d++, f++) {
-                const double g = gd[d], r = batch_rstd[f];
-                ca[f] = fn_mul(fn_mul(g, r), b_mix);
-                rsx[f] = fn_mul(r, sum_dyx[f]);
-                cb[f] = fn_mul(fn_mul(ca[f], rsx[f]), cv);
-                ck[f] = fn_mul(fn_mul(ca[f], sum_dy[f]), cm);
-            }
+        LOCAL(bln_coef_ctx) co = {gd, batch_rstd, sum_dy, sum_dyx, ca, rsx, cb, ck,
+                                  D, b_mix, cv, cm};
+        fn_parallel_columns(num_threads, F, 8 * (int64_t)sizeof(double), LOCAL(bln_coefs), &co);
         rc = NAME(channel_affine_backward)(1, B, F, 1, dy, x, dx, batch_center, batch_rstd, ca,
                                            cb, ck, 1, num_threads);
     }

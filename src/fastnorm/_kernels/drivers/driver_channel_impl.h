@@ -743,6 +743,34 @@ int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T 
 
 /* The gradient sums about mu of channel_sums and, when dx is not NULL,
  * dx = a * dy per (s, c) in the same pass over dy. */
+/* channel_sums_scale's per-channel loops for the channels [first, last)
+ * (fn_parallel_columns): mu and a in A and the unit scale before the sums;
+ * after them, the sums about mu itself, not its rounding */
+typedef struct {
+    const double *mu, *a;
+    A *mu_a, *ones, *aa;
+    const double *sums;
+    double *sum_dy, *sum_dyx;
+} LOCAL(sums_coef_ctx);
+
+static void LOCAL(sums_coefs_in)(void *vctx, int64_t first, int64_t last) {
+    const LOCAL(sums_coef_ctx) *k = (const LOCAL(sums_coef_ctx) *)vctx;
+    for (int64_t i = first; i < last; i++) {
+        k->mu_a[i] = (A)k->mu[i];
+        k->ones[i] = 1;
+        if (k->aa) k->aa[i] = (A)k->a[i];
+    }
+}
+
+static void LOCAL(sums_coefs_out)(void *vctx, int64_t first, int64_t last) {
+    const LOCAL(sums_coef_ctx) *k = (const LOCAL(sums_coef_ctx) *)vctx;
+    for (int64_t i = first; i < last; i++) {
+        const double *e = k->sums + 3 * i;
+        k->sum_dy[i] = e[0];
+        k->sum_dyx[i] = e[1] - (k->mu[i] - (double)k->mu_a[i]) * e[0];
+    }
+}
+
 static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
                                      const T *x, const double *mu, double *sum_dy,
                                      double *sum_dyx, T *dx, const double *a, int num_threads) {
@@ -760,22 +788,23 @@ static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L,
     int rc = (sums && mu_a) ? FASTNORM_OK : FASTNORM_ENOMEM;
     if (rc == FASTNORM_OK) {
         A *ones = mu_a + SC; /* sums about mu, unscaled */
-        for (int64_t i = 0; i < SC; i++) mu_a[i] = (A)mu[i], ones[i] = 1;
+        LOCAL(sums_coef_ctx) cc = {mu, a, mu_a, ones, dx ? mu_a + 2 * SC : NULL, NULL,
+                                   sum_dy, sum_dyx};
+        fn_parallel_columns(num_threads, SC, 4 * (int64_t)sizeof(double),
+                            LOCAL(sums_coefs_in), &cc);
         k.x = x, k.dy = dy, k.mu = mu_a, k.r = ones;
         if (dx) {
             A *aa = mu_a + 2 * SC, *zero = aa + SC;
-            for (int64_t i = 0; i < SC; i++) aa[i] = (A)a[i];
             for (int64_t c = 0; c < C; c++) zero[c] = 0;
             k.scaled = dx, k.scale = aa, k.zero = zero;
         }
         rc = LOCAL(chan_sums)(&k, sums, num_threads);
-    }
-    if (rc == FASTNORM_OK)
-        for (int64_t i = 0; i < SC; i++) { /* about mu itself, not its rounding */
-            const double *e = sums + 3 * i;
-            sum_dy[i] = e[0];
-            sum_dyx[i] = e[1] - (mu[i] - (double)mu_a[i]) * e[0];
+        if (rc == FASTNORM_OK) {
+            cc.sums = sums;
+            fn_parallel_columns(num_threads, SC, 6 * (int64_t)sizeof(double),
+                                LOCAL(sums_coefs_out), &cc);
         }
+    }
     fn_scratch_free(sums);
     fn_scratch_free(mu_a);
     return rc;
@@ -794,6 +823,28 @@ int NAME(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L, const T
                                      num_threads);
 }
 
+/* channel_affine_backward's coefficients in A for the channels [first, last)
+ * (fn_parallel_columns): mu, r, a, b, then k with the rounding of mu */
+typedef struct {
+    const double *mu, *r, *a, *b, *kc;
+    A *co;
+    int64_t SC;
+} LOCAL(affine_coef_ctx);
+
+static void LOCAL(affine_coefs)(void *vctx, int64_t first, int64_t last) {
+    const LOCAL(affine_coef_ctx) *k = (const LOCAL(affine_coef_ctx) *)vctx;
+    A *co = k->co;
+    const int64_t SC = k->SC;
+    for (int64_t i = first; i < last; i++) {
+        co[i] = (A)k->mu[i];
+        co[SC + i] = (A)k->r[i];
+        co[2 * SC + i] = (A)k->a[i];
+        co[3 * SC + i] = (A)k->b[i];
+        /* the rounding of mu, moved into the constant */
+        co[4 * SC + i] = (A)(k->kc[i] + k->b[i] * k->r[i] * ((double)co[i] - k->mu[i]));
+    }
+}
+
 int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
                                   const T *x, T *dx, const double *mu, const double *r,
                                   const double *a, const double *b, const double *kc,
@@ -804,14 +855,9 @@ int NAME(channel_affine_backward)(int64_t S, int64_t R, int64_t C, int64_t L, co
     LOCAL(chan_setup)(&k, S, R, C, L);
     A *co = (A *)fn_scratch_alloc((size_t)(5 * SC) * sizeof(A));
     if (!co) return FASTNORM_ENOMEM;
-    for (int64_t i = 0; i < SC; i++) {
-        co[i] = (A)mu[i];
-        co[SC + i] = (A)r[i];
-        co[2 * SC + i] = (A)a[i];
-        co[3 * SC + i] = (A)b[i];
-        /* the rounding of mu, moved into the constant */
-        co[4 * SC + i] = (A)(kc[i] + b[i] * r[i] * ((double)co[i] - mu[i]));
-    }
+    LOCAL(affine_coef_ctx) cc = {mu, r, a, b, kc, co, SC};
+    fn_parallel_columns(num_threads, SC, 5 * (int64_t)(sizeof(double) + sizeof(A)),
+                        LOCAL(affine_coefs), &cc);
     k.x = x, k.dy = dy, k.out = dx, k.accumulate = accumulate;
     k.mu = co, k.r = co + SC, k.a = co + 2 * SC, k.b = co + 3 * SC, k.k = co + 4 * SC;
     LOCAL(chan_run_apply)(&k, LOCAL(chan_backward_apply_items), 2 + (accumulate != 0), 5,
