@@ -138,6 +138,26 @@ def test_large_2d_column_path(isa, dtype, N, C, rng):
     assert_close(fn.batch_norm(x, rm, rv, w, b), ye2, dtype, factor=2)
 
 
+def test_many_channels_any_threads(isa, dtype, rng):
+    """(5, 40000): enough channels for the per-channel coefficient loops to
+    run on the pool by blocks; the same bits on 1 and 2 threads."""
+    x = make_array((5, 40000), dtype, rng)
+    dy = make_array((5, 40000), dtype, rng, loc=0.3, scale=1.0)
+    w, b = random_params((40000,), dtype, rng, True, True)
+    runs = []
+    for nt in (1, 2):
+        y, mean, rstd = fn.batch_norm(x, None, None, w, b, training=True, return_stats=True,
+                                      num_threads=nt)
+        runs.append((y,) + tuple(fn.batch_norm_backward(dy, x, mean, rstd, w, b,
+                                                        training=True, num_threads=nt)))
+    for a, c in zip(*runs):
+        assert a.tobytes() == c.tobytes()
+    dxe = ref.batch_norm_backward(dy, x, *ref.batch_norm(x, None, None, w, b,
+                                                         training=True)[1:3], w,
+                                  training=True)[0]
+    assert_rel_close(runs[0][1], dxe, dtype, factor=10, what="dx")
+
+
 @pytest.mark.parametrize("layout", STRIDED_LAYOUTS)
 def test_layouts_give_identical_bits(isa, dtype, layout, rng):
     for shape, axis in [((4, 3, 5, 2), 1), ((4, 5, 2, 3), -1), ((9, 3), 1)]:

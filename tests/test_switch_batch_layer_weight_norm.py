@@ -384,6 +384,34 @@ def test_batch_layer_norm_backward_float32(isa, mode, shape, rng):
         assert_close(got, want, np.float32, factor=10, scale=np.abs(want).max(), what=nm)
 
 
+@pytest.mark.parametrize("mode", BLN_MODES[:2], ids=BLN_MODE_IDS[:2])
+def test_batch_layer_norm_many_columns_any_threads(isa, mode, rng):
+    """(3, 64, 600): 38400 columns, enough for the per-column coefficient
+    loops to run on the pool by blocks; the same bits on 1 and 2 threads,
+    and float32 close to float64."""
+    training, im, iv = mode
+    shape = (3, 64, 600)
+    x = make_array(shape, np.float32, rng)
+    r = make_array(shape, np.float32, rng, loc=0.0, scale=1.0)
+    w, b = random_params(shape[-1:], np.float32, rng, True, True)
+    rm, rv = _bln_running(shape[1:], np.float32, rng)
+    kw = dict(training=training, inference_mean=im, inference_var=iv)
+    runs = []
+    for nt in (1, 2):
+        y, st = fn.batch_layer_norm(x, w, b, rm.copy(), rv.copy(), return_stats=True,
+                                    num_threads=nt, **kw)
+        runs.append((y,) + tuple(fn.batch_layer_norm_backward(r, x, st, w, b, num_threads=nt)))
+    for a, c in zip(*runs):
+        assert np.array_equal(a.view(np.uint32), c.view(np.uint32))
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    y64, st64 = fn.batch_layer_norm(x64, w64, b64, rm.astype(np.float64),
+                                    rv.astype(np.float64), return_stats=True, **kw)
+    g64 = (y64,) + tuple(fn.batch_layer_norm_backward(r.astype(np.float64), x64, st64, w64,
+                                                      b64))
+    for got, want, nm in zip(runs[0], g64, ("y", "dx", "dweight", "dbias")):
+        assert_close(got, want, np.float32, factor=10, scale=np.abs(want).max(), what=nm)
+
+
 def test_batch_layer_norm_layouts_and_out(isa, dtype, rng):
     base = make_array((4, 3, 5), dtype, rng)
     w, b = random_params((5,), dtype, rng, True, True)

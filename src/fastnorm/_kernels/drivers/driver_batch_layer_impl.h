@@ -17,6 +17,24 @@ static void LOCAL(bln_scaled_weight)(const W *weight, int64_t D, double mix, int
     for (int64_t t = 1; t < times; t++) memcpy(out + t * D, out, (size_t)D * sizeof(W));
 }
 
+/* The batch branch's statistics of batch_layer_norm for the columns
+ * [first, last) (fn_parallel_columns): the running ones where given */
+typedef struct {
+    const double *running_mean, *running_var, *batch_center, *batch_var;
+    double *batch_mean, *batch_rstd;
+    double eps;
+} LOCAL(bln_stats_ctx);
+
+static void LOCAL(bln_stats)(void *vctx, int64_t first, int64_t last) {
+    const LOCAL(bln_stats_ctx) k = *(const LOCAL(bln_stats_ctx) *)vctx;
+    const double *mean = k.running_mean ? k.running_mean : k.batch_center;
+    const double *var = k.running_var ? k.running_var : k.batch_var;
+    for (int64_t f = first; f < last; f++) {
+        k.batch_mean[f] = mean[f];
+        k.batch_rstd[f] = 1.0 / sqrt(var[f] + k.eps);
+    }
+}
+
 int NAME(batch_layer_norm)(int64_t B, int64_t M, int64_t D, const T *x, T *y, const W *weight,
                            const W *bias, int64_t batch_size, const double *running_mean,
                            const double *running_var, double eps, ST *feature_mean,
@@ -32,10 +50,9 @@ int NAME(batch_layer_norm)(int64_t B, int64_t M, int64_t D, const T *x, T *y, co
     else
         for (int64_t f = 0; f < F; f++) batch_center[f] = batch_var[f] = NAN;
     if (rc != FASTNORM_OK) return rc;
-    for (int64_t f = 0; f < F; f++) {
-        batch_mean[f] = running_mean ? running_mean[f] : batch_center[f];
-        batch_rstd[f] = 1.0 / sqrt((running_var ? running_var[f] : batch_var[f]) + eps);
-    }
+    LOCAL(bln_stats_ctx) sc = {running_mean, running_var, batch_center, batch_var,
+                               batch_mean, batch_rstd, eps};
+    fn_parallel_columns(num_threads, F, 4 * (int64_t)sizeof(double), LOCAL(bln_stats), &sc);
     W *wf = (W *)fn_scratch_alloc((size_t)(D + F + 1) * sizeof(W));
     if (!wf) return FASTNORM_ENOMEM;
     W *wb = wf + D;
@@ -63,14 +80,15 @@ typedef struct {
 } LOCAL(bln_coef_ctx);
 
 static void LOCAL(bln_coefs)(void *vctx, int64_t first, int64_t last) {
-    const LOCAL(bln_coef_ctx) *k = (const LOCAL(bln_coef_ctx) *)vctx;
-    for (int64_t f = first, d = first % k->D; f < last; f++) {
-        const double g = k->gd[d], r = k->batch_rstd[f];
-        k->ca[f] = fn_mul(fn_mul(g, r), k->b_mix);
-        k->rsx[f] = fn_mul(r, k->sum_dyx[f]);
-        k->cb[f] = fn_mul(fn_mul(k->ca[f], k->rsx[f]), k->cv);
-        k->ck[f] = fn_mul(fn_mul(k->ca[f], k->sum_dy[f]), k->cm);
-        if (++d == k->D) d = 0;
+    const LOCAL(bln_coef_ctx) k = *(const LOCAL(bln_coef_ctx) *)vctx;
+    for (int64_t f = first, d = first % k.D; f < last; f++) {
+        const double g = k.gd[d], r = k.batch_rstd[f];
+        const double ca = fn_mul(fn_mul(g, r), k.b_mix), rsx = fn_mul(r, k.sum_dyx[f]);
+        k.ca[f] = ca;
+        k.rsx[f] = rsx;
+        k.cb[f] = fn_mul(fn_mul(ca, rsx), k.cv);
+        k.ck[f] = fn_mul(fn_mul(ca, k.sum_dy[f]), k.cm);
+        if (++d == k.D) d = 0;
     }
 }
 

@@ -754,20 +754,21 @@ typedef struct {
 } LOCAL(sums_coef_ctx);
 
 static void LOCAL(sums_coefs_in)(void *vctx, int64_t first, int64_t last) {
-    const LOCAL(sums_coef_ctx) *k = (const LOCAL(sums_coef_ctx) *)vctx;
+    const LOCAL(sums_coef_ctx) k = *(const LOCAL(sums_coef_ctx) *)vctx;
     for (int64_t i = first; i < last; i++) {
-        k->mu_a[i] = (A)k->mu[i];
-        k->ones[i] = 1;
-        if (k->aa) k->aa[i] = (A)k->a[i];
+        k.mu_a[i] = (A)k.mu[i];
+        k.ones[i] = 1;
     }
+    if (k.aa)
+        for (int64_t i = first; i < last; i++) k.aa[i] = (A)k.a[i];
 }
 
 static void LOCAL(sums_coefs_out)(void *vctx, int64_t first, int64_t last) {
-    const LOCAL(sums_coef_ctx) *k = (const LOCAL(sums_coef_ctx) *)vctx;
+    const LOCAL(sums_coef_ctx) k = *(const LOCAL(sums_coef_ctx) *)vctx;
     for (int64_t i = first; i < last; i++) {
-        const double *e = k->sums + 3 * i;
-        k->sum_dy[i] = e[0];
-        k->sum_dyx[i] = e[1] - (k->mu[i] - (double)k->mu_a[i]) * e[0];
+        const double *e = k.sums + 3 * i;
+        k.sum_dy[i] = e[0];
+        k.sum_dyx[i] = e[1] - (k.mu[i] - (double)k.mu_a[i]) * e[0];
     }
 }
 
@@ -832,16 +833,18 @@ typedef struct {
 } LOCAL(affine_coef_ctx);
 
 static void LOCAL(affine_coefs)(void *vctx, int64_t first, int64_t last) {
-    const LOCAL(affine_coef_ctx) *k = (const LOCAL(affine_coef_ctx) *)vctx;
-    A *co = k->co;
-    const int64_t SC = k->SC;
+    const LOCAL(affine_coef_ctx) k = *(const LOCAL(affine_coef_ctx) *)vctx;
+    A *const co = k.co;
+    const int64_t SC = k.SC;
     for (int64_t i = first; i < last; i++) {
-        co[i] = (A)k->mu[i];
-        co[SC + i] = (A)k->r[i];
-        co[2 * SC + i] = (A)k->a[i];
-        co[3 * SC + i] = (A)k->b[i];
+        const double mu = k.mu[i], r = k.r[i], b = k.b[i];
+        const A mu_a = (A)mu;
+        co[i] = mu_a;
+        co[SC + i] = (A)r;
+        co[2 * SC + i] = (A)k.a[i];
+        co[3 * SC + i] = (A)b;
         /* the rounding of mu, moved into the constant */
-        co[4 * SC + i] = (A)(k->kc[i] + k->b[i] * k->r[i] * ((double)co[i] - k->mu[i]));
+        co[4 * SC + i] = (A)(k.kc[i] + b * r * ((double)mu_a - mu));
     }
 }
 
