@@ -249,6 +249,17 @@ def isa(request):
         _core._set_isa("auto")
 
 
+@pytest.fixture
+def shuffled():
+    """Calls claim their chunks in a random order, workers pausing at random
+    (and the pool takes part even in its quiet period)."""
+    _core._pool_shuffle(True)
+    try:
+        yield
+    finally:
+        _core._pool_shuffle(False)
+
+
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return np.dtype(request.param)

@@ -138,24 +138,29 @@ def test_large_2d_column_path(isa, dtype, N, C, rng):
     assert_close(fn.batch_norm(x, rm, rv, w, b), ye2, dtype, factor=2)
 
 
-def test_many_channels_any_threads(isa, dtype, rng):
-    """(5, 40000): enough channels for the per-channel coefficient loops to
-    run on the pool by blocks; the same bits on 1 and 2 threads."""
-    x = make_array((5, 40000), dtype, rng)
-    dy = make_array((5, 40000), dtype, rng, loc=0.3, scale=1.0)
-    w, b = random_params((40000,), dtype, rng, True, True)
+def test_many_channels_any_threads(isa, dtype, rng, shuffled):
+    """(5, 40000) in eval mode: enough channels for the per-channel loops of
+    the frozen-statistics backward (channel_sums_scale's, around its sums) to
+    run on the pool by blocks, claimed in a random order; the same bits on 1
+    and 2 threads, and dx and dweight against the float64 reference."""
+    C = 40000
+    x = make_array((5, C), dtype, rng)
+    dy = make_array((5, C), dtype, rng, loc=0.3, scale=1.0)
+    w, b = random_params((C,), dtype, rng, True, True)
+    rm, rv = _running(C, dtype, rng)
     runs = []
     for nt in (1, 2):
-        y, mean, rstd = fn.batch_norm(x, None, None, w, b, training=True, return_stats=True,
+        y, mean, rstd = fn.batch_norm(x, rm, rv, w, b, training=False, return_stats=True,
                                       num_threads=nt)
         runs.append((y,) + tuple(fn.batch_norm_backward(dy, x, mean, rstd, w, b,
-                                                        training=True, num_threads=nt)))
+                                                        training=False, num_threads=nt)))
     for a, c in zip(*runs):
         assert a.tobytes() == c.tobytes()
-    dxe = ref.batch_norm_backward(dy, x, *ref.batch_norm(x, None, None, w, b,
-                                                         training=True)[1:3], w,
-                                  training=True)[0]
-    assert_rel_close(runs[0][1], dxe, dtype, factor=10, what="dx")
+    dxe, dwe, _ = ref.batch_norm_backward(dy, x, mean, rstd, w, training=False)
+    assert_rel_close(runs[0][1], dxe, dtype, factor=4, what="dx")
+    xh = (x.astype(np.float64) - mean.astype(np.float64)) * rstd.astype(np.float64)
+    assert_close(runs[0][2], dwe, dtype, factor=4, scale=sum_scale(dy * xh, (0,)),
+                 what="dweight")
 
 
 @pytest.mark.parametrize("layout", STRIDED_LAYOUTS)

@@ -385,10 +385,10 @@ def test_batch_layer_norm_backward_float32(isa, mode, shape, rng):
 
 
 @pytest.mark.parametrize("mode", BLN_MODES[:2], ids=BLN_MODE_IDS[:2])
-def test_batch_layer_norm_many_columns_any_threads(isa, mode, rng):
+def test_batch_layer_norm_many_columns_any_threads(isa, mode, rng, shuffled):
     """(3, 64, 600): 38400 columns, enough for the per-column coefficient
-    loops to run on the pool by blocks; the same bits on 1 and 2 threads,
-    and float32 close to float64."""
+    loops to run on the pool by blocks, claimed in a random order; the same
+    bits on 1 and 2 threads, and float32 close to float64."""
     training, im, iv = mode
     shape = (3, 64, 600)
     x = make_array(shape, np.float32, rng)

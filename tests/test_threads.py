@@ -119,16 +119,6 @@ def test_parameter_gradients_accurate_over_many_rows(isa):
     assert np.max(np.abs(dw - dwe)) <= 1e-5 * scale_b
 
 
-@pytest.fixture
-def shuffled():
-    """Calls claim their chunks in a random order, workers pausing at random."""
-    _core._pool_shuffle(True)
-    try:
-        yield
-    finally:
-        _core._pool_shuffle(False)
-
-
 @needs_threads
 @pytest.mark.parametrize("shape,axis,dt", CASES[:4] + CASES[5:6], ids=IDS[:4] + IDS[5:6])
 def test_random_claim_order_gives_the_same_bits(shape, axis, dt, shuffled):

@@ -67,12 +67,12 @@ static void fn_parallel_ranges(int nt, int64_t count, fn_range_body body, void *
  * statistics: each column's results from its own inputs alone) over n
  * columns, on up to num_threads threads, FN_COLUMN_BLOCK columns at a time:
  * body(ctx, first, last) for the columns [first, last). With very many
- * channels (batch-layer normalization's M * D) such loops were a large
- * serial part of a threaded call. */
+ * channels (batch-layer normalization's M * D) such loops are otherwise a
+ * large serial part of a threaded call (bench/choices.md, "Per-channel loops
+ * on the threads"). */
 #define FN_COLUMN_BLOCK 4096
-/* fewer columns than this stay on the calling thread: each loop is a few
- * microseconds there, about what waking the pool costs (batch_norm_backward
- * over (16, 16384) measured 1.01-1.05x the time threaded) */
+/* Fewer columns than this stay on the calling thread, where the loops are
+ * short against the pool's wake-up. */
 #define FN_COLUMN_PARALLEL_MIN ((int64_t)32768)
 typedef struct {
     fn_range_body body;

@@ -741,8 +741,6 @@ int NAME(channel_normalize)(int64_t S, int64_t R, int64_t C, int64_t L, const T 
     return FASTNORM_OK;
 }
 
-/* The gradient sums about mu of channel_sums and, when dx is not NULL,
- * dx = a * dy per (s, c) in the same pass over dy. */
 /* channel_sums_scale's per-channel loops for the channels [first, last)
  * (fn_parallel_columns): mu and a in A and the unit scale before the sums;
  * after them, the sums about mu itself, not its rounding */
@@ -772,6 +770,8 @@ static void LOCAL(sums_coefs_out)(void *vctx, int64_t first, int64_t last) {
     }
 }
 
+/* The gradient sums about mu of channel_sums and, when dx is not NULL,
+ * dx = a * dy per (s, c) in the same pass over dy. */
 static int LOCAL(channel_sums_scale)(int64_t S, int64_t R, int64_t C, int64_t L, const T *dy,
                                      const T *x, const double *mu, double *sum_dy,
                                      double *sum_dyx, T *dx, const double *a, int num_threads) {
