@@ -523,14 +523,13 @@ static FN_DRIVER_INLINE void LOCAL(backward_span)(const LOCAL(backward_ctx) *k,
                              rw->mgx, aw, ab, ds, ndy, nx, ndx);
 }
 
-/* dx of row i from its sums s (backward_sums), with its parameter partials
- * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
- * NULL. The rows `fetch` (none at or beyond `stop`) are prefetched meanwhile. */
-static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
-                                                       int64_t fetch, int64_t stop,
-                                                       const A s[3], const A *dya,
-                                                       const A *xa, A *acc_w, A *acc_b,
-                                                       fn_stream_writer *out) {
+/* Row i as its dx is computed from its sums s (backward_sums): dy and x read
+ * from the copies dya and xa where not NULL, its parameter terms added to
+ * acc_w / acc_b. */
+static FN_DRIVER_INLINE LOCAL(backward_row) LOCAL(backward_row_at)(const LOCAL(backward_ctx) *k,
+                                                                 int64_t i, const A s[3],
+                                                                 const A *dya, const A *xa,
+                                                                 A *acc_w, A *acc_b) {
     const int64_t n = k->n;
     LOCAL(backward_row) rw;
     rw.dy = k->dy + i * k->lddy;
@@ -546,6 +545,19 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     rw.mgx = s[1] / (A)n - rw.c * rw.mg;
     rw.acc_w = acc_w;
     rw.acc_b = acc_b;
+    return rw;
+}
+
+/* dx of row i from its sums s (backward_sums), with its parameter partials
+ * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
+ * NULL. The rows `fetch` (none at or beyond `stop`) are prefetched meanwhile. */
+static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
+                                                       int64_t fetch, int64_t stop,
+                                                       const A s[3], const A *dya,
+                                                       const A *xa, A *acc_w, A *acc_b,
+                                                       fn_stream_writer *out) {
+    const int64_t n = k->n;
+    const LOCAL(backward_row) rw = LOCAL(backward_row_at)(k, i, s, dya, xa, acc_w, acc_b);
     const int more = fetch < stop;
     T *dxr = k->dx + i * k->lddx;
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
@@ -578,21 +590,11 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
                                                         A *acc_b) {
     enum { R = FN_MAX_ROWS };
     const int64_t n = k->n;
-    const T *dy[R], *x[R], *ds[R];
-    T *dx[R];
     A mu[R], c[R], r[R], mg[R], mgx[R];
+    LOCAL(backward_row) rw[R];
     for (int j = 0; j < R; j++) {
-        const int64_t row = i + j;
-        dy[j] = k->dy + row * k->lddy;
-        x[j] = k->x + row * k->ldx;
-        dx[j] = k->dx + row * k->lddx;
-        ds[j] = k->ds ? k->ds + row * k->ldds : NULL;
-        /* backward_row_apply's constants */
-        mu[j] = k->centered ? (A)k->mean[row] : 0;
-        r[j] = (A)k->rstd[row];
-        c[j] = k->centered ? s[j][2] / (A)n : 0;
-        mg[j] = k->centered ? s[j][0] / (A)n : 0;
-        mgx[j] = s[j][1] / (A)n - c[j] * mg[j];
+        rw[j] = LOCAL(backward_row_at)(k, i + j, s[j], NULL, NULL, acc_w, acc_b);
+        mu[j] = rw[j].mu, c[j] = rw[j].c, r[j] = rw[j].r, mg[j] = rw[j].mg, mgx[j] = rw[j].mgx;
     }
     /* the head's elements [0, h), then the rest [h, n) */
     const int64_t h = k->head;
@@ -601,10 +603,10 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
         const T *dyo[R], *xo[R], *dso[R];
         T *dxo[R];
         for (int j = 0; j < R; j++) {
-            dyo[j] = dy[j] + o;
-            xo[j] = x[j] + o;
-            dso[j] = k->ds ? ds[j] + o : NULL;
-            dxo[j] = dx[j] + o;
+            dyo[j] = rw[j].dy + o;
+            xo[j] = rw[j].x + o;
+            dso[j] = k->ds ? rw[j].ds + o : NULL;
+            dxo[j] = k->dx + (i + j) * k->lddx + o;
         }
         k->P->backward_apply_rows(dyo, xo, dxo, len, mu, c, r, k->weight ? k->weight + o : NULL,
                                   mg, mgx, acc_w ? acc_w + o : NULL, acc_b ? acc_b + o : NULL,
