@@ -652,10 +652,12 @@ static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t 
 #define FN_RQ V
 #define FN_RQN VN
 #define FN_RQOP(op) V##op
+#define FN_RQAPPLY NAME(backward_apply_vec)
 #else
 #define FN_RQ P
 #define FN_RQN (2 * VN)
 #define FN_RQOP(op) P##op
+#define FN_RQAPPLY NAME(backward_apply_pair)
 #endif
 static FN_INLINE void NAME(backward_apply_rows_body)(const T *const *dy, const T *const *x,
                                                      T *const *dx, int64_t n, const A *mu,
@@ -675,22 +677,17 @@ static FN_INLINE void NAME(backward_apply_rows_body)(const T *const *dy, const T
     }
     int64_t i = 0;
     for (; i + FN_RQN <= n; i += FN_RQN) {
-        const FN_RQ wv = has_w ? FN_RQOP(WLOAD)(w + i) : FN_RQOP(ZERO)();
         FN_RQ aw = FN_RQOP(ZERO)(), ab = FN_RQOP(ZERO)();
         if (acc >= 1) aw = FN_RQOP(LOADA)(dw_acc + i);
         if (acc >= 2) ab = FN_RQOP(LOADA)(db_acc + i);
         /* every row's loads before the stores: a store to one row's dx could
-         * be the same address as a later row's dy or x as far as the compiler
-         * knows, and would have to wait for those loads' addresses */
+         * be the same address as a later row's dy or x (or the weight) as far
+         * as the compiler knows, and would have to wait for those loads */
         FN_RQ v[R];
         for (int k = 0; k < R; k++) {
-            /* backward_apply_vec's operations */
-            const FN_RQ d = FN_RQOP(LOAD)(dy[k] + i);
-            const FN_RQ xh = FN_RQOP(SUB)(
-                FN_RQOP(MUL)(FN_RQOP(SUB)(FN_RQOP(LOAD)(x[k] + i), qmu[k]), qr[k]), qc[k]);
-            const FN_RQ g = has_w ? FN_RQOP(MUL)(d, wv) : d;
-            v[k] = FN_RQOP(MUL)(qr[k], FN_RQOP(FNMA)(xh, qmgx[k], FN_RQOP(SUB)(g, qmg[k])));
-            if (has_ds) v[k] = FN_RQOP(ADD)(v[k], FN_RQOP(LOAD)(ds[k] + i));
+            FN_RQ d, xh;
+            v[k] = FN_RQAPPLY(dy[k], x[k], NULL, NULL, has_ds ? ds[k] : NULL, i, w, qmu[k],
+                              qc[k], qr[k], qmg[k], qmgx[k], &d, &xh, has_w, 0, has_ds);
             if (acc >= 1) aw = FN_RQOP(FMA)(d, xh, aw);
             if (acc >= 2) ab = FN_RQOP(ADD)(ab, d);
         }
@@ -705,6 +702,7 @@ static FN_INLINE void NAME(backward_apply_rows_body)(const T *const *dy, const T
                                      mg[k], mgx[k], dw_acc, db_acc, has_ds ? ds[k] : NULL,
                                      has_w, acc, 0, has_ds);
 }
+#undef FN_RQAPPLY
 #undef FN_RQOP
 #undef FN_RQN
 #undef FN_RQ
