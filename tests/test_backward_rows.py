@@ -5,7 +5,7 @@ stored, with and without parameters, with the fused add's ds, into out=
 reference. The kernels' rule takes it for long float32 rows in the cache
 written with ordinary stores; the tests force it on and off everywhere else
 too (streamed dx and bfloat16 rows read through widened copies always go
-one at a time)."""
+one at a time). bfloat16 rows give the same bits widened or not."""
 import numpy as np
 import pytest
 
@@ -89,9 +89,37 @@ def test_rows_together_give_the_bits_of_one_at_a_time(isa, together, dt, shape):
 
 
 def test_bfloat16_rows_read_as_stored(isa, together):
-    """bfloat16 rows longer than the widened copies take (64 Ki elements) are
+    """bfloat16 rows longer than any widened copies (64 Ki elements) are
     read as stored, and so can go together too."""
     _check(together, _calls((5, 65541), BF16)[:1])
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (70, 257), (13, 771), (6, 2049), (9, 4099),
+                                   (3, 5000)], ids=lambda s: "x".join(map(str, s)))
+def test_bfloat16_widened_or_not(isa, shape):
+    """The bfloat16 backward reads dy and x through float32 copies for rows
+    up to the target's length and converts them at each pass beyond: the
+    same bits either way, copies on the stack (up to 4096 elements) or not."""
+    before = _core._backward_widen_max()
+    assert before == -1
+    for call in _calls(shape, BF16):
+        outs = []
+        try:
+            for widen in (0, 1 << 20):
+                _core._backward_widen_max(widen)
+                outs.append(call())
+        finally:
+            _core._backward_widen_max(before)
+        for a, b in zip(*outs):
+            _same(a, b)
+
+
+def test_backward_widen_max_checks_its_argument():
+    before = _core._backward_widen_max()
+    for bad in (-2, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="n must be"):
+            _core._backward_widen_max(bad)
+    assert _core._backward_widen_max() == before
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float16], ids=lambda d: np.dtype(d).name)

@@ -181,8 +181,9 @@ def test_store_rounds_to_nearest_even(isa, dt, n):
 # --------------------------------------------------------------------------
 
 # Rows are widened once into a per-thread float32 copy (the forward, and the
-# bfloat16 backward): on the stack up to 4096 elements, in scratch memory up to
-# 65536, converted at every pass beyond; the last four shapes are those regimes.
+# bfloat16 backward up to the target's row length): on the stack up to 4096
+# elements, in scratch memory up to 65536, converted at every pass beyond; the
+# last four shapes are those regimes.
 SHAPES = [(37, 771), (3, 5, 64), (1, 3), (2, 4096), (2, 4101), (2, 65536), (2, 65543)]
 
 

@@ -47,6 +47,7 @@ cdef extern from "targets/dispatch.h":
     void *fn_stream_for(int64_t nbytes, int64_t row_bytes, void **fence) nogil
     int64_t fn_set_stream_min_row_bytes(int64_t nbytes) nogil
     int fn_set_backward_rows(int mode) nogil
+    int64_t fn_set_backward_widen_max(int64_t n) nogil
     int64_t fn_cache_bytes() nogil
 
 
@@ -89,6 +90,18 @@ def _backward_rows(mode=None):
     if mode not in (-1, 0, 1):
         raise ValueError(f"mode must be -1, 0 or 1, not {mode!r}")
     return fn_set_backward_rows(mode)
+
+
+def _backward_widen_max(n=None):
+    """The longest bfloat16 rows whose backward widens dy and x into float32
+    copies: None asks, -1 the target's choice (the default), n >= 0 sets it
+    (0: never); a setting returns the one before. For tests that compare the
+    two ways (the same bits)."""
+    if n is None:
+        return fn_set_backward_widen_max(-2)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < -1:
+        raise ValueError(f"n must be an int >= -1, not {n!r}")
+    return fn_set_backward_widen_max(n)
 
 
 def _cache_bytes():

@@ -315,10 +315,13 @@ typedef struct {
  * (FN_WIDE = 1): on the stack up to FN_WIDE_STACK elements, allocated once
  * per thread and call up to FN_WIDE_MAX (a copy that stays in L2); longer
  * rows are converted at every pass instead.
- * The LayerNorm/RMSNorm backward widens dy and x the same way where that pays
- * (FN_WIDE_BACKWARD = 1: bfloat16, whose loads are integer shifts), not for
- * float16, whose F16C loads convert for free next to the stores and reloads
- * of two copies (bench/choices.md, "Widened copies in the backward"). */
+ * The LayerNorm/RMSNorm backward of bfloat16 rows (FN_WIDE_BACKWARD = 1,
+ * whose loads are integer shifts) widens dy and x the same way for rows of
+ * up to fn_backward_widen_max() elements, the target's choice: short rows,
+ * whose copies stay in L1 next to the rows and the parameter partials. Longer
+ * bfloat16 rows, and float16 rows at any length (F16C converts for free next
+ * to the copies' stores and reloads), are converted at each pass
+ * (bench/choices.md, "Widened copies in the backward"). */
 #define FN_WIDE_STACK 4096
 #define FN_WIDE_MAX (64 * 1024)
 #if defined(__GNUC__) || defined(__clang__)
@@ -409,10 +412,12 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * more per call, and shorter rows were no faster split. */
 #define FN_BWD_HEAD_MIN_N 2048
 
-/* The shortest float32 rows whose backward takes several rows' dx together
- * (driver_impl.h, backward_rows_together): rows of 1024 to 3072 elements,
- * whose weight and parameter partials stay in L1 or nearly, measured slower
- * together (bench/choices.md, "Rows of the backward together"). */
+/* The shortest rows whose backward takes several rows' dx together
+ * (driver_impl.h, backward_rows_together, for the data types with
+ * FN_BWD_ROWS = 1: float32 and bfloat16): float32 rows of 1024 to 3072
+ * elements, whose weight and parameter partials stay in L1 or nearly,
+ * measured slower together (bench/choices.md, "Rows of the backward
+ * together"). */
 #define FN_BWD_ROWS_MIN_N 4096
 
 /* The elements of `size` bytes from dst to its first 64-byte boundary (0 on
@@ -448,6 +453,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #define FN_FROM_D(d) ((T)(d))
 #define FN_WIDE 0
 #define FN_WIDE_BACKWARD 0
+#define FN_BWD_ROWS 1
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
 #define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
@@ -467,6 +473,8 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef LOCAL
 
 /* float64 data */
+#undef FN_BWD_ROWS
+#define FN_BWD_ROWS 0
 #define T double
 #define A double
 #define W double
@@ -492,6 +500,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef FN_FROM_D
 #undef FN_WIDE
 #undef FN_WIDE_BACKWARD
+#undef FN_BWD_ROWS
 
 /* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
  * and statistics; the exact-range path rounds its double result to float32,
@@ -506,6 +515,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 
 /* float16 (IEEE binary16) data */
 #define FN_WIDE_BACKWARD 0
+#define FN_BWD_ROWS 0
 #define SUF f16
 #define PRIMS_TYPE fn_prims_f16
 #define FN_TO_D(v) ((double)fn_f16_to_f32(v))
@@ -521,9 +531,11 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef LOCAL
 
 #undef FN_WIDE_BACKWARD
+#undef FN_BWD_ROWS
 
 /* bfloat16 data */
 #define FN_WIDE_BACKWARD 1
+#define FN_BWD_ROWS 1
 #define SUF bf16
 #define PRIMS_TYPE fn_prims_bf16
 #define FN_TO_D(v) ((double)fn_bf16_to_f32(v))

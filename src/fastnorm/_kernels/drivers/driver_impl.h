@@ -615,18 +615,19 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
 }
 
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
- * float32 rows read as stored, of FN_BWD_ROWS_MIN_N elements or more, whose
- * dx is written with ordinary stores and whose data (dy, x and dx) stays in
- * the last-level cache (fn_cache_bytes). For streamed dx, data beyond the
- * cache, shorter rows, and float64 and float16 rows the rows one at a time
- * measured faster (bench/choices.md, "Rows of the backward together").
- * fn_set_backward_rows overrides the rule (not the stores) for tests. */
+ * float32 and bfloat16 rows (FN_BWD_ROWS) read as stored, of
+ * FN_BWD_ROWS_MIN_N elements or more, whose dx is written with ordinary
+ * stores and whose data (dy, x and dx) stays in the last-level cache
+ * (fn_cache_bytes). For streamed dx, data beyond the cache, shorter rows,
+ * and float64 and float16 rows the rows one at a time measured faster
+ * (bench/choices.md, "Rows of the backward together"). fn_set_backward_rows
+ * overrides the rule (not the stores or the copies) for tests. */
 static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_ctx) *k,
                                                           int wide) {
     const int mode = fn_backward_rows_mode();
     if (wide || k->stream || mode == 0) return 0;
     if (mode == 1) return 1;
-    return sizeof(T) == 4 && sizeof(A) == 4 && k->n >= FN_BWD_ROWS_MIN_N &&
+    return FN_BWD_ROWS && k->n >= FN_BWD_ROWS_MIN_N &&
            3 * k->rows * k->n * (int64_t)sizeof(T) < fn_cache_bytes();
 }
 
@@ -642,15 +643,17 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * row's dx and partials are then added in row order, as one at a time. */
     const int two = P->backward_sums2 != NULL &&
                     FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T));
-    /* bfloat16 data (FN_WIDE_BACKWARD): the sums widen dy and x once into this
-     * thread's copies (dya, then xa; a second pair for two rows), which the
-     * second pass reads instead of converting again */
+    /* bfloat16 rows up to fn_backward_widen_max() elements (FN_WIDE_BACKWARD):
+     * the sums widen dy and x once into this thread's copies (dya, then xa; a
+     * second pair for two rows), which the second pass reads instead of
+     * converting again */
     FN_ALIGNED_SCRATCH(A, stack_wide,
                        FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_STAT_ROWS_MAX_N : 1);
+    const int widen = FN_WIDE_BACKWARD && n <= fn_backward_widen_max();
     A *dya = NULL, *heap_wide = NULL;
-    if (FN_WIDE_BACKWARD && n <= FN_WIDE_STACK) {
+    if (widen && n <= FN_WIDE_STACK) {
         dya = stack_wide;
-    } else if (FN_WIDE_BACKWARD && n <= FN_WIDE_MAX) {
+    } else if (widen && n <= FN_WIDE_MAX) {
         dya = heap_wide = (A *)fn_scratch_alloc((size_t)(2 * n) * sizeof(A));
     }
     A *const xa = dya ? dya + n : NULL;

@@ -142,6 +142,12 @@ typedef struct {
      * tables of target long_rows (with the same features) instead; -1: none. */
     int long_rows;
     int64_t row_max[FN_NDTYPES][FN_NDIRS];
+    /* The bfloat16 row backward widens dy and x into float32 copies for rows
+     * of up to this many elements, and converts at each pass beyond
+     * (drivers/driver.c, FN_WIDE_BACKWARD): the copies pay where they stay in
+     * L1 next to the rows and the parameter partials, and the conversion
+     * costs the most (bench/choices.md, "Widened copies in the backward"). */
+    int64_t bf16_widen_max;
 } fn_target;
 
 /* The targets, best first: the first one the build and the CPU have is the
@@ -153,10 +159,8 @@ static const fn_target fn_targets[] = {
      * a row's working set (the row, its widened copy, the parameters, the
      * rows prefetched, the parameter partials) outgrows the L1 cache, where the
      * same loops are slower with 512-bit accesses than with 256-bit ones
-     * (bench/choices.md, "The avx512 target's row limits"). The bfloat16
-     * backward widens dy and x into copies (drivers/driver.c's
-     * FN_WIDE_BACKWARD), twice the bytes per element: half the limit. For
-     * float32 and float64 both targets' tables are the same. */
+     * (bench/choices.md, "The avx512 target's row limits"). For float32
+     * and float64 both targets' tables are the same. */
     {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
      {FN_TABLE_AVX512, FN_TABLE_AVX2}, 2,
      {FN_TABLE_AVX512_BF16},
@@ -165,17 +169,18 @@ static const fn_target fn_targets[] = {
       [FN_DT_f32] = {3072, 3072},
       [FN_DT_f64] = {3072, 3072},
       [FN_DT_f16] = {3072, 3072},
-      [FN_DT_bf16] = {3072, 1536}}},
+      [FN_DT_bf16] = {3072, 3072}},
+     512},
     /* AVX2 + FMA + F16C, every data type */
     {FASTNORM_ISA_AVX2, "avx2", FN_NEED_AVX2,
      {FN_TABLE_AVX2}, 1,
      {FN_TABLE_AVX2_BF16},
-     -1, {{0}}},
+     -1, {{0}}, 2048},
     /* portable C, any CPU */
     {FASTNORM_ISA_SCALAR, "scalar", 0,
      {&fn_prims_scalar}, 1,
      {NULL},
-     -1, {{0}}},
+     -1, {{0}}, FN_NO_LIMIT},
 };
 #define FN_NTARGETS ((int)(sizeof fn_targets / sizeof fn_targets[0]))
 
@@ -185,6 +190,7 @@ typedef struct {
     fn_prims prims;
     const fn_prims *long_rows; /* for rows of more than row_max elements */
     int64_t row_max[FN_NDTYPES][FN_NDIRS];
+    int64_t bf16_widen_max; /* the target's */
     int isa;
     unsigned features; /* FN_FEATURE_* */
 } fn_kernels;
@@ -256,6 +262,7 @@ static void fn_compose_entries(void) {
                     if ((fs >> f & 1u) && t->features[f]) fn_overlay(&k.prims, t->features[f]);
                 k.isa = t->isa;
                 k.features = fn_built_features(t, fs);
+                k.bf16_widen_max = t->bf16_widen_max;
             }
             for (int d = 0; d < FN_NDTYPES; d++)
                 for (int r = 0; r < FN_NDIRS; r++)
@@ -445,6 +452,19 @@ int fn_set_backward_rows(int mode) {
 }
 
 int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
+
+static int64_t fn_widen_override = -1;
+
+int64_t fn_set_backward_widen_max(int64_t n) {
+    const int64_t before = FN_READ(fn_widen_override);
+    if (n >= -1) FN_PUBLISH(fn_widen_override, n);
+    return before;
+}
+
+int64_t fn_backward_widen_max(void) {
+    const int64_t set = FN_READ(fn_widen_override);
+    return set >= 0 ? set : fn_active_kernels()->bf16_widen_max;
+}
 
 int64_t fn_set_stream_min_bytes(int64_t bytes) {
     const int64_t before = fn_stream_min_bytes();

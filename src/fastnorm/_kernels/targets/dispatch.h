@@ -89,6 +89,13 @@ int64_t fn_cache_bytes(void);
 int fn_set_backward_rows(int mode);
 int fn_backward_rows_mode(void);
 
+/* The longest bfloat16 rows whose backward widens dy and x into copies
+ * (drivers/driver.c, FN_WIDE_BACKWARD): the target's choice, or what
+ * fn_set_backward_widen_max set for tests (n >= 0 sets it, -1 restores the
+ * target's choice, another value only asks; returns the setting before). */
+int64_t fn_backward_widen_max(void);
+int64_t fn_set_backward_widen_max(int64_t n);
+
 /* Below this many bytes of data a call runs on one thread: waking the pool
  * costs more than the work. */
 #define FN_PARALLEL_MIN_BYTES (128 * 1024)
