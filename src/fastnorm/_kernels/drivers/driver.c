@@ -321,7 +321,10 @@ typedef struct {
  * whose copies stay in L1 next to the rows and the parameter partials. Longer
  * bfloat16 rows, and float16 rows at any length (F16C converts for free next
  * to the copies' stores and reloads), are converted at each pass
- * (bench/choices.md, "Widened copies in the backward"). */
+ * (bench/choices.md, "Widened copies in the backward").
+ * RMSNorm rows of more than FN_STAT_ROWS_ANY_N elements are widened only
+ * where FN_WIDE_RMS = 1 (bfloat16) and their y is not streamed; the others
+ * are read as stored (drivers/driver_impl.h, LOCAL(forward_rows)). */
 #define FN_WIDE_STACK 4096
 #define FN_WIDE_MAX (64 * 1024)
 #if defined(__GNUC__) || defined(__clang__)
@@ -453,6 +456,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #define FN_FROM_D(d) ((T)(d))
 #define FN_WIDE 0
 #define FN_WIDE_BACKWARD 0
+#define FN_WIDE_RMS 0
 #define FN_BWD_ROWS 1
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
@@ -500,6 +504,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef FN_FROM_D
 #undef FN_WIDE
 #undef FN_WIDE_BACKWARD
+#undef FN_WIDE_RMS
 #undef FN_BWD_ROWS
 
 /* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
@@ -515,6 +520,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 
 /* float16 (IEEE binary16) data */
 #define FN_WIDE_BACKWARD 0
+#define FN_WIDE_RMS 0
 #define FN_BWD_ROWS 0
 #define SUF f16
 #define PRIMS_TYPE fn_prims_f16
@@ -531,10 +537,12 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef LOCAL
 
 #undef FN_WIDE_BACKWARD
+#undef FN_WIDE_RMS
 #undef FN_BWD_ROWS
 
 /* bfloat16 data */
 #define FN_WIDE_BACKWARD 1
+#define FN_WIDE_RMS 1
 #define FN_BWD_ROWS 1
 #define SUF bf16
 #define PRIMS_TYPE fn_prims_bf16

@@ -347,9 +347,13 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * statistics in one pass (row_stats_one_pass), which measured faster for
      * longer 16-bit rows than their widened copies' two passes, at every size
      * (bench/choices.md, "One pass for the LayerNorm statistics"). Which way a
-     * row goes depends on its length alone, so a row has the same bits in any
-     * call. */
-    const int widen = FN_WIDE && (!k->centered || n <= FN_STAT_ROWS_ANY_N);
+     * LayerNorm row goes depends on its length alone, so a row has the same
+     * bits in any call. Longer 16-bit RMSNorm rows are read as stored in both
+     * passes (the same bits as from the copy), except bfloat16 rows whose y
+     * stays in the cache (FN_WIDE_RMS): there the copy measured faster, beyond
+     * it slower (bench/choices.md, "RMSNorm rows of 16 bits as stored"). */
+    const int widen = FN_WIDE && (n <= FN_STAT_ROWS_ANY_N ||
+                                  (!k->centered && FN_WIDE_RMS && !k->stream));
     const int group = widen && end - begin > 1 &&
                       FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T)) &&
                       (!k->res || k->lds >= n);
