@@ -116,6 +116,42 @@ def test_backward_out_at_every_offset_in_a_line_same_bits(isa, dt, n):
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [8, 600] + BACKWARD_LENGTHS)
+def test_backward_nan_row_same_bits_at_every_offset(isa, dt, n):
+    """A row with a NaN in x gives a NaN dx row: the same NaN (sign and
+    payload) in every element however the row is split (the head before a
+    line boundary, vectors, the elements after them) and whether rows go
+    through their dx one or four at a time."""
+    from fastnorm import _core
+    shape = (9, n)
+    x, dy, ds, w, mean, rstd, rms_rstd = _backward_inputs(shape, dt, n)
+    x[1, n // 2] = np.nan
+    _, mean, rstd = fn.layer_norm(x, w, return_stats=True)
+    _, rms_rstd = fn.rms_norm(x, w, return_stats=True)
+    calls = {
+        "layer_norm_backward": lambda out: fn.layer_norm_backward(dy, x, mean, rstd, w,
+                                                                  out=out)[0],
+        "rms_norm_backward": lambda out: fn.rms_norm_backward(dy, x, rms_rstd, out=out)[0],
+    }
+    per_line = 64 // np.dtype(dt).itemsize
+    before = _core._backward_rows()
+    try:
+        for name, call in calls.items():
+            results = []
+            for mode in (0, 1):
+                _core._backward_rows(mode)
+                for offset in range(per_line):
+                    _, dx, _ = _at(shape, dt, offset)
+                    results.append(call(dx).view(np.uint8).tobytes())
+            assert all(res == results[0] for res in results), name
+            nan_row = np.frombuffer(results[0], dt).reshape(shape)[1]
+            assert np.isnan(nan_row.astype(np.float64)).all(), name
+            assert len({nan_row[i:i + 1].tobytes() for i in range(n)}) == 1, name
+    finally:
+        _core._backward_rows(before)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("n", BACKWARD_LENGTHS)
 def test_add_norm_backward_same_bits_wherever_dsum_starts(isa, dt, n):
     """The fused add's backward writes dsum into a new array, wherever the

@@ -40,6 +40,7 @@
 #define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define VFNMA(a, b, c) _mm256_fnmadd_pd(a, b, c)
 #define SFMA(a, b, c) fn_fma_f64(a, b, c)
+#define SFNMA(a, b, c) fn_fnma_f64(a, b, c)
 #define VHSUM(v) fn_hsum_pd(v)
 #define PRIMS_TYPE fn_prims_f64
 #define NAME(f) fn_##f##_f64_avx2
@@ -67,6 +68,7 @@
 #undef VFMA
 #undef VFNMA
 #undef SFMA
+#undef SFNMA
 #undef VHSUM
 #undef PRIMS_TYPE
 #undef NAME

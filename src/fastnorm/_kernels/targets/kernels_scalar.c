@@ -23,6 +23,7 @@
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VFNMA(a, b, c) ((c) - (a) * (b))
 #define SFMA(a, b, c) VFMA(a, b, c)
+#define SFNMA(a, b, c) VFNMA(a, b, c)
 #define VHSUM(v) (v)
 #define SWLOAD(p) ((A)*(p))
 #define PREFETCH(p) FN_PREFETCH(p)

@@ -535,7 +535,7 @@ static FN_INLINE void NAME(backward_apply_one)(const T *dy, const T *x, const A 
     const A xh = (FN_SLOAD(x, xa, i, wide) - mu) * rstd - c;
     const A d = FN_SLOAD(dy, dya, i, wide);
     const A g = has_w ? d * SWLOAD(w + i) : d;
-    A v = rstd * SFMA(-xh, mgx, g - mg);
+    A v = rstd * SFNMA(xh, mgx, g - mg);
     if (has_ds) v += SLOAD(ds + i);
     SSTORE(dx + i, v);
     if (acc >= 1) dw_acc[i] = SFMA(d, xh, dw_acc[i]);

@@ -39,6 +39,17 @@ static FN_INLINE double fn_fma_f64(double a, double b, double c) {
     return _mm_cvtsd_f64(_mm_fmadd_sd(_mm_set_sd(a), _mm_set_sd(b), _mm_set_sd(c)));
 }
 
+/* c - a * b rounded once, by the instruction the vector loops' VFNMA uses:
+ * the same value as fma(-a, b, c), and a NaN operand's sign kept as the
+ * vector lanes keep it (negating a NaN a first would flip it) */
+static FN_INLINE float fn_fnma_f32(float a, float b, float c) {
+    return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+static FN_INLINE double fn_fnma_f64(double a, double b, double c) {
+    return _mm_cvtsd_f64(_mm_fnmadd_sd(_mm_set_sd(a), _mm_set_sd(b), _mm_set_sd(c)));
+}
+
 /* 16-bit data: 8 elements widened to 8 floats, and rounded back (to
  * nearest, ties to even; a NaN stays a quiet NaN, as fp16.h). */
 static inline __m256 fn_load_f16(const uint16_t *p) {

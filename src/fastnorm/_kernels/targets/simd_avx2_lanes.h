@@ -22,6 +22,7 @@
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define VFNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define SFMA(a, b, c) fn_fma_f32(a, b, c)
+#define SFNMA(a, b, c) fn_fnma_f32(a, b, c)
 #define VHSUM(v) fn_hsum_ps(v)
 #define PREFETCH(p) FN_PREFETCH(p)
 #define PREFETCH_W(p) FN_PREFETCH_W(p)
