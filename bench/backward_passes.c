@@ -8,7 +8,8 @@
  * One thread, every variant in the same process, the order rotated each round,
  * the best round of each. The kernels are simplified copies of the library's
  * arithmetic (8-float AVX2 vectors, two per step, statistics from the saved
- * mean and rstd, dx streamed from the registers, the parameter partials
+ * mean and rstd, dx streamed from the registers unless a variant says it
+ * goes through a buffer, the parameter partials
  * dweight/dbias read-modified-written per row, the next row prefetched one
  * line per line during the dx pass), without its tails or threads:
  *
@@ -18,7 +19,8 @@
  *   two, buffer the same, dx written as the library writes streamed rows: a
  *               chunk at a time into a buffer in L1, then streamed out
  *   fused       the next row's statistics pass in the same loop as this row's
- *               dx pass
+ *               dx pass, the row after it prefetched meanwhile
+ *   fused, buf  the same, dx through the chunk buffer
  *   dx only     the dx pass alone, with the partials (constants instead of
  *               the statistics): what no order of the two passes beats
  *   dx, no part the dx pass alone without the partials
@@ -194,6 +196,31 @@ static void fused(void) {
     _mm_sfence();
 }
 
+/* fused with dx through the chunk buffer */
+static void fused_buffered(void) {
+    sums_t s = row_sums(0);
+    for (long i = 0; i < R; i++) {
+        const consts_t k = row_consts(i, &s);
+        const float *dy = DY + i * N, *x = X + i * N;
+        const int has_next = i + 1 < R, more = i + 2 < R;
+        const long nr = has_next ? i + 1 : i;
+        const __m256 mu = _mm256_set1_ps(MU[nr]), r = _mm256_set1_ps(RS[nr]);
+        sums_t next = sums_zero();
+        for (long o = 0; o < N; o += CHUNK) {
+            const long end = o + CHUNK < N ? o + CHUNK : N;
+            for (long j = o; j < end; j += 16) {
+                if (more) fetch_line(dy + 2 * N, x + 2 * N, j);
+                if (has_next) sums_step(&next, dy + N, x + N, j, mu, r);
+                dx_step(&k, dy, x, j, chunk_buf + (j - o), 0, 1);
+            }
+            for (long j = o; j < end; j += 8)
+                _mm256_stream_ps(DX + i * N + j, _mm256_load_ps(chunk_buf + (j - o)));
+        }
+        s = next;
+    }
+    _mm_sfence();
+}
+
 static void dx_only(int partials) {
     const sums_t s = sums_zero();
     for (long i = 0; i < R; i++) {
@@ -211,8 +238,8 @@ int main(int argc, char **argv) {
     R = argc > 1 ? atol(argv[1]) : 8192;
     N = argc > 2 ? atol(argv[2]) : 4096;
     const int rounds = argc > 3 ? atoi(argv[3]) : 15;
-    if (R < 1 || N < 16 || N % 16) {
-        fprintf(stderr, "rows >= 1 and n a multiple of 16\n");
+    if (R < 1 || N < 16 || N % 16 || rounds < 1) {
+        fprintf(stderr, "rows >= 1, n a multiple of 16, rounds >= 1\n");
         return 2;
     }
     X = alloc_floats(R * N);
@@ -229,9 +256,9 @@ int main(int argc, char **argv) {
     }
     for (long i = 0; i < N; i++) W[i] = 1;
     for (long i = 0; i < R; i++) MU[i] = 0.1f, RS[i] = 0.5f;
-    enum { NV = 6 };
-    const char *names[NV] = {"floor", "two passes", "two, buffer", "fused", "dx only",
-                             "dx, no part"};
+    enum { NV = 7 };
+    const char *names[NV] = {"floor",      "two passes", "two, buffer", "fused",
+                             "fused, buf", "dx only",    "dx, no part"};
     double best[NV];
     for (int v = 0; v < NV; v++) best[v] = 1e30;
     for (int round = 0; round < rounds; round++)
@@ -243,7 +270,8 @@ int main(int argc, char **argv) {
             case 1: two_passes(); break;
             case 2: two_passes_buffered(); break;
             case 3: fused(); break;
-            case 4: dx_only(1); break;
+            case 4: fused_buffered(); break;
+            case 5: dx_only(1); break;
             default: dx_only(0); break;
             }
             const double t = now() - t0;

@@ -2,7 +2,7 @@
 the same bits as one row at a time on every kernel target and dtype read as
 stored, with and without parameters, with the fused add's ds, into out=
 (rows off the cache line, apart in memory), and accurate against the float64
-reference. The kernels' rule takes it for long float32 rows in the cache
+reference. The kernels' rule takes it for long float32 and bfloat16 rows in the cache
 written with ordinary stores; the tests force it on and off everywhere else
 too (streamed dx and bfloat16 rows read through widened copies always go
 one at a time). bfloat16 rows give the same bits widened or not."""
@@ -116,7 +116,7 @@ def test_bfloat16_widened_or_not(isa, shape):
 
 def test_backward_widen_max_checks_its_argument():
     before = _core._backward_widen_max()
-    for bad in (-2, 1.5, True, "1"):
+    for bad in (-2, 1.5, True, "1", 2**62, 2**70):
         with pytest.raises(ValueError, match="n must be"):
             _core._backward_widen_max(bad)
     assert _core._backward_widen_max() == before

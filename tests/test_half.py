@@ -180,10 +180,13 @@ def test_store_rounds_to_nearest_even(isa, dt, n):
 # Accuracy of every row normalizer, forward and backward
 # --------------------------------------------------------------------------
 
-# Rows are widened once into a per-thread float32 copy (the forward, and the
-# bfloat16 backward up to the target's row length): on the stack up to 4096
-# elements, in scratch memory up to 65536, converted at every pass beyond; the
-# last four shapes are those regimes.
+# Rows that are widened once into a per-thread float32 copy (forward rows of
+# up to 512 elements, bfloat16 RMSNorm rows whose output is not streamed, the
+# bfloat16 backward's rows up to the target's bf16_widen_max: 512 with
+# AVX-512, 2048 with AVX2, any length on the scalar target) have it on the
+# stack up to 4096 elements, in scratch memory up to 65536, and are converted
+# at every pass beyond; the last four shapes are those regimes where a row is
+# widened at all.
 SHAPES = [(37, 771), (3, 5, 64), (1, 3), (2, 4096), (2, 4101), (2, 65536), (2, 65543)]
 
 
@@ -1313,8 +1316,9 @@ def _row_ops(dt, n, threads):
 def test_avx512_target_gives_the_avx2_bits(dt):
     """The avx512 target (16-bit data: the AVX2 loops' vector pairs in AVX-512
     registers) gives every result the bits of the avx2 target (NaN aside: NaN
-    is NaN): the rows at every tail length, the row lengths around where the
-    row drivers go back to the avx2 loops, every normalizer, 1 and 2
+    is NaN): the rows at every tail length, the row lengths around the row
+    drivers' limits (float16 rows back to the avx2 loops beyond 3072, the
+    bfloat16 backward's copies up to 512), every normalizer, 1 and 2
     threads, both bfloat16 roundings. With them the forward takes four rows
     at a time through its statistics: odd row counts, rows on the
     exact-range path next to others."""

@@ -94,13 +94,13 @@ def _backward_rows(mode=None):
 
 def _backward_widen_max(n=None):
     """The longest bfloat16 rows whose backward widens dy and x into float32
-    copies: None asks, -1 the target's choice (the default), n >= 0 sets it
-    (0: never); a setting returns the one before. For tests that compare the
+    copies: None asks, -1 the target's choice (the default), 0 <= n < 2**62
+    sets it (0: never); a setting returns the one before. For tests that compare the
     two ways (the same bits)."""
     if n is None:
         return fn_set_backward_widen_max(-2)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < -1:
-        raise ValueError(f"n must be an int >= -1, not {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not -1 <= n < 2**62:
+        raise ValueError(f"n must be an int from -1 to 2**62 - 1, not {n!r}")
     return fn_set_backward_widen_max(n)
 
 

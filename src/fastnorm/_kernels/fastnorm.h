@@ -150,9 +150,9 @@ FASTNORM_API int fastnorm_bf16_convert_in_use(void);
 /* 1 when the target in use is avx512 (FASTNORM_ISA_AVX512): the float16 and
  * bfloat16 loops that step over two vectors of 8 floats hold them in one
  * AVX-512 register, the same operations on every element, so the same
- * results as avx2, converting 16 elements per instruction. Rows of more than
- * 3072 elements (1536 for the bfloat16 backward) take the avx2 loops, faster
- * there. */
+ * results as avx2, converting 16 elements per instruction. float16 rows of
+ * more than 3072 elements take the avx2 loops, faster there; bfloat16 rows of
+ * any length the AVX-512 ones. */
 FASTNORM_API int fastnorm_avx512_in_use(void);
 
 /* 1 when the kernels were built with fastnorm's thread pool, else 0 (a

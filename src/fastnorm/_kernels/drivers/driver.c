@@ -417,7 +417,7 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
 
 /* The shortest rows whose backward takes several rows' dx together
  * (driver_impl.h, backward_rows_together, for the data types with
- * FN_BWD_ROWS = 1: float32 and bfloat16): float32 rows of 1024 to 3072
+ * FN_BWD_TOGETHER = 1: float32 and bfloat16): float32 rows of 1024 to 3072
  * elements, whose weight and parameter partials stay in L1 or nearly,
  * measured slower together (bench/choices.md, "Rows of the backward
  * together"). */
@@ -457,7 +457,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #define FN_WIDE 0
 #define FN_WIDE_BACKWARD 0
 #define FN_WIDE_RMS 0
-#define FN_BWD_ROWS 1
+#define FN_BWD_TOGETHER 1
 #define SUF f32
 #define PRIMS_TYPE fn_prims_f32
 #define FN_TINY 1e-30          /* sums of squares below this may have underflowed */
@@ -477,8 +477,8 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef LOCAL
 
 /* float64 data */
-#undef FN_BWD_ROWS
-#define FN_BWD_ROWS 0
+#undef FN_BWD_TOGETHER
+#define FN_BWD_TOGETHER 0
 #define T double
 #define A double
 #define W double
@@ -505,7 +505,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 #undef FN_WIDE
 #undef FN_WIDE_BACKWARD
 #undef FN_WIDE_RMS
-#undef FN_BWD_ROWS
+#undef FN_BWD_TOGETHER
 
 /* 16-bit data as uint16_t bit patterns: float32 accumulation, parameters
  * and statistics; the exact-range path rounds its double result to float32,
@@ -521,7 +521,7 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 /* float16 (IEEE binary16) data */
 #define FN_WIDE_BACKWARD 0
 #define FN_WIDE_RMS 0
-#define FN_BWD_ROWS 0
+#define FN_BWD_TOGETHER 0
 #define SUF f16
 #define PRIMS_TYPE fn_prims_f16
 #define FN_TO_D(v) ((double)fn_f16_to_f32(v))
@@ -538,12 +538,12 @@ static FN_DRIVER_INLINE int64_t fn_line_head(const void *dst, int64_t n, size_t 
 
 #undef FN_WIDE_BACKWARD
 #undef FN_WIDE_RMS
-#undef FN_BWD_ROWS
+#undef FN_BWD_TOGETHER
 
 /* bfloat16 data */
 #define FN_WIDE_BACKWARD 1
 #define FN_WIDE_RMS 1
-#define FN_BWD_ROWS 1
+#define FN_BWD_TOGETHER 1
 #define SUF bf16
 #define PRIMS_TYPE fn_prims_bf16
 #define FN_TO_D(v) ((double)fn_bf16_to_f32(v))

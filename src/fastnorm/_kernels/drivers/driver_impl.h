@@ -1,7 +1,8 @@
 /*
  * driver_impl.h -- the per-dtype drivers; included by driver.c with
  * T, A, W, ST, FN_TO_D, FN_FROM_D, SUF, PRIMS_TYPE, FN_TINY,
- * FN_EPS_NEGLIGIBLE, NAME(f) and LOCAL(f) (see driver.c). Data (T) is read
+ * FN_EPS_NEGLIGIBLE, FN_WIDE, FN_WIDE_BACKWARD, FN_WIDE_RMS,
+ * FN_BWD_TOGETHER, NAME(f) and LOCAL(f) (see driver.c). Data (T) is read
  * here only through FN_TO_D and the primitives.
  */
 
@@ -333,9 +334,10 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(forward_ctx) *k = (const LOCAL(forward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
-    /* 16-bit RMSNorm rows and LayerNorm rows of up to FN_STAT_ROWS_ANY_N
-     * elements: each row is widened once into this thread's copy, which the
-     * later passes read instead of converting the row again (same results).
+    /* 16-bit rows of up to FN_STAT_ROWS_ANY_N elements, and longer bfloat16
+     * RMSNorm rows whose y is not streamed (`widen`, below): each row is
+     * widened once into this thread's copy, which the later passes read
+     * instead of converting the row again (same results).
      * Rows then go several at a time through their statistics: stat_rows of
      * them (4 with AVX-512 pairs, 2 otherwise), then 2, then one. Those passes
      * are chains of dependent additions, and the rows' chains interleave.
@@ -496,6 +498,7 @@ typedef struct {
     void (*fence)(void);
     int64_t ldpart; /* elements between two rows of partials */
     int64_t head;   /* every dx row's head (fn_line_head), or 0: one call per row */
+    int64_t widen_max; /* bfloat16 rows up to this length widened (fn_backward_widen_max) */
 } LOCAL(backward_ctx);
 
 /* One row of the backward as backward_row_apply hands it on: its dy and x
@@ -619,7 +622,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
 }
 
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
- * float32 and bfloat16 rows (FN_BWD_ROWS) read as stored, of
+ * float32 and bfloat16 rows (FN_BWD_TOGETHER) read as stored, of
  * FN_BWD_ROWS_MIN_N elements or more, whose dx is written with ordinary
  * stores and whose data (dy, x and dx) stays in the last-level cache
  * (fn_cache_bytes). For streamed dx, data beyond the cache, shorter rows,
@@ -631,7 +634,7 @@ static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_c
     const int mode = fn_backward_rows_mode();
     if (wide || k->stream || mode == 0) return 0;
     if (mode == 1) return 1;
-    return FN_BWD_ROWS && k->n >= FN_BWD_ROWS_MIN_N &&
+    return FN_BWD_TOGETHER && k->n >= FN_BWD_ROWS_MIN_N &&
            3 * k->rows * k->n * (int64_t)sizeof(T) < fn_cache_bytes();
 }
 
@@ -647,13 +650,13 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * row's dx and partials are then added in row order, as one at a time. */
     const int two = P->backward_sums2 != NULL &&
                     FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T));
-    /* bfloat16 rows up to fn_backward_widen_max() elements (FN_WIDE_BACKWARD):
+    /* bfloat16 rows up to k->widen_max elements (FN_WIDE_BACKWARD):
      * the sums widen dy and x once into this thread's copies (dya, then xa; a
      * second pair for two rows), which the second pass reads instead of
      * converting again */
     FN_ALIGNED_SCRATCH(A, stack_wide,
                        FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_STAT_ROWS_MAX_N : 1);
-    const int widen = FN_WIDE_BACKWARD && n <= fn_backward_widen_max();
+    const int widen = FN_WIDE_BACKWARD && n <= k->widen_max;
     A *dya = NULL, *heap_wide = NULL;
     if (widen && n <= FN_WIDE_STACK) {
         dya = stack_wide;
@@ -757,6 +760,7 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
         return FASTNORM_OK;
     }
     k->P = FN_ROW_TABLE(n, FN_BACKWARD);
+    k->widen_max = FN_WIDE_BACKWARD ? fn_backward_widen_max() : 0;
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), n * (int64_t)sizeof(T), &k->fence);
@@ -802,7 +806,7 @@ int NAME(layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy
                               int64_t ldx, const ST *mean, const ST *rstd, const W *weight, T *dx,
                               int64_t lddx, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, mean, rstd, weight,
-                             dx, NULL, NULL, 1, NULL, 0, 0, NULL, NULL, 0, 0};
+                             dx, NULL, NULL, 1, NULL, 0, 0, NULL, NULL, 0, 0, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -810,7 +814,7 @@ int NAME(rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t lddy, 
                             int64_t ldx, const ST *rstd, const W *weight, T *dx, int64_t lddx,
                             W *dweight, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, ldx, lddx, 0, dy, x, NULL, rstd, weight,
-                             dx, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0};
+                             dx, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, 0, 0, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 
@@ -819,7 +823,7 @@ int NAME(add_layer_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t 
                                   const ST *mean, const ST *rstd, const W *weight, T *dsum,
                                   int64_t lddsum, W *dweight, W *dbias, int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, mean, rstd, weight,
-                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL, NULL, 0, 0};
+                             dsum, NULL, NULL, 1, ds, ldds, 0, NULL, NULL, 0, 0, 0};
     return LOCAL(backward)(&k, dweight, dbias, num_threads);
 }
 
@@ -828,7 +832,7 @@ int NAME(add_rms_norm_backward)(int64_t rows, int64_t n, const T *dy, int64_t ld
                                 const W *weight, T *dsum, int64_t lddsum, W *dweight,
                                 int num_threads) {
     LOCAL(backward_ctx) k = {NULL, rows, n, lddy, lds, lddsum, 0, dy, s, NULL, rstd, weight,
-                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL, NULL, 0, 0};
+                             dsum, NULL, NULL, 0, ds, ldds, 0, NULL, NULL, 0, 0, 0};
     return LOCAL(backward)(&k, dweight, NULL, num_threads);
 }
 

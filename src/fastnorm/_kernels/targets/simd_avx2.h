@@ -40,8 +40,8 @@ static FN_INLINE double fn_fma_f64(double a, double b, double c) {
 }
 
 /* c - a * b rounded once, by the instruction the vector loops' VFNMA uses:
- * the same value as fma(-a, b, c), and a NaN operand's sign kept as the
- * vector lanes keep it (negating a NaN a first would flip it) */
+ * the same value as fma(-a, b, c), and the sign of a NaN operand kept as the
+ * vector lanes keep it (fma(-a, b, c) flips the sign of a NaN `a`) */
 static FN_INLINE float fn_fnma_f32(float a, float b, float c) {
     return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
 }
