@@ -605,6 +605,7 @@ def test_16bit_running_statistics_are_refused(dt):
                     assert "updated in place" in msg, (name, msg)
                     assert f"got {np.dtype(bad_dt).name}" in msg, (name, msg)
                     assert np.array_equal(rm, np.zeros(8)) and np.array_equal(rv, np.ones(8))
+                    assert np.array_equal(bad, before), (name, arg)
         badl = np.zeros((3, 8), bad_dt)
         with pytest.raises(TypeError, match="running_mean must have dtype float32.*updated "
                                             "in place"):
