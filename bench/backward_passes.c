@@ -137,26 +137,19 @@ static void floor_pass(void) {
     _mm_sfence();
 }
 
-static void two_passes(void) {
-    for (long i = 0; i < R; i++) {
-        const sums_t s = row_sums(i);
-        const consts_t k = row_consts(i, &s);
-        const int more = i + 1 < R;
-        for (long j = 0; j < N; j += 16) {
-            if (more) fetch_line(DY + (i + 1) * N, X + (i + 1) * N, j);
-            dx_step(&k, DY + i * N, X + i * N, j, DX + i * N + j, 1, 1);
-        }
-    }
-    _mm_sfence();
-}
-
-/* two_passes with dx written as the library writes streamed rows: chunks of
- * CHUNK elements into a buffer in L1, each then copied out with streaming
- * stores */
+/* dx through a buffer, as the library writes streamed rows: chunks of CHUNK
+ * elements into a buffer in L1, each then copied out with streaming stores */
 enum { CHUNK = 1024 };
 static float chunk_buf[CHUNK] __attribute__((aligned(64)));
 
-static void two_passes_buffered(void) {
+/* the chunk buffer's first len elements out to dst with streaming stores */
+static void flush_chunk(float *dst, long len) {
+    for (long j = 0; j < len; j += 8) _mm256_stream_ps(dst + j, _mm256_load_ps(chunk_buf + j));
+}
+
+/* per row: the statistics pass, then the dx pass, CHUNK elements at a time
+ * (buffered: each chunk into the buffer, then streamed out) */
+static void two_passes(int buffered) {
     for (long i = 0; i < R; i++) {
         const sums_t s = row_sums(i);
         const consts_t k = row_consts(i, &s);
@@ -165,39 +158,18 @@ static void two_passes_buffered(void) {
             const long end = o + CHUNK < N ? o + CHUNK : N;
             for (long j = o; j < end; j += 16) {
                 if (more) fetch_line(DY + (i + 1) * N, X + (i + 1) * N, j);
-                dx_step(&k, DY + i * N, X + i * N, j, chunk_buf + (j - o), 0, 1);
+                dx_step(&k, DY + i * N, X + i * N, j,
+                        buffered ? chunk_buf + (j - o) : DX + i * N + j, !buffered, 1);
             }
-            for (long j = o; j < end; j += 8)
-                _mm256_stream_ps(DX + i * N + j, _mm256_load_ps(chunk_buf + (j - o)));
+            if (buffered) flush_chunk(DX + i * N + o, end - o);
         }
     }
     _mm_sfence();
 }
 
-static void fused(void) {
-    sums_t s = row_sums(0);
-    for (long i = 0; i < R; i++) {
-        const consts_t k = row_consts(i, &s);
-        const float *dy = DY + i * N, *x = X + i * N;
-        if (i + 1 < R) {
-            sums_t next = sums_zero();
-            const __m256 mu = _mm256_set1_ps(MU[i + 1]), r = _mm256_set1_ps(RS[i + 1]);
-            const int more = i + 2 < R;
-            for (long j = 0; j < N; j += 16) {
-                if (more) fetch_line(dy + 2 * N, x + 2 * N, j);
-                sums_step(&next, dy + N, x + N, j, mu, r);
-                dx_step(&k, dy, x, j, DX + i * N + j, 1, 1);
-            }
-            s = next;
-        } else {
-            for (long j = 0; j < N; j += 16) dx_step(&k, dy, x, j, DX + i * N + j, 1, 1);
-        }
-    }
-    _mm_sfence();
-}
-
-/* fused with dx through the chunk buffer */
-static void fused_buffered(void) {
+/* the same with the next row's statistics in the loop of this row's dx, the
+ * row after it prefetched meanwhile */
+static void fused(int buffered) {
     sums_t s = row_sums(0);
     for (long i = 0; i < R; i++) {
         const consts_t k = row_consts(i, &s);
@@ -211,10 +183,10 @@ static void fused_buffered(void) {
             for (long j = o; j < end; j += 16) {
                 if (more) fetch_line(dy + 2 * N, x + 2 * N, j);
                 if (has_next) sums_step(&next, dy + N, x + N, j, mu, r);
-                dx_step(&k, dy, x, j, chunk_buf + (j - o), 0, 1);
+                dx_step(&k, dy, x, j, buffered ? chunk_buf + (j - o) : DX + i * N + j,
+                        !buffered, 1);
             }
-            for (long j = o; j < end; j += 8)
-                _mm256_stream_ps(DX + i * N + j, _mm256_load_ps(chunk_buf + (j - o)));
+            if (buffered) flush_chunk(DX + i * N + o, end - o);
         }
         s = next;
     }
@@ -267,10 +239,10 @@ int main(int argc, char **argv) {
             const double t0 = now();
             switch (v) {
             case 0: floor_pass(); break;
-            case 1: two_passes(); break;
-            case 2: two_passes_buffered(); break;
-            case 3: fused(); break;
-            case 4: fused_buffered(); break;
+            case 1: two_passes(0); break;
+            case 2: two_passes(1); break;
+            case 3: fused(0); break;
+            case 4: fused(1); break;
             case 5: dx_only(1); break;
             default: dx_only(0); break;
             }
