@@ -352,8 +352,9 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * LayerNorm row goes depends on its length alone, so a row has the same
      * bits in any call. Longer 16-bit RMSNorm rows are read as stored in both
      * passes (the same bits as from the copy), except bfloat16 rows whose y
-     * stays in the cache (FN_WIDE_RMS): there the copy measured faster, beyond
-     * it slower (bench/choices.md, "RMSNorm rows of 16 bits as stored"). */
+     * is not streamed (FN_WIDE_RMS): in the cache the copy measured faster,
+     * beyond it slower, and the streaming threshold stands for that line
+     * (bench/choices.md, "RMSNorm rows of 16 bits as stored"). */
     const int widen = FN_WIDE && (n <= FN_STAT_ROWS_ANY_N ||
                                   (!k->centered && FN_WIDE_RMS && !k->stream));
     const int group = widen && end - begin > 1 &&
