@@ -48,6 +48,7 @@ cdef extern from "targets/dispatch.h":
     int64_t fn_set_stream_min_row_bytes(int64_t nbytes) nogil
     int fn_set_backward_rows(int mode) nogil
     int64_t fn_set_backward_widen_max(int64_t n) nogil
+    int fn_set_backward_fused(int on) nogil
     int64_t fn_cache_bytes() nogil
 
 
@@ -90,6 +91,18 @@ def _backward_rows(mode=None):
     if mode not in (-1, 0, 1):
         raise ValueError(f"mode must be -1, 0 or 1, not {mode!r}")
     return fn_set_backward_rows(mode)
+
+
+def _backward_fused(on=None):
+    """Whether the row backward takes the next row's sums in the loops of a
+    row's dx where its rule says so (streamed dx): None asks, True (the
+    default) or False; a setting returns the one before. For tests that
+    compare the two ways (the same bits)."""
+    if on is None:
+        return bool(fn_set_backward_fused(-1))
+    if not isinstance(on, (bool, np.bool_)):
+        raise ValueError(f"on must be True or False, not {on!r}")
+    return bool(fn_set_backward_fused(1 if on else 0))
 
 
 def _backward_widen_max(n=None):

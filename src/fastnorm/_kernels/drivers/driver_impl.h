@@ -500,6 +500,9 @@ typedef struct {
     int64_t ldpart; /* elements between two rows of partials */
     int64_t head;   /* every dx row's head (fn_line_head), or 0: one call per row */
     int64_t widen_max; /* bfloat16 rows up to this length widened (fn_backward_widen_max) */
+    /* streamed rows read as stored whose whole lines go straight from the
+     * registers (backward_row_apply) */
+    int direct;
 } LOCAL(backward_ctx);
 
 /* One row of the backward as backward_row_apply hands it on: its dy and x
@@ -512,6 +515,15 @@ typedef struct {
     A mu, c, r, mg, mgx;
     A *acc_w, *acc_b;
 } LOCAL(backward_row);
+
+/* The next row's sums (backward_sums), taken in the loops of a row's dx
+ * where that row is streamed (backward_apply_stream): its dy and x rows, its
+ * mean and rstd, and the sums. */
+typedef struct {
+    const T *dy, *x;
+    A mu, r;
+    A sums[3];
+} LOCAL(sums_job);
 
 /* Elements [o, o + len) of a row's dx into dst, their parameter terms added
  * to the partials from element o; ndy, nx and ndx (all or none NULL) the same
@@ -556,20 +568,80 @@ static FN_DRIVER_INLINE LOCAL(backward_row) LOCAL(backward_row_at)(const LOCAL(b
     return rw;
 }
 
+/* Row rw's dx elements [h, h + body), whole lines from a line boundary of
+ * dxr, straight from the registers with streaming stores
+ * (backward_apply_stream); with sj, the next row's sums in the same loops. A
+ * call takes up to FN_CHUNK elements of the sums (as backward_sums's chunks,
+ * from element 0) and the dx elements FN_CHUNK at a time from h; the sums of
+ * the chunks are added in double as backward_sums adds them. */
+static FN_DRIVER_INLINE void LOCAL(backward_body_stream)(const LOCAL(backward_ctx) *k,
+                                                         const LOCAL(backward_row) *rw, T *dxr,
+                                                         int64_t h, int64_t body,
+                                                         const T *ndy, const T *nx,
+                                                         LOCAL(sums_job) *sj) {
+    const int64_t n = k->n;
+    const W *w = k->weight;
+    double total[3] = {0, 0, 0};
+    const int64_t end = sj ? n : body;
+    for (int64_t o = 0; o < end; o += FN_CHUNK) {
+        /* the sums' last chunks may come after dx's last element */
+        const int64_t at = h + (o < body ? o : body);
+        const int64_t len = o < body ? (body - o < FN_CHUNK ? body - o : FN_CHUNK) : 0;
+        const int64_t slen = !sj ? 0 : (n - o < FN_CHUNK ? n - o : FN_CHUNK);
+        A part[3] = {0, 0, 0};
+        k->P->backward_apply_stream(
+            rw->dy + at, rw->x + at, dxr + at, len, rw->mu, rw->c, rw->r, w ? w + at : NULL,
+            rw->mg, rw->mgx, rw->acc_w ? rw->acc_w + at : NULL, rw->acc_b ? rw->acc_b + at : NULL,
+            rw->ds ? rw->ds + at : NULL, ndy ? ndy + at : NULL, ndy ? nx + at : NULL,
+            sj ? sj->dy + o : NULL, sj ? sj->x + o : NULL, slen, w && sj ? w + o : NULL,
+            sj ? sj->mu : 0, sj ? sj->r : 0, part);
+        for (int j = 0; j < 3; j++) total[j] += (double)part[j];
+        if (sj && n <= FN_CHUNK)
+            for (int j = 0; j < 3; j++) sj->sums[j] = part[j];
+    }
+    if (sj && n > FN_CHUNK)
+        for (int j = 0; j < 3; j++) sj->sums[j] = (A)total[j];
+}
+
 /* dx of row i from its sums s (backward_sums), with its parameter partials
  * added to acc_w / acc_b; dy and x read from the copies dya and xa where not
- * NULL. The rows `fetch` (none at or beyond `stop`) are prefetched meanwhile. */
-static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
-                                                       int64_t fetch, int64_t stop,
-                                                       const A s[3], const A *dya,
-                                                       const A *xa, A *acc_w, A *acc_b,
-                                                       fn_stream_writer *out) {
+ * NULL. The rows `fetch` (none at or beyond `stop`) are prefetched meanwhile.
+ * sj (or NULL): the next row, whose sums are taken in the loops of this row's
+ * dx where it is streamed from the registers; returns whether they were. */
+static FN_DRIVER_INLINE int LOCAL(backward_row_apply)(const LOCAL(backward_ctx) *k, int64_t i,
+                                                      int64_t fetch, int64_t stop,
+                                                      const A s[3], const A *dya,
+                                                      const A *xa, A *acc_w, A *acc_b,
+                                                      fn_stream_writer *out,
+                                                      LOCAL(sums_job) *sj) {
     const int64_t n = k->n;
     const LOCAL(backward_row) rw = LOCAL(backward_row_at)(k, i, s, dya, xa, acc_w, acc_b);
     const int more = fetch < stop;
     T *dxr = k->dx + i * k->lddx;
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
     T *ndx = more ? k->dx + fetch * k->lddx : NULL;
+    const int64_t to_line = k->direct && !xa ? fn_to_line(dxr, sizeof(T)) : -1;
+    if (to_line >= 0) {
+        /* the row's whole lines straight from the registers (streaming
+         * stores), its partial first and last lines through the writer, as
+         * the forward's rows (LOCAL(row_apply)); the next dy and x rows
+         * fetched meanwhile, not the next dx row */
+        const int64_t line = FN_STREAM_LINE / (int64_t)sizeof(T);
+        const int64_t h = to_line < n ? to_line : n;
+        const int64_t body = (n - h) / line * line, t = h + body;
+        if (h) {
+            T *to = (T *)fn_stream_at(out, dxr);
+            LOCAL(backward_span)(k, &rw, 0, h, to, NULL, NULL, NULL);
+            fn_stream_put(out, (size_t)h * sizeof(T));
+        }
+        LOCAL(backward_body_stream)(k, &rw, dxr, h, body, ndy, nx, sj);
+        if (t < n) {
+            T *to = (T *)fn_stream_at(out, dxr + t);
+            LOCAL(backward_span)(k, &rw, t, n - t, to, NULL, NULL, NULL);
+            fn_stream_put(out, (size_t)(n - t) * sizeof(T));
+        }
+        return sj != NULL;
+    }
     if (k->stream) {
         /* chunks through the writer; the next dy and x rows fetched
          * meanwhile, not the next dx row */
@@ -580,7 +652,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
                                  ndy ? to : NULL);
             fn_stream_put(out, (size_t)len * sizeof(T));
         }
-        return;
+        return 0;
     }
     /* the head, then the rest (fn_line_head; the partials start a line at
      * the same element, see LOCAL(backward)) */
@@ -588,6 +660,7 @@ static FN_DRIVER_INLINE void LOCAL(backward_row_apply)(const LOCAL(backward_ctx)
     if (h) LOCAL(backward_span)(k, &rw, 0, h, dxr, NULL, NULL, NULL);
     LOCAL(backward_span)(k, &rw, h, n - h, dxr + h, more ? ndy + h : NULL, more ? nx + h : NULL,
                          more ? ndx + h : NULL);
+    return 0;
 }
 
 /* dx of the FN_MAX_ROWS rows from row i on (backward_apply_rows) from their
@@ -639,6 +712,16 @@ static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_c
            3 * k->rows * k->n * (int64_t)sizeof(T) < fn_cache_bytes();
 }
 
+/* Whether each row's dx takes the next row's sums in the same loops
+ * (backward_apply_stream): rows read as stored whose dx is streamed. Their
+ * loads of the next row, which come from memory, then spread over the whole
+ * time of the row instead of its sums pass alone (bench/choices.md, "The
+ * backward of long rows"). The same sums, so the same bits.
+ * fn_set_backward_fused turns it off for tests. */
+static FN_DRIVER_INLINE int LOCAL(backward_rows_fused)(const LOCAL(backward_ctx) *k, int wide) {
+    return k->direct && !wide && fn_backward_fused_mode() != 0;
+}
+
 /* The backward of one normalized group (docs/numerics.md §0, NB) for every row of the
  * blocks [begin, end), each block's parameter partials in its own row of
  * part_w / part_b. */
@@ -670,6 +753,9 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     A *const xa1 = dya1 ? dya1 + FN_STAT_ROWS_MAX_N : NULL;
     /* long rows read as stored: FN_MAX_ROWS rows' sums, then their dx together */
     const int together = LOCAL(backward_rows_together)(k, xa != NULL);
+    /* streamed rows read as stored: the next row's sums in the loops of this
+     * row's dx (LOCAL(backward_rows_fused)) */
+    const int fused = LOCAL(backward_rows_fused)(k, xa != NULL);
     FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES);
     fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     /* the prefetches run on into the next block, up to this thread's last row */
@@ -703,18 +789,35 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                   dya1, xa1, n, mu, r, k->weight, s);
                 const int64_t ahead = k->ahead > 2 ? k->ahead : 2;
                 LOCAL(backward_row_apply)(k, i, i + ahead, stop, s[0], dya, xa, acc_w, acc_b,
-                                          &out);
+                                          &out, NULL);
                 LOCAL(backward_row_apply)(k, i + 1, i + 1 + ahead, stop, s[1], dya1, xa1, acc_w,
-                                          acc_b, &out);
+                                          acc_b, &out, NULL);
             }
         }
+        /* with `fused`, a row's sums taken in the loops of the row before
+         * (next, where have_next) */
+        A next[3] = {0, 0, 0};
+        int have_next = 0;
         for (; i < last; i++) {
             const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
             const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
             A s[3];
-            if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
+            if (have_next) memcpy(s, next, sizeof s);
+            else if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
-            LOCAL(backward_row_apply)(k, i, i + k->ahead, stop, s, dya, xa, acc_w, acc_b, &out);
+            LOCAL(sums_job) sj = {NULL, NULL, 0, 0, {0, 0, 0}};
+            const int with_next = fused && i + 1 < last;
+            if (with_next) {
+                sj.dy = dyr + k->lddy;
+                sj.x = xr + k->ldx;
+                sj.mu = k->centered ? (A)k->mean[i + 1] : 0;
+                sj.r = (A)k->rstd[i + 1];
+            }
+            /* with the next row's sums, the rows fetched are one further on */
+            have_next = LOCAL(backward_row_apply)(k, i, i + k->ahead + with_next, stop, s, dya,
+                                                  xa, acc_w, acc_b, &out,
+                                                  with_next ? &sj : NULL);
+            memcpy(next, sj.sums, sizeof next);
         }
     }
     if (k->stream) {
@@ -765,6 +868,12 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), n * (int64_t)sizeof(T), &k->fence);
+    /* Rows of FN_BWD_DIRECT_MIN_BYTES or more, not widened: shorter rows
+     * measured faster with every element through the writer (bench/choices.md,
+     * "The backward of long rows") */
+    k->direct = k->stream && k->P->backward_apply_stream &&
+                n * (int64_t)sizeof(T) >= FN_BWD_DIRECT_MIN_BYTES &&
+                !(FN_WIDE_BACKWARD && n <= k->widen_max && n <= FN_WIDE_MAX);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     /* dx rows of FN_BWD_HEAD_MIN_N elements or more that all start at one
      * offset within a line go in two calls, the head then the rest
@@ -772,13 +881,18 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
      * in L1, in one. The partials' rows are whole lines apart and start `pad`
      * elements into their first line, so that their element `head` starts a
      * line as the dx rows' does: the rest's read-modify-writes of the
-     * partials straddle no line either. */
-    k->head = !k->stream && n >= FN_BWD_HEAD_MIN_N &&
-                      k->lddx * (int64_t)sizeof(T) % FN_STREAM_LINE == 0
+     * partials straddle no line either. Streamed rows whose lines go straight
+     * from the registers (backward_row_apply) start their lines at the same
+     * element in every row where the rows are whole lines apart: the
+     * partials then start a line there. */
+    const int lines_apart = k->lddx * (int64_t)sizeof(T) % FN_STREAM_LINE == 0;
+    k->head = !k->stream && n >= FN_BWD_HEAD_MIN_N && lines_apart
                   ? fn_line_head(k->dx, n, sizeof(T))
                   : 0;
+    const int64_t to_line = k->direct && lines_apart ? fn_to_line(k->dx, sizeof(T)) : -1;
+    const int64_t pad_at = to_line > 0 && to_line < n ? to_line : k->head;
     const int64_t line = FN_STREAM_LINE / (int64_t)sizeof(A);
-    const int64_t pad = (line - k->head % line) % line;
+    const int64_t pad = (line - pad_at % line) % line;
     k->ldpart = (pad + n + line - 1) / line * line;
     A *part = NULL;
     if (dweight || dbias) {

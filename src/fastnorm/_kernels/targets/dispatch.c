@@ -457,6 +457,16 @@ int fn_set_backward_rows(int mode) {
 
 int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
 
+static int fn_backward_fused = 1;
+
+int fn_set_backward_fused(int on) {
+    const int before = FN_READ(fn_backward_fused);
+    if (on == 0 || on == 1) FN_PUBLISH(fn_backward_fused, on);
+    return before;
+}
+
+int fn_backward_fused_mode(void) { return FN_READ(fn_backward_fused); }
+
 static int64_t fn_widen_override = -1;
 
 int64_t fn_set_backward_widen_max(int64_t n) {

@@ -89,6 +89,13 @@ int64_t fn_cache_bytes(void);
 int fn_set_backward_rows(int mode);
 int fn_backward_rows_mode(void);
 
+/* For tests: whether the row backward may take the next row's sums in the
+ * loops of a row's dx where its rule says so (drivers/driver_impl.h,
+ * backward_rows_fused): 1 (the default) or 0 (never); another value only
+ * asks. Returns the setting before. fn_backward_fused_mode reads it. */
+int fn_set_backward_fused(int on);
+int fn_backward_fused_mode(void);
+
 /* The longest bfloat16 rows whose backward widens dy and x into copies
  * (drivers/driver.c, FN_WIDE_BACKWARD): the target's choice, or what
  * fn_set_backward_widen_max set for tests (n >= 0 sets it, -1 restores the

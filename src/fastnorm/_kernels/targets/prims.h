@@ -26,6 +26,11 @@
  * rows backward_apply_rows takes */
 #define FN_MAX_ROWS 4
 
+/* Elements a row reduction adds in registers before it adds the partial sum
+ * in double (prims_rows_impl.h): backward_sums's chunks, and the most
+ * elements whose sums backward_apply_stream takes. */
+#define FN_CHUNK ((int64_t)1024)
+
 #define FN_DECLARE_PRIMS(SUFFIX, T, A, W)                                                  \
     typedef struct {                                                                    \
         /* sum of x */                                                                  \
@@ -148,6 +153,18 @@
                                     int64_t n, const A *mu, const A *c, const A *rstd,  \
                                     const W *w, const A *mg, const A *mgx, A *dw_acc,   \
                                     A *db_acc, const T *const *ds);                     \
+        /* backward_apply (no next_dx) writing dx with streaming stores: dx on a     \
+         * 64-byte boundary, n a whole number of 64-byte lines; with sdy not NULL,    \
+         * also backward_sums's sums of the sn elements (at most FN_CHUNK) of another \
+         * row from sdy, sx, with its mean smu, rstd srstd and weight sw (NULL: none  \
+         * where w is NULL), into sums: as backward_sums gives for those elements     \
+         * alone (a row of sn elements). NULL in the tables without it. */            \
+        void (*backward_apply_stream)(const T *dy, const T *x, T *dx, int64_t n, A mu,  \
+                                      A c, A rstd, const W *w, A mg, A mgx, A *dw_acc,  \
+                                      A *db_acc, const T *ds, const T *next_dy,         \
+                                      const T *next_x, const T *sdy, const T *sx,       \
+                                      int64_t sn, const W *sw, A smu, A srstd,          \
+                                      A sums[3]);                                       \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -114,8 +114,6 @@ static FN_INLINE P NAME(p_fnma)(P a, P b, P c) {
  * any address never faults. */
 #define FN_AHEAD(p, off)                                                                    \
     ((const void *)((uintptr_t)(p) + (uintptr_t)((off) * (int64_t)sizeof(T))))
-/* elements reduced in registers before a partial sum is added in double */
-#define FN_CHUNK ((int64_t)1024)
 
 /* Each reduction reads its row either as T (x, through VLOAD) or, with the
  * compile-time flag `wide`, as A from a widened copy (xa, through VLOADA);
@@ -139,9 +137,10 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(widen_sum_sq), NAME(centered_sums_wide), NAME(normalize_wide),
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
     NAME(widen_sums_rows), FN_CENTERED_SUMS_WIDE_ROWS, FN_BACKWARD_SUMS2, FN_STAT_ROWS,
-    FN_NORMALIZE_STREAM, NAME(backward_apply_rows),
+    FN_NORMALIZE_STREAM, NAME(backward_apply_rows), FN_BACKWARD_APPLY_STREAM,
 };
 #undef FN_NORMALIZE_STREAM
+#undef FN_BACKWARD_APPLY_STREAM
 #ifdef FN_PSTORE_NT_NONE
 #undef PSTORE_NT
 #undef FN_PSTORE_NT_NONE
@@ -192,4 +191,3 @@ static const PRIMS_TYPE NAME(table) = {
 #undef FN_DEFAULT_VSTORE2_NONAN
 #endif
 #undef FN_SLOAD
-#undef FN_CHUNK

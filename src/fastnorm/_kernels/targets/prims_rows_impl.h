@@ -364,6 +364,44 @@ static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd
 #undef FN_NORM
 }
 
+/* One pair of backward_sums's loop at element i, from the x (vx) and dy (gg)
+ * loaded there: its terms added to the row's accumulators g, pp and h. */
+static FN_INLINE void NAME(backward_sums_pair)(P vx, P gg, const W *w, int64_t i, P pmu, P pr,
+                                               P *g, P *pp, P *h, const int has_w) {
+    const P xh = PMUL(PSUB(vx, pmu), pr);
+    if (has_w) gg = PMUL(gg, PWLOAD(w + i));
+    *g = PADD(*g, gg);
+    *pp = PFMA(gg, xh, *pp);
+    *h = PADD(*h, xh);
+}
+
+/* The end of backward_sums's row after its pairs: the accumulators' lanes
+ * added, then the elements [i, n) one at a time (also widened into dya and
+ * xa with `widen`). */
+static FN_INLINE void NAME(backward_sums_finish)(P g, P pp, P h, const T *dy, const T *x,
+                                                 A *dya, A *xa, int64_t i, int64_t n, A mu,
+                                                 A rstd, const W *w, A sums[3],
+                                                 const int has_w, const int widen) {
+    A sg = VHSUM(VADD(PLO(g), PHI(g))), sp = VHSUM(VADD(PLO(pp), PHI(pp))),
+      sh = VHSUM(VADD(PLO(h), PHI(h)));
+    for (int64_t j = i; j < n; j++) {
+        const A xv = SLOAD(x + j);
+        A gj = SLOAD(dy + j);
+        if (widen) {
+            xa[j] = xv;
+            dya[j] = gj;
+        }
+        A xh = (xv - mu) * rstd;
+        if (has_w) gj *= SWLOAD(w + j);
+        sg += gj;
+        sp += gj * xh;
+        sh += xh;
+    }
+    sums[0] = sg;
+    sums[1] = sp;
+    sums[2] = sh;
+}
+
 /* The backward reads dy and x as T, or (`wide`) from widened copies dya and xa
  * (dy and x unused); `widen` (backward_sums_wide) also writes those copies
  * while summing. The widened values are those VLOAD gives: the same sums and
@@ -385,38 +423,18 @@ static FN_INLINE void NAME(backward_sums_rows)(const T *const *dy, const T *cons
     for (; i + 2 * VN <= n; i += 2 * VN) {
         for (int k = 0; k < R; k++) {
             const P vx = PLOAD(x[k] + i);
-            P gg = PLOAD(dy[k] + i);
+            const P gg = PLOAD(dy[k] + i);
             if (widen) {
                 PSTOREA(xa[k] + i, vx);
                 PSTOREA(dya[k] + i, gg);
             }
-            const P xh = PMUL(PSUB(vx, pmu[k]), pr[k]);
-            if (has_w) gg = PMUL(gg, PWLOAD(w + i));
-            g[k] = PADD(g[k], gg);
-            pp[k] = PFMA(gg, xh, pp[k]);
-            h[k] = PADD(h[k], xh);
+            NAME(backward_sums_pair)(vx, gg, w, i, pmu[k], pr[k], &g[k], &pp[k], &h[k], has_w);
         }
     }
-    for (int k = 0; k < R; k++) {
-        A sg = VHSUM(VADD(PLO(g[k]), PHI(g[k]))), sp = VHSUM(VADD(PLO(pp[k]), PHI(pp[k]))),
-          sh = VHSUM(VADD(PLO(h[k]), PHI(h[k])));
-        for (int64_t j = i; j < n; j++) {
-            const A xv = SLOAD(x[k] + j);
-            A gj = SLOAD(dy[k] + j);
-            if (widen) {
-                xa[k][j] = xv;
-                dya[k][j] = gj;
-            }
-            A xh = (xv - mu[k]) * rstd[k];
-            if (has_w) gj *= SWLOAD(w + j);
-            sg += gj;
-            sp += gj * xh;
-            sh += xh;
-        }
-        sums[k][0] = sg;
-        sums[k][1] = sp;
-        sums[k][2] = sh;
-    }
+    for (int k = 0; k < R; k++)
+        NAME(backward_sums_finish)(g[k], pp[k], h[k], dy[k], x[k], widen ? dya[k] : NULL,
+                                   widen ? xa[k] : NULL, i, n, mu[k], rstd[k], w, sums[k],
+                                   has_w, widen);
 }
 
 /* backward_sums of whole rows, R at once, by chunks as sum_rows_r; dya[0]
@@ -542,17 +560,27 @@ static FN_INLINE void NAME(backward_apply_one)(const T *dy, const T *x, const A 
     if (acc >= 2) db_acc[i] += d;
 }
 
+/* backward_apply's loop; nt: dx written with streaming stores (the pairs'
+ * loop alone runs: dx on a line boundary, n whole lines), the next dx row not
+ * fetched. with_sums (with nt): in the same loop, backward_sums's sums of the
+ * sn elements of another row from sdy, sx (mean smu, rstd srstd, weight sw)
+ * into sums, its pairs in the order backward_sums takes them. */
 static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A *dya,
                                                 const A *xa, T *dx, int64_t n, A mu, A c,
                                                 A rstd, const W *w, A mg, A mgx, A *dw_acc,
                                                 A *db_acc, const T *ds, const T *next_dy,
-                                                const T *next_x, T *next_dx, const int has_w,
+                                                const T *next_x, T *next_dx, const T *sdy,
+                                                const T *sx, int64_t sn, const W *sw, A smu,
+                                                A srstd, A *sums, const int has_w,
                                                 const int acc, const int wide,
-                                                const int has_ds, const int split) {
+                                                const int has_ds, const int split,
+                                                const int nt, const int with_sums) {
     const V vmu = VSET1(mu), vc = VSET1(c), vr = VSET1(rstd), vmg = VSET1(mg),
             vmgx = VSET1(mgx);
     const P pmu = PSET1(mu), pc = PSET1(c), pr = PSET1(rstd), pmg = PSET1(mg),
             pmgx = PSET1(mgx);
+    P sg = PZERO(), spp = PZERO(), sh = PZERO();
+    const P spmu = PSET1(smu), spr = PSET1(srstd);
     int64_t i = 0;
     /* one cache line of the rows next_dy, next_x and next_dx (some rows ahead)
      * per 64 bytes of these */
@@ -560,13 +588,29 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
         if (next_x && i % FN_LINE_ELEMS == 0) {
             PREFETCH(next_x + i);
             PREFETCH(next_dy + i);
-            PREFETCH_W(next_dx + i);
+            if (!nt) PREFETCH_W(next_dx + i);
         }
+        if (with_sums && i + 2 * VN <= sn)
+            NAME(backward_sums_pair)(PLOAD(sx + i), PLOAD(sdy + i), sw, i, spmu, spr, &sg, &spp,
+                                     &sh, has_w);
         P d, xh;
-        PSTORE(dx + i, NAME(backward_apply_pair)(dy, x, dya, xa, ds, i, w, pmu, pc, pr, pmg, pmgx,
-                                                 &d, &xh, has_w, wide, has_ds));
+        const P v = NAME(backward_apply_pair)(dy, x, dya, xa, ds, i, w, pmu, pc, pr, pmg, pmgx,
+                                              &d, &xh, has_w, wide, has_ds);
+        if (nt) PSTORE_NT(dx + i, v);
+        else PSTORE(dx + i, v);
         NAME(backward_acc_pair)(dw_acc + i, db_acc + i, d, xh, acc, split);
     }
+    if (with_sums) {
+        /* the other row's pairs beyond dx's, then its last elements */
+        int64_t j = sn - sn % (2 * VN);
+        if (i < j) j = i;
+        for (; j + 2 * VN <= sn; j += 2 * VN)
+            NAME(backward_sums_pair)(PLOAD(sx + j), PLOAD(sdy + j), sw, j, spmu, spr, &sg, &spp,
+                                     &sh, has_w);
+        NAME(backward_sums_finish)(sg, spp, sh, sdy, sx, NULL, NULL, j, sn, smu, srstd, sw, sums,
+                                   has_w, 0);
+    }
+    if (nt) return;
     for (; i + VN <= n; i += VN) {
         V d, xh;
         VSTORE(dx + i, NAME(backward_apply_vec)(dy, x, dya, xa, ds, i, w, vmu, vc, vr, vmg, vmgx,
@@ -581,17 +625,24 @@ static FN_INLINE void NAME(backward_apply_body)(const T *dy, const T *x, const A
 static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, const A *xa, T *dx,
                                      int64_t n, A mu, A c, A rstd, const W *w, A mg, A mgx,
                                      A *dw_acc, A *db_acc, const T *ds, const T *next_dy,
-                                     const T *next_x, T *next_dx) {
+                                     const T *next_x, T *next_dx, const int nt, const T *sdy,
+                                     const T *sx, int64_t sn, const W *sw, A smu, A srstd,
+                                     A *sums) {
+#define FN_BWD_APPLY_BODY(HAS_W, ACC, WIDE, HAS_DS, SPLIT, NT, SUMS)                        \
+    NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc, \
+                              ds, next_dy, next_x, next_dx, sdy, sx, sn, sw, smu, srstd,    \
+                              sums, HAS_W, ACC, WIDE, HAS_DS, SPLIT, NT, SUMS)
+    /* streaming stores (and the other row's sums) with rows read as stored only */
+#define FN_BWD_APPLY_SUMS(HAS_W, ACC, WIDE, HAS_DS, SPLIT)                                 \
+    do {                                                                                   \
+        if (!(WIDE) && nt && sdy) FN_BWD_APPLY_BODY(HAS_W, ACC, WIDE, HAS_DS, SPLIT, 1, 1);  \
+        else if (!(WIDE) && nt) FN_BWD_APPLY_BODY(HAS_W, ACC, WIDE, HAS_DS, SPLIT, 1, 0);    \
+        else FN_BWD_APPLY_BODY(HAS_W, ACC, WIDE, HAS_DS, SPLIT, 0, 0);                     \
+    } while (0)
 #define FN_BWD_APPLY_DS(HAS_W, ACC, WIDE, SPLIT)                                           \
     do {                                                                                   \
-        if (ds)                                                                            \
-            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
-                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
-                                      1, SPLIT);                                           \
-        else                                                                               \
-            NAME(backward_apply_body)(dy, x, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, \
-                                      db_acc, ds, next_dy, next_x, next_dx, HAS_W, ACC, WIDE, \
-                                      0, SPLIT);                                           \
+        if (ds) FN_BWD_APPLY_SUMS(HAS_W, ACC, WIDE, 1, SPLIT);                             \
+        else FN_BWD_APPLY_SUMS(HAS_W, ACC, WIDE, 0, SPLIT);                                \
     } while (0)
 #ifdef FN_DEFAULT_PAIR
 /* a pair is two vectors already */
@@ -622,13 +673,15 @@ static void NAME(backward_apply_any)(const T *dy, const T *x, const A *dya, cons
 #undef FN_BWD_APPLY_ACC
 #undef FN_BWD_APPLY
 #undef FN_BWD_APPLY_DS
+#undef FN_BWD_APPLY_SUMS
+#undef FN_BWD_APPLY_BODY
 }
 
 static void NAME(backward_apply)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c, A rstd,
                                  const W *w, A mg, A mgx, A *dw_acc, A *db_acc, const T *ds,
                                  const T *next_dy, const T *next_x, T *next_dx) {
     NAME(backward_apply_any)(dy, x, NULL, NULL, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
-                             ds, next_dy, next_x, next_dx);
+                             ds, next_dy, next_x, next_dx, 0, NULL, NULL, 0, NULL, 0, 0, NULL);
 }
 
 static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t n, A mu, A c,
@@ -636,8 +689,25 @@ static void NAME(backward_apply_wide)(const A *dya, const A *xa, T *dx, int64_t 
                                       const T *ds, const T *next_dy, const T *next_x,
                                       T *next_dx) {
     NAME(backward_apply_any)(NULL, NULL, dya, xa, dx, n, mu, c, rstd, w, mg, mgx, dw_acc,
-                             db_acc, ds, next_dy, next_x, next_dx);
+                             db_acc, ds, next_dy, next_x, next_dx, 0, NULL, NULL, 0, NULL, 0, 0,
+                             NULL);
 }
+
+#ifndef FN_PSTORE_NT_NONE
+/* backward_apply with dx written by streaming stores, and the sums of another
+ * row in the same loop (prims.h) */
+static void NAME(backward_apply_stream)(const T *dy, const T *x, T *dx, int64_t n, A mu, A c,
+                                        A rstd, const W *w, A mg, A mgx, A *dw_acc, A *db_acc,
+                                        const T *ds, const T *next_dy, const T *next_x,
+                                        const T *sdy, const T *sx, int64_t sn, const W *sw,
+                                        A smu, A srstd, A sums[3]) {
+    NAME(backward_apply_any)(dy, x, NULL, NULL, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,
+                             ds, next_dy, next_x, NULL, 1, sdy, sx, sn, sw, smu, srstd, sums);
+}
+#define FN_BACKWARD_APPLY_STREAM NAME(backward_apply_stream)
+#else
+#define FN_BACKWARD_APPLY_STREAM NULL
+#endif
 
 /* backward_apply of FN_MAX_ROWS rows at once, read as stored: row k's dy[k],
  * x[k], dx[k], ds[k] (ds NULL: none) and constants mu[k], c[k], rstd[k],

@@ -1,0 +1,137 @@
+"""The row backward with dx streamed (large calls): each row's whole cache
+lines go straight from the registers with streaming stores, its partial first
+and last lines through the per-thread writer, and the next row's sums are
+taken in the loops of this row's dx (backward_apply_stream). Every way gives
+the bits of the ordinary stores and of the sums taken on their own: every
+offset of dx within a line, rows shorter and longer than a sums chunk (1024
+elements) with every kind of tail, rows apart in memory, one and two threads,
+with and without parameters, with the fused add's ds, on every target; and
+nothing outside dx is written. The outputs a call allocates itself stream
+here too (_stream_fresh)."""
+import numpy as np
+import pytest
+
+import fastnorm as fn
+from fastnorm import _core
+from params import BF16
+
+DTYPES = [np.float32, np.float64, np.float16, BF16]
+# a row of a few elements; rows around one sums chunk (1023, 1024, 1025)
+# and two (2048 + a line of each dtype's elements, 2071); one row per block
+# and many (the sums of the next row cross no block)
+SHAPES = [(37, 5), (9, 1023), (8, 1024), (7, 1025), (5, 2080), (3, 2071), (70, 300)]
+
+
+@pytest.fixture
+def ways():
+    """Runs a call with dx streamed, the next row's sums in its loops and apart,
+    and with ordinary stores; the settings are restored after."""
+    before = (_core._stream_bytes(), _core._stream_row_bytes(0), _core._backward_fused(),
+              _core._stream_fresh(True))
+
+    def run(call):
+        out = []
+        try:
+            for stream, fused in ((0, True), (0, False), (-1, True)):
+                _core._stream_bytes(stream)
+                _core._backward_fused(fused)
+                out.append(call())
+        finally:
+            _core._stream_bytes(before[0])
+            _core._backward_fused(before[2])
+        return out
+
+    yield run
+    _core._stream_bytes(before[0])
+    _core._stream_row_bytes(before[1])
+    _core._backward_fused(before[2])
+    _core._stream_fresh(before[3])
+
+
+def _bits(result):
+    arrays = result if isinstance(result, tuple) else (result,)
+    return [np.asarray(a).view(np.uint8).tobytes() for a in arrays if a is not None]
+
+
+def _data(shape, dt, seed, offset=0.0):
+    rng = np.random.default_rng(seed)
+    return (offset + rng.standard_normal(shape)).astype(dt)
+
+
+def _pdt(dt):
+    return np.float32 if np.dtype(dt).itemsize == 2 else dt
+
+
+def _same(results, what):
+    first = _bits(results[0])
+    for k, r in enumerate(results[1:], 1):
+        assert _bits(r) == first, (what, k)
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
+    x = _data(shape, dt, 1, offset=3.0)
+    dy = _data(shape, dt, 2)
+    ds = _data(shape, dt, 3)
+    w = _data(shape[-1:], _pdt(dt), 4)
+    _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
+    _, rr = fn.rms_norm(x, w, return_stats=True)
+    per_line = 64 // np.dtype(dt).itemsize
+    size = shape[0] * shape[1]
+    calls = {
+        "layer_norm_backward": lambda out, t: fn.layer_norm_backward(
+            dy, x, m, rs, w, out=out, num_threads=t),
+        "layer_norm_backward no params": lambda out, t: fn.layer_norm_backward(
+            dy, x, m, rs, out=out, num_threads=t),
+        "rms_norm_backward": lambda out, t: fn.rms_norm_backward(
+            dy, x, rr, w, out=out, num_threads=t),
+    }
+    for name, call in calls.items():
+        for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
+            for threads in (1, 2):
+                buf = np.full(size + offset + per_line, 7, dt)
+                out = buf[offset:offset + size].reshape(shape)
+
+                def run():
+                    grads = call(out, threads)
+                    assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all()
+                    rest = grads[1:] if isinstance(grads, tuple) else ()
+                    return (out.copy(),) + tuple(np.copy(g) for g in rest)
+                _same(ways(run), (name, offset, threads))
+    # the fused add's ds, into a dsum the call allocates (fresh memory streams too)
+    for threads in (1, 2):
+        _same(ways(lambda: fn.add_layer_norm_backward(dy, x, m, rs, w, ds=ds,
+                                                      num_threads=threads)),
+              ("add_layer_norm_backward", threads))
+
+
+@pytest.mark.parametrize("dt", [np.float32, BF16], ids=lambda d: np.dtype(d).name)
+def test_streamed_backward_rows_apart_in_memory(isa, ways, dt):
+    """dx rows not whole lines apart (each row starts at its own offset in a
+    line), and inputs that are column slices of larger arrays."""
+    big_x = _data((12, 2100), dt, 5, offset=-2.0)
+    big_dy = _data((12, 2100), dt, 6)
+    x, dy = big_x[:, 3:2074], big_dy[:, 5:2076]
+    w = _data((2071,), _pdt(dt), 7)
+    _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
+    buf = np.full(12 * 2085, 7, dt)
+    out = buf.reshape(12, 2085)[:, 2:2073]
+
+    def run():
+        grads = fn.layer_norm_backward(dy, x, m, rs, w, out=out, num_threads=2)
+        assert (buf.reshape(12, 2085)[:, :2] == 7).all()
+        assert (buf.reshape(12, 2085)[:, 2073:] == 7).all()
+        return (out.copy(),) + tuple(np.copy(g) for g in grads[1:])
+    _same(ways(run), "rows apart")
+
+
+def test_backward_fused_checks_its_argument():
+    before = _core._backward_fused()
+    try:
+        with pytest.raises(ValueError, match="on"):
+            _core._backward_fused(1)
+        assert _core._backward_fused(False) == before
+        assert _core._backward_fused() is False
+    finally:
+        _core._backward_fused(before)
