@@ -48,7 +48,7 @@ cdef extern from "targets/dispatch.h":
     int64_t fn_set_stream_min_row_bytes(int64_t nbytes) nogil
     int fn_set_backward_rows(int mode) nogil
     int64_t fn_set_backward_widen_max(int64_t n) nogil
-    int fn_set_backward_fused(int on) nogil
+    int fn_set_next_row_sums(int on) nogil
     int64_t fn_cache_bytes() nogil
 
 
@@ -93,16 +93,16 @@ def _backward_rows(mode=None):
     return fn_set_backward_rows(mode)
 
 
-def _backward_fused(on=None):
-    """Whether the row backward takes the next row's sums in the loops of a
-    row's dx where its rule says so (streamed dx): None asks, True (the
-    default) or False; a setting returns the one before. For tests that
-    compare the two ways (the same bits)."""
+def _next_row_sums(on=None):
+    """Whether streamed rows take the next row's statistics (the forward) or
+    sums (the backward) in the loops of their output where the kernels' rule
+    says so: None asks, True (the default) or False; a setting returns the
+    one before. For tests that compare the two ways (the same bits)."""
     if on is None:
-        return bool(fn_set_backward_fused(-1))
+        return bool(fn_set_next_row_sums(-1))
     if not isinstance(on, (bool, np.bool_)):
         raise ValueError(f"on must be True or False, not {on!r}")
-    return bool(fn_set_backward_fused(1 if on else 0))
+    return bool(fn_set_next_row_sums(1 if on else 0))
 
 
 def _backward_widen_max(n=None):

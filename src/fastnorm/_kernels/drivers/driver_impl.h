@@ -231,13 +231,17 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
  * the first pass over each row (bench/choices.md, "One pass for the
  * LayerNorm statistics"). */
 #define FN_SHIFT_SAMPLE 64
-static FN_DRIVER_INLINE void LOCAL(row_stats_one_pass)(const LOCAL(forward_ctx) *k,
-                                                       LOCAL(row_stats) *st) {
+static FN_DRIVER_INLINE A LOCAL(row_shift)(const LOCAL(forward_ctx) *k, const T *src) {
+    const int64_t m = k->n < FN_SHIFT_SAMPLE ? k->n : FN_SHIFT_SAMPLE;
+    return k->P->sum(src, m) / (A)m;
+}
+
+/* row_stats_one_pass from the row's sums around shift (centered_sums) */
+static FN_DRIVER_INLINE void LOCAL(row_stats_shifted)(const LOCAL(forward_ctx) *k,
+                                                      LOCAL(row_stats) *st, A shift,
+                                                      const A sd_sq[2]) {
     const PRIMS_TYPE *P = k->P;
-    const int64_t n = k->n, m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE;
-    const A shift = P->sum(st->src, m) / (A)m;
-    A sd_sq[2];
-    P->centered_sums(st->src, n, shift, &sd_sq[0], &sd_sq[1]);
+    const int64_t n = k->n;
     const A c = sd_sq[0] / (A)n;
     if (2 * c * c * (A)n <= sd_sq[1]) { /* c^2 <= var; false for NaN */
         st->mu = st->c = st->r = 0;
@@ -249,6 +253,24 @@ static FN_DRIVER_INLINE void LOCAL(row_stats_one_pass)(const LOCAL(forward_ctx) 
         LOCAL(row_finish)(k, NULL, P->sum(st->src, n), NULL, st);
     }
 }
+
+static FN_DRIVER_INLINE void LOCAL(row_stats_one_pass)(const LOCAL(forward_ctx) *k,
+                                                       LOCAL(row_stats) *st) {
+    const A shift = LOCAL(row_shift)(k, st->src);
+    A sd_sq[2];
+    k->P->centered_sums(st->src, k->n, shift, &sd_sq[0], &sd_sq[1]);
+    LOCAL(row_stats_shifted)(k, st, shift, sd_sq);
+}
+
+/* The next row's statistics pass, taken in the loops of a row's y where that
+ * row is streamed from the registers (normalize_stream): the row, its shift
+ * (LayerNorm, LOCAL(row_shift)) and its sums (around the shift, or of squares
+ * for RMSNorm). */
+typedef struct {
+    const T *src;
+    A shift;
+    A sums[2];
+} LOCAL(stats_job);
 
 /* Elements [o, o + len) of a row normalized with its statistics (from xa
  * where not NULL) into dst; next and next_y (both or neither NULL) the same
@@ -278,11 +300,14 @@ static FN_DRIVER_INLINE void LOCAL(normalize_streamed)(const PRIMS_TYPE *P,
 }
 
 /* Row i normalized with its statistics (from xa where not NULL); the x and
- * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). */
-static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
-                                              int64_t fetch, int64_t end, const A *xa,
-                                              const LOCAL(row_stats) *st,
-                                              fn_stream_writer *out) {
+ * y rows `fetch` are prefetched meanwhile (none at or beyond `end`). sj (or
+ * NULL): the next row, whose statistics pass is taken in the loops of this
+ * row where its lines are streamed from the registers; returns whether it
+ * was. */
+static FN_DRIVER_INLINE int LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64_t i,
+                                             int64_t fetch, int64_t end, const A *xa,
+                                             const LOCAL(row_stats) *st, fn_stream_writer *out,
+                                             LOCAL(stats_job) *sj) {
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
     const int more = fetch < end;
@@ -294,6 +319,7 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
     const int nonan = xa ? LOCAL(row_nonan)(k, st->sq, st->c, st->r) : 0;
     const int64_t to_line = k->stream ? fn_to_line(yr, sizeof(T)) : -1;
     A mu = st->mu, r = st->r;
+    int taken = 0;
     if (st->exact_path) {
         FN_EXACT_NORMALIZE(st->src, yr, n, st->exact, w, b);
         mu = (A)(st->exact.mean_scaled * st->exact.scale);
@@ -312,7 +338,10 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
         if (h) LOCAL(normalize_streamed)(P, st, NULL, 0, h, yr, w, b, NULL, 0, out);
         if (body)
             P->normalize_stream(st->src + h, yr + h, body, st->mu, st->c, st->r,
-                                w ? w + h : NULL, b ? b + h : NULL, next ? next + h : NULL);
+                                w ? w + h : NULL, b ? b + h : NULL, next ? next + h : NULL,
+                                sj ? sj->src : NULL, n, sj ? sj->shift : 0,
+                                k->centered ? 2 : 1, sj ? sj->sums : NULL);
+        taken = sj && body;
         if (t < n) LOCAL(normalize_streamed)(P, st, NULL, t, n - t, yr, w, b, NULL, 0, out);
     } else if (k->stream) {
         /* chunks through the writer */
@@ -328,6 +357,7 @@ static FN_DRIVER_INLINE void LOCAL(row_apply)(const LOCAL(forward_ctx) *k, int64
     }
     if (k->mean) k->mean[i] = (ST)(mu + st->c);
     if (k->rstd) k->rstd[i] = (ST)r;
+    return taken;
 }
 
 static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
@@ -395,21 +425,45 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         }
         const int64_t ahead = k->ahead > g ? k->ahead : g; /* not a row of this group */
         for (int q = 0; q < g; q++)
-            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], &out);
+            LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], &out, NULL);
         i += g;
     }
+    /* Streamed rows read as stored, without a residual (whose next row of s
+     * is not written yet): each row's statistics pass in the loops of the row
+     * before where that row's lines stream from the registers. The loads of
+     * the next row, which come from memory, then spread over the whole time
+     * of a row (bench/choices.md, "The next row's statistics in the loops of
+     * a row"). The same sums, so the same bits. */
+    const int fused = k->stream && !xa && !k->res && P->normalize_stream &&
+                      fn_next_row_sums_mode() != 0;
+    int have_next = 0; /* st[0] holds row i's statistics already */
     for (; i < end; i++) {
-        st[0].src = LOCAL(row_source)(k, i, end);
-        const T *src = st[0].src;
-        if (!xa && k->centered) {
-            LOCAL(row_stats_one_pass)(k, &st[0]);
-        } else {
-            A sum;
-            if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
-            else sum = P->sum_sq(src, n);
-            LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
+        if (!have_next) {
+            st[0].src = LOCAL(row_source)(k, i, end);
+            const T *src = st[0].src;
+            if (!xa && k->centered) {
+                LOCAL(row_stats_one_pass)(k, &st[0]);
+            } else {
+                A sum;
+                if (xa) sum = k->centered ? P->widen_sum(src, xa, n) : P->widen_sum_sq(src, xa, n);
+                else sum = P->sum_sq(src, n);
+                LOCAL(row_finish)(k, xa, sum, NULL, &st[0]);
+            }
         }
-        LOCAL(row_apply)(k, i, i + k->ahead, end, xa, &st[0], &out);
+        const int with_next = fused && i + 1 < end;
+        LOCAL(stats_job) sj = {NULL, 0, {0, 0}};
+        if (with_next) {
+            sj.src = k->x + (i + 1) * k->ldx;
+            sj.shift = k->centered ? LOCAL(row_shift)(k, sj.src) : 0;
+        }
+        /* with the next row's statistics, the rows fetched are one further on */
+        have_next = LOCAL(row_apply)(k, i, i + k->ahead + with_next, end, xa, &st[0], &out,
+                                     with_next ? &sj : NULL);
+        if (have_next) {
+            st[0].src = sj.src;
+            if (k->centered) LOCAL(row_stats_shifted)(k, &st[0], sj.shift, sj.sums);
+            else LOCAL(row_finish)(k, NULL, sj.sums[0], NULL, &st[0]);
+        }
     }
     if (k->stream) {
         fn_stream_flush(&out);
@@ -717,9 +771,9 @@ static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_c
  * loads of the next row, which come from memory, then spread over the whole
  * time of the row instead of its sums pass alone (bench/choices.md, "The
  * backward of long rows"). The same sums, so the same bits.
- * fn_set_backward_fused turns it off for tests. */
+ * fn_set_next_row_sums turns it off for tests. */
 static FN_DRIVER_INLINE int LOCAL(backward_rows_fused)(const LOCAL(backward_ctx) *k, int wide) {
-    return k->direct && !wide && fn_backward_fused_mode() != 0;
+    return k->direct && !wide && fn_next_row_sums_mode() != 0;
 }
 
 /* The backward of one normalized group (docs/numerics.md §0, NB) for every row of the

@@ -457,15 +457,15 @@ int fn_set_backward_rows(int mode) {
 
 int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
 
-static int fn_backward_fused = 1;
+static int fn_next_row_sums = 1;
 
-int fn_set_backward_fused(int on) {
-    const int before = FN_READ(fn_backward_fused);
-    if (on == 0 || on == 1) FN_PUBLISH(fn_backward_fused, on);
+int fn_set_next_row_sums(int on) {
+    const int before = FN_READ(fn_next_row_sums);
+    if (on == 0 || on == 1) FN_PUBLISH(fn_next_row_sums, on);
     return before;
 }
 
-int fn_backward_fused_mode(void) { return FN_READ(fn_backward_fused); }
+int fn_next_row_sums_mode(void) { return FN_READ(fn_next_row_sums); }
 
 static int64_t fn_widen_override = -1;
 

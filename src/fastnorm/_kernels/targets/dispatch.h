@@ -89,12 +89,13 @@ int64_t fn_cache_bytes(void);
 int fn_set_backward_rows(int mode);
 int fn_backward_rows_mode(void);
 
-/* For tests: whether the row backward may take the next row's sums in the
- * loops of a row's dx where its rule says so (drivers/driver_impl.h,
+/* For tests: whether streamed rows may take the next row's statistics
+ * (forward) or sums (backward) in the loops of their output where the
+ * drivers' rules say so (drivers/driver_impl.h, forward_rows and
  * backward_rows_fused): 1 (the default) or 0 (never); another value only
- * asks. Returns the setting before. fn_backward_fused_mode reads it. */
-int fn_set_backward_fused(int on);
-int fn_backward_fused_mode(void);
+ * asks. Returns the setting before. fn_next_row_sums_mode reads it. */
+int fn_set_next_row_sums(int on);
+int fn_next_row_sums_mode(void);
 
 /* The longest bfloat16 rows whose backward widens dy and x into copies
  * (drivers/driver.c, FN_WIDE_BACKWARD): the target's choice, or what

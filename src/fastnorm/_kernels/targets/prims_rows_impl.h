@@ -10,10 +10,32 @@
  * the loop, not their accumulators: each row's sum is the same as alone.
  * Several rows give the processor independent chains of additions to
  * interleave. */
+#define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
+
+/* The end of sum_chunk_rows's chunk of one row after its loop of four
+ * vectors, from element i on, with that loop's accumulators a01 and a23 */
+static FN_INLINE A NAME(sum_chunk_finish)(P a01, P a23, const T *x, A *xa, int64_t i, int64_t n,
+                                          const int widen, const int sq) {
+    int64_t j = i;
+    V a0 = PLO(a01);
+    const V a1 = PHI(a01), a2 = PLO(a23), a3 = PHI(a23);
+    for (; j + VN <= n; j += VN) {
+        V v = VLOAD(x + j);
+        if (widen) VSTOREA(xa + j, v);
+        a0 = FN_SUM_STEP(V, a0, v);
+    }
+    A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+    for (; j < n; j++) {
+        A v = SLOAD(x + j);
+        if (widen) xa[j] = v;
+        s += sq ? v * v : v;
+    }
+    return s;
+}
+
 static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int64_t n,
                                            const int widen, const int sq, const int R,
                                            A *out) {
-#define FN_SUM_STEP(Q, a, v) ((sq) ? Q##FMA(v, v, a) : Q##ADD(a, v))
     /* four accumulators of VN lanes per row: a01 holds a0 and a1, a23 a2 and a3 */
     P a01[FN_MAX_ROWS], a23[FN_MAX_ROWS];
     for (int k = 0; k < R; k++) a01[k] = a23[k] = PZERO();
@@ -29,24 +51,45 @@ static FN_INLINE void NAME(sum_chunk_rows)(const T *const *x, A *const *xa, int6
             a23[k] = FN_SUM_STEP(P, a23[k], v23);
         }
     }
-    for (int k = 0; k < R; k++) {
-        int64_t j = i;
-        V a0 = PLO(a01[k]);
-        const V a1 = PHI(a01[k]), a2 = PLO(a23[k]), a3 = PHI(a23[k]);
-        for (; j + VN <= n; j += VN) {
-            V v = VLOAD(x[k] + j);
-            if (widen) VSTOREA(xa[k] + j, v);
-            a0 = FN_SUM_STEP(V, a0, v);
-        }
-        A s = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
-        for (; j < n; j++) {
-            A v = SLOAD(x[k] + j);
-            if (widen) xa[k][j] = v;
-            s += sq ? v * v : v;
-        }
-        out[k] = s;
-    }
+    for (int k = 0; k < R; k++)
+        out[k] = NAME(sum_chunk_finish)(a01[k], a23[k], x[k], widen ? xa[k] : NULL, i, n, widen,
+                                        sq);
+}
 #undef FN_SUM_STEP
+
+/* One step of centered_chunk_rows's loop for one row at element i: its four
+ * vectors' terms added to the accumulators s01, s23 (d) and q01, q23 (d^2) */
+static FN_INLINE void NAME(centered_step)(P d01, P d23, P *s01, P *s23, P *q01, P *q23) {
+    *s01 = PADD(*s01, d01);
+    *s23 = PADD(*s23, d23);
+    *q01 = PFMA(d01, d01, *q01);
+    *q23 = PFMA(d23, d23, *q23);
+}
+
+/* The end of centered_chunk_rows's chunk of one row after its loop of four
+ * vectors, from element i on */
+static FN_INLINE void NAME(centered_chunk_finish)(P s01, P s23, P q01, P q23, const T *x,
+                                                  const A *xa, int64_t i, int64_t n, A mu,
+                                                  const int wide, A *sum_d, A *sum_d2) {
+    const V vmu = VSET1(mu);
+    int64_t j = i;
+    V s0 = PLO(s01), q0 = PLO(q01);
+    const V s1 = PHI(s01), s2 = PLO(s23), s3 = PHI(s23);
+    const V q1 = PHI(q01), q2 = PLO(q23), q3 = PHI(q23);
+    for (; j + VN <= n; j += VN) {
+        V d = VSUB(FN_LOAD(x, xa, j, wide), vmu);
+        s0 = VADD(s0, d);
+        q0 = VFMA(d, d, q0);
+    }
+    A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
+    A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
+    for (; j < n; j++) {
+        A d = FN_SLOAD(x, xa, j, wide) - mu;
+        s += d;
+        q += d * d;
+    }
+    *sum_d = s;
+    *sum_d2 = q;
 }
 
 /* The sums of d = x - mu[k] and of d^2 over one chunk of R rows at once (as
@@ -65,33 +108,12 @@ static FN_INLINE void NAME(centered_chunk_rows)(const T *const *x, const A *cons
         for (int k = 0; k < R; k++) {
             const P d01 = PSUB(FN_PLOAD(x[k], xa[k], i, wide), pmu[k]);
             const P d23 = PSUB(FN_PLOAD(x[k], xa[k], i + 2 * VN, wide), pmu[k]);
-            s01[k] = PADD(s01[k], d01);
-            s23[k] = PADD(s23[k], d23);
-            q01[k] = PFMA(d01, d01, q01[k]);
-            q23[k] = PFMA(d23, d23, q23[k]);
+            NAME(centered_step)(d01, d23, &s01[k], &s23[k], &q01[k], &q23[k]);
         }
     }
-    for (int k = 0; k < R; k++) {
-        const V vmu = VSET1(mu[k]);
-        int64_t j = i;
-        V s0 = PLO(s01[k]), q0 = PLO(q01[k]);
-        const V s1 = PHI(s01[k]), s2 = PLO(s23[k]), s3 = PHI(s23[k]);
-        const V q1 = PHI(q01[k]), q2 = PLO(q23[k]), q3 = PHI(q23[k]);
-        for (; j + VN <= n; j += VN) {
-            V d = VSUB(FN_LOAD(x[k], xa[k], j, wide), vmu);
-            s0 = VADD(s0, d);
-            q0 = VFMA(d, d, q0);
-        }
-        A s = VHSUM(VADD(VADD(s0, s1), VADD(s2, s3)));
-        A q = VHSUM(VADD(VADD(q0, q1), VADD(q2, q3)));
-        for (; j < n; j++) {
-            A d = FN_SLOAD(x[k], xa[k], j, wide) - mu[k];
-            s += d;
-            q += d * d;
-        }
-        sum_d[k] = s;
-        sum_d2[k] = q;
-    }
+    for (int k = 0; k < R; k++)
+        NAME(centered_chunk_finish)(s01[k], s23[k], q01[k], q23[k], x[k], xa[k], i, n, mu[k],
+                                    wide, &sum_d[k], &sum_d2[k]);
 }
 
 /* Chunk k of R rows' pointers, i elements on (a NULL row stays NULL) */
@@ -274,10 +296,18 @@ static FN_INLINE void NAME(normalize_one)(const T *x, const A *xa, T *y, int64_t
     SSTORE(y + i, t);
 }
 
+/* normalize's loop; nt: y written with streaming stores (the pairs' loop
+ * alone runs: y on a line boundary, n whole lines), the next y row not
+ * fetched. sums (with nt; 0: none) the statistics pass of another row's sn
+ * elements from sx in the same loop, its steps of four vectors in the order
+ * of its own pass: its sum of squares (sums = 1, as sum_sq) or its sums
+ * around sshift (sums = 2, as centered_sums) into ssum[0] (and ssum[1]). */
 static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_t n, A mu, A c,
                                            A rstd, const W *w, const W *b, const T *next,
-                                           T *next_y, const int has_w, const int has_b,
-                                           const int wide, const int nonan, const int nt) {
+                                           T *next_y, const T *sx, int64_t sn, A sshift,
+                                           A *ssum, const int has_w, const int has_b,
+                                           const int wide, const int nonan, const int nt,
+                                           const int sums) {
     /* ((x - mu) - c) * rstd as (x - mu) * rstd - c * rstd: x - mu is exact for
      * the large-mean rows where it matters, and one fma replaces two operations */
     const A cr = c * rstd;
@@ -287,21 +317,75 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     /* one cache line of the rows `next` and `next_y` (some rows ahead, see
      * fn_fetch_rows) is fetched per 64 bytes of this one: their loads and their
      * stores' line fills (read for ownership) overlap this row's arithmetic.
-     * Long streamed rows fetch into L2 (FN_STREAM_FETCH_L2_BYTES). */
-    const int to_l2 = nt && n * (int64_t)(sizeof(T) + (has_w + has_b) * sizeof(W)) >
-                                FN_STREAM_FETCH_L2_BYTES;
-    for (; i + 2 * VN <= n; i += 2 * VN) {
-        if (next && i % FN_LINE_ELEMS == 0) {
-            if (to_l2) FN_PREFETCH_L2(next + i);
-            else PREFETCH(next + i);
-            if (!nt) PREFETCH_W(next_y + i);
+     * Long streamed rows fetch into L2 (FN_STREAM_FETCH_L2_BYTES), as do rows
+     * that take another row's statistics meanwhile: that row is read from L1
+     * while the one after it is fetched (bench/choices.md, "The next row's
+     * statistics in the loops of a row"). */
+    const int to_l2 = nt && (sums || n * (int64_t)(sizeof(T) + (has_w + has_b) * sizeof(W)) >
+                                         FN_STREAM_FETCH_L2_BYTES);
+#define FN_NORM_PAIR()                                                                      \
+    do {                                                                                    \
+        if (next && i % FN_LINE_ELEMS == 0) {                                               \
+            if (to_l2) FN_PREFETCH_L2(next + i);                                            \
+            else PREFETCH(next + i);                                                        \
+            if (!nt) PREFETCH_W(next_y + i);                                                \
+        }                                                                                   \
+        P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);                           \
+        t = NAME(affine_pair)(t, w + i, b + i, has_w, has_b);                               \
+        if (nt) PSTORE_NT(y + i, t);                                                        \
+        else if (nonan) PSTORE_NONAN(y + i, t);                                             \
+        else PSTORE(y + i, t);                                                              \
+    } while (0)
+    if (sums) {
+        /* the other row by chunks of FN_CHUNK elements, as its own pass takes
+         * them (sum_rows_r, centered_rows_r): in each, its steps of four
+         * vectors beside this row's pairs at the same elements, then the
+         * steps beyond this row's last pair and the chunk's last elements;
+         * the chunks' sums added in double */
+        const P pshift = PSET1(sshift);
+        double total[2] = {0, 0};
+        A part[2] = {0, 0};
+        for (int64_t cs = 0; cs < sn; cs += FN_CHUNK) {
+            const int64_t ce = sn - cs < FN_CHUNK ? sn : cs + FN_CHUNK;
+            P a01 = PZERO(), a23 = PZERO(), q01 = PZERO(), q23 = PZERO();
+            int64_t j = cs;
+            for (; i + 2 * VN <= n && i < ce; i += 2 * VN) {
+                if (i == j && j + 4 * VN <= ce) {
+                    const P v01 = PLOAD(sx + j), v23 = PLOAD(sx + j + 2 * VN);
+                    if (sums == 1) {
+                        a01 = PFMA(v01, v01, a01);
+                        a23 = PFMA(v23, v23, a23);
+                    } else {
+                        NAME(centered_step)(PSUB(v01, pshift), PSUB(v23, pshift), &a01, &a23,
+                                            &q01, &q23);
+                    }
+                    j += 4 * VN;
+                }
+                FN_NORM_PAIR();
+            }
+            for (; j + 4 * VN <= ce; j += 4 * VN) {
+                const P v01 = PLOAD(sx + j), v23 = PLOAD(sx + j + 2 * VN);
+                if (sums == 1) {
+                    a01 = PFMA(v01, v01, a01);
+                    a23 = PFMA(v23, v23, a23);
+                } else {
+                    NAME(centered_step)(PSUB(v01, pshift), PSUB(v23, pshift), &a01, &a23, &q01,
+                                        &q23);
+                }
+            }
+            if (sums == 1) part[0] = NAME(sum_chunk_finish)(a01, a23, sx, NULL, j, ce, 0, 1);
+            else NAME(centered_chunk_finish)(a01, a23, q01, q23, sx, NULL, j, ce, sshift, 0,
+                                             &part[0], &part[1]);
+            total[0] += part[0];
+            total[1] += part[1];
         }
-        P t = PFMA(PSUB(FN_PLOAD(x, xa, i, wide), pmu), pr, pcr);
-        t = NAME(affine_pair)(t, w + i, b + i, has_w, has_b);
-        if (nt) PSTORE_NT(y + i, t);
-        else if (nonan) PSTORE_NONAN(y + i, t);
-        else PSTORE(y + i, t);
+        ssum[0] = sn <= FN_CHUNK ? part[0] : (A)total[0];
+        ssum[1] = sn <= FN_CHUNK ? part[1] : (A)total[1];
     }
+    for (; i + 2 * VN <= n; i += 2 * VN) FN_NORM_PAIR();
+#undef FN_NORM_PAIR
+    if (nt) return;
+    if (nt) return;
     for (; i + VN <= n; i += VN) {
         V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
@@ -314,7 +398,8 @@ static FN_INLINE void NAME(normalize_as)(const T *x, T *y, int64_t n, A mu, A c,
                                          const W *w, const W *b, const T *next, T *next_y,
                                          const int nt) {
 #define FN_NORM(HAS_W, HAS_B)                                                               \
-    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 0, 0, nt)
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, next_y, NULL, 0, 0, NULL,    \
+                         HAS_W, HAS_B, 0, 0, nt, 0)
     if (w && b) FN_NORM(1, 1);
     else if (w) FN_NORM(1, 0);
     else if (b) FN_NORM(0, 1);
@@ -332,8 +417,24 @@ static void NAME(normalize)(const T *x, T *y, int64_t n, A mu, A c, A rstd, cons
  * lines from a line boundary (prims.h), each pair in one or two aligned
  * streaming stores */
 static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd, const W *w,
-                                   const W *b, const T *next) {
-    NAME(normalize_as)(x, y, n, mu, c, rstd, w, b, next, NULL, 1);
+                                   const W *b, const T *next, const T *sx, int64_t sn,
+                                   A sshift, int sums, A ssum[2]) {
+#define FN_NORM(HAS_W, HAS_B, SUMS)                                                         \
+    NAME(normalize_body)(x, NULL, y, n, mu, c, rstd, w, b, next, NULL, sx, sn, sshift, ssum,  \
+                         HAS_W, HAS_B, 0, 0, 1, SUMS)
+#define FN_NORM_SUMS(HAS_W, HAS_B)                                                          \
+    do {                                                                                    \
+        if (sums == 1) FN_NORM(HAS_W, HAS_B, 1);                                            \
+        else if (sums == 2) FN_NORM(HAS_W, HAS_B, 2);                                       \
+        else FN_NORM(HAS_W, HAS_B, 0);                                                      \
+    } while (0)
+    if (!sx) sums = 0;
+    if (w && b) FN_NORM_SUMS(1, 1);
+    else if (w) FN_NORM_SUMS(1, 0);
+    else if (b) FN_NORM_SUMS(0, 1);
+    else FN_NORM_SUMS(0, 0);
+#undef FN_NORM_SUMS
+#undef FN_NORM
 }
 #define FN_NORMALIZE_STREAM NAME(normalize_stream)
 #else
@@ -345,7 +446,8 @@ static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rst
 static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                                  const W *b, const T *next, T *next_y, int nonan) {
 #define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
-    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, HAS_W, HAS_B, 1, NONAN, 0)
+    NAME(normalize_body)(NULL, xa, y, n, mu, c, rstd, w, b, next, next_y, NULL, 0, 0, NULL, HAS_W, \
+                         HAS_B, 1, NONAN, 0, 0)
 #define FN_NORM_WB(NONAN)                                                                   \
     do {                                                                                    \
         if (w && b) FN_NORM(1, 1, NONAN);                                                   \

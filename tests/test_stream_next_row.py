@@ -1,13 +1,15 @@
-"""The row backward with dx streamed (large calls): each row's whole cache
-lines go straight from the registers with streaming stores, its partial first
-and last lines through the per-thread writer, and the next row's sums are
-taken in the loops of this row's dx (backward_apply_stream). Every way gives
-the bits of the ordinary stores and of the sums taken on their own: every
-offset of dx within a line, rows shorter and longer than a sums chunk (1024
-elements) with every kind of tail, rows apart in memory, one and two threads,
-with and without parameters, with the fused add's ds, on every target; and
-nothing outside dx is written. The outputs a call allocates itself stream
-here too (_stream_fresh)."""
+"""Streamed rows (large calls) whose whole cache lines go straight from the
+registers with streaming stores, their partial first and last lines through
+the per-thread writer, and which take the next row's statistics (forward) or
+sums (backward) in the loops of their output (normalize_stream,
+backward_apply_stream). Every way gives the bits of the ordinary stores and
+of the statistics taken on their own: every offset of the output within a
+line, rows shorter and longer than a statistics chunk (1024 elements) with
+every kind of tail, rows apart in memory, one and two threads, with and
+without parameters, rows that take the exact-range path or the two-pass
+statistics in between, on every target; and nothing outside the output is
+written. The outputs a call allocates itself stream here too
+(_stream_fresh)."""
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ SHAPES = [(37, 5), (9, 1023), (8, 1024), (7, 1025), (5, 2080), (3, 2071), (70, 3
 def ways():
     """Runs a call with dx streamed, the next row's sums in its loops and apart,
     and with ordinary stores; the settings are restored after."""
-    before = (_core._stream_bytes(), _core._stream_row_bytes(0), _core._backward_fused(),
+    before = (_core._stream_bytes(), _core._stream_row_bytes(0), _core._next_row_sums(),
               _core._stream_fresh(True))
 
     def run(call):
@@ -34,17 +36,17 @@ def ways():
         try:
             for stream, fused in ((0, True), (0, False), (-1, True)):
                 _core._stream_bytes(stream)
-                _core._backward_fused(fused)
+                _core._next_row_sums(fused)
                 out.append(call())
         finally:
             _core._stream_bytes(before[0])
-            _core._backward_fused(before[2])
+            _core._next_row_sums(before[2])
         return out
 
     yield run
     _core._stream_bytes(before[0])
     _core._stream_row_bytes(before[1])
-    _core._backward_fused(before[2])
+    _core._next_row_sums(before[2])
     _core._stream_fresh(before[3])
 
 
@@ -106,10 +108,55 @@ def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
               ("add_layer_norm_backward", threads))
 
 
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_streamed_forward_same_bits_every_way(isa, ways, dt, shape):
+    x = _data(shape, dt, 11, offset=3.0)
+    if shape[0] > 4:
+        x[1, :64] += 1000  # its shift far from its mean: the two-pass statistics
+        x[2, shape[1] // 2] = np.nan
+        if np.dtype(dt).itemsize >= 4:
+            x[3] = np.finfo(dt).max / 4  # exact-range path (overflowing sums)
+    res = _data(shape, dt, 12)
+    pd = _pdt(dt)
+    w, b = _data(shape[-1:], pd, 13), _data(shape[-1:], pd, 14)
+    per_line = 64 // np.dtype(dt).itemsize
+    size = shape[0] * shape[1]
+    calls = {
+        "layer_norm": lambda out, t: fn.layer_norm(x, w, b, out=out, num_threads=t,
+                                                   return_stats=True),
+        "layer_norm weight only": lambda out, t: fn.layer_norm(x, w, out=out, num_threads=t),
+        "layer_norm no params": lambda out, t: fn.layer_norm(x, out=out, num_threads=t),
+        "rms_norm": lambda out, t: fn.rms_norm(x, w, out=out, num_threads=t,
+                                               return_stats=True),
+        "add_layer_norm": lambda out, t: fn.add_layer_norm(x, res, w, b, out=out,
+                                                           num_threads=t),
+    }
+    for name, call in calls.items():
+        for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
+            for threads in (1, 2):
+                buf = np.full(size + offset + per_line, 7, dt)
+                out = buf[offset:offset + size].reshape(shape)
+
+                def run():
+                    got = call(out, threads)
+                    assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all()
+                    rest = got[1:] if isinstance(got, tuple) else ()
+                    return (out.copy(),) + tuple(np.copy(g) for g in rest)
+                _same(ways(run), (name, offset, threads))
+
+
+def test_streamed_ada_layer_norm_same_bits_every_way(isa, ways):
+    """Parameters per row (each batch entry its own shift and scale)."""
+    x = _data((3, 5, 2071), np.float32, 15, offset=1.0)
+    shift, scale = _data((3, 2071), np.float32, 16), _data((3, 2071), np.float32, 17)
+    _same(ways(lambda: fn.ada_layer_norm(x, shift, scale, return_stats=True)), "ada")
+
+
 @pytest.mark.parametrize("dt", [np.float32, BF16], ids=lambda d: np.dtype(d).name)
-def test_streamed_backward_rows_apart_in_memory(isa, ways, dt):
-    """dx rows not whole lines apart (each row starts at its own offset in a
-    line), and inputs that are column slices of larger arrays."""
+def test_streamed_rows_apart_in_memory(isa, ways, dt):
+    """Output rows not whole lines apart (each row starts at its own offset in
+    a line), and inputs that are column slices of larger arrays."""
     big_x = _data((12, 2100), dt, 5, offset=-2.0)
     big_dy = _data((12, 2100), dt, 6)
     x, dy = big_x[:, 3:2074], big_dy[:, 5:2076]
@@ -125,13 +172,20 @@ def test_streamed_backward_rows_apart_in_memory(isa, ways, dt):
         return (out.copy(),) + tuple(np.copy(g) for g in grads[1:])
     _same(ways(run), "rows apart")
 
+    def forward():
+        got = fn.layer_norm(x, w, w, out=out, num_threads=2, return_stats=True)
+        assert (buf.reshape(12, 2085)[:, :2] == 7).all()
+        assert (buf.reshape(12, 2085)[:, 2073:] == 7).all()
+        return (out.copy(),) + tuple(np.copy(g) for g in got[1:])
+    _same(ways(forward), "rows apart, forward")
 
-def test_backward_fused_checks_its_argument():
-    before = _core._backward_fused()
+
+def test_next_row_sums_checks_its_argument():
+    before = _core._next_row_sums()
     try:
         with pytest.raises(ValueError, match="on"):
-            _core._backward_fused(1)
-        assert _core._backward_fused(False) == before
-        assert _core._backward_fused() is False
+            _core._next_row_sums(1)
+        assert _core._next_row_sums(False) == before
+        assert _core._next_row_sums() is False
     finally:
-        _core._backward_fused(before)
+        _core._next_row_sums(before)
