@@ -18,16 +18,19 @@ from fastnorm import _core
 from params import BF16
 
 DTYPES = [np.float32, np.float64, np.float16, BF16]
-# a row of a few elements; rows around one sums chunk (1023, 1024, 1025)
-# and two (2048 + a line of each dtype's elements, 2071); one row per block
-# and many (the sums of the next row cross no block)
-SHAPES = [(37, 5), (9, 1023), (8, 1024), (7, 1025), (5, 2080), (3, 2071), (70, 300)]
+# a row of a few elements; rows around one statistics chunk (1023, 1024,
+# 1025) and two (2080, 2071), beyond the avx512 target's limits (4100); a
+# few rows (blocks of the backward's partials end on every few rows) and
+# many
+SHAPES = [(37, 5), (9, 1023), (8, 1024), (7, 1025), (5, 2080), (3, 2071), (3, 4100),
+          (70, 300)]
 
 
 @pytest.fixture
 def ways():
-    """Runs a call with dx streamed, the next row's sums in its loops and apart,
-    and with ordinary stores; the settings are restored after."""
+    """Runs a call streamed with the next row's statistics (or sums) in a row's
+    loops, streamed without, and with ordinary stores; the settings are
+    restored after."""
     before = (_core._stream_bytes(), _core._stream_row_bytes(0), _core._next_row_sums(),
               _core._stream_fresh(True))
 
@@ -88,6 +91,8 @@ def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
             dy, x, m, rs, out=out, num_threads=t),
         "rms_norm_backward": lambda out, t: fn.rms_norm_backward(
             dy, x, rr, w, out=out, num_threads=t),
+        "rms_norm_backward no weight": lambda out, t: fn.rms_norm_backward(
+            dy, x, rr, out=out, num_threads=t),
     }
     for name, call in calls.items():
         for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
@@ -106,6 +111,80 @@ def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
         _same(ways(lambda: fn.add_layer_norm_backward(dy, x, m, rs, w, ds=ds,
                                                       num_threads=threads)),
               ("add_layer_norm_backward", threads))
+        _same(ways(lambda: fn.add_rms_norm_backward(dy, x, rr, w, ds=ds,
+                                                    num_threads=threads)),
+              ("add_rms_norm_backward", threads))
+
+
+@pytest.mark.parametrize("shape", [(6, 1024), (5, 2071)], ids=lambda s: "x".join(map(str, s)))
+def test_streamed_bfloat16_backward_read_as_stored(isa, ways, shape):
+    """bfloat16 rows that the target would widen, read as stored instead."""
+    before = _core._backward_widen_max(0)
+    try:
+        x = _data(shape, BF16, 21, offset=1.0)
+        dy = _data(shape, BF16, 22)
+        w = _data(shape[-1:], np.float32, 23)
+        _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
+        for threads in (1, 2):
+            _same(ways(lambda: fn.layer_norm_backward(dy, x, m, rs, w, num_threads=threads)),
+                  threads)
+    finally:
+        _core._backward_widen_max(before)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_streamed_outputs_off_their_element_size(isa, ways, dt):
+    """An output whose elements are not at a multiple of their size: no line
+    starts at an element, so every row goes through the writer."""
+    shape = (5, 2071)
+    x = _data(shape, dt, 24, offset=2.0)
+    dy = _data(shape, dt, 25)
+    w = _data(shape[-1:], dt, 26)
+    _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
+    buf = np.zeros(x.nbytes + 1, np.uint8)
+    out = buf[1:].view(dt).reshape(shape)
+    _same(ways(lambda: (fn.layer_norm(x, w, w, out=out), out.copy())[1]), "forward")
+    _same(ways(lambda: (fn.layer_norm_backward(dy, x, m, rs, w, out=out), out.copy())[1]),
+          "backward")
+
+
+def test_the_rule_takes_the_next_row_where_it_should():
+    """Rows that stream from the registers take the next row's statistics and
+    sums in their loops (rows - 1 on one thread: the backward's blocks of
+    partials do not stop it); with the setting off, without streaming, or with
+    a residual to add, none do."""
+    if _core._get_isa() == "scalar":
+        pytest.skip("the scalar target streams through the writer only")
+    before = (_core._stream_bytes(), _core._stream_row_bytes(0), _core._next_row_sums(True))
+    try:
+        x = _data((40, 2048), np.float32, 27, offset=1.0)
+        dy = _data((40, 2048), np.float32, 28)
+        w = _data((2048,), np.float32, 29)
+        _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
+        out = np.empty_like(x)
+        calls = [lambda: fn.layer_norm(x, w, w, out=out, num_threads=1),
+                 lambda: fn.rms_norm(x, w, out=out, num_threads=1),
+                 lambda: fn.layer_norm_backward(dy, x, m, rs, w, out=out, num_threads=1),
+                 lambda: fn.rms_norm_backward(dy, x, rs, w, out=out, num_threads=1)]
+        _core._next_row_sums_taken()
+        for call in calls:
+            _core._stream_bytes(0)
+            call()
+            assert _core._next_row_sums_taken() == 39
+            _core._stream_bytes(-1)
+            call()
+            assert _core._next_row_sums_taken() == 0
+            _core._stream_bytes(0)
+            _core._next_row_sums(False)
+            call()
+            assert _core._next_row_sums_taken() == 0
+            _core._next_row_sums(True)
+        fn.add_layer_norm(x, dy, w, w, out=out, num_threads=1)
+        assert _core._next_row_sums_taken() == 0
+    finally:
+        _core._stream_bytes(before[0])
+        _core._stream_row_bytes(before[1])
+        _core._next_row_sums(before[2])
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)

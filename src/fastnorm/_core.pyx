@@ -49,6 +49,7 @@ cdef extern from "targets/dispatch.h":
     int fn_set_backward_rows(int mode) nogil
     int64_t fn_set_backward_widen_max(int64_t n) nogil
     int fn_set_next_row_sums(int on) nogil
+    int64_t fn_take_next_row_sums_count() nogil
     int64_t fn_cache_bytes() nogil
 
 
@@ -103,6 +104,12 @@ def _next_row_sums(on=None):
     if not isinstance(on, (bool, np.bool_)):
         raise ValueError(f"on must be True or False, not {on!r}")
     return bool(fn_set_next_row_sums(1 if on else 0))
+
+
+def _next_row_sums_taken():
+    """The rows whose statistics or sums were taken in the loops of the row
+    before (_next_row_sums) since this was last asked. For tests."""
+    return fn_take_next_row_sums_count()
 
 
 def _backward_widen_max(n=None):

@@ -437,6 +437,7 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
     const int fused = k->stream && !xa && !k->res && P->normalize_stream &&
                       fn_next_row_sums_mode() != 0;
     int have_next = 0; /* st[0] holds row i's statistics already */
+    int64_t fused_rows = 0;
     for (; i < end; i++) {
         if (!have_next) {
             st[0].src = LOCAL(row_source)(k, i, end);
@@ -460,11 +461,13 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
         have_next = LOCAL(row_apply)(k, i, i + k->ahead + with_next, end, xa, &st[0], &out,
                                      with_next ? &sj : NULL);
         if (have_next) {
+            fused_rows++;
             st[0].src = sj.src;
             if (k->centered) LOCAL(row_stats_shifted)(k, &st[0], sj.shift, sj.sums);
             else LOCAL(row_finish)(k, NULL, sj.sums[0], NULL, &st[0]);
         }
     }
+    if (fused_rows) fn_count_next_row_sums(fused_rows);
     if (k->stream) {
         fn_stream_flush(&out);
         k->fence();
@@ -814,6 +817,13 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     /* the prefetches run on into the next block, up to this thread's last row */
     const int64_t stop = end * k->block_rows < k->rows ? end * k->block_rows : k->rows;
+    /* with `fused`, a row's sums taken in the loops of the row before (next,
+     * where have_next); from one block into the next (whose partials they do
+     * not touch) where the rows go one at a time (`carry`) */
+    const int carry = fused && !two && !together;
+    A next[3] = {0, 0, 0};
+    int have_next = 0;
+    int64_t fused_rows = 0;
     for (int64_t blk = begin; blk < end; blk++) {
         A *acc_w = k->part_w ? k->part_w + blk * k->ldpart : NULL;
         A *acc_b = k->part_b ? k->part_b + blk * k->ldpart : NULL;
@@ -848,10 +858,6 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                           acc_b, &out, NULL);
             }
         }
-        /* with `fused`, a row's sums taken in the loops of the row before
-         * (next, where have_next) */
-        A next[3] = {0, 0, 0};
-        int have_next = 0;
         for (; i < last; i++) {
             const T *xr = k->x + i * k->ldx, *dyr = k->dy + i * k->lddy;
             const A mu = k->centered ? (A)k->mean[i] : 0, r = (A)k->rstd[i];
@@ -860,7 +866,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
             else if (xa) P->backward_sums_wide(dyr, xr, dya, xa, n, mu, r, k->weight, s);
             else P->backward_sums(dyr, xr, n, mu, r, k->weight, s);
             LOCAL(sums_job) sj = {NULL, NULL, 0, 0, {0, 0, 0}};
-            const int with_next = fused && i + 1 < last;
+            const int with_next = fused && i + 1 < (carry ? stop : last);
             if (with_next) {
                 sj.dy = dyr + k->lddy;
                 sj.x = xr + k->ldx;
@@ -872,8 +878,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                                                   xa, acc_w, acc_b, &out,
                                                   with_next ? &sj : NULL);
             memcpy(next, sj.sums, sizeof next);
+            fused_rows += have_next;
         }
     }
+    if (fused_rows) fn_count_next_row_sums(fused_rows);
     if (k->stream) {
         fn_stream_flush(&out);
         k->fence();
@@ -929,16 +937,17 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
                 n * (int64_t)sizeof(T) >= FN_BWD_DIRECT_MIN_BYTES &&
                 !(FN_WIDE_BACKWARD && n <= k->widen_max && n <= FN_WIDE_MAX);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
-    /* dx rows of FN_BWD_HEAD_MIN_N elements or more that all start at one
-     * offset within a line go in two calls, the head then the rest
-     * (fn_line_head); streamed rows, whose chunks are written into a buffer
-     * in L1, in one. The partials' rows are whole lines apart and start `pad`
-     * elements into their first line, so that their element `head` starts a
-     * line as the dx rows' does: the rest's read-modify-writes of the
-     * partials straddle no line either. Streamed rows whose lines go straight
-     * from the registers (backward_row_apply) start their lines at the same
-     * element in every row where the rows are whole lines apart: the
-     * partials then start a line there. */
+    /* dx rows of FN_BWD_HEAD_MIN_N elements or more, written with ordinary
+     * stores, that all start at one offset within a line go in two calls, the
+     * head then the rest (fn_line_head). Streamed rows whose lines go
+     * straight from the registers (k->direct, backward_row_apply) start their
+     * lines at one element too where the rows are whole lines apart; other
+     * streamed rows go through the writer's buffer in L1. The partials' rows
+     * are whole lines apart and start `pad` elements into their first line,
+     * so that the element where the dx rows' lines start (the head, or the
+     * streamed rows' first line) starts a line of the partials as well: the
+     * read-modify-writes of the partials beside those lines straddle no
+     * line either. */
     const int lines_apart = k->lddx * (int64_t)sizeof(T) % FN_STREAM_LINE == 0;
     k->head = !k->stream && n >= FN_BWD_HEAD_MIN_N && lines_apart
                   ? fn_line_head(k->dx, n, sizeof(T))

@@ -467,6 +467,26 @@ int fn_set_next_row_sums(int on) {
 
 int fn_next_row_sums_mode(void) { return FN_READ(fn_next_row_sums); }
 
+static int64_t fn_next_row_sums_count = 0;
+
+void fn_count_next_row_sums(int64_t rows) {
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_fetch_add(&fn_next_row_sums_count, rows, __ATOMIC_RELAXED);
+#else
+    fn_next_row_sums_count += rows;
+#endif
+}
+
+int64_t fn_take_next_row_sums_count(void) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_exchange_n(&fn_next_row_sums_count, 0, __ATOMIC_RELAXED);
+#else
+    const int64_t n = fn_next_row_sums_count;
+    fn_next_row_sums_count = 0;
+    return n;
+#endif
+}
+
 static int64_t fn_widen_override = -1;
 
 int64_t fn_set_backward_widen_max(int64_t n) {

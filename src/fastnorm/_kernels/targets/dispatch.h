@@ -96,6 +96,12 @@ int fn_backward_rows_mode(void);
  * asks. Returns the setting before. fn_next_row_sums_mode reads it. */
 int fn_set_next_row_sums(int on);
 int fn_next_row_sums_mode(void);
+/* The rows whose statistics or sums were taken in the loops of the row before:
+ * the drivers add each thread's count once per call (fn_count_next_row_sums);
+ * fn_take_next_row_sums_count returns the count since it was last taken, for
+ * tests that check the rule applies where it should. */
+void fn_count_next_row_sums(int64_t rows);
+int64_t fn_take_next_row_sums_count(void);
 
 /* The longest bfloat16 rows whose backward widens dy and x into copies
  * (drivers/driver.c, FN_WIDE_BACKWARD): the target's choice, or what

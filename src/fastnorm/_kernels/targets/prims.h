@@ -27,8 +27,9 @@
 #define FN_MAX_ROWS 4
 
 /* Elements a row reduction adds in registers before it adds the partial sum
- * in double (prims_rows_impl.h): the chunks of the statistics passes, and the
- * most elements whose sums normalize_stream and backward_apply_stream take. */
+ * in double (prims_rows_impl.h): the chunks of the statistics passes, which
+ * normalize_stream also takes another row in, and the most elements of
+ * another row whose sums backward_apply_stream takes. */
 #define FN_CHUNK ((int64_t)1024)
 
 #define FN_DECLARE_PRIMS(SUFFIX, T, A, W)                                                  \
@@ -143,10 +144,10 @@
         int stat_rows;                                                                  \
         /* normalize writing y with streaming stores (no prefetch of next_y): y on a   \
          * 64-byte boundary, n a whole number of 64-byte lines; with sx not NULL,      \
-         * also the statistics pass of the sn elements (at most FN_CHUNK) of another   \
-         * row from sx: sums = 1 its sum of squares into ssum[0] (sum_sq of those      \
-         * elements alone), sums = 2 its sums of d = x - sshift and of d^2 into        \
-         * ssum[0] and ssum[1] (centered_sums). NULL in the tables without it. */      \
+         * also the statistics pass of another row of sn elements (any number) from    \
+         * sx, by the same chunks: sums = 1 its sum of squares into ssum[0] (sum_sq),  \
+         * sums = 2 its sums of d = x - sshift and of d^2 into ssum[0] and ssum[1]     \
+         * (centered_sums). NULL in the tables without it. */                          \
         void (*normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rstd,        \
                                  const W *w, const W *b, const T *next, const T *sx,    \
                                  int64_t sn, A sshift, int sums, A ssum[2]);            \

@@ -385,7 +385,6 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
     for (; i + 2 * VN <= n; i += 2 * VN) FN_NORM_PAIR();
 #undef FN_NORM_PAIR
     if (nt) return;
-    if (nt) return;
     for (; i + VN <= n; i += VN) {
         V t = VFMA(VSUB(FN_LOAD(x, xa, i, wide), vmu), vr, vcr);
         VSTORE(y + i, NAME(affine)(t, w + i, b + i, has_w, has_b));
