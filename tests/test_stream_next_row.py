@@ -268,3 +268,61 @@ def test_next_row_sums_checks_its_argument():
         assert _core._next_row_sums() is False
     finally:
         _core._next_row_sums(before)
+
+
+def _nan_rows(shape, dt, seed):
+    """Rows with a NaN of each sign in x, NaNs of both signs in dy in
+    different statistics chunks, an infinity in dy, and finite rows between."""
+    x = _data(shape, dt, seed, offset=1.0)
+    dy = _data(shape, dt, seed + 1)
+    n = shape[1]
+    x[0, 0] = -np.nan
+    x[1, n // 2] = np.nan
+    dy[2, 3] = -np.nan
+    dy[2, n - 1] = np.nan
+    dy[4, 1] = -np.inf
+    x[5, 7], dy[5, 9] = np.nan, -np.nan
+    return x, dy
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(8, 1100), (7, 2071), (6, 4100)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_backward_nans_one_bit_pattern_every_way(ways, dt, shape):
+    """The backward's NaNs are one quiet NaN, whichever loops, stores, rows
+    together or apart, offset of dx in a line and SIMD target their elements
+    went through (which of two NaN operands an operation returns depends on
+    the compiled code)."""
+    x, dy = _nan_rows(shape, dt, 31)
+    w = _data(shape[-1:], _pdt(dt), 33)
+    w[5] = np.nan
+    ds = _data(shape, dt, 34)
+    per_line = 64 // np.dtype(dt).itemsize
+    size = shape[0] * shape[1]
+    targets = [t for t in ("avx2", "avx512") if t in _core._available_isas()]
+    results = []
+    try:
+        for target in targets:
+            _core._set_isa(target)
+            _, m, rs = fn.layer_norm(x, return_stats=True)
+            _, rr = fn.rms_norm(x, return_stats=True)
+            for mode in (0, 1):
+                before = _core._backward_rows(mode)
+                try:
+                    for offset in (0, per_line // 2 + 1):
+                        buf = np.zeros(size + offset, dt)
+                        out = buf[offset:].reshape(shape)
+
+                        def run():
+                            got = [fn.layer_norm_backward(dy, x, m, rs, w, out=out),
+                                   fn.rms_norm_backward(dy, x, rr, w, out=out),
+                                   fn.add_layer_norm_backward(dy, x, m, rs, w, ds=ds)]
+                            return tuple(np.copy(a) for g in got for a in g)
+                        results.extend(ways(run))
+                finally:
+                    _core._backward_rows(before)
+    finally:
+        _core._set_isa("auto")
+    _same(results, "NaNs")
+    dx = results[0][0]
+    assert np.isnan(dx.astype(np.float32)).any()

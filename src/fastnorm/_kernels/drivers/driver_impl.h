@@ -625,6 +625,27 @@ static FN_DRIVER_INLINE LOCAL(backward_row) LOCAL(backward_row_at)(const LOCAL(b
     return rw;
 }
 
+/* Whether row rw's constants are all finite. Any NaN or infinity in the
+ * row's x, dy, weight, mean or rstd makes one of them non-finite (and so
+ * does an overflow of its terms); where they are all finite, no operation of
+ * the row meets a NaN operand. */
+static FN_DRIVER_INLINE int LOCAL(row_finite)(const LOCAL(backward_row) *rw) {
+    return isfinite((double)rw->mu) && isfinite((double)rw->c) && isfinite((double)rw->r) &&
+           isfinite((double)rw->mg) && isfinite((double)rw->mgx);
+}
+
+/* Every NaN of the n elements at p replaced by the one quiet NaN FN_FROM_D
+ * gives. In a row whose constants are not all finite, an operation may meet
+ * two NaN operands, and which of the two the processor returns (its sign)
+ * depends on the order the compiler gave them, which differs between the
+ * loops a row may go through (the vector pairs, single vectors, one element
+ * at a time, streamed or not, with or without the next row's sums): the one
+ * NaN keeps the bits the same whichever way an element went. */
+static void LOCAL(canonical_nans)(T *p, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        if (isnan(FN_TO_D(p[j]))) p[j] = FN_FROM_D(NAN);
+}
+
 /* Row rw's dx elements [h, h + body), whole lines from a line boundary of
  * dxr, straight from the registers with streaming stores
  * (backward_apply_stream); with sj, the next row's sums in the same loops. A
@@ -677,6 +698,14 @@ static FN_DRIVER_INLINE int LOCAL(backward_row_apply)(const LOCAL(backward_ctx) 
     T *dxr = k->dx + i * k->lddx;
     const T *ndy = more ? k->dy + fetch * k->lddy : NULL, *nx = more ? k->x + fetch * k->ldx : NULL;
     T *ndx = more ? k->dx + fetch * k->lddx : NULL;
+    if (!LOCAL(row_finite)(&rw)) {
+        /* with ordinary stores in one call, the waiting bytes of the row
+         * before written first, then its NaNs made one (canonical_nans) */
+        if (k->stream) fn_stream_flush(out);
+        LOCAL(backward_span)(k, &rw, 0, n, dxr, NULL, NULL, NULL);
+        LOCAL(canonical_nans)(dxr, n);
+        return 0;
+    }
     const int64_t to_line = k->direct && !xa ? fn_to_line(dxr, sizeof(T)) : -1;
     if (to_line >= 0) {
         /* the row's whole lines straight from the registers (streaming
@@ -750,6 +779,8 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
                                   mg, mgx, acc_w ? acc_w + o : NULL, acc_b ? acc_b + o : NULL,
                                   k->ds ? dso : NULL);
     }
+    for (int j = 0; j < R; j++)
+        if (!LOCAL(row_finite)(&rw[j])) LOCAL(canonical_nans)(k->dx + (i + j) * k->lddx, n);
 }
 
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
@@ -971,9 +1002,10 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
         LOCAL(reduce_partials)(k->P, k->part_w, nblocks, n, k->ldpart, num_threads);
         if (k->part_b)
             LOCAL(reduce_partials)(k->P, k->part_b, nblocks, n, k->ldpart, num_threads);
+        /* NaNs made one, as in dx (LOCAL(canonical_nans)) */
         for (int64_t j = 0; j < n; j++) {
-            if (dweight) dweight[j] = (W)k->part_w[j];
-            if (dbias) dbias[j] = (W)k->part_b[j];
+            if (dweight) dweight[j] = isnan(k->part_w[j]) ? (W)NAN : (W)k->part_w[j];
+            if (dbias) dbias[j] = isnan(k->part_b[j]) ? (W)NAN : (W)k->part_b[j];
         }
         fn_scratch_free(part);
     }
