@@ -192,6 +192,11 @@ def test_only_outputs_the_caller_provides_stream_by_default():
         assert _core._stream_row_bytes() == 1024
         assert _core._streams(1 << 20, fresh=False, row_bytes=1023) is False
         assert _core._streams(1 << 20, fresh=False, row_bytes=1024) is streams
+        # rows of 1-2 KiB from twice the threshold, longer rows from the threshold
+        _core._stream_bytes(1 << 20)
+        assert _core._streams(1 << 20, fresh=False, row_bytes=2048) is streams
+        assert _core._streams(1 << 20, fresh=False, row_bytes=2047) is False
+        assert _core._streams(2 << 20, fresh=False, row_bytes=1024) is streams
         _core._stream_bytes(-1)
         assert _core._streams(1 << 40, fresh=False) is False
     finally:
@@ -200,5 +205,5 @@ def test_only_outputs_the_caller_provides_stream_by_default():
 
 
 def test_the_default_threshold_streams_large_outputs_the_caller_provides():
-    # the default is a size, on every CPU: half the L3 on AMD, 48 MiB elsewhere
+    # the default is a size, on every CPU: half the L3 on AMD, 24 MiB elsewhere
     assert _core._stream_bytes() > 0 or "FASTNORM_STREAM_BYTES" in __import__("os").environ

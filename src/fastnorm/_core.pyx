@@ -55,7 +55,8 @@ cdef extern from "targets/dispatch.h":
 
 def _stream_bytes(nbytes=None):
     """The output size (bytes) from which the row normalizers write y and dx
-    with streaming stores (-1: never). nbytes=None asks; an int sets it
+    with streaming stores, in rows of 2 KiB or more (shorter rows: from twice
+    this; -1: never). nbytes=None asks; an int sets it
     (negative: never) and returns the value before. For tests that compare
     the two stores (the same bits), and for measuring; FASTNORM_STREAM_BYTES
     in the environment sets it at the first call. It applies to outputs the

@@ -378,9 +378,13 @@ int fn_target_at(int i, fn_target_info *info) {
  * core's data competes for), where an output that large and its input
  * cannot both stay in the cache; FN_STREAM_BYTES_OTHER elsewhere, where
  * streaming into an output already in use was faster from about that size
- * for rows of every length it streams (bench/choices.md, "Streaming stores
- * by CPU"). */
-#define FN_STREAM_BYTES_OTHER ((int64_t)48 * 1024 * 1024)
+ * for rows of 2 KiB or more (bench/choices.md, "Streaming stores by CPU"). */
+#define FN_STREAM_BYTES_OTHER ((int64_t)24 * 1024 * 1024)
+/* Rows shorter than this stream from twice the threshold: their lines go
+ * through the streaming writer, whose calls cost more per row than the
+ * whole lines that longer rows stream straight from the registers
+ * (drivers/driver.c, FN_BWD_DIRECT_MIN_BYTES). */
+#define FN_STREAM_SHORT_ROW_BYTES ((int64_t)2048)
 /* Rows shorter than this never stream by default: each row's way through
  * the streaming writer costs more than its lines save (bench/choices.md). */
 #define FN_STREAM_MIN_ROW_BYTES ((int64_t)1024)
@@ -426,6 +430,11 @@ int64_t fn_stream_min_bytes(void) {
 /* fn_cache_bytes where the OS does not say: no more than the smaller last-
  * level caches hold */
 #define FN_CACHE_BYTES_UNKNOWN ((int64_t)32 * 1024 * 1024)
+/* the most a reported L3 counts for: the data that measured as staying in
+ * the cache of a virtual machine that reports its host's 480 MiB (twice the
+ * size from which streaming stores measured faster there for rows of every
+ * length) */
+#define FN_CACHE_BYTES_VM ((int64_t)96 * 1024 * 1024)
 static int64_t fn_cache_estimate(void) {
     int64_t l3 = fn_amd_l3_bytes();
     if (l3 > 0) return l3;
@@ -434,9 +443,8 @@ static int64_t fn_cache_estimate(void) {
 #endif
     if (l3 <= 0) return FN_CACHE_BYTES_UNKNOWN;
     /* a virtual machine may report the host's whole cache, which its data
-     * shares: no more than the data that measured as staying in the cache
-     * (twice the size from which streaming stores measured faster) */
-    return l3 < 2 * FN_STREAM_BYTES_OTHER ? l3 : 2 * FN_STREAM_BYTES_OTHER;
+     * shares: no more than FN_CACHE_BYTES_VM */
+    return l3 < FN_CACHE_BYTES_VM ? l3 : FN_CACHE_BYTES_VM;
 }
 
 int64_t fn_cache_bytes(void) {
@@ -539,7 +547,9 @@ void (*fn_stream_for(int64_t bytes, int64_t row_bytes,
     *fence = table->stream_fence;
     if (fn_output_fresh && !FN_READ(fn_fresh_may_stream)) return NULL;
     if (row_bytes < FN_READ(fn_stream_row_bytes)) return NULL;
-    return (min >= 0 && bytes >= min && table->stream_fence) ? table->stream_copy : NULL;
+    if (min < 0) return NULL;
+    const int64_t need = row_bytes < FN_STREAM_SHORT_ROW_BYTES && min <= INT64_MAX / 2 ? 2 * min : min;
+    return (bytes >= need && table->stream_fence) ? table->stream_copy : NULL;
 }
 
 int fastnorm_version_number(void) { return FASTNORM_VERSION_NUMBER; }
