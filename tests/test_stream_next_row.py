@@ -16,6 +16,7 @@ import pytest
 import fastnorm as fn
 from fastnorm import _core
 from params import BF16
+from test_streaming import _bits, _data, _param_dtype as _pdt
 
 DTYPES = [np.float32, np.float64, np.float16, BF16]
 # a row of a few elements; rows around one statistics chunk (1023, 1024,
@@ -53,24 +54,29 @@ def ways():
     _core._stream_fresh(before[3])
 
 
-def _bits(result):
-    arrays = result if isinstance(result, tuple) else (result,)
-    return [np.asarray(a).view(np.uint8).tobytes() for a in arrays if a is not None]
-
-
-def _data(shape, dt, seed, offset=0.0):
-    rng = np.random.default_rng(seed)
-    return (offset + rng.standard_normal(shape)).astype(dt)
-
-
-def _pdt(dt):
-    return np.float32 if np.dtype(dt).itemsize == 2 else dt
-
-
 def _same(results, what):
     first = _bits(results[0])
     for k, r in enumerate(results[1:], 1):
         assert _bits(r) == first, (what, k)
+
+
+def _every_offset(ways, calls, shape, dt):
+    """Each call(out, threads) into an out at several offsets within a line, on
+    one and two threads: the same bits every way, nothing written outside."""
+    per_line = 64 // np.dtype(dt).itemsize
+    size = shape[0] * shape[1]
+    for name, call in calls.items():
+        for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
+            for threads in (1, 2):
+                buf = np.full(size + offset + per_line, 7, dt)
+                out = buf[offset:offset + size].reshape(shape)
+
+                def run():
+                    got = call(out, threads)
+                    assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all()
+                    rest = got[1:] if isinstance(got, tuple) else ()
+                    return (out.copy(),) + tuple(np.copy(g) for g in rest)
+                _same(ways(run), (name, offset, threads))
 
 
 @pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -82,8 +88,6 @@ def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
     w = _data(shape[-1:], _pdt(dt), 4)
     _, m, rs = fn.layer_norm(x, w, w, return_stats=True)
     _, rr = fn.rms_norm(x, w, return_stats=True)
-    per_line = 64 // np.dtype(dt).itemsize
-    size = shape[0] * shape[1]
     calls = {
         "layer_norm_backward": lambda out, t: fn.layer_norm_backward(
             dy, x, m, rs, w, out=out, num_threads=t),
@@ -94,18 +98,7 @@ def test_streamed_backward_same_bits_every_way(isa, ways, dt, shape):
         "rms_norm_backward no weight": lambda out, t: fn.rms_norm_backward(
             dy, x, rr, out=out, num_threads=t),
     }
-    for name, call in calls.items():
-        for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
-            for threads in (1, 2):
-                buf = np.full(size + offset + per_line, 7, dt)
-                out = buf[offset:offset + size].reshape(shape)
-
-                def run():
-                    grads = call(out, threads)
-                    assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all()
-                    rest = grads[1:] if isinstance(grads, tuple) else ()
-                    return (out.copy(),) + tuple(np.copy(g) for g in rest)
-                _same(ways(run), (name, offset, threads))
+    _every_offset(ways, calls, shape, dt)
     # the fused add's ds, into a dsum the call allocates (fresh memory streams too)
     for threads in (1, 2):
         _same(ways(lambda: fn.add_layer_norm_backward(dy, x, m, rs, w, ds=ds,
@@ -199,8 +192,6 @@ def test_streamed_forward_same_bits_every_way(isa, ways, dt, shape):
     res = _data(shape, dt, 12)
     pd = _pdt(dt)
     w, b = _data(shape[-1:], pd, 13), _data(shape[-1:], pd, 14)
-    per_line = 64 // np.dtype(dt).itemsize
-    size = shape[0] * shape[1]
     calls = {
         "layer_norm": lambda out, t: fn.layer_norm(x, w, b, out=out, num_threads=t,
                                                    return_stats=True),
@@ -211,18 +202,7 @@ def test_streamed_forward_same_bits_every_way(isa, ways, dt, shape):
         "add_layer_norm": lambda out, t: fn.add_layer_norm(x, res, w, b, out=out,
                                                            num_threads=t),
     }
-    for name, call in calls.items():
-        for offset in sorted({0, 1, per_line // 2 + 1, per_line - 1}):
-            for threads in (1, 2):
-                buf = np.full(size + offset + per_line, 7, dt)
-                out = buf[offset:offset + size].reshape(shape)
-
-                def run():
-                    got = call(out, threads)
-                    assert (buf[:offset] == 7).all() and (buf[offset + size:] == 7).all()
-                    rest = got[1:] if isinstance(got, tuple) else ()
-                    return (out.copy(),) + tuple(np.copy(g) for g in rest)
-                _same(ways(run), (name, offset, threads))
+    _every_offset(ways, calls, shape, dt)
 
 
 def test_streamed_ada_layer_norm_same_bits_every_way(isa, ways):
