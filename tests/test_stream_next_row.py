@@ -279,7 +279,9 @@ def test_backward_nans_one_bit_pattern_every_way(ways, dt, shape):
     ds = _data(shape, dt, 34)
     per_line = 64 // np.dtype(dt).itemsize
     size = shape[0] * shape[1]
+    # the SIMD targets give the same bits; a build without them, its own target
     targets = [t for t in ("avx2", "avx512") if t in _core._available_isas()]
+    targets = targets or [_core._get_isa()]
     results = []
     try:
         for target in targets:
