@@ -415,14 +415,6 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * more per call, and shorter rows were no faster split. */
 #define FN_BWD_HEAD_MIN_N 2048
 
-/* The shortest rows (bytes) of a streamed backward whose whole lines of dx go
- * straight from the registers, with the next row's sums in the same loops
- * (drivers/driver_impl.h, backward_row_apply); shorter rows go through the
- * writer, whose one call per chunk cost less there than the three calls of
- * a row's head, lines and tail (bench/choices.md, "The backward of long
- * rows"). */
-#define FN_BWD_DIRECT_MIN_BYTES 2048
-
 /* The shortest rows whose backward takes several rows' dx together
  * (driver_impl.h, backward_rows_together, for the data types with
  * FN_BWD_TOGETHER = 1: float32 and bfloat16): float32 rows of 1024 to 3072

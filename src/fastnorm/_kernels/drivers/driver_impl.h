@@ -801,13 +801,21 @@ static FN_DRIVER_INLINE int LOCAL(backward_rows_together)(const LOCAL(backward_c
 }
 
 /* Whether each row's dx takes the next row's sums in the same loops
- * (backward_apply_stream): rows read as stored whose dx is streamed. Their
- * loads of the next row, which come from memory, then spread over the whole
- * time of the row instead of its sums pass alone (bench/choices.md, "The
- * backward of long rows"). The same sums, so the same bits.
- * fn_set_next_row_sums turns it off for tests. */
-static FN_DRIVER_INLINE int LOCAL(backward_rows_fused)(const LOCAL(backward_ctx) *k, int wide) {
-    return k->direct && !wide && fn_next_row_sums_mode() != 0;
+ * (backward_apply_stream): the rows whose lines go straight from the
+ * registers (k->direct: streamed, read as stored). Their loads of the next
+ * row, which come from memory, then spread over the whole time of the row
+ * instead of its sums pass alone (bench/choices.md, "The backward of long
+ * rows"). The same sums, so the same bits. fn_set_next_row_sums turns it
+ * off for tests. */
+static FN_DRIVER_INLINE int LOCAL(backward_rows_fused)(const LOCAL(backward_ctx) *k) {
+    return k->direct && fn_next_row_sums_mode() != 0;
+}
+
+/* Whether the bfloat16 rows' dy and x are widened into copies (FN_WIDE_BACKWARD,
+ * up to k->widen_max elements, and no more than FN_WIDE_MAX: the copies'
+ * space) */
+static FN_DRIVER_INLINE int LOCAL(backward_widens)(const LOCAL(backward_ctx) *k) {
+    return FN_WIDE_BACKWARD && k->n <= k->widen_max && k->n <= FN_WIDE_MAX;
 }
 
 /* The backward of one normalized group (docs/numerics.md §0, NB) for every row of the
@@ -828,11 +836,11 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * converting again */
     FN_ALIGNED_SCRATCH(A, stack_wide,
                        FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_STAT_ROWS_MAX_N : 1);
-    const int widen = FN_WIDE_BACKWARD && n <= k->widen_max;
+    const int widen = LOCAL(backward_widens)(k);
     A *dya = NULL, *heap_wide = NULL;
     if (widen && n <= FN_WIDE_STACK) {
         dya = stack_wide;
-    } else if (widen && n <= FN_WIDE_MAX) {
+    } else if (widen) {
         dya = heap_wide = (A *)fn_scratch_alloc((size_t)(2 * n) * sizeof(A));
     }
     A *const xa = dya ? dya + n : NULL;
@@ -843,7 +851,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     const int together = LOCAL(backward_rows_together)(k, xa != NULL);
     /* streamed rows read as stored: the next row's sums in the loops of this
      * row's dx (LOCAL(backward_rows_fused)) */
-    const int fused = LOCAL(backward_rows_fused)(k, xa != NULL);
+    const int fused = LOCAL(backward_rows_fused)(k);
     FN_ALIGNED_SCRATCH(char, stream_buf, FN_STREAM_BUF_BYTES);
     fn_stream_writer out = {k->stream, stream_buf, NULL, 0};
     /* the prefetches run on into the next block, up to this thread's last row */
@@ -961,12 +969,12 @@ static int LOCAL(backward)(LOCAL(backward_ctx) *k, W *dweight, W *dbias, int num
     k->block_rows = fn_grad_block_rows(rows);
     k->ahead = fn_fetch_rows(n * (int64_t)sizeof(T));
     k->stream = fn_stream_for(rows * n * (int64_t)sizeof(T), n * (int64_t)sizeof(T), &k->fence);
-    /* Rows of FN_BWD_DIRECT_MIN_BYTES or more, not widened: shorter rows
+    /* Rows of FN_STREAM_DIRECT_MIN_BYTES or more, not widened: shorter rows
      * measured faster with every element through the writer (bench/choices.md,
      * "The backward of long rows") */
     k->direct = k->stream && k->P->backward_apply_stream &&
-                n * (int64_t)sizeof(T) >= FN_BWD_DIRECT_MIN_BYTES &&
-                !(FN_WIDE_BACKWARD && n <= k->widen_max && n <= FN_WIDE_MAX);
+                n * (int64_t)sizeof(T) >= FN_STREAM_DIRECT_MIN_BYTES &&
+                !LOCAL(backward_widens)(k);
     const int64_t nblocks = (rows + k->block_rows - 1) / k->block_rows;
     /* dx rows of FN_BWD_HEAD_MIN_N elements or more, written with ordinary
      * stores, that all start at one offset within a line go in two calls, the

@@ -380,11 +380,6 @@ int fn_target_at(int i, fn_target_info *info) {
  * streaming into an output already in use was faster from about that size
  * for rows of 2 KiB or more (bench/choices.md, "Streaming stores by CPU"). */
 #define FN_STREAM_BYTES_OTHER ((int64_t)24 * 1024 * 1024)
-/* Rows shorter than this stream from twice the threshold: their lines go
- * through the streaming writer, whose calls cost more per row than the
- * whole lines that longer rows stream straight from the registers
- * (drivers/driver.c, FN_BWD_DIRECT_MIN_BYTES). */
-#define FN_STREAM_SHORT_ROW_BYTES ((int64_t)2048)
 /* Rows shorter than this never stream by default: each row's way through
  * the streaming writer costs more than its lines save (bench/choices.md). */
 #define FN_STREAM_MIN_ROW_BYTES ((int64_t)1024)
@@ -548,7 +543,8 @@ void (*fn_stream_for(int64_t bytes, int64_t row_bytes,
     if (fn_output_fresh && !FN_READ(fn_fresh_may_stream)) return NULL;
     if (row_bytes < FN_READ(fn_stream_row_bytes)) return NULL;
     if (min < 0) return NULL;
-    const int64_t need = row_bytes < FN_STREAM_SHORT_ROW_BYTES && min <= INT64_MAX / 2 ? 2 * min : min;
+    const int64_t need =
+        row_bytes < FN_STREAM_DIRECT_MIN_BYTES && min <= INT64_MAX / 2 ? 2 * min : min;
     return (bytes >= need && table->stream_fence) ? table->stream_copy : NULL;
 }
 

@@ -51,10 +51,18 @@ unsigned fn_hide_cpu_features(unsigned bits);
  * value before. */
 int64_t fn_stream_min_bytes(void);
 int64_t fn_set_stream_min_bytes(int64_t bytes);
+/* The shortest rows (bytes) whose streamed output goes straight from the
+ * registers in whole lines, with the next row's statistics or sums in the
+ * same loops (the backward's rule, drivers/driver_impl.h); shorter rows go
+ * through the streaming writer, whose calls cost more per row, and stream
+ * from twice the threshold (fn_stream_for; bench/choices.md, "Streaming
+ * stores by CPU", "The backward of long rows"). */
+#define FN_STREAM_DIRECT_MIN_BYTES ((int64_t)2048)
 /* The streaming copy for an output of this many bytes in rows of row_bytes,
  * with its fence in *fence (both from one read of the active table: a call
  * uses one table's pair even if another thread changes the ISA meanwhile),
- * or NULL for ordinary stores: below the threshold, for rows shorter than
+ * or NULL for ordinary stores: below the threshold (twice it for rows
+ * shorter than FN_STREAM_DIRECT_MIN_BYTES), for rows shorter than
  * fn_set_stream_min_row_bytes's (1 KiB by default), or for fresh outputs. */
 void (*fn_stream_for(int64_t bytes, int64_t row_bytes,
                      void (**fence)(void)))(void *, const void *, size_t);

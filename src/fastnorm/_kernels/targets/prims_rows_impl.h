@@ -296,6 +296,21 @@ static FN_INLINE void NAME(normalize_one)(const T *x, const A *xa, T *y, int64_t
     SSTORE(y + i, t);
 }
 
+/* One step of four vectors of another row's statistics pass at element j, as
+ * its own pass takes it: its sum of squares (sums = 1, sum_chunk_rows's step)
+ * into a01, a23, or its sums around the shift (sums = 2, centered_step) into
+ * a01, a23 (d) and q01, q23 (d^2) */
+static FN_INLINE void NAME(stats_step)(const T *sx, int64_t j, P pshift, P *a01, P *a23, P *q01,
+                                       P *q23, const int sums) {
+    const P v01 = PLOAD(sx + j), v23 = PLOAD(sx + j + 2 * VN);
+    if (sums == 1) {
+        *a01 = PFMA(v01, v01, *a01);
+        *a23 = PFMA(v23, v23, *a23);
+    } else {
+        NAME(centered_step)(PSUB(v01, pshift), PSUB(v23, pshift), a01, a23, q01, q23);
+    }
+}
+
 /* normalize's loop; nt: y written with streaming stores (the pairs' loop
  * alone runs: y on a line boundary, n whole lines), the next y row not
  * fetched. sums (with nt; 0: none) the statistics pass of another row's sn
@@ -351,28 +366,13 @@ static FN_INLINE void NAME(normalize_body)(const T *x, const A *xa, T *y, int64_
             int64_t j = cs;
             for (; i + 2 * VN <= n && i < ce; i += 2 * VN) {
                 if (i == j && j + 4 * VN <= ce) {
-                    const P v01 = PLOAD(sx + j), v23 = PLOAD(sx + j + 2 * VN);
-                    if (sums == 1) {
-                        a01 = PFMA(v01, v01, a01);
-                        a23 = PFMA(v23, v23, a23);
-                    } else {
-                        NAME(centered_step)(PSUB(v01, pshift), PSUB(v23, pshift), &a01, &a23,
-                                            &q01, &q23);
-                    }
+                    NAME(stats_step)(sx, j, pshift, &a01, &a23, &q01, &q23, sums);
                     j += 4 * VN;
                 }
                 FN_NORM_PAIR();
             }
-            for (; j + 4 * VN <= ce; j += 4 * VN) {
-                const P v01 = PLOAD(sx + j), v23 = PLOAD(sx + j + 2 * VN);
-                if (sums == 1) {
-                    a01 = PFMA(v01, v01, a01);
-                    a23 = PFMA(v23, v23, a23);
-                } else {
-                    NAME(centered_step)(PSUB(v01, pshift), PSUB(v23, pshift), &a01, &a23, &q01,
-                                        &q23);
-                }
-            }
+            for (; j + 4 * VN <= ce; j += 4 * VN)
+                NAME(stats_step)(sx, j, pshift, &a01, &a23, &q01, &q23, sums);
             if (sums == 1) part[0] = NAME(sum_chunk_finish)(a01, a23, sx, NULL, j, ce, 0, 1);
             else NAME(centered_chunk_finish)(a01, a23, q01, q23, sx, NULL, j, ce, sshift, 0,
                                              &part[0], &part[1]);
