@@ -50,6 +50,8 @@ cdef extern from "targets/dispatch.h":
     int64_t fn_set_backward_widen_max(int64_t n) nogil
     int fn_set_next_row_sums(int on) nogil
     int64_t fn_take_next_row_sums_count() nogil
+    int fn_set_short_rows(int on) nogil
+    int64_t fn_take_short_rows_count() nogil
     int64_t fn_cache_bytes() nogil
 
 
@@ -111,6 +113,24 @@ def _next_row_sums_taken():
     """The rows whose statistics or sums were taken in the loops of the row
     before (_next_row_sums) since this was last asked. For tests."""
     return fn_take_next_row_sums_count()
+
+
+def _short_rows(on=None):
+    """Whether short rows go many at a time through the row kernels that take
+    them so, where the kernels' rule says so: None asks, True (the default)
+    or False; a setting returns the one before. For tests that compare the
+    two ways (the same bits)."""
+    if on is None:
+        return bool(fn_set_short_rows(-1))
+    if not isinstance(on, (bool, np.bool_)):
+        raise ValueError(f"on must be True or False, not {on!r}")
+    return bool(fn_set_short_rows(1 if on else 0))
+
+
+def _short_rows_taken():
+    """The rows that went many at a time (_short_rows) since this was last
+    asked. For tests."""
+    return fn_take_short_rows_count()
 
 
 def _backward_widen_max(n=None):

@@ -218,6 +218,11 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
                                                      &st->c, &st->r, &st->sq, &st->exact);
 }
 
+/* Whether rows of n elements are short rows (FN_SHORT_ROW_BYTES) */
+static FN_DRIVER_INLINE int LOCAL(short_rows)(int64_t n) {
+    return n * (int64_t)sizeof(T) <= FN_SHORT_ROW_BYTES && fn_short_rows_mode() != 0;
+}
+
 /* LayerNorm statistics of a row read as T, in one pass where that is as
  * accurate: the sums of d = x - K and d^2 around K, the mean of the row's
  * first FN_SHIFT_SAMPLE elements, finished as the corrected two-pass
@@ -428,6 +433,52 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], &out, NULL);
         i += g;
     }
+    /* Short rows read as stored, with ordinary stores, without a residual and
+     * with one weight and bias: FN_SHORT_BATCH rows at a time through one call
+     * of their statistics and one of their normalize, whose per-row calls and
+     * setup are most of a short row's time. Each row's statistics finish here
+     * as below; a row on the exact path goes alone through row_apply. The same
+     * primitives' arithmetic, so the same bits. */
+    const int short_rows = !xa && !k->res && !k->stream && !k->rows_per_param &&
+                           P->stats_rows && LOCAL(short_rows)(n);
+    int64_t short_taken = 0;
+    while (short_rows && i < end) {
+        const int64_t g = end - i < FN_SHORT_BATCH ? end - i : FN_SHORT_BATCH;
+        const int64_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE;
+        const T *x0 = k->x + i * k->ldx;
+        T *y0 = k->y + i * k->ldy;
+        A shift[FN_SHORT_BATCH], sums[FN_SHORT_BATCH][2];
+        A mu[FN_SHORT_BATCH], c[FN_SHORT_BATCH], r[FN_SHORT_BATCH];
+        P->stats_rows(x0, k->ldx, g, n, m, k->centered, shift, sums, k->ahead, end - i);
+        int64_t done = 0; /* rows normalized */
+        for (int64_t q = 0; q < g; q++) {
+            st[0].src = x0 + q * k->ldx;
+            if (k->centered) LOCAL(row_stats_shifted)(k, &st[0], shift[q], sums[q]);
+            else LOCAL(row_finish)(k, NULL, sums[q][0], NULL, &st[0]);
+            if (st[0].exact_path) {
+                if (q > done)
+                    P->normalize_rows(x0 + done * k->ldx, k->ldx, y0 + done * k->ldy, k->ldy,
+                                      q - done, n, mu + done, c + done, r + done, k->weight,
+                                      k->bias, k->ahead, end - i - done);
+                short_taken += q - done;
+                LOCAL(row_apply)(k, i + q, end, end, NULL, &st[0], &out, NULL);
+                done = q + 1;
+                continue;
+            }
+            mu[q] = st[0].mu;
+            c[q] = st[0].c;
+            r[q] = st[0].r;
+            if (k->mean) k->mean[i + q] = (ST)(mu[q] + c[q]);
+            if (k->rstd) k->rstd[i + q] = (ST)r[q];
+        }
+        if (g > done)
+            P->normalize_rows(x0 + done * k->ldx, k->ldx, y0 + done * k->ldy, k->ldy, g - done, n,
+                              mu + done, c + done, r + done, k->weight, k->bias, k->ahead,
+                              end - i - done);
+        short_taken += g - done;
+        i += g;
+    }
+    if (short_taken) fn_count_short_rows(short_taken);
     /* Streamed rows read as stored, without a residual (whose next row of s
      * is not written yet): each row's statistics pass in the loops of the row
      * before where that row's lines stream from the registers. The loads of
@@ -783,6 +834,23 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
         if (!LOCAL(row_finite)(&rw[j])) LOCAL(canonical_nans)(k->dx + (i + j) * k->lddx, n);
 }
 
+/* dx of rows i + from to i + to (short rows, backward_apply_block) with their
+ * constants at [from, to) of mu ... mgx, their parameter terms added to acc_w
+ * and acc_b; the rows fetched meanwhile no further than row `stop`. */
+static FN_DRIVER_INLINE void LOCAL(backward_short_apply)(const LOCAL(backward_ctx) *k, int64_t i,
+                                                         int64_t from, int64_t to,
+                                                         const A *mu, const A *c, const A *r,
+                                                         const A *mg, const A *mgx, A *acc_w,
+                                                         A *acc_b, int64_t stop) {
+    if (to <= from) return;
+    const int64_t at = i + from;
+    k->P->backward_apply_block(k->dy + at * k->lddy, k->lddy, k->x + at * k->ldx, k->ldx,
+                               k->dx + at * k->lddx, k->lddx, k->ds ? k->ds + at * k->ldds : NULL,
+                               k->ldds, to - from, k->n, mu + from, c + from, r + from,
+                               k->weight, mg + from, mgx + from, acc_w, acc_b, k->ahead,
+                               stop - at);
+}
+
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
  * float32 and bfloat16 rows (FN_BWD_TOGETHER) read as stored, of
  * FN_BWD_ROWS_MIN_N elements or more, whose dx is written with ordinary
@@ -860,6 +928,10 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * where have_next); from one block into the next (whose partials they do
      * not touch) where the rows go one at a time (`carry`) */
     const int carry = fused && !two && !together;
+    /* short rows (LOCAL(short_rows)) read as stored, with ordinary stores */
+    const int brief = !xa && !k->stream && !two && P->backward_sums_block &&
+                      LOCAL(short_rows)(n);
+    int64_t short_taken = 0;
     A next[3] = {0, 0, 0};
     int have_next = 0;
     int64_t fused_rows = 0;
@@ -871,6 +943,41 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
         const int64_t first = blk * k->block_rows;
         const int64_t last = first + k->block_rows < k->rows ? first + k->block_rows : k->rows;
         int64_t i = first;
+        /* short rows, FN_SHORT_BATCH at a time: their sums in one call, then
+         * their dx in one; a row whose constants are not all finite goes alone
+         * through backward_row_apply, in its turn (the same bits: see
+         * LOCAL(forward_rows)) */
+        while (brief && i < last) {
+            const int64_t g = last - i < FN_SHORT_BATCH ? last - i : FN_SHORT_BATCH;
+            A mu[FN_SHORT_BATCH], c[FN_SHORT_BATCH], r[FN_SHORT_BATCH], mg[FN_SHORT_BATCH],
+                mgx[FN_SHORT_BATCH], s[FN_SHORT_BATCH][3];
+            for (int64_t q = 0; q < g; q++) {
+                mu[q] = k->centered ? (A)k->mean[i + q] : 0;
+                r[q] = (A)k->rstd[i + q];
+            }
+            P->backward_sums_block(k->dy + i * k->lddy, k->lddy, k->x + i * k->ldx, k->ldx, g, n,
+                                   mu, r, k->weight, s, k->ahead, stop - i);
+            int64_t done = 0;
+            for (int64_t q = 0; q < g; q++) {
+                const LOCAL(backward_row) rw =
+                    LOCAL(backward_row_at)(k, i + q, s[q], NULL, NULL, acc_w, acc_b);
+                if (!LOCAL(row_finite)(&rw)) {
+                    LOCAL(backward_short_apply)(k, i, done, q, mu, c, r, mg, mgx, acc_w, acc_b,
+                                                stop);
+                    short_taken += q - done;
+                    LOCAL(backward_row_apply)(k, i + q, stop, stop, s[q], NULL, NULL, acc_w,
+                                              acc_b, &out, NULL);
+                    done = q + 1;
+                    continue;
+                }
+                c[q] = rw.c;
+                mg[q] = rw.mg;
+                mgx[q] = rw.mgx;
+            }
+            LOCAL(backward_short_apply)(k, i, done, g, mu, c, r, mg, mgx, acc_w, acc_b, stop);
+            short_taken += g - done;
+            i += g;
+        }
         for (; together && i + FN_MAX_ROWS <= last; i += FN_MAX_ROWS) {
             A s[FN_MAX_ROWS][3];
             for (int j = 0; j < FN_MAX_ROWS; j++) {
@@ -921,6 +1028,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
         }
     }
     if (fused_rows) fn_count_next_row_sums(fused_rows);
+    if (short_taken) fn_count_short_rows(short_taken);
     if (k->stream) {
         fn_stream_flush(&out);
         k->fence();

@@ -490,6 +490,36 @@ int64_t fn_take_next_row_sums_count(void) {
 #endif
 }
 
+static int fn_short_rows = 1;
+
+int fn_set_short_rows(int on) {
+    const int before = FN_READ(fn_short_rows);
+    if (on == 0 || on == 1) FN_PUBLISH(fn_short_rows, on);
+    return before;
+}
+
+int fn_short_rows_mode(void) { return FN_READ(fn_short_rows); }
+
+static int64_t fn_short_rows_count = 0;
+
+void fn_count_short_rows(int64_t rows) {
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_fetch_add(&fn_short_rows_count, rows, __ATOMIC_RELAXED);
+#else
+    fn_short_rows_count += rows;
+#endif
+}
+
+int64_t fn_take_short_rows_count(void) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_exchange_n(&fn_short_rows_count, 0, __ATOMIC_RELAXED);
+#else
+    const int64_t n = fn_short_rows_count;
+    fn_short_rows_count = 0;
+    return n;
+#endif
+}
+
 static int64_t fn_widen_override = -1;
 
 int64_t fn_set_backward_widen_max(int64_t n) {

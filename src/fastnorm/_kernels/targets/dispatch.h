@@ -111,6 +111,17 @@ int fn_next_row_sums_mode(void);
 void fn_count_next_row_sums(int64_t rows);
 int64_t fn_take_next_row_sums_count(void);
 
+/* For tests: whether short rows may go many at a time through the row
+ * primitives that take them so (drivers/driver.c, FN_SHORT_ROW_BYTES): 1 (the
+ * default) or 0 (never); another value only asks. Returns the setting before.
+ * fn_short_rows_mode reads it; the drivers count the rows taken that way
+ * (fn_count_short_rows), and fn_take_short_rows_count returns the count
+ * since it was last taken. */
+int fn_set_short_rows(int on);
+int fn_short_rows_mode(void);
+void fn_count_short_rows(int64_t rows);
+int64_t fn_take_short_rows_count(void);
+
 /* The longest bfloat16 rows whose backward widens dy and x into copies
  * (drivers/driver.c, FN_WIDE_BACKWARD): the target's choice, or what
  * fn_set_backward_widen_max set for tests (n >= 0 sets it, -1 restores the

@@ -170,6 +170,34 @@
                                       const T *next_x, const T *sdy, const T *sx,       \
                                       int64_t sn, const W *sw, A smu, A srstd,          \
                                       A sums[3]);                                       \
+        /* Short rows, `rows` of them ldx (ldy) elements apart, each as the          \
+         * primitives above take it alone (the same bits), in one call: their         \
+         * statistics pass, LayerNorm's (centered = 1: shift[k] = sum of the row's    \
+         * first m elements / m, then centered_sums around it into sums[k]) or        \
+         * RMSNorm's (sums[k][0] = sum_sq); and their normalize, row k with its       \
+         * mu[k], c[k], rstd[k], the same w and b, the x and y rows `ahead` rows on   \
+         * fetched meanwhile where they are among the `avail` rows from x and y on */  \
+        void (*stats_rows)(const T *x, int64_t ldx, int64_t rows, int64_t n, int64_t m, \
+                           int centered, A *shift, A (*sums)[2], int64_t ahead,        \
+                           int64_t avail);                                              \
+        void (*normalize_rows)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows, \
+                               int64_t n, const A *mu, const A *c, const A *rstd,       \
+                               const W *w, const W *b, int64_t ahead, int64_t avail);  \
+        /* The same for the backward: backward_sums of each row (row k with mu[k],      \
+         * rstd[k]) into sums[k]; then backward_apply of each row, in row order,       \
+         * with its constants, the same w, partials dw_acc and db_acc, and ds (NULL:   \
+         * none) ldds elements apart; the rows `ahead` rows on fetched meanwhile      \
+         * where they are among the `avail` rows from dy, x and dx on */               \
+        void (*backward_sums_block)(const T *dy, int64_t lddy, const T *x, int64_t ldx, \
+                                    int64_t rows, int64_t n, const A *mu, const A *rstd, \
+                                    const W *w, A (*sums)[3], int64_t ahead,            \
+                                    int64_t avail);                                     \
+        void (*backward_apply_block)(const T *dy, int64_t lddy, const T *x, int64_t ldx, \
+                                     T *dx, int64_t lddx, const T *ds, int64_t ldds,     \
+                                     int64_t rows, int64_t n, const A *mu, const A *c,  \
+                                     const A *rstd, const W *w, const A *mg,            \
+                                     const A *mgx, A *dw_acc, A *db_acc, int64_t ahead, \
+                                     int64_t avail);                                    \
     } fn_prims_##SUFFIX;
 
 FN_DECLARE_PRIMS(f32, float, float, float)

@@ -138,6 +138,8 @@ static const PRIMS_TYPE NAME(table) = {
     NAME(backward_sums_wide), NAME(backward_apply_wide), NAME(scale_shift_wide),
     NAME(widen_sums_rows), FN_CENTERED_SUMS_WIDE_ROWS, FN_BACKWARD_SUMS2, FN_STAT_ROWS,
     FN_NORMALIZE_STREAM, NAME(backward_apply_rows), FN_BACKWARD_APPLY_STREAM,
+    NAME(stats_rows), NAME(normalize_rows), NAME(backward_sums_block),
+    NAME(backward_apply_block),
 };
 #undef FN_NORMALIZE_STREAM
 #undef FN_BACKWARD_APPLY_STREAM

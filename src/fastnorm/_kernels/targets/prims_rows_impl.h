@@ -442,6 +442,44 @@ static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rst
 #define FN_NORMALIZE_STREAM NULL
 #endif
 
+/* Short rows' statistics and normalize, one call for many rows (prims.h):
+ * the per-row calls and their setup are most of a short row's time */
+static void NAME(stats_rows)(const T *x, int64_t ldx, int64_t rows, int64_t n, int64_t m,
+                             int centered, A *shift, A (*sums)[2], int64_t ahead,
+                             int64_t avail) {
+    for (int64_t k = 0; k < rows; k++) {
+        const T *xr = x + k * ldx;
+        if (k + ahead < avail)
+            for (int64_t j = 0; j < n; j += FN_LINE_ELEMS) PREFETCH(xr + ahead * ldx + j);
+        if (centered) {
+            shift[k] = NAME(sum)(xr, m) / (A)m;
+            NAME(centered_sums)(xr, n, shift[k], &sums[k][0], &sums[k][1]);
+        } else {
+            sums[k][0] = NAME(sum_sq)(xr, n);
+        }
+    }
+}
+
+static void NAME(normalize_rows)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows,
+                                 int64_t n, const A *mu, const A *c, const A *rstd, const W *w,
+                                 const W *b, int64_t ahead, int64_t avail) {
+#define FN_NORM(HAS_W, HAS_B)                                                               \
+    do {                                                                                    \
+        for (int64_t k = 0; k < rows; k++) {                                                \
+        const int more = k + ahead < avail;                                                 \
+        NAME(normalize_body)(x + k * ldx, NULL, y + k * ldy, n, mu[k], c[k], rstd[k], w, b,  \
+                             more ? x + (k + ahead) * ldx : NULL,                          \
+                             more ? y + (k + ahead) * ldy : NULL, NULL, 0, 0, NULL, HAS_W,  \
+                             HAS_B, 0, 0, 0, 0);                                            \
+        }                                                                                   \
+    } while (0)
+    if (w && b) FN_NORM(1, 1);
+    else if (w) FN_NORM(1, 0);
+    else if (b) FN_NORM(0, 1);
+    else FN_NORM(0, 0);
+#undef FN_NORM
+}
+
 static void NAME(normalize_wide)(const A *xa, T *y, int64_t n, A mu, A c, A rstd, const W *w,
                                  const W *b, const T *next, T *next_y, int nonan) {
 #define FN_NORM(HAS_W, HAS_B, NONAN)                                                        \
@@ -809,6 +847,58 @@ static void NAME(backward_apply_stream)(const T *dy, const T *x, T *dx, int64_t 
 #else
 #define FN_BACKWARD_APPLY_STREAM NULL
 #endif
+
+/* Short rows' backward, many rows in one call (prims.h) */
+static void NAME(backward_sums_block)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
+                                      int64_t rows, int64_t n, const A *mu, const A *rstd,
+                                      const W *w, A (*sums)[3], int64_t ahead, int64_t avail) {
+    for (int64_t k = 0; k < rows; k++) {
+        if (k + ahead < avail) {
+            for (int64_t j = 0; j < n; j += FN_LINE_ELEMS) {
+                PREFETCH(dy + (k + ahead) * lddy + j);
+                PREFETCH(x + (k + ahead) * ldx + j);
+            }
+        }
+        NAME(backward_sums)(dy + k * lddy, x + k * ldx, n, mu[k], rstd[k], w, sums[k]);
+    }
+}
+
+static void NAME(backward_apply_block)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
+                                       T *dx, int64_t lddx, const T *ds, int64_t ldds,
+                                       int64_t rows, int64_t n, const A *mu, const A *c,
+                                       const A *rstd, const W *w, const A *mg, const A *mgx,
+                                       A *dw_acc, A *db_acc, int64_t ahead, int64_t avail) {
+    /* the partials updated as one vector per pair (split = 0: the same sums as
+     * split, see backward_acc_pair; a short row's partials stay in L1) */
+#define FN_BWD_BLOCK(HAS_W, ACC, HAS_DS)                                                    \
+    do {                                                                                    \
+        for (int64_t k = 0; k < rows; k++) {                                                \
+            const int more = k + ahead < avail;                                             \
+            NAME(backward_apply_body)(                                                      \
+                dy + k * lddy, x + k * ldx, NULL, NULL, dx + k * lddx, n, mu[k], c[k],       \
+                rstd[k], w, mg[k], mgx[k], dw_acc, db_acc, (HAS_DS) ? ds + k * ldds : NULL,  \
+                more ? dy + (k + ahead) * lddy : NULL, more ? x + (k + ahead) * ldx : NULL,   \
+                more ? dx + (k + ahead) * lddx : NULL, NULL, NULL, 0, NULL, 0, 0, NULL,     \
+                HAS_W, ACC, 0, HAS_DS, 0, 0, 0);                                            \
+        }                                                                                   \
+    } while (0)
+#define FN_BWD_BLOCK_DS(HAS_W, ACC)                                                         \
+    do {                                                                                    \
+        if (ds) FN_BWD_BLOCK(HAS_W, ACC, 1);                                                \
+        else FN_BWD_BLOCK(HAS_W, ACC, 0);                                                   \
+    } while (0)
+#define FN_BWD_BLOCK_ACC(HAS_W)                                                             \
+    do {                                                                                    \
+        if (db_acc) FN_BWD_BLOCK_DS(HAS_W, 2);                                              \
+        else if (dw_acc) FN_BWD_BLOCK_DS(HAS_W, 1);                                         \
+        else FN_BWD_BLOCK_DS(HAS_W, 0);                                                     \
+    } while (0)
+    if (w) FN_BWD_BLOCK_ACC(1);
+    else FN_BWD_BLOCK_ACC(0);
+#undef FN_BWD_BLOCK_ACC
+#undef FN_BWD_BLOCK_DS
+#undef FN_BWD_BLOCK
+}
 
 /* backward_apply of FN_MAX_ROWS rows at once, read as stored: row k's dy[k],
  * x[k], dx[k], ds[k] (ds NULL: none) and constants mu[k], c[k], rstd[k],
