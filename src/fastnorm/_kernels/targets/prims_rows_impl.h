@@ -514,15 +514,30 @@ static FN_INLINE void NAME(backward_sums_pair)(P vx, P gg, const W *w, int64_t i
     *h = PADD(*h, xh);
 }
 
-/* The end of backward_sums's row after its pairs: the accumulators' lanes
- * added, then the elements [i, n) one at a time (also widened into dya and
- * xa with `widen`). */
+/* The end of backward_sums's row after its pairs: the accumulators' halves
+ * added, then a last whole vector of elements (the pairs' step on one
+ * vector), the lanes added, and the elements left one at a time (all also
+ * widened into dya and xa with `widen`). */
 static FN_INLINE void NAME(backward_sums_finish)(P g, P pp, P h, const T *dy, const T *x,
                                                  A *dya, A *xa, int64_t i, int64_t n, A mu,
                                                  A rstd, const W *w, A sums[3],
                                                  const int has_w, const int widen) {
-    A sg = VHSUM(VADD(PLO(g), PHI(g))), sp = VHSUM(VADD(PLO(pp), PHI(pp))),
-      sh = VHSUM(VADD(PLO(h), PHI(h)));
+    V vg = VADD(PLO(g), PHI(g)), vp = VADD(PLO(pp), PHI(pp)), vh = VADD(PLO(h), PHI(h));
+    if (i + VN <= n) {
+        const V vx = VLOAD(x + i);
+        V gj = VLOAD(dy + i);
+        if (widen) {
+            VSTOREA(xa + i, vx);
+            VSTOREA(dya + i, gj);
+        }
+        const V xh = VMUL(VSUB(vx, VSET1(mu)), VSET1(rstd));
+        if (has_w) gj = VMUL(gj, WLOAD(w + i));
+        vg = VADD(vg, gj);
+        vp = VFMA(gj, xh, vp);
+        vh = VADD(vh, xh);
+        i += VN;
+    }
+    A sg = VHSUM(vg), sp = VHSUM(vp), sh = VHSUM(vh);
     for (int64_t j = i; j < n; j++) {
         const A xv = SLOAD(x + j);
         A gj = SLOAD(dy + j);
