@@ -1,4 +1,4 @@
-"""Short rows (up to 256 bytes) go many at a time through the row kernels
+"""Short rows (up to 64 elements and 256 bytes) go many at a time through the row kernels
 that take them so: their statistics (or backward sums) in one call, then
 their outputs in one. Every way gives the bits of the rows taken one at a
 time: every length up to the limit and just past it, batches ending on and
@@ -21,7 +21,7 @@ ROWS = [1, 15, 16, 17, 40]
 def _lengths(dt):
     """Row lengths around the limit: 1 to 9, vector and pair boundaries, the
     last short length and the first beyond it."""
-    last = 256 // np.dtype(dt).itemsize
+    last = min(64, 256 // np.dtype(dt).itemsize)
     return sorted({1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, last - 1, last, last + 1})
 
 
@@ -147,19 +147,25 @@ def test_backward_same_bits(isa, both_ways, dt):
 
 
 def test_the_rule_applies(isa):
-    """The rows counted as taken many at a time: every row of short float32
-    and float64 rows on one thread, but the row on the exact-range path; none
-    beyond the limit, with the setting off, or where the output is streamed."""
+    """The rows counted as taken many at a time: every short row on one
+    thread, but a row on the exact-range path; none beyond the limit, with
+    the setting off, or where the output is streamed."""
     before = (_core._short_rows(), _core._stream_bytes(), _core._stream_row_bytes())
     try:
         _core._short_rows_taken()
-        for dt, n in ((np.float32, 64), (np.float64, 32)):
-            x = _rows(40, n, dt, 2, "c")  # row 4 on the exact-range path
-            w = np.ones(n, dt)
+        for dt, n in ((np.float32, 64), (np.float64, 32), (np.float16, 64), (BF16, 64)):
+            a = np.random.default_rng(2).standard_normal((40, n))
+            wide = np.dtype(dt).itemsize > 2
+            if wide:
+                a[4] *= 1e30 if np.dtype(dt) == np.float32 else 1e300  # the exact-range path
+            with np.errstate(over="ignore"):
+                x = a.astype(dt)
+            w = np.ones(n, _pdt(dt))
+            normal = 39 if wide else 40
             _, mean, rstd = fn.layer_norm(x, w, return_stats=True, num_threads=1)
-            assert _core._short_rows_taken() == 39
+            assert _core._short_rows_taken() == normal
             fn.rms_norm(x, w, num_threads=1)
-            assert _core._short_rows_taken() == 39
+            assert _core._short_rows_taken() == normal
             fn.layer_norm_backward(x, x, mean, rstd, w, num_threads=1)
             assert _core._short_rows_taken() == 40
             fn.layer_norm(np.ones((40, n + 1), dt), num_threads=1)

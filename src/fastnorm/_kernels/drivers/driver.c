@@ -423,13 +423,14 @@ static void fn_stream_put(fn_stream_writer *s, size_t bytes) {
  * together"). */
 #define FN_BWD_ROWS_MIN_N 4096
 
-/* Rows of up to FN_SHORT_ROW_BYTES bytes (float32 rows of 64 elements) go
- * FN_SHORT_BATCH at a time through the primitives that take many rows in one
- * call (stats_rows and normalize_rows, backward_sums_block and
- * backward_apply_block): a short row's time is mostly its calls, one per
+/* Rows of up to FN_SHORT_ROW_N elements and FN_SHORT_ROW_BYTES bytes (float64
+ * rows of 32) go FN_SHORT_BATCH at a time through the primitives that take
+ * many rows in one call (stats_rows and normalize_rows, backward_sums_block
+ * and backward_apply_block): a short row's time is mostly its calls, one per
  * pass, and their setup. Longer rows, whose time is their memory traffic,
  * measured no faster that way, some slower (bench/choices.md, "Short rows").
  * fn_set_short_rows turns it off for tests. */
+#define FN_SHORT_ROW_N 64
 #define FN_SHORT_ROW_BYTES 256
 #define FN_SHORT_BATCH 16
 

@@ -218,9 +218,10 @@ static FN_DRIVER_INLINE void LOCAL(row_finish)(const LOCAL(forward_ctx) *k, cons
                                                      &st->c, &st->r, &st->sq, &st->exact);
 }
 
-/* Whether rows of n elements are short rows (FN_SHORT_ROW_BYTES) */
+/* Whether rows of n elements are short rows (FN_SHORT_ROW_N, FN_SHORT_ROW_BYTES) */
 static FN_DRIVER_INLINE int LOCAL(short_rows)(int64_t n) {
-    return n * (int64_t)sizeof(T) <= FN_SHORT_ROW_BYTES && fn_short_rows_mode() != 0;
+    return n <= FN_SHORT_ROW_N && n * (int64_t)sizeof(T) <= FN_SHORT_ROW_BYTES &&
+           fn_short_rows_mode() != 0;
 }
 
 /* LayerNorm statistics of a row read as T, in one pass where that is as
@@ -390,8 +391,17 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
      * is not streamed (FN_WIDE_RMS): in the cache the copy measured faster,
      * beyond it slower, and the streaming threshold stands for that line
      * (bench/choices.md, "RMSNorm rows of 16 bits as stored"). */
-    const int widen = FN_WIDE && (n <= FN_STAT_ROWS_ANY_N ||
-                                  (!k->centered && FN_WIDE_RMS && !k->stream));
+    /* Short rows read as stored, with ordinary stores, without a residual and
+     * with one weight and bias: FN_SHORT_BATCH rows at a time through one call
+     * of their statistics and one of their normalize, whose per-row calls and
+     * setup are most of a short row's time. Each row's statistics finish here
+     * as below (16-bit LayerNorm rows in two passes, as from their copies); a
+     * row on the exact path goes alone through row_apply. The same
+     * primitives' arithmetic, so the same bits. */
+    const int short_rows = !k->res && !k->stream && !k->rows_per_param && P->stats_rows &&
+                           LOCAL(short_rows)(n);
+    const int widen = !short_rows && FN_WIDE &&
+                      (n <= FN_STAT_ROWS_ANY_N || (!k->centered && FN_WIDE_RMS && !k->stream));
     const int group = widen && end - begin > 1 &&
                       FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T)) &&
                       (!k->res || k->lds >= n);
@@ -433,27 +443,23 @@ static void LOCAL(forward_rows)(void *vctx, int64_t begin, int64_t end) {
             LOCAL(row_apply)(k, i + q, i + q + ahead, end, xas[q], &st[q], &out, NULL);
         i += g;
     }
-    /* Short rows read as stored, with ordinary stores, without a residual and
-     * with one weight and bias: FN_SHORT_BATCH rows at a time through one call
-     * of their statistics and one of their normalize, whose per-row calls and
-     * setup are most of a short row's time. Each row's statistics finish here
-     * as below; a row on the exact path goes alone through row_apply. The same
-     * primitives' arithmetic, so the same bits. */
-    const int short_rows = !xa && !k->res && !k->stream && !k->rows_per_param &&
-                           P->stats_rows && LOCAL(short_rows)(n);
+    /* short rows (above) */
+    const int two_pass = k->centered && FN_WIDE;
     int64_t short_taken = 0;
     while (short_rows && i < end) {
         const int64_t g = end - i < FN_SHORT_BATCH ? end - i : FN_SHORT_BATCH;
         const int64_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE;
         const T *x0 = k->x + i * k->ldx;
         T *y0 = k->y + i * k->ldy;
-        A shift[FN_SHORT_BATCH], sums[FN_SHORT_BATCH][2];
+        A first[FN_SHORT_BATCH], sums[FN_SHORT_BATCH][2];
         A mu[FN_SHORT_BATCH], c[FN_SHORT_BATCH], r[FN_SHORT_BATCH];
-        P->stats_rows(x0, k->ldx, g, n, m, k->centered, shift, sums, k->ahead, end - i);
+        P->stats_rows(x0, k->ldx, g, n, m, two_pass ? 2 : k->centered, first, sums, k->ahead,
+                      end - i);
         int64_t done = 0; /* rows normalized */
         for (int64_t q = 0; q < g; q++) {
             st[0].src = x0 + q * k->ldx;
-            if (k->centered) LOCAL(row_stats_shifted)(k, &st[0], shift[q], sums[q]);
+            if (two_pass) LOCAL(row_finish)(k, NULL, first[q], sums[q], &st[0]);
+            else if (k->centered) LOCAL(row_stats_shifted)(k, &st[0], first[q], sums[q]);
             else LOCAL(row_finish)(k, NULL, sums[q][0], NULL, &st[0]);
             if (st[0].exact_path) {
                 if (q > done)
@@ -893,10 +899,14 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
     const LOCAL(backward_ctx) *k = (const LOCAL(backward_ctx) *)vctx;
     const PRIMS_TYPE *P = k->P;
     const int64_t n = k->n;
+    /* Short rows (LOCAL(short_rows)) read as stored, with ordinary stores, go
+     * FN_SHORT_BATCH at a time, instead of through the copies or two at a
+     * time (below): the same sums either way. */
+    const int brief = !k->stream && P->backward_sums_block && LOCAL(short_rows)(n);
     /* Where the table has backward_sums2, rows go two at a time through their
      * sums (as the forward's statistics, and within the same limits); each
      * row's dx and partials are then added in row order, as one at a time. */
-    const int two = P->backward_sums2 != NULL &&
+    const int two = !brief && P->backward_sums2 != NULL &&
                     FN_STAT_ROWS_PAY(n, k->rows * n * (int64_t)sizeof(T));
     /* bfloat16 rows up to k->widen_max elements (FN_WIDE_BACKWARD):
      * the sums widen dy and x once into this thread's copies (dya, then xa; a
@@ -904,7 +914,7 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * converting again */
     FN_ALIGNED_SCRATCH(A, stack_wide,
                        FN_WIDE_BACKWARD ? 2 * FN_WIDE_STACK + 2 * FN_STAT_ROWS_MAX_N : 1);
-    const int widen = LOCAL(backward_widens)(k);
+    const int widen = !brief && LOCAL(backward_widens)(k);
     A *dya = NULL, *heap_wide = NULL;
     if (widen && n <= FN_WIDE_STACK) {
         dya = stack_wide;
@@ -928,9 +938,6 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
      * where have_next); from one block into the next (whose partials they do
      * not touch) where the rows go one at a time (`carry`) */
     const int carry = fused && !two && !together;
-    /* short rows (LOCAL(short_rows)) read as stored, with ordinary stores */
-    const int brief = !xa && !k->stream && !two && P->backward_sums_block &&
-                      LOCAL(short_rows)(n);
     int64_t short_taken = 0;
     A next[3] = {0, 0, 0};
     int have_next = 0;

@@ -172,13 +172,15 @@
                                       A sums[3]);                                       \
         /* Short rows, `rows` of them ldx (ldy) elements apart, each as the          \
          * primitives above take it alone (the same bits), in one call: their         \
-         * statistics pass, LayerNorm's (centered = 1: shift[k] = sum of the row's    \
-         * first m elements / m, then centered_sums around it into sums[k]) or        \
-         * RMSNorm's (sums[k][0] = sum_sq); and their normalize, row k with its       \
+         * statistics, LayerNorm's in one pass (centered = 1: first[k] = sum of the   \
+         * row's first m elements / m, then centered_sums around it into sums[k]) or  \
+         * two (centered = 2: first[k] = sum, then centered_sums around first[k] / n), \
+         * RMSNorm's (centered = 0: sums[k][0] = sum_sq); and their normalize, row k   \
+         * with its                                                                   \
          * mu[k], c[k], rstd[k], the same w and b, the x and y rows `ahead` rows on   \
          * fetched meanwhile where they are among the `avail` rows from x and y on */  \
         void (*stats_rows)(const T *x, int64_t ldx, int64_t rows, int64_t n, int64_t m, \
-                           int centered, A *shift, A (*sums)[2], int64_t ahead,        \
+                           int centered, A *first, A (*sums)[2], int64_t ahead,        \
                            int64_t avail);                                              \
         void (*normalize_rows)(const T *x, int64_t ldx, T *y, int64_t ldy, int64_t rows, \
                                int64_t n, const A *mu, const A *c, const A *rstd,       \

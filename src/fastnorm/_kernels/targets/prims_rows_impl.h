@@ -445,15 +445,18 @@ static void NAME(normalize_stream)(const T *x, T *y, int64_t n, A mu, A c, A rst
 /* Short rows' statistics and normalize, one call for many rows (prims.h):
  * the per-row calls and their setup are most of a short row's time */
 static void NAME(stats_rows)(const T *x, int64_t ldx, int64_t rows, int64_t n, int64_t m,
-                             int centered, A *shift, A (*sums)[2], int64_t ahead,
+                             int centered, A *first, A (*sums)[2], int64_t ahead,
                              int64_t avail) {
     for (int64_t k = 0; k < rows; k++) {
         const T *xr = x + k * ldx;
         if (k + ahead < avail)
             for (int64_t j = 0; j < n; j += FN_LINE_ELEMS) PREFETCH(xr + ahead * ldx + j);
-        if (centered) {
-            shift[k] = NAME(sum)(xr, m) / (A)m;
-            NAME(centered_sums)(xr, n, shift[k], &sums[k][0], &sums[k][1]);
+        if (centered == 1) {
+            first[k] = NAME(sum)(xr, m) / (A)m;
+            NAME(centered_sums)(xr, n, first[k], &sums[k][0], &sums[k][1]);
+        } else if (centered == 2) {
+            first[k] = NAME(sum)(xr, n);
+            NAME(centered_sums)(xr, n, first[k] / (A)n, &sums[k][0], &sums[k][1]);
         } else {
             sums[k][0] = NAME(sum_sq)(xr, n);
         }
