@@ -687,8 +687,8 @@ static FN_DRIVER_INLINE LOCAL(backward_row) LOCAL(backward_row_at)(const LOCAL(b
  * does an overflow of its terms); where they are all finite, no operation of
  * the row meets a NaN operand. */
 static FN_DRIVER_INLINE int LOCAL(row_finite)(const LOCAL(backward_row) *rw) {
-    return isfinite((double)rw->mu) && isfinite((double)rw->c) && isfinite((double)rw->r) &&
-           isfinite((double)rw->mg) && isfinite((double)rw->mgx);
+    return isfinite(rw->mu) && isfinite(rw->c) && isfinite(rw->r) && isfinite(rw->mg) &&
+           isfinite(rw->mgx);
 }
 
 /* Every NaN of the n elements at p replaced by the one quiet NaN FN_FROM_D

@@ -877,7 +877,17 @@ static void NAME(backward_sums_block)(const T *dy, int64_t lddy, const T *x, int
                 PREFETCH(x + (k + ahead) * ldx + j);
             }
         }
-        NAME(backward_sums)(dy + k * lddy, x + k * ldx, n, mu[k], rstd[k], w, sums[k]);
+        /* backward_sums of a row of at most FN_CHUNK elements, inline */
+        const T *dyk = dy + k * lddy, *xk = x + k * ldx;
+        A *none = NULL;
+        if (n > FN_CHUNK)
+            NAME(backward_sums)(dyk, xk, n, mu[k], rstd[k], w, sums[k]);
+        else if (w)
+            NAME(backward_sums_rows)(&dyk, &xk, &none, &none, n, mu + k, rstd + k, w,
+                                     sums + k, 1, 0, 1);
+        else
+            NAME(backward_sums_rows)(&dyk, &xk, &none, &none, n, mu + k, rstd + k, NULL,
+                                     sums + k, 0, 0, 1);
     }
 }
 
