@@ -94,24 +94,28 @@ def test_forward_same_bits(isa, both_ways, dt):
 
 
 def test_forward_nan_parameters(isa, both_ways):
-    """A NaN weight and bias of either sign at the same element: NaN there
-    either way (which of the two NaNs an addition returns is the compiled
-    code's choice), the same bits everywhere else."""
+    """A NaN weight and bias of either sign at the same element, or an
+    infinite weight and a NaN bias (a constant row's deviation times the
+    weight is NaN too): NaN there either way (which of two NaN operands an
+    addition returns is the compiled code's choice), the same bits everywhere
+    else."""
     for dt in (np.float32, np.float64):
-        x = _rows(40, 24, dt, 2, "c")
+        x = _rows(40, 24, dt, 2, "c")  # row 2 constant
         w = np.ones(24, dt)
         b = np.zeros(24, dt)
         w[3] = np.nan
         b[3] = -np.nan
         w[5] = -np.nan
         b[5] = np.nan
+        w[7] = np.inf
+        b[7] = np.nan
         ys = []
         for on in (True, False):
             _core._short_rows(on)
             ys.append(fn.layer_norm(x, w, b))
-        assert np.isnan(ys[0][:, [3, 5]]).all() and np.isnan(ys[1][:, [3, 5]]).all()
+        assert np.isnan(ys[0][:, [3, 5, 7]]).all() and np.isnan(ys[1][:, [3, 5, 7]]).all()
         keep = np.ones(24, bool)
-        keep[[3, 5]] = False
+        keep[[3, 5, 7]] = False
         assert ys[0][:, keep].tobytes() == ys[1][:, keep].tobytes()
 
 
