@@ -136,7 +136,6 @@ def main(argv=None):
     cfg = fn.get_config()
     runtime = cfg.get("threads", "OpenMP" if cfg.get("openmp") else "serial")
 
-    rows = []  # (lib, op, shape, threads) -> {"idle": stats, "load": stats}
     plan = [("fastnorm", op, shape, nt, (lambda call, nt: lambda: call(nt))(call, nt))
             for op, shape, call in cases for nt in (1, 2)]
     if torch is not None:

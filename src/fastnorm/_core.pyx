@@ -97,16 +97,22 @@ def _backward_rows(mode=None):
     return fn_set_backward_rows(mode)
 
 
+def _rule_switch(setter, on):
+    """A kernel rule's switch for tests: on=None asks, True / False sets it;
+    a setting returns the one before."""
+    if on is None:
+        return bool(setter(-1))
+    if not isinstance(on, (bool, np.bool_)):
+        raise ValueError(f"on must be True or False, not {on!r}")
+    return bool(setter(1 if on else 0))
+
+
 def _next_row_sums(on=None):
     """Whether streamed rows take the next row's statistics (the forward) or
     sums (the backward) in the loops of their output where the kernels' rule
     says so: None asks, True (the default) or False; a setting returns the
     one before. For tests that compare the two ways (the same bits)."""
-    if on is None:
-        return bool(fn_set_next_row_sums(-1))
-    if not isinstance(on, (bool, np.bool_)):
-        raise ValueError(f"on must be True or False, not {on!r}")
-    return bool(fn_set_next_row_sums(1 if on else 0))
+    return _rule_switch(lambda v: fn_set_next_row_sums(v), on)
 
 
 def _next_row_sums_taken():
@@ -120,11 +126,7 @@ def _short_rows(on=None):
     them so, where the kernels' rule says so: None asks, True (the default)
     or False; a setting returns the one before. For tests that compare the
     two ways (the same bits)."""
-    if on is None:
-        return bool(fn_set_short_rows(-1))
-    if not isinstance(on, (bool, np.bool_)):
-        raise ValueError(f"on must be True or False, not {on!r}")
-    return bool(fn_set_short_rows(1 if on else 0))
+    return _rule_switch(lambda v: fn_set_short_rows(v), on)
 
 
 def _short_rows_taken():

@@ -460,65 +460,49 @@ int fn_set_backward_rows(int mode) {
 
 int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
 
-static int fn_next_row_sums = 1;
+/* A rule's switch for tests (1 on, 0 off; another value only asks) and its
+ * count of the rows it took, added by every thread once per call */
+typedef struct {
+    int on;
+    int64_t count;
+} fn_rule_switch;
 
-int fn_set_next_row_sums(int on) {
-    const int before = FN_READ(fn_next_row_sums);
-    if (on == 0 || on == 1) FN_PUBLISH(fn_next_row_sums, on);
+static int fn_rule_set(fn_rule_switch *s, int on) {
+    const int before = FN_READ(s->on);
+    if (on == 0 || on == 1) FN_PUBLISH(s->on, on);
     return before;
 }
 
-int fn_next_row_sums_mode(void) { return FN_READ(fn_next_row_sums); }
-
-static int64_t fn_next_row_sums_count = 0;
-
-void fn_count_next_row_sums(int64_t rows) {
+static void fn_rule_count(fn_rule_switch *s, int64_t rows) {
 #if defined(__GNUC__) || defined(__clang__)
-    __atomic_fetch_add(&fn_next_row_sums_count, rows, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->count, rows, __ATOMIC_RELAXED);
 #else
-    fn_next_row_sums_count += rows;
+    s->count += rows;
 #endif
 }
 
-int64_t fn_take_next_row_sums_count(void) {
+static int64_t fn_rule_take(fn_rule_switch *s) {
 #if defined(__GNUC__) || defined(__clang__)
-    return __atomic_exchange_n(&fn_next_row_sums_count, 0, __ATOMIC_RELAXED);
+    return __atomic_exchange_n(&s->count, 0, __ATOMIC_RELAXED);
 #else
-    const int64_t n = fn_next_row_sums_count;
-    fn_next_row_sums_count = 0;
+    const int64_t n = s->count;
+    s->count = 0;
     return n;
 #endif
 }
 
-static int fn_short_rows = 1;
+static fn_rule_switch fn_next_row_sums = {1, 0};
+static fn_rule_switch fn_short_rows = {1, 0};
 
-int fn_set_short_rows(int on) {
-    const int before = FN_READ(fn_short_rows);
-    if (on == 0 || on == 1) FN_PUBLISH(fn_short_rows, on);
-    return before;
-}
+int fn_set_next_row_sums(int on) { return fn_rule_set(&fn_next_row_sums, on); }
+int fn_next_row_sums_mode(void) { return FN_READ(fn_next_row_sums.on); }
+void fn_count_next_row_sums(int64_t rows) { fn_rule_count(&fn_next_row_sums, rows); }
+int64_t fn_take_next_row_sums_count(void) { return fn_rule_take(&fn_next_row_sums); }
 
-int fn_short_rows_mode(void) { return FN_READ(fn_short_rows); }
-
-static int64_t fn_short_rows_count = 0;
-
-void fn_count_short_rows(int64_t rows) {
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_fetch_add(&fn_short_rows_count, rows, __ATOMIC_RELAXED);
-#else
-    fn_short_rows_count += rows;
-#endif
-}
-
-int64_t fn_take_short_rows_count(void) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __atomic_exchange_n(&fn_short_rows_count, 0, __ATOMIC_RELAXED);
-#else
-    const int64_t n = fn_short_rows_count;
-    fn_short_rows_count = 0;
-    return n;
-#endif
-}
+int fn_set_short_rows(int on) { return fn_rule_set(&fn_short_rows, on); }
+int fn_short_rows_mode(void) { return FN_READ(fn_short_rows.on); }
+void fn_count_short_rows(int64_t rows) { fn_rule_count(&fn_short_rows, rows); }
+int64_t fn_take_short_rows_count(void) { return fn_rule_take(&fn_short_rows); }
 
 static int64_t fn_widen_override = -1;
 
