@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import fastnorm as fn
-from fastnorm import _core
 from fastnorm import reference as ref
 from conftest import (
     LAYOUTS,
