@@ -18,9 +18,11 @@ DTYPES = [np.float32, np.float64, np.float16, BF16]
 # rows that leave a remainder after groups of four, blocks with one group and
 # rows one or two at a time beside it, several groups per block; rows shorter
 # than a vector, with tails of every kind (float16's 16-lane avx512 pairs
-# leave 8 elements or more at 269 and 13), a multiple of the lines
+# leave 8 elements or more at 269, 72 and 13), a multiple of the lines; rows
+# of up to 64 elements go many at a time whatever the mode (test_short_rows.py),
+# 72 just beyond
 SHAPES = [(13, 4099), (70, 2049), (9, 257), (9, 269), (9, 13), (6, 5), (8, 4096),
-          (170, 257), (200, 4099), (300, 64)]
+          (170, 257), (200, 4099), (300, 64), (40, 72)]
 
 
 @pytest.fixture
@@ -94,8 +96,9 @@ def test_bfloat16_rows_read_as_stored(isa, together):
     _check(together, _calls((5, 65541), BF16)[:1])
 
 
-@pytest.mark.parametrize("shape", [(9, 13), (70, 257), (13, 771), (6, 2049), (9, 4099),
-                                   (3, 5000)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(9, 13), (9, 72), (70, 257), (13, 771), (6, 2049),
+                                   (9, 4099), (3, 5000)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_bfloat16_widened_or_not(isa, shape):
     """The bfloat16 backward reads dy and x through float32 copies for rows
     up to the target's length and converts them at each pass beyond: the
