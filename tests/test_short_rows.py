@@ -72,25 +72,31 @@ def _rows(rows, n, dt, seed, layout):
 LAYOUTS = ["c", "apart", "reversed"]
 
 
-@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_forward_same_bits(isa, both_ways, dt):
-    pd = _pdt(dt)
+def _shapes(dt):
+    """(rows, n, layout) of every case"""
     for rows in ROWS:
         for n in _lengths(dt):
             for layout in LAYOUTS:
-                x = _rows(rows, n, dt, rows + n, layout)
-                w = np.linspace(-1.5, 2, n).astype(pd)
-                b = np.linspace(0.5, -1, n).astype(pd)
-                for threads in (1, 2):
-                    for params in ((w, b), (w, None), (None, b), (None, None)):
-                        def ln():
-                            return fn.layer_norm(x, *params, return_stats=True,
-                                                 num_threads=threads)
-                        first, second = both_ways(ln)
-                        assert first == second, ("layer_norm", rows, n, layout, threads)
-                    first, second = both_ways(lambda: fn.rms_norm(
-                        x, w, return_stats=True, num_threads=threads))
-                    assert first == second, ("rms_norm", rows, n, layout, threads)
+                yield rows, n, layout
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_forward_same_bits(isa, both_ways, dt):
+    pd = _pdt(dt)
+    for rows, n, layout in _shapes(dt):
+        x = _rows(rows, n, dt, rows + n, layout)
+        w = np.linspace(-1.5, 2, n).astype(pd)
+        b = np.linspace(0.5, -1, n).astype(pd)
+        for threads in (1, 2):
+            for params in ((w, b), (w, None), (None, b), (None, None)):
+                def ln():
+                    return fn.layer_norm(x, *params, return_stats=True,
+                                         num_threads=threads)
+                first, second = both_ways(ln)
+                assert first == second, ("layer_norm", rows, n, layout, threads)
+            first, second = both_ways(lambda: fn.rms_norm(
+                x, w, return_stats=True, num_threads=threads))
+            assert first == second, ("rms_norm", rows, n, layout, threads)
 
 
 def test_forward_nan_parameters(isa, both_ways):
@@ -122,32 +128,30 @@ def test_forward_nan_parameters(isa, both_ways):
 @pytest.mark.parametrize("dt", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_backward_same_bits(isa, both_ways, dt):
     pd = _pdt(dt)
-    for rows in ROWS:
-        for n in _lengths(dt):
-            for layout in LAYOUTS:
-                seed = rows * 7 + n
-                x = _rows(rows, n, dt, seed, layout)
-                dy = _rows(rows, n, dt, seed + 1, layout)
-                ds = _rows(rows, n, dt, seed + 2, "c")
-                w = np.linspace(-1.5, 2, n).astype(pd)
-                _, mean, rstd = fn.layer_norm(x, w, return_stats=True)
-                _, rrstd = fn.rms_norm(x, w, return_stats=True)
-                for threads in (1, 2):
-                    calls = {
-                        "layer_norm_backward": lambda: fn.layer_norm_backward(
-                            dy, x, mean, rstd, w, num_threads=threads),
-                        "no weight": lambda: fn.layer_norm_backward(
-                            dy, x, mean, rstd, num_threads=threads),
-                        "rms_norm_backward": lambda: fn.rms_norm_backward(
-                            dy, x, rrstd, w, num_threads=threads),
-                        "add_layer_norm_backward": lambda: fn.add_layer_norm_backward(
-                            dy, x, mean, rstd, w, ds=ds, num_threads=threads),
-                        "add_rms_norm_backward": lambda: fn.add_rms_norm_backward(
-                            dy, x, rrstd, w, ds=ds, num_threads=threads),
-                    }
-                    for name, call in calls.items():
-                        first, second = both_ways(call)
-                        assert first == second, (name, rows, n, layout, threads)
+    for rows, n, layout in _shapes(dt):
+        seed = rows * 7 + n
+        x = _rows(rows, n, dt, seed, layout)
+        dy = _rows(rows, n, dt, seed + 1, layout)
+        ds = _rows(rows, n, dt, seed + 2, "c")
+        w = np.linspace(-1.5, 2, n).astype(pd)
+        _, mean, rstd = fn.layer_norm(x, w, return_stats=True)
+        _, rrstd = fn.rms_norm(x, w, return_stats=True)
+        for threads in (1, 2):
+            calls = {
+                "layer_norm_backward": lambda: fn.layer_norm_backward(
+                    dy, x, mean, rstd, w, num_threads=threads),
+                "no weight": lambda: fn.layer_norm_backward(
+                    dy, x, mean, rstd, num_threads=threads),
+                "rms_norm_backward": lambda: fn.rms_norm_backward(
+                    dy, x, rrstd, w, num_threads=threads),
+                "add_layer_norm_backward": lambda: fn.add_layer_norm_backward(
+                    dy, x, mean, rstd, w, ds=ds, num_threads=threads),
+                "add_rms_norm_backward": lambda: fn.add_rms_norm_backward(
+                    dy, x, rrstd, w, ds=ds, num_threads=threads),
+            }
+            for name, call in calls.items():
+                first, second = both_ways(call)
+                assert first == second, (name, rows, n, layout, threads)
 
 
 def test_the_rule_applies(isa):
