@@ -842,19 +842,21 @@ static FN_DRIVER_INLINE void LOCAL(backward_rows_apply)(const LOCAL(backward_ctx
 
 /* dx of rows i + from to i + to (short rows, backward_apply_block) with their
  * constants at [from, to) of mu ... mgx, their parameter terms added to acc_w
- * and acc_b; the rows fetched meanwhile no further than row `stop`. */
-static FN_DRIVER_INLINE void LOCAL(backward_short_apply)(const LOCAL(backward_ctx) *k, int64_t i,
-                                                         int64_t from, int64_t to,
-                                                         const A *mu, const A *c, const A *r,
-                                                         const A *mg, const A *mgx, A *acc_w,
-                                                         A *acc_b, int64_t stop) {
-    if (to <= from) return;
+ * and acc_b; the rows fetched meanwhile no further than row `stop`. Returns
+ * the rows. */
+static FN_DRIVER_INLINE int64_t LOCAL(backward_short_apply)(const LOCAL(backward_ctx) *k,
+                                                            int64_t i, int64_t from, int64_t to,
+                                                            const A *mu, const A *c, const A *r,
+                                                            const A *mg, const A *mgx, A *acc_w,
+                                                            A *acc_b, int64_t stop) {
+    if (to <= from) return 0;
     const int64_t at = i + from;
     k->P->backward_apply_block(k->dy + at * k->lddy, k->lddy, k->x + at * k->ldx, k->ldx,
                                k->dx + at * k->lddx, k->lddx, k->ds ? k->ds + at * k->ldds : NULL,
                                k->ldds, to - from, k->n, mu + from, c + from, r + from,
                                k->weight, mg + from, mgx + from, acc_w, acc_b, k->ahead,
                                stop - at);
+    return to - from;
 }
 
 /* Whether rows go FN_MAX_ROWS at a time through their dx (backward_apply_rows):
@@ -969,9 +971,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                 const LOCAL(backward_row) rw =
                     LOCAL(backward_row_at)(k, i + q, s[q], NULL, NULL, acc_w, acc_b);
                 if (!LOCAL(row_finite)(&rw)) {
-                    LOCAL(backward_short_apply)(k, i, done, q, mu, c, r, mg, mgx, acc_w, acc_b,
-                                                stop);
-                    short_taken += q - done;
+                    short_taken += LOCAL(backward_short_apply)(k, i, done, q, mu, c, r, mg,
+                                                               mgx, acc_w, acc_b, stop);
                     LOCAL(backward_row_apply)(k, i + q, stop, stop, s[q], NULL, NULL, acc_w,
                                               acc_b, &out, NULL);
                     done = q + 1;
@@ -981,8 +982,8 @@ static void LOCAL(backward_blocks)(void *vctx, int64_t begin, int64_t end) {
                 mg[q] = rw.mg;
                 mgx[q] = rw.mgx;
             }
-            LOCAL(backward_short_apply)(k, i, done, g, mu, c, r, mg, mgx, acc_w, acc_b, stop);
-            short_taken += g - done;
+            short_taken += LOCAL(backward_short_apply)(k, i, done, g, mu, c, r, mg, mgx, acc_w,
+                                                       acc_b, stop);
             i += g;
         }
         for (; together && i + FN_MAX_ROWS <= last; i += FN_MAX_ROWS) {

@@ -112,7 +112,7 @@ void fn_count_next_row_sums(int64_t rows);
 int64_t fn_take_next_row_sums_count(void);
 
 /* For tests: whether short rows may go many at a time through the row
- * primitives that take them so (drivers/driver.c, FN_SHORT_ROW_BYTES): 1 (the
+ * primitives that take them so (drivers/driver.c, FN_SHORT_ROW_N): 1 (the
  * default) or 0 (never); another value only asks. Returns the setting before.
  * fn_short_rows_mode reads it; the drivers count the rows taken that way
  * (fn_count_short_rows), and fn_take_short_rows_count returns the count

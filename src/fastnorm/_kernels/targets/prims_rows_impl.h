@@ -866,6 +866,25 @@ static void NAME(backward_apply_stream)(const T *dy, const T *x, T *dx, int64_t 
 #define FN_BACKWARD_APPLY_STREAM NULL
 #endif
 
+/* BODY(HAS_W, ACC, HAS_DS) with compile-time flags for the w, the partials
+ * dw_acc / db_acc (ACC: 0 neither, 1 dw_acc, 2 both) and the ds in scope */
+#define FN_BWD_FLAGS_DS(BODY, HAS_W, ACC)                                                   \
+    do {                                                                                    \
+        if (ds) BODY(HAS_W, ACC, 1);                                                        \
+        else BODY(HAS_W, ACC, 0);                                                           \
+    } while (0)
+#define FN_BWD_FLAGS_ACC(BODY, HAS_W)                                                       \
+    do {                                                                                    \
+        if (db_acc) FN_BWD_FLAGS_DS(BODY, HAS_W, 2);                                        \
+        else if (dw_acc) FN_BWD_FLAGS_DS(BODY, HAS_W, 1);                                   \
+        else FN_BWD_FLAGS_DS(BODY, HAS_W, 0);                                               \
+    } while (0)
+#define FN_BWD_FLAGS(BODY)                                                                  \
+    do {                                                                                    \
+        if (w) FN_BWD_FLAGS_ACC(BODY, 1);                                                   \
+        else FN_BWD_FLAGS_ACC(BODY, 0);                                                     \
+    } while (0)
+
 /* Short rows' backward, many rows in one call (prims.h) */
 static void NAME(backward_sums_block)(const T *dy, int64_t lddy, const T *x, int64_t ldx,
                                       int64_t rows, int64_t n, const A *mu, const A *rstd,
@@ -877,17 +896,10 @@ static void NAME(backward_sums_block)(const T *dy, int64_t lddy, const T *x, int
                 PREFETCH(x + (k + ahead) * ldx + j);
             }
         }
-        /* backward_sums of a row of at most FN_CHUNK elements, inline */
+        /* backward_sums, inline */
         const T *dyk = dy + k * lddy, *xk = x + k * ldx;
         A *none = NULL;
-        if (n > FN_CHUNK)
-            NAME(backward_sums)(dyk, xk, n, mu[k], rstd[k], w, sums[k]);
-        else if (w)
-            NAME(backward_sums_rows)(&dyk, &xk, &none, &none, n, mu + k, rstd + k, w,
-                                     sums + k, 1, 0, 1);
-        else
-            NAME(backward_sums_rows)(&dyk, &xk, &none, &none, n, mu + k, rstd + k, NULL,
-                                     sums + k, 0, 0, 1);
+        NAME(backward_sums_r)(&dyk, &xk, &none, &none, n, mu + k, rstd + k, w, sums + k, 1);
     }
 }
 
@@ -910,21 +922,7 @@ static void NAME(backward_apply_block)(const T *dy, int64_t lddy, const T *x, in
                 HAS_W, ACC, 0, HAS_DS, 0, 0, 0);                                            \
         }                                                                                   \
     } while (0)
-#define FN_BWD_BLOCK_DS(HAS_W, ACC)                                                         \
-    do {                                                                                    \
-        if (ds) FN_BWD_BLOCK(HAS_W, ACC, 1);                                                \
-        else FN_BWD_BLOCK(HAS_W, ACC, 0);                                                   \
-    } while (0)
-#define FN_BWD_BLOCK_ACC(HAS_W)                                                             \
-    do {                                                                                    \
-        if (db_acc) FN_BWD_BLOCK_DS(HAS_W, 2);                                              \
-        else if (dw_acc) FN_BWD_BLOCK_DS(HAS_W, 1);                                         \
-        else FN_BWD_BLOCK_DS(HAS_W, 0);                                                     \
-    } while (0)
-    if (w) FN_BWD_BLOCK_ACC(1);
-    else FN_BWD_BLOCK_ACC(0);
-#undef FN_BWD_BLOCK_ACC
-#undef FN_BWD_BLOCK_DS
+    FN_BWD_FLAGS(FN_BWD_BLOCK);
 #undef FN_BWD_BLOCK
 }
 
@@ -1003,23 +1001,12 @@ static void NAME(backward_apply_rows)(const T *const *dy, const T *const *x, T *
 #define FN_BWD_ROWS(HAS_W, ACC, HAS_DS)                                                     \
     NAME(backward_apply_rows_body)(dy, x, dx, n, mu, c, rstd, w, mg, mgx, dw_acc, db_acc,  \
                                    ds, HAS_W, ACC, HAS_DS)
-#define FN_BWD_ROWS_DS(HAS_W, ACC)                                                         \
-    do {                                                                                   \
-        if (ds) FN_BWD_ROWS(HAS_W, ACC, 1);                                                \
-        else FN_BWD_ROWS(HAS_W, ACC, 0);                                                   \
-    } while (0)
-#define FN_BWD_ROWS_ACC(HAS_W)                                                             \
-    do {                                                                                   \
-        if (db_acc) FN_BWD_ROWS_DS(HAS_W, 2);                                              \
-        else if (dw_acc) FN_BWD_ROWS_DS(HAS_W, 1);                                         \
-        else FN_BWD_ROWS_DS(HAS_W, 0);                                                     \
-    } while (0)
-    if (w) FN_BWD_ROWS_ACC(1);
-    else FN_BWD_ROWS_ACC(0);
-#undef FN_BWD_ROWS_ACC
-#undef FN_BWD_ROWS_DS
+    FN_BWD_FLAGS(FN_BWD_ROWS);
 #undef FN_BWD_ROWS
 }
+#undef FN_BWD_FLAGS
+#undef FN_BWD_FLAGS_ACC
+#undef FN_BWD_FLAGS_DS
 
 static void NAME(add)(A *dst, const A *src, int64_t n) {
     int64_t i = 0;
