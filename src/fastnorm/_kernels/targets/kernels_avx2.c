@@ -102,8 +102,8 @@
 
 #define VLOAD(p) fn_load_f16(p)
 #define VSTORE(p, v) fn_store_f16(p, v)
-#define SLOAD(p) fn_f16_to_f32(*(p))
-#define SSTORE(p, a) (*(p) = fn_f32_to_f16(a))
+#define SLOAD(p) fn_load1_f16(p)
+#define SSTORE(p, a) fn_store1_f16(p, a)
 #define PSTORE_NT(p, v) fn_stream2_f16(p, PLO(v), PHI(v))
 #define PRIMS_TYPE fn_prims_f16
 #define NAME(f) fn_##f##_f16_avx2
