@@ -138,9 +138,11 @@ typedef struct {
     int ntables;
     /* each feature's table (NULL: not in this target, or not built) */
     const fn_prims *features[FN_NFEATURES];
-    /* Rows of more than row_max[data type][direction] elements take the
-     * tables of target long_rows (with the same features) instead; -1: none. */
-    int long_rows;
+    /* Rows of at most row_min[data type][direction] elements, and rows of
+     * more than row_max, take the tables of target `outside` (with the same
+     * features) instead; -1: none. */
+    int outside;
+    int64_t row_min[FN_NDTYPES][FN_NDIRS];
     int64_t row_max[FN_NDTYPES][FN_NDIRS];
     /* The bfloat16 row backward widens dy and x into float32 copies for rows
      * of up to this many elements, and converts at each pass beyond
@@ -162,13 +164,19 @@ static const fn_target fn_targets[] = {
      * (bench/choices.md, "The avx512 target's row limits"). bfloat16 rows,
      * whose longer rows are read as stored (no copy) in both directions
      * where that measured faster, measured faster still with the 512-bit
-     * loops at every length, where the rounding instruction takes a whole
-     * 512-bit register: no limit. For float32 and float64 both targets'
-     * tables are the same. */
+     * loops at every length beyond the short rows, where the rounding
+     * instruction takes a whole 512-bit register: no upper limit. For float32 and float64 both targets'
+     * tables are the same. Short rows (up to row_min elements), whose time
+     * is their per-row work more than their loops, measured faster with the
+     * 8-float loops too: float16 rows of up to 64 elements (48 backward),
+     * bfloat16 rows of up to 24 (12 backward). */
     {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
      {FN_TABLE_AVX512, FN_TABLE_AVX2}, 2,
      {FN_TABLE_AVX512_BF16},
      FASTNORM_ISA_AVX2,
+     {/* forward, backward */
+      [FN_DT_f16] = {64, 48},
+      [FN_DT_bf16] = {24, 12}},
      {/* forward, backward */
       [FN_DT_f32] = {3072, 3072},
       [FN_DT_f64] = {3072, 3072},
@@ -179,20 +187,21 @@ static const fn_target fn_targets[] = {
     {FASTNORM_ISA_AVX2, "avx2", FN_NEED_AVX2,
      {FN_TABLE_AVX2}, 1,
      {FN_TABLE_AVX2_BF16},
-     -1, {{0}}, 2048},
+     -1, {{0}}, {{0}}, 2048},
     /* portable C, any CPU */
     {FASTNORM_ISA_SCALAR, "scalar", 0,
      {&fn_prims_scalar}, 1,
      {NULL},
-     -1, {{0}}, FN_NO_LIMIT},
+     -1, {{0}}, {{0}}, FN_NO_LIMIT},
 };
 #define FN_NTARGETS ((int)(sizeof fn_targets / sizeof fn_targets[0]))
 
 /* A target with a set of its features, as the drivers use it: its tables
- * composed, and the table for rows beyond its limits. */
+ * composed, and the table for rows outside its limits. */
 typedef struct {
     fn_prims prims;
-    const fn_prims *long_rows; /* for rows of more than row_max elements */
+    const fn_prims *outside; /* for rows of at most row_min or more than row_max */
+    int64_t row_min[FN_NDTYPES][FN_NDIRS];
     int64_t row_max[FN_NDTYPES][FN_NDIRS];
     int64_t bf16_widen_max; /* the target's */
     int isa;
@@ -255,8 +264,8 @@ static unsigned fn_built_features(const fn_target *t, unsigned features) {
 static void fn_compose_entries(void) {
     for (int i = 0; i < FN_NTARGETS; i++) {
         const fn_target *t = &fn_targets[i];
-        const int li = fn_target_index(t->long_rows);
-        const int longer = li >= 0 && fn_target_built(t) && fn_target_built(&fn_targets[li]);
+        const int li = fn_target_index(t->outside);
+        const int other = li >= 0 && fn_target_built(t) && fn_target_built(&fn_targets[li]);
         for (unsigned fs = 0; fs < (1u << FN_NFEATURES); fs++) {
             fn_kernels k;
             memset(&k, 0, sizeof k);
@@ -269,13 +278,15 @@ static void fn_compose_entries(void) {
                 k.bf16_widen_max = t->bf16_widen_max;
             }
             for (int d = 0; d < FN_NDTYPES; d++)
-                for (int r = 0; r < FN_NDIRS; r++)
-                    k.row_max[d][r] = longer ? t->row_max[d][r] : FN_NO_LIMIT;
-            /* the long rows' entry of the target below, by address: its
+                for (int r = 0; r < FN_NDIRS; r++) {
+                    k.row_min[d][r] = other ? t->row_min[d][r] : 0;
+                    k.row_max[d][r] = other ? t->row_max[d][r] : FN_NO_LIMIT;
+                }
+            /* the other rows' entry of the target below, by address: its
              * contents are composed in this same pass or were before */
-            k.long_rows =
-                longer ? &fn_composed[li][fn_built_features(&fn_targets[li], k.features)].prims
-                       : &fn_composed[i][fs].prims;
+            k.outside =
+                other ? &fn_composed[li][fn_built_features(&fn_targets[li], k.features)].prims
+                      : &fn_composed[i][fs].prims;
             fn_composed[i][fs] = k;
         }
     }
@@ -348,7 +359,7 @@ const fn_prims *fn_active_prims(void) { return &fn_active_kernels()->prims; }
 
 const fn_prims *fn_row_prims(int dtype, int dir, int64_t n) {
     const fn_kernels *k = fn_active_kernels();
-    return n <= k->row_max[dtype][dir] ? &k->prims : k->long_rows;
+    return n > k->row_min[dtype][dir] && n <= k->row_max[dtype][dir] ? &k->prims : k->outside;
 }
 
 int fastnorm_bf16_convert_in_use(void) {

@@ -11,7 +11,7 @@
 const fn_prims *fn_active_prims(void);
 /* The tables for rows of n elements of data type `dtype` (FN_DT_*) in
  * direction `dir` (FN_FORWARD, FN_BACKWARD): those of the target in use, or
- * those its registry entry gives for rows beyond its limits (dispatch.c's
+ * those its registry entry gives for rows outside its limits (dispatch.c's
  * fn_targets; the same results, only the speed differs). One read of the
  * selection: the row drivers call it once per call. */
 const fn_prims *fn_row_prims(int dtype, int dir, int64_t n);
