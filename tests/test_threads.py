@@ -265,6 +265,32 @@ def test_pool_quiet_setting():
         _core._pool_quiet_ms(-1)
 
 
+@pytest.mark.skipif(not _core._has_threads() or not os.path.exists("/proc/loadavg"),
+                    reason="the pool's test of the CPUs reads /proc/loadavg")
+def test_pool_sees_oversubscribed_cpus():
+    """With more processes spinning than the CPUs the process may use, the
+    pool's test says the CPUs are oversubscribed (a stalled call then makes
+    the pool keep quiet); it says so within a few seconds of their start."""
+    import subprocess
+    import sys
+    import time
+    spin = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end:\n    pass\n"
+    n = len(os.sched_getaffinity(0)) + 1
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
+    try:
+        deadline = time.monotonic() + 10
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen = _core._pool_oversubscribed()
+        assert seen
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
 def test_pool_spin_setting():
     old = _core._pool_spin_us()
     try:

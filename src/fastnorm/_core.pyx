@@ -170,6 +170,7 @@ cdef extern from "runtime/pool.h":
     int fn_pool_quiet_ms(int ms) nogil
     int fn_pool_shuffle(int on) nogil
     int fn_pool_workers() nogil
+    int fn_pool_oversubscribed() nogil
     ctypedef void (*fn_team_runner)(void (*fn)(void *), void *data, unsigned nthreads,
                                     unsigned flags)
     void fn_pool_set_team(fn_team_runner run) nogil
@@ -197,6 +198,12 @@ def _pool_quiet_ms(ms=None):
                            or ms < 0):
         raise ValueError(f"ms must be a non-negative int, got {ms!r}")
     return fn_pool_quiet_ms(-1 if ms is None else min(int(ms), 60000))
+
+
+def _pool_oversubscribed():
+    """Whether the pool's test for oversubscribed CPUs, which a call that
+    looked stalled must pass before the pool keeps quiet, says so now."""
+    return bool(fn_pool_oversubscribed())
 
 
 def _pool_shuffle(on=None):

@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -72,7 +73,11 @@
  * 16 times). A call stalled when the caller, after
  * its last chunk, waited for workers' chunks, or took for one of its own
  * chunks, more than FN_POOL_STALL_US beyond its quickest chunk (and more
- * than twice that chunk). */
+ * than twice that chunk), and more threads are runnable than there are CPUs
+ * (fn_os_oversubscribed, read only then): on an idle machine the page
+ * faults of a fresh output (a huge page zeroed on its first touch) make
+ * some chunks that much slower than others too, and a quiet period there
+ * would only halve the speed of the calls that follow. */
 #define FN_POOL_STALL_US 200
 #ifndef FN_POOL_QUIET_MS
 #define FN_POOL_QUIET_MS 100
@@ -93,6 +98,7 @@ void fn_pool_set_limit(int n) { (void)n; }
 int fn_pool_serial_after_fork(void) { return 0; }
 int fn_pool_spin_us(int us) { (void)us; return 0; }
 int fn_pool_quiet_ms(int ms) { (void)ms; return 0; }
+int fn_pool_oversubscribed(void) { return 0; }
 int fn_pool_shuffle(int on) { (void)on; return 0; }
 int fn_pool_workers(void) { return 0; }
 
@@ -146,6 +152,25 @@ static int fn_os_usable_cpus(void) {
 #endif
     const long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n >= 1 ? (n > 1 << 20 ? 1 << 20 : (int)n) : 1;
+}
+
+/* Whether the CPUs are oversubscribed now: more threads runnable, over the
+ * whole system, than CPUs this process may use (on Linux, the count of
+ * /proc/loadavg, which includes the caller and a worker still spinning after
+ * the call); 1 where that cannot be read. */
+static int fn_os_oversubscribed(void) {
+#if defined(__linux__)
+    FILE *f = fopen("/proc/loadavg", "re");
+    if (!f) return 1;
+    double load[3];
+    long running = 0;
+    const int got = fscanf(f, "%lf %lf %lf %ld/", &load[0], &load[1], &load[2], &running);
+    fclose(f);
+    if (got != 4) return 1;
+    return running > fn_os_usable_cpus();
+#else
+    return 1;
+#endif
 }
 
 /* Waits while *word == expected (it may return early: callers loop), and
@@ -307,6 +332,8 @@ int fn_pool_spin_us(int us) {
     if (us >= 0) FN_STORE(&fn_pool.spin_us, us > 1000000 ? 1000000 : us);
     return FN_LOAD(&fn_pool.spin_us);
 }
+
+int fn_pool_oversubscribed(void) { return fn_os_oversubscribed(); }
 
 int fn_pool_quiet_ms(int ms) {
     if (ms >= 0) {
@@ -544,7 +571,8 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     const int64_t waited = fn_os_now_ns() - exhausted;
     if (quickest == INT64_MAX) quickest = 0;
     const int64_t excess = (waited > slowest ? waited : slowest) - quickest;
-    if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest) {
+    if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest &&
+        fn_os_oversubscribed()) {
         /* stalls in a row (each the first call after a quiet period) double
          * the period, up to 16 times: long calls test the load less often */
         const int64_t ms = (int64_t)FN_LOAD(&p->quiet_ms) << p->stalls;

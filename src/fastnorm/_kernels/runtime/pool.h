@@ -64,5 +64,9 @@ int fn_pool_quiet_ms(int ms);
 int fn_pool_shuffle(int on);
 /* Worker threads started so far. */
 int fn_pool_workers(void);
+/* Whether the pool's test for oversubscribed CPUs says so now (more threads
+ * runnable over the system than CPUs the process may use; 1 where the count
+ * cannot be read; 0 in a build without the pool). */
+int fn_pool_oversubscribed(void);
 
 #endif
