@@ -68,6 +68,29 @@ def test_out_strided_and_sharing_memory_with_the_inputs(norm):
 
 
 @pytest.mark.parametrize("norm", ["layer_norm", "rms_norm"])
+def test_out_over_a_middle_axis_in_any_layout(norm):
+    """Over axis 1 dx goes straight into an out whose layout the axis kernel
+    takes (every axis after the normalized one contiguous), through a new
+    array into any other, and through a new array where out is an input:
+    the bits of a new array each time, nothing written beside out."""
+    x, dy, backward = _case(norm, (6, 33, 40), np.float32, 1, seed=5)
+    want = backward(dy, x)[0]
+    big = np.zeros((12, 33, 40), np.float32)
+    got = backward(dy, x, out=big[::2])[0]  # samples apart: the kernel's layout
+    assert got.base is big
+    _same(np.ascontiguousarray(got), want)
+    assert not big[1::2].any()
+    wide = np.zeros((6, 33, 80), np.float32)
+    got = backward(dy, x, out=wide[..., ::2])[0]  # the last axis strided: not its layout
+    _same(np.ascontiguousarray(got), want)
+    assert not wide[..., 1::2].any()
+    dy2, x2 = dy.copy(), x.copy()
+    _same(backward(dy2, x2, out=dy2)[0], want)  # out is dy: dy read as it was
+    dy3, x3 = dy.copy(), x.copy()
+    _same(backward(dy3, x3, out=x3)[0], want)
+
+
+@pytest.mark.parametrize("norm", ["layer_norm", "rms_norm"])
 def test_out_with_streaming_stores(norm):
     x, dy, backward = _case(norm, (37, 1031), np.float32, -1, seed=2)
     want = backward(dy, x)[0]

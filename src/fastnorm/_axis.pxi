@@ -153,14 +153,20 @@ cdef object _axis_norm(bint centered, cnp.ndarray xa, _Layout layout, int k, obj
 
 
 cdef tuple _axis_norm_backward(bint centered, cnp.ndarray dya, cnp.ndarray xa, _Layout layout,
-                               int k, object mean, cnp.ndarray rstd, object w, int nt):
-    """The backward of _axis_norm: (dx, dweight, dbias or None) in x's dtype."""
+                               int k, object mean, cnp.ndarray rstd, object w, int nt,
+                               cnp.ndarray out=None):
+    """The backward of _axis_norm: (dx, dweight, dbias or None) in x's dtype.
+    dx is written into out where out (checked, sharing no memory with the
+    inputs) has an (S, C, L) view, else into a new array."""
     cdef AxisView xv, dyv, dxv
     cdef cnp.ndarray xw = _axis_view_of(xa, k, &xv)
     cdef cnp.ndarray dyw = _axis_view_of(dya, k, &dyv)
-    cdef cnp.ndarray dx = cnp.PyArray_EMPTY(layout.nd, cnp.PyArray_DIMS(xa),
-                                            cnp.PyArray_TYPE(xa), 0)
-    _axis_view(dx, k, &dxv)
+    cdef cnp.ndarray dx
+    if out is not None and _axis_view(out, k, &dxv):
+        dx = out
+    else:
+        dx = cnp.PyArray_EMPTY(layout.nd, cnp.PyArray_DIMS(xa), cnp.PyArray_TYPE(xa), 0)
+        _axis_view(dx, k, &dxv)
     dw = layout.empty_params()
     db = layout.empty_params() if centered else None
     cdef char *xp = xv.data

@@ -90,7 +90,7 @@ cdef tuple _norm_backward(bint centered, object dy, object x, object mean, objec
         dxa = dxa.astype(xa.dtype)
     elif middle >= 0:
         dxa, dw, db = _axis_norm_backward(centered, dya, xa, layout, middle, mean_a, rstd_a, w,
-                                          nt)
+                                          nt, direct)
         if dsa is not None:
             np.add(dxa, dsa, out=dxa)
     else:
