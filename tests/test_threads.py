@@ -267,23 +267,49 @@ def test_pool_quiet_setting():
 
 @pytest.mark.skipif(not _core._has_threads() or not os.path.exists("/proc/loadavg"),
                     reason="the pool's test of the CPUs reads /proc/loadavg")
-def test_pool_sees_oversubscribed_cpus():
-    """With more processes spinning than the CPUs the process may use, the
-    pool's test says the CPUs are oversubscribed (a stalled call then makes
-    the pool keep quiet); it says so within a few seconds of their start."""
+def test_pool_reads_the_runnable_threads():
+    """The pool's count of runnable threads is /proc/loadavg's, in any
+    locale (the load averages before it may have a decimal comma there), and
+    with more processes spinning than the CPUs the process may use it says
+    the CPUs are oversubscribed (a stalled call then makes the pool keep
+    quiet) within a few seconds of their start."""
+    import locale
     import subprocess
     import sys
     import time
+
+    def python_count():
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+
+    for _ in range(5):  # the count moves: the same reading once out of a few
+        a = python_count()
+        got = _core._pool_runnable()
+        b = python_count()
+        if min(a, b) <= got <= max(a, b):
+            break
+    assert got >= 1 and min(a, b) - 2 <= got <= max(a, b) + 2
+    old = locale.setlocale(locale.LC_NUMERIC)
+    try:
+        for name in ("de_DE.UTF-8", "fr_FR.UTF-8", "de_DE", "C.UTF-8"):
+            try:
+                locale.setlocale(locale.LC_NUMERIC, name)
+                break
+            except locale.Error:
+                continue
+        assert _core._pool_runnable() >= 1
+    finally:
+        locale.setlocale(locale.LC_NUMERIC, old)
     spin = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end:\n    pass\n"
     n = len(os.sched_getaffinity(0)) + 1
     procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(n)]
     try:
         deadline = time.monotonic() + 10
-        seen = False
-        while not seen and time.monotonic() < deadline:
+        seen = 0
+        while seen <= n and time.monotonic() < deadline:
             time.sleep(0.1)
-            seen = _core._pool_oversubscribed()
-        assert seen
+            seen = _core._pool_runnable()
+        assert seen > n - 1 and _core._pool_oversubscribed()
     finally:
         for p in procs:
             p.kill()

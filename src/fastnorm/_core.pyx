@@ -171,6 +171,7 @@ cdef extern from "runtime/pool.h":
     int fn_pool_shuffle(int on) nogil
     int fn_pool_workers() nogil
     int fn_pool_oversubscribed() nogil
+    long fn_pool_runnable() nogil
     ctypedef void (*fn_team_runner)(void (*fn)(void *), void *data, unsigned nthreads,
                                     unsigned flags)
     void fn_pool_set_team(fn_team_runner run) nogil
@@ -204,6 +205,11 @@ def _pool_oversubscribed():
     """Whether the pool's test for oversubscribed CPUs, which a call that
     looked stalled must pass before the pool keeps quiet, says so now."""
     return bool(fn_pool_oversubscribed())
+
+
+def _pool_runnable():
+    """The runnable-thread count that test reads (-1: it cannot be read)."""
+    return int(fn_pool_runnable())
 
 
 def _pool_shuffle(on=None):

@@ -32,8 +32,8 @@
 #ifdef FN_POOL
 #include <pthread.h>
 #include <sched.h>
+#include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -99,6 +99,7 @@ int fn_pool_serial_after_fork(void) { return 0; }
 int fn_pool_spin_us(int us) { (void)us; return 0; }
 int fn_pool_quiet_ms(int ms) { (void)ms; return 0; }
 int fn_pool_oversubscribed(void) { return 0; }
+long fn_pool_runnable(void) { return -1; }
 int fn_pool_shuffle(int on) { (void)on; return 0; }
 int fn_pool_workers(void) { return 0; }
 
@@ -154,23 +155,43 @@ static int fn_os_usable_cpus(void) {
     return n >= 1 ? (n > 1 << 20 ? 1 << 20 : (int)n) : 1;
 }
 
-/* Whether the CPUs are oversubscribed now: more threads runnable, over the
- * whole system, than CPUs this process may use (on Linux, the count of
- * /proc/loadavg, which includes the caller and a worker still spinning after
- * the call); 1 where that cannot be read. */
-static int fn_os_oversubscribed(void) {
+/* The threads runnable now over the whole system (on Linux, the running
+ * count of /proc/loadavg, its fourth field's number before the '/', which
+ * includes the caller and a worker still spinning after a call), or -1 where
+ * that cannot be read. Parsed by hand: no stdio buffer, and no dependence on
+ * the locale's decimal point (the load averages before it). */
+static long fn_os_runnable(void) {
 #if defined(__linux__)
-    FILE *f = fopen("/proc/loadavg", "re");
-    if (!f) return 1;
-    double load[3];
+    const int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[128];
+    const ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return -1;
+    buf[got] = '\0';
+    const char *q = buf;
+    for (int field = 0; field < 3; field++) { /* past the three load averages */
+        while (*q && *q != ' ') q++;
+        while (*q == ' ') q++;
+    }
     long running = 0;
-    const int got = fscanf(f, "%lf %lf %lf %ld/", &load[0], &load[1], &load[2], &running);
-    fclose(f);
-    if (got != 4) return 1;
-    return running > fn_os_usable_cpus();
+    int digits = 0;
+    for (; *q >= '0' && *q <= '9' && digits < 9; q++, digits++) running = running * 10 + (*q - '0');
+    return digits && *q == '/' ? running : -1;
 #else
-    return 1;
+    return -1;
 #endif
+}
+
+/* Whether the CPUs are oversubscribed now: more threads runnable than CPUs
+ * this process may use (fn_os_runnable; 1 where it cannot tell). The count
+ * is system-wide: a process confined to a few CPUs of a busy host (taskset,
+ * a container's cpuset) sees the whole host's runnable threads and so is
+ * oversubscribed more often than its own CPUs are, and a CPU quota's
+ * throttling does not count at all. */
+static int fn_os_oversubscribed(void) {
+    const long running = fn_os_runnable();
+    return running < 0 || running > fn_os_usable_cpus();
 }
 
 /* Waits while *word == expected (it may return early: callers loop), and
@@ -334,6 +355,8 @@ int fn_pool_spin_us(int us) {
 }
 
 int fn_pool_oversubscribed(void) { return fn_os_oversubscribed(); }
+
+long fn_pool_runnable(void) { return fn_os_runnable(); }
 
 int fn_pool_quiet_ms(int ms) {
     if (ms >= 0) {
@@ -567,7 +590,9 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
         FN_STORE(&p->waiting, 1);
         if (FN_LOAD(&p->done) == d) fn_os_wait(&p->done, d);
     }
-    /* a stall: the pool keeps quiet for a while (FN_POOL_STALL_US) */
+    /* a stall: the pool keeps quiet for a while (FN_POOL_STALL_US); the
+     * pool stays busy meanwhile, so a call from another thread during the
+     * read of the runnable count runs alone */
     const int64_t waited = fn_os_now_ns() - exhausted;
     if (quickest == INT64_MAX) quickest = 0;
     const int64_t excess = (waited > slowest ? waited : slowest) - quickest;

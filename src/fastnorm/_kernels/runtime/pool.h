@@ -68,5 +68,8 @@ int fn_pool_workers(void);
  * runnable over the system than CPUs the process may use; 1 where the count
  * cannot be read; 0 in a build without the pool). */
 int fn_pool_oversubscribed(void);
+/* The runnable-thread count that test reads, or -1 where it cannot be read
+ * (or in a build without the pool). */
+long fn_pool_runnable(void);
 
 #endif
