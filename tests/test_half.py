@@ -1318,11 +1318,13 @@ def test_avx512_target_gives_the_avx2_bits(dt):
     """The avx512 target (16-bit data: the AVX2 loops' vector pairs in AVX-512
     registers) gives every result the bits of the avx2 target (NaN aside: NaN
     is NaN): the rows at every tail length, the row lengths around the row
-    drivers' limits (float16 rows back to the avx2 loops beyond 3072, the
-    bfloat16 backward's copies up to 512), every normalizer, 1 and 2
-    threads, both bfloat16 roundings. With them the forward takes four rows
-    at a time through its statistics: odd row counts, rows on the
-    exact-range path next to others."""
+    drivers' limits (float16 rows back to the avx2 loops beyond 3072, short
+    rows on them up to the registry's row_min, the bfloat16 backward's copies
+    up to 512), every normalizer, 1 and 2 threads, both bfloat16 roundings.
+    With them the forward takes four rows at a time through its statistics:
+    odd row counts, rows on the exact-range path next to others. The avx512
+    target runs once more with its own tables for the short rows too
+    (_row_min(False)), so that its short-row code stays tested."""
     from fastnorm import _core
     if "avx512" not in _core._available_isas():
         pytest.skip("the avx512 target is not available here")
@@ -1339,18 +1341,23 @@ def test_avx512_target_gives_the_avx2_bits(dt):
             if cvt is not None:
                 _core._bf16_convert(cvt)
             results = {}
-            for target in ("avx2", "avx512"):
+            for target, row_min in (("avx2", True), ("avx512", True), ("avx512", False)):
                 assert _core._set_isa(target) == target
                 assert fastnorm.get_config()["isa"] == target
                 if cvt is not None:
                     assert _core._bf16_convert() == cvt
-                out = _half_ops(x, dy, r, w, b)
-                for threads in (1, 2):
-                    for n in lengths:
-                        out += _row_ops(dt, n, threads)
-                results[target] = out
-            _same_results(results["avx2"], results["avx512"])
-            assert any(np.isnan(o.astype(np.float32)).any() for o in results["avx512"])
+                before = _core._row_min(row_min)
+                try:
+                    out = _half_ops(x, dy, r, w, b)
+                    for threads in (1, 2):
+                        for n in lengths:
+                            out += _row_ops(dt, n, threads)
+                finally:
+                    _core._row_min(before)
+                results[target, row_min] = out
+            for key in (("avx512", True), ("avx512", False)):
+                _same_results(results["avx2", True], results[key])
+                assert any(np.isnan(o.astype(np.float32)).any() for o in results[key])
     finally:
         _core._bf16_convert(True)
         _core._set_isa("auto")

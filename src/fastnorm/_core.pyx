@@ -51,6 +51,7 @@ cdef extern from "targets/dispatch.h":
     int fn_set_next_row_sums(int on) nogil
     int64_t fn_take_next_row_sums_count() nogil
     int fn_set_short_rows(int on) nogil
+    int fn_set_row_min(int on) nogil
     int64_t fn_take_short_rows_count() nogil
     int64_t fn_cache_bytes() nogil
 
@@ -127,6 +128,14 @@ def _short_rows(on=None):
     or False; a setting returns the one before. For tests that compare the
     two ways (the same bits)."""
     return _rule_switch(lambda v: fn_set_short_rows(v), on)
+
+
+def _row_min(on=None):
+    """Whether short rows take the tables the kernel registry gives them
+    (another target's where it measured faster): None asks, True (the
+    default) or False (the target's own tables); a setting returns the one
+    before. For tests that keep every target's short-row code tested."""
+    return _rule_switch(lambda v: fn_set_row_min(v), on)
 
 
 def _short_rows_taken():

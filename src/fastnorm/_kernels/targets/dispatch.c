@@ -357,9 +357,18 @@ int fastnorm_get_isa(void) { return fn_active_kernels()->isa; }
 
 const fn_prims *fn_active_prims(void) { return &fn_active_kernels()->prims; }
 
+static int fn_row_min_on = 1; /* fn_set_row_min */
+
+int fn_set_row_min(int on) {
+    const int before = FN_READ(fn_row_min_on);
+    if (on == 0 || on == 1) FN_PUBLISH(fn_row_min_on, on);
+    return before;
+}
+
 const fn_prims *fn_row_prims(int dtype, int dir, int64_t n) {
     const fn_kernels *k = fn_active_kernels();
-    return n > k->row_min[dtype][dir] && n <= k->row_max[dtype][dir] ? &k->prims : k->outside;
+    const int64_t lo = FN_READ(fn_row_min_on) ? k->row_min[dtype][dir] : 0;
+    return n > lo && n <= k->row_max[dtype][dir] ? &k->prims : k->outside;
 }
 
 int fastnorm_bf16_convert_in_use(void) {

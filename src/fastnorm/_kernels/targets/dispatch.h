@@ -15,6 +15,10 @@ const fn_prims *fn_active_prims(void);
  * fn_targets; the same results, only the speed differs). One read of the
  * selection: the row drivers call it once per call. */
 const fn_prims *fn_row_prims(int dtype, int dir, int64_t n);
+/* For tests: 0 lets the short rows below a target's row_min take the
+ * target's own tables too (so that those stay tested), 1 restores the
+ * registry's rule; another value only asks. Returns the setting before. */
+int fn_set_row_min(int on);
 
 /* Whether the targets that have it may round bfloat16 with the AVX-512 BF16
  * instruction (on = 1, the default where available) or must round with
