@@ -73,10 +73,17 @@ def test_out_over_a_middle_axis_in_any_layout(norm):
     takes (every axis after the normalized one contiguous), through a new
     array into any other, and through a new array where out is an input:
     the bits of a new array each time, nothing written beside out."""
+    import tracemalloc
     x, dy, backward = _case(norm, (6, 33, 40), np.float32, 1, seed=5)
     want = backward(dy, x)[0]
     big = np.zeros((12, 33, 40), np.float32)
-    got = backward(dy, x, out=big[::2])[0]  # samples apart: the kernel's layout
+    tracemalloc.start()
+    try:
+        got = backward(dy, x, out=big[::2])[0]  # samples apart: the kernel's layout
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes // 4  # written in place: no array of dx's size (numpy traces its data)
     assert got.base is big
     _same(np.ascontiguousarray(got), want)
     assert not big[1::2].any()
