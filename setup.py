@@ -97,7 +97,8 @@ int main(void) {
     __m256 a = _mm256_set1_ps(1.0f);
     a = _mm256_fmadd_ps(a, a, a);
     a = _mm256_cvtph_ps(_mm256_cvtps_ph(a, 0));
-    return (int)_mm256_cvtss_f32(a) == 2 ? 0 : 1;
+    const float s = _cvtsh_ss(_cvtss_sh(_mm256_cvtss_f32(a), 0));
+    return (int)s == 2 ? 0 : 1;
 }
 """
 
