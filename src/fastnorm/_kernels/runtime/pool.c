@@ -74,7 +74,7 @@
  * its last chunk, waited for workers' chunks, or took for one of its own
  * chunks, more than FN_POOL_STALL_US beyond its quickest chunk (and more
  * than twice that chunk), and more threads are runnable than there are CPUs
- * (fn_os_oversubscribed, read only then): on an idle machine the page
+ * (fn_pool_oversubscribed, read only then): on an idle machine the page
  * faults of a fresh output (a huge page zeroed on its first touch) make
  * some chunks that much slower than others too, and a quiet period there
  * would only halve the speed of the calls that follow. */
@@ -181,17 +181,6 @@ static long fn_os_runnable(void) {
 #else
     return -1;
 #endif
-}
-
-/* Whether the CPUs are oversubscribed now: more threads runnable than CPUs
- * this process may use (fn_os_runnable; 1 where it cannot tell). The count
- * is system-wide: a process confined to a few CPUs of a busy host (taskset,
- * a container's cpuset) sees the whole host's runnable threads and so is
- * oversubscribed more often than its own CPUs are, and a CPU quota's
- * throttling does not count at all. */
-static int fn_os_oversubscribed(void) {
-    const long running = fn_os_runnable();
-    return running < 0 || running > fn_os_usable_cpus();
 }
 
 /* Waits while *word == expected (it may return early: callers loop), and
@@ -338,6 +327,17 @@ int fn_pool_usable_cpus(void) {
     return n;
 }
 
+/* Whether the CPUs are oversubscribed now: more threads runnable than CPUs
+ * this process may use (fn_os_runnable; 1 where it cannot tell). The count
+ * is system-wide: a process confined to a few CPUs of a busy host (taskset,
+ * a container's cpuset) sees the whole host's runnable threads and so is
+ * oversubscribed more often than its own CPUs are, and a CPU quota's
+ * throttling does not count at all. */
+int fn_pool_oversubscribed(void) {
+    const long running = fn_os_runnable();
+    return running < 0 || running > fn_pool_usable_cpus();
+}
+
 int fn_pool_default_threads(void) {
     const int limit = FN_LOAD(&fn_pool_limit);
     if (limit > 0) return limit;
@@ -353,8 +353,6 @@ int fn_pool_spin_us(int us) {
     if (us >= 0) FN_STORE(&fn_pool.spin_us, us > 1000000 ? 1000000 : us);
     return FN_LOAD(&fn_pool.spin_us);
 }
-
-int fn_pool_oversubscribed(void) { return fn_os_oversubscribed(); }
 
 long fn_pool_runnable(void) { return fn_os_runnable(); }
 
@@ -597,7 +595,7 @@ void fn_pool_run(int nt, int64_t count, fn_range_body body, void *ctx) {
     if (quickest == INT64_MAX) quickest = 0;
     const int64_t excess = (waited > slowest ? waited : slowest) - quickest;
     if (excess > (int64_t)FN_POOL_STALL_US * 1000 && excess > 2 * quickest &&
-        fn_os_oversubscribed()) {
+        fn_pool_oversubscribed()) {
         /* stalls in a row (each the first call after a quiet period) double
          * the period, up to 16 times: long calls test the load less often */
         const int64_t ms = (int64_t)FN_LOAD(&p->quiet_ms) << p->stalls;
