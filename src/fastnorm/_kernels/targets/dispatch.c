@@ -165,11 +165,11 @@ static const fn_target fn_targets[] = {
      * whose longer rows are read as stored (no copy) in both directions
      * where that measured faster, measured faster still with the 512-bit
      * loops at every length beyond the short rows, where the rounding
-     * instruction takes a whole 512-bit register: no upper limit. For float32 and float64 both targets'
-     * tables are the same. Short rows (up to row_min elements), whose time
-     * is their per-row work more than their loops, measured faster with the
-     * 8-float loops too: float16 rows of up to 64 elements (48 backward),
-     * bfloat16 rows of up to 24 (12 backward). */
+     * instruction takes a whole 512-bit register: no upper limit. For
+     * float32 and float64 both targets' tables are the same. Short rows (up
+     * to row_min elements), whose time is their per-row work more than their
+     * loops, measured faster with the 8-float loops too: float16 rows of up
+     * to 64 elements (48 backward), bfloat16 rows of up to 24 (12 backward). */
     {FASTNORM_ISA_AVX512, "avx512", FN_NEED_AVX512,
      {FN_TABLE_AVX512, FN_TABLE_AVX2}, 2,
      {FN_TABLE_AVX512_BF16},
@@ -357,17 +357,44 @@ int fastnorm_get_isa(void) { return fn_active_kernels()->isa; }
 
 const fn_prims *fn_active_prims(void) { return &fn_active_kernels()->prims; }
 
-static int fn_row_min_on = 1; /* fn_set_row_min */
+/* A rule's switch for tests (1 on, 0 off; another value only asks) and its
+ * count of the rows it took, added by every thread once per call */
+typedef struct {
+    int on;
+    int64_t count;
+} fn_rule_switch;
 
-int fn_set_row_min(int on) {
-    const int before = FN_READ(fn_row_min_on);
-    if (on == 0 || on == 1) FN_PUBLISH(fn_row_min_on, on);
+static int fn_rule_set(fn_rule_switch *s, int on) {
+    const int before = FN_READ(s->on);
+    if (on == 0 || on == 1) FN_PUBLISH(s->on, on);
     return before;
 }
 
+static void fn_rule_count(fn_rule_switch *s, int64_t rows) {
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_fetch_add(&s->count, rows, __ATOMIC_RELAXED);
+#else
+    s->count += rows;
+#endif
+}
+
+static int64_t fn_rule_take(fn_rule_switch *s) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_exchange_n(&s->count, 0, __ATOMIC_RELAXED);
+#else
+    const int64_t n = s->count;
+    s->count = 0;
+    return n;
+#endif
+}
+
+static fn_rule_switch fn_row_min = {1, 0}; /* its count unused */
+
+int fn_set_row_min(int on) { return fn_rule_set(&fn_row_min, on); }
+
 const fn_prims *fn_row_prims(int dtype, int dir, int64_t n) {
     const fn_kernels *k = fn_active_kernels();
-    const int64_t lo = FN_READ(fn_row_min_on) ? k->row_min[dtype][dir] : 0;
+    const int64_t lo = FN_READ(fn_row_min.on) ? k->row_min[dtype][dir] : 0;
     return n > lo && n <= k->row_max[dtype][dir] ? &k->prims : k->outside;
 }
 
@@ -479,37 +506,6 @@ int fn_set_backward_rows(int mode) {
 }
 
 int fn_backward_rows_mode(void) { return FN_READ(fn_backward_rows); }
-
-/* A rule's switch for tests (1 on, 0 off; another value only asks) and its
- * count of the rows it took, added by every thread once per call */
-typedef struct {
-    int on;
-    int64_t count;
-} fn_rule_switch;
-
-static int fn_rule_set(fn_rule_switch *s, int on) {
-    const int before = FN_READ(s->on);
-    if (on == 0 || on == 1) FN_PUBLISH(s->on, on);
-    return before;
-}
-
-static void fn_rule_count(fn_rule_switch *s, int64_t rows) {
-#if defined(__GNUC__) || defined(__clang__)
-    __atomic_fetch_add(&s->count, rows, __ATOMIC_RELAXED);
-#else
-    s->count += rows;
-#endif
-}
-
-static int64_t fn_rule_take(fn_rule_switch *s) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __atomic_exchange_n(&s->count, 0, __ATOMIC_RELAXED);
-#else
-    const int64_t n = s->count;
-    s->count = 0;
-    return n;
-#endif
-}
 
 static fn_rule_switch fn_next_row_sums = {1, 0};
 static fn_rule_switch fn_short_rows = {1, 0};
